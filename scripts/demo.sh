@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Install crmcore in .venv and run the demo on the embedded SQLite default.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q -e . >/dev/null
+exec .venv/bin/crmcore demo "$@"

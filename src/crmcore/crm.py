@@ -1,0 +1,400 @@
+"""CRM: the object a user holds. One storage, one transaction at a time per context,
+repositories by aggregate, and the three families (operational, collaborative,
+analytical) as attributes that later modules fill in.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import attrs
+import pluggy
+
+from crmcore import values as v
+from crmcore.errors import ValidationError
+from crmcore.events import Event
+from crmcore.model import (
+    Agent,
+    Campaign,
+    Case,
+    CaseKind,
+    CasePriority,
+    Channel,
+    ConsentStatus,
+    Customer,
+    Direction,
+    Interaction,
+    LifecycleStage,
+    Opportunity,
+    Purchase,
+    ServicePoint,
+    Stage,
+    Team,
+)
+from crmcore.ports import Repository, Storage, UnitOfWork
+
+if TYPE_CHECKING:
+    from crmcore.analytical import Analytical
+    from crmcore.collaborative import Collaborative
+    from crmcore.operational import Operational
+
+T = TypeVar("T")
+Clock = Callable[[], datetime]
+
+
+class CRM:
+    """A customer base on one storage backend; see `crmcore.open`."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        plugins: pluggy.PluginManager,
+        clock: Clock = v.now,
+    ) -> None:
+        self.storage = storage
+        self.plugins = plugins
+        self.clock = clock
+        self._current: contextvars.ContextVar[UnitOfWork | None] = contextvars.ContextVar(
+            "crmcore_uow", default=None
+        )
+        self._dispatching = threading.local()
+        self.customers = Customers(self)
+        self.interactions = Interactions(self)
+        self.purchases = Purchases(self)
+        self.cases = Cases(self)
+        self.opportunities = Opportunities(self)
+        self.campaigns = Aggregates[Campaign](self, "campaigns", "campaign")
+        self.service_points = Aggregates[ServicePoint](self, "service_points", "service_point")
+        self.agents = Aggregates[Agent](self, "agents", "agent")
+        self.teams = Aggregates[Team](self, "teams", "team")
+
+    def __repr__(self) -> str:
+        return f"<CRM {self.storage.url}>"
+
+    @functools.cached_property
+    def operational(self) -> Operational:
+        """Staff-assisted work: calls, e-mail, cases, sales."""
+        from crmcore.operational import Operational
+
+        return Operational(self)
+
+    @functools.cached_property
+    def collaborative(self) -> Collaborative:
+        """Self-service for the customer, 24/7."""
+        from crmcore.collaborative import Collaborative
+
+        return Collaborative(self)
+
+    @functools.cached_property
+    def analytical(self) -> Analytical:
+        """Segments, scores and figures."""
+        from crmcore.analytical import Analytical
+
+        return Analytical(self)
+
+    def __enter__(self) -> CRM:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.storage.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[UnitOfWork]:
+        """All writes inside commit together or not at all; events go out after commit.
+
+        Nested calls join the outer transaction.
+        """
+        outer = self._current.get()
+        if outer is not None:
+            yield outer
+            return
+        with self.storage.transaction() as uow:
+            token = self._current.set(uow)
+            try:
+                yield uow
+            finally:
+                self._current.reset(token)
+        self.dispatch_events()
+
+    def emit(self, topic: str, aggregate_id: str, **payload: Any) -> None:
+        """Write an event into the outbox of the current transaction."""
+        uow = self._current.get()
+        if uow is None:
+            raise RuntimeError("emit() needs an open transaction")
+        uow.outbox.append(Event(topic, aggregate_id, payload, self.clock()))
+
+    def dispatch_events(self, limit: int = 500) -> int:
+        """Deliver pending outbox events to subscribers; returns how many were settled."""
+        if getattr(self._dispatching, "active", False):
+            return 0
+        from crmcore.outbox import dispatch
+
+        self._dispatching.active = True
+        try:
+            return dispatch(self, limit=limit)
+        finally:
+            self._dispatching.active = False
+
+    def bulk_import(self, items: Iterable[Customer | Purchase | Interaction]) -> int:
+        """Stream many new records into storage in one all-or-nothing import.
+
+        Company validation hooks run on every customer; no events are written
+        (an import is not a business event per record).
+        """
+        return self.storage.bulk_import(self._validated(items))
+
+    def _validated(
+        self, items: Iterable[Customer | Purchase | Interaction]
+    ) -> Iterator[Customer | Purchase | Interaction]:
+        check = self.plugins.hook.crmcore_validate_customer
+        for item in items:
+            if type(item) is Customer:
+                check(customer=item)
+            yield item
+
+
+class Aggregates(Generic[T]):
+    """A versioned repository seen through the CRM: each call joins or opens a transaction."""
+
+    def __init__(self, crm: CRM, attribute: str, topic: str) -> None:
+        self.crm = crm
+        self.attribute = attribute
+        self.topic = topic
+
+    def _repo(self, uow: UnitOfWork) -> Repository[T]:
+        return getattr(uow, self.attribute)  # type: ignore[no-any-return]
+
+    def get(self, id: str) -> T:
+        with self.crm.transaction() as uow:
+            return self._repo(uow).get(id)
+
+    def find(self, id: str) -> T | None:
+        with self.crm.transaction() as uow:
+            return self._repo(uow).find(id)
+
+    def list(self, *, after: str | None = None, limit: int | None = None) -> list[T]:
+        with self.crm.transaction() as uow:
+            return self._repo(uow).list(after=after, limit=limit)
+
+    def count(self) -> int:
+        with self.crm.transaction() as uow:
+            return self._repo(uow).count()
+
+    def add(self, item: T) -> T:
+        with self.crm.transaction() as uow:
+            stored = self._repo(uow).add(self._checked(item))
+            self.crm.emit(f"{self.topic}.added", _id(stored))
+            return stored
+
+    def update(self, item: T) -> T:
+        with self.crm.transaction() as uow:
+            stored = self._repo(uow).update(self._checked(item))
+            self.crm.emit(f"{self.topic}.updated", _id(stored), version=_version(stored))
+            return stored
+
+    def change(self, id: str, **fields: Any) -> T:
+        """Read, evolve and write back in one transaction."""
+        with self.crm.transaction():
+            return self.update(attrs.evolve(self.get(id), **fields))  # type: ignore[misc]
+
+    def remove(self, item: T) -> None:
+        with self.crm.transaction() as uow:
+            self._repo(uow).remove(item)
+            self.crm.emit(f"{self.topic}.removed", _id(item))
+
+    def _checked(self, item: T) -> T:
+        return item
+
+
+def _id(item: Any) -> str:
+    return str(item.id)
+
+
+def _version(item: Any) -> int:
+    return int(item.version)
+
+
+class Customers(Aggregates[Customer]):
+    def __init__(self, crm: CRM) -> None:
+        super().__init__(crm, "customers", "customer")
+
+    def _checked(self, item: Customer) -> Customer:
+        if not isinstance(item, Customer):
+            raise ValidationError("customer", item, "must be a Customer")
+        self.crm.plugins.hook.crmcore_validate_customer(customer=item)
+        return item
+
+    def update(self, item: Customer) -> Customer:
+        return super().update(attrs.evolve(item, updated_at=self.crm.clock()))
+
+    def by_email(self, email: str) -> Customer | None:
+        with self.crm.transaction() as uow:
+            return uow.customers.by_email(v.email(email))
+
+    def by_phone(self, number: str, region: str | None = None) -> list[Customer]:
+        """Customers with this number, written in any format (national ones need `region`)."""
+        with self.crm.transaction() as uow:
+            return uow.customers.by_phone(v.phone(number, "number", region))
+
+    def by_external_id(self, source: str, external_id: str) -> Customer | None:
+        with self.crm.transaction() as uow:
+            return uow.customers.by_external_id(source, external_id)
+
+    def set_consent(
+        self,
+        customer_id: str,
+        purpose: str,
+        channel: Channel,
+        status: ConsentStatus,
+        *,
+        source: str,
+    ) -> Customer:
+        with self.crm.transaction():
+            customer = self.get(customer_id)
+            changed = customer.with_consent(
+                purpose, Channel(channel), ConsentStatus(status), at=self.crm.clock(), source=source
+            )
+            stored = self.update(changed)
+            self.crm.emit(
+                "consent.changed", customer_id, purpose=purpose, channel=str(channel),
+                status=str(status), source=source,
+            )
+            return stored
+
+
+class Interactions:
+    def __init__(self, crm: CRM) -> None:
+        self.crm = crm
+
+    def log(
+        self,
+        customer_id: str,
+        *,
+        channel: Channel | str,
+        direction: Direction | str,
+        at: datetime | None = None,
+        **fields: Any,
+    ) -> Interaction:
+        """Put one contact on the customer's timeline (the customer must exist)."""
+        with self.crm.transaction() as uow:
+            uow.customers.get(customer_id)
+            item = Interaction(
+                id=fields.pop("id", None) or v.new_id(), customer_id=customer_id,
+                channel=Channel(channel), direction=Direction(direction),
+                occurred_at=at or self.crm.clock(), **fields,
+            )
+            uow.interactions.add(item)
+            self.crm.emit(
+                "interaction.logged", customer_id, interaction_id=item.id,
+                channel=str(item.channel), family=str(item.family),
+            )
+            return item
+
+    def timeline(
+        self, customer_id: str, *, since: datetime | None = None, limit: int | None = 50
+    ) -> list[Interaction]:
+        """Every channel and service point together, newest first."""
+        with self.crm.transaction() as uow:
+            return uow.interactions.for_customer(customer_id, since=since, limit=limit)
+
+    def get(self, id: str) -> Interaction:
+        with self.crm.transaction() as uow:
+            return uow.interactions.get(id)
+
+
+class Purchases:
+    def __init__(self, crm: CRM) -> None:
+        self.crm = crm
+
+    def record(self, purchase: Purchase) -> Purchase:
+        """Store an order; a lead or prospect who buys becomes a customer."""
+        with self.crm.transaction() as uow:
+            buyer = uow.customers.get(purchase.customer_id)
+            uow.purchases.add(purchase)
+            if buyer.lifecycle in (LifecycleStage.LEAD, LifecycleStage.PROSPECT):
+                self.crm.customers.update(attrs.evolve(buyer, lifecycle=LifecycleStage.CUSTOMER))
+            self.crm.emit(
+                "purchase.recorded", purchase.customer_id, purchase_id=purchase.id,
+                total=str(purchase.total.amount), currency=purchase.currency,
+            )
+            return purchase
+
+    def for_customer(self, customer_id: str, *, since: datetime | None = None) -> list[Purchase]:
+        with self.crm.transaction() as uow:
+            return uow.purchases.for_customer(customer_id, since=since)
+
+
+class Cases(Aggregates[Case]):
+    SLA = {
+        CasePriority.URGENT: timedelta(hours=4),
+        CasePriority.HIGH: timedelta(hours=24),
+        CasePriority.NORMAL: timedelta(days=3),
+        CasePriority.LOW: timedelta(days=10),
+    }
+    """Default service-level deadlines by priority; pass `sla=` to override one case."""
+
+    def __init__(self, crm: CRM) -> None:
+        super().__init__(crm, "cases", "case")
+
+    def open(
+        self,
+        customer_id: str,
+        kind: CaseKind | str,
+        subject: str,
+        *,
+        priority: CasePriority | int = CasePriority.NORMAL,
+        sla: timedelta | None = None,
+        **fields: Any,
+    ) -> Case:
+        opened = self.crm.clock()
+        priority = CasePriority(priority)
+        with self.crm.transaction() as uow:
+            uow.customers.get(customer_id)
+            return self.add(Case(
+                id=fields.pop("id", None) or v.new_id(), customer_id=customer_id,
+                kind=CaseKind(kind), subject=subject, opened_at=opened, priority=priority,
+                sla_due=opened + (sla or self.SLA[priority]), **fields,
+            ))
+
+    def resolve(self, case_id: str, resolution: str) -> Case:
+        with self.crm.transaction():
+            return self.update(self.get(case_id).resolve(resolution, self.crm.clock()))
+
+    def for_customer(self, customer_id: str, *, open_only: bool = False) -> list[Case]:
+        with self.crm.transaction() as uow:
+            found = uow.cases.for_customer(customer_id)
+        return [c for c in found if c.status.is_open] if open_only else found
+
+
+class Opportunities(Aggregates[Opportunity]):
+    def __init__(self, crm: CRM) -> None:
+        super().__init__(crm, "opportunities", "opportunity")
+
+    def open(self, customer_id: str, title: str, **fields: Any) -> Opportunity:
+        with self.crm.transaction() as uow:
+            uow.customers.get(customer_id)
+            return self.add(Opportunity.open(
+                fields.pop("id", None) or v.new_id(), customer_id, title, self.crm.clock(), **fields
+            ))
+
+    def move(self, opportunity_id: str, stage: Stage | str, by: str | None = None) -> Opportunity:
+        """Advance the sales cycle; the stage change is kept in the opportunity's history."""
+        with self.crm.transaction():
+            moved = self.get(opportunity_id).move_to(Stage(stage), self.crm.clock(), by)
+            stored = self.update(moved)
+            self.crm.emit("opportunity.stage_changed", opportunity_id, stage=str(stored.stage))
+            return stored
+
+    def for_customer(self, customer_id: str) -> list[Opportunity]:
+        with self.crm.transaction() as uow:
+            return uow.opportunities.for_customer(customer_id)

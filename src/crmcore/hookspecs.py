@@ -1,0 +1,113 @@
+"""Every hook a crmcore plugin can implement.
+
+Hooks are called with keyword arguments. Contributions (adapters, rule functions,
+scorers) come through `crmcore_register_*` hooks that return lists; `firstresult`
+is used only where one answer is wanted. A plugin is a module or object with
+functions marked `@crmcore.hookimpl`, registered under the entry-point group
+`crmcore` (the built-in adapters register exactly that way).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import pluggy
+
+if TYPE_CHECKING:
+    from crmcore.crm import CRM
+    from crmcore.events import Event
+    from crmcore.model import Customer
+
+hookspec = pluggy.HookspecMarker("crmcore")
+hookimpl = pluggy.HookimplMarker("crmcore")
+
+
+@attrs.frozen
+class Adapter:
+    """An adapter for one URL scheme: `open(url)` returns an object implementing the port."""
+
+    scheme: str
+    open: Callable[[str], Any]
+
+
+@hookspec
+def crmcore_register_storage() -> list[Adapter]:
+    """Storage adapters this plugin provides, one per URL scheme (`sqlite`, `memory`, ...).
+
+    Called when a storage URL is opened. Each `Adapter.open(url)` must return an
+    object implementing `crmcore.ports.Storage`.
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def crmcore_register_email_transports() -> list[Adapter]:
+    """Outbound e-mail transports by URL scheme (`smtp`, `smtps`, ...).
+
+    `Adapter.open(url)` returns an object implementing `crmcore.ports.EmailTransport`.
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def crmcore_register_mailboxes() -> list[Adapter]:
+    """Inbound mailboxes by URL scheme (`imap`, `imaps`, ...).
+
+    `Adapter.open(url)` returns an object implementing `crmcore.ports.Mailbox`.
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def crmcore_register_telephony() -> list[Adapter]:
+    """Telephony backends by URL scheme (`baresip`, ...).
+
+    `Adapter.open(url)` returns an object implementing `crmcore.ports.Telephony`.
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def crmcore_register_rule_functions() -> list[Any]:
+    """Functions usable in segment rules, each with an optional SQL translation per dialect.
+
+    Called when a rule is compiled. Without a SQL translation for the storage's
+    dialect, the rule is evaluated in Python and the compiled plan says so.
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def crmcore_register_scorers() -> list[Any]:
+    """Scorers (RFM, CLV, churn, lead, ...) this plugin provides, by name.
+
+    Called when scores are computed; each result is stored as a dated snapshot
+    that segment rules can read.
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def crmcore_validate_customer(customer: Customer) -> None:
+    """Company rules on a customer, checked before every add and update.
+
+    Raise `crmcore.errors.ValidationError` to refuse the write; nothing is stored.
+    """
+
+
+@hookspec
+def crmcore_on_event(event: Event, crm: CRM) -> None:
+    """An event subscriber, called after the transaction that wrote `event` committed.
+
+    Delivery is at least once: a subscriber that raises is called again with the
+    same event later (its `id` lets it ignore a repeat); other subscribers are
+    not held back by it.
+    """
+
+
+@hookspec(firstresult=True)
+def crmcore_route_call(call: Any, waiting: list[Any], agents: list[Any], now: datetime) -> Any:
+    """Override call routing: return an assignment, or None to leave it to the default."""

@@ -1,0 +1,183 @@
+"""The customer: one record shared by every service point and channel."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime
+from typing import Any
+
+import attrs
+import phonenumbers
+
+from crmcore import values as v
+from crmcore.errors import ValidationError
+from crmcore.model.channels import Channel
+
+
+class PartyKind(enum.StrEnum):
+    PERSON = "person"
+    ORGANISATION = "organisation"
+
+
+class LifecycleStage(enum.StrEnum):
+    LEAD = "lead"
+    PROSPECT = "prospect"
+    CUSTOMER = "customer"
+    FORMER_CUSTOMER = "former_customer"
+
+
+class ConsentStatus(enum.StrEnum):
+    GRANTED = "granted"
+    WITHDRAWN = "withdrawn"
+
+
+def _country(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value not in phonenumbers.SUPPORTED_REGIONS:
+        raise ValidationError(attribute.name, value, "must be an ISO 3166 alpha-2 code such as 'FR'")
+
+
+@attrs.frozen
+class PostalAddress:
+    country: str = attrs.field(validator=_country)
+    lines: tuple[str, ...] = attrs.field(
+        default=(), converter=v.as_tuple, validator=attrs.validators.deep_iterable(v.is_text(200))
+    )
+    city: str = attrs.field(default="", validator=v.is_text(100, empty=True))
+    postal_code: str = attrs.field(default="", validator=v.is_text(20, empty=True))
+    region: str = attrs.field(default="", validator=v.is_text(100, empty=True))
+    kind: str = attrs.field(default="home", validator=v.check(v.name))
+
+
+@attrs.frozen
+class Consent:
+    """The current answer of a customer for one purpose on one channel."""
+
+    purpose: str = attrs.field(validator=v.check(v.name))
+    channel: Channel = attrs.field(converter=Channel)
+    status: ConsentStatus = attrs.field(converter=ConsentStatus)
+    at: datetime = attrs.field(converter=v.as_utc, validator=v.is_utc)
+    source: str = attrs.field(validator=v.is_text(200))
+
+
+def _unique(_instance: Any, attribute: attrs.Attribute[Any], value: tuple[Any, ...]) -> None:
+    if len(set(value)) != len(value):
+        raise ValidationError(attribute.name, value, "holds the same entry twice")
+
+
+def _consents(_instance: Any, attribute: attrs.Attribute[Any], value: tuple[Consent, ...]) -> None:
+    keys = [(c.purpose, c.channel) for c in value]
+    if len(set(keys)) != len(keys):
+        raise ValidationError(attribute.name, keys, "holds two answers for one purpose and channel")
+
+
+def _attributes(_instance: Any, attribute: attrs.Attribute[Any], value: Mapping[str, Any]) -> None:
+    for key, item in value.items():
+        v.name(key, f"{attribute.name} key")
+        if v.attribute_value(item, f"{attribute.name}[{key!r}]") != item:
+            raise ValidationError(f"{attribute.name}[{key!r}]", item, "must be in UTC")
+
+
+def _external_ids(_instance: Any, attribute: attrs.Attribute[Any], value: Mapping[str, Any]) -> None:
+    for source, external in value.items():
+        v.name(source, f"{attribute.name} source")
+        v.text(external, f"{attribute.name}[{source!r}]", max_length=200)
+
+
+@attrs.frozen
+class Customer:
+    """A person or organisation the company serves, at some stage of its lifecycle.
+
+    `version` is 0 until the record is stored; storage bumps it on every write and
+    refuses a write based on a stale version.
+    """
+
+    id: str = attrs.field(validator=v.is_text(64))
+    name: str = attrs.field(validator=v.is_text(200))
+    kind: PartyKind = attrs.field(default=PartyKind.PERSON, converter=PartyKind)
+    emails: tuple[str, ...] = attrs.field(
+        default=(), converter=v.as_tuple, validator=[v.each(v.email), _unique]
+    )
+    phones: tuple[str, ...] = attrs.field(
+        default=(), converter=v.as_tuple, validator=[v.each(v.phone), _unique]
+    )
+    addresses: tuple[PostalAddress, ...] = attrs.field(default=(), converter=v.as_tuple)
+    birth_date: date | None = attrs.field(
+        default=None, validator=v.optional(v.instance_of(date))
+    )
+    language: str | None = attrs.field(default=None, validator=v.optional(v.is_text(35)))
+    lifecycle: LifecycleStage = attrs.field(
+        default=LifecycleStage.LEAD, converter=LifecycleStage
+    )
+    tier: str | None = attrs.field(default=None, validator=v.optional(v.check(v.name)))
+    tags: frozenset[str] = attrs.field(
+        default=frozenset(), converter=v.as_frozenset, validator=v.each(v.name)
+    )
+    attributes: dict[str, v.AttributeValue] = attrs.field(factory=dict, validator=_attributes)
+    external_ids: dict[str, str] = attrs.field(factory=dict, validator=_external_ids)
+    consents: tuple[Consent, ...] = attrs.field(default=(), converter=v.as_tuple, validator=_consents)
+    service_point: str | None = attrs.field(default=None, validator=v.optional(v.is_text(64)))
+    created_at: datetime = attrs.field(factory=v.now, converter=v.as_utc, validator=v.is_utc)
+    updated_at: datetime = attrs.field(factory=v.now, converter=v.as_utc, validator=v.is_utc)
+    version: int = attrs.field(default=0, validator=v.in_range(0, 2**62))
+
+    def __attrs_post_init__(self) -> None:
+        if self.birth_date is not None and isinstance(self.birth_date, datetime):
+            raise ValidationError("birth_date", self.birth_date, "must be a date, not a datetime")
+
+    @classmethod
+    def new(
+        cls,
+        name: str,
+        *,
+        emails: Iterable[str] = (),
+        phones: Iterable[str] = (),
+        region: str | None = None,
+        id: str | None = None,
+        **fields: Any,
+    ) -> Customer:
+        """Build a customer from loosely written input: e-mails and phones are normalised.
+
+        National phone numbers are read in `region`, else in the first address's country.
+        """
+        addresses = tuple(fields.get("addresses", ()))
+        region = region or (addresses[0].country if addresses else None)
+        moment = v.now()
+        fields.setdefault("created_at", moment)
+        fields.setdefault("updated_at", fields["created_at"])
+        return cls(
+            id=id or v.new_id(),
+            name=name,
+            emails=_dedupe(v.email(e, f"emails[{i}]") for i, e in enumerate(emails)),
+            phones=_dedupe(v.phone(p, f"phones[{i}]", region) for i, p in enumerate(phones)),
+            **fields,
+        )
+
+    def consent(self, purpose: str, channel: Channel) -> Consent | None:
+        return next((c for c in self.consents if (c.purpose, c.channel) == (purpose, channel)), None)
+
+    def has_consent(self, purpose: str, channel: Channel) -> bool:
+        """True only on an explicit, unwithdrawn grant: silence is not consent."""
+        answer = self.consent(purpose, channel)
+        return answer is not None and answer.status is ConsentStatus.GRANTED
+
+    def with_consent(
+        self,
+        purpose: str,
+        channel: Channel,
+        status: ConsentStatus,
+        *,
+        at: datetime,
+        source: str,
+    ) -> Customer:
+        answer = Consent(purpose, channel, status, at, source)
+        others = tuple(c for c in self.consents if (c.purpose, c.channel) != (purpose, channel))
+        return attrs.evolve(self, consents=(*others, answer))
+
+    @property
+    def country(self) -> str | None:
+        return self.addresses[0].country if self.addresses else None
+
+
+def _dedupe(items: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(items))

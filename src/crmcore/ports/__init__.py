@@ -1,0 +1,22 @@
+"""The ports: what the core asks of the outside world, as typing Protocols.
+
+Adapters implement these; the core never imports an adapter. One module a port:
+`storage`, `email`, `telephony`.
+"""
+
+from crmcore.ports.storage import (
+    CampaignMembers,
+    CustomerLog,
+    CustomerOwned,
+    CustomerRepository,
+    Outbox,
+    Repository,
+    Storage,
+    StorageFactory,
+    UnitOfWork,
+)
+
+__all__ = [
+    "CampaignMembers", "CustomerLog", "CustomerOwned", "CustomerRepository", "Outbox",
+    "Repository", "Storage", "StorageFactory", "UnitOfWork",
+]

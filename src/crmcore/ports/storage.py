@@ -1,0 +1,147 @@
+"""The storage port: repositories by aggregate, a unit of work, the outbox."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
+from datetime import datetime, timedelta
+from typing import Protocol, TypeVar
+
+from crmcore.events import Event, OutboxEntry
+from crmcore.model import (
+    Agent,
+    Campaign,
+    CampaignMember,
+    Case,
+    Customer,
+    Interaction,
+    Opportunity,
+    Purchase,
+    ServicePoint,
+    Team,
+)
+
+T = TypeVar("T")
+
+
+class Repository(Protocol[T]):
+    """Versioned aggregates: `add` stores version 1, `update` needs the version it read."""
+
+    def add(self, item: T) -> T:
+        """Store a new item (its version must be 0); IntegrityError if the id exists."""
+        ...
+
+    def get(self, id: str) -> T:
+        """The item, or NotFound."""
+        ...
+
+    def find(self, id: str) -> T | None: ...
+
+    def update(self, item: T) -> T:
+        """Write a changed item; ConflictError if its version is not the stored one."""
+        ...
+
+    def remove(self, item: T) -> None:
+        """Delete the item; ConflictError if its version is stale."""
+        ...
+
+    def list(self, *, after: str | None = None, limit: int | None = None) -> list[T]:
+        """Items in id order, after the given id (for paging)."""
+        ...
+
+    def count(self) -> int: ...
+
+
+class CustomerRepository(Repository[Customer], Protocol):
+    def by_email(self, email: str) -> Customer | None:
+        """The customer with this canonical e-mail address (addresses are unique)."""
+        ...
+
+    def by_phone(self, e164: str) -> list[Customer]:
+        """Customers sharing this E.164 number (households share phones)."""
+        ...
+
+    def by_external_id(self, source: str, external_id: str) -> Customer | None: ...
+
+
+class CustomerLog(Protocol[T]):
+    """Append-only records that belong to a customer (interactions, purchases)."""
+
+    def add(self, item: T) -> T: ...
+
+    def get(self, id: str) -> T: ...
+
+    def for_customer(
+        self, customer_id: str, *, since: datetime | None = None, limit: int | None = None
+    ) -> list[T]:
+        """The customer's records, newest first."""
+        ...
+
+    def count(self) -> int: ...
+
+
+class CustomerOwned(Repository[T], Protocol):
+    def for_customer(self, customer_id: str) -> list[T]: ...
+
+
+class CampaignMembers(Protocol):
+    def put(self, member: CampaignMember) -> None:
+        """Add or replace the membership of one customer in one campaign."""
+        ...
+
+    def of(self, campaign_id: str) -> list[CampaignMember]: ...
+
+
+class Outbox(Protocol):
+    """Events written with the data; drained after commit, at least once."""
+
+    def append(self, event: Event) -> None: ...
+
+    def claim(self, now: datetime, lease: timedelta, limit: int) -> list[OutboxEntry]:
+        """Pending entries not claimed by another dispatcher, now leased to the caller."""
+        ...
+
+    def settle(
+        self, seq: int, delivered_to: frozenset[str], done: bool, error: str | None,
+        retry_at: datetime | None,
+    ) -> None:
+        """Record who took the entry; `done` removes it from the pending set."""
+        ...
+
+    def pending_count(self) -> int: ...
+
+
+class UnitOfWork(Protocol):
+    """One transaction's view of every repository."""
+
+    customers: CustomerRepository
+    interactions: CustomerLog[Interaction]
+    purchases: CustomerLog[Purchase]
+    cases: CustomerOwned[Case]
+    opportunities: CustomerOwned[Opportunity]
+    campaigns: Repository[Campaign]
+    campaign_members: CampaignMembers
+    service_points: Repository[ServicePoint]
+    agents: Repository[Agent]
+    teams: Repository[Team]
+    outbox: Outbox
+
+
+class Storage(Protocol):
+    """A storage backend opened from a URL."""
+
+    url: str
+
+    def transaction(self) -> AbstractContextManager[UnitOfWork]:
+        """Commit on normal exit, roll back on error; driver errors become StorageError."""
+        ...
+
+    def bulk_import(self, items: Iterable[Customer | Purchase | Interaction]) -> int:
+        """Stream many new records in; memory stays bounded; all or nothing."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class StorageFactory(Protocol):
+    def __call__(self, url: str) -> Storage: ...
+

@@ -1,0 +1,246 @@
+"""Value types and the validators the model is built from.
+
+Every check raises `ValidationError` naming the field, the value and the reason,
+so the model never holds a value it would later have to doubt.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any, TypeVar
+
+import attrs
+import phonenumbers
+
+from crmcore.errors import ValidationError
+
+T = TypeVar("T")
+
+MONEY_SCALE = 4
+"""Decimal places a money amount may carry; storage keeps amounts exact at this scale."""
+
+_EMAIL = re.compile(r"^[^@\s\"<>(),;:\\\[\]]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+_NAME = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
+
+
+def new_id() -> str:
+    """A fresh random id: 32 hex digits, safe in URLs, SQL keys and file names."""
+    return uuid.uuid4().hex
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+# ---- normalisers: raise ValidationError or return the canonical form ----
+
+
+def email(value: object, field: str = "email") -> str:
+    """Canonical e-mail address: trimmed, domain lower-cased (the local part is the owner's)."""
+    if not isinstance(value, str):
+        raise ValidationError(field, value, "must be a string")
+    text = value.strip()
+    if not _EMAIL.match(text) or ".." in text.split("@")[-1]:
+        raise ValidationError(field, value, "is not an e-mail address")
+    local, domain = text.rsplit("@", 1)
+    return f"{local}@{domain.lower()}"
+
+
+def phone(value: object, field: str = "phone", region: str | None = None) -> str:
+    """E.164 form of a phone number written in any format (region for national numbers)."""
+    if not isinstance(value, str):
+        raise ValidationError(field, value, "must be a string")
+    try:
+        parsed = phonenumbers.parse(value, region)
+    except phonenumbers.NumberParseException as exc:
+        hint = "" if region else " (a national number needs a region, e.g. 'FR')"
+        raise ValidationError(field, value, f"is not a phone number: {exc}{hint}") from None
+    if not phonenumbers.is_possible_number(parsed):
+        raise ValidationError(field, value, "is not a possible phone number")
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def utc(value: object, field: str = "time") -> datetime:
+    """A timezone-aware instant converted to UTC; naive times are refused, not guessed."""
+    if not isinstance(value, datetime):
+        raise ValidationError(field, value, "must be a datetime")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValidationError(field, value, "must be timezone-aware")
+    return value.astimezone(UTC)
+
+
+def name(value: object, field: str = "name") -> str:
+    """A machine name (tier, tag, purpose, skill): lower-case, no spaces, at most 64 chars."""
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise ValidationError(field, value, "must match [a-z][a-z0-9_.-]{0,63}")
+    return value
+
+
+def text(value: object, field: str, *, max_length: int = 1000, empty: bool = False) -> str:
+    if not isinstance(value, str):
+        raise ValidationError(field, value, "must be a string")
+    if not empty and not value.strip():
+        raise ValidationError(field, value, "must not be empty")
+    if len(value) > max_length:
+        raise ValidationError(field, value[:40] + "...", f"is longer than {max_length} characters")
+    if "\x00" in value:
+        raise ValidationError(field, value, "must not contain NUL characters")
+    return value
+
+
+def decimal(value: object, field: str = "amount") -> Decimal:
+    """An exact Decimal with at most MONEY_SCALE places; floats are refused (they are not exact)."""
+    if isinstance(value, bool | float):
+        raise ValidationError(field, value, "must be a Decimal, int or string, not a float")
+    try:
+        amount = value if isinstance(value, Decimal) else Decimal(str(value))
+    except InvalidOperation:
+        raise ValidationError(field, value, "is not a number") from None
+    if not amount.is_finite():
+        raise ValidationError(field, value, "must be finite")
+    exponent = amount.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -MONEY_SCALE:
+        raise ValidationError(field, value, f"has more than {MONEY_SCALE} decimal places")
+    if abs(amount) >= Decimal(10) ** 14:
+        raise ValidationError(field, value, "is out of range")
+    return amount
+
+
+# ---- attrs validators built from the normalisers ----
+
+
+def check(normalise: Callable[..., Any]) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
+    """An attrs validator that runs a normaliser and insists the value is already canonical."""
+
+    def validator(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if normalise(value, attribute.name) != value:
+            raise ValidationError(attribute.name, value, "is not in canonical form")
+
+    return validator
+
+
+def optional(
+    validator: Callable[[Any, attrs.Attribute[Any], Any], None],
+) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
+    def check_optional(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if value is not None:
+            validator(instance, attribute, value)
+
+    return check_optional
+
+
+def each(
+    normalise: Callable[..., Any],
+) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
+    """Validate every element of a collection field with a normaliser."""
+
+    def validator(_instance: Any, attribute: attrs.Attribute[Any], values: Any) -> None:
+        for index, value in enumerate(values):
+            if normalise(value, f"{attribute.name}[{index}]") != value:
+                raise ValidationError(f"{attribute.name}[{index}]", value, "is not canonical")
+
+    return validator
+
+
+def is_utc(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    utc(value, attribute.name)
+    if value.utcoffset() != timedelta(0):
+        raise ValidationError(attribute.name, value, "must be in UTC")
+
+
+def is_text(max_length: int = 1000, empty: bool = False) -> Callable[..., None]:
+    def validator(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        text(value, attribute.name, max_length=max_length, empty=empty)
+
+    return validator
+
+
+def in_range(low: float, high: float) -> Callable[..., None]:
+    def validator(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+            raise ValidationError(attribute.name, value, "must be a number")
+        if not low <= value <= high:
+            raise ValidationError(attribute.name, value, f"must be between {low} and {high}")
+
+    return validator
+
+
+def instance_of(*types: type) -> Callable[..., None]:
+    def validator(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            wanted = " or ".join(t.__name__ for t in types)
+            raise ValidationError(attribute.name, value, f"must be {wanted}")
+
+    return validator
+
+
+def as_tuple(values: Iterable[Any] | None) -> tuple[Any, ...]:
+    return tuple(values or ())
+
+
+def as_frozenset(values: Iterable[Any] | None) -> frozenset[Any]:
+    return frozenset(values or ())
+
+
+def as_utc(value: datetime | str) -> datetime:
+    """attrs converter: ISO strings are parsed; naive values are left for the validator to refuse."""
+    if isinstance(value, str):
+        from dateutil.parser import isoparse
+
+        value = isoparse(value)
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value.astimezone(UTC)
+    return value
+
+
+def _amount(value: object) -> Decimal:
+    return decimal(value, "amount")
+
+
+def _currency(_instance: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, str) or not _CURRENCY.match(value):
+        raise ValidationError(attribute.name, value, "must be an ISO 4217 code such as 'EUR'")
+
+
+@attrs.frozen
+class Money:
+    """An exact amount in one currency (ISO 4217 code)."""
+
+    amount: Decimal = attrs.field(converter=_amount)
+    currency: str = attrs.field(default="EUR", validator=_currency)
+
+    def __add__(self, other: Money) -> Money:
+        if other.currency != self.currency:
+            raise ValidationError("currency", other.currency, f"cannot add to {self.currency}")
+        return Money(self.amount + other.amount, self.currency)
+
+    def __mul__(self, factor: int) -> Money:
+        return Money(self.amount * factor, self.currency)
+
+    def __str__(self) -> str:
+        return f"{self.amount:,.2f} {self.currency}"
+
+    @classmethod
+    def zero(cls, currency: str = "EUR") -> Money:
+        return cls(Decimal(0), currency)
+
+
+AttributeValue = str | int | float | bool | Decimal | date | datetime
+"""What a custom attribute may hold; the type is kept through storage and JSON."""
+
+
+def attribute_value(value: object, field: str) -> AttributeValue:
+    if isinstance(value, datetime):
+        return utc(value, field)
+    if isinstance(value, str):
+        return text(value, field, max_length=10_000, empty=True)
+    if isinstance(value, float) and value != value:
+        raise ValidationError(field, value, "must not be NaN")
+    if isinstance(value, bool | int | float | Decimal | date):
+        return value
+    raise ValidationError(field, value, "must be str, int, float, bool, Decimal, date or datetime")

@@ -1,0 +1,1 @@
+"""Storage adapters: in-memory, SQLite (the embedded default) and PostgreSQL."""

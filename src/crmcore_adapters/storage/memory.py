@@ -1,0 +1,327 @@
+"""In-memory storage (`memory://`): the reference model of the storage contract.
+
+Plain dicts of frozen objects behind one lock; a transaction holds the lock and
+keeps an undo journal, so a rollback puts every dict back exactly. It behaves
+like the SQL adapters in every observable way, errors included.
+"""
+
+from __future__ import annotations
+
+import builtins
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import Any, Generic, TypeVar
+
+import attrs
+
+from crmcore.errors import ConflictError, IntegrityError, NotFound, ValidationError
+from crmcore.events import Event, OutboxEntry
+from crmcore.hookspecs import Adapter, hookimpl
+from crmcore.model import (
+    CampaignMember,
+    Customer,
+    Interaction,
+    Purchase,
+)
+
+T = TypeVar("T")
+K = TypeVar("K")
+_MISSING = object()
+
+
+class Journal:
+    """Undo records for one transaction."""
+
+    def __init__(self) -> None:
+        self.undo: list[Callable[[], None]] = []
+
+    def set(self, table: dict[Any, Any], key: Any, value: Any) -> None:
+        previous = table.get(key, _MISSING)
+        self.undo.append(lambda: _restore(table, key, previous))
+        table[key] = value
+
+    def delete(self, table: dict[Any, Any], key: Any) -> None:
+        previous = table.pop(key)
+        self.undo.append(lambda: _restore(table, key, previous))
+
+    def rollback(self) -> None:
+        while self.undo:
+            self.undo.pop()()
+
+
+def _restore(table: dict[Any, Any], key: Any, previous: Any) -> None:
+    if previous is _MISSING:
+        table.pop(key, None)
+    else:
+        table[key] = previous
+
+
+class MemoryRepository(Generic[T]):
+    def __init__(self, rows: dict[str, T], journal: Journal, kind: str, versioned: bool,
+                 newest: Callable[[T], datetime] | None = None) -> None:
+        self.rows = rows
+        self.journal = journal
+        self.kind = kind
+        self.versioned = versioned
+        self.newest = newest
+
+    def add(self, item: T) -> T:
+        version = getattr(item, "version", 0)
+        if self.versioned and version != 0:
+            raise ValidationError("version", version, "a new record must have version 0")
+        key: str = item.id  # type: ignore[attr-defined]
+        if key in self.rows:
+            raise IntegrityError(f"{self.kind} {key!r} exists already")
+        stored = attrs.evolve(item, version=1) if self.versioned else item  # type: ignore[misc]
+        self.journal.set(self.rows, key, stored)
+        return stored
+
+    def find(self, id: str) -> T | None:
+        return self.rows.get(id)
+
+    def get(self, id: str) -> T:
+        found = self.rows.get(id)
+        if found is None:
+            raise NotFound(self.kind, id)
+        return found
+
+    def _current(self, item: Any) -> Any:
+        current: Any = self.rows.get(item.id)
+        if current is None:
+            raise NotFound(self.kind, item.id)
+        if current.version != item.version:
+            raise ConflictError(self.kind, item.id, item.version, current.version)
+        return current
+
+    def update(self, item: T) -> T:
+        self._current(item)
+        stored = attrs.evolve(item, version=item.version + 1)  # type: ignore[misc, attr-defined]
+        self.journal.set(self.rows, stored.id, stored)  # type: ignore[attr-defined]
+        return stored
+
+    def remove(self, item: T) -> None:
+        self._current(item)
+        self.journal.delete(self.rows, item.id)  # type: ignore[attr-defined]
+
+    def list(self, *, after: str | None = None, limit: int | None = None) -> builtins.list[T]:
+        keys = sorted(k for k in self.rows if after is None or k > after)
+        return [self.rows[k] for k in keys[:limit]]
+
+    def count(self) -> int:
+        return len(self.rows)
+
+    def for_customer(
+        self, customer_id: str, *, since: datetime | None = None, limit: int | None = None
+    ) -> builtins.list[T]:
+        mine = [r for r in self.rows.values() if r.customer_id == customer_id]  # type: ignore[attr-defined]
+        if self.newest is None:
+            return sorted(mine, key=lambda r: r.id)  # type: ignore[attr-defined]
+        newest = self.newest
+        if since is not None:
+            mine = [r for r in mine if newest(r) >= since]
+        mine.sort(key=lambda r: (newest(r), r.id), reverse=True)  # type: ignore[attr-defined]
+        return mine[:limit]
+
+
+class MemoryCustomers(MemoryRepository[Customer]):
+    def __init__(self, store: MemoryStorage, journal: Journal) -> None:
+        super().__init__(store.tables["customers"], journal, "customer", versioned=True)
+        self.emails = store.emails
+        self.phones = store.phones
+        self.external = store.external
+
+    def add(self, item: Customer) -> Customer:
+        self._check_unique(item)
+        stored = super().add(item)
+        self._index(stored)
+        return stored
+
+    def update(self, item: Customer) -> Customer:
+        self._current(item)
+        self._check_unique(item)
+        self._unindex(self.rows[item.id])
+        stored = super().update(item)
+        self._index(stored)
+        return stored
+
+    def remove(self, item: Customer) -> None:
+        self._current(item)
+        self._unindex(self.rows[item.id])
+        super().remove(item)
+
+    def _check_unique(self, item: Customer) -> None:
+        for email in item.emails:
+            owner = self.emails.get(email.lower())
+            if owner is not None and owner != item.id:
+                raise IntegrityError(f"e-mail {email!r} already belongs to customer {owner}")
+        for source, external in item.external_ids.items():
+            owner = self.external.get((source, external))
+            if owner is not None and owner != item.id:
+                raise IntegrityError(
+                    f"external id {source}:{external} already belongs to customer {owner}"
+                )
+
+    def _index(self, item: Customer) -> None:
+        for email in item.emails:
+            self.journal.set(self.emails, email.lower(), item.id)
+        for phone in item.phones:
+            self.journal.set(self.phones, phone, self.phones.get(phone, frozenset()) | {item.id})
+        for pair in item.external_ids.items():
+            self.journal.set(self.external, pair, item.id)
+
+    def _unindex(self, item: Customer) -> None:
+        for email in item.emails:
+            self.journal.delete(self.emails, email.lower())
+        for phone in item.phones:
+            self.journal.set(self.phones, phone, self.phones[phone] - {item.id})
+        for pair in item.external_ids.items():
+            self.journal.delete(self.external, pair)
+
+    def by_email(self, email: str) -> Customer | None:
+        owner = self.emails.get(email.lower())
+        return None if owner is None else self.rows[owner]
+
+    def by_phone(self, e164: str) -> list[Customer]:
+        return [self.rows[i] for i in sorted(self.phones.get(e164, ()))]
+
+    def by_external_id(self, source: str, external_id: str) -> Customer | None:
+        owner = self.external.get((source, external_id))
+        return None if owner is None else self.rows[owner]
+
+
+class MemoryCampaignMembers:
+    def __init__(self, rows: dict[tuple[str, str], CampaignMember], journal: Journal) -> None:
+        self.rows = rows
+        self.journal = journal
+
+    def put(self, member: CampaignMember) -> None:
+        self.journal.set(self.rows, (member.campaign_id, member.customer_id), member)
+
+    def of(self, campaign_id: str) -> list[CampaignMember]:
+        return [m for (c, _), m in sorted(self.rows.items()) if c == campaign_id]
+
+
+@attrs.frozen
+class _Pending:
+    entry: OutboxEntry
+    available_at: datetime
+    done: bool = False
+
+
+class MemoryOutbox:
+    def __init__(self, store: MemoryStorage, journal: Journal) -> None:
+        self.store = store
+        self.rows = store.outbox
+        self.journal = journal
+
+    def append(self, event: Event) -> None:
+        seq = self.store.next_seq()
+        self.journal.set(self.rows, seq, _Pending(OutboxEntry(seq, event), event.occurred_at))
+
+    def claim(self, now: datetime, lease: timedelta, limit: int) -> list[OutboxEntry]:
+        ready = [p for _, p in sorted(self.rows.items()) if not p.done and p.available_at <= now]
+        for pending in ready[:limit]:
+            self.journal.set(self.rows, pending.entry.seq,
+                             attrs.evolve(pending, available_at=now + lease))
+        return [p.entry for p in ready[:limit]]
+
+    def settle(self, seq: int, delivered_to: frozenset[str], done: bool, error: str | None,
+               retry_at: datetime | None) -> None:
+        pending = self.rows[seq]
+        entry = attrs.evolve(pending.entry, delivered_to=delivered_to, last_error=error,
+                             attempts=pending.entry.attempts + (0 if done else 1))
+        self.journal.set(self.rows, seq, _Pending(entry, retry_at or pending.available_at, done))
+
+    def pending_count(self) -> int:
+        return sum(1 for p in self.rows.values() if not p.done)
+
+
+class MemoryUnitOfWork:
+    def __init__(self, store: MemoryStorage) -> None:
+        self.journal = journal = Journal()
+        t = store.tables
+        self.customers = MemoryCustomers(store, journal)
+        self.interactions = MemoryRepository[Interaction](
+            t["interactions"], journal, "interaction", False, lambda i: i.occurred_at)
+        self.purchases = MemoryRepository[Purchase](
+            t["purchases"], journal, "purchase", False, lambda p: p.ordered_at)
+        self.cases = MemoryRepository[Any](t["cases"], journal, "case", True)
+        self.opportunities = MemoryRepository[Any](t["opportunities"], journal, "opportunity", True)
+        self.campaigns = MemoryRepository[Any](t["campaigns"], journal, "campaign", True)
+        self.service_points = MemoryRepository[Any](
+            t["service_points"], journal, "service point", True)
+        self.agents = MemoryRepository[Any](t["agents"], journal, "agent", True)
+        self.teams = MemoryRepository[Any](t["teams"], journal, "team", True)
+        self.campaign_members = MemoryCampaignMembers(store.members, journal)
+        self.outbox = MemoryOutbox(store, journal)
+
+
+class MemoryStorage:
+    """Everything in dicts; one transaction at a time (the lock serialises them)."""
+
+    def __init__(self, url: str = "memory://") -> None:
+        self.url = url
+        self.tables: dict[str, dict[str, Any]] = {
+            name: {} for name in (
+                "customers", "interactions", "purchases", "cases", "opportunities",
+                "campaigns", "service_points", "agents", "teams",
+            )
+        }
+        self.emails: dict[str, str] = {}
+        self.phones: dict[str, frozenset[str]] = {}
+        self.external: dict[tuple[str, str], str] = {}
+        self.members: dict[tuple[str, str], CampaignMember] = {}
+        self.outbox: dict[int, _Pending] = {}
+        self._seq = 0
+        self._lock = threading.RLock()
+        self._owner: int | None = None
+
+    def next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    @contextmanager
+    def transaction(self) -> Iterator[MemoryUnitOfWork]:
+        with self._lock:
+            if self._owner == threading.get_ident():
+                from crmcore.errors import StorageError
+
+                raise StorageError("a transaction is already open on this thread")
+            self._owner = threading.get_ident()
+            uow = MemoryUnitOfWork(self)
+            try:
+                yield uow
+            except BaseException:
+                uow.journal.rollback()
+                raise
+            finally:
+                self._owner = None
+
+    def bulk_import(self, items: Iterable[Customer | Purchase | Interaction]) -> int:
+        count = 0
+        with self.transaction() as uow:
+            repos: dict[type, Any] = {
+                Customer: uow.customers, Purchase: uow.purchases, Interaction: uow.interactions,
+            }
+            for index, item in enumerate(items):
+                repo = repos.get(type(item))
+                if repo is None:
+                    raise ValidationError(
+                        "item", item, "bulk import takes Customer, Purchase or Interaction"
+                    )
+                version = getattr(item, "version", 0)
+                if version != 0:
+                    raise ValidationError(f"items[{index}].version", version, "must be 0 (new)")
+                repo.add(item)
+                count += 1
+        return count
+
+    def close(self) -> None:
+        """Nothing to release; the data lives as long as this object."""
+
+
+@hookimpl
+def crmcore_register_storage() -> list[Adapter]:
+    return [Adapter("memory", MemoryStorage)]

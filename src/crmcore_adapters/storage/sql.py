@@ -1,0 +1,475 @@
+"""The SQL both relational adapters share: tables, rows, repositories, outbox.
+
+A `Dialect` says how one database spells parameters, instants, money and JSON;
+everything else (which columns hold what, how optimistic concurrency is checked,
+how the outbox is leased) is written once here. Every value reaches SQL as a
+bound parameter; table and column names come only from the constants below.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any, Generic, Protocol, TypeVar
+
+import attrs
+
+from crmcore import serialization
+from crmcore.errors import ConflictError, IntegrityError, NotFound, ValidationError
+from crmcore.events import Event, OutboxEntry
+from crmcore.model import (
+    Agent,
+    Campaign,
+    CampaignMember,
+    Case,
+    Customer,
+    Interaction,
+    Opportunity,
+    Purchase,
+    ServicePoint,
+    Team,
+)
+
+T = TypeVar("T")
+
+
+class Cursor(Protocol):
+    @property
+    def rowcount(self) -> int: ...
+
+    def execute(self, sql: str, params: Sequence[Any] = ...) -> Any: ...
+
+    def executemany(self, sql: str, params: Iterable[Sequence[Any]]) -> Any: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+
+@attrs.frozen
+class Dialect:
+    """How one database writes the values the shared SQL binds."""
+
+    name: str
+    param: str
+    instant: Callable[[datetime], Any]
+    """An aware UTC datetime as stored (SQLite: integer microseconds; PostgreSQL: timestamptz)."""
+    from_instant: Callable[[Any], datetime]
+    money: Callable[[Decimal], Any]
+    """An exact amount as stored (SQLite: integer 1/10,000ths; PostgreSQL: numeric)."""
+    json_column: Callable[[str], Any] = lambda text: text
+
+    def sql(self, text: str) -> str:
+        """Shared SQL is written with `?`; this spells the parameters the dialect's way."""
+        return text if self.param == "?" else text.replace("?", self.param)
+
+
+def _s(value: Any) -> Any:
+    return None if value is None else str(value)
+
+
+def _day(value: Any) -> str | None:
+    return None if value is None else str(value.isoformat())
+
+
+@attrs.frozen
+class Table(Generic[T]):
+    """One aggregate's table: key, indexed columns and the whole object as a JSON document."""
+
+    name: str
+    cls: type[T]
+    kind: str
+    columns: tuple[str, ...]
+    values: Callable[[Dialect, T], tuple[Any, ...]]
+    versioned: bool = True
+    owner: bool = False
+    newest: str | None = None
+    """Column the customer's records are ordered by, newest first."""
+
+    def row(self, dialect: Dialect, item: T) -> tuple[Any, ...]:
+        doc = dialect.json_column(serialization.dumps(item))
+        return (item.id, *self.values(dialect, item), doc)  # type: ignore[attr-defined]
+
+
+CUSTOMERS = Table(
+    "customers", Customer, "customer",
+    ("version", "kind", "name", "tier", "lifecycle", "country", "birth_date", "language",
+     "service_point", "created_at", "updated_at"),
+    lambda d, c: (c.version, _s(c.kind), c.name, c.tier, _s(c.lifecycle), c.country,
+                  _day(c.birth_date), c.language, c.service_point, d.instant(c.created_at),
+                  d.instant(c.updated_at)),
+)
+INTERACTIONS = Table(
+    "interactions", Interaction, "interaction",
+    ("customer_id", "channel", "family", "direction", "occurred_at", "service_point", "agent",
+     "outcome", "satisfaction", "nps", "case_id", "reference"),
+    lambda d, i: (i.customer_id, _s(i.channel), _s(i.channel.family), _s(i.direction),
+                  d.instant(i.occurred_at), i.service_point, i.agent, i.outcome, i.satisfaction,
+                  i.nps, i.case_id, i.reference),
+    versioned=False, owner=True, newest="occurred_at",
+)
+PURCHASES = Table(
+    "purchases", Purchase, "purchase",
+    ("customer_id", "ordered_at", "channel", "service_point", "currency", "total"),
+    lambda d, p: (p.customer_id, d.instant(p.ordered_at), _s(p.channel), p.service_point,
+                  p.currency, d.money(p.total.amount)),
+    versioned=False, owner=True, newest="ordered_at",
+)
+CASES = Table(
+    "cases", Case, "case",
+    ("version", "customer_id", "kind", "status", "priority", "opened_at", "sla_due",
+     "resolved_at", "channel", "service_point", "agent", "contacts"),
+    lambda d, c: (c.version, c.customer_id, _s(c.kind), _s(c.status), int(c.priority),
+                  d.instant(c.opened_at), c.sla_due and d.instant(c.sla_due),
+                  c.resolved_at and d.instant(c.resolved_at), _s(c.channel), c.service_point,
+                  c.agent, c.contacts),
+    owner=True,
+)
+OPPORTUNITIES = Table(
+    "opportunities", Opportunity, "opportunity",
+    ("version", "customer_id", "stage", "kind", "opened_at", "owner"),
+    lambda d, o: (o.version, o.customer_id, _s(o.stage), _s(o.kind), d.instant(o.opened_at),
+                  o.owner),
+    owner=True,
+)
+CAMPAIGNS = Table("campaigns", Campaign, "campaign", ("version",), lambda d, c: (c.version,))
+SERVICE_POINTS = Table(
+    "service_points", ServicePoint, "service point", ("version", "kind"),
+    lambda d, s: (s.version, _s(s.kind)),
+)
+AGENTS = Table("agents", Agent, "agent", ("version",), lambda d, a: (a.version,))
+TEAMS = Table("teams", Team, "team", ("version",), lambda d, t: (t.version,))
+
+TABLES: tuple[Table[Any], ...] = (
+    CUSTOMERS, INTERACTIONS, PURCHASES, CASES, OPPORTUNITIES, CAMPAIGNS, SERVICE_POINTS,
+    AGENTS, TEAMS,
+)
+
+
+def insert_sql(table: Table[Any]) -> str:
+    names = ("id", *table.columns, "doc")
+    marks = ", ".join("?" for _ in names)
+    return f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({marks})"  # noqa: S608
+
+
+def _load(table: Table[T], doc: Any) -> T:
+    data = doc if isinstance(doc, dict) else json.loads(doc)
+    return serialization.structure(data, table.cls)
+
+
+class SqlRepository(Generic[T]):
+    """A versioned aggregate table with optimistic concurrency."""
+
+    def __init__(self, cur: Cursor, dialect: Dialect, table: Table[T]) -> None:
+        self.cur = cur
+        self.d = dialect
+        self.t = table
+
+    def _run(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self.cur.execute(self.d.sql(sql), params)
+
+    def add(self, item: T) -> T:
+        version = getattr(item, "version", 0)
+        if self.t.versioned and version != 0:
+            raise ValidationError("version", version, "a new record must have version 0")
+        stored = attrs.evolve(item, version=1) if self.t.versioned else item  # type: ignore[misc]
+        if self.find(item.id) is not None:  # type: ignore[attr-defined]
+            raise IntegrityError(f"{self.t.kind} {item.id!r} exists already")  # type: ignore[attr-defined]
+        self._run(insert_sql(self.t), self.t.row(self.d, stored))
+        return stored
+
+    def find(self, id: str) -> T | None:
+        self._run(f"SELECT doc FROM {self.t.name} WHERE id = ?", (id,))  # noqa: S608
+        row = self.cur.fetchone()
+        return None if row is None else _load(self.t, row[0])
+
+    def get(self, id: str) -> T:
+        found = self.find(id)
+        if found is None:
+            raise NotFound(self.t.kind, id)
+        return found
+
+    def _stored_version(self, id: str) -> int | None:
+        self._run(f"SELECT version FROM {self.t.name} WHERE id = ?", (id,))  # noqa: S608
+        row = self.cur.fetchone()
+        return None if row is None else int(row[0])
+
+    def _check_version(self, item: Any) -> None:
+        actual = self._stored_version(item.id)
+        if actual is None:
+            raise NotFound(self.t.kind, item.id)
+        raise ConflictError(self.t.kind, item.id, item.version, actual)
+
+    def update(self, item: T) -> T:
+        current: int = item.version  # type: ignore[attr-defined]
+        stored = attrs.evolve(item, version=current + 1)  # type: ignore[misc]
+        row = self.t.row(self.d, stored)
+        assignments = ", ".join(f"{c} = ?" for c in (*self.t.columns, "doc"))
+        self._run(
+            f"UPDATE {self.t.name} SET {assignments} WHERE id = ? AND version = ?",  # noqa: S608
+            (*row[1:], stored.id, current),  # type: ignore[attr-defined]
+        )
+        if self.cur.rowcount != 1:
+            self._check_version(item)
+        return stored
+
+    def remove(self, item: T) -> None:
+        self._run(
+            f"DELETE FROM {self.t.name} WHERE id = ? AND version = ?",  # noqa: S608
+            (item.id, item.version),  # type: ignore[attr-defined]
+        )
+        if self.cur.rowcount != 1:
+            self._check_version(item)
+
+    def list(self, *, after: str | None = None, limit: int | None = None) -> builtins.list[T]:
+        self._run(
+            f"SELECT doc FROM {self.t.name} WHERE id > ? ORDER BY id LIMIT ?",  # noqa: S608
+            (after or "", -1 if limit is None and self.d.name == "sqlite" else limit),
+        )
+        return [_load(self.t, row[0]) for row in self.cur.fetchall()]
+
+    def count(self) -> int:
+        self._run(f"SELECT count(*) FROM {self.t.name}")  # noqa: S608
+        return int(self.cur.fetchone()[0])
+
+    def for_customer(
+        self, customer_id: str, *, since: datetime | None = None, limit: int | None = None
+    ) -> builtins.list[T]:
+        order = self.t.newest or "id"
+        where = "customer_id = ?"
+        params: list[Any] = [customer_id]
+        if since is not None and self.t.newest:
+            where += f" AND {self.t.newest} >= ?"
+            params.append(self.d.instant(since))
+        direction = "DESC" if self.t.newest else "ASC"
+        params.append(-1 if limit is None and self.d.name == "sqlite" else limit)
+        self._run(
+            f"SELECT doc FROM {self.t.name} WHERE {where} "  # noqa: S608
+            f"ORDER BY {order} {direction}, id {direction} LIMIT ?",
+            params,
+        )
+        return [_load(self.t, row[0]) for row in self.cur.fetchall()]
+
+
+class SqlCustomers(SqlRepository[Customer]):
+    """Customers, with the lookup tables for e-mail, phone and external id kept in step."""
+
+    def add(self, item: Customer) -> Customer:
+        stored = super().add(item)
+        self._index(stored)
+        return stored
+
+    def update(self, item: Customer) -> Customer:
+        stored = super().update(item)
+        self._unindex(stored.id)
+        self._index(stored)
+        return stored
+
+    def remove(self, item: Customer) -> None:
+        super().remove(item)
+        self._unindex(item.id)
+
+    def _unindex(self, customer_id: str) -> None:
+        for table in ("customer_emails", "customer_phones", "customer_external_ids"):
+            self._run(f"DELETE FROM {table} WHERE customer_id = ?", (customer_id,))  # noqa: S608
+
+    def _index(self, customer: Customer) -> None:
+        for email in customer.emails:
+            owner = self._email_owner(email)
+            if owner is not None:
+                raise IntegrityError(f"e-mail {email!r} already belongs to customer {owner}")
+        for source, external in customer.external_ids.items():
+            found = self.by_external_id(source, external)
+            if found is not None:
+                raise IntegrityError(
+                    f"external id {source}:{external} already belongs to customer {found.id}"
+                )
+        for sql, rows in index_rows([customer]):
+            self.cur.executemany(self.d.sql(sql), rows)
+
+    def _email_owner(self, email: str) -> str | None:
+        self._run("SELECT customer_id FROM customer_emails WHERE email = ?", (email.lower(),))
+        row = self.cur.fetchone()
+        return None if row is None else str(row[0])
+
+    def _by_index(self, sql: str, params: Sequence[Any]) -> list[Customer]:
+        self._run(
+            f"SELECT doc FROM customers WHERE id IN ({sql}) ORDER BY id",  # noqa: S608
+            params,
+        )
+        return [_load(self.t, row[0]) for row in self.cur.fetchall()]
+
+    def by_email(self, email: str) -> Customer | None:
+        found = self._by_index("SELECT customer_id FROM customer_emails WHERE email = ?",
+                               (email.lower(),))
+        return found[0] if found else None
+
+    def by_phone(self, e164: str) -> list[Customer]:
+        return self._by_index("SELECT customer_id FROM customer_phones WHERE phone = ?", (e164,))
+
+    def by_external_id(self, source: str, external_id: str) -> Customer | None:
+        found = self._by_index(
+            "SELECT customer_id FROM customer_external_ids WHERE source = ? AND external_id = ?",
+            (source, external_id),
+        )
+        return found[0] if found else None
+
+
+def index_rows(customers: Sequence[Customer]) -> list[tuple[str, list[tuple[str, ...]]]]:
+    """Rows of the lookup tables for these customers (e-mails match case-insensitively)."""
+    return [
+        ("INSERT INTO customer_emails (email, customer_id) VALUES (?, ?)",
+         [(e.lower(), c.id) for c in customers for e in c.emails]),
+        ("INSERT INTO customer_phones (phone, customer_id) VALUES (?, ?)",
+         [(p, c.id) for c in customers for p in c.phones]),
+        ("INSERT INTO customer_external_ids (source, external_id, customer_id) VALUES (?, ?, ?)",
+         [(s, e, c.id) for c in customers for s, e in c.external_ids.items()]),
+    ]
+
+
+class SqlCampaignMembers:
+    def __init__(self, cur: Cursor, dialect: Dialect) -> None:
+        self.cur = cur
+        self.d = dialect
+
+    def put(self, member: CampaignMember) -> None:
+        self.cur.execute(
+            self.d.sql(
+                "INSERT INTO campaign_members (campaign_id, customer_id, grp, status, at, doc) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (campaign_id, customer_id) DO UPDATE SET "
+                "grp = excluded.grp, status = excluded.status, at = excluded.at, doc = excluded.doc"
+            ),
+            (member.campaign_id, member.customer_id, str(member.group), str(member.status),
+             self.d.instant(member.at), self.d.json_column(serialization.dumps(member))),
+        )
+
+    def of(self, campaign_id: str) -> list[CampaignMember]:
+        self.cur.execute(
+            self.d.sql("SELECT doc FROM campaign_members WHERE campaign_id = ? ORDER BY customer_id"),
+            (campaign_id,),
+        )
+        return [
+            serialization.structure(
+                row[0] if isinstance(row[0], dict) else json.loads(row[0]), CampaignMember
+            )
+            for row in self.cur.fetchall()
+        ]
+
+
+class SqlOutbox:
+    """The outbox table; `claim` leases entries so concurrent dispatchers skip each other's."""
+
+    claim_lock = ""
+    """Appended to the claim's SELECT (PostgreSQL: FOR UPDATE SKIP LOCKED)."""
+
+    def __init__(self, cur: Cursor, dialect: Dialect, claim_lock: str = "") -> None:
+        self.cur = cur
+        self.d = dialect
+        self.claim_lock = claim_lock
+
+    def append(self, event: Event) -> None:
+        self.cur.execute(
+            self.d.sql(
+                "INSERT INTO outbox (id, topic, aggregate_id, occurred_at, available_at, doc) "
+                "VALUES (?, ?, ?, ?, ?, ?)"
+            ),
+            (event.id, event.topic, event.aggregate_id, self.d.instant(event.occurred_at),
+             self.d.instant(event.occurred_at), self.d.json_column(serialization.dumps(event))),
+        )
+
+    def claim(self, now: datetime, lease: timedelta, limit: int) -> list[OutboxEntry]:
+        query = "SELECT seq, doc, attempts, delivered_to, last_error FROM outbox WHERE done = 0 "
+        query += "AND available_at <= ? ORDER BY seq LIMIT ? " + self.claim_lock
+        self.cur.execute(
+            self.d.sql(query),
+            (self.d.instant(now), limit),
+        )
+        rows = self.cur.fetchall()
+        if rows:
+            self.cur.executemany(
+                self.d.sql("UPDATE outbox SET available_at = ? WHERE seq = ?"),
+                [(self.d.instant(now + lease), row[0]) for row in rows],
+            )
+        return [
+            OutboxEntry(
+                seq=int(seq),
+                event=serialization.structure(
+                    doc if isinstance(doc, dict) else json.loads(doc), Event
+                ),
+                attempts=int(attempts),
+                delivered_to=frozenset(json.loads(delivered)),
+                last_error=error,
+            )
+            for seq, doc, attempts, delivered, error in rows
+        ]
+
+    def settle(
+        self, seq: int, delivered_to: frozenset[str], done: bool, error: str | None,
+        retry_at: datetime | None,
+    ) -> None:
+        self.cur.execute(
+            self.d.sql(
+                "UPDATE outbox SET delivered_to = ?, done = ?, last_error = ?, "
+                "attempts = attempts + ?, available_at = COALESCE(?, available_at) WHERE seq = ?"
+            ),
+            (json.dumps(sorted(delivered_to)), 1 if done else 0, error, 0 if done else 1,
+             None if retry_at is None else self.d.instant(retry_at), seq),
+        )
+
+    def pending_count(self) -> int:
+        self.cur.execute("SELECT count(*) FROM outbox WHERE done = 0")
+        return int(self.cur.fetchone()[0])
+
+
+class SqlUnitOfWork:
+    """Every repository of one transaction, on one cursor."""
+
+    def __init__(self, cur: Cursor, dialect: Dialect, claim_lock: str = "") -> None:
+        self.customers = SqlCustomers(cur, dialect, CUSTOMERS)
+        self.interactions = SqlRepository(cur, dialect, INTERACTIONS)
+        self.purchases = SqlRepository(cur, dialect, PURCHASES)
+        self.cases = SqlRepository(cur, dialect, CASES)
+        self.opportunities = SqlRepository(cur, dialect, OPPORTUNITIES)
+        self.campaigns = SqlRepository(cur, dialect, CAMPAIGNS)
+        self.service_points = SqlRepository(cur, dialect, SERVICE_POINTS)
+        self.agents = SqlRepository(cur, dialect, AGENTS)
+        self.teams = SqlRepository(cur, dialect, TEAMS)
+        self.campaign_members = SqlCampaignMembers(cur, dialect)
+        self.outbox = SqlOutbox(cur, dialect, claim_lock)
+
+
+BULK_TABLES: dict[type, Table[Any]] = {
+    Customer: CUSTOMERS, Purchase: PURCHASES, Interaction: INTERACTIONS,
+}
+
+
+def bulk_batches(
+    items: Iterable[Any], size: int
+) -> Iterator[tuple[Table[Any], list[Any]]]:
+    """Consecutive runs of one record type, at most `size` long: bounded memory for any stream."""
+    batch: list[Any] = []
+    table: Table[Any] | None = None
+    for item in items:
+        kind = BULK_TABLES.get(type(item))
+        if kind is None:
+            raise ValidationError("item", item, "bulk import takes Customer, Purchase or Interaction")
+        if kind is not table or len(batch) >= size:
+            if batch and table is not None:
+                yield table, batch
+            batch, table = [], kind
+        batch.append(item)
+    if batch and table is not None:
+        yield table, batch
+
+
+def bulk_rows(dialect: Dialect, table: Table[Any], batch: list[Any]) -> list[tuple[Any, ...]]:
+    """Rows for a bulk insert; customers are stored at version 1 like any `add`."""
+    if table.versioned:
+        for index, item in enumerate(batch):
+            if item.version != 0:
+                raise ValidationError(f"items[{index}].version", item.version, "must be 0 (new)")
+        batch = [attrs.evolve(item, version=1) for item in batch]
+    return [table.row(dialect, item) for item in batch]
