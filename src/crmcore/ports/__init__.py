@@ -11,12 +11,14 @@ from crmcore.ports.storage import (
     CustomerRepository,
     Outbox,
     Repository,
+    SqlUnitOfWork,
     Storage,
     StorageFactory,
     UnitOfWork,
+    sql_dialect,
 )
 
 __all__ = [
     "CampaignMembers", "CustomerLog", "CustomerOwned", "CustomerRepository", "Outbox",
-    "Repository", "Storage", "StorageFactory", "UnitOfWork",
+    "Repository", "SqlUnitOfWork", "Storage", "StorageFactory", "UnitOfWork", "sql_dialect",
 ]

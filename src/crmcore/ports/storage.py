@@ -1,10 +1,10 @@
 """The storage port: repositories by aggregate, a unit of work, the outbox."""
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from crmcore.events import Event, OutboxEntry
 from crmcore.model import (
@@ -124,6 +124,21 @@ class UnitOfWork(Protocol):
     agents: Repository[Agent]
     teams: Repository[Team]
     outbox: Outbox
+
+
+class SqlUnitOfWork(UnitOfWork, Protocol):
+    """A unit of work that can run SQL the core compiled for its dialect."""
+
+    dialect: str
+    """'sqlite' or 'postgresql' (a plugin may add others)."""
+
+    def select(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+
+
+def sql_dialect(uow: UnitOfWork) -> str | None:
+    """The SQL dialect a unit of work speaks, or None when queries must run in Python."""
+    dialect = getattr(uow, "dialect", None)
+    return dialect if isinstance(dialect, str) else None
 
 
 class Storage(Protocol):

@@ -239,6 +239,9 @@ class MemoryOutbox:
 
 
 class MemoryUnitOfWork:
+    dialect = None
+    """No SQL here: queries the core compiles run as Python over the repositories."""
+
     def __init__(self, store: MemoryStorage) -> None:
         self.journal = journal = Journal()
         t = store.tables

@@ -425,9 +425,16 @@ class SqlOutbox:
 
 
 class SqlUnitOfWork:
-    """Every repository of one transaction, on one cursor."""
+    """Every repository of one transaction, on one cursor.
+
+    `select` lets the core push a query it compiled (a segment rule, an analytical
+    summary) down to the database; its SQL is built from constants and every value
+    is a bound parameter.
+    """
 
     def __init__(self, cur: Cursor, dialect: Dialect, claim_lock: str = "") -> None:
+        self.cur = cur
+        self.dialect = dialect.name
         self.customers = SqlCustomers(cur, dialect, CUSTOMERS)
         self.interactions = SqlRepository(cur, dialect, INTERACTIONS)
         self.purchases = SqlRepository(cur, dialect, PURCHASES)
@@ -439,6 +446,11 @@ class SqlUnitOfWork:
         self.teams = SqlRepository(cur, dialect, TEAMS)
         self.campaign_members = SqlCampaignMembers(cur, dialect)
         self.outbox = SqlOutbox(cur, dialect, claim_lock)
+
+    def select(self, sql: str, params: Sequence[Any] = ()) -> builtins.list[tuple[Any, ...]]:
+        """Rows of a read-only query written in this dialect."""
+        self.cur.execute(sql, params)
+        return [tuple(row) for row in self.cur.fetchall()]
 
 
 BULK_TABLES: dict[type, Table[Any]] = {
