@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import functools
 import json
+import types
 import typing
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -61,6 +62,22 @@ def _is_frozenset(cls: Any) -> bool:
     return cls is frozenset or typing.get_origin(cls) is frozenset
 
 
+_SCALARS = (str, int, float, bool)
+
+
+def _is_scalar_union(cls: Any) -> bool:
+    args = typing.get_args(cls)
+    return typing.get_origin(cls) in (typing.Union, types.UnionType) and bool(args) and all(
+        a in _SCALARS for a in args
+    )
+
+
+def _structure_scalar(value: Any, cls: Any) -> Any:
+    if isinstance(value, typing.get_args(cls)):
+        return value
+    raise ValidationError("value", value, f"must be one of {cls}")
+
+
 def _is_enum(cls: Any) -> bool:
     return isinstance(cls, type) and issubclass(cls, enum.Enum)
 
@@ -81,6 +98,7 @@ def converter() -> cattrs.Converter:
     conv.register_unstructure_hook_func(_is_enum, lambda member: member.value)
     conv.register_unstructure_hook_func(lambda t: t == AttributeValue, _unstructure_attribute)
     conv.register_structure_hook_func(lambda t: t == AttributeValue, _structure_attribute)
+    conv.register_structure_hook_func(_is_scalar_union, _structure_scalar)
     return conv
 
 

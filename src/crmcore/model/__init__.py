@@ -14,12 +14,15 @@ from crmcore.model.interaction import Interaction
 from crmcore.model.marketing import Campaign, CampaignMember, MemberGroup, MemberStatus
 from crmcore.model.places import Agent, Location, ServicePoint, ServicePointKind, Team
 from crmcore.model.sales import Opportunity, OpportunityKind, Stage, StageChange
+from crmcore.model.scores import Score
+from crmcore.model.segments import Segment, SegmentRun
 from crmcore.model.service import Case, CaseKind, CasePriority, CaseStatus
 
 __all__ = [
     "Agent", "Campaign", "CampaignMember", "Case", "CaseKind", "CasePriority", "CaseStatus",
     "Channel", "ChannelFamily", "Consent", "ConsentStatus", "Customer", "Direction",
     "Interaction", "LifecycleStage", "Location", "MemberGroup", "MemberStatus", "Opportunity",
-    "OpportunityKind", "OrderLine", "PartyKind", "PostalAddress", "Purchase", "ServicePoint",
+    "OpportunityKind", "OrderLine", "PartyKind", "PostalAddress", "Purchase", "Score", "Segment",
+    "SegmentRun", "ServicePoint",
     "ServicePointKind", "Stage", "StageChange", "Team",
 ]

@@ -11,6 +11,8 @@ from crmcore.ports.storage import (
     CustomerRepository,
     Outbox,
     Repository,
+    Scores,
+    SegmentMembers,
     SqlUnitOfWork,
     Storage,
     StorageFactory,
@@ -20,5 +22,6 @@ from crmcore.ports.storage import (
 
 __all__ = [
     "CampaignMembers", "CustomerLog", "CustomerOwned", "CustomerRepository", "Outbox",
-    "Repository", "SqlUnitOfWork", "Storage", "StorageFactory", "UnitOfWork", "sql_dialect",
+    "Repository", "Scores", "SegmentMembers", "SqlUnitOfWork", "Storage", "StorageFactory",
+    "UnitOfWork", "sql_dialect",
 ]

@@ -16,6 +16,9 @@ from crmcore.model import (
     Interaction,
     Opportunity,
     Purchase,
+    Score,
+    Segment,
+    SegmentRun,
     ServicePoint,
     Team,
 )
@@ -91,6 +94,40 @@ class CampaignMembers(Protocol):
     def of(self, campaign_id: str) -> list[CampaignMember]: ...
 
 
+class Scores(Protocol):
+    """Dated score snapshots; reading "as of" an instant sees only what was known then."""
+
+    def put(self, scores: Iterable[Score]) -> int:
+        """Store (or replace) snapshots; returns how many."""
+        ...
+
+    def latest(self, customer_id: str, scorer: str, as_of: datetime | None = None) -> Score | None:
+        """The newest snapshot of this scorer taken at or before `as_of`."""
+        ...
+
+    def for_customer(self, customer_id: str, as_of: datetime | None = None) -> list[Score]:
+        """The newest snapshot of every scorer for this customer, by scorer name."""
+        ...
+
+    def of(self, scorer: str, as_of: datetime) -> list[Score]:
+        """One scorer's snapshot taken exactly at `as_of`, by customer id."""
+        ...
+
+
+class SegmentMembers(Protocol):
+    """Current membership of each saved segment and the history of its runs."""
+
+    def current(self, segment_id: str) -> set[str]: ...
+
+    def apply(self, run: SegmentRun, entered: Iterable[str], left: Iterable[str]) -> None:
+        """Record a run and move the membership by its difference."""
+        ...
+
+    def runs(self, segment_id: str) -> list[SegmentRun]:
+        """Every run of the segment, oldest first."""
+        ...
+
+
 class Outbox(Protocol):
     """Events written with the data; drained after commit, at least once."""
 
@@ -123,6 +160,9 @@ class UnitOfWork(Protocol):
     service_points: Repository[ServicePoint]
     agents: Repository[Agent]
     teams: Repository[Team]
+    segments: Repository[Segment]
+    segment_members: SegmentMembers
+    scores: Scores
     outbox: Outbox
 
 

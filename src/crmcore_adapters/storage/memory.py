@@ -24,6 +24,8 @@ from crmcore.model import (
     Customer,
     Interaction,
     Purchase,
+    Score,
+    SegmentRun,
 )
 
 T = TypeVar("T")
@@ -203,6 +205,55 @@ class MemoryCampaignMembers:
         return [m for (c, _), m in sorted(self.rows.items()) if c == campaign_id]
 
 
+class MemoryScores:
+    def __init__(self, rows: dict[tuple[str, str, datetime], Score], journal: Journal) -> None:
+        self.rows = rows
+        self.journal = journal
+
+    def put(self, scores: Iterable[Score]) -> int:
+        count = 0
+        for score in scores:
+            self.journal.set(self.rows, (score.scorer, score.customer_id, score.as_of), score)
+            count += 1
+        return count
+
+    def _newest(self, customer_id: str, as_of: datetime | None) -> dict[str, Score]:
+        newest: dict[str, Score] = {}
+        for (scorer, customer, at), score in self.rows.items():
+            fresh = as_of is None or at <= as_of
+            if customer == customer_id and fresh and (scorer not in newest or newest[scorer].as_of < at):
+                newest[scorer] = score
+        return newest
+
+    def latest(self, customer_id: str, scorer: str, as_of: datetime | None = None) -> Score | None:
+        return self._newest(customer_id, as_of).get(scorer)
+
+    def for_customer(self, customer_id: str, as_of: datetime | None = None) -> builtins.list[Score]:
+        return [s for _, s in sorted(self._newest(customer_id, as_of).items())]
+
+    def of(self, scorer: str, as_of: datetime) -> builtins.list[Score]:
+        found = [s for (name, _, at), s in self.rows.items() if name == scorer and at == as_of]
+        return sorted(found, key=lambda s: s.customer_id)
+
+
+class MemorySegmentMembers:
+    def __init__(self, store: MemoryStorage, journal: Journal) -> None:
+        self.members = store.segment_members
+        self.history = store.segment_runs
+        self.journal = journal
+
+    def current(self, segment_id: str) -> set[str]:
+        return set(self.members.get(segment_id, frozenset()))
+
+    def apply(self, run: SegmentRun, entered: Iterable[str], left: Iterable[str]) -> None:
+        now = (self.members.get(run.segment_id, frozenset()) - set(left)) | set(entered)
+        self.journal.set(self.members, run.segment_id, frozenset(now))
+        self.journal.set(self.history, (run.segment_id, run.at), run)
+
+    def runs(self, segment_id: str) -> builtins.list[SegmentRun]:
+        return [r for (s, _), r in sorted(self.history.items()) if s == segment_id]
+
+
 @attrs.frozen
 class _Pending:
     entry: OutboxEntry
@@ -257,6 +308,9 @@ class MemoryUnitOfWork:
             t["service_points"], journal, "service point", True)
         self.agents = MemoryRepository[Any](t["agents"], journal, "agent", True)
         self.teams = MemoryRepository[Any](t["teams"], journal, "team", True)
+        self.segments = MemoryRepository[Any](t["segments"], journal, "segment", True)
+        self.segment_members = MemorySegmentMembers(store, journal)
+        self.scores = MemoryScores(store.scores, journal)
         self.campaign_members = MemoryCampaignMembers(store.members, journal)
         self.outbox = MemoryOutbox(store, journal)
 
@@ -269,7 +323,7 @@ class MemoryStorage:
         self.tables: dict[str, dict[str, Any]] = {
             name: {} for name in (
                 "customers", "interactions", "purchases", "cases", "opportunities",
-                "campaigns", "service_points", "agents", "teams",
+                "campaigns", "service_points", "agents", "teams", "segments",
             )
         }
         self.emails: dict[str, str] = {}
@@ -277,6 +331,9 @@ class MemoryStorage:
         self.external: dict[tuple[str, str], str] = {}
         self.members: dict[tuple[str, str], CampaignMember] = {}
         self.outbox: dict[int, _Pending] = {}
+        self.scores: dict[tuple[str, str, datetime], Score] = {}
+        self.segment_members: dict[str, frozenset[str]] = {}
+        self.segment_runs: dict[tuple[str, datetime], SegmentRun] = {}
         self._seq = 0
         self._lock = threading.RLock()
         self._owner: int | None = None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import builtins
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -29,6 +29,9 @@ from crmcore.model import (
     Interaction,
     Opportunity,
     Purchase,
+    Score,
+    Segment,
+    SegmentRun,
     ServicePoint,
     Team,
 )
@@ -142,10 +145,11 @@ SERVICE_POINTS = Table(
 )
 AGENTS = Table("agents", Agent, "agent", ("version",), lambda d, a: (a.version,))
 TEAMS = Table("teams", Team, "team", ("version",), lambda d, t: (t.version,))
+SEGMENTS = Table("segments", Segment, "segment", ("version",), lambda d, s: (s.version,))
 
 TABLES: tuple[Table[Any], ...] = (
     CUSTOMERS, INTERACTIONS, PURCHASES, CASES, OPPORTUNITIES, CAMPAIGNS, SERVICE_POINTS,
-    AGENTS, TEAMS,
+    AGENTS, TEAMS, SEGMENTS,
 )
 
 
@@ -156,8 +160,7 @@ def insert_sql(table: Table[Any]) -> str:
 
 
 def _load(table: Table[T], doc: Any) -> T:
-    data = doc if isinstance(doc, dict) else json.loads(doc)
-    return serialization.structure(data, table.cls)
+    return _load_doc(doc, table.cls)
 
 
 class SqlRepository(Generic[T]):
@@ -351,12 +354,108 @@ class SqlCampaignMembers:
             self.d.sql("SELECT doc FROM campaign_members WHERE campaign_id = ? ORDER BY customer_id"),
             (campaign_id,),
         )
-        return [
-            serialization.structure(
-                row[0] if isinstance(row[0], dict) else json.loads(row[0]), CampaignMember
-            )
-            for row in self.cur.fetchall()
+        return [_load_doc(row[0], CampaignMember) for row in self.cur.fetchall()]
+
+
+FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
+
+
+class SqlScores:
+    def __init__(self, cur: Cursor, dialect: Dialect) -> None:
+        self.cur = cur
+        self.d = dialect
+
+    def put(self, scores: Iterable[Score]) -> int:
+        rows = [
+            (s.scorer, s.customer_id, self.d.instant(s.as_of), s.value, s.label,
+             self.d.json_column(serialization.dumps(s)))
+            for s in scores
         ]
+        self.cur.executemany(
+            self.d.sql(
+                "INSERT INTO scores (scorer, customer_id, as_of, value, label, doc) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (scorer, customer_id, as_of) DO UPDATE "
+                "SET value = excluded.value, label = excluded.label, doc = excluded.doc"
+            ),
+            rows,
+        )
+        return len(rows)
+
+    def _docs(self, sql: str, params: Sequence[Any]) -> builtins.list[Score]:
+        self.cur.execute(self.d.sql(sql), params)
+        return [_load_doc(row[0], Score) for row in self.cur.fetchall()]
+
+    def latest(self, customer_id: str, scorer: str, as_of: datetime | None = None) -> Score | None:
+        found = self._docs(
+            "SELECT doc FROM scores WHERE customer_id = ? AND scorer = ? AND as_of <= ? "
+            "ORDER BY as_of DESC LIMIT 1",
+            (customer_id, scorer, self.d.instant(as_of or FAR_FUTURE)),
+        )
+        return found[0] if found else None
+
+    def for_customer(self, customer_id: str, as_of: datetime | None = None) -> builtins.list[Score]:
+        limit = self.d.instant(as_of or FAR_FUTURE)
+        return self._docs(
+            "SELECT s.doc FROM scores s WHERE s.customer_id = ? AND s.as_of = ("
+            "SELECT max(t.as_of) FROM scores t WHERE t.customer_id = s.customer_id "
+            "AND t.scorer = s.scorer AND t.as_of <= ?) ORDER BY s.scorer",
+            (customer_id, limit),
+        )
+
+    def of(self, scorer: str, as_of: datetime) -> builtins.list[Score]:
+        return self._docs(
+            "SELECT doc FROM scores WHERE scorer = ? AND as_of = ? ORDER BY customer_id",
+            (scorer, self.d.instant(as_of)),
+        )
+
+
+class SqlSegmentMembers:
+    def __init__(self, cur: Cursor, dialect: Dialect) -> None:
+        self.cur = cur
+        self.d = dialect
+
+    def current(self, segment_id: str) -> set[str]:
+        self.cur.execute(
+            self.d.sql("SELECT customer_id FROM segment_members WHERE segment_id = ?"), (segment_id,)
+        )
+        return {str(row[0]) for row in self.cur.fetchall()}
+
+    def apply(self, run: SegmentRun, entered: Iterable[str], left: Iterable[str]) -> None:
+        since = self.d.instant(run.at)
+        self.cur.executemany(
+            self.d.sql("DELETE FROM segment_members WHERE segment_id = ? AND customer_id = ?"),
+            [(run.segment_id, c) for c in left],
+        )
+        self.cur.executemany(
+            self.d.sql(
+                "INSERT INTO segment_members (segment_id, customer_id, since) VALUES (?, ?, ?)"
+            ),
+            [(run.segment_id, c, since) for c in entered],
+        )
+        self.cur.execute(
+            self.d.sql(
+                'INSERT INTO segment_runs (segment_id, at, rule_version, size, entered, "left") '
+                "VALUES (?, ?, ?, ?, ?, ?)"
+            ),
+            (run.segment_id, since, run.rule_version, run.size, run.entered, run.left),
+        )
+
+    def runs(self, segment_id: str) -> builtins.list[SegmentRun]:
+        self.cur.execute(
+            self.d.sql(
+                'SELECT segment_id, at, rule_version, size, entered, "left" FROM segment_runs '
+                "WHERE segment_id = ? ORDER BY at"
+            ),
+            (segment_id,),
+        )
+        return [
+            SegmentRun(seg, self.d.from_instant(at), version, size, entered, left)
+            for seg, at, version, size, entered, left in self.cur.fetchall()
+        ]
+
+
+def _load_doc(doc: Any, cls: type[T]) -> T:
+    return serialization.structure(doc if isinstance(doc, dict) else json.loads(doc), cls)
 
 
 class SqlOutbox:
@@ -396,9 +495,7 @@ class SqlOutbox:
         return [
             OutboxEntry(
                 seq=int(seq),
-                event=serialization.structure(
-                    doc if isinstance(doc, dict) else json.loads(doc), Event
-                ),
+                event=_load_doc(doc, Event),
                 attempts=int(attempts),
                 delivered_to=frozenset(json.loads(delivered)),
                 last_error=error,
@@ -444,6 +541,9 @@ class SqlUnitOfWork:
         self.service_points = SqlRepository(cur, dialect, SERVICE_POINTS)
         self.agents = SqlRepository(cur, dialect, AGENTS)
         self.teams = SqlRepository(cur, dialect, TEAMS)
+        self.segments = SqlRepository(cur, dialect, SEGMENTS)
+        self.segment_members = SqlSegmentMembers(cur, dialect)
+        self.scores = SqlScores(cur, dialect)
         self.campaign_members = SqlCampaignMembers(cur, dialect)
         self.outbox = SqlOutbox(cur, dialect, claim_lock)
 

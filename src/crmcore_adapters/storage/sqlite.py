@@ -99,6 +99,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             delivered_to TEXT NOT NULL DEFAULT '[]', last_error TEXT,
             done INTEGER NOT NULL DEFAULT 0, doc TEXT NOT NULL)""",
         "CREATE INDEX outbox_pending ON outbox (done, available_at)",
+        """CREATE TABLE segments (id TEXT PRIMARY KEY, version INTEGER NOT NULL,
+            doc TEXT NOT NULL)""",
+        """CREATE TABLE segment_members (segment_id TEXT NOT NULL, customer_id TEXT NOT NULL,
+            since INTEGER NOT NULL, PRIMARY KEY (segment_id, customer_id)) WITHOUT ROWID""",
+        """CREATE TABLE segment_runs (segment_id TEXT NOT NULL, at INTEGER NOT NULL,
+            rule_version INTEGER NOT NULL, size INTEGER NOT NULL, entered INTEGER NOT NULL,
+            "left" INTEGER NOT NULL, PRIMARY KEY (segment_id, at)) WITHOUT ROWID""",
+        """CREATE TABLE scores (scorer TEXT NOT NULL, customer_id TEXT NOT NULL,
+            as_of INTEGER NOT NULL, value REAL NOT NULL, label TEXT, doc TEXT NOT NULL,
+            PRIMARY KEY (scorer, customer_id, as_of)) WITHOUT ROWID""",
+        "CREATE INDEX scores_customer ON scores (customer_id, scorer, as_of)",
     ),
 )
 """Migration N brings the schema from version N to N+1; never edit one that has shipped."""
