@@ -1,0 +1,331 @@
+"""PostgreSQL storage: the server-grade backend (`postgresql://user@host/db`).
+
+A `psycopg_pool` connection pool shared by every thread; each transaction takes
+one connection (checked before use, so a restarted server costs one failed
+transaction at most) and runs at READ COMMITTED: the shared SQL's
+`UPDATE ... WHERE version = ?` waits for a concurrent writer and then finds the
+version moved, so a stale write is a `ConflictError`, never a lost update.
+Bulk imports stream through COPY; the outbox is claimed `FOR UPDATE SKIP LOCKED`
+so several dispatchers drain it at once.
+
+crmcore's own URL options are removed before the URL reaches libpq:
+`schema` (created on first use, put first on the search_path), `statement_timeout`
+(milliseconds), `pool_min`, `pool_max` and `pool_timeout` (seconds to wait for a
+free connection). Everything else (`sslmode`, `connect_timeout`, ...) is libpq's.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+try:
+    import psycopg
+    from psycopg import errors as pg_errors
+    from psycopg import sql as pg_sql
+    from psycopg.types.json import Json
+    from psycopg_pool import ConnectionPool, PoolTimeout
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    from crmcore.errors import MissingExtra
+
+    raise MissingExtra("PostgreSQL storage", "postgres") from exc
+
+from crmcore.errors import CRMError, IntegrityError, StorageError, ValidationError
+from crmcore.hookspecs import Adapter, hookimpl
+from crmcore_adapters.storage import sql
+
+
+def _same(text: str) -> str:
+    return text
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.astimezone(UTC)
+
+
+DIALECT = sql.Dialect(
+    name="postgresql",
+    param="%s",
+    instant=_same,  # type: ignore[arg-type]
+    from_instant=_utc,
+    money=_same,  # type: ignore[arg-type]
+    json_column=lambda text: Json(text, dumps=_same),
+)
+
+CLAIM_LOCK = "FOR UPDATE SKIP LOCKED"
+
+KEY = 'text COLLATE "C"'
+"""Keys sort by code point, as in SQLite and in Python, whatever the database's locale."""
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        f"""CREATE TABLE customers (
+            id {KEY} PRIMARY KEY, version bigint NOT NULL, kind text NOT NULL, name text NOT NULL,
+            tier text, lifecycle text NOT NULL, country text, birth_date date, language text,
+            service_point text, created_at timestamptz NOT NULL, updated_at timestamptz NOT NULL,
+            doc json NOT NULL)""",
+        f"CREATE TABLE customer_emails (email {KEY} PRIMARY KEY, customer_id {KEY} NOT NULL)",
+        f"""CREATE TABLE customer_phones (phone {KEY} NOT NULL, customer_id {KEY} NOT NULL,
+            PRIMARY KEY (phone, customer_id))""",
+        f"""CREATE TABLE customer_external_ids (source {KEY} NOT NULL, external_id {KEY} NOT NULL,
+            customer_id {KEY} NOT NULL, PRIMARY KEY (source, external_id))""",
+        "CREATE INDEX customer_emails_customer ON customer_emails (customer_id)",
+        "CREATE INDEX customer_phones_customer ON customer_phones (customer_id)",
+        "CREATE INDEX customer_external_ids_customer ON customer_external_ids (customer_id)",
+        # Records a customer owns are keyed (customer_id, id) so they can be distributed by
+        # customer (docs/scaling-postgres.md); UNIQUE (id) keeps ids unique on one server.
+        f"""CREATE TABLE interactions (
+            id {KEY} NOT NULL UNIQUE, customer_id {KEY} NOT NULL, channel text NOT NULL,
+            family text NOT NULL, direction text NOT NULL, occurred_at timestamptz NOT NULL,
+            service_point text, agent text, outcome text, satisfaction integer, nps integer,
+            case_id text, reference text, doc json NOT NULL, PRIMARY KEY (customer_id, id))""",
+        "CREATE INDEX interactions_customer ON interactions (customer_id, occurred_at)",
+        "CREATE INDEX interactions_reference ON interactions (reference)",
+        f"""CREATE TABLE purchases (
+            id {KEY} NOT NULL UNIQUE, customer_id {KEY} NOT NULL, ordered_at timestamptz NOT NULL,
+            channel text, service_point text, currency text NOT NULL, total numeric NOT NULL,
+            doc json NOT NULL, PRIMARY KEY (customer_id, id))""",
+        "CREATE INDEX purchases_customer ON purchases (customer_id, ordered_at)",
+        f"""CREATE TABLE cases (
+            id {KEY} NOT NULL UNIQUE, version bigint NOT NULL, customer_id {KEY} NOT NULL,
+            kind text NOT NULL, status text NOT NULL, priority integer NOT NULL,
+            opened_at timestamptz NOT NULL, sla_due timestamptz, resolved_at timestamptz,
+            channel text, service_point text, agent text, contacts integer NOT NULL,
+            doc json NOT NULL, PRIMARY KEY (customer_id, id))""",
+        "CREATE INDEX cases_customer ON cases (customer_id, status)",
+        f"""CREATE TABLE opportunities (
+            id {KEY} NOT NULL UNIQUE, version bigint NOT NULL, customer_id {KEY} NOT NULL,
+            stage text NOT NULL, kind text NOT NULL, opened_at timestamptz NOT NULL, owner text,
+            doc json NOT NULL, PRIMARY KEY (customer_id, id))""",
+        "CREATE INDEX opportunities_customer ON opportunities (customer_id)",
+        f"CREATE TABLE campaigns (id {KEY} PRIMARY KEY, version bigint NOT NULL, doc json NOT NULL)",
+        f"""CREATE TABLE campaign_members (
+            campaign_id {KEY} NOT NULL, customer_id {KEY} NOT NULL, grp text NOT NULL,
+            status text NOT NULL, at timestamptz NOT NULL, doc json NOT NULL,
+            PRIMARY KEY (campaign_id, customer_id))""",
+        f"""CREATE TABLE service_points (id {KEY} PRIMARY KEY, version bigint NOT NULL,
+            kind text NOT NULL, doc json NOT NULL)""",
+        f"CREATE TABLE agents (id {KEY} PRIMARY KEY, version bigint NOT NULL, doc json NOT NULL)",
+        f"CREATE TABLE teams (id {KEY} PRIMARY KEY, version bigint NOT NULL, doc json NOT NULL)",
+        f"""CREATE TABLE outbox (
+            seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, id {KEY} NOT NULL UNIQUE,
+            topic text NOT NULL, aggregate_id {KEY} NOT NULL, occurred_at timestamptz NOT NULL,
+            available_at timestamptz NOT NULL, attempts integer NOT NULL DEFAULT 0,
+            delivered_to text NOT NULL DEFAULT '[]', last_error text,
+            done smallint NOT NULL DEFAULT 0, doc json NOT NULL)""",
+        "CREATE INDEX outbox_pending ON outbox (done, available_at)",
+        f"""CREATE TABLE segments (id {KEY} PRIMARY KEY, version bigint NOT NULL,
+            doc json NOT NULL)""",
+        f"""CREATE TABLE segment_members (segment_id {KEY} NOT NULL, customer_id {KEY} NOT NULL,
+            since timestamptz NOT NULL, PRIMARY KEY (segment_id, customer_id))""",
+        f"""CREATE TABLE segment_runs (segment_id {KEY} NOT NULL, at timestamptz NOT NULL,
+            rule_version integer NOT NULL, size integer NOT NULL, entered integer NOT NULL,
+            "left" integer NOT NULL, PRIMARY KEY (segment_id, at))""",
+        f"""CREATE TABLE scores (scorer {KEY} NOT NULL, customer_id {KEY} NOT NULL,
+            as_of timestamptz NOT NULL, value double precision NOT NULL, label text,
+            doc json NOT NULL, PRIMARY KEY (scorer, customer_id, as_of))""",
+        "CREATE INDEX scores_customer ON scores (customer_id, scorer, as_of)",
+    ),
+)
+"""Migration N brings the schema from version N to N+1 (mirrors sqlite.MIGRATIONS)."""
+
+BULK_BATCH = 5_000
+OWN_OPTIONS = ("schema", "statement_timeout", "pool_min", "pool_max", "pool_timeout")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+_INSERT = re.compile(r"INSERT INTO (\w+) \(([\w, ]+)\) VALUES")
+
+
+def copy_sql(insert: str) -> str:
+    """The COPY that loads the same columns as one of the shared INSERT statements."""
+    found = _INSERT.match(insert)
+    if found is None:
+        raise ValueError(f"not a shared INSERT statement: {insert!r}")
+    return f"COPY {found[1]} ({found[2]}) FROM STDIN"
+
+
+def _number(url: str, options: dict[str, str], name: str, default: float) -> float:
+    try:
+        value = float(options.get(name, default))
+    except ValueError:
+        value = -1.0
+    if value < 0:
+        raise ValidationError("url", redact(url), f"{name} must be a non-negative number")
+    return value
+
+
+def redact(url: str) -> str:
+    """The URL with its password hidden, for messages and repr."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+def translate(exc: psycopg.Error, where: str) -> StorageError:
+    """The crmcore error for a driver error; the caller has rolled back already."""
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, psycopg.IntegrityError):
+        return IntegrityError(f"{where}: {detail}")
+    if isinstance(exc, pg_errors.QueryCanceled):
+        return StorageError(f"{where}: statement cancelled (statement_timeout?): {detail}")
+    if isinstance(exc, pg_errors.SerializationFailure | pg_errors.DeadlockDetected):
+        return StorageError(f"{where}: concurrent transactions collided, retry: {detail}")
+    if isinstance(exc, psycopg.OperationalError):
+        return StorageError(f"{where}: connection to the server failed: {detail}")
+    return StorageError(f"{where}: {detail}")
+
+
+class PostgresStorage:
+    """Storage on a PostgreSQL database; safe to share between threads and processes."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._where = redact(url)
+        parts = urlsplit(url)
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        options = {k: v for k, v in query if k in OWN_OPTIONS}
+        self.schema = options.get("schema")
+        if self.schema is not None and not _IDENTIFIER.fullmatch(self.schema):
+            raise ValidationError("url", self._where, "schema must be a plain SQL identifier")
+        settings = ["-c TimeZone=UTC"]
+        if self.schema is not None:
+            settings.append(f"-c search_path={self.schema}")
+        timeout = int(_number(url, options, "statement_timeout", 0))
+        if timeout:
+            settings.append(f"-c statement_timeout={timeout}")
+        conninfo = urlunsplit(
+            parts._replace(
+                scheme="postgresql",
+                query=urlencode([(k, v) for k, v in query if k not in OWN_OPTIONS]),
+            )
+        )
+        pool_max = int(_number(url, options, "pool_max", 10)) or 1
+        self._pool = ConnectionPool(
+            conninfo,
+            min_size=min(int(_number(url, options, "pool_min", 1)), pool_max),
+            max_size=pool_max,
+            timeout=_number(url, options, "pool_timeout", 30),
+            kwargs={"options": " ".join(settings)},
+            check=ConnectionPool.check_connection,
+            open=False,
+            name=f"crmcore {self._where}",
+        )
+        self._local = threading.local()
+        try:
+            self._pool.open(wait=True, timeout=_number(url, options, "pool_timeout", 30))
+        except PoolTimeout as exc:
+            self._pool.close()
+            raise StorageError(f"cannot connect to {self._where}: {exc}") from None
+        try:
+            self.migrate()
+        except BaseException:
+            self._pool.close()
+            raise
+
+    def __repr__(self) -> str:
+        return f"<PostgresStorage {self._where}>"
+
+    def migrate(self) -> int:
+        """Bring the schema up to date; safe to run again and from several processes at once.
+
+        A transaction-scoped advisory lock serialises concurrent migrators; DDL is
+        transactional in PostgreSQL, so a failed migration leaves the previous version.
+        """
+        with self._begin() as cur:
+            cur.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                (f"crmcore.migrate:{self.schema or ''}",),
+            )
+            if self.schema is not None:
+                cur.execute(
+                    pg_sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(pg_sql.Identifier(self.schema))
+                )
+            cur.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)")
+            version = int(cur.execute("SELECT coalesce(max(version), 0) FROM schema_version")
+                          .fetchall()[0][0])
+            for number, statements in enumerate(MIGRATIONS[version:], start=version):
+                for statement in statements:
+                    cur.execute(statement)
+                cur.execute("DELETE FROM schema_version")
+                cur.execute("INSERT INTO schema_version (version) VALUES (%s)", (number + 1,))
+            return max(version, len(MIGRATIONS))
+
+    @contextmanager
+    def _begin(self) -> Iterator[psycopg.Cursor[Any]]:
+        if getattr(self._local, "open", False):
+            raise StorageError("a transaction is already open on this thread")
+        try:
+            conn = self._pool.getconn()
+        except PoolTimeout as exc:
+            raise StorageError(f"no connection to {self._where}: {exc}") from None
+        self._local.open = True
+        try:
+            with conn.cursor() as cur:
+                try:
+                    yield cur
+                except BaseException as exc:
+                    _rollback(conn)
+                    if isinstance(exc, psycopg.Error):
+                        raise translate(exc, self._where) from None
+                    raise
+                try:
+                    conn.commit()
+                except psycopg.Error as exc:
+                    _rollback(conn)
+                    raise translate(exc, f"commit failed on {self._where}") from None
+        finally:
+            self._local.open = False
+            self._pool.putconn(conn)
+
+    @contextmanager
+    def transaction(self) -> Iterator[sql.SqlUnitOfWork]:
+        with self._begin() as cur:
+            yield sql.SqlUnitOfWork(cur, DIALECT, CLAIM_LOCK)
+
+    def bulk_import(self, items: Iterable[Any]) -> int:
+        """COPY the records in, in batches of bounded size, all in one transaction."""
+        count = 0
+        with self._begin() as cur:
+            for table, batch in sql.bulk_batches(items, BULK_BATCH):
+                _copy(cur, sql.insert_sql(table), sql.bulk_rows(DIALECT, table, batch))
+                if table is sql.CUSTOMERS:
+                    for statement, rows in sql.index_rows(batch):
+                        _copy(cur, statement, rows)
+                count += len(batch)
+        return count
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+def _copy(cur: psycopg.Cursor[Any], insert: str, rows: Iterable[tuple[Any, ...]]) -> None:
+    with cur.copy(copy_sql(insert)) as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def _rollback(conn: psycopg.Connection[Any]) -> None:
+    """Roll back if the connection still can; a dead one is discarded by the pool."""
+    if not conn.closed:
+        with suppress(psycopg.Error):
+            conn.rollback()
+
+
+def open_storage(url: str) -> PostgresStorage:
+    try:
+        return PostgresStorage(url)
+    except CRMError:
+        raise
+    except psycopg.Error as exc:
+        raise translate(exc, f"cannot open {redact(url)}") from None
+
+
+@hookimpl
+def crmcore_register_storage() -> list[Adapter]:
+    return [Adapter("postgresql", open_storage), Adapter("postgres", open_storage)]
