@@ -143,6 +143,8 @@ class SQLiteStorage:
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._gate = threading.Lock()
+        self._owner: int | None = None
         self.migrate()
 
     def __repr__(self) -> str:
@@ -163,7 +165,9 @@ class SQLiteStorage:
         return conn
 
     def connection(self) -> sqlite3.Connection:
-        """This thread's connection (opened on first use)."""
+        """This thread's connection (opened on first use); an in-memory base has just one."""
+        if self._keeper is not None:
+            return self._keeper
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = self._connect()
@@ -183,8 +187,27 @@ class SQLiteStorage:
             return int(cur.execute("PRAGMA user_version").fetchone()[0])
 
     @contextmanager
+    def _serialised(self) -> Iterator[None]:
+        """An in-memory base shares one connection, so its transactions take turns here
+        (a file base lets SQLite's own locking and busy timeout do this)."""
+        if self._keeper is None:
+            yield
+            return
+        if self._owner == threading.get_ident():
+            raise StorageError("a transaction is already open on this thread")
+        with self._gate:
+            self._owner = threading.get_ident()
+            try:
+                yield
+            finally:
+                self._owner = None
+
+    @contextmanager
     def _begin(self) -> Iterator[sqlite3.Cursor]:
-        conn = self.connection()
+        with self._serialised():
+            yield from self._begin_on(self.connection())
+
+    def _begin_on(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Cursor]:
         if conn.in_transaction:
             raise StorageError("a transaction is already open on this thread")
         cur = conn.cursor()
