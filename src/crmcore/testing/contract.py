@@ -53,8 +53,8 @@ def purchase(n: int, customer_id: str, at: datetime, amount: str = "10.00") -> m
     return m.Purchase(f"p{n:06d}", customer_id, at, (m.OrderLine("cd", Money(Decimal(amount))),))
 
 
-def interaction(n: int, customer_id: str, at: datetime, channel: m.Channel = m.Channel.PHONE) -> m.Interaction:
-    return m.Interaction(f"i{n:06d}", customer_id, channel, m.Direction.INBOUND, at)
+def interaction(n: int, customer_id: str, at: datetime) -> m.Interaction:
+    return m.Interaction(f"i{n:06d}", customer_id, m.Channel.PHONE, m.Direction.INBOUND, at)
 
 
 def case(id: str, customer_id: str) -> m.Case:
@@ -87,7 +87,7 @@ class StorageContract:
     def test_every_aggregate_round_trips(self, data: st.DataObject) -> None:
         store = self.open_storage()
         try:
-            items = {
+            items: dict[str, Any] = {
                 "customers": data.draw(s.customers()), "cases": data.draw(s.cases()),
                 "opportunities": data.draw(s.opportunities()),
                 "service_points": data.draw(s.service_points), "agents": data.draw(s.agents),
@@ -101,7 +101,7 @@ class StorageContract:
             with store.transaction() as uow:
                 for name, item in items.items():
                     assert getattr(uow, name).get(item.id) == attrs.evolve(item, version=1)
-            logs = {"interactions": data.draw(s.interactions()), "purchases": data.draw(s.purchases())}
+            logs: dict[str, Any] = {"interactions": data.draw(s.interactions()), "purchases": data.draw(s.purchases())}
             with store.transaction() as uow:
                 for name, item in logs.items():
                     getattr(uow, name).add(item)
@@ -252,7 +252,8 @@ class StorageContract:
                             m.Score("c1", "churn", t1, 0.25, details={"p_alive": 0.75})])
             uow.scores.put([m.Score("c1", "rfm", t2, 4, "loyal")])
         with storage.transaction() as uow:
-            assert uow.scores.latest("c1", "rfm", t1 + timedelta(days=1)) == m.Score("c1", "rfm", t1, 3, "loyal")
+            day_after = t1 + timedelta(days=1)
+            assert uow.scores.latest("c1", "rfm", day_after) == m.Score("c1", "rfm", t1, 3, "loyal")
             assert uow.scores.latest("c1", "rfm") == m.Score("c1", "rfm", t2, 4, "loyal")
             assert uow.scores.latest("c1", "rfm", t1 - timedelta(seconds=1)) is None
             assert [x.scorer for x in uow.scores.for_customer("c1")] == ["churn", "rfm"]
@@ -414,7 +415,8 @@ class StorageMachine(RuleBasedStateMachine):
         self.storage.close()
 
     def _email_owner(self, email: str) -> str | None:
-        return next((c.id for c in self.model.values() if email.lower() in {e.lower() for e in c.emails}), None)
+        owners = (c.id for c in self.model.values() if email.lower() in {e.lower() for e in c.emails})
+        return next(owners, None)
 
     def _ext_owner(self, pair: tuple[str, str]) -> str | None:
         return next((c.id for c in self.model.values() if pair in c.external_ids.items()), None)
