@@ -101,7 +101,9 @@ class StorageContract:
             with store.transaction() as uow:
                 for name, item in items.items():
                     assert getattr(uow, name).get(item.id) == attrs.evolve(item, version=1)
-            logs: dict[str, Any] = {"interactions": data.draw(s.interactions()), "purchases": data.draw(s.purchases())}
+            logs: dict[str, Any] = {
+                "interactions": data.draw(s.interactions()), "purchases": data.draw(s.purchases()),
+            }
             with store.transaction() as uow:
                 for name, item in logs.items():
                     getattr(uow, name).add(item)
