@@ -1,0 +1,1 @@
+"""Telephony adapters: a SIP phone driven through baresip, and hosted-provider webhooks."""

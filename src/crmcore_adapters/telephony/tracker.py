@@ -1,0 +1,117 @@
+"""Book-keeping every telephony adapter shares: live calls, time stamps, finished records.
+
+Backends report calls without times (baresip) or with times of their own
+clock; the tracker stamps each step with the adapter's clock so every record
+is measured the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime
+
+import attrs
+
+from crmcore import values as v
+from crmcore.model import Direction
+from crmcore.ports.telephony import CallEvent, CallEventKind, CallListener, CallOutcome, CallRecord
+
+log = logging.getLogger(__name__)
+
+
+@attrs.define
+class _Live:
+    direction: Direction
+    peer: str
+    display_name: str
+    started_at: datetime
+    answered_at: datetime | None = None
+
+
+class CallTracker:
+    """Live calls of one phone; turns backend steps into `CallEvent`s for the listeners."""
+
+    def __init__(self, *, agent: str | None = None, clock: Callable[[], datetime] = v.now) -> None:
+        self.agent = agent
+        self.clock = clock
+        self.listeners: list[CallListener] = []
+        self.errors: list[BaseException] = []
+        """Listener failures and malformed backend messages, kept for inspection."""
+        self._live: dict[str, _Live] = {}
+        self._lock = threading.Lock()
+
+    def live(self) -> list[str]:
+        with self._lock:
+            return list(self._live)
+
+    def is_live(self, call_id: str) -> bool:
+        with self._lock:
+            return call_id in self._live
+
+    def answered(self, call_id: str) -> bool:
+        with self._lock:
+            leg = self._live.get(call_id)
+            return leg is not None and leg.answered_at is not None
+
+    def ringing(self, call_id: str, direction: Direction, peer: str, display_name: str = "",
+                at: datetime | None = None) -> None:
+        """A new call; repeated reports of the same call are ignored."""
+        with self._lock:
+            if call_id in self._live:
+                return
+            leg = self._live[call_id] = _Live(
+                direction, _clean(peer, 998), _clean(display_name, 200), at or self.clock()
+            )
+        self._emit(CallEventKind.RINGING, call_id, leg)
+
+    def answer(self, call_id: str) -> None:
+        with self._lock:
+            leg = self._live.get(call_id)
+            if leg is None or leg.answered_at is not None:
+                return
+            leg.answered_at = max(self.clock(), leg.started_at)
+        self._emit(CallEventKind.ANSWERED, call_id, leg)
+
+    def end(self, call_id: str, outcome: Callable[[bool], CallOutcome] | CallOutcome, reason: str) -> None:
+        """Close a call; `outcome` may depend on whether it had been answered."""
+        with self._lock:
+            leg = self._live.pop(call_id, None)
+            if leg is None:
+                return
+        ended = max(self.clock(), leg.answered_at or leg.started_at)
+        chosen = outcome if isinstance(outcome, CallOutcome) else outcome(leg.answered_at is not None)
+        record = CallRecord(
+            call_id=call_id, direction=leg.direction, peer=leg.peer, started_at=leg.started_at,
+            answered_at=leg.answered_at, ended_at=ended, outcome=chosen, reason=reason[:500],
+            agent=self.agent,
+        )
+        self._emit(CallEventKind.ENDED, call_id, leg, record)
+
+    def end_all(self, reason: str) -> None:
+        """The phone vanished: every live call ends as FAILED, so no record is lost."""
+        for call_id in self.live():
+            self.end(call_id, CallOutcome.FAILED, reason)
+
+    def fault(self, error: BaseException) -> None:
+        log.warning("telephony: %s", error)
+        self.errors.append(error)
+
+    def _emit(self, kind: CallEventKind, call_id: str, leg: _Live, record: CallRecord | None = None) -> None:
+        event = CallEvent(
+            kind=kind, call_id=call_id, direction=leg.direction, peer=leg.peer,
+            at=record.ended_at if record else (leg.answered_at or leg.started_at),
+            display_name=leg.display_name, record=record, agent=self.agent,
+        )
+        for listener in list(self.listeners):
+            try:
+                listener(event)
+            except Exception as exc:  # a listener must never take the phone down
+                log.exception("telephony listener failed on %s %s", kind, call_id)
+                self.errors.append(exc)
+
+
+def _clean(text: str, limit: int) -> str:
+    """Text from the wire made safe for the model: no control characters, bounded length."""
+    return "".join(ch for ch in str(text) if ch.isprintable())[:limit]
