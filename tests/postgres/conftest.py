@@ -1,0 +1,84 @@
+"""A real PostgreSQL server for these tests, and an isolated schema per storage opened.
+
+The server comes from CRMCORE_TEST_POSTGRES_URL (scripts/test.sh exports it). Without
+it, or when it does not answer, tests skip on a developer's machine and fail under CI.
+Every storage lives in a fresh schema (`?schema=crmcore_test_<hex>`), dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import psycopg
+import pytest
+
+from crmcore_adapters.storage.postgres import PostgresStorage
+from tests.support import unavailable
+
+ENV = "CRMCORE_TEST_POSTGRES_URL"
+
+
+def with_options(url: str, **options: str) -> str:
+    """The URL with these query options added (or replaced)."""
+    parts = urlsplit(url)
+    query = dict(part.split("=", 1) for part in parts.query.split("&") if "=" in part)
+    return urlunsplit(parts._replace(query=urlencode({**query, **options})))
+
+
+class Schemas:
+    """Hands out fresh schema names on one server and drops them all at the end."""
+
+    def __init__(self, url: str) -> None:
+        self.server = url
+        self.created: list[str] = []
+
+    def url(self, **options: str) -> str:
+        name = f"crmcore_test_{uuid.uuid4().hex[:16]}"
+        self.created.append(name)
+        return with_options(self.server, schema=name, **options)
+
+    def open(self, **options: str) -> PostgresStorage:
+        return PostgresStorage(self.url(**options))
+
+    def drop_all(self) -> None:
+        with psycopg.connect(self.server, autocommit=True) as conn:
+            for name in self.created:
+                conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+        self.created.clear()
+
+
+def server_url() -> str:
+    """The test server's URL, after checking it answers (else skip, or fail under CI)."""
+    url = os.environ.get(ENV)
+    if not url:
+        unavailable(f"{ENV} is not set; point it at a PostgreSQL server to run these tests")
+    try:
+        with psycopg.connect(url, connect_timeout=5) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        unavailable(f"PostgreSQL at {ENV} does not answer: {exc}")
+    return url
+
+
+@pytest.fixture
+def schemas() -> Iterator[Schemas]:
+    made = Schemas(server_url())
+    yield made
+    made.drop_all()
+
+
+@pytest.fixture
+def storage(schemas: Schemas) -> Iterator[PostgresStorage]:
+    store = schemas.open()
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def admin() -> Iterator[psycopg.Connection[tuple[object, ...]]]:
+    """A separate autocommit connection, to watch and disturb the storage's sessions."""
+    with psycopg.connect(server_url(), autocommit=True) as conn:
+        yield conn

@@ -1,0 +1,155 @@
+"""Opening by URL, crmcore's own URL options, and the schema kept in step with SQLite."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+
+import psycopg
+import pytest
+
+import crmcore
+from crmcore.errors import StorageError, ValidationError
+from crmcore.plugins import make_plugin_manager, open_adapter
+from crmcore_adapters.storage import postgres, sqlite
+from crmcore_adapters.storage.postgres import PostgresStorage
+
+from .conftest import Schemas, with_options
+
+
+@pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
+def test_opened_by_scheme_through_the_entry_point(schemas: Schemas, scheme: str) -> None:
+    url = schemas.url().replace("postgresql://", f"{scheme}://", 1)
+    store = open_adapter(make_plugin_manager(), "storage", "crmcore_register_storage", url)
+    try:
+        assert isinstance(store, PostgresStorage)
+        with store.transaction() as uow:
+            assert uow.dialect == "postgresql"
+            assert uow.customers.count() == 0
+    finally:
+        store.close()
+
+
+def test_crm_open_round_trip(schemas: Schemas) -> None:
+    crm = crmcore.open(schemas.url())
+    try:
+        ada = crm.customers.add(crmcore.Customer.new(name="Ada", emails=["Ada@Example.org"]))
+        assert crm.customers.get(ada.id) == ada
+        assert crm.customers.by_email("ada@example.org") == ada
+    finally:
+        crm.close()
+
+
+def test_own_options_reach_the_session_not_libpq(schemas: Schemas) -> None:
+    url = schemas.url(statement_timeout="1234", pool_min="0", pool_max="2", application_name="crm-x")
+    schema = url.split("schema=")[1].split("&")[0]
+    store = PostgresStorage(url)
+    try:
+        with store.transaction() as uow:
+            rows = uow.select(
+                "SELECT current_setting('statement_timeout'), current_schema(), "
+                "current_setting('application_name'), current_setting('TimeZone')"
+            )
+        assert rows == [("1234ms", schema, "crm-x", "UTC")]
+    finally:
+        store.close()
+
+
+def test_select_binds_parameters(storage: PostgresStorage) -> None:
+    hostile = "x'); DROP TABLE customers; --"
+    with storage.transaction() as uow:
+        assert uow.select("SELECT %s::text, %s::int + 1", (hostile, 41)) == [(hostile, 42)]
+        assert uow.customers.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [({"schema": "bad name; DROP"}, "schema"), ({"statement_timeout": "soon"}, "statement_timeout"),
+     ({"pool_max": "-1"}, "pool_max")],
+)
+def test_bad_options_name_the_option(schemas: Schemas, options: dict[str, str], message: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        PostgresStorage(with_options(schemas.server, **options))
+    assert caught.value.field == "url" and message in caught.value.reason
+
+
+def test_unreachable_server_is_a_storage_error_without_the_password() -> None:
+    url = "postgresql://crm:s3cret@127.0.0.1:1/nowhere?connect_timeout=1&pool_timeout=1"
+    with pytest.raises(StorageError) as caught:
+        crmcore.open(url)
+    assert "127.0.0.1:1" in str(caught.value)
+    assert "s3cret" not in str(caught.value)
+    assert postgres.redact(url) == url.replace("s3cret", "***")
+
+
+def test_copy_sql_follows_the_shared_insert() -> None:
+    insert = "INSERT INTO customer_emails (email, customer_id) VALUES (?, ?)"
+    assert postgres.copy_sql(insert) == "COPY customer_emails (email, customer_id) FROM STDIN"
+    with pytest.raises(ValueError):
+        postgres.copy_sql("DELETE FROM customers")
+
+
+def _sqlite_columns() -> dict[str, set[str]]:
+    conn = sqlite3.connect(":memory:")
+    for statements in sqlite.MIGRATIONS:
+        for statement in statements:
+            conn.execute(statement)
+    tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    return {
+        t: {r[1] for r in conn.execute(f"PRAGMA table_info({t})")}
+        for t in tables if t != "sqlite_sequence"
+    }
+
+
+def test_every_sqlite_table_and_column_exists_here(storage: PostgresStorage) -> None:
+    with storage.transaction() as uow:
+        rows = uow.select(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE table_schema = current_schema()"
+        )
+    found: dict[str, set[str]] = {}
+    for table, column in rows:
+        found.setdefault(str(table), set()).add(str(column))
+    assert found.pop("schema_version") == {"version"}
+    assert found == _sqlite_columns()
+    assert len(postgres.MIGRATIONS) == len(sqlite.MIGRATIONS)
+
+
+def test_migrate_twice_is_a_no_op(storage: PostgresStorage) -> None:
+    assert storage.migrate() == len(postgres.MIGRATIONS)
+    assert storage.migrate() == len(postgres.MIGRATIONS)
+    with storage.transaction() as uow:
+        assert uow.select("SELECT version FROM schema_version") == [(len(postgres.MIGRATIONS),)]
+
+
+def _open_and_close(url: str) -> int:
+    store = PostgresStorage(url)
+    try:
+        with store.transaction() as uow:
+            return uow.customers.count()
+    finally:
+        store.close()
+
+
+def test_processes_starting_at_once_migrate_once(schemas: Schemas) -> None:
+    url = schemas.url()
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        assert pool.map(_open_and_close, [url] * 4) == [0, 0, 0, 0]
+    schema = url.split("schema=")[1].split("&")[0]
+    with psycopg.connect(schemas.server) as conn:
+        versions = conn.execute(f'SELECT version FROM "{schema}".schema_version').fetchall()
+    assert versions == [(len(postgres.MIGRATIONS),)]
+
+
+def test_a_failed_migration_leaves_the_previous_version(
+    storage: PostgresStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shipped = len(postgres.MIGRATIONS)
+    broken = (*postgres.MIGRATIONS, ("CREATE TABLE extra (id text)", "SELECT no_such_function()"))
+    monkeypatch.setattr(postgres, "MIGRATIONS", broken)
+    with pytest.raises(StorageError) as caught:
+        storage.migrate()
+    assert "no_such_function" in str(caught.value)
+    with storage.transaction() as uow:
+        assert uow.select("SELECT version FROM schema_version") == [(shipped,)]
+        assert uow.select("SELECT to_regclass('extra') IS NULL") == [(True,)]
