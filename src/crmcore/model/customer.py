@@ -60,8 +60,9 @@ class Consent:
     source: str = attrs.field(validator=v.is_text(200))
 
 
-def _unique(_instance: Any, attribute: attrs.Attribute[Any], value: tuple[Any, ...]) -> None:
-    if len(set(value)) != len(value):
+def _unique(_instance: Any, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
+    """E-mail addresses match case-insensitively (as lookups do), so duplicates do too."""
+    if len({item.lower() for item in value}) != len(value):
         raise ValidationError(attribute.name, value, "holds the same entry twice")
 
 
@@ -180,4 +181,7 @@ class Customer:
 
 
 def _dedupe(items: Iterable[str]) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(items))
+    first: dict[str, str] = {}
+    for item in items:
+        first.setdefault(item.lower(), item)
+    return tuple(first.values())
