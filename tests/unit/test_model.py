@@ -50,7 +50,9 @@ def test_new_customer_normalises_contact_details() -> None:
         ({"birth_date": "1990-01-01"}, "birth_date", "1990-01-01"),
     ],
 )
-def test_bad_customer_input_names_field_and_value(fields: dict[str, object], field: str, value: object) -> None:
+def test_bad_customer_input_names_field_and_value(
+    fields: dict[str, object], field: str, value: object
+) -> None:
     with pytest.raises(ValidationError) as caught:
         Customer.new("Ada", **fields)  # type: ignore[arg-type]
     error = caught.value
@@ -71,7 +73,9 @@ def test_consent_is_explicit_and_replaces_the_previous_answer() -> None:
     granted = ada.with_consent("marketing", Channel.EMAIL, ConsentStatus.GRANTED, at=T0, source="portal")
     assert granted.has_consent("marketing", Channel.EMAIL)
     assert not granted.has_consent("marketing", Channel.PHONE)
-    withdrawn = granted.with_consent("marketing", Channel.EMAIL, ConsentStatus.WITHDRAWN, at=T0, source="imap")
+    withdrawn = granted.with_consent(
+        "marketing", Channel.EMAIL, ConsentStatus.WITHDRAWN, at=T0, source="imap"
+    )
     assert not withdrawn.has_consent("marketing", Channel.EMAIL)
     assert len(withdrawn.consents) == 1
 
