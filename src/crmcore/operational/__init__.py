@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from crmcore.crm import CRM
+    from crmcore.operational.mail import Mail
 
 
 class Operational:
@@ -13,3 +15,10 @@ class Operational:
 
     def __init__(self, crm: CRM) -> None:
         self.crm = crm
+
+    @functools.cached_property
+    def mail(self) -> Mail:
+        """E-mail: consent-checked sending and an inbox read onto the timeline."""
+        from crmcore.operational.mail import Mail
+
+        return Mail(self.crm)

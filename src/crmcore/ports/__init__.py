@@ -4,6 +4,16 @@ Adapters implement these; the core never imports an adapter. One module a port:
 `storage`, `email`, `telephony`.
 """
 
+from crmcore.ports.email import (
+    Batch,
+    Cursor,
+    CursorStore,
+    DeliveryError,
+    EmailTransport,
+    Mailbox,
+    MailboxError,
+    Received,
+)
 from crmcore.ports.storage import (
     CampaignMembers,
     CustomerLog,
@@ -21,7 +31,8 @@ from crmcore.ports.storage import (
 )
 
 __all__ = [
-    "CampaignMembers", "CustomerLog", "CustomerOwned", "CustomerRepository", "Outbox",
-    "Repository", "Scores", "SegmentMembers", "SqlUnitOfWork", "Storage", "StorageFactory",
-    "UnitOfWork", "sql_dialect",
+    "Batch", "CampaignMembers", "Cursor", "CursorStore", "CustomerLog", "CustomerOwned",
+    "CustomerRepository", "DeliveryError", "EmailTransport", "Mailbox", "MailboxError", "Outbox",
+    "Received", "Repository", "Scores", "SegmentMembers", "SqlUnitOfWork", "Storage",
+    "StorageFactory", "UnitOfWork", "sql_dialect",
 ]

@@ -1,0 +1,646 @@
+"""E-mail as a CRM channel: consent-checked sending, and an inbox read onto the timeline.
+
+Out: a `Template` is rendered for one customer into an `EmailMessage`; the
+customer's consent for the purpose is checked first (a refusal is recorded as an
+`email.refused` event), a temporary failure is retried with backoff, and only a
+message the server accepted becomes an outbound interaction.
+
+In: a `Poller` reads a mailbox by UID and keeps its cursor after every message,
+so a restart neither skips nor re-reads. Each message is handled in one
+transaction: matched to a customer by sender, threaded to the message it
+answers, a case opened when it was written to a support address. Unknown
+senders become leads or are parked; bounces and unsubscribe requests withdraw
+consent. Whatever a message holds, it ends in exactly one outcome and the
+poller moves on; only a storage failure stops it, before the cursor moves.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import html
+import json
+import logging
+import os
+import re
+import string
+import threading
+import time
+import unicodedata
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from email import policy
+from email.headerregistry import Address
+from email.message import EmailMessage, Message
+from email.parser import BytesParser
+from email.utils import format_datetime, make_msgid, parseaddr
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from crmcore import values as v
+from crmcore.errors import ConsentError, CRMError, StorageError, ValidationError
+from crmcore.model import (
+    CaseKind,
+    Channel,
+    ConsentStatus,
+    Customer,
+    Direction,
+    Interaction,
+    LifecycleStage,
+)
+from crmcore.plugins import open_adapter
+from crmcore.ports.email import (
+    Cursor,
+    CursorStore,
+    DeliveryError,
+    EmailTransport,
+    Mailbox,
+    MailboxError,
+    Received,
+)
+
+if TYPE_CHECKING:
+    from crmcore.crm import CRM
+
+log = logging.getLogger(__name__)
+
+MARKETING = frozenset({"marketing"})
+_MSGID = re.compile(r"<[^<>\s]{1,996}>")
+_PARSER = BytesParser(policy=policy.default)
+
+
+class Mail:
+    """The e-mail channel of a CRM: `crm.operational.mail`."""
+
+    def __init__(self, crm: CRM) -> None:
+        self.crm = crm
+
+    def mailer(self, transport: str | EmailTransport, *, sender: str, **options: Any) -> Mailer:
+        """A `Mailer` over a transport URL (`smtp://...`) or an open `EmailTransport`."""
+        if isinstance(transport, str):
+            opened: EmailTransport = open_adapter(
+                self.crm.plugins, "email transport", "crmcore_register_email_transports", transport
+            )
+            return Mailer(self.crm, opened, sender=sender, **options)
+        return Mailer(self.crm, transport, sender=sender, **options)
+
+    def poller(
+        self, mailbox: str | Mailbox, *, state: str | os.PathLike[str] | CursorStore, **options: Any
+    ) -> Poller:
+        """A `Poller` over a mailbox URL (`imap://...`); `state` is a cursor file path or store."""
+        store = FileCursor(state) if isinstance(state, str | os.PathLike) else state
+        if isinstance(mailbox, str):
+            opened: Mailbox = open_adapter(
+                self.crm.plugins, "mailbox", "crmcore_register_mailboxes", mailbox
+            )
+            return Poller(self.crm, opened, store, **options)
+        return Poller(self.crm, mailbox, store, **options)
+
+
+# ---------------------------------------------------------------- outbound
+
+
+def _template_text(_instance: Any, attribute: attrs.Attribute[Any], value: str | None) -> None:
+    if value is None:
+        return
+    v.text(value, f"template.{attribute.name}", max_length=1_000_000, empty=attribute.name != "subject")
+    if not string.Template(value).is_valid():
+        raise ValidationError(f"template.{attribute.name}", value[:60], "has a malformed $placeholder")
+
+
+@attrs.frozen
+class Template:
+    """A message written once and personalised per customer with `$placeholders`.
+
+    Available: `$name`, `$first_name`, `$email`, `$customer_id`, `$tier`,
+    `$language`, every custom attribute of the customer, and the `context` given
+    to `send` (which wins). Values are HTML-escaped in the HTML part.
+    """
+
+    subject: str = attrs.field(validator=_template_text)
+    text: str = attrs.field(validator=_template_text)
+    html: str | None = attrs.field(default=None, validator=_template_text)
+    name: str = attrs.field(default="message", validator=v.check(v.name))
+
+    def render(self, values: Mapping[str, str]) -> tuple[str, str, str | None]:
+        """(subject, text, html) for one set of values; a missing value is a ValidationError."""
+        escaped = {key: html.escape(value) for key, value in values.items()}
+        return (
+            _substitute(self.subject, values, "subject"),
+            _substitute(self.text, values, "text"),
+            None if self.html is None else _substitute(self.html, escaped, "html"),
+        )
+
+
+def _substitute(text: str, values: Mapping[str, str], part: str) -> str:
+    try:
+        return string.Template(text).substitute(values)
+    except KeyError as missing:
+        raise ValidationError(f"template.{part}", missing.args[0], "has no value for this customer") from None
+
+
+class Status(enum.StrEnum):
+    SENT = "sent"
+    REFUSED = "refused"
+    """No consent: nothing left, the refusal is on record."""
+    FAILED = "failed"
+    """The server did not take it (after retries); nothing is on the timeline."""
+
+
+@attrs.frozen
+class Outcome:
+    """What became of one message."""
+
+    status: Status
+    customer_id: str
+    message_id: str | None = None
+    interaction: Interaction | None = None
+    error: CRMError | None = None
+    attempts: int = 0
+
+    def raise_for_status(self) -> Outcome:
+        """The outcome itself when sent; else its error (ConsentError or DeliveryError)."""
+        if self.error is not None:
+            raise self.error
+        return self
+
+
+class Mailer:
+    """Sends personalised messages to customers, honouring consent, onto the timeline.
+
+    `exempt` purposes (e.g. "service" replies, when company policy says so) need
+    no consent; every other purpose needs an explicit grant for e-mail.
+    Messages for `marketing` purposes carry a List-Unsubscribe header pointing at
+    `unsubscribe`, which the `Poller` understands.
+    """
+
+    def __init__(
+        self,
+        crm: CRM,
+        transport: EmailTransport,
+        *,
+        sender: str,
+        unsubscribe: str | None = None,
+        marketing: Iterable[str] = MARKETING,
+        exempt: Iterable[str] = (),
+        attempts: int = 4,
+        backoff: float = 0.5,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.crm = crm
+        self.transport = transport
+        self.sender = _address(sender, "sender")
+        self.unsubscribe = None if unsubscribe is None else v.email(unsubscribe, "unsubscribe")
+        self.marketing = frozenset(v.name(p, "marketing") for p in marketing)
+        self.exempt = frozenset(v.name(p, "exempt") for p in exempt)
+        if self.marketing and self.unsubscribe is None:
+            raise ValidationError("unsubscribe", None, "marketing messages need an unsubscribe address")
+        if not 1 <= attempts <= 20:
+            raise ValidationError("attempts", attempts, "must be between 1 and 20")
+        self.attempts = attempts
+        self.backoff = backoff
+        self.sleep = sleep
+
+    def send(
+        self,
+        customer_id: str,
+        template: Template,
+        *,
+        purpose: str,
+        context: Mapping[str, object] | None = None,
+        to: str | None = None,
+        in_reply_to: str | None = None,
+        case_id: str | None = None,
+        agent: str | None = None,
+    ) -> Outcome:
+        """Send `template` to one customer for `purpose`; see `Outcome` for what can happen.
+
+        Bad input (a template value missing, a line break headed for a header)
+        raises ValidationError before anything is sent.
+        """
+        purpose = v.name(purpose, "purpose")
+        customer = self.crm.customers.get(customer_id)
+        if purpose not in self.exempt and not customer.has_consent(purpose, Channel.EMAIL):
+            return self._refused(customer, purpose, template)
+        message = self.compose(
+            customer, template, purpose=purpose, context=context, to=to, in_reply_to=in_reply_to
+        )
+        message_id = str(message["Message-ID"])
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                self.transport.send(message)
+                break
+            except DeliveryError as error:
+                if not error.temporary or attempt >= self.attempts:
+                    return self._failed(customer, purpose, template, message_id, error, attempt)
+                self.sleep(self.backoff * 2 ** (attempt - 1))
+        interaction = self.crm.interactions.log(
+            customer.id, channel=Channel.EMAIL, direction=Direction.OUTBOUND,
+            subject=_clean(str(message["Subject"]), 1000), reference=message_id,
+            in_reply_to=_first_id(in_reply_to), case_id=case_id, agent=agent,
+        )
+        return Outcome(Status.SENT, customer.id, message_id, interaction, attempts=attempt)
+
+    def compose(
+        self,
+        customer: Customer,
+        template: Template,
+        *,
+        purpose: str,
+        context: Mapping[str, object] | None = None,
+        to: str | None = None,
+        in_reply_to: str | None = None,
+    ) -> EmailMessage:
+        """The message `send` would send, built with the standard library's EmailMessage."""
+        address = v.email(to, "to") if to is not None else next(iter(customer.emails), None)
+        if address is None:
+            raise ValidationError("customer.emails", customer.emails, "holds no address to write to")
+        values = _values(customer, address, context)
+        subject, text, body_html = template.render(values)
+        message = EmailMessage(policy=policy.SMTP)
+        message["From"] = self.sender
+        message["To"] = _address(address, "to", display_name=customer.name)
+        message["Subject"] = _header_text(subject, "subject")
+        message["Date"] = format_datetime(self.crm.clock())
+        message["Message-ID"] = make_msgid(domain=self.sender.domain)
+        reply = _first_id(in_reply_to)
+        if reply is not None:
+            message["In-Reply-To"] = reply
+            message["References"] = reply
+        if purpose in self.marketing:
+            message["List-Unsubscribe"] = f"<mailto:{self.unsubscribe}?subject=unsubscribe%20{purpose}>"
+        message.set_content(text)
+        if body_html is not None:
+            message.add_alternative(body_html, subtype="html")
+        return message
+
+    def _refused(self, customer: Customer, purpose: str, template: Template) -> Outcome:
+        reason = f"no e-mail consent for {purpose!r}"
+        with self.crm.transaction():
+            self.crm.emit(
+                "email.refused", customer.id, purpose=purpose, template=template.name, reason=reason
+            )
+        return Outcome(Status.REFUSED, customer.id, error=ConsentError(f"customer {customer.id}: {reason}"))
+
+    def _failed(
+        self, customer: Customer, purpose: str, template: Template, message_id: str,
+        error: DeliveryError, attempts: int,
+    ) -> Outcome:
+        with self.crm.transaction():
+            self.crm.emit(
+                "email.failed", customer.id, purpose=purpose, template=template.name,
+                message_id=message_id, reason=str(error), attempts=attempts,
+            )
+        return Outcome(Status.FAILED, customer.id, message_id, error=error, attempts=attempts)
+
+    def close(self) -> None:
+        self.transport.close()
+
+
+def _values(customer: Customer, address: str, context: Mapping[str, object] | None) -> dict[str, str]:
+    values = {key: str(value) for key, value in customer.attributes.items()}
+    values.update(
+        customer_id=customer.id, name=customer.name, first_name=customer.name.split()[0],
+        email=address, tier=customer.tier or "", language=customer.language or "",
+    )
+    values.update((key, str(value)) for key, value in (context or {}).items())
+    return values
+
+
+def _header_text(value: str, field: str) -> str:
+    """Text bound for a header: a line break or control character is refused, not folded away."""
+    if any(unicodedata.category(ch) == "Cc" and ch != "\t" for ch in value):
+        raise ValidationError(field, value, "must not contain line breaks or control characters")
+    return value
+
+
+def _address(text: str, field: str, display_name: str | None = None) -> Address:
+    name, addr = parseaddr(text) if display_name is None else (display_name, text)
+    addr = v.email(addr or text, field)
+    try:
+        return Address(_header_text(name, f"{field} name"), addr_spec=addr)
+    except (ValueError, IndexError) as exc:
+        raise ValidationError(field, text, f"is not a usable address: {exc}") from None
+
+
+# ---------------------------------------------------------------- inbound
+
+
+class Unknown(enum.StrEnum):
+    """What to do with a message from an address no customer has."""
+
+    LEAD = "lead"
+    PARK = "park"
+
+
+class Handled(enum.StrEnum):
+    """The one outcome of an inbound message."""
+
+    LOGGED = "logged"
+    CASE = "case"
+    """Logged, with a new case opened (a message to a support address)."""
+    LEAD = "lead"
+    """From an unknown sender, now a lead; logged on the lead's timeline."""
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCE = "bounce"
+    DUPLICATE = "duplicate"
+    """Already on the timeline (read again after a crash or a UIDVALIDITY change)."""
+    PARKED = "parked"
+    """Kept aside for a person: an `email.parked` event names it; it stays on the server."""
+
+
+@attrs.frozen
+class PollReport:
+    handled: Mapping[Handled, int]
+    cursor: Cursor | None
+
+    @property
+    def total(self) -> int:
+        return sum(self.handled.values())
+
+
+class Poller:
+    """Reads a mailbox into the CRM, message by message, from where it last stopped."""
+
+    def __init__(
+        self,
+        crm: CRM,
+        mailbox: Mailbox,
+        state: CursorStore,
+        *,
+        name: str = "inbox",
+        support: Iterable[str] = (),
+        unsubscribe: str | None = None,
+        marketing: Iterable[str] = MARKETING,
+        unknown: Unknown | str = Unknown.PARK,
+        batch: int = 100,
+        max_bytes: int = 10 * 2**20,
+    ) -> None:
+        self.crm = crm
+        self.mailbox = mailbox
+        self.state = state
+        self.name = v.text(name, "name", max_length=64)
+        self.support = frozenset(v.email(a, "support").lower() for a in support)
+        self.unsubscribe = None if unsubscribe is None else v.email(unsubscribe, "unsubscribe").lower()
+        self.marketing = frozenset(v.name(p, "marketing") for p in marketing)
+        self.unknown = Unknown(unknown)
+        self.batch = batch
+        self.max_bytes = max_bytes
+
+    def poll(self, *, limit: int | None = None) -> PollReport:
+        """Handle every new message (at most `limit`); the cursor is saved after each one."""
+        counts: Counter[Handled] = Counter()
+        cursor = self.state.load()
+        while limit is None or counts.total() < limit:
+            room = self.batch if limit is None else min(self.batch, limit - counts.total())
+            batch = self.mailbox.fetch(cursor, limit=room, max_bytes=self.max_bytes)
+            if cursor is None or cursor.uidvalidity != batch.uidvalidity:
+                cursor = Cursor(batch.uidvalidity, 0)
+                self.state.save(cursor)
+            if not batch.messages:
+                break
+            for received in batch.messages:
+                counts[self.handle(received, uidvalidity=batch.uidvalidity)] += 1
+                cursor = Cursor(batch.uidvalidity, received.uid)
+                self.state.save(cursor)
+        return PollReport(dict(counts), cursor)
+
+    def run(self, stop: threading.Event, *, interval: float = 30.0) -> None:
+        """Poll until `stop` is set; a mailbox or storage outage is logged and retried."""
+        while not stop.is_set():
+            try:
+                self.poll()
+            except (MailboxError, StorageError):
+                log.exception("polling %s failed; trying again in %s s", self.name, interval)
+            stop.wait(interval)
+
+    def handle(self, received: Received, *, uidvalidity: int = 0) -> Handled:
+        """One message into the CRM, all or nothing; anything unexpected parks it.
+
+        Only a storage failure propagates (so the cursor does not move past it).
+        """
+        try:
+            message = _PARSER.parsebytes(received.raw)
+            with self.crm.transaction():
+                return self._handle(message, received, uidvalidity)
+        except StorageError:
+            raise
+        except Exception as exc:  # hostile or broken input must not stop the poller
+            return self._park(received, uidvalidity, f"{type(exc).__name__}: {exc}", None)
+
+    def _handle(self, message: EmailMessage, received: Received, uidvalidity: int) -> Handled:
+        if _is_bounce(message):
+            return self._bounce(message, received, uidvalidity)
+        sender = _sender(message)
+        if sender is None:
+            return self._park(received, uidvalidity, "no usable sender address", message)
+        address, display = sender
+        customer = self.crm.customers.by_email(address)
+        unsubscribing = self._is_unsubscribe(message)
+        automatic = str(message.get("Auto-Submitted", "no")).strip().lower() != "no"
+        handled = Handled.LOGGED
+        if customer is None:
+            if unsubscribing or automatic or self.unknown is Unknown.PARK:
+                return self._park(received, uidvalidity, "unknown sender", message)
+            customer = self.crm.customers.add(
+                Customer.new(name=_clean(display, 200) or address.split("@")[0], emails=[address],
+                             lifecycle=LifecycleStage.LEAD)
+            )
+            handled = Handled.LEAD
+        reference = _first_id(str(message.get("Message-ID", ""))) or _digest_id(received.raw)
+        if self._already_logged(customer.id, reference, received):
+            return Handled.DUPLICATE
+        subject = _clean(str(message.get("Subject", "")), 1000)
+        if unsubscribing:
+            self._withdraw(customer, self._purposes(subject), "email-unsubscribe")
+            self._log(customer.id, received, subject, reference, None, None, outcome="unsubscribed")
+            return Handled.UNSUBSCRIBED
+        reply_to = _replied_id(message)
+        original = self._find(customer.id, reply_to) if reply_to else None
+        case_id = original.case_id if original is not None else None
+        if case_id is not None:
+            case = self.crm.cases.get(case_id)
+            if case.status.is_open:
+                self.crm.cases.update(attrs.evolve(case, contacts=case.contacts + 1))
+        elif not automatic and self.support & _recipients(message):
+            case_id = self.crm.cases.open(
+                customer.id, CaseKind.REQUEST, subject or "(no subject)", channel=Channel.EMAIL
+            ).id
+            handled = Handled.CASE if handled is Handled.LOGGED else handled
+        self._log(customer.id, received, subject, reference, reply_to, case_id)
+        return handled
+
+    def _log(
+        self, customer_id: str, received: Received, subject: str, reference: str,
+        in_reply_to: str | None, case_id: str | None, outcome: str | None = None,
+    ) -> None:
+        self.crm.interactions.log(
+            customer_id, channel=Channel.EMAIL, direction=Direction.INBOUND, at=received.received_at,
+            subject=subject, reference=reference, in_reply_to=in_reply_to, case_id=case_id,
+            outcome=outcome,
+        )
+
+    def _already_logged(self, customer_id: str, reference: str, received: Received) -> bool:
+        recent = self.crm.interactions.timeline(customer_id, since=received.received_at, limit=None)
+        return any(i.reference == reference and i.direction is Direction.INBOUND for i in recent)
+
+    def _find(self, customer_id: str, reference: str) -> Interaction | None:
+        timeline = self.crm.interactions.timeline(customer_id, limit=None)
+        return next((i for i in timeline if i.reference == reference), None)
+
+    def _is_unsubscribe(self, message: EmailMessage) -> bool:
+        if self.unsubscribe is not None and self.unsubscribe in _recipients(message):
+            return True
+        words = str(message.get("Subject", "")).split()
+        return bool(words) and words[0].lower() == "unsubscribe"
+
+    def _purposes(self, subject: str) -> frozenset[str]:
+        """The purpose named after "unsubscribe" if it is a marketing one, else all of them."""
+        words = subject.lower().split()
+        named = words[1] if len(words) > 1 else None
+        return frozenset({named}) if named in self.marketing else self.marketing
+
+    def _withdraw(self, customer: Customer, purposes: Iterable[str], source: str) -> list[str]:
+        withdrawn = []
+        for purpose in sorted(purposes):
+            answer = customer.consent(purpose, Channel.EMAIL)
+            if answer is None or answer.status is ConsentStatus.GRANTED:
+                self.crm.customers.set_consent(
+                    customer.id, purpose, Channel.EMAIL, ConsentStatus.WITHDRAWN, source=source
+                )
+                withdrawn.append(purpose)
+        return withdrawn
+
+    def _bounce(self, message: EmailMessage, received: Received, uidvalidity: int) -> Handled:
+        failures = _hard_bounces(message)
+        if not failures:
+            return self._park(received, uidvalidity, "bounce without a permanent failure report", message)
+        for address, status in failures:
+            customer = self.crm.customers.by_email(address)
+            if customer is None:
+                continue
+            granted = [c.purpose for c in customer.consents
+                       if c.channel is Channel.EMAIL and c.status is ConsentStatus.GRANTED]
+            withdrawn = self._withdraw(customer, granted, f"bounce {status}")
+            self.crm.emit("email.bounced", customer.id, address=address, status=status, withdrawn=withdrawn)
+        return Handled.BOUNCE
+
+    def _park(self, received: Received, uidvalidity: int, reason: str, message: Message | None) -> Handled:
+        def header(name: str) -> str:
+            try:
+                return _clean(str(message.get(name, "")), 300) if message is not None else ""
+            except Exception:
+                return ""
+
+        with self.crm.transaction():
+            self.crm.emit(
+                "email.parked", self.name, uid=received.uid, uidvalidity=uidvalidity,
+                size=received.size, truncated=received.truncated, reason=_clean(reason, 300),
+                sender=header("From"), subject=header("Subject"), message_id=header("Message-ID"),
+            )
+        return Handled.PARKED
+
+
+def _clean(value: str, limit: int) -> str:
+    """Untrusted header text made storable: valid UTF-8, no control characters, bounded."""
+    text = value.encode("utf-8", "replace").decode("utf-8")
+    text = "".join(" " if unicodedata.category(ch) in ("Cc", "Cs") else ch for ch in text)
+    return " ".join(text.split())[:limit]
+
+
+def _first_id(value: str | None) -> str | None:
+    found = _MSGID.search(value or "")
+    return found.group(0) if found else None
+
+
+def _replied_id(message: EmailMessage) -> str | None:
+    """The Message-ID this one answers: In-Reply-To, else the last of References."""
+    replied = _first_id(str(message.get("In-Reply-To", "")))
+    if replied is None:
+        references = _MSGID.findall(str(message.get("References", "")))
+        replied = references[-1] if references else None
+    return replied
+
+
+def _digest_id(raw: bytes) -> str:
+    """A stable stand-in for a missing Message-ID, so a re-read is still recognised."""
+    return f"<{hashlib.sha256(raw).hexdigest()[:40]}@no-message-id.invalid>"
+
+
+def _sender(message: EmailMessage) -> tuple[str, str] | None:
+    """(canonical address, display name) of the first From address, or None."""
+    header = message.get("From")
+    addresses = getattr(header, "addresses", ())
+    if not addresses:
+        return None
+    try:
+        return v.email(_clean(addresses[0].addr_spec, 320), "from"), addresses[0].display_name
+    except ValidationError:
+        return None
+
+
+def _recipients(message: EmailMessage) -> set[str]:
+    found = set()
+    for name in ("To", "Cc", "Delivered-To", "X-Original-To"):
+        for header in message.get_all(name, []):
+            for address in getattr(header, "addresses", ()):
+                found.add(_clean(address.addr_spec, 320).lower())
+    return found
+
+
+def _is_bounce(message: EmailMessage) -> bool:
+    if message.get_content_type() == "multipart/report":
+        return str(message.get_param("report-type", "")).lower() == "delivery-status"
+    sender = _sender(message)
+    return sender is not None and sender[0].split("@")[0].lower() in ("mailer-daemon", "postmaster")
+
+
+def _hard_bounces(message: Message) -> list[tuple[str, str]]:
+    """(address, status) of every recipient a delivery report says failed for good (5.x.x)."""
+    found = []
+    for part in message.walk():
+        if part.get_content_type() != "message/delivery-status":
+            continue
+        blocks = part.get_payload()
+        for block in blocks[1:] if isinstance(blocks, list) else ():
+            if not isinstance(block, Message):
+                continue
+            action = str(block.get("Action", "")).strip().lower()
+            status = str(block.get("Status", "")).strip()
+            recipient = str(block.get("Final-Recipient") or block.get("Original-Recipient") or "")
+            address = recipient.split(";", 1)[-1].strip()
+            if action == "failed" and status.startswith("5"):
+                try:
+                    found.append((v.email(address, "Final-Recipient"), _clean(status, 20)))
+                except ValidationError:
+                    continue
+    return found
+
+
+class FileCursor:
+    """A `CursorStore` in a small JSON file, replaced atomically and synced to disk."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    def load(self) -> Cursor | None:
+        try:
+            data = json.loads(self.path.read_text())
+            return Cursor(int(data["uidvalidity"]), int(data["uid"]))
+        except FileNotFoundError:
+            return None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValidationError(str(self.path), "...", f"is not a mailbox cursor: {exc}") from None
+
+    def save(self, cursor: Cursor) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_name(self.path.name + ".tmp")
+        with open(temporary, "w") as file:
+            json.dump({"uidvalidity": cursor.uidvalidity, "uid": cursor.uid}, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, self.path)
