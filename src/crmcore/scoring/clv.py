@@ -1,0 +1,443 @@
+"""Customer lifetime value: BG/NBD and Pareto/NBD for purchase counts, Gamma-Gamma for spend.
+
+Each model is fitted by maximum likelihood on the per-customer summary
+(frequency, recency, T and, for spend, the mean repeat value; see
+`crmcore.scoring.summary`). numpy and scipy (the `analytics` extra) are imported
+only when a model is fitted or used, so the core imports without them.
+
+Fitting works on the distinct summary rows with their counts (customers with
+the same history add the same term to the likelihood), with analytic gradients
+where the model has them; predictions share the costly special functions
+between customers with the same (frequency, T).
+
+References: Fader, Hardie & Lee (2005), "Counting Your Customers the Easy Way:
+An Alternative to the Pareto/NBD Model", Marketing Science 24(2); Fader &
+Hardie (2005), "A Note on Deriving the Pareto/NBD Model and Related
+Expressions"; Fader & Hardie (2013), "The Gamma-Gamma Model of Monetary Value".
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+import attrs
+
+from crmcore.errors import CRMError, MissingExtra, ValidationError
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import ArrayLike, NDArray
+
+    Array = NDArray[np.float64]
+
+
+def require() -> None:
+    """Raise MissingExtra (naming the extra to install) unless numpy and scipy import."""
+    try:
+        import numpy  # noqa: F401
+        import scipy.optimize
+        import scipy.special  # noqa: F401
+    except ImportError:
+        raise MissingExtra("lifetime value", "analytics") from None
+
+
+class FitError(CRMError):
+    """The likelihood could not be maximised (too little or degenerate data)."""
+
+
+def _arrays(*columns: ArrayLike) -> list[Array]:
+    import numpy as np
+
+    out = [np.asarray(c, dtype=np.float64) for c in columns]
+    if len({a.shape for a in out}) > 1:
+        raise ValidationError("columns", [a.shape for a in out], "must all have the same length")
+    return out
+
+
+def _check_summary(x: Array, tx: Array, T: Array) -> None:
+    import numpy as np
+
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(tx)) and np.all(np.isfinite(T))):
+        raise ValidationError("summary", "non-finite", "frequency, recency and T must be finite")
+    if np.any(x < 0) or np.any(x != np.floor(x)):
+        raise ValidationError("frequency", "negative or fractional", "must be whole numbers >= 0")
+    if np.any(tx < 0) or np.any(tx > T):
+        raise ValidationError("recency", "out of range", "must lie between 0 and T")
+    if np.any((x == 0) & (tx != 0)):
+        raise ValidationError("recency", "nonzero", "must be 0 for a customer without repeat purchases")
+
+
+def _compress(*columns: Array) -> tuple[list[Array], Array]:
+    """Distinct rows and how many times each occurs."""
+    import numpy as np
+
+    unique, counts = np.unique(np.column_stack(columns), axis=0, return_counts=True)
+    return [unique[:, i] for i in range(unique.shape[1])], counts.astype(np.float64)
+
+
+def _maximise(
+    objective: Callable[[Array], tuple[float, Array]] | Callable[[Array], float],
+    start: Sequence[float],
+    *,
+    gradient: bool,
+) -> Array:
+    """Minimise a negative log-likelihood over log-parameters (so parameters stay positive)."""
+    import numpy as np
+    from scipy.optimize import minimize
+
+    with np.errstate(all="ignore"):
+        if gradient:
+            result = minimize(objective, np.log(start), jac=True, method="BFGS",
+                              options={"gtol": 1e-8, "maxiter": 2000})
+        else:
+            result = minimize(objective, np.log(start), method="Nelder-Mead",
+                              options={"xatol": 1e-7, "fatol": 1e-10, "maxiter": 20000,
+                                       "maxfev": 40000})
+    if not np.all(np.isfinite(result.x)) or not np.isfinite(result.fun):
+        raise FitError(f"the likelihood did not converge: {result.message}")
+    return np.exp(result.x)  # type: ignore[no-any-return]
+
+
+class PurchaseModel(Protocol):
+    """What lifetime value needs of a purchase-count model."""
+
+    def p_alive(self, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> Array: ...
+
+    def expected_purchases(
+        self, t: float | Sequence[float], frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
+    ) -> Array: ...
+
+
+# ---- BG/NBD ----
+
+
+@attrs.frozen
+class BetaGeo:
+    """BG/NBD: purchases while alive are Poisson (gamma-distributed rates r, alpha); after
+    each purchase the customer drops out with a beta-distributed probability (a, b)."""
+
+    r: float
+    alpha: float
+    a: float
+    b: float
+    log_likelihood: float = math.nan
+    customers: int = 0
+
+    @classmethod
+    def fit(
+        cls, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike,
+        start: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
+    ) -> BetaGeo:
+        require()
+        x, tx, age = _arrays(frequency, recency, T)
+        _check_summary(x, tx, age)
+        if not x.size:
+            raise FitError("no customers to fit on")
+        (ux, utx, uT), weight = _compress(x, tx, age)
+        n = float(weight.sum())
+
+        def objective(log_params: Array) -> tuple[float, Array]:
+            ll, grad = _bgnbd_ll(log_params, ux, utx, uT, weight)
+            return -ll / n, -grad / n
+
+        r, alpha, a, b = _maximise(objective, start, gradient=True)
+        model = cls(float(r), float(alpha), float(a), float(b), customers=int(n))
+        ll = float(model.log_likelihoods(x, tx, age).sum())
+        return attrs.evolve(model, log_likelihood=ll)
+
+    @property
+    def params(self) -> dict[str, float]:
+        return {"r": self.r, "alpha": self.alpha, "a": self.a, "b": self.b}
+
+    def log_likelihoods(self, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> Array:
+        """Each customer's log-likelihood under the model."""
+        import numpy as np
+
+        require()
+        x, tx, age = _arrays(frequency, recency, T)
+        log_params = np.log([self.r, self.alpha, self.a, self.b])
+        return _bgnbd_ll(log_params, x, tx, age, None)[0]  # type: ignore[no-any-return]
+
+    def _log_odds_dead(self, x: Array, tx: Array, T: Array) -> Array:
+        import numpy as np
+
+        with np.errstate(divide="ignore", invalid="ignore"):
+            odds = (np.log(self.a) - np.log(np.where(x > 0, self.b + x - 1, 1.0))
+                    + (self.r + x) * (np.log(self.alpha + T) - np.log(self.alpha + tx)))
+        return np.where(x > 0, odds, -np.inf)
+
+    def p_alive(self, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> Array:
+        """P(still a customer at T | history): 1 without a repeat purchase, else falls with T - recency."""
+        from scipy.special import expit
+
+        require()
+        x, tx, age = _arrays(frequency, recency, T)
+        return expit(-self._log_odds_dead(x, tx, age))  # type: ignore[no-any-return]
+
+    def expected_purchases(
+        self, t: float | Sequence[float], frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
+    ) -> Array:
+        """Expected purchases in (T, T + t] given each history; one column per t if t is a list."""
+        import numpy as np
+        from scipy.special import hyp2f1
+
+        require()
+        x, tx, age = _arrays(frequency, recency, T)
+        alive = self.p_alive(x, tx, age)
+        horizons = np.atleast_1d(np.asarray(t, dtype=np.float64))
+        if np.any(horizons < 0):
+            raise ValidationError("t", t, "horizons must be >= 0")
+        # the hypergeometric term depends on (x, T) only: compute it once per distinct pair
+        pairs, inverse = np.unique(np.column_stack((x, age)), axis=0, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        px, pT = pairs[:, 0], pairs[:, 1]
+        r, alpha, a, b = self.r, self.alpha, self.a, self.b
+        scale = (a + b + x - 1) / (a - 1) * alive
+        out = np.empty((x.size, horizons.size))
+        for column, horizon in enumerate(horizons):
+            z = horizon / (alpha + pT + horizon)
+            term = np.exp((r + px) * np.log1p(-z)) * hyp2f1(r + px, b + px, a + b + px - 1, z)
+            out[:, column] = scale * (1.0 - term[inverse])
+        return out if np.ndim(t) else out[:, 0]
+
+
+def _bgnbd_ll(
+    log_params: Array, x: Array, tx: Array, T: Array, weight: Array | None
+) -> tuple[Any, Array]:
+    """Per-customer log-likelihood (weight None), or its weighted sum and gradient in log-params."""
+    import numpy as np
+    from scipy.special import digamma, gammaln
+
+    r, alpha, a, b = np.exp(log_params)
+    repeat = x > 0
+    bx1 = np.where(repeat, b + x - 1, 1.0)
+    a3 = -(r + x) * np.log(alpha + T)
+    with np.errstate(divide="ignore"):
+        a4 = np.where(repeat, np.log(a) - np.log(bx1) - (r + x) * np.log(alpha + tx), -np.inf)
+    mix = np.logaddexp(a3, a4)
+    ll = (gammaln(r + x) - gammaln(r) + r * np.log(alpha)
+          + gammaln(a + b) + gammaln(b + x) - gammaln(b) - gammaln(a + b + x) + mix)
+    if weight is None:
+        return ll, np.empty(0)
+    w4 = np.exp(a4 - mix)
+    w3 = 1.0 - w4
+    d_r = digamma(r + x) - digamma(r) + np.log(alpha) - w3 * np.log(alpha + T) - w4 * np.log(alpha + tx)
+    d_alpha = r / alpha - (r + x) * (w3 / (alpha + T) + w4 / (alpha + tx))
+    d_a = digamma(a + b) - digamma(a + b + x) + w4 / a
+    d_b = digamma(a + b) + digamma(b + x) - digamma(b) - digamma(a + b + x) - w4 / bx1
+    grad = np.array([weight @ d for d in (d_r, d_alpha, d_a, d_b)]) * np.array([r, alpha, a, b])
+    return float(weight @ ll), grad
+
+
+# ---- Pareto/NBD ----
+
+
+@attrs.frozen
+class ParetoNBD:
+    """Pareto/NBD: Poisson purchases (gamma rates r, alpha) and an exponential lifetime
+    (gamma dropout rates s, beta); the original "buy till you die" model."""
+
+    r: float
+    alpha: float
+    s: float
+    beta: float
+    log_likelihood: float = math.nan
+    customers: int = 0
+
+    @classmethod
+    def fit(
+        cls, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike,
+        start: Sequence[float] = (0.5, 10.0, 0.5, 10.0),
+    ) -> ParetoNBD:
+        require()
+        x, tx, age = _arrays(frequency, recency, T)
+        _check_summary(x, tx, age)
+        if not x.size:
+            raise FitError("no customers to fit on")
+        (ux, utx, uT), weight = _compress(x, tx, age)
+        n = float(weight.sum())
+
+        def objective(log_params: Array) -> float:
+            import numpy as np
+
+            r, alpha, s, beta = np.exp(log_params)
+            value = float(weight @ _pareto_ll(r, alpha, s, beta, ux, utx, uT))
+            return -value / n if np.isfinite(value) else math.inf
+
+        r, alpha, s, beta = _maximise(objective, start, gradient=False)
+        model = cls(float(r), float(alpha), float(s), float(beta), customers=int(n))
+        return attrs.evolve(model, log_likelihood=float(model.log_likelihoods(x, tx, age).sum()))
+
+    @property
+    def params(self) -> dict[str, float]:
+        return {"r": self.r, "alpha": self.alpha, "s": self.s, "beta": self.beta}
+
+    def log_likelihoods(self, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> Array:
+        require()
+        x, tx, age = _arrays(frequency, recency, T)
+        return _pareto_ll(self.r, self.alpha, self.s, self.beta, x, tx, age)
+
+    def p_alive(self, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> Array:
+        import numpy as np
+        from scipy.special import expit
+
+        require()
+        x, tx, age = _arrays(frequency, recency, T)
+        r, alpha, s, beta = self.r, self.alpha, self.s, self.beta
+        odds = (np.log(s / (r + s + x)) + (r + x) * np.log(alpha + age) + s * np.log(beta + age)
+                + _pareto_log_a0(r, alpha, s, beta, x, tx, age))
+        return expit(-odds)  # type: ignore[no-any-return]
+
+    def expected_purchases(
+        self, t: float | Sequence[float], frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
+    ) -> Array:
+        import numpy as np
+
+        require()
+        x, tx, age = _arrays(frequency, recency, T)
+        horizons = np.atleast_1d(np.asarray(t, dtype=np.float64))
+        r, alpha, s, beta = self.r, self.alpha, self.s, self.beta
+        alive = self.p_alive(x, tx, age)
+        rate = (r + x) * (beta + age) / ((alpha + age) * (s - 1))
+        out = np.column_stack([
+            rate * (1 - ((beta + age) / (beta + age + h)) ** (s - 1)) * alive for h in horizons
+        ])
+        return out if np.ndim(t) else out[:, 0]
+
+
+def _pareto_log_a0(r: float, alpha: float, s: float, beta: float, x: Array, tx: Array,
+                   T: Array) -> Array:
+    import numpy as np
+    from scipy.special import hyp2f1
+
+    second: Any
+    if alpha >= beta:
+        top, gap, second = alpha, alpha - beta, s + 1
+    else:
+        top, gap, second = beta, beta - alpha, r + x
+    power = r + s + x
+
+    def log_f(y: Array) -> Array:
+        found = np.log(hyp2f1(power, second, power + 1, gap / (top + y))) - power * np.log(top + y)
+        return found  # type: ignore[no-any-return]
+
+    first, last = log_f(tx), log_f(T)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return first + np.log1p(-np.exp(last - first))
+
+
+def _pareto_ll(r: float, alpha: float, s: float, beta: float, x: Array, tx: Array,
+               T: Array) -> Array:
+    import numpy as np
+    from scipy.special import gammaln
+
+    with np.errstate(all="ignore"):
+        alive_to_t = -(r + x) * np.log(alpha + T) - s * np.log(beta + T)
+        died = np.log(s / (r + s + x)) + _pareto_log_a0(r, alpha, s, beta, x, tx, T)
+        return (gammaln(r + x) - gammaln(r) + r * np.log(alpha) + s * np.log(beta)  # type: ignore[no-any-return]
+                + np.logaddexp(alive_to_t, died))
+
+
+# ---- Gamma-Gamma ----
+
+
+@attrs.frozen
+class GammaGamma:
+    """Spend per purchase: gamma around each customer's mean (shape p), whose rates are
+    gamma across customers (q, gamma); independent of the purchase counts."""
+
+    p: float
+    q: float
+    gamma: float
+    log_likelihood: float = math.nan
+    customers: int = 0
+
+    @classmethod
+    def fit(
+        cls, frequency: ArrayLike, monetary: ArrayLike, start: Sequence[float] = (1.0, 1.0, 1.0)
+    ) -> GammaGamma:
+        """Fit on the customers with repeat purchases of positive mean value."""
+        import numpy as np
+
+        require()
+        x, m = _arrays(frequency, monetary)
+        keep = (x > 0) & (m > 0)
+        if not np.any(keep):
+            raise FitError("no customer has repeat purchases of positive value")
+        (ux, um), weight = _compress(x[keep], m[keep])
+        n = float(weight.sum())
+
+        def objective(log_params: Array) -> tuple[float, Array]:
+            ll, grad = _gg_ll(log_params, ux, um, weight)
+            return -ll / n, -grad / n
+
+        p, q, gamma = _maximise(objective, start, gradient=True)
+        ll, _ = _gg_ll(np.log([p, q, gamma]), ux, um, weight)
+        return cls(float(p), float(q), float(gamma), float(ll), int(n))
+
+    @property
+    def params(self) -> dict[str, float]:
+        return {"p": self.p, "q": self.q, "gamma": self.gamma}
+
+    def expected_spend(self, frequency: ArrayLike, monetary: ArrayLike) -> Array:
+        """Expected value of a customer's future purchase: the population mean shrunk
+        towards their own mean as they buy more."""
+        import numpy as np
+
+        require()
+        x, m = _arrays(frequency, monetary)
+        m = np.where(x > 0, m, 0.0)
+        return self.p * (self.gamma + x * m) / (self.p * x + self.q - 1)
+
+
+def _gg_ll(log_params: Array, x: Array, m: Array, weight: Array) -> tuple[float, Array]:
+    import numpy as np
+    from scipy.special import digamma, gammaln
+
+    p, q, gamma = np.exp(log_params)
+    px = p * x
+    log_tail = np.log(gamma + x * m)
+    ll = (gammaln(px + q) - gammaln(px) - gammaln(q) + q * np.log(gamma)
+          + (px - 1) * np.log(m) + px * np.log(x) - (px + q) * log_tail)
+    d_p = x * (digamma(px + q) - digamma(px) + np.log(m) + np.log(x) - log_tail)
+    d_q = digamma(px + q) - digamma(q) + np.log(gamma) - log_tail
+    d_gamma = q / gamma - (px + q) / (gamma + x * m)
+    grad = np.array([weight @ d for d in (d_p, d_q, d_gamma)]) * np.array([p, q, gamma])
+    return float(weight @ ll), grad
+
+
+# ---- lifetime value ----
+
+
+def lifetime_value(
+    purchases: PurchaseModel,
+    spend: GammaGamma,
+    frequency: ArrayLike,
+    recency: ArrayLike,
+    T: ArrayLike,
+    monetary: ArrayLike,
+    *,
+    periods: int = 12,
+    period: float = 30 / 7,
+    discount: float = 0.01,
+) -> Array:
+    """Discounted value of each customer's next `periods` periods of `period` time units:
+    the expected purchases in each period times the expected spend, discounted at
+    `discount` a period (the lifetimes package's definition)."""
+    import numpy as np
+
+    require()
+    if isinstance(periods, bool) or not isinstance(periods, int) or periods < 1:
+        raise ValidationError("periods", periods, "must be a whole number >= 1")
+    if not period > 0:
+        raise ValidationError("period", period, "must be > 0")
+    if not discount > -1:
+        raise ValidationError("discount", discount, "must be > -1")
+    x, tx, age, m = _arrays(frequency, recency, T, monetary)
+    steps = np.arange(1, periods + 1)
+    cumulative = purchases.expected_purchases(list(steps * period), x, tx, age)
+    per_period = np.diff(cumulative, axis=1, prepend=0.0)
+    discounted = per_period @ (1.0 + discount) ** -steps.astype(np.float64)
+    return discounted * spend.expected_spend(x, m)

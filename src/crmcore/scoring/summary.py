@@ -1,0 +1,213 @@
+"""The per-customer purchase summary every "buy till you die" model is fitted on.
+
+For each customer who bought before the end of the period: `frequency` (repeat
+purchase days), `recency` (time from the first to the last purchase day), `T`
+(time from the first purchase day to the last day of the period), `monetary`
+(the mean value of the repeat purchase days, 0 without any) and `total` (all
+spend). Purchases of one customer on one UTC day count as one purchase (the
+CDNOW rule); times are in a configurable unit (7 days for CDNOW's weeks).
+
+SQL storage computes it with one aggregation query, never by loading every
+purchase; the memory adapter gets the same figures from Python.
+"""
+
+from __future__ import annotations
+
+import array
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+import attrs
+
+from crmcore import values as v
+from crmcore.errors import ValidationError
+from crmcore.model import Purchase
+from crmcore.ports import UnitOfWork, sql_dialect
+
+EPOCH_DAY = date(1970, 1, 1)
+MICROS_PER_DAY = 86_400_000_000
+MONEY_UNITS = 10**v.MONEY_SCALE
+"""SQLite keeps money as integer 1/10,000ths (see the storage schema)."""
+
+
+@attrs.frozen
+class Period:
+    """Purchases strictly before `end` count; ages are measured in whole days up to `through`."""
+
+    end: datetime
+    through: date
+    unit_days: float
+
+    @classmethod
+    def as_of(cls, moment: date | datetime, unit_days: float = 7.0) -> Period:
+        """A date is the last day counted (inclusive); an instant counts what came before it."""
+        if isinstance(unit_days, bool) or not isinstance(unit_days, int | float) or not unit_days > 0:
+            raise ValidationError("unit_days", unit_days, "must be a positive number of days")
+        if isinstance(moment, datetime):
+            end = v.utc(moment, "as_of")
+            return cls(end, (end - timedelta(microseconds=1)).date(), float(unit_days))
+        if isinstance(moment, date):
+            return cls(datetime.combine(moment + timedelta(days=1), time(), UTC), moment,
+                       float(unit_days))
+        raise ValidationError("as_of", moment, "must be a date or an aware datetime")
+
+    @property
+    def through_day(self) -> int:
+        return (self.through - EPOCH_DAY).days
+
+
+def _doubles(values: Iterable[float] = ()) -> array.array[float]:
+    return array.array("d", values)
+
+
+@attrs.frozen(eq=False)
+class Summary:
+    """Columns, one row per customer in id order; arrays so numpy can view them without copying."""
+
+    period: Period
+    customer_ids: list[str]
+    frequency: array.array[float]
+    recency: array.array[float]
+    T: array.array[float]
+    monetary: array.array[float]
+    total: array.array[float]
+
+    def __len__(self) -> int:
+        return len(self.customer_ids)
+
+    def row(self, index: int) -> dict[str, float | str]:
+        return {
+            "customer_id": self.customer_ids[index], "frequency": self.frequency[index],
+            "recency": self.recency[index], "T": self.T[index],
+            "monetary": self.monetary[index], "total": self.total[index],
+        }
+
+    def since_last(self, index: int) -> float:
+        """Time from the customer's last purchase day to the end of the period."""
+        return self.T[index] - self.recency[index]
+
+    @classmethod
+    def from_days(
+        cls, period: Period, rows: Iterable[tuple[str, int, int, int, float, float]]
+    ) -> Summary:
+        """Build from (customer id, purchase days, first day, last day, total, repeat total)."""
+        ids: list[str] = []
+        columns = [_doubles() for _ in range(5)]
+        frequency, recency, age, monetary, total = columns
+        unit, through = period.unit_days, period.through_day
+        for customer_id, days, first, last, spent, repeat in rows:
+            repeats = int(days) - 1
+            ids.append(str(customer_id))
+            frequency.append(repeats)
+            recency.append((int(last) - int(first)) / unit)
+            age.append((through - int(first)) / unit)
+            monetary.append(float(repeat) / repeats if repeats else 0.0)
+            total.append(float(spent))
+        return cls(period, ids, frequency, recency, age, monetary, total)
+
+
+# ---- SQL push-down ----
+
+_DAY = {
+    # floor division: integer division in SQLite truncates towards zero
+    "sqlite": f"(ordered_at / {MICROS_PER_DAY} - (ordered_at % {MICROS_PER_DAY} < 0))",
+    "postgresql": "((ordered_at AT TIME ZONE 'UTC')::date - DATE '1970-01-01')",
+}
+_PARAM = {"sqlite": "?", "postgresql": "%s"}
+
+
+def summary_sql(dialect: str, *, currency: bool = False) -> str:
+    """One aggregation: purchases merged by customer and day, then by customer."""
+    if dialect not in _DAY:
+        raise ValidationError("dialect", dialect, f"no summary query for it; known: {sorted(_DAY)}")
+    mark = _PARAM[dialect]
+    where = f"ordered_at < {mark}" + (f" AND currency = {mark}" if currency else "")
+    # built from the constants above only; every value is a bound parameter
+    return (
+        "WITH days AS ("  # noqa: S608
+        f"SELECT customer_id, {_DAY[dialect]} AS day, SUM(total) AS value "
+        f"FROM purchases WHERE {where} GROUP BY 1, 2), "
+        "ranked AS (SELECT customer_id, day, value, "
+        "MIN(day) OVER (PARTITION BY customer_id) AS first FROM days) "
+        "SELECT customer_id, COUNT(*), MIN(day), MAX(day), SUM(value), "
+        "SUM(CASE WHEN day > first THEN value ELSE 0 END) "
+        "FROM ranked GROUP BY customer_id ORDER BY customer_id"
+    )
+
+
+def _sql_rows(
+    uow: Any, dialect: str, period: Period, currency: str | None
+) -> Iterable[tuple[str, int, int, int, float, float]]:
+    end: Any = period.end
+    if dialect == "sqlite":
+        delta = period.end - datetime(1970, 1, 1, tzinfo=UTC)
+        end = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    params: list[Any] = [end] if currency is None else [end, currency]
+    rows: list[tuple[Any, ...]] = uow.select(summary_sql(dialect, currency=currency is not None), params)
+    if dialect == "sqlite":
+        return ((c, n, f, la, s / MONEY_UNITS, r / MONEY_UNITS) for c, n, f, la, s, r in rows)
+    return ((c, n, f, la, float(s), float(r)) for c, n, f, la, s, r in rows)
+
+
+# ---- Python, for storage without SQL ----
+
+
+def _all_purchases(uow: UnitOfWork, page: int = 1000) -> Iterable[Purchase]:
+    lister = getattr(uow.purchases, "list", None)
+    if callable(lister):
+        yield from lister()
+        return
+    after: str | None = None
+    while batch := uow.customers.list(after=after, limit=page):
+        for customer in batch:
+            yield from uow.purchases.for_customer(customer.id)
+        after = batch[-1].id
+
+
+def python_rows(
+    purchases: Iterable[Purchase], period: Period, currency: str | None = None
+) -> list[tuple[str, int, int, int, float, float]]:
+    """The summary rows computed in Python: the reference the SQL must agree with."""
+    by_day: dict[str, dict[int, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+    for purchase in purchases:
+        if purchase.ordered_at >= period.end or (currency and purchase.currency != currency):
+            continue
+        day = (purchase.ordered_at.date() - EPOCH_DAY).days
+        by_day[purchase.customer_id][day] += purchase.total.amount
+    rows = []
+    for customer_id in sorted(by_day):
+        days = by_day[customer_id]
+        first, last = min(days), max(days)
+        spent = sum(days.values(), Decimal(0))
+        rows.append((customer_id, len(days), first, last, float(spent), float(spent - days[first])))
+    return rows
+
+
+def summarize(
+    uow: UnitOfWork,
+    as_of: date | datetime,
+    *,
+    unit_days: float = 7.0,
+    currency: str | None = None,
+) -> Summary:
+    """The summary of every customer who bought before `as_of` (see `Period.as_of`).
+
+    Amounts of different currencies are added as they are; pass `currency` to
+    keep one.
+    """
+    period = Period.as_of(as_of, unit_days)
+    dialect = sql_dialect(uow)
+    if dialect is None:
+        return Summary.from_days(period, python_rows(_all_purchases(uow), period, currency))
+    return Summary.from_days(period, _sql_rows(uow, dialect, period, currency))
+
+
+def summary_of(
+    purchases: Sequence[Purchase], as_of: date | datetime, *, unit_days: float = 7.0
+) -> Summary:
+    """The summary of purchases already in hand (tests, small imports)."""
+    period = Period.as_of(as_of, unit_days)
+    return Summary.from_days(period, python_rows(purchases, period))
