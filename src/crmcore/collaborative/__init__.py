@@ -1,11 +1,17 @@
-"""Collaborative CRM: the customer serves themself, with no staff in the loop."""
+"""Collaborative CRM: the customer serves themself, 24/7, with no staff in the loop."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from crmcore.collaborative.self_service import Account, SelfService
+from crmcore.errors import ValidationError
+from crmcore.model import Channel, ChannelFamily
+
 if TYPE_CHECKING:
     from crmcore.crm import CRM
+
+__all__ = ["Account", "Collaborative", "SelfService"]
 
 
 class Collaborative:
@@ -13,3 +19,20 @@ class Collaborative:
 
     def __init__(self, crm: CRM) -> None:
         self.crm = crm
+
+    def session(
+        self, customer_id: str, *, channel: Channel | str = Channel.PORTAL,
+        service_point: str | None = None,
+    ) -> SelfService:
+        """A self-service session for one (already authenticated) customer.
+
+        Authentication is the host application's job; crmcore makes sure the session
+        can reach that customer's data and nobody else's.
+        """
+        channel = Channel(channel)
+        if channel.family is not ChannelFamily.COLLABORATIVE:
+            raise ValidationError(
+                "channel", str(channel), "self-service runs on portal, kiosk, app or ivr"
+            )
+        self.crm.customers.get(customer_id)
+        return SelfService(self.crm, customer_id, channel, service_point)

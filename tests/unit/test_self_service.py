@@ -1,0 +1,63 @@
+"""Collaborative CRM: a customer alone, on a self-service channel, with only their own data."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+
+import crmcore
+from crmcore import CaseKind, Channel, ChannelFamily, Customer, Money, OrderLine, PostalAddress
+
+T0 = datetime(2025, 6, 1, 9, tzinfo=UTC)
+
+
+@pytest.fixture(params=["memory://", "sqlite:///:memory:"])
+def crm(request: pytest.FixtureRequest) -> Iterator[crmcore.CRM]:
+    base = crmcore.open(request.param, clock=lambda: T0)
+    yield base
+    base.close()
+
+
+def test_a_customer_orders_and_sees_it_on_their_account(crm: crmcore.CRM) -> None:
+    ada = crm.customers.add(Customer.new("Ada", addresses=[PostalAddress("FR")]))
+    kiosk = crm.collaborative.session(ada.id, channel=Channel.KIOSK, service_point="lyon-kiosk")
+    bought = kiosk.order([OrderLine("sim-card", Money("10.00"))])
+    kiosk.request("Please send a paper invoice")
+    account = kiosk.account()
+    assert [p.id for p in account.purchases] == [bought.id]
+    assert [c.kind for c in account.open_cases] == [CaseKind.REQUEST]
+    assert {i.channel.family for i in account.timeline} == {ChannelFamily.COLLABORATIVE}
+    assert {i.service_point for i in account.timeline} == {"lyon-kiosk"}
+    assert account.customer.lifecycle == "customer"
+
+
+def test_details_and_consent_change_without_staff(crm: crmcore.CRM) -> None:
+    ada = crm.customers.add(Customer.new("Ada", addresses=[PostalAddress("FR")], tier="gold"))
+    portal = crm.collaborative.session(ada.id)
+    updated = portal.update_details(emails=["Ada@Example.org"], phones=["06 12 34 56 78"])
+    assert updated.emails == ("Ada@example.org",) and updated.phones == ("+33612345678",)
+    assert updated.tier == "gold"
+    consented = portal.set_consent("marketing", Channel.EMAIL, granted=True)
+    assert consented.has_consent("marketing", Channel.EMAIL)
+    assert consented.consent("marketing", Channel.EMAIL).source == "self-service:portal"  # type: ignore[union-attr]
+
+
+def test_a_clash_changes_nothing(crm: crmcore.CRM) -> None:
+    crm.customers.add(Customer.new("Bob", emails=["bob@example.org"]))
+    ada = crm.customers.add(Customer.new("Ada", emails=["ada@example.org"]))
+    portal = crm.collaborative.session(ada.id)
+    with pytest.raises(crmcore.IntegrityError):
+        portal.update_details(name="Ada L.", emails=["bob@example.org"])
+    assert crm.customers.get(ada.id) == ada
+    assert crm.interactions.timeline(ada.id) == []
+
+
+def test_only_self_service_channels_and_known_customers(crm: crmcore.CRM) -> None:
+    ada = crm.customers.add(Customer.new("Ada"))
+    with pytest.raises(crmcore.ValidationError) as caught:
+        crm.collaborative.session(ada.id, channel=Channel.PHONE)
+    assert caught.value.field == "channel"
+    with pytest.raises(crmcore.NotFound):
+        crm.collaborative.session("someone-else")
