@@ -8,8 +8,10 @@ Every storage lives in a fresh schema (`?schema=crmcore_test_<hex>`), dropped af
 from __future__ import annotations
 
 import os
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import psycopg
@@ -82,3 +84,22 @@ def admin() -> Iterator[psycopg.Connection[tuple[object, ...]]]:
     """A separate autocommit connection, to watch and disturb the storage's sessions."""
     with psycopg.connect(server_url(), autocommit=True) as conn:
         yield conn
+
+
+def wait_until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
+    """Poll until the condition holds; fail the test if it never does."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {seconds}s")
+        time.sleep(0.01)
+
+
+def sessions(admin: psycopg.Connection[Any], application: str, state: str | None = None) -> list[int]:
+    """Backend pids of one storage's sessions (told apart by application_name)."""
+    rows = admin.execute(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = %s AND (%s::text IS NULL "
+        "OR state = %s OR wait_event_type = %s)",
+        (application, state, state, state),
+    ).fetchall()
+    return [int(row[0]) for row in rows]

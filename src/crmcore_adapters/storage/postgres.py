@@ -177,7 +177,9 @@ def translate(exc: psycopg.Error, where: str) -> StorageError:
     if isinstance(exc, pg_errors.SerializationFailure | pg_errors.DeadlockDetected):
         return StorageError(f"{where}: concurrent transactions collided, retry: {detail}")
     if isinstance(exc, psycopg.OperationalError):
-        return StorageError(f"{where}: connection to the server failed: {detail}")
+        return StorageError(
+            f"{where}: lost the connection to the server, nothing was committed: {detail}"
+        )
     return StorageError(f"{where}: {detail}")
 
 

@@ -1,0 +1,103 @@
+"""The server going away: a clear StorageError, nothing half-written, and the next transaction works."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import attrs
+import psycopg
+import pytest
+
+from crmcore.errors import ConflictError, IntegrityError, StorageError
+from crmcore.testing.contract import T0, customer, interaction, purchase
+from crmcore_adapters.storage.postgres import PostgresStorage
+
+from .conftest import Schemas, sessions, wait_until
+
+
+@pytest.fixture
+def app() -> str:
+    return f"crm-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def store(schemas: Schemas, app: str) -> Iterator[PostgresStorage]:
+    opened = schemas.open(application_name=app, pool_min="3", pool_max="3")
+    yield opened
+    opened.close()
+
+
+def kill(admin: psycopg.Connection[Any], pid: int) -> None:
+    """Terminate one backend and wait until it is gone, as when the server drops a session."""
+    assert admin.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone() == (True,)
+    wait_until(lambda: admin.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone() == (0,))
+
+
+def assert_untouched(store: PostgresStorage, before: Any) -> None:
+    with store.transaction() as uow:
+        assert uow.customers.get(before.id) == before
+        assert uow.interactions.for_customer(before.id) == []
+        assert uow.purchases.count() == 0
+
+
+@pytest.mark.parametrize("at_commit", [False, True], ids=["mid-statement", "at-commit"])
+def test_session_killed_mid_transaction(
+    store: PostgresStorage, admin: psycopg.Connection[Any], at_commit: bool
+) -> None:
+    with store.transaction() as uow:
+        ada = uow.customers.add(customer(1))
+    with pytest.raises(StorageError) as caught, store.transaction() as uow:
+        uow.customers.update(attrs.evolve(ada, name="Half written"))
+        uow.interactions.add(interaction(1, ada.id, T0))
+        kill(admin, int(uow.select("SELECT pg_backend_pid()")[0][0]))
+        if not at_commit:
+            uow.purchases.add(purchase(1, ada.id, T0))
+    assert not isinstance(caught.value, ConflictError | IntegrityError)
+    assert "lost the connection" in str(caught.value)
+    assert_untouched(store, ada)
+
+
+def test_every_session_lost_then_the_pool_recovers(
+    store: PostgresStorage, admin: psycopg.Connection[Any], app: str
+) -> None:
+    """All pooled connections die at once (a server restart): the next transactions still work."""
+    with store.transaction() as uow:
+        ada = uow.customers.add(customer(1))
+    wait_until(lambda: len(sessions(admin, app)) == 3)
+    for pid in sessions(admin, app):
+        kill(admin, pid)
+    for n in range(6):
+        with store.transaction() as uow:
+            uow.purchases.add(purchase(n, ada.id, T0 + timedelta(days=n)))
+    with store.transaction() as uow:
+        assert uow.purchases.count() == 6
+        assert uow.customers.get(ada.id) == ada
+
+
+def test_statement_timeout_from_the_url(schemas: Schemas) -> None:
+    store = schemas.open(statement_timeout="200")
+    try:
+        with pytest.raises(StorageError) as caught, store.transaction() as uow:
+            uow.customers.add(customer(1))
+            uow.select("SELECT pg_sleep(2)")
+        assert "statement_timeout" in str(caught.value)
+        with store.transaction() as uow:
+            assert uow.customers.count() == 0
+            assert uow.select("SELECT 1") == [(1,)]
+    finally:
+        store.close()
+
+
+def test_driver_errors_never_escape_untranslated(store: PostgresStorage) -> None:
+    with pytest.raises(StorageError) as caught, store.transaction() as uow:
+        uow.select("SELECT * FROM no_such_table")
+    assert "no_such_table" in str(caught.value)
+    assert not isinstance(caught.value, psycopg.Error)
+    with pytest.raises(IntegrityError), store.transaction() as uow:
+        uow.select("INSERT INTO customer_emails (email, customer_id) VALUES ('a@b.c', 'x'), ('a@b.c', 'y')")
+    with store.transaction() as uow:
+        assert uow.select("SELECT count(*) FROM customer_emails") == [(0,)]
