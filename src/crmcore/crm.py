@@ -64,6 +64,9 @@ class CRM:
         self._current: contextvars.ContextVar[UnitOfWork | None] = contextvars.ContextVar(
             "crmcore_uow", default=None
         )
+        self._emitted: contextvars.ContextVar[bool] = contextvars.ContextVar(
+            "crmcore_emitted", default=False
+        )
         self._dispatching = threading.local()
         self.customers = Customers(self)
         self.interactions = Interactions(self)
@@ -112,19 +115,26 @@ class CRM:
     def transaction(self) -> Iterator[UnitOfWork]:
         """All writes inside commit together or not at all; events go out after commit.
 
-        Nested calls join the outer transaction.
+        Nested calls join the outer transaction. Delivery is attempted after every
+        transaction that wrote events; `dispatch_events()` retries what failed.
         """
         outer = self._current.get()
         if outer is not None:
             yield outer
             return
-        with self.storage.transaction() as uow:
-            token = self._current.set(uow)
-            try:
-                yield uow
-            finally:
-                self._current.reset(token)
-        self.dispatch_events()
+        emitted = self._emitted.set(False)
+        try:
+            with self.storage.transaction() as uow:
+                token = self._current.set(uow)
+                try:
+                    yield uow
+                finally:
+                    self._current.reset(token)
+            wrote_events = self._emitted.get()
+        finally:
+            self._emitted.reset(emitted)
+        if wrote_events:
+            self.dispatch_events()
 
     def emit(self, topic: str, aggregate_id: str, **payload: Any) -> None:
         """Write an event into the outbox of the current transaction."""
@@ -132,6 +142,7 @@ class CRM:
         if uow is None:
             raise RuntimeError("emit() needs an open transaction")
         uow.outbox.append(Event(topic, aggregate_id, payload, self.clock()))
+        self._emitted.set(True)
 
     def dispatch_events(self, limit: int = 500) -> int:
         """Deliver pending outbox events to subscribers; returns how many were settled."""
