@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from crmcore.crm import CRM
+    from crmcore.operational.calls import Calls
     from crmcore.operational.mail import Mail
 
 
@@ -22,3 +23,10 @@ class Operational:
         from crmcore.operational.mail import Mail
 
         return Mail(self.crm)
+
+    @functools.cached_property
+    def calls(self) -> Calls:
+        """Telephony: caller identification, screen pops, call records on the timeline."""
+        from crmcore.operational.calls import Calls
+
+        return Calls(self.crm)

@@ -29,10 +29,20 @@ from crmcore.ports.storage import (
     UnitOfWork,
     sql_dialect,
 )
+from crmcore.ports.telephony import (
+    CallEvent,
+    CallEventKind,
+    CallEvents,
+    CallListener,
+    CallOutcome,
+    CallRecord,
+    Telephony,
+)
 
 __all__ = [
-    "Batch", "CampaignMembers", "Cursor", "CursorStore", "CustomerLog", "CustomerOwned",
-    "CustomerRepository", "DeliveryError", "EmailTransport", "Mailbox", "MailboxError", "Outbox",
-    "Received", "Repository", "Scores", "SegmentMembers", "SqlUnitOfWork", "Storage",
-    "StorageFactory", "UnitOfWork", "sql_dialect",
+    "Batch", "CallEvent", "CallEventKind", "CallEvents", "CallListener", "CallOutcome", "CallRecord",
+    "CampaignMembers", "Cursor", "CursorStore", "CustomerLog", "CustomerOwned", "CustomerRepository",
+    "DeliveryError", "EmailTransport", "Mailbox", "MailboxError", "Outbox", "Received", "Repository",
+    "Scores", "SegmentMembers", "SqlUnitOfWork", "Storage", "StorageFactory", "Telephony",
+    "UnitOfWork", "sql_dialect",
 ]

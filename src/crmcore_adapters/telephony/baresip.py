@@ -228,7 +228,7 @@ class BaresipPhone:
         if self._closed.is_set():
             raise PluginError(f"{self.url}: the phone is gone")
         token = f"c{next(self._tokens)}"
-        done, slot = threading.Event(), []
+        done, slot = threading.Event(), list[dict[str, Any]]()
         message: dict[str, Any] = {"command": command, "token": token}
         if params is not None:
             message["params"] = params
@@ -244,7 +244,7 @@ class BaresipPhone:
         finally:
             with self._state:
                 self._replies.pop(token, None)
-        reply = slot[0]
+        reply: dict[str, Any] = slot[0]
         if not reply.get("ok"):
             raise PluginError(f"{self.url}: {command!r} refused: {reply.get('data')!r}")
         return reply
