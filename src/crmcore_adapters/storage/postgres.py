@@ -177,9 +177,7 @@ def translate(exc: psycopg.Error, where: str) -> StorageError:
     if isinstance(exc, pg_errors.SerializationFailure | pg_errors.DeadlockDetected):
         return StorageError(f"{where}: concurrent transactions collided, retry: {detail}")
     if isinstance(exc, psycopg.OperationalError):
-        return StorageError(
-            f"{where}: lost the connection to the server, nothing was committed: {detail}"
-        )
+        return StorageError(f"{where}: lost the connection to the server: {detail}")
     return StorageError(f"{where}: {detail}")
 
 
@@ -280,7 +278,7 @@ class PostgresStorage:
                     conn.commit()
                 except psycopg.Error as exc:
                     _rollback(conn)
-                    raise translate(exc, f"commit failed on {self._where}") from None
+                    raise translate(exc, f"{self._where}: commit not confirmed") from None
         finally:
             self._local.open = False
             self._pool.putconn(conn)
@@ -291,19 +289,35 @@ class PostgresStorage:
             yield sql.SqlUnitOfWork(cur, DIALECT, CLAIM_LOCK)
 
     def bulk_import(self, items: Iterable[Any]) -> int:
-        """COPY the records in, in batches of bounded size, all in one transaction."""
+        """COPY the records in, all in one transaction.
+
+        Records are gathered per table (at most BULK_BATCH each, so memory stays
+        bounded) and each full batch is one COPY, however the stream interleaves them.
+        """
         count = 0
+        pending: dict[sql.Table[Any], list[Any]] = {}
         with self._begin() as cur:
             for table, batch in sql.bulk_batches(items, BULK_BATCH):
-                _copy(cur, sql.insert_sql(table), sql.bulk_rows(DIALECT, table, batch))
-                if table is sql.CUSTOMERS:
-                    for statement, rows in sql.index_rows(batch):
-                        _copy(cur, statement, rows)
-                count += len(batch)
+                waiting = pending.setdefault(table, [])
+                waiting.extend(batch)
+                if len(waiting) >= BULK_BATCH:
+                    count += _copy_batch(cur, table, waiting)
+                    pending[table] = []
+            for table, waiting in pending.items():
+                count += _copy_batch(cur, table, waiting)
         return count
 
     def close(self) -> None:
         self._pool.close()
+
+
+def _copy_batch(cur: psycopg.Cursor[Any], table: sql.Table[Any], batch: list[Any]) -> int:
+    if batch:
+        _copy(cur, sql.insert_sql(table), sql.bulk_rows(DIALECT, table, batch))
+        if table is sql.CUSTOMERS:
+            for statement, rows in sql.index_rows(batch):
+                _copy(cur, statement, rows)
+    return len(batch)
 
 
 def _copy(cur: psycopg.Cursor[Any], insert: str, rows: Iterable[tuple[Any, ...]]) -> None:

@@ -1,0 +1,81 @@
+"""Bulk import through COPY: streamed in bounded batches, all or nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import attrs
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from crmcore import model as m
+from crmcore.errors import IntegrityError
+from crmcore.testing import strategies as s
+from crmcore.testing.contract import T0, customer, interaction, purchase
+from crmcore_adapters.storage.postgres import BULK_BATCH, PostgresStorage
+
+from .conftest import Schemas
+
+PEOPLE = 3 * BULK_BATCH // 2
+
+
+def stream(people: int, purchases_each: int) -> Iterator[Any]:
+    """Customers, each followed by their purchases and one interaction, generated lazily."""
+    for n in range(1, people + 1):
+        yield customer(n, external_ids={"erp": f"E{n}"})
+        for k in range(purchases_each):
+            yield purchase(n * 10 + k, f"c{n:04d}", T0 + timedelta(days=k), amount=f"{k + 1}.25")
+        yield interaction(n, f"c{n:04d}", T0)
+
+
+def test_a_stream_larger_than_a_batch_lands_whole(storage: PostgresStorage) -> None:
+    assert storage.bulk_import(stream(PEOPLE, 3)) == PEOPLE * 5
+    with storage.transaction() as uow:
+        assert uow.customers.count() == PEOPLE
+        assert uow.purchases.count() == 3 * PEOPLE
+        assert uow.interactions.count() == PEOPLE
+        last = f"c{PEOPLE:04d}"
+        assert uow.customers.by_email(f"USER{PEOPLE}@example.org") == attrs.evolve(
+            customer(PEOPLE, external_ids={"erp": f"E{PEOPLE}"}), version=1)
+        assert uow.customers.by_external_id("erp", "E7") == uow.customers.get("c0007")
+        assert [c.id for c in uow.customers.by_phone(customer(9).phones[0])] == ["c0009"]
+        assert [p.total.amount for p in uow.purchases.for_customer(last)] == [
+            Decimal("3.25"), Decimal("2.25"), Decimal("1.25")]
+        assert uow.select("SELECT sum(total) FROM purchases") == [(Decimal("6.75") * PEOPLE,)]
+
+
+def test_a_clash_in_a_late_batch_undoes_the_early_ones(storage: PostgresStorage) -> None:
+    def clashing() -> Iterator[Any]:
+        yield from stream(PEOPLE, 1)
+        yield purchase(10, "c0001", T0)  # the id of an early purchase
+    with pytest.raises(IntegrityError) as caught:
+        storage.bulk_import(clashing())
+    assert "purchases" in str(caught.value)
+    with storage.transaction() as uow:
+        assert (uow.customers.count(), uow.purchases.count(), uow.interactions.count()) == (0, 0, 0)
+        assert uow.select("SELECT count(*) FROM customer_emails") == [(0,)]
+    assert storage.bulk_import(stream(2, 1)) == 6
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
+@given(people=st.lists(s.customers(), max_size=6, unique_by=lambda c: c.id),
+       bought=st.lists(s.purchases(), max_size=6, unique_by=lambda p: p.id))
+def test_imported_records_read_back_equal(schemas: Schemas, people: list[m.Customer],
+                                          bought: list[m.Purchase]) -> None:
+    emails = [e.lower() for c in people for e in c.emails]
+    external = [pair for c in people for pair in c.external_ids.items()]
+    assume(len(set(emails)) == len(emails) and len(set(external)) == len(external))
+    store = schemas.open()
+    try:
+        assert store.bulk_import([*people, *bought]) == len(people) + len(bought)
+        with store.transaction() as uow:
+            assert uow.customers.list() == sorted(
+                (attrs.evolve(c, version=1) for c in people), key=lambda c: c.id)
+            for p in bought:
+                assert uow.purchases.get(p.id) == p
+    finally:
+        store.close()
