@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import crmcore
+from crmcore.crm import Clock
 from crmcore.scoring.datasets import cdnow
 from tests.support import unavailable
 
@@ -26,7 +27,7 @@ def cdnow_dir() -> Path:
     unavailable("the CDNOW sample (shared/data/cdnow) is not there")
 
 
-def open_backend(name: str, tmp: Path) -> Iterator[crmcore.CRM]:
+def open_backend(name: str, tmp: Path, clock: Clock | None = None) -> Iterator[crmcore.CRM]:
     """A fresh, empty CRM on the named backend; PostgreSQL gets a schema of its own."""
     if name == "memory":
         url = "memory://"
@@ -37,7 +38,7 @@ def open_backend(name: str, tmp: Path) -> Iterator[crmcore.CRM]:
 
         schemas = Schemas(server_url())
         url = schemas.url()
-    crm = crmcore.open(url)
+    crm = crmcore.open(url, clock=clock)
     try:
         yield crm
     finally:

@@ -1,11 +1,33 @@
-"""Analytical CRM: segments, scores and service-quality figures computed from the data."""
+"""Analytical CRM: scores and service-quality figures computed from the stored history.
+
+Heavy aggregation runs in the database when storage speaks SQL (see
+`crmcore.scoring.summary`); lifetime value needs the `analytics` extra (numpy,
+scipy). Scores are stored as dated snapshots that segment rules can read.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date, datetime
 from typing import TYPE_CHECKING
+
+from crmcore.errors import ValidationError
+from crmcore.model import Opportunity, Score
+from crmcore.scoring import cross_sell
+from crmcore.scoring.churn import ChurnAlert, churn_alerts
+from crmcore.scoring.cross_sell import Offer, Rule
+from crmcore.scoring.intervals import Repurchase, repurchase_intervals
+from crmcore.scoring.lead import LeadModel, LeadScore
+from crmcore.scoring.rfm import RFM, SEGMENTS, rfm
+from crmcore.scoring.service_quality import DIMENSIONS, Quality, service_quality
+from crmcore.scoring.summary import Period, Summary, every, summarize
 
 if TYPE_CHECKING:
     from crmcore.crm import CRM
+    from crmcore.scoring.clv import LifetimeModel, Valuation
+    from crmcore.scoring.registry import Scorer
+
+When = date | datetime
 
 
 class Analytical:
@@ -13,3 +35,154 @@ class Analytical:
 
     def __init__(self, crm: CRM) -> None:
         self.crm = crm
+
+    def _as_of(self, as_of: When | None) -> When:
+        return self.crm.clock() if as_of is None else as_of
+
+    def summary(self, as_of: When | None = None, *, unit_days: float = 7.0,
+                currency: str | None = None) -> Summary:
+        """Frequency, recency, T and mean repeat value of every buyer (see `scoring.summary`)."""
+        with self.crm.transaction() as uow:
+            return summarize(uow, self._as_of(as_of), unit_days=unit_days, currency=currency)
+
+    def rfm(self, as_of: When | None = None, *, bins: int = 5,
+            segments: Mapping[str, str] = SEGMENTS) -> list[RFM]:
+        """RFM scores (1..bins) and segment of every buyer, as of an instant."""
+        return rfm(self.summary(as_of, unit_days=1), bins=bins, segments=segments)
+
+    def fit_clv(self, as_of: When | None = None, *, unit_days: float = 7.0,
+                counts: str = "bg/nbd") -> LifetimeModel:
+        """Fit BG/NBD (or Pareto/NBD) and Gamma-Gamma on the history up to `as_of`."""
+        from crmcore.scoring.clv import LifetimeModel
+
+        return LifetimeModel.fit(self.summary(as_of, unit_days=unit_days), counts=counts)
+
+    def clv(self, as_of: When | None = None, *, model: LifetimeModel | None = None,
+            periods: int = 12, period_days: float = 30.0, discount: float = 0.01) -> Valuation:
+        """P(alive), expected purchases and spend, and discounted CLV of every buyer.
+
+        Without a `model`, BG/NBD and Gamma-Gamma are fitted on the same history (in weeks).
+        """
+        return self._value(as_of, model, periods=periods, period_days=period_days,
+                           discount=discount)[1]
+
+    def _value(self, as_of: When | None, model: LifetimeModel | None,
+               **horizon: float) -> tuple[Summary, Valuation]:
+        from crmcore.scoring.clv import LifetimeModel, require
+
+        require()
+        base = self.summary(as_of, unit_days=7.0 if model is None else model.unit_days)
+        model = model or LifetimeModel.fit(base)
+        return base, model.value(base, **horizon)  # type: ignore[arg-type]
+
+    def churn_alerts(
+        self, as_of: datetime | None = None, threshold: float = 0.3, *,
+        model: LifetimeModel | None = None, min_value: float | None = None,
+        top_share: float = 0.2, emit: bool = True,
+    ) -> list[ChurnAlert]:
+        """Valuable customers whose P(alive) is under `threshold`, most valuable first.
+
+        With `emit`, every customer's P(alive) is stored as a `p_alive` snapshot and a
+        `churn.alert` event goes out for each customer who has just fallen under the
+        threshold (not for those already under it at their previous snapshot).
+        """
+        moment = Period.as_of(self._as_of(as_of)).end
+        base, valuation = self._value(moment, model)
+        alerts = churn_alerts(base, valuation.p_alive.tolist(), threshold=threshold,
+                                    min_value=min_value, top_share=top_share)
+        if not emit:
+            return alerts
+        with self.crm.transaction() as uow:
+            # under the threshold at the last snapshot (or in a run at this instant): told already
+            earlier = {a.customer_id: uow.scores.latest(a.customer_id, "p_alive", moment)
+                       for a in alerts}
+            uow.scores.put(
+                Score(cid, "p_alive", moment, float(valuation.p_alive[i]), None, valuation.explain(i))
+                for i, cid in enumerate(valuation.customer_ids)
+            )
+            for alert in alerts:
+                before = earlier[alert.customer_id]
+                if before is None or before.value >= threshold:
+                    self.crm.emit("churn.alert", alert.customer_id, as_of=moment.isoformat(),
+                                  threshold=threshold, **alert.explain())
+        return alerts
+
+    def repurchase(self, as_of: When | None = None) -> list[Repurchase]:
+        """Each buyer's typical repurchase interval and the day the next purchase is due."""
+        return repurchase_intervals(self.summary(as_of, unit_days=1))
+
+    def cross_sell_rules(self, as_of: When | None = None, *, level: str = "product",
+                         min_support: float = 0.01, min_confidence: float = 0.1) -> list[Rule]:
+        """Association rules between items bought together (support, confidence, lift)."""
+        with self.crm.transaction() as uow:
+            found = cross_sell.baskets(cross_sell.basket_items(uow, self._as_of(as_of), level))
+            return cross_sell.mine_rules((items for _, items in found), min_support=min_support,
+                                         min_confidence=min_confidence)
+
+    def next_offers(self, as_of: When | None = None, *, level: str = "product",
+                    min_support: float = 0.01, min_confidence: float = 0.1) -> dict[str, Offer]:
+        """The next-best offer of every customer a rule applies to; never an item they own."""
+        moment = self._as_of(as_of)
+        with self.crm.transaction() as uow:
+            per_purchase = list(cross_sell.baskets(cross_sell.basket_items(uow, moment, level)))
+        rules = cross_sell.mine_rules((items for _, items in per_purchase), min_support=min_support,
+                                      min_confidence=min_confidence)
+        return cross_sell.next_best_offers(cross_sell.holdings(per_purchase), rules)
+
+    def lead_model(self) -> LeadModel:
+        """Naive Bayes learned from every won and lost opportunity."""
+        return LeadModel.train(self._opportunities())
+
+    def lead_score(self, opportunity_id: str | None = None, *,
+                   model: LeadModel | None = None) -> LeadScore | list[LeadScore]:
+        """The probability of winning one opportunity, or of every open one (best first)."""
+        model = model or self.lead_model()
+        if opportunity_id is not None:
+            return model.score(self.crm.opportunities.get(opportunity_id))
+        scored = [model.score(o) for o in self._opportunities() if not o.stage.is_closed]
+        return sorted(scored, key=lambda s: (-s.probability, s.opportunity_id))
+
+    def _opportunities(self) -> list[Opportunity]:
+        with self.crm.transaction() as uow:
+            return list(every(uow, "opportunities"))
+
+    def service_quality(self, as_of: When | None = None, *,
+                        by: Sequence[str] = DIMENSIONS, period: str = "month",
+                        since: datetime | None = None) -> list[Quality]:
+        """CSAT, NPS, complaint rate, first-contact resolution and SLA compliance per group."""
+        with self.crm.transaction() as uow:
+            return service_quality(uow, self._as_of(as_of), by=by, period=period,
+                                                   since=since)
+
+    # ---- stored snapshots ----
+
+    def scorers(self) -> dict[str, Scorer]:
+        from crmcore.scoring.registry import scorers
+
+        return scorers(self.crm.plugins)
+
+    def score(self, as_of: datetime | None = None, names: Iterable[str] | None = None) -> dict[str, int]:
+        """Run scorers (all by default) and store their snapshots; returns how many each wrote."""
+        moment = Period.as_of(self._as_of(as_of)).end
+        known = self.scorers()
+        chosen = list(known) if names is None else list(names)
+        for name in chosen:
+            if name not in known:
+                raise ValidationError("names", name, f"no such scorer; known: {sorted(known)}")
+        written = {}
+        for name in chosen:
+            results = list(known[name].score(self.crm, moment))
+            with self.crm.transaction() as uow:
+                written[name] = uow.scores.put(results)
+        return written
+
+    def latest_scores(self, customer_id: str, as_of: datetime | None = None) -> dict[str, Score]:
+        """The newest snapshot of every score of a customer, by score name."""
+        with self.crm.transaction() as uow:
+            return {s.scorer: s for s in uow.scores.for_customer(customer_id, as_of)}
+
+    def next_offer(self, customer_id: str, as_of: datetime | None = None) -> Score | None:
+        """The stored next-best offer of a customer (label: the item), if one was scored."""
+        with self.crm.transaction() as uow:
+            return uow.scores.latest(customer_id, "next_offer", as_of)
+

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import ArrayLike, NDArray
 
+    from crmcore.scoring.summary import Summary
+
     Array = NDArray[np.float64]
 
 
@@ -441,3 +443,71 @@ def lifetime_value(
     per_period = np.diff(cumulative, axis=1, prepend=0.0)
     discounted = per_period @ (1.0 + discount) ** -steps.astype(np.float64)
     return discounted * spend.expected_spend(x, m)
+
+
+@attrs.frozen
+class LifetimeModel:
+    """A purchase-count model and a spend model fitted together, with the time unit they use."""
+
+    purchases: BetaGeo | ParetoNBD
+    spend: GammaGamma
+    unit_days: float
+
+    @classmethod
+    def fit(cls, summary: Summary, *, counts: str = "bg/nbd") -> LifetimeModel:
+        """Fit both models on a summary; `counts` is "bg/nbd" or "pareto/nbd"."""
+        kinds: dict[str, type[BetaGeo] | type[ParetoNBD]] = {"bg/nbd": BetaGeo, "pareto/nbd": ParetoNBD}
+        if counts not in kinds:
+            raise ValidationError("counts", counts, f"must be one of {sorted(kinds)}")
+        purchases = kinds[counts].fit(summary.frequency, summary.recency, summary.T)
+        spend = GammaGamma.fit(summary.frequency, summary.monetary)
+        return cls(purchases, spend, summary.period.unit_days)
+
+    def value(
+        self, summary: Summary, *, periods: int = 12, period_days: float = 30.0,
+        discount: float = 0.01,
+    ) -> Valuation:
+        """P(alive), expected purchases, expected spend and discounted CLV of every customer."""
+        import numpy as np
+
+        if summary.period.unit_days != self.unit_days:
+            raise ValidationError("summary", summary.period.unit_days,
+                                  f"is in units of {summary.period.unit_days} days, "
+                                  f"the model in units of {self.unit_days}")
+        x, tx, age, m = (np.frombuffer(c, dtype=np.float64) if len(c) else np.zeros(0)
+                         for c in (summary.frequency, summary.recency, summary.T, summary.monetary))
+        period = period_days / self.unit_days
+        steps = np.arange(1, periods + 1) * period
+        cumulative = self.purchases.expected_purchases(list(steps), x, tx, age)
+        discounted = np.diff(cumulative, axis=1, prepend=0.0) @ (
+            (1.0 + discount) ** -np.arange(1, periods + 1, dtype=np.float64))
+        spend = self.spend.expected_spend(x, m)
+        return Valuation(
+            customer_ids=summary.customer_ids, p_alive=self.purchases.p_alive(x, tx, age),
+            expected_purchases=cumulative[:, -1], expected_spend=spend, clv=discounted * spend,
+        )
+
+
+@attrs.frozen(eq=False)
+class Valuation:
+    """Columns, one row per customer, in the summary's order."""
+
+    customer_ids: list[str]
+    p_alive: Array
+    expected_purchases: Array
+    """Over the whole horizon."""
+    expected_spend: Array
+    clv: Array
+
+    def __len__(self) -> int:
+        return len(self.customer_ids)
+
+    def explain(self, index: int) -> dict[str, str | int | float]:
+        return {
+            "p_alive": float(self.p_alive[index]),
+            "expected_purchases": float(self.expected_purchases[index]),
+            "expected_spend": float(self.expected_spend[index]),
+        }
+
+    def as_dict(self) -> dict[str, float]:
+        return dict(zip(self.customer_ids, map(float, self.clv), strict=True))

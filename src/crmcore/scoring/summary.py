@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import array
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
@@ -138,13 +138,20 @@ def summary_sql(dialect: str, *, currency: bool = False) -> str:
     )
 
 
+def sqlite_instant(moment: datetime) -> int:
+    """An instant as SQLite stores it: integer microseconds since the epoch."""
+    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def bind_instant(dialect: str, moment: datetime) -> Any:
+    return sqlite_instant(moment) if dialect == "sqlite" else moment
+
+
 def _sql_rows(
     uow: Any, dialect: str, period: Period, currency: str | None
 ) -> Iterable[tuple[str, int, int, int, float, float]]:
-    end: Any = period.end
-    if dialect == "sqlite":
-        delta = period.end - datetime(1970, 1, 1, tzinfo=UTC)
-        end = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    end = bind_instant(dialect, period.end)
     params: list[Any] = [end] if currency is None else [end, currency]
     rows: list[tuple[Any, ...]] = uow.select(summary_sql(dialect, currency=currency is not None), params)
     if dialect == "sqlite":
@@ -155,15 +162,17 @@ def _sql_rows(
 # ---- Python, for storage without SQL ----
 
 
-def _all_purchases(uow: UnitOfWork, page: int = 1000) -> Iterable[Purchase]:
-    lister = getattr(uow.purchases, "list", None)
+def every(uow: UnitOfWork, attribute: str, page: int = 1000) -> Iterator[Any]:
+    """Every record of a customer's log (purchases, interactions) or owned aggregate, any order."""
+    repo = getattr(uow, attribute)
+    lister = getattr(repo, "list", None)
     if callable(lister):
         yield from lister()
         return
     after: str | None = None
     while batch := uow.customers.list(after=after, limit=page):
         for customer in batch:
-            yield from uow.purchases.for_customer(customer.id)
+            yield from repo.for_customer(customer.id)
         after = batch[-1].id
 
 
@@ -201,7 +210,7 @@ def summarize(
     period = Period.as_of(as_of, unit_days)
     dialect = sql_dialect(uow)
     if dialect is None:
-        return Summary.from_days(period, python_rows(_all_purchases(uow), period, currency))
+        return Summary.from_days(period, python_rows(every(uow, "purchases"), period, currency))
     return Summary.from_days(period, _sql_rows(uow, dialect, period, currency))
 
 

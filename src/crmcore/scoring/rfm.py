@@ -1,0 +1,117 @@
+"""RFM: recency, frequency and monetary scores (quantiles, 1 to 5) and the named segments.
+
+A score depends only on where a customer's figure falls among everyone's, with
+ties scored alike, so it is a function of the data and not of its order:
+`score = min(bins, 1 + floor(bins * share of the other customers strictly worse))`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import attrs
+
+from crmcore.errors import ValidationError
+
+if TYPE_CHECKING:
+    from crmcore.scoring.summary import Summary
+
+SEGMENTS: Mapping[str, str] = {
+    "[1-2][1-2].": "hibernating",
+    "[1-2][3-4].": "at_risk",
+    "[1-2]5.": "cannot_lose_them",
+    "3[1-2].": "about_to_sleep",
+    "33.": "need_attention",
+    "[3-4][4-5].": "loyal_customers",
+    "41.": "promising",
+    "51.": "new_customers",
+    "[4-5][2-3].": "potential_loyalists",
+    "5[4-5].": "champions",
+}
+"""The usual segments on the recency and frequency scores: pattern on the code "RFM" -> name.
+
+The first pattern that matches the whole code wins; pass another map to use
+your own (e.g. one that looks at the monetary digit too)."""
+
+OTHER = "other"
+"""The segment of a code no pattern matches."""
+
+
+@attrs.frozen
+class RFM:
+    customer_id: str
+    recency_days: float
+    """Days since the last purchase day."""
+    frequency: int
+    """Purchase days."""
+    monetary: float
+    """Total spend."""
+    r: int
+    f: int
+    m: int
+    segment: str
+
+    @property
+    def code(self) -> str:
+        return f"{self.r}{self.f}{self.m}"
+
+    @property
+    def value(self) -> float:
+        """One number to rank by: the mean of the three scores."""
+        return (self.r + self.f + self.m) / 3
+
+    def explain(self) -> dict[str, str | int | float]:
+        return {
+            "recency_days": self.recency_days, "frequency": self.frequency,
+            "monetary": self.monetary, "r": self.r, "f": self.f, "m": self.m, "code": self.code,
+        }
+
+
+def quantile_scores(values: Sequence[float], bins: int = 5, *, higher_is_better: bool = True) -> list[int]:
+    """Scores 1..bins by percent rank (share of the others strictly worse): the best gets
+    `bins`, the worst 1, equal values equal scores."""
+    if isinstance(bins, bool) or not isinstance(bins, int) or not 1 <= bins <= 100:
+        raise ValidationError("bins", bins, "must be a whole number from 1 to 100")
+    ordered = sorted(values)
+    others = max(len(ordered) - 1, 1)
+    if higher_is_better:
+        worse = [bisect.bisect_left(ordered, v) for v in values]
+    else:
+        worse = [len(ordered) - bisect.bisect_right(ordered, v) for v in values]
+    return [min(bins, 1 + bins * w // others) for w in worse]
+
+
+def compile_segments(segments: Mapping[str, str]) -> list[tuple[re.Pattern[str], str]]:
+    compiled = []
+    for pattern, name in segments.items():
+        try:
+            compiled.append((re.compile(pattern), name))
+        except re.error as exc:
+            raise ValidationError(f"segments[{pattern!r}]", pattern, f"is not a pattern: {exc}") from None
+        if not isinstance(name, str) or not name:
+            raise ValidationError(f"segments[{pattern!r}]", name, "must be a segment name")
+    return compiled
+
+
+def segment_of(code: str, segments: list[tuple[re.Pattern[str], str]]) -> str:
+    return next((name for pattern, name in segments if pattern.fullmatch(code)), OTHER)
+
+
+def rfm(summary: Summary, *, bins: int = 5, segments: Mapping[str, str] = SEGMENTS) -> list[RFM]:
+    """Every summarised customer's RFM scores and segment, in the summary's order."""
+    rules = compile_segments(segments)
+    unit = summary.period.unit_days
+    recency = [round((age - last) * unit, 6) for age, last in zip(summary.T, summary.recency, strict=True)]
+    frequency = [int(x) + 1 for x in summary.frequency]
+    r = quantile_scores(recency, bins, higher_is_better=False)
+    f = quantile_scores(frequency, bins)
+    m = quantile_scores(list(summary.total), bins)
+    out = []
+    for i, customer_id in enumerate(summary.customer_ids):
+        code = f"{r[i]}{f[i]}{m[i]}"
+        out.append(RFM(customer_id, recency[i], frequency[i], summary.total[i], r[i], f[i], m[i],
+                       segment_of(code, rules)))
+    return out

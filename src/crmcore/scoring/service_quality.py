@@ -1,0 +1,187 @@
+"""Service quality per service point, channel and period: CSAT, NPS, complaint rate,
+first-contact resolution and SLA compliance.
+
+- CSAT: share of satisfaction answers (1-5) that are 4 or 5, in percent.
+- NPS: percent promoters (9-10) minus percent detractors (0-6).
+- complaint rate: complaints opened per 100 interactions.
+- first-contact resolution: percent of resolved cases closed at their first contact.
+- SLA compliance: percent of cases with a deadline met, counting a case still open
+  past its deadline as missed.
+
+Interactions are grouped by their own channel and service point and dated by
+when they happened; cases by theirs and dated by when they were opened. SQL
+storage aggregates in the database.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime
+from typing import Any
+
+import attrs
+
+from crmcore.errors import ValidationError
+from crmcore.model import Case, CaseKind, CaseStatus, Interaction
+from crmcore.ports import UnitOfWork, sql_dialect
+from crmcore.scoring.summary import Period, bind_instant, every
+
+DIMENSIONS = ("service_point", "channel", "period")
+PERIODS = {"day": "%Y-%m-%d", "month": "%Y-%m", "year": "%Y"}
+_PG_PERIODS = {"day": "YYYY-MM-DD", "month": "YYYY-MM", "year": "YYYY"}
+
+
+@attrs.frozen
+class Quality:
+    """The figures of one group; None where the group has nothing to measure."""
+
+    service_point: str | None
+    channel: str | None
+    period: str | None
+    interactions: int = 0
+    csat: float | None = None
+    nps: float | None = None
+    complaint_rate: float | None = None
+    first_contact_resolution: float | None = None
+    sla_compliance: float | None = None
+    counts: dict[str, int] = attrs.field(factory=dict)
+    """The raw counts behind the figures (answers, promoters, cases, ...)."""
+
+    def explain(self) -> dict[str, str | int | float]:
+        return dict(self.counts)
+
+
+_COUNTS = ("interactions", "rated", "satisfied", "nps_answers", "promoters", "detractors",
+           "cases", "complaints", "resolved", "first_contact", "with_sla", "sla_met")
+
+
+def _pct(part: int, whole: int) -> float | None:
+    return 100 * part / whole if whole else None
+
+
+def _figures(key: tuple[str | None, str | None, str | None], c: dict[str, int]) -> Quality:
+    return Quality(
+        *key,
+        interactions=c["interactions"],
+        csat=_pct(c["satisfied"], c["rated"]),
+        nps=None if not c["nps_answers"] else 100 * (c["promoters"] - c["detractors"]) / c["nps_answers"],
+        complaint_rate=_pct(c["complaints"], c["interactions"]),
+        first_contact_resolution=_pct(c["first_contact"], c["resolved"]),
+        sla_compliance=_pct(c["sla_met"], c["with_sla"]),
+        counts=dict(c),
+    )
+
+
+def _check(by: Sequence[str], period: str) -> None:
+    for name in by:
+        if name not in DIMENSIONS:
+            raise ValidationError("by", name, f"must be among {DIMENSIONS}")
+    if period not in PERIODS:
+        raise ValidationError("period", period, f"must be one of {sorted(PERIODS)}")
+
+
+def _interaction_counts(i: Interaction) -> dict[str, int]:
+    return {
+        "interactions": 1,
+        "rated": i.satisfaction is not None, "satisfied": (i.satisfaction or 0) >= 4,
+        "nps_answers": i.nps is not None, "promoters": i.nps is not None and i.nps >= 9,
+        "detractors": i.nps is not None and i.nps <= 6,
+    }
+
+
+def _case_counts(c: Case, end: datetime) -> dict[str, int]:
+    resolved = c.resolved_at is not None and c.resolved_at < end
+    met = c.sla_due is not None and resolved and c.resolved_at <= c.sla_due  # type: ignore[operator]
+    decided = c.sla_due is not None and (resolved or c.sla_due < end)
+    return {
+        "cases": 1, "complaints": c.kind is CaseKind.COMPLAINT,
+        "resolved": resolved and c.status is not CaseStatus.OPEN,
+        "first_contact": resolved and c.contacts == 1,
+        "with_sla": decided, "sla_met": met,
+    }
+
+
+def _python(uow: UnitOfWork, by: Sequence[str], period: str, since: datetime | None,
+            end: datetime) -> Iterable[tuple[tuple[Any, ...], dict[str, int]]]:
+    fmt = PERIODS[period]
+
+    def key(service_point: str | None, channel: Any, at: datetime) -> tuple[Any, ...]:
+        full = {"service_point": service_point, "channel": None if channel is None else str(channel),
+                "period": at.strftime(fmt)}
+        return tuple(full[d] if d in by else None for d in DIMENSIONS)
+
+    for i in every(uow, "interactions"):
+        if (since is None or i.occurred_at >= since) and i.occurred_at < end:
+            yield key(i.service_point, i.channel, i.occurred_at), _interaction_counts(i)
+    for c in every(uow, "cases"):
+        if (since is None or c.opened_at >= since) and c.opened_at < end:
+            yield key(c.service_point, c.channel, c.opened_at), _case_counts(c, end)
+
+
+def _sql(uow: Any, dialect: str, by: Sequence[str], period: str, since: datetime | None,
+         end: datetime) -> Iterable[tuple[tuple[Any, ...], dict[str, int]]]:
+    mark = "?" if dialect == "sqlite" else "%s"
+
+    def bucket(column: str) -> str:
+        if dialect == "sqlite":
+            return f"strftime('{PERIODS[period]}', {column} / 1000000, 'unixepoch')"
+        return f"to_char({column} AT TIME ZONE 'UTC', '{_PG_PERIODS[period]}')"
+
+    def keys(column: str) -> str:
+        chosen = {"service_point": "service_point", "channel": "channel", "period": bucket(column)}
+        return ", ".join(chosen[d] if d in by else "NULL" for d in DIMENSIONS)
+
+    def window(column: str) -> tuple[str, list[Any]]:
+        where, params = f"{column} < {mark}", [bind_instant(dialect, end)]
+        if since is not None:
+            where += f" AND {column} >= {mark}"
+            params.append(bind_instant(dialect, since))
+        return where, params
+
+    where, params = window("occurred_at")
+    interactions = uow.select(
+        f"SELECT {keys('occurred_at')}, COUNT(*), COUNT(satisfaction), "  # noqa: S608
+        "SUM(CASE WHEN satisfaction >= 4 THEN 1 ELSE 0 END), COUNT(nps), "
+        "SUM(CASE WHEN nps >= 9 THEN 1 ELSE 0 END), SUM(CASE WHEN nps <= 6 THEN 1 ELSE 0 END) "
+        f"FROM interactions WHERE {where} GROUP BY 1, 2, 3",
+        params,
+    )
+    for row in interactions:
+        yield tuple(row[:3]), dict(zip(_COUNTS[:6], map(int, row[3:]), strict=True))
+    where, params = window("opened_at")
+    done = f"(resolved_at IS NOT NULL AND resolved_at < {mark})"
+    cases = uow.select(
+        f"SELECT {keys('opened_at')}, COUNT(*), "  # noqa: S608
+        "SUM(CASE WHEN kind = 'complaint' THEN 1 ELSE 0 END), "
+        f"SUM(CASE WHEN {done} AND status <> 'open' THEN 1 ELSE 0 END), "
+        f"SUM(CASE WHEN {done} AND contacts = 1 THEN 1 ELSE 0 END), "
+        f"SUM(CASE WHEN sla_due IS NOT NULL AND ({done} OR sla_due < {mark}) THEN 1 ELSE 0 END), "
+        f"SUM(CASE WHEN sla_due IS NOT NULL AND {done} AND resolved_at <= sla_due THEN 1 ELSE 0 END) "
+        f"FROM cases WHERE {where} GROUP BY 1, 2, 3",
+        [bind_instant(dialect, end)] * 5 + params,
+    )
+    for row in cases:
+        yield tuple(row[:3]), dict(zip(_COUNTS[6:], map(int, row[3:]), strict=True))
+
+
+def service_quality(
+    uow: UnitOfWork,
+    as_of: date | datetime,
+    *,
+    by: Sequence[str] = DIMENSIONS,
+    period: str = "month",
+    since: datetime | None = None,
+) -> list[Quality]:
+    """The figures of each group (service point, channel, period: any of them) up to `as_of`."""
+    _check(by, period)
+    end = Period.as_of(as_of).end
+    dialect = sql_dialect(uow)
+    rows = _python(uow, by, period, since, end) if dialect is None else _sql(
+        uow, dialect, by, period, since, end)
+    totals: dict[tuple[Any, ...], dict[str, int]] = defaultdict(lambda: dict.fromkeys(_COUNTS, 0))
+    for key, counts in rows:
+        group = totals[key]
+        for name, count in counts.items():
+            group[name] += int(count)
+    return [_figures(key, totals[key]) for key in sorted(totals, key=lambda k: tuple(map(str, k)))]

@@ -1,0 +1,205 @@
+"""The analytical facade end to end on every storage backend."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+import crmcore
+from crmcore import CaseKind, Channel, OrderLine, Purchase, Stage
+from crmcore.scoring.datasets import cdnow
+from tests.analytics.conftest import BACKENDS, cdnow_dir, open_backend
+
+START = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = START
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture(params=BACKENDS)
+def shop(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[crmcore.CRM, Clock]]:
+    clock = Clock()
+    for crm in open_backend(request.param, tmp_path, clock):
+        yield crm, clock
+
+
+def buy(crm: crmcore.CRM, customer: str, day: int, *products: str, price: str = "10") -> None:
+    crm.purchases.record(Purchase(
+        id=crmcore.values.new_id(), customer_id=customer, ordered_at=START + timedelta(days=day),
+        lines=[OrderLine(p, crmcore.Money(Decimal(price), "EUR"), category=p.split("-")[0])
+               for p in products],
+    ))
+
+
+def customers(crm: crmcore.CRM, *ids: str) -> None:
+    for cid in ids:
+        crm.customers.add(crmcore.Customer.new(cid.title(), id=cid))
+
+
+def test_rfm_repurchase_and_next_offers(shop: tuple[crmcore.CRM, Clock]) -> None:
+    crm, _ = shop
+    customers(crm, "ann", "bob", "cyd", "dan")
+    for day in (0, 10, 20, 30):
+        buy(crm, "ann", day, "phone", "case", price="100")
+    buy(crm, "bob", 0, "phone", "case")
+    buy(crm, "bob", 5, "phone")
+    buy(crm, "cyd", 1, "phone")
+    buy(crm, "dan", 2, "case", "charger")
+    as_of = date(2024, 2, 10)
+
+    scores = {s.customer_id: s for s in crm.analytical.rfm(as_of)}
+    assert set(scores) == {"ann", "bob", "cyd", "dan"}
+    assert scores["ann"].r == 5 and scores["ann"].f == 5 and scores["ann"].m == 5
+    assert scores["ann"].segment == "champions"
+    assert scores["cyd"].frequency == 1 and scores["ann"].frequency == 4
+    assert scores["ann"].recency_days == 10
+
+    due = {r.customer_id: r for r in crm.analytical.repurchase(as_of)}
+    assert due["ann"].interval_days == 10 and due["ann"].due == date(2024, 2, 10)
+    assert due["ann"].overdue_days == 0
+    assert due["bob"].interval_days == 5 and due["bob"].due == date(2024, 1, 11)
+    assert due["cyd"].due is None
+
+    rules = {(r.antecedent, r.consequent): r for r in crm.analytical.cross_sell_rules(as_of)}
+    phone_case = rules[("phone", "case")]
+    assert phone_case.count == 5 and phone_case.support == pytest.approx(5 / 8)
+    assert phone_case.confidence == pytest.approx(5 / 7)
+    assert phone_case.lift == pytest.approx((5 / 7) / (6 / 8))
+    offers = crm.analytical.next_offers(as_of)
+    assert offers["cyd"].item == "case"  # owns a phone
+    assert offers["dan"].item == "phone"
+    assert "ann" not in offers or offers["ann"].item not in {"phone", "case"}
+    for offer in offers.values():
+        assert offer.rule.antecedent != offer.item
+    by_category = crm.analytical.next_offers(as_of, level="category")
+    assert by_category["cyd"].item == "case"
+
+
+def test_lifetime_value_churn_alerts_and_stored_scores(crm: crmcore.CRM) -> None:
+    crm.bulk_import(cdnow(cdnow_dir() / "CDNOW_sample.txt"))
+    as_of = datetime(1997, 10, 1, tzinfo=UTC)
+    valuation = crm.analytical.clv(as_of)
+    assert len(valuation) == 2357
+    assert all(0 <= p <= 1 for p in valuation.p_alive)
+    assert (valuation.clv >= 0).all()
+    best = int(valuation.clv.argmax())
+    assert valuation.explain(best)["expected_purchases"] > 1
+
+    seen: list[crmcore.Event] = []
+
+    class Listener:
+        @crmcore.hookimpl
+        def crmcore_on_event(self, event: crmcore.Event, crm: crmcore.CRM) -> None:
+            if event.topic == "churn.alert":
+                seen.append(event)
+
+    crm.plugins.register(Listener())
+    try:
+        alerts = crm.analytical.churn_alerts(as_of, threshold=0.3)
+        assert alerts, "CDNOW has valuable customers who stopped buying"
+        values = sorted(valuation.as_dict().values())
+        assert all(a.p_alive < 0.3 for a in alerts)
+        assert [a.value for a in alerts] == sorted((a.value for a in alerts), reverse=True)
+        assert {e.aggregate_id for e in seen} == {a.customer_id for a in alerts}
+        assert seen[0].payload["p_alive"] < 0.3
+        again = crm.analytical.churn_alerts(as_of + timedelta(days=7), threshold=0.3)
+        first = {a.customer_id for a in alerts}
+        fresh = [e.aggregate_id for e in seen[len(alerts):]]
+        assert sorted(fresh) == sorted(a.customer_id for a in again if a.customer_id not in first)
+        assert len({e.aggregate_id for e in seen}) == len(seen), "no customer is alerted twice"
+        stored = crm.analytical.latest_scores(alerts[0].customer_id)
+        assert stored["p_alive"].value < 0.3
+        assert values
+    finally:
+        crm.plugins.unregister(name=None, plugin=next(
+            p for p in crm.plugins.get_plugins() if isinstance(p, Listener)))
+
+    written = crm.analytical.score(as_of, ["clv", "rfm"])
+    assert written == {"clv": 2 * 2357, "rfm": 2357}
+    latest = crm.analytical.latest_scores("cdnow-0001")
+    assert latest["rfm"].label and latest["clv"].details["expected_spend"] > 0
+    assert crm.analytical.next_offer("cdnow-0001") is None
+
+
+def test_lead_scoring_learns_from_won_and_lost(shop: tuple[crmcore.CRM, Clock]) -> None:
+    crm, clock = shop
+    customers(crm, "ann")
+    opps = crm.opportunities
+    history = [({"industry": "bank", "size": "large"}, Stage.WON)] * 4 + [
+        ({"industry": "bank", "size": "small"}, Stage.WON),
+        ({"industry": "retail", "size": "small"}, Stage.LOST),
+        ({"industry": "retail", "size": "small"}, Stage.LOST),
+        ({"industry": "retail", "size": "large"}, Stage.LOST),
+        ({"industry": "bank", "size": "small"}, Stage.LOST),
+    ]
+    for attributes, outcome in history:
+        made = opps.open("ann", "deal", attributes=attributes)
+        clock.now += timedelta(days=1)
+        opps.move(made.id, outcome)
+    good = opps.open("ann", "big bank", attributes={"industry": "bank", "size": "large"})
+    poor = opps.open("ann", "small shop", attributes={"industry": "retail", "size": "small"})
+    novel = opps.open("ann", "unknown", attributes={"industry": "space"})
+    ranked = crm.analytical.lead_score()
+    assert isinstance(ranked, list)
+    assert [s.opportunity_id for s in ranked][0] == good.id
+    by_id = {s.opportunity_id: s for s in ranked}
+    assert by_id[good.id].probability > 0.8 > 0.2 > by_id[poor.id].probability
+    assert by_id[good.id].explain()["industry=bank"] == pytest.approx((6 / 7) / (2 / 6))
+    assert "industry=space" not in by_id[novel.id].factors
+    single = crm.analytical.lead_score(good.id)
+    assert not isinstance(single, list) and single.probability == by_id[good.id].probability
+
+
+def test_service_quality_per_point_channel_and_month(shop: tuple[crmcore.CRM, Clock]) -> None:
+    crm, clock = shop
+    customers(crm, "ann", "bob")
+    log = crm.interactions.log
+    log("ann", channel=Channel.PHONE, direction="inbound", at=START, service_point="paris-cc",
+        satisfaction=5, nps=10)
+    log("ann", channel=Channel.PHONE, direction="inbound", at=START + timedelta(days=1),
+        service_point="paris-cc", satisfaction=2, nps=3)
+    log("bob", channel=Channel.PHONE, direction="inbound", at=START + timedelta(days=2),
+        service_point="paris-cc", satisfaction=4, nps=8)
+    log("bob", channel=Channel.PHONE, direction="inbound", at=START + timedelta(days=3),
+        service_point="paris-cc")
+    log("bob", channel=Channel.VISIT, direction="inbound", at=START + timedelta(days=40),
+        service_point="lyon", satisfaction=5)
+    first = crm.cases.open("ann", CaseKind.COMPLAINT, "broken", channel=Channel.PHONE,
+                           service_point="paris-cc", sla=timedelta(days=1))
+    second = crm.cases.open("bob", CaseKind.REQUEST, "info", channel=Channel.PHONE,
+                            service_point="paris-cc", sla=timedelta(days=1), contacts=2)
+    crm.cases.open("bob", CaseKind.COMPLAINT, "late", channel=Channel.PHONE,
+                   service_point="paris-cc", sla=timedelta(hours=1))
+    clock.now = START + timedelta(hours=5)
+    crm.cases.resolve(first.id, "fixed")
+    clock.now = START + timedelta(days=3)
+    crm.cases.resolve(second.id, "answered")
+
+    figures = crm.analytical.service_quality(date(2024, 3, 1))
+    groups = {(q.service_point, q.channel, q.period): q for q in figures}
+    paris = groups[("paris-cc", "phone", "2024-01")]
+    assert paris.interactions == 4
+    assert paris.csat == pytest.approx(100 * 2 / 3)
+    assert paris.nps == pytest.approx(0.0)  # one promoter, one detractor, one passive
+    assert paris.complaint_rate == pytest.approx(100 * 2 / 4)
+    assert paris.first_contact_resolution == pytest.approx(50.0)
+    assert paris.sla_compliance == pytest.approx(100 / 3)
+    lyon = groups[("lyon", "visit", "2024-02")]
+    assert lyon.csat == 100 and lyon.nps is None and lyon.sla_compliance is None
+
+    overall = crm.analytical.service_quality(date(2024, 3, 1), by=())
+    assert len(overall) == 1 and overall[0].interactions == 5
+    assert overall[0].counts["complaints"] == 2
+    early = crm.analytical.service_quality(datetime(2024, 1, 1, 2, tzinfo=UTC), by=("channel",))
+    assert {q.channel: q.sla_compliance for q in early} == {"phone": 0.0}
+    with pytest.raises(crmcore.ValidationError):
+        crm.analytical.service_quality(by=("weather",))
