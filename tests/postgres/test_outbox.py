@@ -26,7 +26,7 @@ def append(store: PostgresStorage, count: int) -> list[str]:
 
 
 def test_a_claim_skips_rows_another_open_transaction_holds(schemas: Schemas) -> None:
-    """Without SKIP LOCKED the second claim would wait for the first (the timeout turns that into an error)."""
+    """Without SKIP LOCKED the second claim would wait for the first (the timeout makes that an error)."""
     store = schemas.open(statement_timeout="3000")
     try:
         append(store, 10)

@@ -212,7 +212,6 @@ class PostgresStorage:
             max_size=pool_max,
             timeout=_number(url, options, "pool_timeout", 30),
             kwargs={"options": " ".join(settings)},
-            check=ConnectionPool.check_connection,
             open=False,
             name=f"crmcore {self._where}",
         )
@@ -256,14 +255,32 @@ class PostgresStorage:
                 cur.execute("INSERT INTO schema_version (version) VALUES (%s)", (number + 1,))
             return max(version, len(MIGRATIONS))
 
+    def _connection(self) -> psycopg.Connection[Any]:
+        """A pooled connection that answers; after a failed check every idle one is checked.
+
+        So when the server restarted, the first transaction after it already runs on
+        fresh connections (psycopg_pool's own `check` option would back off a second
+        or more per dead connection).
+        """
+        for _ in range(2):
+            try:
+                conn = self._pool.getconn()
+            except PoolTimeout as exc:
+                raise StorageError(f"no connection to {self._where}: {exc}") from None
+            try:
+                ConnectionPool.check_connection(conn)
+            except psycopg.Error:
+                self._pool.putconn(conn)
+                self._pool.check()
+            else:
+                return conn
+        raise StorageError(f"{self._where}: the server does not answer")
+
     @contextmanager
     def _begin(self) -> Iterator[psycopg.Cursor[Any]]:
         if getattr(self._local, "open", False):
             raise StorageError("a transaction is already open on this thread")
-        try:
-            conn = self._pool.getconn()
-        except PoolTimeout as exc:
-            raise StorageError(f"no connection to {self._where}: {exc}") from None
+        conn = self._connection()
         self._local.open = True
         try:
             with conn.cursor() as cur:
