@@ -633,7 +633,10 @@ class SyntheticBase:
                 channel, place = Channel.PHONE, call_centre
             else:
                 channel, place = Channel.VISIT, _pick(rng, branches)
-            yield id, p.at(t), channel, place
+            at = p.at(t)
+            if channel.family is ChannelFamily.OPERATIONAL:
+                at = _daytime(at, p.acquired, self.as_of)
+            yield id, at, channel, place
 
     def _purchases(self, p: Profile) -> Iterator[Purchase]:
         rng = self._rng(p.index, _LINES)
@@ -650,7 +653,7 @@ class SyntheticBase:
 
     def _interactions(self, p: Profile) -> list[Interaction]:
         rng = self._rng(p.index, _INTERACTIONS)
-        make = _Contacts(p, rng)
+        make = _Contacts(p, rng, self.as_of)
         end = min(p.alive_until, self.as_of)
         for _id, at, channel, place in self._orders(p):
             if channel is Channel.VISIT:
@@ -728,7 +731,7 @@ class SyntheticBase:
                 status = CaseStatus.RESOLVED if rng.random() < 0.6 else CaseStatus.CLOSED
                 resolved, resolution = done.replace(microsecond=0), _pick(rng, _RESOLUTIONS[kind])
             else:
-                status = CaseStatus.IN_PROGRESS if self.as_of - at > sla / 10 else CaseStatus.OPEN
+                status = CaseStatus.IN_PROGRESS if rng.random() < 0.6 else CaseStatus.OPEN
                 resolved, resolution = None, ""
             found.append(Case(
                 id=f"{rng.getrandbits(128):032x}", customer_id=p.id, kind=kind, subject=subject,
@@ -777,9 +780,10 @@ class SyntheticBase:
 class _Contacts:
     """Builds one customer's interactions with agents, durations, scores and references."""
 
-    def __init__(self, p: Profile, rng: random.Random) -> None:
+    def __init__(self, p: Profile, rng: random.Random, as_of: datetime) -> None:
         self.p = p
         self.rng = rng
+        self.as_of = as_of
         self.made: list[Interaction] = []
         self.unhappy_from = p.death - timedelta(days=90) if p.death else None
 
@@ -807,11 +811,19 @@ class _Contacts:
                      else f"{token}@pbx.example.com" if channel is Channel.PHONE else None)
         self.made.append(Interaction(
             id=f"{rng.getrandbits(128):032x}", customer_id=self.p.id, channel=channel,
-            direction=direction, occurred_at=at.replace(microsecond=0), service_point=place,
+            direction=direction,
+            occurred_at=_daytime(at, self.p.acquired, self.as_of) if staff else at.replace(microsecond=0),
+            service_point=place,
             agent=agent, duration=duration, subject=subject, outcome=outcome,
             satisfaction=satisfaction, nps=nps, case_id=case.id if case else None,
             reference=reference,
         ))
+
+
+def _daytime(at: datetime, earliest: datetime, latest: datetime) -> datetime:
+    """The same day moved into opening hours (08:00 to 20:00), kept within the bounds."""
+    moved = at.replace(hour=at.hour if 8 <= at.hour < 20 else 8 + at.hour % 12, microsecond=0)
+    return min(max(moved, earliest), latest)
 
 
 def _poisson(rng: random.Random, mean: float) -> int:

@@ -1,0 +1,334 @@
+"""The `crmcore` command.
+
+Subcommands and the sections of the demo summary are registries: a later feature
+adds a subcommand with `@command(...)` and a summary section with `@section(...)`,
+without touching the code that parses arguments or prints the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from crmcore import values as v
+from crmcore.crm import CRM
+from crmcore.errors import CRMError, ValidationError
+from crmcore.model import CaseKind, CaseStatus, Customer, Interaction, Purchase, Stage
+from crmcore.synthetic import AS_OF, SyntheticBase
+
+# ---- subcommands ----
+
+
+@attrs.frozen
+class Command:
+    name: str
+    help: str
+    arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+COMMANDS: list[Command] = []
+
+
+def command(
+    name: str, help: str, arguments: Callable[[argparse.ArgumentParser], None]
+) -> Callable[[Callable[[argparse.Namespace], int]], Callable[[argparse.Namespace], int]]:
+    """Register a subcommand: `arguments` adds its options, the decorated function runs it."""
+
+    def register(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+        COMMANDS.append(Command(name, help, arguments, run))
+        return run
+
+    return register
+
+
+def parser() -> argparse.ArgumentParser:
+    from crmcore import __version__
+
+    top = argparse.ArgumentParser(
+        prog="crmcore", description="One customer record for every service point and channel."
+    )
+    top.add_argument("--version", action="version", version=f"crmcore {__version__}")
+    subcommands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for entry in COMMANDS:
+        sub = subcommands.add_parser(entry.name, help=entry.help, description=entry.help)
+        entry.arguments(sub)
+        sub.set_defaults(run=entry.run)
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except CRMError as exc:
+        print(f"crmcore: error: {exc}", file=sys.stderr)
+        return 2
+
+
+# ---- the demo summary ----
+
+
+class Tally:
+    """Figures counted while the base streams into storage, so they cost no second pass."""
+
+    def __init__(self) -> None:
+        self.customers: collections.Counter[str] = collections.Counter()
+        self.lifecycle: collections.Counter[str] = collections.Counter()
+        self.tiers: collections.Counter[str] = collections.Counter()
+        self.countries: collections.Counter[str] = collections.Counter()
+        self.channels: collections.Counter[str] = collections.Counter()
+        self.families: collections.Counter[str] = collections.Counter()
+        self.purchases = 0
+        self.buyers = 0
+        self.revenue: dict[str, Decimal] = collections.defaultdict(Decimal)
+        self.orders: collections.Counter[str] = collections.Counter()
+        self.busiest: tuple[int, str] = (0, "")
+        """(interactions, customer id) of the customer with the longest timeline."""
+        self._run: tuple[int, str] = (0, "")
+        self._last_buyer = ""
+
+    def add(self, item: Any) -> None:
+        if isinstance(item, Customer):
+            self.lifecycle[str(item.lifecycle)] += 1
+            self.tiers[item.tier or "(none)"] += 1
+            self.countries[item.country or "?"] += 1
+        elif isinstance(item, Purchase):
+            self.purchases += 1
+            self.revenue[item.currency] += item.total.amount
+            self.orders[item.currency] += 1
+            if item.customer_id != self._last_buyer:
+                self.buyers += 1
+                self._last_buyer = item.customer_id
+        elif isinstance(item, Interaction):
+            self.channels[str(item.channel)] += 1
+            self.families[str(item.family)] += 1
+            count, customer = self._run
+            self._run = (count + 1 if customer == item.customer_id else 1, item.customer_id)
+            self.busiest = max(self.busiest, self._run)
+
+
+@attrs.frozen
+class Demo:
+    """What a summary section sees: the loaded base, its generator and the tally."""
+
+    crm: CRM
+    base: SyntheticBase
+    tally: Tally
+
+
+@attrs.frozen
+class Section:
+    title: str
+    render: Callable[[Demo], Iterable[str]]
+
+
+SECTIONS: list[Section] = []
+
+
+def section(title: str) -> Callable[[Callable[[Demo], Iterable[str]]], Callable[[Demo], Iterable[str]]]:
+    """Register a section of the demo summary; sections print in registration order."""
+
+    def register(render: Callable[[Demo], Iterable[str]]) -> Callable[[Demo], Iterable[str]]:
+        SECTIONS.append(Section(title, render))
+        return render
+
+    return register
+
+
+def table(rows: Iterable[Sequence[object]], indent: int = 2) -> list[str]:
+    """Rows as aligned text columns: text to the left, numbers to the right."""
+    cells = [[f"{c:,}" if isinstance(c, int) else str(c) for c in row] for row in rows]
+    if not cells:
+        return []
+    widths = [max(len(row[i]) for row in cells if i < len(row)) for i in range(max(map(len, cells)))]
+    numeric = [all(_is_number(row[i]) for row in cells if i < len(row)) for i in range(len(widths))]
+    return [
+        " " * indent + "  ".join(
+            cell.rjust(widths[i]) if numeric[i] else cell.ljust(widths[i]) for i, cell in enumerate(row)
+        ).rstrip()
+        for row in cells
+    ]
+
+
+def _is_number(text: str) -> bool:
+    return text.replace(",", "").replace(".", "").replace("-", "").replace("%", "").isdigit()
+
+
+def _money(amount: Decimal, currency: str) -> str:
+    return str(v.Money(amount.quantize(Decimal("0.01")), currency))
+
+
+@section("Customers")
+def _customers(demo: Demo) -> Iterable[str]:
+    t = demo.tally
+    yield f"  {demo.crm.customers.count():,} stored"
+    yield from table([("lifecycle", *(f"{k} {n:,}" for k, n in sorted(t.lifecycle.items())))])
+    yield from table([("tier", *(f"{k} {n:,}" for k, n in sorted(t.tiers.items())))])
+    yield from table([("country", *(f"{k} {n:,}" for k, n in t.countries.most_common()))])
+
+
+@section("Service points")
+def _service_points(demo: Demo) -> Iterable[str]:
+    by_kind: dict[str, list[str]] = collections.defaultdict(list)
+    for point in demo.crm.service_points.list():
+        by_kind[str(point.kind)].append(point.id)
+    yield from table((kind, len(ids), ", ".join(ids)) for kind, ids in sorted(by_kind.items()))
+    agents = demo.crm.agents.list()
+    teams = collections.Counter(a.team or "(none)" for a in agents)
+    yield f"  {len(agents)} agents in {len(demo.crm.teams.list())} teams: " + ", ".join(
+        f"{team} {n}" for team, n in sorted(teams.items())
+    )
+
+
+@section("Interactions by channel")
+def _channels(demo: Demo) -> Iterable[str]:
+    from crmcore.model import Channel
+
+    t = demo.tally
+    rows = [(c, str(Channel(c).family), n) for c, n in t.channels.most_common()]
+    yield from table(rows)
+    yield from table([(f"{family} family", n) for family, n in sorted(t.families.items())])
+    with demo.crm.transaction() as uow:
+        yield f"  {uow.interactions.count():,} stored"
+
+
+@section("Purchases")
+def _purchases(demo: Demo) -> Iterable[str]:
+    t = demo.tally
+    with demo.crm.transaction() as uow:
+        yield f"  {uow.purchases.count():,} stored, by {t.buyers:,} buyers"
+    yield from table(
+        (currency, t.orders[currency], f"revenue {_money(total, currency)}",
+         f"average basket {_money(total / t.orders[currency], currency)}")
+        for currency, total in sorted(t.revenue.items())
+    )
+
+
+@section("Cases")
+def _cases(demo: Demo) -> Iterable[str]:
+    cases = demo.crm.cases.list()
+    now = demo.base.as_of
+    open_ = [c for c in cases if c.status.is_open]
+    complaints = [c for c in open_ if c.kind is CaseKind.COMPLAINT]
+    overdue = [c for c in open_ if c.sla_due is not None and c.sla_due < now]
+    judged = [c.within_sla for c in cases if c.within_sla is not None]
+    yield (f"  {len(cases):,} cases, {len(open_):,} open "
+           f"({len(complaints):,} complaints, {len(overdue):,} past their SLA)")
+    if judged:
+        yield f"  resolved within SLA: {sum(judged) / len(judged):.0%} of {len(judged):,}"
+    kinds = collections.Counter((str(c.kind), str(c.status)) for c in cases)
+    yield from table(
+        (kind, *(f"{status} {kinds[kind, str(status)]:,}" for status in CaseStatus))
+        for kind in sorted({k for k, _ in kinds})
+    )
+
+
+@section("Sales pipeline")
+def _pipeline(demo: Demo) -> Iterable[str]:
+    opportunities = demo.crm.opportunities.list()
+    count: collections.Counter[str] = collections.Counter()
+    amounts: dict[str, dict[str, Decimal]] = collections.defaultdict(lambda: collections.defaultdict(Decimal))
+    for o in opportunities:
+        count[o.stage] += 1
+        if o.amount is not None:
+            amounts[o.stage][o.amount.currency] += o.amount.amount
+    yield from table(
+        (str(stage), count[stage], ", ".join(_money(a, c) for c, a in sorted(amounts[stage].items())))
+        for stage in Stage if count[stage]
+    )
+    closed = count[Stage.WON] + count[Stage.LOST]
+    if closed:
+        yield f"  win rate {count[Stage.WON] / closed:.0%} of {closed:,} closed"
+
+
+@section("A customer's timeline")
+def _sample(demo: Demo) -> Iterable[str]:
+    customer_id = demo.tally.busiest[1]
+    if not customer_id:
+        yield "  (no interactions)"
+        return
+    crm = demo.crm
+    c = crm.customers.get(customer_id)
+    purchases = crm.purchases.for_customer(c.id)
+    spent = sum((p.total.amount for p in purchases), Decimal(0))
+    yield f"  {c.name} ({c.id})"
+    yield f"  {c.lifecycle}, tier {c.tier or '-'}, {c.country}, customer since {c.created_at:%Y-%m-%d}"
+    yield f"  {', '.join((*c.emails, *c.phones)) or 'no e-mail or phone'}"
+    if purchases:
+        yield f"  {len(purchases)} purchases, {_money(spent, purchases[0].currency)} in all"
+    for case in crm.cases.for_customer(c.id):
+        yield f"  case {case.opened_at:%Y-%m-%d} {case.kind}: {case.subject} [{case.status}]"
+    rows = [
+        (f"{i.occurred_at:%Y-%m-%d %H:%M}", i.channel, i.direction, i.service_point or "",
+         i.subject + (f" ({i.outcome})" if i.outcome else ""))
+        for i in crm.interactions.timeline(c.id, limit=10)
+    ]
+    yield "  latest contacts:"
+    yield from table(rows, indent=4)
+
+
+# ---- crmcore demo ----
+
+
+def _demo_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", default="crmcore-demo.db", type=Path,
+                   help="SQLite file to build (overwritten; default: %(default)s)")
+    p.add_argument("--customers", type=int, default=1_000, help="how many customers (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="random seed: the same seed builds the same base")
+    p.add_argument("--as-of", default=AS_OF.isoformat(), type=instant,
+                   help="end of history, ISO 8601 with offset (default: %(default)s)")
+
+
+def instant(text: str) -> datetime:
+    """An aware instant from ISO 8601 text; a time without an offset is refused, not guessed."""
+    return v.utc(v.as_utc(text), "--as-of")
+
+
+@command("demo", "Build a synthetic customer base in a SQLite file and summarise it.", _demo_arguments)
+def demo(args: argparse.Namespace) -> int:
+    import crmcore
+
+    base = SyntheticBase(size=args.customers, seed=args.seed, as_of=args.as_of)
+    path: Path = args.db
+    _replace(path)
+    started = time.perf_counter()
+    tally = Tally()
+    with crmcore.open(f"sqlite:///{path.resolve()}", clock=lambda: base.as_of) as crm:
+        base.load(crm, watch=tally.add)
+        elapsed = time.perf_counter() - started
+        print(f"crmcore demo: {base.size:,} customers, seed {base.seed}, "
+              f"as of {base.as_of:%Y-%m-%d %H:%M} UTC")
+        print(f"built {path} in {elapsed:.1f} s")
+        for entry in SECTIONS:
+            print(f"\n{entry.title}")
+            for line in entry.render(Demo(crm, base, tally)):
+                if line:
+                    print(line)
+    return 0
+
+
+def _replace(path: Path) -> None:
+    """Remove an earlier demo file, refusing to delete anything that is not SQLite."""
+    if any(mark in str(path) for mark in "?#"):
+        raise ValidationError("db", str(path), "must not contain '?' or '#'")
+    if path.exists():
+        with path.open("rb") as f:
+            header = f.read(16)
+        if header and header != b"SQLite format 3\x00":
+            raise ValidationError("db", str(path), "exists and is not a SQLite file; not overwriting it")
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
