@@ -91,7 +91,7 @@ class CallEvent:
 
 
 CallListener = Callable[[CallEvent], None]
-"""Called from the backend's own thread; it must return quickly."""
+"""Called on the phone's own event thread, one event at a time, in order; it may drive the phone."""
 
 
 class CallEvents(Protocol):

@@ -201,6 +201,7 @@ class BaresipPhone:
         self._reader.join(2)
         for timer in list(self._timers.values()):
             timer.cancel()
+        self.tracker.drain()
 
     def __enter__(self) -> BaresipPhone:
         return self

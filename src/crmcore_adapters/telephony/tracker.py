@@ -8,6 +8,7 @@ is measured the same way.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 from collections.abc import Callable
 from datetime import datetime
@@ -41,6 +42,8 @@ class CallTracker:
         """Listener failures and malformed backend messages, kept for inspection."""
         self._live: dict[str, _Live] = {}
         self._lock = threading.Lock()
+        self._queue: queue.Queue[CallEvent] = queue.Queue()
+        self._worker: threading.Thread | None = None
 
     def live(self) -> list[str]:
         with self._lock:
@@ -104,13 +107,31 @@ class CallTracker:
             at=record.ended_at if record else (leg.answered_at or leg.started_at),
             display_name=leg.display_name, record=record, agent=self.agent,
         )
-        for listener in list(self.listeners):
-            try:
-                listener(event)
-            except Exception as exc:  # a listener must never take the phone down
-                log.exception("telephony listener failed on %s %s", kind, call_id)
-                self.errors.append(exc)
+        self._queue.put(event)
+        with self._lock:
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._deliver, name="call-events", daemon=True)
+                self._worker.start()
 
+    def drain(self, timeout: float = 5.0) -> bool:
+        """Wait until every event so far reached the listeners; False on timeout."""
+        done = threading.Event()
+        threading.Thread(target=lambda: (self._queue.join(), done.set()), daemon=True).start()
+        return done.wait(timeout)
+
+    def _deliver(self) -> None:
+        """Listeners run on their own thread, in order: they may drive the phone without deadlock."""
+        while True:
+            event = self._queue.get()
+            try:
+                for listener in list(self.listeners):
+                    try:
+                        listener(event)
+                    except Exception as exc:  # a listener must never take the phone down
+                        log.exception("telephony listener failed on %s %s", event.kind, event.call_id)
+                        self.errors.append(exc)
+            finally:
+                self._queue.task_done()
 
 def _clean(text: str, limit: int) -> str:
     """Text from the wire made safe for the model: no control characters, bounded length."""

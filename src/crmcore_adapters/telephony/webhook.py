@@ -148,6 +148,7 @@ class WebhookTelephony:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+        self.tracker.drain()
 
     def __enter__(self) -> WebhookTelephony:
         return self
