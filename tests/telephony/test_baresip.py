@@ -121,7 +121,8 @@ def test_customer_rejects_and_unanswered_calls_time_out(
         ignored = desk.click_to_call(ada.id)
         missed = recorder.wait(ENDED, call_id=ignored).record
         waited = time.monotonic() - started
-    assert rejected is not None and (rejected.outcome, rejected.reason) == (CallOutcome.REJECTED, "486 Rejected")
+    assert rejected is not None
+    assert (rejected.outcome, rejected.reason) == (CallOutcome.REJECTED, "486 Rejected")
     assert missed is not None and missed.outcome is CallOutcome.NO_ANSWER and 0.35 < waited < 3
     assert missed.answered_at is None and missed.duration == timedelta(0)
     assert missed.ring_time >= timedelta(seconds=0.35)

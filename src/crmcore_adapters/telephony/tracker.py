@@ -116,7 +116,12 @@ class CallTracker:
     def drain(self, timeout: float = 5.0) -> bool:
         """Wait until every event so far reached the listeners; False on timeout."""
         done = threading.Event()
-        threading.Thread(target=lambda: (self._queue.join(), done.set()), daemon=True).start()
+
+        def wait() -> None:
+            self._queue.join()
+            done.set()
+
+        threading.Thread(target=wait, daemon=True).start()
         return done.wait(timeout)
 
     def _deliver(self) -> None:
