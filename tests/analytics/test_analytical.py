@@ -150,7 +150,7 @@ def test_lead_scoring_learns_from_won_and_lost(shop: tuple[crmcore.CRM, Clock]) 
     novel = opps.open("ann", "unknown", attributes={"industry": "space"})
     ranked = crm.analytical.lead_score()
     assert isinstance(ranked, list)
-    assert [s.opportunity_id for s in ranked][0] == good.id
+    assert ranked[0].opportunity_id == good.id
     by_id = {s.opportunity_id: s for s in ranked}
     assert by_id[good.id].probability > 0.8 > 0.2 > by_id[poor.id].probability
     assert by_id[good.id].explain()["industry=bank"] == pytest.approx((6 / 7) / (2 / 6))
@@ -203,3 +203,50 @@ def test_service_quality_per_point_channel_and_month(shop: tuple[crmcore.CRM, Cl
     assert {q.channel: q.sla_compliance for q in early} == {"phone": 0.0}
     with pytest.raises(crmcore.ValidationError):
         crm.analytical.service_quality(by=("weather",))
+
+
+def test_a_plugin_scorer_is_run_stored_and_read_back(shop: tuple[crmcore.CRM, Clock]) -> None:
+    crm, _ = shop
+    customers(crm, "ann", "bob")
+    buy(crm, "ann", 0, "phone")
+
+    class Loyalty:
+        name = "loyalty"
+
+        def score(self, crm: crmcore.CRM, as_of: datetime) -> list[crmcore.model.Score]:
+            return [crmcore.model.Score(c.id, self.name, as_of, len(c.name), "named", {"why": "length"})
+                    for c in crm.customers.list()]
+
+    class Plugin:
+        @crmcore.hookimpl
+        def crmcore_register_scorers(self) -> list[object]:
+            return [Loyalty()]
+
+    crm.plugins.register(Plugin(), name="loyalty-plugin")
+    try:
+        assert {"rfm", "clv", "next_purchase", "next_offer", "loyalty"} <= set(crm.analytical.scorers())
+        when = datetime(2024, 2, 1, tzinfo=UTC)
+        assert crm.analytical.score(when, ["loyalty", "rfm", "next_offer"]) == {
+            "loyalty": 2, "rfm": 1, "next_offer": 0}
+        latest = crm.analytical.latest_scores("ann")
+        assert latest["loyalty"].value == 3 and latest["loyalty"].details == {"why": "length"}
+        assert latest["rfm"].label == "hibernating"  # a lone buyer scores 1-1-1
+        assert crm.analytical.latest_scores("ann", as_of=when - timedelta(days=1)) == {}
+        with pytest.raises(crmcore.ValidationError):
+            crm.analytical.score(when, ["nonsense"])
+    finally:
+        crm.plugins.unregister(name="loyalty-plugin")
+
+
+def test_next_offer_is_read_from_the_stored_snapshot(shop: tuple[crmcore.CRM, Clock]) -> None:
+    crm, _ = shop
+    customers(crm, "ann", "bob", "cyd")
+    buy(crm, "ann", 0, "phone", "case")
+    buy(crm, "bob", 1, "phone", "case")
+    buy(crm, "cyd", 2, "phone")
+    when = datetime(2024, 2, 1, tzinfo=UTC)
+    assert crm.analytical.next_offer("cyd") is None
+    crm.analytical.score(when, ["next_offer"])
+    offer = crm.analytical.next_offer("cyd")
+    assert offer is not None and offer.label == "case" and offer.details["because"] == "phone"
+    assert offer.value == pytest.approx(2 / 3)
