@@ -84,3 +84,33 @@ class MissingExtra(CRMError, ImportError):
         self.feature = feature
         self.extra = extra
         super().__init__(f"{feature} needs the {extra!r} extra: pip install 'crmcore[{extra}]'")
+
+
+class RuleError(ValidationError):
+    """A segment rule that cannot be read or run: where (line, column, a caret) and why.
+
+    `suggestions` holds the closest known names when a field or function is unknown.
+    """
+
+    def __init__(
+        self, text: str, reason: str, *, offset: int | None = None,
+        suggestions: tuple[str, ...] = (),
+    ) -> None:
+        self.text = text
+        self.offset = offset
+        self.suggestions = suggestions
+        self.line: int | None = None
+        self.column: int | None = None
+        where = ""
+        if offset is not None:
+            offset = max(0, min(offset, len(text)))
+            before = text[:offset]
+            self.line = before.count("\n") + 1
+            self.column = offset - (before.rfind("\n") + 1) + 1
+            source = text.splitlines()[self.line - 1] if text.strip() else ""
+            where = f"\n  {source}\n  {' ' * (self.column - 1)}^"
+            reason = f"line {self.line}, column {self.column}: {reason}"
+        if suggestions:
+            reason += f" (did you mean {', '.join(suggestions)}?)"
+        super().__init__("rule", text, reason)
+        self.args = (f"rule: {reason}{where}",)

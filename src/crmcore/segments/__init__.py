@@ -1,0 +1,111 @@
+"""Segments: company-defined rules over the customer base (see docs/segments.md).
+
+    crm.customers.matching('tier = "gold" and sum(purchases.total, last 365 days) > 1000')
+
+A rule is text or JSON, parsed to one AST (`ast`), checked (`schema`), then run by
+one of two engines with one meaning: SQL pushed down to the storage (`sql`), or
+Python closures (`evaluate`) for the memory storage and for any rule function
+that has no SQL in the storage's dialect.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import attrs
+
+from crmcore import serialization
+from crmcore.model import Customer
+from crmcore.ports import UnitOfWork, sql_dialect
+from crmcore.segments import ast
+from crmcore.segments.ast import from_data, to_data
+from crmcore.segments.context import Context
+from crmcore.segments.evaluate import UowSource, members
+from crmcore.segments.functions import RuleFunction, registry
+from crmcore.segments.parse import Functions, checked, parse, parse_json
+from crmcore.segments.printer import to_text
+from crmcore.segments.schema import Type
+from crmcore.segments.sql import DIALECTS, plan
+
+log = logging.getLogger("crmcore.segments")
+
+Rule = ast.Predicate | str
+
+
+@attrs.frozen
+class Explanation:
+    """How a rule ran: `engine` is "python", "sql" or "sql+python" (reasons say why not all SQL)."""
+
+    engine: str
+    sql: str | None = None
+    params: tuple[Any, ...] = ()
+    reasons: tuple[str, ...] = ()
+
+
+def explain(uow: UnitOfWork, rule: Rule, *, as_of: datetime, functions: Functions = None) -> Explanation:
+    tree, types = checked(rule, functions)
+    dialect = sql_dialect(uow)
+    if dialect not in DIALECTS:
+        return Explanation("python", reasons=(f"the storage speaks no SQL ({dialect or 'memory'})",))
+    found = plan(tree, types, Context(as_of), dialect or "")
+    return Explanation(found.engine, found.query.sql, found.query.params, found.reasons)
+
+
+def select(
+    uow: UnitOfWork,
+    rule: Rule,
+    *,
+    as_of: datetime,
+    functions: Functions = None,
+    engine: str = "auto",
+) -> list[Customer]:
+    """The customers for whom `rule` is true as of `as_of`, by id.
+
+    `engine="python"` forces the Python engine (the reference, e.g. to compare).
+    """
+    tree, types = checked(rule, functions)
+    context = Context(as_of)
+    dialect = sql_dialect(uow)
+    source = UowSource(uow)
+    if engine == "python" or dialect not in DIALECTS:
+        return members(tree, types, context, uow.customers.list(), source)
+    found = plan(tree, types, context, dialect or "", columns="c.doc")
+    rows = _select(uow, found.query.sql, found.query.params)
+    customers = [_customer(row[0]) for row in rows]
+    if found.residue is None:
+        return customers
+    log.warning("segment rule runs partly in Python on %d candidates: %s", len(customers),
+                "; ".join(found.reasons))
+    return members(found.residue, types, context, customers, source)
+
+
+def select_ids(
+    uow: UnitOfWork, rule: Rule, *, as_of: datetime, functions: Functions = None, engine: str = "auto"
+) -> list[str]:
+    """The ids of the matching customers, in order; all in SQL when the rule allows it."""
+    tree, types = checked(rule, functions)
+    dialect = sql_dialect(uow)
+    if engine != "python" and dialect in DIALECTS:
+        found = plan(tree, types, Context(as_of), dialect or "")
+        if found.residue is None:
+            return [str(row[0]) for row in _select(uow, found.query.sql, found.query.params)]
+    return [c.id for c in select(uow, tree, as_of=as_of, functions=functions, engine=engine)]
+
+
+def _select(uow: UnitOfWork, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    rows: list[tuple[Any, ...]] = uow.select(sql, params)  # type: ignore[attr-defined]
+    return rows
+
+
+def _customer(doc: Any) -> Customer:
+    return serialization.structure(doc if isinstance(doc, Mapping) else json.loads(doc), Customer)
+
+
+__all__ = [
+    "Context", "Explanation", "RuleFunction", "Type", "explain", "from_data", "parse", "parse_json",
+    "registry", "select", "select_ids", "to_data", "to_text",
+]

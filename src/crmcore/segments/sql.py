@@ -1,0 +1,415 @@
+"""The SQL engine: a checked rule compiled to one parameterised query per dialect.
+
+The query means what the Python engine computes (see `evaluate`), value for
+value: the same three-valued logic (SQL's own), exact integer arithmetic for
+money and counts (an average is compared as sum against count times the other
+side, never as a rounded quotient), byte order for texts, and every constant
+resolved by `Context` before it is bound.
+
+No rule text ever reaches the SQL: identifiers come from the tables below, every
+value is a bound parameter. Parameters are written as markers while compiling and
+spelt the dialect's way (`?` or `%s`) at the end, so a translation may reorder or
+repeat its arguments.
+
+The knowledge of how each backend stores things (instants, money, dates, JSON)
+lives here on purpose: the core never imports an adapter.
+"""
+
+# ruff: noqa: S608 - every identifier below is a constant of this module; values are bound
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from fractions import Fraction
+from typing import Any
+
+import attrs
+
+from crmcore.segments import ast as a
+from crmcore.segments.context import Context
+from crmcore.segments.schema import CUSTOMER, RECORDS, TIME_OF, Checked, Type, constant_type, natural
+from crmcore.values import MONEY_SCALE
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MARK = re.compile("\x00(\\d+)\x00")
+
+
+def _micros(moment: datetime) -> int:
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+class Unsupported(Exception):
+    """This part of the rule has no SQL in this dialect; it runs in Python."""
+
+
+@attrs.frozen
+class Dialect:
+    """How one backend stores what rules read."""
+
+    name: str
+    placeholder: str
+    money_scale: int
+    """Money columns hold amount * 10**money_scale."""
+    instant: Callable[[datetime], Any]
+    day: Callable[[date], Any]
+    boolean: Callable[[bool], Any]
+    text_order: str = ""
+    """Appended to a text in an ordering comparison, so both engines order by code point."""
+
+
+SQLITE = Dialect("sqlite", "?", MONEY_SCALE, _micros, date.isoformat, int)
+POSTGRESQL = Dialect("postgresql", "%s", 0, lambda d: d, lambda d: d, bool, ' COLLATE "C"')
+DIALECTS = {d.name: d for d in (SQLITE, POSTGRESQL)}
+
+_CUSTOMER_COLUMNS = frozenset(CUSTOMER) - {"tags", "emails", "phones"}
+_COLLECTIONS = {"tags": "tags", "emails": "emails", "phones": "phones"}
+_OPEN_STATUSES = ("open", "in_progress")
+
+
+@attrs.frozen
+class Num:
+    """A number as SQL sees it: `num / den / 10**scale` (den is a count, always positive)."""
+
+    num: str
+    den: str | None = None
+    scale: int = 0
+
+
+@attrs.frozen
+class Query:
+    sql: str
+    params: tuple[Any, ...]
+
+
+class Compiler:
+    """Compiles one checked rule for one dialect and one evaluation context."""
+
+    def __init__(self, checked: Checked, context: Context, dialect: Dialect) -> None:
+        self.checked = checked
+        self.context = context
+        self.d = dialect
+        self.params: list[Any] = []
+
+    def bind(self, value: Any) -> str:
+        self.params.append(value)
+        return f"\x00{len(self.params) - 1}\x00"
+
+    def finish(self, sql: str) -> Query:
+        """Spell the markers as the dialect's placeholders, in the order they now appear."""
+        ordered: list[Any] = []
+
+        def spell(match: re.Match[str]) -> str:
+            ordered.append(self.params[int(match.group(1))])
+            return self.d.placeholder
+
+        text = _MARK.sub(spell, sql)
+        return Query(text, tuple(ordered))
+
+    # ---- predicates ----
+
+    def predicate(self, node: a.Predicate, record: str | None = None) -> str:
+        match node:
+            case a.And(items):
+                return "(" + " AND ".join(self.predicate(i, record) for i in items) + ")"
+            case a.Or(items):
+                return "(" + " OR ".join(self.predicate(i, record) for i in items) + ")"
+            case a.Not(item):
+                return f"(NOT {self.predicate(item, record)})"
+            case a.Compare(left, op, right):
+                return self.compare(left, op, right, self.checked.domain(node), record)
+            case a.In(subject, values):
+                domain = self.checked.domain(node)
+                if domain in (Type.INT, Type.MONEY):
+                    return "(" + " OR ".join(
+                        self.compare(subject, "=", value, domain, record) for value in values
+                    ) + ")"
+                target = self.scalar(subject, domain, record)
+                marks = ", ".join(self.constant(v, domain) for v in values)
+                return f"({target} IN ({marks}))"
+            case a.Between(subject, low, high):
+                domain = self.checked.domain(node)
+                return (f"({self.compare(subject, '>=', low, domain, record)} AND "
+                        f"{self.compare(subject, '<=', high, domain, record)})")
+            case a.Contains(subject, value):
+                return self.contains(node, subject, value, record)
+            case a.IsNull(subject):
+                if isinstance(subject, a.Field) and subject.path[0] == "attributes":
+                    return f"({self.json_type(subject.path[1])} IS NULL)"
+                maybe = self.number(subject, self.checked.type(subject), record).num
+                return f"({maybe} IS NULL)"
+            case a.IsEmpty(subject):
+                return f"({self.collection_size(subject)} = 0)"
+            case a.Birthday(days):
+                marks = ", ".join(self.bind(md) for md in sorted(self.context.birthdays(days)))
+                day = ("substr(c.birth_date, 6, 5)" if self.d is SQLITE
+                       else "to_char(c.birth_date, 'MM-DD')")
+                return f"({day} IN ({marks}))"
+            case a.Truth(subject):
+                return f"({self.scalar(subject, Type.BOOL, record)})"
+        raise Unsupported(f"no SQL for {node!r}")
+
+    def compare(self, left: a.Term, op: str, right: a.Term, domain: Type, record: str | None) -> str:
+        sql_op = "<>" if op == "!=" else op
+        if constant_type(left) is not None and constant_type(right) is not None:
+            return self._constant_comparison(left, op, right, domain)
+        if domain in (Type.INT, Type.MONEY):
+            return self._exact(left, sql_op, right, domain, record)
+        lhs, rhs = self.scalar(left, domain, record), self.scalar(right, domain, record)
+        if domain is Type.TEXT and op not in ("=", "!="):
+            lhs += self.d.text_order
+        return f"({lhs} {sql_op} {rhs})"
+
+    def _constant_comparison(self, left: a.Term, op: str, right: a.Term, domain: Type) -> str:
+        from crmcore.segments.evaluate import OPERATORS
+
+        x = self.context.constant(left, domain)
+        y = self.context.constant(right, domain)
+        return "(1 = 1)" if OPERATORS[op](x, y) else "(1 = 0)"
+
+    def _exact(self, left: a.Term, op: str, right: a.Term, domain: Type, record: str | None) -> str:
+        """Integer arithmetic only: both sides brought to one scale, quotients cross-multiplied."""
+        if constant_type(right) is not None or constant_type(left) is not None:
+            flipped = constant_type(left) is not None
+            term, const = (right, left) if flipped else (left, right)
+            if flipped:
+                op = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}.get(op, op)
+            x = self.number(term, domain, record)
+            value: Fraction = self.context.constant(const, domain) * 10**x.scale
+            if x.den is None and value.denominator == 1:
+                return f"({x.num} {op} {self.bind(int(value))})"
+            lhs = _times(x.num, None if value.denominator == 1 else self.bind(value.denominator))
+            rhs = _times(self.bind(value.numerator), x.den)
+            return f"({lhs} {op} {rhs})"
+        x, y = self.number(left, domain, record), self.number(right, domain, record)
+        top = max(x.scale, y.scale)
+        lhs = _times(_times(x.num, y.den), _power(top - x.scale))
+        rhs = _times(_times(y.num, x.den), _power(top - y.scale))
+        return f"({lhs} {op} {rhs})"
+
+    def contains(self, node: a.Contains, subject: a.Term, value: a.Term, record: str | None) -> str:
+        needle = self.scalar(value, Type.TEXT, record)
+        if self.checked.domain(node) is Type.TAGS:
+            assert isinstance(subject, a.Field)
+            key = _COLLECTIONS[subject.path[0]]
+            if self.d is SQLITE:
+                return f"EXISTS (SELECT 1 FROM json_each(c.doc, '$.{key}') AS t WHERE t.value = {needle})"
+            return (f"EXISTS (SELECT 1 FROM json_array_elements_text(c.doc -> '{key}') AS t(v) "
+                    f"WHERE t.v = {needle})")
+        haystack = self.scalar(subject, Type.TEXT, record)
+        function = "instr" if self.d is SQLITE else "strpos"
+        return f"({function}({haystack}, {needle}) > 0)"
+
+    def collection_size(self, subject: a.Term) -> str:
+        assert isinstance(subject, a.Field)
+        key = _COLLECTIONS[subject.path[0]]
+        if self.d is SQLITE:
+            return f"json_array_length(c.doc, '$.{key}')"
+        return f"json_array_length(c.doc -> '{key}')"
+
+    # ---- terms ----
+
+    def constant(self, node: a.Term, domain: Type) -> str:
+        value = self.context.constant(node, domain)
+        if domain is Type.INSTANT:
+            return self.bind(self.d.instant(value))
+        if domain is Type.DATE:
+            return self.bind(self.d.day(value))
+        if domain is Type.BOOL:
+            return self.bind(self.d.boolean(value))
+        if isinstance(value, Fraction):
+            return self.bind(int(value) if value.denominator == 1 else float(value))
+        return self.bind(value)
+
+    def number(self, node: a.Term, domain: Type, record: str | None) -> Num:
+        if isinstance(node, a.Aggregate) and node.func == "avg":
+            total = self.aggregate(node, "sum")
+            count = self.aggregate(node, "count_field")
+            return Num(total, count, self._scale(domain))
+        return Num(self.scalar(node, domain, record), None, self._scale(domain))
+
+    def _scale(self, domain: Type) -> int:
+        return self.d.money_scale if domain is Type.MONEY else 0
+
+    def scalar(self, node: a.Term, domain: Type, record: str | None) -> str:
+        """SQL for a term read in `domain` (money stays in storage units: see `number`)."""
+        if constant_type(node) is not None:
+            return self.constant(node, domain)
+        match node:
+            case a.Field(path):
+                if record is not None:
+                    return self.record_field(record, path[0])
+                return self.field(path, domain)
+            case a.Aggregate():
+                if node.func == "avg":
+                    raise Unsupported("an average is compared, never read on its own")
+                return self.aggregate(node)
+            case a.Call(name, args):
+                function = self.checked.functions[name]
+                translation = function.sql.get(self.d.name)
+                if translation is None:
+                    raise Unsupported(f"rule function {name}() has no {self.d.name} translation")
+                parts = [self.scalar(arg, kind, None)
+                         for arg, kind in zip(args, function.params, strict=True)]
+                return f"({translation(*parts)})"
+        raise Unsupported(f"no SQL for {node!r}")
+
+    def field(self, path: tuple[str, ...], domain: Type) -> str:
+        head = path[0]
+        if head == "attributes":
+            return self.attribute(path[1], domain)
+        if head == "consent":
+            return self.consent(path[1], path[2])
+        if head == "score":
+            column = "label" if len(path) == 3 else "value"
+            return (f"(SELECT s.{column} FROM scores AS s WHERE s.customer_id = c.id AND s.scorer = "
+                    f"{self.bind(path[1])} AND s.as_of <= {self.bind(self.d.instant(self.context.now))} "
+                    "ORDER BY s.as_of DESC LIMIT 1)")
+        if head in _CUSTOMER_COLUMNS:
+            return f"c.{head}"
+        raise Unsupported(f"no column for {head}")
+
+    def consent(self, purpose: str, channel: str) -> str:
+        at = self.bind(self.context.now.isoformat())
+        if self.d is SQLITE:
+            return ("EXISTS (SELECT 1 FROM json_each(c.doc, '$.consents') AS k WHERE "
+                    f"json_extract(k.value, '$.purpose') = {self.bind(purpose)} AND "
+                    f"json_extract(k.value, '$.channel') = {self.bind(channel)} AND "
+                    "json_extract(k.value, '$.status') = 'granted' AND "
+                    f"json_extract(k.value, '$.at') <= {at})")
+        return ("EXISTS (SELECT 1 FROM json_array_elements(c.doc -> 'consents') AS k(v) WHERE "
+                f"k.v ->> 'purpose' = {self.bind(purpose)} AND k.v ->> 'channel' = {self.bind(channel)} "
+                f"AND k.v ->> 'status' = 'granted' AND (k.v ->> 'at') COLLATE \"C\" <= {at})")
+
+    def json_type(self, key: str) -> str:
+        if self.d is SQLITE:
+            return f"json_type(c.doc, {self.bind(_json_path(key))})"
+        return f"json_typeof(c.doc -> 'attributes' -> {self.bind(key)})"
+
+    def attribute(self, key: str, domain: Type) -> str:
+        """A custom attribute read in a domain: NULL when the value there is of another type."""
+        domain = natural(domain)
+        if self.d is SQLITE:
+            path = self.bind(_json_path(key))
+            kind = f"json_type(c.doc, {path})"
+            value = f"json_extract(c.doc, {path})"
+            tagged = {t: f"json_extract(c.doc, {self.bind(_json_path(key, t))})"
+                      for t in ("$decimal", "$date", "$datetime")}
+            return {
+                Type.TEXT: f"(CASE WHEN {kind} = 'text' THEN {value} END)",
+                Type.REAL: (f"(CASE WHEN {kind} IN ('integer', 'real') THEN {value} "
+                            f"ELSE CAST({tagged['$decimal']} AS REAL) END)"),
+                Type.BOOL: f"(CASE {kind} WHEN 'true' THEN 1 WHEN 'false' THEN 0 END)",
+                Type.DATE: tagged["$date"],
+                Type.INSTANT: tagged["$datetime"],
+            }[domain]
+        node = f"(c.doc -> 'attributes' -> {self.bind(key)})"
+        kind = f"json_typeof({node})"
+        return {
+            Type.TEXT: f"(CASE WHEN {kind} = 'string' THEN {node} #>> '{{}}' END)",
+            Type.REAL: (f"(CASE WHEN {kind} = 'number' THEN ({node} #>> '{{}}')::numeric "
+                        f"ELSE ({node} ->> '$decimal')::float8 END)"),
+            Type.BOOL: f"(CASE WHEN {kind} = 'boolean' THEN ({node} #>> '{{}}')::boolean END)",
+            Type.DATE: f"({node} ->> '$date')::date",
+            Type.INSTANT: f"(({node} ->> '$datetime') COLLATE \"C\")",
+        }[domain]
+
+    def record_field(self, source: str, name: str) -> str:
+        if name not in RECORDS[source]:
+            raise Unsupported(f"{source} have no {name}")
+        if name == "open":
+            statuses = ", ".join(f"'{s}'" for s in _OPEN_STATUSES)
+            return (f"(CASE WHEN r.resolved_at IS NULL THEN r.status IN ({statuses}) "
+                    f"ELSE r.resolved_at > {self.bind(self.d.instant(self.context.now))} END)")
+        return f"r.{name}"
+
+    def aggregate(self, node: a.Aggregate, func: str | None = None) -> str:
+        """A correlated subquery over the customer's records up to the evaluation instant."""
+        source, func = node.source, func or node.func
+        when = f"r.{TIME_OF[source]}"
+        conditions = ["r.customer_id = c.id", f"{when} <= {self.bind(self.d.instant(self.context.now))}"]
+        start = self.context.start(node.window)
+        if start is not None:
+            conditions.append(f"{when} >= {self.bind(self.d.instant(start))}")
+        if node.where is not None:
+            conditions.append(self.predicate(node.where, source))
+        if func == "count":
+            value = "count(*)"
+        elif func in ("first", "last"):
+            value = f"{'min' if func == 'first' else 'max'}({when})"
+        else:
+            column = self.record_field(source, node.field or "")
+            if func == "count_field":
+                value = f"count({column})"
+            else:
+                ordered = self.d.text_order if RECORDS[source][node.field or ""].type is Type.TEXT else ""
+                value = f"{func}({column}{ordered})"
+        return f"(SELECT {value} FROM {source} AS r WHERE {' AND '.join(conditions)})"
+
+
+def _times(x: str, y: str | None) -> str:
+    return x if y is None else f"({x} * {y})"
+
+
+def _power(exponent: int) -> str | None:
+    return None if exponent == 0 else str(10**exponent)
+
+
+def _json_path(key: str, tag: str | None = None) -> str:
+    """A JSON path into the custom attributes; the key is a checked machine name."""
+    path = f"$.attributes.{json.dumps(key)}"
+    return path if tag is None else f"{path}.{json.dumps(tag)}"
+
+
+def split(rule: a.Predicate) -> list[a.Predicate]:
+    """The conjuncts of a rule (a rule that is not an `and` is its own only conjunct)."""
+    return list(rule.items) if isinstance(rule, a.And) else [rule]
+
+
+@attrs.frozen
+class Plan:
+    """How a rule will run on one dialect: the pushed-down query, and what is left to Python."""
+
+    query: Query
+    residue: a.Predicate | None
+    """Conjuncts that have no SQL here and run in Python on the query's candidates."""
+    reasons: tuple[str, ...] = ()
+
+    @property
+    def engine(self) -> str:
+        return "sql" if self.residue is None else "sql+python"
+
+
+def plan(rule: a.Predicate, checked: Checked, context: Context, dialect: str | Dialect,
+         *, columns: str = "c.id") -> Plan:
+    """The query selecting candidates (all members, when nothing is left to Python), by id."""
+    d = dialect if isinstance(dialect, Dialect) else DIALECTS[dialect]
+    compiler = Compiler(checked, context, d)
+    pushed: list[str] = []
+    residue: list[a.Predicate] = []
+    reasons: list[str] = []
+    for part in split(rule):
+        mark = len(compiler.params)
+        try:
+            pushed.append(compiler.predicate(part))
+        except Unsupported as exc:
+            del compiler.params[mark:]
+            residue.append(part)
+            reasons.append(str(exc))
+    created = compiler.bind(d.instant(context.now))
+    where = " AND ".join([f"c.created_at <= {created}", *pushed])
+    query = compiler.finish(f"SELECT {columns} FROM customers AS c WHERE {where} ORDER BY c.id")
+    left = None if not residue else residue[0] if len(residue) == 1 else a.And(tuple(residue))
+    return Plan(query, left, tuple(reasons))
+
+
+def compile_sql(rule: a.Predicate, checked: Checked, context: Context, dialect: str) -> Query:
+    """The query for the whole rule; `Unsupported` if any part of it has no SQL in the dialect."""
+    found = plan(rule, checked, context, dialect)
+    if found.residue is not None:
+        raise Unsupported("; ".join(found.reasons))
+    return found.query
+
+
