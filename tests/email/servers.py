@@ -209,3 +209,19 @@ service stats {{
   }}
 }}
 """
+
+
+class MaildirDelivery:
+    """An aiosmtpd handler delivering into a Maildir that dovecot serves (files owned by its user)."""
+
+    def __init__(self, maildir: Path) -> None:
+        self.maildir = maildir
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        import mailbox
+
+        box = mailbox.Maildir(self.maildir, create=False)
+        key = box.add(envelope.content)
+        path = self.maildir / "new" / key
+        os.chown(path, MAIL_UID, MAIL_UID)
+        return "250 OK"

@@ -29,6 +29,7 @@ import time
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timedelta
 from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage, Message
@@ -457,7 +458,7 @@ class Poller:
         subject = _clean(str(message.get("Subject", "")), 1000)
         if unsubscribing:
             self._withdraw(customer, self._purposes(subject), "email-unsubscribe")
-            self._log(customer.id, received, subject, reference, None, None, outcome="unsubscribed")
+            self._log(customer.id, received.received_at, subject, reference, None, None, "unsubscribed")
             return Handled.UNSUBSCRIBED
         reply_to = _replied_id(message)
         original = self._find(customer.id, reply_to) if reply_to else None
@@ -471,15 +472,18 @@ class Poller:
                 customer.id, CaseKind.REQUEST, subject or "(no subject)", channel=Channel.EMAIL
             ).id
             handled = Handled.CASE if handled is Handled.LOGGED else handled
-        self._log(customer.id, received, subject, reference, reply_to, case_id)
+        at = received.received_at
+        if original is not None and original.occurred_at >= at:  # IMAP dates are in whole seconds
+            at = original.occurred_at + timedelta(microseconds=1)  # a reply never precedes its question
+        self._log(customer.id, at, subject, reference, reply_to, case_id)
         return handled
 
     def _log(
-        self, customer_id: str, received: Received, subject: str, reference: str,
+        self, customer_id: str, at: datetime, subject: str, reference: str,
         in_reply_to: str | None, case_id: str | None, outcome: str | None = None,
     ) -> None:
         self.crm.interactions.log(
-            customer_id, channel=Channel.EMAIL, direction=Direction.INBOUND, at=received.received_at,
+            customer_id, channel=Channel.EMAIL, direction=Direction.INBOUND, at=at,
             subject=subject, reference=reference, in_reply_to=in_reply_to, case_id=case_id,
             outcome=outcome,
         )
