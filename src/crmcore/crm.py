@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from crmcore.analytical import Analytical
     from crmcore.collaborative import Collaborative
     from crmcore.operational import Operational
+    from crmcore.segments.saved import Segments
 
 T = TypeVar("T")
 Clock = Callable[[], datetime]
@@ -101,6 +102,13 @@ class CRM:
         from crmcore.analytical import Analytical
 
         return Analytical(self)
+
+    @functools.cached_property
+    def segments(self) -> Segments:
+        """Saved segment rules, their runs, and who entered or left."""
+        from crmcore.segments.saved import Segments
+
+        return Segments(self)
 
     def __enter__(self) -> CRM:
         return self
@@ -260,6 +268,22 @@ class Customers(Aggregates[Customer]):
     def by_external_id(self, source: str, external_id: str) -> Customer | None:
         with self.crm.transaction() as uow:
             return uow.customers.by_external_id(source, external_id)
+
+    def matching(self, rule: Any, *, as_of: datetime | None = None) -> list[Customer]:
+        """Customers for whom a segment rule (text, or AST) is true, now or as of an instant."""
+        from crmcore.segments import registry, select
+
+        with self.crm.transaction() as uow:
+            at = as_of or self.crm.clock()
+            return select(uow, rule, as_of=at, functions=registry(self.crm.plugins))
+
+    def ids_matching(self, rule: Any, *, as_of: datetime | None = None) -> list[str]:
+        """Ids of `matching` customers, computed in the database when the storage speaks SQL."""
+        from crmcore.segments import registry, select_ids
+
+        with self.crm.transaction() as uow:
+            at = as_of or self.crm.clock()
+            return select_ids(uow, rule, as_of=at, functions=registry(self.crm.plugins))
 
     def set_consent(
         self,
