@@ -94,6 +94,8 @@ class Dovecot:
         self.home = root / "home"
         self.maildir = self.home / "Maildir"
         self.port = free_port()
+        self.tls_port = free_port()
+        self.certificate: Path | None = None
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -109,10 +111,14 @@ class Dovecot:
             os.chown(path, MAIL_UID, MAIL_UID)
         (self.root / "run").mkdir()
         (self.root / "state").mkdir()
+        self.certificate, key = self_signed(self.root)
         users = self.root / "users"
         users.write_text(f"{USER}:{{PLAIN}}{PASSWORD}:{MAIL_UID}:{MAIL_UID}::{self.home}\n")
         config = self.root / "dovecot.conf"
-        config.write_text(CONFIG.format(root=self.root, port=self.port, users=users))
+        config.write_text(CONFIG.format(
+            root=self.root, port=self.port, tls_port=self.tls_port, users=users,
+            cert=self.certificate, key=key,
+        ))
         self.process = subprocess.Popen(
             [binary, "-F", "-c", str(config)], stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -142,9 +148,12 @@ class Dovecot:
                 self.process.wait()
 
     def url(self, folder: str = "INBOX", scheme: str = "imap") -> str:
+        """The folder's URL; `imaps` and `imap+starttls` trust the instance's own certificate."""
         from urllib.parse import quote
 
-        return f"{scheme}://{USER}:{quote(PASSWORD)}@127.0.0.1:{self.port}/{quote(folder)}"
+        port = self.tls_port if scheme == "imaps" else self.port
+        url = f"{scheme}://{USER}:{quote(PASSWORD)}@127.0.0.1:{port}/{quote(folder)}"
+        return url if scheme == "imap" else f"{url}?cafile={self.certificate}"
 
     @contextmanager
     def client(self) -> Iterator[imaplib.IMAP4]:
@@ -180,7 +189,9 @@ base_dir = {root}/run
 state_dir = {root}/state
 instance_name = crmcore-test-{port}
 log_path = {root}/dovecot.log
-ssl = no
+ssl = yes
+ssl_cert = <{cert}
+ssl_key = <{key}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 auth_failure_delay = 0
@@ -200,7 +211,8 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {tls_port}
   }}
 }}
 service stats {{

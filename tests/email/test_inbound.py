@@ -317,3 +317,17 @@ def test_mail_sent_over_smtp_arrives_through_imap(
     logged = {i.direction: i for i in crm.interactions.timeline(ada.id)}
     assert logged[Direction.OUTBOUND].reference == logged[Direction.INBOUND].reference == sent.message_id
     assert logged[Direction.INBOUND].subject == "Note to self"
+
+
+@pytest.mark.parametrize("scheme", ["imaps", "imap+starttls"])
+def test_tls_mailboxes(crm: crmcore.CRM, dovecot: Dovecot, folder: str, tmp_path: Path, scheme: str) -> None:
+    ada = customer(crm, "Ada", "ada@example.org")
+    dovecot.append(folder, mail("ada@example.org", "over TLS"))
+
+    report = crm.operational.mail.poller(dovecot.url(folder, scheme), state=tmp_path / "c").poll()
+
+    assert report.handled == {Handled.LOGGED: 1}
+    assert [i.subject for i in crm.interactions.timeline(ada.id)] == ["over TLS"]
+    untrusted = ImapMailbox(dovecot.url(folder, scheme).split("?")[0])
+    with pytest.raises(MailboxError, match="certificate"):
+        untrusted.fetch(None, limit=1, max_bytes=100)

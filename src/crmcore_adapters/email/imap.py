@@ -99,18 +99,17 @@ class ImapMailbox:
                 imap.starttls(ssl_context=s.ssl_context())
             imap.login(s.user or "", s.password or "")
         except ssl.SSLCertVerificationError as exc:
-            imap.shutdown()
+            _shut(imap)
             raise MailboxError(f"{s.safe}: server certificate refused: {exc.verify_message}") from exc
         except BaseException:
-            imap.shutdown()
+            _shut(imap)
             raise
         self._imap = imap
         return imap
 
     def _drop(self) -> None:
         if self._imap is not None:
-            with contextlib.suppress(OSError):
-                self._imap.shutdown()
+            _shut(self._imap)
             self._imap = None
 
     def close(self) -> None:
@@ -118,6 +117,11 @@ class ImapMailbox:
             with contextlib.suppress(imaplib.IMAP4.error, OSError):
                 self._imap.logout()
             self._imap = None
+
+
+def _shut(imap: imaplib.IMAP4) -> None:
+    with contextlib.suppress(OSError):
+        imap.shutdown()
 
 
 def _ok(reply: tuple[str, list[Any]], what: str) -> list[Any]:

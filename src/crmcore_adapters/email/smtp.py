@@ -68,7 +68,7 @@ class SmtpTransport:
             if s.starttls:
                 smtp.starttls(context=s.ssl_context())
             if s.user is not None:
-                smtp.login(s.user, s.password or "")
+                _login(smtp, s.user, s.password or "")
         except BaseException:
             smtp.close()
             raise
@@ -88,6 +88,18 @@ class SmtpTransport:
                 with contextlib.suppress(smtplib.SMTPException, OSError):
                     self._smtp.quit()
                 self._drop()
+
+
+def _login(smtp: smtplib.SMTP, user: str, password: str) -> None:
+    """Log in with one mechanism: the same credentials refused by PLAIN would be by LOGIN too."""
+    smtp.ehlo_or_helo_if_needed()
+    offered = smtp.esmtp_features.get("auth", "").upper().split()
+    mechanism = next((m for m in ("PLAIN", "LOGIN") if m in offered), None)
+    if mechanism is None:
+        smtp.login(user, password)
+        return
+    smtp.user, smtp.password = user, password
+    smtp.auth(mechanism, smtp.auth_plain if mechanism == "PLAIN" else smtp.auth_login)
 
 
 def _translated(exc: Exception) -> DeliveryError:
