@@ -121,26 +121,29 @@ def structure(data: Any, cls: type[T]) -> T:
 
 def _first_error(exc: BaseException, path: str) -> ValidationError:
     """The innermost cause of a cattrs error group, as one ValidationError with its path."""
-    if isinstance(exc, cattrs.ClassValidationError):
-        with_notes, others = exc.group_exceptions()
-        for inner, note in with_notes:
-            return _first_error(inner, f"{path}.{note.name}")
-        for inner in others:
-            return _first_error(inner, path)
-    if isinstance(exc, cattrs.IterableValidationError):
-        with_index, rest = exc.group_exceptions()
-        for inner, index_note in with_index:
-            return _first_error(inner, f"{path}[{index_note.index}]")
-        for inner in rest:
+    if isinstance(exc, cattrs.ClassValidationError | cattrs.IterableValidationError):
+        located, unlocated = exc.group_exceptions()
+        for inner, note in located:
+            name = getattr(note, "name", None)
+            where = f"{path}.{name}" if name is not None else f"{path}[{getattr(note, 'index', '?')}]"
+            return _first_error(inner, where)
+        for inner in unlocated:
             return _first_error(inner, path)
     if isinstance(exc, ValidationError):
         return exc.within(path)
     return ValidationError(path, None, str(exc))
 
 
+@functools.cache
+def _encoder() -> json.JSONEncoder:
+    """One compact encoder for every call (`json.dumps` with options builds one per call);
+    model data is a tree, so the check for cycles is skipped."""
+    return json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False)
+
+
 def dumps(obj: Any) -> str:
     """Compact JSON of a model object."""
-    return json.dumps(unstructure(obj), separators=(",", ":"), ensure_ascii=False)
+    return _encoder().encode(unstructure(obj))
 
 
 def loads(text: str | bytes, cls: type[T]) -> T:
