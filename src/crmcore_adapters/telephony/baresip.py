@@ -390,7 +390,7 @@ class Baresip:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
-                self.process.wait(5)
+                self.process.wait(1)  # a BYE to a vanished peer would wait for SIP timers
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime
 
@@ -20,6 +21,7 @@ from crmcore.model import Direction
 from crmcore.ports.telephony import CallEvent, CallEventKind, CallListener, CallOutcome, CallRecord
 
 log = logging.getLogger(__name__)
+REMEMBER_ENDED = 10_000
 
 
 @attrs.define
@@ -41,6 +43,8 @@ class CallTracker:
         self.errors: list[BaseException] = []
         """Listener failures and malformed backend messages, kept for inspection."""
         self._live: dict[str, _Live] = {}
+        self._ended: OrderedDict[str, None] = OrderedDict()
+        """Recently ended calls: a late or repeated report of one does not bring it back."""
         self._lock = threading.Lock()
         self._queue: queue.Queue[CallEvent] = queue.Queue()
         self._worker: threading.Thread | None = None
@@ -62,7 +66,7 @@ class CallTracker:
                 at: datetime | None = None) -> None:
         """A new call; repeated reports of the same call are ignored."""
         with self._lock:
-            if call_id in self._live:
+            if call_id in self._live or call_id in self._ended:
                 return
             leg = self._live[call_id] = _Live(
                 direction, _clean(peer, 998), _clean(display_name, 200), at or self.clock()
@@ -83,6 +87,9 @@ class CallTracker:
             leg = self._live.pop(call_id, None)
             if leg is None:
                 return
+            self._ended[call_id] = None
+            if len(self._ended) > REMEMBER_ENDED:
+                self._ended.popitem(last=False)
         ended = max(self.clock(), leg.answered_at or leg.started_at)
         chosen = outcome if isinstance(outcome, CallOutcome) else outcome(leg.answered_at is not None)
         record = CallRecord(

@@ -138,7 +138,9 @@ class WebhookTelephony:
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
         bound = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="webhook", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="webhook", daemon=True
+        )
         self._thread.start()
         self.url = f"twilio://{host}:{bound}{path}"
         return f"http://{host}:{bound}{path}"
