@@ -244,3 +244,25 @@ def test_metrics_are_consistent(rows: list[tuple[str | None, int, str]]) -> None
         assert overall.service_level == quick / (overall.answered + overall.abandoned)
     else:
         assert overall.answered + overall.abandoned == 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(calls, max_size=30, unique_by=lambda c: c.call_id),
+       st.lists(agents, max_size=8, unique_by=lambda a: a.id), moments, st.data())
+def test_the_queue_keeps_the_order_route_would_compute(
+    waiting: list[WaitingCall], staff: list[AgentState], now: datetime, data: st.DataObject
+) -> None:
+    queue = CallQueue(clock=lambda: now)
+    for call in waiting:
+        queue.enqueue(call)
+    gone = data.draw(st.sets(st.sampled_from([c.call_id for c in waiting]))) if waiting else set()
+    for call_id in gone:
+        queue.abandon(call_id)
+    for agent in staff:
+        queue.set_agent(agent)
+    left = [c for c in waiting if c.call_id not in gone]
+    assert list(queue.in_order()) == ordered(left)
+    expected = route(left, staff, now)
+    assert queue.dispatch() == expected
+    assert set(queue.waiting) == {c.call_id for c in left} - {a.call_id for a in expected}
+    assert list(queue.in_order()) == ordered(queue.waiting.values())

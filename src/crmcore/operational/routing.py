@@ -15,8 +15,9 @@ or at once when no agent present has them at all (waiting would be pointless).
 
 from __future__ import annotations
 
+import bisect
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -111,6 +112,11 @@ class RoutingPolicy:
     def priority(self, call: WaitingCall, now: datetime) -> float:
         return self.status_points(call) + self.ageing * max((now - call.enqueued_at).total_seconds(), 0.0)
 
+    def rank(self, call: WaitingCall) -> tuple[float, datetime, str]:
+        """Sort key, smallest first: `priority` less the part every caller shares, `ageing * now`."""
+        return (self.ageing * call.enqueued_at.timestamp() - self.status_points(call),
+                call.enqueued_at, call.call_id)
+
 
 DEFAULT_POLICY = RoutingPolicy()
 
@@ -120,13 +126,7 @@ Override = Callable[..., Any]
 
 def ordered(waiting: Iterable[WaitingCall], policy: RoutingPolicy = DEFAULT_POLICY) -> list[WaitingCall]:
     """Waiting calls, first to be served first; the order holds at every instant."""
-    ageing = policy.ageing
-
-    def key(call: WaitingCall) -> tuple[float, datetime, str]:
-        return (ageing * call.enqueued_at.timestamp() - policy.status_points(call),
-                call.enqueued_at, call.call_id)
-
-    return sorted(waiting, key=key)
+    return sorted(waiting, key=policy.rank)
 
 
 def route(
@@ -135,23 +135,31 @@ def route(
     now: datetime,
     policy: RoutingPolicy = DEFAULT_POLICY,
     override: Override | None = None,
+    *,
+    presorted: bool = False,
 ) -> list[Assignment]:
-    """Assign waiting calls to agents with spare capacity, most urgent call first."""
+    """Assign waiting calls to agents with spare capacity, most urgent call first.
+
+    `presorted`: `waiting` is already in `ordered` order (as `CallQueue` keeps it),
+    so it is read lazily and only as far as there are seats to fill.
+    """
     roster = list(agents)
     free = {a.id: a.free for a in roster if a.free > 0}
     if not free:
         return []
-    queue = ordered(waiting, policy)
+    queue: Iterable[WaitingCall] = waiting if presorted else ordered(waiting, policy)
+    whole = list(queue) if override is not None else []  # a routing hook sees the whole queue
+    queue = whole or queue
     # specialists first, so generalists stay free for calls only they can take
-    preference = sorted(roster, key=lambda a: (len(a.skills), -a.free, a.id))
-    present = [a for a in preference if a.available]
+    preference = sorted((a for a in roster if a.id in free), key=lambda a: (len(a.skills), -a.free, a.id))
+    present = [a for a in roster if a.available]
     candidates: dict[frozenset[str], list[str]] = {}
     staffed: dict[frozenset[str], bool] = {}
 
     def qualified(needed: frozenset[str]) -> list[str]:
         found = candidates.get(needed)
         if found is None:
-            found = candidates[needed] = [a.id for a in present if needed <= a.skills and a.id in free]
+            found = candidates[needed] = [a.id for a in preference if needed <= a.skills]
         while found and free.get(found[0], 0) <= 0:
             found.pop(0)
         return found
@@ -166,7 +174,7 @@ def route(
     for call in queue:
         if remaining <= 0:
             break
-        chosen = _by_plugin(override, call, queue, roster, now, free) if override else None
+        chosen = _by_plugin(override, call, whole, roster, now, free) if override else None
         if chosen is None:
             chosen = _by_skills(call, now, policy, qualified, anyone)
         if chosen is None:
@@ -206,7 +214,7 @@ def _by_plugin(
     now: datetime,
     free: Mapping[str, int],
 ) -> Assignment | None:
-    answer = override(call=call, waiting=list(queue), agents=list(roster), now=now)
+    answer = override(call=call, waiting=queue, agents=roster, now=now)
     if answer is None:
         return None
     if isinstance(answer, str):
@@ -314,16 +322,30 @@ class CallQueue:
         self.waiting: dict[str, WaitingCall] = {}
         self.agents: dict[str, AgentState] = {}
         self.outcomes: dict[str, QueueOutcome] = {}
+        self._order: list[tuple[float, datetime, str]] = []
+        """Ranks of the waiting calls, kept sorted: the order never changes with time."""
 
     def enqueue(self, call: WaitingCall) -> None:
         if call.call_id in self.outcomes:
             raise ValidationError("call_id", call.call_id, "was already queued")
         self.waiting[call.call_id] = call
+        bisect.insort(self._order, self.policy.rank(call))
         self.outcomes[call.call_id] = QueueOutcome(call.call_id, call.tier, call.enqueued_at)
+
+    def _leave(self, call_id: str) -> WaitingCall | None:
+        call = self.waiting.pop(call_id, None)
+        if call is not None:
+            rank = self.policy.rank(call)
+            del self._order[bisect.bisect_left(self._order, rank)]
+        return call
+
+    def in_order(self) -> Iterator[WaitingCall]:
+        """Waiting calls, the next to be served first."""
+        return (self.waiting[rank[2]] for rank in self._order)
 
     def abandon(self, call_id: str) -> None:
         """The caller hung up while waiting."""
-        if self.waiting.pop(call_id, None) is not None:
+        if self._leave(call_id) is not None:
             self.outcomes[call_id] = attrs.evolve(self.outcomes[call_id], abandoned_at=self.clock())
 
     def set_agent(self, agent: AgentState) -> None:
@@ -337,9 +359,10 @@ class CallQueue:
     def dispatch(self) -> list[Assignment]:
         """Route now and apply the result: calls leave the queue, agents get busier."""
         now = self.clock()
-        chosen = route(self.waiting.values(), self.agents.values(), now, self.policy, self.override)
+        chosen = route(self.in_order(), self.agents.values(), now, self.policy, self.override,
+                       presorted=True)
         for item in chosen:
-            del self.waiting[item.call_id]
+            self._leave(item.call_id)
             agent = self.agents[item.agent_id]
             self.agents[item.agent_id] = attrs.evolve(agent, busy=agent.busy + 1)
             self.outcomes[item.call_id] = attrs.evolve(self.outcomes[item.call_id], answered_at=now)
