@@ -72,11 +72,13 @@ def test_the_bg_nbd_gradient_is_the_likelihoods_slope(
     params: list[float], rows: list[tuple[float, float, float]]
 ) -> None:
     x, tx, T = np.array(rows).T
-    weight = np.ones_like(x)
+    weight = np.arange(1.0, len(rows) + 1)
     at = np.log(params)
-    analytic = clv._bgnbd_ll(at, x, tx, T, weight)[1]
-    numeric = approx_fprime(at, lambda p: clv._bgnbd_ll(p, x, tx, T, weight)[0], 1e-7)
-    assert np.allclose(analytic, numeric, rtol=1e-4, atol=1e-4 * len(rows))
+    objective = clv._BgObjective(x, tx, T, weight)
+    total, analytic = objective(at)
+    assert total == pytest.approx(weight @ clv._bgnbd_ll(at, x, tx, T), rel=1e-9, abs=1e-9)
+    numeric = approx_fprime(at, lambda p: objective(p)[0], 1e-7)
+    assert np.allclose(analytic, numeric, rtol=1e-4, atol=1e-4 * weight.sum())
 
 
 @settings(max_examples=30)

@@ -72,11 +72,18 @@ def _check_summary(x: Array, tx: Array, T: Array) -> None:
 
 
 def _compress(*columns: Array) -> tuple[list[Array], Array]:
-    """Distinct rows and how many times each occurs."""
+    """Distinct rows and how many times each occurs (a lexsort: cheaper than unique(axis=0))."""
     import numpy as np
 
-    unique, counts = np.unique(np.column_stack(columns), axis=0, return_counts=True)
-    return [unique[:, i] for i in range(unique.shape[1])], counts.astype(np.float64)
+    order = np.lexsort(columns[::-1])
+    ordered = [c[order] for c in columns]
+    changed = np.zeros(order.size, dtype=bool)
+    changed[:1] = True
+    for c in ordered:
+        changed[1:] |= c[1:] != c[:-1]
+    starts = np.flatnonzero(changed)
+    counts = np.diff(np.append(starts, order.size)).astype(np.float64)
+    return [c[starts] for c in ordered], counts
 
 
 def _maximise(
@@ -133,21 +140,24 @@ class BetaGeo:
         start: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
     ) -> BetaGeo:
         require()
+        import numpy as np
+
         x, tx, age = _arrays(frequency, recency, T)
         _check_summary(x, tx, age)
         if not x.size:
             raise FitError("no customers to fit on")
         (ux, utx, uT), weight = _compress(x, tx, age)
         n = float(weight.sum())
+        likelihood = _BgObjective(ux, utx, uT, weight)
 
         def objective(log_params: Array) -> tuple[float, Array]:
-            ll, grad = _bgnbd_ll(log_params, ux, utx, uT, weight)
+            ll, grad = likelihood(log_params)
             return -ll / n, -grad / n
 
-        r, alpha, a, b = _maximise(objective, start, gradient=True)
-        model = cls(float(r), float(alpha), float(a), float(b), customers=int(n))
-        ll = float(model.log_likelihoods(x, tx, age).sum())
-        return attrs.evolve(model, log_likelihood=ll)
+        found = _maximise(objective, start, gradient=True)
+        ll = likelihood(np.log(found))[0]
+        r, alpha, a, b = map(float, found)
+        return cls(r, alpha, a, b, log_likelihood=float(ll), customers=int(n))
 
     @property
     def params(self) -> dict[str, float]:
@@ -159,8 +169,7 @@ class BetaGeo:
 
         require()
         x, tx, age = _arrays(frequency, recency, T)
-        log_params = np.log([self.r, self.alpha, self.a, self.b])
-        return _bgnbd_ll(log_params, x, tx, age, None)[0]  # type: ignore[no-any-return]
+        return _bgnbd_ll(np.log([self.r, self.alpha, self.a, self.b]), x, tx, age)
 
     def _log_odds_dead(self, x: Array, tx: Array, T: Array) -> Array:
         import numpy as np
@@ -205,32 +214,75 @@ class BetaGeo:
         return out if np.ndim(t) else out[:, 0]
 
 
-def _bgnbd_ll(
-    log_params: Array, x: Array, tx: Array, T: Array, weight: Array | None
-) -> tuple[Any, Array]:
-    """Per-customer log-likelihood (weight None), or its weighted sum and gradient in log-params."""
+def _levels(x: Array, weight: Array | None) -> tuple[Array, Array, Array]:
+    """Distinct frequencies, each row's index among them, and the weight of each."""
     import numpy as np
-    from scipy.special import digamma, gammaln
+
+    xs, xi = np.unique(x, return_inverse=True)
+    xi = xi.reshape(-1)
+    w = np.ones_like(x) if weight is None else weight
+    return xs, xi, np.bincount(xi, weights=w, minlength=xs.size)
+
+
+def _bgnbd_ll(log_params: Array, x: Array, tx: Array, T: Array) -> Array:
+    """Each customer's log-likelihood."""
+    import numpy as np
+    from scipy.special import gammaln
 
     r, alpha, a, b = np.exp(log_params)
     repeat = x > 0
-    bx1 = np.where(repeat, b + x - 1, 1.0)
     a3 = -(r + x) * np.log(alpha + T)
-    with np.errstate(divide="ignore"):
-        a4 = np.where(repeat, np.log(a) - np.log(bx1) - (r + x) * np.log(alpha + tx), -np.inf)
-    mix = np.logaddexp(a3, a4)
-    ll = (gammaln(r + x) - gammaln(r) + r * np.log(alpha)
-          + gammaln(a + b) + gammaln(b + x) - gammaln(b) - gammaln(a + b + x) + mix)
-    if weight is None:
-        return ll, np.empty(0)
-    w4 = np.exp(a4 - mix)
-    w3 = 1.0 - w4
-    d_r = digamma(r + x) - digamma(r) + np.log(alpha) - w3 * np.log(alpha + T) - w4 * np.log(alpha + tx)
-    d_alpha = r / alpha - (r + x) * (w3 / (alpha + T) + w4 / (alpha + tx))
-    d_a = digamma(a + b) - digamma(a + b + x) + w4 / a
-    d_b = digamma(a + b) + digamma(b + x) - digamma(b) - digamma(a + b + x) - w4 / bx1
-    grad = np.array([weight @ d for d in (d_r, d_alpha, d_a, d_b)]) * np.array([r, alpha, a, b])
-    return float(weight @ ll), grad
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a4 = np.where(repeat, np.log(a) - np.log(np.where(repeat, b + x - 1, 1.0))
+                      - (r + x) * np.log(alpha + tx), -np.inf)
+    return (gammaln(r + x) - gammaln(r) + r * np.log(alpha) + gammaln(a + b)  # type: ignore[no-any-return]
+            + gammaln(b + x) - gammaln(b) - gammaln(a + b + x) + np.logaddexp(a3, a4))
+
+
+class _BgObjective:
+    """The weighted log-likelihood of distinct summary rows and its gradient in log-params.
+
+    Customers without repeat purchases reduce to r * log(alpha / (alpha + T)); for the
+    others, special functions of the frequency are computed once per distinct value.
+    """
+
+    def __init__(self, x: Array, tx: Array, T: Array, weight: Array) -> None:
+        zero = x == 0
+        self.T0, self.w0 = T[zero], weight[zero]
+        self.x, self.tx, self.T, self.w = x[~zero], tx[~zero], T[~zero], weight[~zero]
+        self.xs, _, self.xw = _levels(self.x, self.w)
+        self.n1 = float(self.w.sum())
+
+    def __call__(self, log_params: Array) -> tuple[float, Array]:
+        import numpy as np
+        from scipy.special import digamma, gammaln
+
+        r, alpha, a, b = np.exp(log_params)
+        log_alpha = np.log(alpha)
+        # no repeat purchase
+        lt0 = np.log(alpha + self.T0)
+        ll = r * (self.w0 @ (log_alpha - lt0))
+        d_r = self.w0 @ (log_alpha - lt0)
+        d_alpha = r * (self.w0 @ (1.0 / alpha - 1.0 / (alpha + self.T0)))
+        # repeat purchases
+        x, w, xs, xw, n1 = self.x, self.w, self.xs, self.xw, self.n1
+        rx = r + x
+        lt, ltx = np.log(alpha + self.T), np.log(alpha + self.tx)
+        bx1 = b + x - 1
+        a3 = -rx * lt
+        a4 = np.log(a) - np.log(bx1) - rx * ltx
+        mix = np.logaddexp(a3, a4)
+        w4 = np.exp(a4 - mix)
+        w3 = 1.0 - w4
+        ww4 = w * w4
+        constant = -gammaln(r) + r * log_alpha + gammaln(a + b) - gammaln(b)
+        ll += xw @ (gammaln(r + xs) + gammaln(b + xs) - gammaln(a + b + xs)) + n1 * constant + w @ mix
+        d_r += xw @ digamma(r + xs) + n1 * (log_alpha - digamma(r)) - (w * w3) @ lt - ww4 @ ltx
+        d_alpha += n1 * r / alpha - (w * rx) @ (w3 / (alpha + self.T) + w4 / (alpha + self.tx))
+        psi_abx = xw @ digamma(a + b + xs)
+        d_a = n1 * digamma(a + b) - psi_abx + ww4.sum() / a
+        d_b = n1 * (digamma(a + b) - digamma(b)) + xw @ digamma(b + xs) - psi_abx - ww4 @ (1.0 / bx1)
+        return float(ll), np.array([d_r, d_alpha, d_a, d_b]) * np.array([r, alpha, a, b])
 
 
 # ---- Pareto/NBD ----
@@ -370,13 +422,14 @@ class GammaGamma:
             raise FitError("no customer has repeat purchases of positive value")
         (ux, um), weight = _compress(x[keep], m[keep])
         n = float(weight.sum())
+        levels = _levels(ux, weight)
 
         def objective(log_params: Array) -> tuple[float, Array]:
-            ll, grad = _gg_ll(log_params, ux, um, weight)
+            ll, grad = _gg_ll(log_params, ux, um, weight, levels)
             return -ll / n, -grad / n
 
         p, q, gamma = _maximise(objective, start, gradient=True)
-        ll, _ = _gg_ll(np.log([p, q, gamma]), ux, um, weight)
+        ll, _ = _gg_ll(np.log([p, q, gamma]), ux, um, weight, levels)
         return cls(float(p), float(q), float(gamma), float(ll), int(n))
 
     @property
@@ -394,20 +447,31 @@ class GammaGamma:
         return self.p * (self.gamma + x * m) / (self.p * x + self.q - 1)
 
 
-def _gg_ll(log_params: Array, x: Array, m: Array, weight: Array) -> tuple[float, Array]:
+def _gg_ll(
+    log_params: Array, x: Array, m: Array, weight: Array,
+    levels: tuple[Array, Array, Array] | None = None,
+) -> tuple[float, Array]:
+    """Weighted log-likelihood and its gradient in log-params; special functions once per
+    distinct frequency."""
     import numpy as np
     from scipy.special import digamma, gammaln
 
     p, q, gamma = np.exp(log_params)
-    px = p * x
-    log_tail = np.log(gamma + x * m)
-    ll = (gammaln(px + q) - gammaln(px) - gammaln(q) + q * np.log(gamma)
-          + (px - 1) * np.log(m) + px * np.log(x) - (px + q) * log_tail)
-    d_p = x * (digamma(px + q) - digamma(px) + np.log(m) + np.log(x) - log_tail)
-    d_q = digamma(px + q) - digamma(q) + np.log(gamma) - log_tail
-    d_gamma = q / gamma - (px + q) / (gamma + x * m)
-    grad = np.array([weight @ d for d in (d_p, d_q, d_gamma)]) * np.array([p, q, gamma])
-    return float(weight @ ll), grad
+    xs, _, xw = levels or _levels(x, weight)
+    n = float(xw.sum())
+    pxs = p * xs
+    tail = gamma + x * m
+    log_tail = np.log(tail)
+    log_xm = np.log(x * m)
+    wx = weight * x
+    ll = (xw @ (gammaln(pxs + q) - gammaln(pxs)) + n * (q * np.log(gamma) - gammaln(q))
+          + (p * wx - weight) @ np.log(m) + p * (wx @ np.log(x)) - (p * wx + q * weight) @ log_tail)
+    psi_pq = digamma(pxs + q)
+    d_p = (xw * xs) @ (psi_pq - digamma(pxs)) + wx @ (log_xm - log_tail)
+    d_q = xw @ psi_pq + n * (np.log(gamma) - digamma(q)) - weight @ log_tail
+    d_gamma = n * q / gamma - (p * wx + q * weight) @ (1.0 / tail)
+    grad = np.array([d_p, d_q, d_gamma]) * np.array([p, q, gamma])
+    return float(ll), grad
 
 
 # ---- lifetime value ----
