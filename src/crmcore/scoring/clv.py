@@ -214,14 +214,13 @@ class BetaGeo:
         return out if np.ndim(t) else out[:, 0]
 
 
-def _levels(x: Array, weight: Array | None) -> tuple[Array, Array, Array]:
-    """Distinct frequencies, each row's index among them, and the weight of each."""
+def _levels(x: Array, weight: Array) -> tuple[Array, Array]:
+    """Distinct frequencies and the total weight of each."""
     import numpy as np
 
     xs, xi = np.unique(x, return_inverse=True)
-    xi = xi.reshape(-1)
-    w = np.ones_like(x) if weight is None else weight
-    return xs, xi, np.bincount(xi, weights=w, minlength=xs.size)
+    totals: Array = np.bincount(xi.reshape(-1), weights=weight, minlength=xs.size).astype(np.float64)
+    return xs, totals
 
 
 def _bgnbd_ll(log_params: Array, x: Array, tx: Array, T: Array) -> Array:
@@ -250,7 +249,7 @@ class _BgObjective:
         zero = x == 0
         self.T0, self.w0 = T[zero], weight[zero]
         self.x, self.tx, self.T, self.w = x[~zero], tx[~zero], T[~zero], weight[~zero]
-        self.xs, _, self.xw = _levels(self.x, self.w)
+        self.xs, self.xw = _levels(self.x, self.w)
         self.n1 = float(self.w.sum())
 
     def __call__(self, log_params: Array) -> tuple[float, Array]:
@@ -449,7 +448,7 @@ class GammaGamma:
 
 def _gg_ll(
     log_params: Array, x: Array, m: Array, weight: Array,
-    levels: tuple[Array, Array, Array] | None = None,
+    levels: tuple[Array, Array] | None = None,
 ) -> tuple[float, Array]:
     """Weighted log-likelihood and its gradient in log-params; special functions once per
     distinct frequency."""
@@ -457,7 +456,7 @@ def _gg_ll(
     from scipy.special import digamma, gammaln
 
     p, q, gamma = np.exp(log_params)
-    xs, _, xw = levels or _levels(x, weight)
+    xs, xw = levels or _levels(x, weight)
     n = float(xw.sum())
     pxs = p * xs
     tail = gamma + x * m
