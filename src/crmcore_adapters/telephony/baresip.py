@@ -136,12 +136,14 @@ class BaresipPhone:
         self._timers: dict[str, threading.Timer] = {}
         self._state = threading.Lock()
         self._commands = threading.Lock()
+        self._selecting = threading.Lock()
         self._closed = threading.Event()
         try:
             self._socket = socket.create_connection((host, port), timeout=connect_timeout)
         except OSError as exc:
             raise PluginError(f"cannot reach baresip control socket {host}:{port}: {exc}") from exc
         self._socket.settimeout(None)
+        self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._reader = threading.Thread(target=self._read, name=f"baresip-{port}", daemon=True)
         self._reader.start()
 
@@ -183,14 +185,12 @@ class BaresipPhone:
         return call_id
 
     def answer(self, call_id: str) -> None:
-        self._select(call_id)
-        self._command("accept")
+        self._on_call(call_id, "accept")
 
     def hangup(self, call_id: str) -> None:
         with self._state:
             self._hung_up.add(call_id)
-        self._select(call_id)
-        self._command("hangup")
+        self._on_call(call_id, "hangup")
 
     def close(self) -> None:
         """Disconnect; calls still live end as FAILED (the phone process is left running)."""
@@ -220,10 +220,13 @@ class BaresipPhone:
         tail = f";transport={self.transport}" if self.transport else ""
         return f"sip:{v.phone(number, 'number')}@{self.gateway}{tail}"
 
-    def _select(self, call_id: str) -> None:
-        if not self.tracker.is_live(call_id):
-            raise NotFound("call", call_id)
-        self._command("callfind", call_id)
+    def _on_call(self, call_id: str, command: str) -> None:
+        """baresip acts on its "current call": select ours first, with no other thread in between."""
+        with self._selecting:
+            if not self.tracker.is_live(call_id):
+                raise NotFound("call", call_id)
+            self._command("callfind", call_id)
+            self._command(command)
 
     def _command(self, command: str, params: str | None = None) -> dict[str, Any]:
         if self._closed.is_set():
@@ -264,11 +267,16 @@ class BaresipPhone:
     def _read(self) -> None:
         decoder = NetstringDecoder()
         reason = "phone vanished: control connection closed"
+        quickack = getattr(socket, "TCP_QUICKACK", None)
         try:
             while True:
                 data = self._socket.recv(65536)
                 if not data:
                     break
+                if quickack is not None:
+                    # baresip writes each message on its own; with delayed ACKs here, its
+                    # Nagle holds the next one back for 40 ms. Linux resets this flag, so renew it.
+                    self._socket.setsockopt(socket.IPPROTO_TCP, quickack, 1)
                 for frame in decoder.feed(data):
                     self._dispatch(frame)
         except ValidationError as exc:
