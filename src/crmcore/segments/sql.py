@@ -127,7 +127,7 @@ class Compiler:
                         self.compare(subject, "=", value, domain, record) for value in values
                     ) + ")"
                 target = self.scalar(subject, domain, record)
-                marks = ", ".join(self.constant(v, domain) for v in values)
+                marks = ", ".join(self.constant(v, domain, subject) for v in values)
                 return f"({target} IN ({marks}))"
             case a.Between(subject, low, high):
                 domain = self.checked.domain(node)
@@ -157,7 +157,7 @@ class Compiler:
             return self._constant_comparison(left, op, right, domain)
         if domain in (Type.INT, Type.MONEY):
             return self._exact(left, sql_op, right, domain, record)
-        lhs, rhs = self.scalar(left, domain, record), self.scalar(right, domain, record)
+        lhs, rhs = self.scalar(left, domain, record, right), self.scalar(right, domain, record, left)
         if domain is Type.TEXT and op not in ("=", "!="):
             lhs += self.d.text_order
         return f"({lhs} {sql_op} {rhs})"
@@ -211,8 +211,11 @@ class Compiler:
 
     # ---- terms ----
 
-    def constant(self, node: a.Term, domain: Type) -> str:
+    def constant(self, node: a.Term, domain: Type, peer: a.Term | None = None) -> str:
+        """A bound constant; `peer` is the term it is compared with (it may change the encoding)."""
         value = self.context.constant(node, domain)
+        if domain is Type.INSTANT and self.d is SQLITE and _is_attribute(peer):
+            return self.bind(value.isoformat())  # custom instants are stored as ISO text in UTC
         if domain is Type.INSTANT:
             return self.bind(self.d.instant(value))
         if domain is Type.DATE:
@@ -233,10 +236,10 @@ class Compiler:
     def _scale(self, domain: Type) -> int:
         return self.d.money_scale if domain is Type.MONEY else 0
 
-    def scalar(self, node: a.Term, domain: Type, record: str | None) -> str:
+    def scalar(self, node: a.Term, domain: Type, record: str | None, peer: a.Term | None = None) -> str:
         """SQL for a term read in `domain` (money stays in storage units: see `number`)."""
         if constant_type(node) is not None:
-            return self.constant(node, domain)
+            return self.constant(node, domain, peer)
         match node:
             case a.Field(path):
                 if record is not None:
@@ -313,7 +316,7 @@ class Compiler:
                         f"ELSE ({node} ->> '$decimal')::float8 END)"),
             Type.BOOL: f"(CASE WHEN {kind} = 'boolean' THEN ({node} #>> '{{}}')::boolean END)",
             Type.DATE: f"({node} ->> '$date')::date",
-            Type.INSTANT: f"(({node} ->> '$datetime') COLLATE \"C\")",
+            Type.INSTANT: f"({node} ->> '$datetime')::timestamptz",
         }[domain]
 
     def record_field(self, source: str, name: str) -> str:
@@ -347,6 +350,10 @@ class Compiler:
                 ordered = self.d.text_order if RECORDS[source][node.field or ""].type is Type.TEXT else ""
                 value = f"{func}({column}{ordered})"
         return f"(SELECT {value} FROM {source} AS r WHERE {' AND '.join(conditions)})"
+
+
+def _is_attribute(node: a.Term | None) -> bool:
+    return isinstance(node, a.Field) and node.path[0] == "attributes"
 
 
 def _times(x: str, y: str | None) -> str:
