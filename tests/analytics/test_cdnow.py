@@ -95,3 +95,21 @@ def test_sql_and_python_summaries_agree_on_cdnow(cdnow_crm: crmcore.CRM, as_of: 
     assert stored.customer_ids == reference.customer_ids
     for column in ("frequency", "recency", "T", "monetary", "total"):
         assert getattr(stored, column) == pytest.approx(getattr(reference, column), rel=1e-12)
+
+
+def test_the_facade_fits_either_count_model_and_values_customers(cdnow_crm: crmcore.CRM) -> None:
+    pareto = cdnow_crm.analytical.fit_clv(CALIBRATION_END, counts="pareto/nbd")
+    assert isinstance(pareto.purchases, ParetoNBD)
+    assert close(pareto.purchases.params, PARETO_NBD, tolerance=0.02)
+    assert close(pareto.spend.params, GAMMA_GAMMA)
+    by_pareto = cdnow_crm.analytical.clv(CALIBRATION_END, model=pareto)
+    by_bg = cdnow_crm.analytical.clv(CALIBRATION_END)
+    assert by_pareto.customer_ids == by_bg.customer_ids
+    # two models of one process: they rank customers alike
+    import numpy as np
+
+    assert np.corrcoef(by_pareto.clv, by_bg.clv)[0, 1] > 0.95
+    longer = cdnow_crm.analytical.clv(CALIBRATION_END, periods=24)
+    assert (longer.clv >= by_bg.clv - 1e-9).all()
+    with pytest.raises(crmcore.ValidationError):
+        cdnow_crm.analytical.fit_clv(CALIBRATION_END, counts="magic")

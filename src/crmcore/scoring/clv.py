@@ -352,11 +352,17 @@ class ParetoNBD:
         x, tx, age = _arrays(frequency, recency, T)
         horizons = np.atleast_1d(np.asarray(t, dtype=np.float64))
         r, alpha, s, beta = self.r, self.alpha, self.s, self.beta
+        if np.any(horizons < 0):
+            raise ValidationError("t", t, "horizons must be >= 0")
         alive = self.p_alive(x, tx, age)
-        rate = (r + x) * (beta + age) / ((alpha + age) * (s - 1))
-        out = np.column_stack([
-            rate * (1 - ((beta + age) / (beta + age + h)) ** (s - 1)) * alive for h in horizons
-        ])
+        rate = (r + x) * (beta + age) / (alpha + age) * alive
+        columns = []
+        for h in horizons:
+            shrink = np.log1p(h / (beta + age))  # log((beta + T + t) / (beta + T))
+            # (1 - ((beta+T)/(beta+T+t))^(s-1)) / (s-1), continuous through s = 1
+            share = shrink if abs(s - 1) < 1e-12 else -np.expm1(-(s - 1) * shrink) / (s - 1)
+            columns.append(rate * share)
+        out = np.column_stack(columns)
         return out if np.ndim(t) else out[:, 0]
 
 
