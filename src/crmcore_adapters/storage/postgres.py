@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -306,41 +306,61 @@ class PostgresStorage:
             yield sql.SqlUnitOfWork(cur, DIALECT, CLAIM_LOCK)
 
     def bulk_import(self, items: Iterable[Any]) -> int:
-        """COPY the records in, all in one transaction.
-
-        Records are gathered per table (at most BULK_BATCH each, so memory stays
-        bounded) and each full batch is one COPY, however the stream interleaves them.
-        """
+        """COPY the records in, all in one transaction (see `Copies`)."""
         count = 0
-        pending: dict[sql.Table[Any], list[Any]] = {}
-        with self._begin() as cur:
+        with self._begin() as cur, Copies(cur) as copies:
             for table, batch in sql.bulk_batches(items, BULK_BATCH):
-                waiting = pending.setdefault(table, [])
-                waiting.extend(batch)
-                if len(waiting) >= BULK_BATCH:
-                    count += _copy_batch(cur, table, waiting)
-                    pending[table] = []
-            for table, waiting in pending.items():
-                count += _copy_batch(cur, table, waiting)
+                copies.add(sql.insert_sql(table), sql.bulk_rows(DIALECT, table, batch))
+                if table is sql.CUSTOMERS:
+                    for statement, rows in sql.index_rows(batch):
+                        copies.add(statement, rows)
+                count += len(batch)
         return count
 
     def close(self) -> None:
         self._pool.close()
 
 
-def _copy_batch(cur: psycopg.Cursor[Any], table: sql.Table[Any], batch: list[Any]) -> int:
-    if batch:
-        _copy(cur, sql.insert_sql(table), sql.bulk_rows(DIALECT, table, batch))
-        if table is sql.CUSTOMERS:
-            for statement, rows in sql.index_rows(batch):
-                _copy(cur, statement, rows)
-    return len(batch)
+class Copies:
+    """Rows gathered per table and written BULK_BATCH at a time, through one COPY at a time.
 
+    Memory stays bounded however the stream interleaves record types, and the COPY
+    stays open while the same table follows, so the server digests one batch while
+    the next is prepared instead of both sides waiting for each other batch by batch.
+    """
 
-def _copy(cur: psycopg.Cursor[Any], insert: str, rows: Iterable[tuple[Any, ...]]) -> None:
-    with cur.copy(copy_sql(insert)) as copy:
+    def __init__(self, cur: psycopg.Cursor[Any]) -> None:
+        self.cur = cur
+        self.pending: dict[str, list[tuple[Any, ...]]] = {}
+        self.open = ExitStack()
+        self.statement: str | None = None
+        self.copy: psycopg.Copy | None = None
+
+    def add(self, insert: str, rows: Iterable[tuple[Any, ...]]) -> None:
+        statement = copy_sql(insert)
+        waiting = self.pending.setdefault(statement, [])
+        waiting.extend(rows)
+        if len(waiting) >= BULK_BATCH:
+            self._write(statement, waiting)
+            self.pending[statement] = []
+
+    def _write(self, statement: str, rows: list[tuple[Any, ...]]) -> None:
+        if statement != self.statement or self.copy is None:
+            self.open.close()
+            self.copy = self.open.enter_context(self.cur.copy(statement))
+            self.statement = statement
         for row in rows:
-            copy.write_row(row)
+            self.copy.write_row(row)
+
+    def __enter__(self) -> Copies:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if exc[0] is None:
+            for statement, rows in self.pending.items():
+                if rows:
+                    self._write(statement, rows)
+        self.open.__exit__(*exc)
 
 
 def _rollback(conn: psycopg.Connection[Any]) -> None:
