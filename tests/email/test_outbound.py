@@ -224,6 +224,9 @@ def test_header_injection_is_a_clear_error_and_nothing_is_sent(
     with pytest.raises(ValidationError) as raised:
         out.send(fine.id, NEWS, purpose="marketing")
     assert (raised.value.field, raised.value.value) == ("template.text", "code")
+    with pytest.raises(ValidationError) as raised:
+        out.send(fine.id, NEWS, purpose="marketing", context={"code": "1"}, to="someone@else.example")
+    assert raised.value.field == "to"
     assert recorder.messages == []
     assert crm.interactions.timeline(evil.id) == crm.interactions.timeline(fine.id) == []
 

@@ -260,6 +260,8 @@ class Mailer:
         address = v.email(to, "to") if to is not None else next(iter(customer.emails), None)
         if address is None:
             raise ValidationError("customer.emails", customer.emails, "holds no address to write to")
+        if address not in customer.emails:  # the timeline must not claim a message it did not get
+            raise ValidationError("to", to, f"is not an address of customer {customer.id}")
         values = _values(customer, address, context)
         subject, text, body_html = template.render(values)
         message = EmailMessage(policy=policy.SMTP)
@@ -393,20 +395,30 @@ class Poller:
         self.max_bytes = max_bytes
 
     def poll(self, *, limit: int | None = None) -> PollReport:
-        """Handle every new message (at most `limit`); the cursor is saved after each one."""
+        """Handle every new message (at most `limit`), saving the cursor after each batch.
+
+        The cursor never runs ahead of what was handled; if it lags (a crash in
+        mid-batch), the messages read again are recognised by their Message-ID
+        and come out as DUPLICATE, so nothing is logged twice.
+        """
         counts: Counter[Handled] = Counter()
-        cursor = self.state.load()
-        while limit is None or counts.total() < limit:
-            room = self.batch if limit is None else min(self.batch, limit - counts.total())
-            batch = self.mailbox.fetch(cursor, limit=room, max_bytes=self.max_bytes)
-            if cursor is None or cursor.uidvalidity != batch.uidvalidity:
-                cursor = Cursor(batch.uidvalidity, 0)
-                self.state.save(cursor)
-            if not batch.messages:
-                break
-            for received in batch.messages:
-                counts[self.handle(received, uidvalidity=batch.uidvalidity)] += 1
-                cursor = Cursor(batch.uidvalidity, received.uid)
+        cursor = saved = self.state.load()
+        try:
+            while limit is None or counts.total() < limit:
+                room = self.batch if limit is None else min(self.batch, limit - counts.total())
+                batch = self.mailbox.fetch(cursor, limit=room, max_bytes=self.max_bytes)
+                if cursor is None or cursor.uidvalidity != batch.uidvalidity:
+                    cursor = Cursor(batch.uidvalidity, 0)
+                for received in batch.messages:
+                    counts[self.handle(received, uidvalidity=batch.uidvalidity)] += 1
+                    cursor = Cursor(batch.uidvalidity, received.uid)
+                if cursor != saved:
+                    self.state.save(cursor)
+                    saved = cursor
+                if not batch.messages:
+                    break
+        finally:
+            if cursor is not None and cursor != saved:
                 self.state.save(cursor)
         return PollReport(dict(counts), cursor)
 
@@ -434,9 +446,9 @@ class Poller:
             return self._park(received, uidvalidity, f"{type(exc).__name__}: {exc}", None)
 
     def _handle(self, message: EmailMessage, received: Received, uidvalidity: int) -> Handled:
-        if _is_bounce(message):
-            return self._bounce(message, received, uidvalidity)
         sender = _sender(message)
+        if _is_bounce(message, sender):
+            return self._bounce(message, received, uidvalidity)
         if sender is None:
             return self._park(received, uidvalidity, "no usable sender address", message)
         address, display = sender
@@ -596,10 +608,9 @@ def _recipients(message: EmailMessage) -> set[str]:
     return found
 
 
-def _is_bounce(message: EmailMessage) -> bool:
+def _is_bounce(message: EmailMessage, sender: tuple[str, str] | None) -> bool:
     if message.get_content_type() == "multipart/report":
         return str(message.get_param("report-type", "")).lower() == "delivery-status"
-    sender = _sender(message)
     return sender is not None and sender[0].split("@")[0].lower() in ("mailer-daemon", "postmaster")
 
 
