@@ -9,6 +9,7 @@ bound parameter; table and column names come only from the constants below.
 from __future__ import annotations
 
 import builtins
+import copy
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -583,5 +584,13 @@ def bulk_rows(dialect: Dialect, table: Table[Any], batch: list[Any]) -> list[tup
         for index, item in enumerate(batch):
             if item.version != 0:
                 raise ValidationError(f"items[{index}].version", item.version, "must be 0 (new)")
-        batch = [attrs.evolve(item, version=1) for item in batch]
+        batch = [_renumbered(item, 1) for item in batch]
     return [table.row(dialect, item) for item in batch]
+
+
+def _renumbered(item: T, version: int) -> T:
+    """`item` at another version, without running again the validators it has passed
+    (`attrs.evolve` would, and for a customer that is most of the cost of a bulk row)."""
+    clone = copy.copy(item)
+    object.__setattr__(clone, "version", version)
+    return clone

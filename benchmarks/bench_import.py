@@ -1,0 +1,146 @@
+"""Bulk import into SQLite: crmcore's `bulk_import` against plain sqlite3 `executemany`.
+
+    python benchmarks/bench_import.py [--customers 100000] [--purchases 1000000]
+
+Both timed runs write the same rows (customers with their e-mail/phone/external-id
+lookup rows, then purchases) into the same schema in one transaction, starting from
+what each is given: the library from model objects, the raw run from the rows the
+library's own row functions made from those objects before the clock started, so
+the raw run is the floor the library sits on. Inputs are built first and frozen out
+of the garbage collector's way; times are CPU seconds of the process, so other load
+on a shared machine does not skew the ratio (wall-clock figures are printed too).
+
+A third run streams straight from the synthetic generator into `bulk_import`, as an
+import from a file would: its peak RSS is the library's memory at work, and it stays
+flat from the small size to the large one. Every run is its own process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import itertools
+import json
+import resource
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import crmcore
+from crmcore.synthetic import SyntheticBase
+from crmcore_adapters.storage import sql
+from crmcore_adapters.storage.sqlite import BULK_BATCH, DIALECT
+
+
+def stream(customers: int, purchases: int, seed: int) -> Iterator[Any]:
+    """The benchmark's records: every customer, then exactly `purchases` purchases."""
+    base = SyntheticBase(size=customers, seed=seed,
+                         purchases_per_customer=1.05 * purchases / max(customers, 1))
+    return itertools.chain(base.customers(), itertools.islice(base.purchases(), purchases))
+
+
+def timed(work: Callable[[], Any]) -> tuple[Any, float, float]:
+    """(result, CPU seconds, wall seconds) of `work`."""
+    cpu, wall = time.process_time(), time.perf_counter()
+    result = work()
+    return result, time.process_time() - cpu, time.perf_counter() - wall
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
+
+
+def run_library(db: Path, customers: int, purchases: int, seed: int) -> dict[str, float]:
+    items = list(stream(customers, purchases, seed))
+    gc.freeze()
+    with crmcore.open(f"sqlite:///{db}") as crm:
+        rows, cpu, wall = timed(lambda: crm.bulk_import(items))
+    return {"rows": rows, "cpu": cpu, "wall": wall}
+
+
+def run_stream(db: Path, customers: int, purchases: int, seed: int) -> dict[str, float]:
+    with crmcore.open(f"sqlite:///{db}") as crm:
+        rows, cpu, wall = timed(lambda: crm.bulk_import(stream(customers, purchases, seed)))
+    return {"rows": rows, "cpu": cpu, "wall": wall, "peak_rss_mb": peak_rss_mb()}
+
+
+def run_raw(db: Path, customers: int, purchases: int, seed: int) -> dict[str, float]:
+    crmcore.open(f"sqlite:///{db}").close()  # the same schema, made by the library
+    statements: dict[str, list[tuple[Any, ...]]] = {}
+    rows = 0
+    for table, batch in sql.bulk_batches(stream(customers, purchases, seed), BULK_BATCH):
+        statements.setdefault(sql.insert_sql(table), []).extend(sql.bulk_rows(DIALECT, table, batch))
+        if table is sql.CUSTOMERS:
+            for statement, index_rows in sql.index_rows(batch):
+                statements.setdefault(statement, []).extend(index_rows)
+        rows += len(batch)
+    gc.freeze()
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+
+    def insert() -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        for statement, params in statements.items():
+            conn.executemany(statement, params)
+        conn.execute("COMMIT")
+
+    _, cpu, wall = timed(insert)
+    conn.close()
+    return {"rows": rows, "cpu": cpu, "wall": wall}
+
+
+RUNS = {"library": run_library, "raw": run_raw, "stream": run_stream}
+
+
+def child(mode: str, customers: int, purchases: int, seed: int) -> dict[str, float]:
+    """Run one measurement in a fresh process and read its figures back."""
+    with tempfile.TemporaryDirectory() as tmp:
+        done = subprocess.run(
+            [sys.executable, __file__, "--run", mode, "--db", str(Path(tmp) / "bench.db"),
+             "--customers", str(customers), "--purchases", str(purchases), "--seed", str(seed)],
+            capture_output=True, text=True, check=True,
+        )
+    figures: dict[str, float] = json.loads(done.stdout)
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--customers", type=int, default=100_000)
+    parser.add_argument("--purchases", type=int, default=1_000_000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--run", choices=tuple(RUNS), help=argparse.SUPPRESS)
+    parser.add_argument("--db", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.run:
+        print(json.dumps(RUNS[args.run](args.db, args.customers, args.purchases, args.seed)))
+        return
+
+    sizes = [(args.customers // 10, args.purchases // 10), (args.customers, args.purchases)]
+    print("bulk import into SQLite, one transaction: customers (with their lookup rows), then purchases")
+    header = ("customers", "purchases", "library rows/s", "raw rows/s", "ratio", "ratio (wall)",
+              "stream rows/s", "stream peak RSS")
+    print("  ".join(f"{h:>15}" for h in header))
+    for customers, purchases in sizes:
+        library, raw, streamed = (child(mode, customers, purchases, args.seed)
+                                  for mode in ("library", "raw", "stream"))
+        assert library["rows"] == raw["rows"] == streamed["rows"], (library, raw, streamed)
+        rows = library["rows"]
+        cells = (f"{customers:,}", f"{int(rows) - customers:,}", f"{rows / library['cpu']:,.0f}",
+                 f"{rows / raw['cpu']:,.0f}", f"{raw['cpu'] / library['cpu']:.2f}",
+                 f"{raw['wall'] / library['wall']:.2f}", f"{rows / streamed['wall']:,.0f}",
+                 f"{streamed['peak_rss_mb']:,.0f} MB")
+        print("  ".join(f"{c:>15}" for c in cells), flush=True)
+    print("rows/s on CPU time; ratio = library rows/s / raw rows/s (aim: 0.5 or better). The stream run "
+          "generates the records\nas it imports them (wall clock, generator included); its peak RSS "
+          "should not grow with the row count.")
+
+
+if __name__ == "__main__":
+    main()
