@@ -80,6 +80,7 @@ class _Parser:
         self.index = 0
         self.depth = 0
         self.positions: dict[int, int] = {}
+        self.result: a.Predicate = a.Birthday(0)
 
     # ---- helpers ----
 
@@ -352,17 +353,25 @@ def _functions(functions: Functions) -> Mapping[str, RuleFunction]:
     return functions
 
 
-def parse_checked(
-    text: str, functions: Functions = None
-) -> tuple[a.Predicate, Checked]:
-    """The AST of a rule written as text, with the types the checker gave it."""
+def _read(text: str) -> _Parser:
     if not isinstance(text, str):
         raise RuleError(repr(text), "a rule must be a text")
     if len(text) > MAX_LENGTH:
         raise RuleError(text[:80], f"the rule is longer than {MAX_LENGTH} characters")
     parser = _Parser(text)
-    rule = parser.rule()
-    return rule, check(rule, _functions(functions), text=text, positions=parser.positions)
+    parser.result = parser.rule()
+    return parser
+
+
+def syntax(text: str) -> a.Predicate:
+    """The AST of a rule's text, read for its form only (names and types are not checked)."""
+    return _read(text).result
+
+
+def parse_checked(text: str, functions: Functions = None) -> tuple[a.Predicate, Checked]:
+    """The AST of a rule written as text, with the types the checker gave it."""
+    parser = _read(text)
+    return parser.result, check(parser.result, _functions(functions), text=text, positions=parser.positions)
 
 
 def parse(text: str, functions: Functions = None) -> a.Predicate:

@@ -206,7 +206,7 @@ class _Checker:
         lc, rc = constant_type(left), constant_type(right)
         domain = _unify(lt, lc is not None, rt, rc is not None)
         if domain is None:
-            culprit = right if lc is None or rc is not None else left
+            culprit = right if (lc is None or rc is not None) and lt is not Type.TAGS else left
             if Type.ANY in (lt, rt):
                 raise self.fail(culprit, "a custom attribute is compared with constants only")
             raise self.fail(culprit, f"cannot compare a {lt} value with a {rt} value")
@@ -328,7 +328,9 @@ def _example(source: str) -> str:
 
 
 def _near(word: str, known: Iterable[str]) -> list[str]:
-    return difflib.get_close_matches(word, list(known), n=3, cutoff=0.6)
+    """The closest known names, ignoring case (fields are case-sensitive; typos often are not)."""
+    names = {name.lower(): name for name in known}
+    return [names[m] for m in difflib.get_close_matches(word.lower(), list(names), n=3, cutoff=0.6)]
 
 
 def _unify(lt: Type, lconst: bool, rt: Type, rconst: bool) -> Type | None:
