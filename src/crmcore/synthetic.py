@@ -22,15 +22,16 @@ import math
 import random
 import re
 import unicodedata
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 
 from crmcore import values as v
 from crmcore.crm import CRM, Cases
+from crmcore.errors import ValidationError
 from crmcore.model import (
     Agent,
     Case,
@@ -58,6 +59,8 @@ from crmcore.model import (
     StageChange,
     Team,
 )
+
+T = TypeVar("T")
 
 AS_OF = datetime(2026, 1, 1, tzinfo=UTC)
 """The default end of history: fixed, so a seed alone decides the data."""
@@ -393,6 +396,11 @@ def _rate_scale(mean_purchases: float, history_years: float) -> float:
 
 # ---- the base ----
 
+def _positive(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, timedelta) or value <= timedelta(0):
+        raise ValidationError(attribute.name, value, "must be a positive timedelta")
+
+
 _PROFILE, _CUSTOMER, _PURCHASES, _LINES, _INTERACTIONS, _CASES, _OPPORTUNITIES, _STAFF_STREAM = range(8)
 
 
@@ -406,7 +414,7 @@ class SyntheticBase:
     size: int = attrs.field(default=1_000, validator=v.in_range(0, 2**40 - 1))
     seed: int = attrs.field(default=0, validator=v.in_range(0, 2**62))
     as_of: datetime = attrs.field(default=AS_OF, converter=v.as_utc, validator=v.is_utc)
-    history: timedelta = timedelta(days=3 * 365)
+    history: timedelta = attrs.field(default=timedelta(days=3 * 365), validator=_positive)
     """How far back the oldest customer was acquired."""
     purchases_per_customer: float = attrs.field(default=4.0, validator=v.in_range(0, 10_000))
 
@@ -516,18 +524,18 @@ class SyntheticBase:
         Places and staff first, then the bulk records in one import, then cases and
         opportunities in one transaction. `watch` sees every record on its way in.
         """
-        def seen(items: Iterator[Any]) -> Iterator[Any]:
+        def seen(items: Iterable[T]) -> Iterator[T]:
             for item in items:
                 if watch is not None:
                     watch(item)
                 yield item
 
         with crm.transaction():
-            for point in seen(iter(self.service_points())):
+            for point in seen(self.service_points()):
                 crm.service_points.add(point)
-            for team in seen(iter(self.teams())):
+            for team in seen(self.teams()):
                 crm.teams.add(team)
-            for agent in seen(iter(self.agents())):
+            for agent in seen(self.agents()):
                 crm.agents.add(agent)
         crm.bulk_import(seen(self.records()))
         with crm.transaction():

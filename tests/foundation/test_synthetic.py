@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 import tracemalloc
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import attrs
 import pytest
@@ -195,4 +195,6 @@ def test_bad_arguments_are_refused() -> None:
         SyntheticBase(seed=-3)
     with pytest.raises(ValidationError, match="as_of"):
         SyntheticBase(as_of="2026-01-01T00:00")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="history"):
+        SyntheticBase(history=timedelta(0))
     assert list(SyntheticBase(size=0).records()) == []
