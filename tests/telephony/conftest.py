@@ -55,14 +55,15 @@ class Phones:
         self.root = root
         self.started: list[baresip.Baresip] = []
 
-    def start(self, user: str, *, display: str | None = None, rtp_timeout: int = 1) -> baresip.Baresip:
+    def start(self, user: str, *, display: str | None = None, rtp_timeout: int = 1,
+              lines: int = 1) -> baresip.Baresip:
         if shutil.which("baresip") is None:
             unavailable("baresip is not installed (Debian package baresip-core)")
         base = port_block(16)
         try:
             phone = baresip.launch(
                 self.root / f"{user}-{base}", user=user, display=display, sip_port=base,
-                ctrl_port=base + 2, rtp_port=base + 4, rtp_timeout=rtp_timeout,
+                ctrl_port=base + 2, rtp_port=base + 4, rtp_timeout=rtp_timeout, lines=lines,
             )
         except PluginError as exc:
             unavailable(f"baresip would not start: {exc}")

@@ -14,6 +14,7 @@ from crmcore import Channel, Customer
 from crmcore.errors import NotFound, PluginError, ValidationError
 from crmcore.model import Score
 from crmcore.operational.calls import CallDesk, Identification, ScreenPop
+from crmcore.operational.routing import AgentState
 from crmcore.plugins import get_plugin_manager, open_adapter
 from crmcore.ports.telephony import CallEvent, CallEventKind, CallOutcome
 from crmcore_adapters.telephony import baresip
@@ -299,3 +300,55 @@ def test_desk_survives_a_record_it_cannot_write(phones: Phones, crm: crmcore.CRM
         assert desk.retry() == 0
     assert call_on_timeline(crm, ada.id, call_id).outcome == "no_answer"
 
+
+
+def test_when_callers_wait_the_platinum_customer_is_answered_first(
+    phones: Phones, crm: crmcore.CRM, recorder: Recorder
+) -> None:
+    ada = seed(crm)  # platinum, on CUSTOMER_NUMBER
+    plain = crm.customers.add(Customer.new("Pat Plain", phones=["+15550001111"]))
+    agent_phone = phones.start("agent100", lines=2)  # a hunt group gives each caller a line
+    plain_phone, platinum_phone = phones.start("+15550001111"), phones.start(CUSTOMER_NUMBER)
+    queue = crm.operational.calls.queue()
+    queue.set_agent(AgentState("agent100"))
+    with baresip.open_phone(agent_phone.url(agent="agent100")) as agent, \
+            baresip.open_phone(plain_phone.url()) as first, \
+            baresip.open_phone(platinum_phone.url()) as second:
+        second.subscribe(recorder)
+        crm.operational.calls.desk(agent, queue=queue)
+        waiting = first.dial(agent_phone.lines[0])
+        wait_until(lambda: waiting in queue.waiting)
+        vip = second.dial(agent_phone.lines[1])
+        wait_until(lambda: vip in queue.waiting)
+        assert (queue.waiting[vip].customer_id, queue.waiting[waiting].customer_id) == (ada.id, plain.id)
+        [assignment] = queue.dispatch()
+        assert (assignment.call_id, assignment.agent_id) == (vip, "agent100")
+        agent.answer(assignment.call_id)
+        recorder.wait(ANSWERED, call_id=vip)  # the platinum caller hears the agent
+        assert waiting in agent.live_calls()  # the other is still ringing
+        first.hangup(waiting)  # ...and gives up
+        wait_until(lambda: queue.outcomes[waiting].abandoned_at is not None)
+        agent.hangup(vip)
+        recorder.wait(ENDED, call_id=vip)
+    figures = queue.metrics()
+    assert (figures.by_tier["platinum"].answered, figures.by_tier["none"].abandoned) == (1, 1)
+    assert figures.overall.abandonment == 0.5
+    assert call_on_timeline(crm, ada.id, vip).outcome == "answered"
+    assert call_on_timeline(crm, plain.id, waiting).outcome == "no_answer"
+
+
+def test_one_line_cannot_pick_a_later_caller_and_says_so(phones: Phones, recorder: Recorder) -> None:
+    agent_phone = phones.start("agent100")
+    one, two = phones.start("+15550001111"), phones.start(CUSTOMER_NUMBER)
+    with baresip.open_phone(agent_phone.url(agent="agent100")) as agent, \
+            baresip.open_phone(one.url()) as first, baresip.open_phone(two.url()) as second:
+        agent.subscribe(recorder)
+        early = first.dial(agent_phone.sip_uri)
+        late = second.dial(agent_phone.sip_uri)
+        recorder.wait(RINGING, call_id=late)
+        with pytest.raises(PluginError, match="rings on the same line"):
+            agent.answer(late)
+        agent.hangup(early)
+        agent.answer(late)
+        recorder.wait(ANSWERED, call_id=late)
+        assert recorder.wait(ENDED, call_id=early).record.outcome is CallOutcome.REJECTED  # type: ignore[union-attr]

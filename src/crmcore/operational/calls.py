@@ -22,8 +22,8 @@ import attrs
 
 from crmcore import values as v
 from crmcore.errors import CRMError, IntegrityError, ValidationError
-from crmcore.model import Case, CaseKind, Channel, Customer, Interaction, Score
-from crmcore.operational.routing import WaitingCall
+from crmcore.model import Case, CaseKind, Channel, Customer, Direction, Interaction, Score
+from crmcore.operational.routing import DEFAULT_POLICY, CallQueue, RoutingPolicy, WaitingCall
 from crmcore.ports.telephony import CallEvent, CallEventKind, CallEvents, CallRecord, Telephony
 
 if TYPE_CHECKING:
@@ -194,12 +194,23 @@ class Calls:
                 agent=record.agent, service_point=service_point, cause=record.reason,
             )
 
+    def queue(self, policy: RoutingPolicy = DEFAULT_POLICY) -> CallQueue:
+        """A call queue on the CRM's clock; a `crmcore_route_call` plugin, if any, may override it."""
+        hook = self.crm.plugins.hook.crmcore_route_call
+        return CallQueue(clock=self.crm.clock, policy=policy,
+                         override=hook if hook.get_hookimpls() else None)
+
     def desk(
         self, phone: CallEvents, *, service_point: str | None = None, region: str | None = None,
-        on_pop: PopListener | None = None,
+        on_pop: PopListener | None = None, queue: CallQueue | None = None,
     ) -> CallDesk:
-        """Listen to a phone: identify callers as it rings, record every call as it ends."""
-        return CallDesk(self, phone, service_point=service_point, region=region, on_pop=on_pop)
+        """Listen to a phone: identify callers as it rings, record every call as it ends.
+
+        With a `queue`, inbound callers join it with their status as they ring, leave
+        it when answered, and count as abandoned if they hang up first.
+        """
+        return CallDesk(self, phone, service_point=service_point, region=region, on_pop=on_pop,
+                        queue=queue)
 
 
 class CallDesk:
@@ -207,9 +218,10 @@ class CallDesk:
 
     def __init__(
         self, calls: Calls, phone: CallEvents, *, service_point: str | None = None,
-        region: str | None = None, on_pop: PopListener | None = None,
+        region: str | None = None, on_pop: PopListener | None = None, queue: CallQueue | None = None,
     ) -> None:
         self.calls = calls
+        self.queue = queue
         self.phone = phone
         self.service_point = service_point
         self.region = region
@@ -244,7 +256,11 @@ class CallDesk:
         try:
             if event.kind is CallEventKind.RINGING:
                 self._ringing(event)
+            elif event.kind is CallEventKind.ANSWERED and self.queue is not None:
+                self.queue.answered(event.call_id)
             elif event.kind is CallEventKind.ENDED and event.record is not None:
+                if self.queue is not None:
+                    self.queue.abandon(event.call_id)
                 self._ended(event.record)
         except Exception:
             log.exception("call desk failed on %s %s", event.kind, event.call_id)
@@ -264,6 +280,8 @@ class CallDesk:
                 self.customers[event.call_id] = identified.customer.id
             pop = self.calls.screen_pop(identified.customer.id, call_id=event.call_id,
                                         number=identified.number)
+        if self.queue is not None and event.direction is Direction.INBOUND:
+            self.queue.enqueue(self.calls.waiting_call(event.call_id, pop, enqueued_at=event.at))
         if self.on_pop is not None:
             self.on_pop(event, identified, pop)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -324,13 +325,15 @@ class CallQueue:
         self.outcomes: dict[str, QueueOutcome] = {}
         self._order: list[tuple[float, datetime, str]] = []
         """Ranks of the waiting calls, kept sorted: the order never changes with time."""
+        self._lock = threading.RLock()
 
     def enqueue(self, call: WaitingCall) -> None:
-        if call.call_id in self.outcomes:
-            raise ValidationError("call_id", call.call_id, "was already queued")
-        self.waiting[call.call_id] = call
-        bisect.insort(self._order, self.policy.rank(call))
-        self.outcomes[call.call_id] = QueueOutcome(call.call_id, call.tier, call.enqueued_at)
+        with self._lock:
+            if call.call_id in self.outcomes:
+                raise ValidationError("call_id", call.call_id, "was already queued")
+            self.waiting[call.call_id] = call
+            bisect.insort(self._order, self.policy.rank(call))
+            self.outcomes[call.call_id] = QueueOutcome(call.call_id, call.tier, call.enqueued_at)
 
     def _leave(self, call_id: str) -> WaitingCall | None:
         call = self.waiting.pop(call_id, None)
@@ -344,29 +347,40 @@ class CallQueue:
         return (self.waiting[rank[2]] for rank in self._order)
 
     def abandon(self, call_id: str) -> None:
-        """The caller hung up while waiting."""
-        if self._leave(call_id) is not None:
-            self.outcomes[call_id] = attrs.evolve(self.outcomes[call_id], abandoned_at=self.clock())
+        """The caller hung up while waiting (a call no longer waiting is left alone)."""
+        with self._lock:
+            if self._leave(call_id) is not None:
+                self.outcomes[call_id] = attrs.evolve(self.outcomes[call_id], abandoned_at=self.clock())
+
+    def answered(self, call_id: str) -> None:
+        """Someone picked the call up without waiting for `dispatch`."""
+        with self._lock:
+            if self._leave(call_id) is not None:
+                self.outcomes[call_id] = attrs.evolve(self.outcomes[call_id], answered_at=self.clock())
 
     def set_agent(self, agent: AgentState) -> None:
-        self.agents[agent.id] = agent
+        with self._lock:
+            self.agents[agent.id] = agent
 
     def finished(self, agent_id: str) -> None:
         """An agent ended a call and has room for another."""
-        agent = self.agents[agent_id]
-        self.agents[agent_id] = attrs.evolve(agent, busy=max(agent.busy - 1, 0))
+        with self._lock:
+            agent = self.agents[agent_id]
+            self.agents[agent_id] = attrs.evolve(agent, busy=max(agent.busy - 1, 0))
 
     def dispatch(self) -> list[Assignment]:
         """Route now and apply the result: calls leave the queue, agents get busier."""
-        now = self.clock()
-        chosen = route(self.in_order(), self.agents.values(), now, self.policy, self.override,
-                       presorted=True)
-        for item in chosen:
-            self._leave(item.call_id)
-            agent = self.agents[item.agent_id]
-            self.agents[item.agent_id] = attrs.evolve(agent, busy=agent.busy + 1)
-            self.outcomes[item.call_id] = attrs.evolve(self.outcomes[item.call_id], answered_at=now)
-        return chosen
+        with self._lock:
+            now = self.clock()
+            chosen = route(self.in_order(), self.agents.values(), now, self.policy, self.override,
+                           presorted=True)
+            for item in chosen:
+                self._leave(item.call_id)
+                agent = self.agents[item.agent_id]
+                self.agents[item.agent_id] = attrs.evolve(agent, busy=agent.busy + 1)
+                self.outcomes[item.call_id] = attrs.evolve(self.outcomes[item.call_id], answered_at=now)
+            return chosen
 
     def metrics(self, threshold: timedelta = timedelta(seconds=20)) -> QueueMetrics:
-        return metrics(self.outcomes.values(), threshold)
+        with self._lock:
+            return metrics(list(self.outcomes.values()), threshold)

@@ -133,6 +133,8 @@ class BaresipPhone:
         self._replies: dict[str, tuple[threading.Event, list[dict[str, Any]]]] = {}
         self._dialling: dict[str, list[tuple[datetime, threading.Event, list[str]]]] = {}
         self._hung_up: set[str] = set()
+        self._lines: dict[str, tuple[str, bool]] = {}
+        """Call id -> (the account it is on, inbound?): baresip acts per account."""
         self._timers: dict[str, threading.Timer] = {}
         self._state = threading.Lock()
         self._commands = threading.Lock()
@@ -221,10 +223,23 @@ class BaresipPhone:
         return f"sip:{v.phone(number, 'number')}@{self.gateway}{tail}"
 
     def _on_call(self, call_id: str, command: str) -> None:
-        """baresip acts on its "current call": select ours first, with no other thread in between."""
+        """baresip acts on its current line and call: select ours first, no other thread in between."""
         with self._selecting:
             if not self.tracker.is_live(call_id):
                 raise NotFound("call", call_id)
+            with self._state:
+                line = self._lines.get(call_id)
+                others = [c for c, (aor, inbound) in self._lines.items()
+                          if line and c != call_id and aor == line[0] and inbound]
+            if command == "accept" and any(not self.tracker.answered(c) for c in others):
+                # baresip 1.0 first holds the line's other call; an unanswered one cannot be
+                # held, and then nothing is answered at all
+                raise PluginError(
+                    f"{self.url}: call {call_id} cannot be answered while another call rings on "
+                    f"the same line {line[0] if line else ''}; give the phone more lines"
+                )
+            if line:
+                self._command("uafind", line[0])
             self._command("callfind", call_id)
             self._command(command)
 
@@ -319,12 +334,17 @@ class BaresipPhone:
                                                           "CALL_PROGRESS", "CALL_OUTGOING",
                                                           "CALL_ESTABLISHED", "CALL_CLOSED"):
             self._start(call_id, peer, str(event.get("peerdisplayname", "")), outgoing)
+            aor = event.get("accountaor")
+            if isinstance(aor, str) and _URI.match(aor):
+                with self._state:
+                    self._lines[call_id] = (aor, not outgoing)
         if kind == "CALL_ESTABLISHED":
             self.tracker.answer(call_id)
         elif kind == "CALL_CLOSED":
             with self._state:
                 ours = call_id in self._hung_up
                 self._hung_up.discard(call_id)
+                self._lines.pop(call_id, None)
                 timer = self._timers.pop(call_id, None)
             if timer:
                 timer.cancel()
@@ -379,8 +399,9 @@ class Baresip:
     """A baresip process on loopback with its own config directory; stop() sends SIGTERM."""
 
     def __init__(self, process: subprocess.Popen[bytes], ctrl_port: int, sip_port: int, user: str,
-                 directory: Path) -> None:
+                 directory: Path, lines: int = 1) -> None:
         self.process = process
+        self.lines = [f"sip:{line}@127.0.0.1:{sip_port}" for line in line_users(user, lines)]
         self.ctrl_port = ctrl_port
         self.sip_port = sip_port
         self.user = user
@@ -408,6 +429,10 @@ class Baresip:
         if self.process.poll() is None:
             os.kill(self.process.pid, signal.SIGKILL)
             self.process.wait()
+
+
+def line_users(user: str, lines: int) -> list[str]:
+    return [user] + [f"{user}-{n}" for n in range(2, lines + 1)]
 
 
 CONFIG = """\
@@ -440,6 +465,7 @@ def launch(
     rtp_port: int,
     display: str | None = None,
     rtp_timeout: int = 2,
+    lines: int = 1,
     modules: str = "/usr/lib/baresip/modules",
     binary: str = "baresip",
     ready_within: float = 5.0,
@@ -447,7 +473,8 @@ def launch(
     """Start baresip with a private config (SIP on sip_port and sip_port+1) and wait for ctrl_tcp.
 
     `user` is the account's user part, e.g. an E.164 number for a customer's phone:
-    that is the caller ID the other side sees.
+    that is the caller ID the other side sees. `lines` > 1 adds accounts `user-2`,
+    `user-3`...: one ringing call per line, as a hunt group would hand them out.
     """
     if not re.fullmatch(r"[A-Za-z0-9+._-]{1,64}", user):
         raise ValidationError("user", user, "must be a SIP user part of letters, digits, + . _ -")
@@ -458,9 +485,10 @@ def launch(
         rtp_port=rtp_port, rtp_end=rtp_port + 9, rtp_timeout=rtp_timeout,
     ))
     shown = (display or user).replace('"', "")
-    (directory / "accounts").write_text(
-        f'"{shown}" <sip:{user}@127.0.0.1:{sip_port}>;regint=0;answermode=manual\n'
-    )
+    (directory / "accounts").write_text("".join(
+        f'"{shown}" <sip:{line}@127.0.0.1:{sip_port}>;regint=0;answermode=manual\n'
+        for line in line_users(user, lines)
+    ))
     try:
         process = subprocess.Popen(
             [binary, "-f", str(directory)], stdin=subprocess.DEVNULL,
@@ -468,7 +496,7 @@ def launch(
         )
     except OSError as exc:
         raise PluginError(f"cannot start {binary}: {exc}") from exc
-    phone = Baresip(process, ctrl_port, sip_port, user, directory)
+    phone = Baresip(process, ctrl_port, sip_port, user, directory, lines)
     deadline = time.monotonic() + ready_within
     while time.monotonic() < deadline:
         if process.poll() is not None:
