@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import phonenumbers
@@ -15,6 +16,8 @@ from crmcore import Channel, Customer
 from crmcore.errors import ValidationError
 from crmcore.model import Score
 from crmcore.operational.calls import number_of
+from crmcore.operational.routing import AgentState, Assignment, WaitingCall
+from crmcore.plugins import make_plugin_manager
 from crmcore.ports.telephony import CallOutcome, CallRecord
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -154,3 +157,22 @@ def test_call_records_refuse_impossible_times() -> None:
     with pytest.raises(ValidationError, match="outcome"):
         record(answered_at=None)
     assert record(answered_at=None, outcome="busy").duration == timedelta(0)
+
+
+def test_the_crm_queue_runs_on_its_clock_and_asks_routing_plugins(tmp_path: Path) -> None:
+    from tests.telephony.test_routing import VipDesk
+
+    pm = make_plugin_manager()
+    pm.register(VipDesk())
+    now = [T0]
+    with crmcore.open(f"sqlite:///{tmp_path / 'q.db'}", plugins=pm, clock=lambda: now[0]) as crm:
+        queue = crm.operational.calls.queue()
+        queue.set_agent(AgentState("adam"))
+        queue.set_agent(AgentState("zoe"))
+        queue.enqueue(WaitingCall("c1", T0, tier="platinum"))
+        queue.enqueue(WaitingCall("c2", T0, tier="gold"))
+        now[0] = T0 + timedelta(seconds=3)
+        assert set(queue.dispatch()) == {Assignment("c1", "adam"), Assignment("c2", "zoe", by="plugin")}
+        assert queue.outcomes["c2"].wait == timedelta(seconds=3)
+    with crmcore.open(f"sqlite:///{tmp_path / 'p.db'}", plugins=make_plugin_manager()) as plain:
+        assert plain.operational.calls.queue().override is None  # no plugin routes: the default does
