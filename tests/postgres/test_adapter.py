@@ -64,7 +64,8 @@ def test_select_binds_parameters(storage: PostgresStorage) -> None:
 
 @pytest.mark.parametrize(
     ("options", "message"),
-    [({"schema": "bad name; DROP"}, "schema"), ({"statement_timeout": "soon"}, "statement_timeout"),
+    [({"schema": "bad name; DROP"}, "schema"), ({"schema": "Sales"}, "lower-case"),
+     ({"statement_timeout": "soon"}, "statement_timeout"),
      ({"pool_max": "-1"}, "pool_max")],
 )
 def test_bad_options_name_the_option(schemas: Schemas, options: dict[str, str], message: str) -> None:
@@ -153,3 +154,26 @@ def test_a_failed_migration_leaves_the_previous_version(
     with storage.transaction() as uow:
         assert uow.select("SELECT version FROM schema_version") == [(shipped,)]
         assert uow.select("SELECT to_regclass('extra') IS NULL") == [(True,)]
+
+
+def test_a_bad_password_or_database_says_why_at_once(schemas: Schemas) -> None:
+    url = with_options(schemas.server.rsplit("/", 1)[0] + "/no_such_database_here", password="hunter2")
+    with pytest.raises(StorageError) as caught:
+        PostgresStorage(url)
+    assert "no_such_database_here" in str(caught.value)
+    assert "hunter2" not in str(caught.value)
+
+
+def test_libpq_options_in_the_url_are_kept(schemas: Schemas) -> None:
+    store = PostgresStorage(schemas.url(options="-c work_mem=7MB"))
+    try:
+        with store.transaction() as uow:
+            assert uow.select("SELECT current_setting('work_mem')") == [("7MB",)]
+    finally:
+        store.close()
+
+
+def test_a_closed_storage_refuses_with_a_storage_error(storage: PostgresStorage) -> None:
+    storage.close()
+    with pytest.raises(StorageError), storage.transaction():
+        pass

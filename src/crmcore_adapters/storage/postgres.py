@@ -136,7 +136,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 
 BULK_BATCH = 5_000
 OWN_OPTIONS = ("schema", "statement_timeout", "pool_min", "pool_max", "pool_timeout")
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _INSERT = re.compile(r"INSERT INTO (\w+) \(([\w, ]+)\) VALUES")
 
 
@@ -159,17 +159,26 @@ def _number(url: str, options: dict[str, str], name: str, default: float) -> flo
 
 
 def redact(url: str) -> str:
-    """The URL with its password hidden, for messages and repr."""
+    """The URL with its password (in the authority or the query) hidden, for messages and repr."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+    if parts.password is not None:
+        host = parts.netloc.rsplit("@", 1)[1]
+        parts = parts._replace(netloc=f"{parts.username}:***@{host}")
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if any(k == "password" for k, _ in query):
+        hidden = [(k, "***" if k == "password" else v) for k, v in query]
+        parts = parts._replace(query=urlencode(hidden, safe="*"))
+    return urlunsplit(parts)
+
+
+def _detail(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def translate(exc: psycopg.Error, where: str) -> StorageError:
     """The crmcore error for a driver error; the caller has rolled back already."""
-    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    detail = _detail(exc)
     if isinstance(exc, psycopg.IntegrityError):
         return IntegrityError(f"{where}: {detail}")
     if isinstance(exc, pg_errors.QueryCanceled):
@@ -189,42 +198,42 @@ class PostgresStorage:
         self._where = redact(url)
         parts = urlsplit(url)
         query = parse_qsl(parts.query, keep_blank_values=True)
-        options = {k: v for k, v in query if k in OWN_OPTIONS}
-        self.schema = options.get("schema")
+        own = {k: v for k, v in query if k in OWN_OPTIONS}
+        self.schema = own.get("schema")
         if self.schema is not None and not _IDENTIFIER.fullmatch(self.schema):
-            raise ValidationError("url", self._where, "schema must be a plain SQL identifier")
-        settings = ["-c TimeZone=UTC"]
+            raise ValidationError(
+                "url", self._where, "schema must be a lower-case SQL identifier ([a-z_][a-z0-9_]*)"
+            )
+        settings = [v for k, v in query if k == "options"] + ["-c TimeZone=UTC"]
         if self.schema is not None:
             settings.append(f"-c search_path={self.schema}")
-        timeout = int(_number(url, options, "statement_timeout", 0))
+        timeout = int(_number(url, own, "statement_timeout", 0))
         if timeout:
             settings.append(f"-c statement_timeout={timeout}")
-        conninfo = urlunsplit(
-            parts._replace(
-                scheme="postgresql",
-                query=urlencode([(k, v) for k, v in query if k not in OWN_OPTIONS]),
-            )
-        )
-        pool_max = int(_number(url, options, "pool_max", 10)) or 1
+        conninfo = urlunsplit(parts._replace(
+            scheme="postgresql",
+            query=urlencode([(k, v) for k, v in query if k not in (*OWN_OPTIONS, "options")]),
+        ))
+        pool_max = int(_number(url, own, "pool_max", 10)) or 1
+        wait = _number(url, own, "pool_timeout", 30)
+        connection = {"options": " ".join(settings)}
+        try:  # one plain connection first: libpq's reason (refused, bad password) at once
+            psycopg.connect(conninfo, options=connection["options"]).close()
+        except psycopg.Error as exc:
+            raise StorageError(f"cannot connect to {self._where}: {_detail(exc)}") from None
         self._pool = ConnectionPool(
-            conninfo,
-            min_size=min(int(_number(url, options, "pool_min", 1)), pool_max),
-            max_size=pool_max,
-            timeout=_number(url, options, "pool_timeout", 30),
-            kwargs={"options": " ".join(settings)},
-            open=False,
+            conninfo, min_size=min(int(_number(url, own, "pool_min", 1)), pool_max),
+            max_size=pool_max, timeout=wait, kwargs=connection, open=False,
             name=f"crmcore {self._where}",
         )
         self._local = threading.local()
         try:
-            self._pool.open(wait=True, timeout=_number(url, options, "pool_timeout", 30))
-        except PoolTimeout as exc:
-            self._pool.close()
-            raise StorageError(f"cannot connect to {self._where}: {exc}") from None
-        try:
+            self._pool.open(wait=True, timeout=wait)
             self.migrate()
-        except BaseException:
+        except BaseException as exc:
             self._pool.close()
+            if isinstance(exc, PoolTimeout):
+                raise StorageError(f"cannot connect to {self._where}: {_detail(exc)}") from None
             raise
 
     def __repr__(self) -> str:
@@ -265,8 +274,8 @@ class PostgresStorage:
         for _ in range(2):
             try:
                 conn = self._pool.getconn()
-            except PoolTimeout as exc:
-                raise StorageError(f"no connection to {self._where}: {exc}") from None
+            except psycopg.Error as exc:  # PoolTimeout, PoolClosed
+                raise StorageError(f"no connection to {self._where}: {_detail(exc)}") from None
             try:
                 ConnectionPool.check_connection(conn)
             except psycopg.Error:
