@@ -197,6 +197,7 @@ def test_json_errors_point_into_the_canonical_text() -> None:
     with pytest.raises(RuleError) as caught:
         parse_json(data)
     assert caught.value.column == 1 and "tier" in caught.value.suggestions
+    bad: object
     for bad in ({"node": "Nope"}, {"node": "Compare"}, [], "tier", {"node": "IsNull", "term": {"node": "Now"},
                                                                    "extra": 1}):
         with pytest.raises(RuleError):
