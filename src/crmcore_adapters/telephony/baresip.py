@@ -63,7 +63,7 @@ class NetstringDecoder:
         frames = []
         while self._buffer:
             head, colon, rest = self._buffer.partition(b":")
-            if (colon or head) and (not head.isdigit() or len(head) > digits):
+            if not head.isdigit() or len(head) > digits:
                 raise ValidationError("netstring", head[:40], "has no valid length prefix")
             if not colon:
                 break
@@ -174,8 +174,9 @@ class BaresipPhone:
                 raise PluginError(f"baresip reported no call for dial {uri}")
         finally:
             with self._state:
-                pending = self._dialling.get(uri, [])
-                self._dialling[uri] = [p for p in pending if p[1] is not matched]
+                pending = [p for p in self._dialling.pop(uri, []) if p[1] is not matched]
+                if pending:
+                    self._dialling[uri] = pending
         call_id = found[0]
         limit = self.no_answer_after if no_answer_after is None else no_answer_after
         if limit and self.tracker.is_live(call_id):
@@ -192,7 +193,12 @@ class BaresipPhone:
     def hangup(self, call_id: str) -> None:
         with self._state:
             self._hung_up.add(call_id)
-        self._on_call(call_id, "hangup")
+        try:
+            self._on_call(call_id, "hangup")
+        except NotFound:
+            with self._state:
+                self._hung_up.discard(call_id)
+            raise
 
     def close(self) -> None:
         """Disconnect; calls still live end as FAILED (the phone process is left running)."""
@@ -298,8 +304,9 @@ class BaresipPhone:
             self.tracker.fault(exc)
             reason = f"phone vanished: control stream corrupt ({exc.reason})"
         except OSError as exc:
-            if not self._closed.is_set():
-                reason = f"phone vanished: {exc}"
+            reason = f"phone vanished: {exc}"
+        if self._closed.is_set():
+            reason = "the phone was closed by crmcore during the call"
         self._closed.set()
         with self._state:
             waiting = list(self._replies.values())
