@@ -249,7 +249,7 @@ def test_bad_configuration_is_refused_up_front(crm: crmcore.CRM) -> None:
 _header_safe = st.text(st.characters(blacklist_categories=("Cc", "Cs")), min_size=1, max_size=60)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(name=_header_safe, value=st.text(max_size=40))
 def test_a_rendered_subject_survives_the_wire_or_is_refused(name: str, value: str) -> None:
     """Law: what the template renders is exactly what the recipient reads, or a ValidationError."""
@@ -266,7 +266,7 @@ def test_a_rendered_subject_survives_the_wire_or_is_refused(name: str, value: st
         assert any((ord(ch) < 32 and ch != "\t") or ord(ch) == 127 or 0x80 <= ord(ch) < 0xA0 for ch in value)
         return
     back = message_from_bytes(message.as_bytes(), policy=policy.default)
-    assert back["Subject"] == f"{name}: {value}"
+    assert back["Subject"] == f"{name}: {value}".strip()
     assert back["To"].addresses[0].addr_spec == "x@example.org"
     assert back["Bcc"] is None and back["Cc"] is None
 
@@ -278,3 +278,48 @@ class _NoTransport:
     def close(self) -> None:
         pass
 
+
+
+def test_send_many_keeps_order_and_every_rule_of_send(
+    crm: crmcore.CRM, recorder: Recorder, smtp_port: int, events: Events
+) -> None:
+    people = [
+        customer(crm, "Ada", "ada@example.org", "marketing"),
+        customer(crm, "Silent", "silent@example.org"),
+        customer(crm, "Eve\nBcc: x@y.z", "eve@example.org", "marketing"),
+        customer(crm, "Bob", "bob@example.org", "marketing"),
+        customer(crm, "Cy", "cy@example.org", "marketing"),
+    ]
+    recorder.replies = ["250 OK", "550 5.1.1 no such user"]  # Ada accepted (not stored), Bob refused
+    out = mailer(crm, f"smtp://127.0.0.1:{smtp_port}")
+
+    outcomes = list(out.send_many([p.id for p in people], NEWS, purpose="marketing",
+                                  context=lambda c: {"code": c.name[:2]}))
+
+    assert [o.customer_id for o in outcomes] == [p.id for p in people]
+    assert [o.status for o in outcomes] == [
+        Status.SENT, Status.REFUSED, Status.FAILED, Status.FAILED, Status.SENT]
+    assert isinstance(outcomes[2].error, ValidationError) and outcomes[2].attempts == 0
+    assert isinstance(outcomes[3].error, DeliveryError) and not outcomes[3].error.temporary
+    for person, outcome in zip(people, outcomes, strict=True):
+        logged = crm.interactions.timeline(person.id)
+        expected = [outcome.message_id] if outcome.status is Status.SENT else []
+        assert [i.reference for i in logged] == expected
+    assert parsed(recorder.messages[-1][2])["To"].addresses[0].addr_spec == "cy@example.org"
+    assert len(events.topic("email.failed")) == 2 and len(events.topic("email.refused")) == 1
+
+
+def test_stopping_send_many_early_still_logs_what_went_out(
+    crm: crmcore.CRM, recorder: Recorder, smtp_port: int
+) -> None:
+    people = [customer(crm, f"P{i}", f"p{i}@example.org", "marketing") for i in range(5)]
+    out = mailer(crm, f"smtp://127.0.0.1:{smtp_port}")
+
+    run = out.send_many([p.id for p in people], NEWS, purpose="marketing", context={"code": "1"}, batch=2)
+    first = next(run)
+    run.close()
+
+    assert first.status is Status.SENT
+    delivered = {rcpt for _, rcpts, _ in recorder.messages for rcpt in rcpts}
+    logged = {p.emails[0] for p in people if crm.interactions.timeline(p.id)}
+    assert delivered == logged == {"p0@example.org", "p1@example.org"}

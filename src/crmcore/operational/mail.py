@@ -28,7 +28,7 @@ import threading
 import time
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from email import policy
 from email.headerregistry import Address
@@ -221,30 +221,100 @@ class Mailer:
         Bad input (a template value missing, a line break headed for a header)
         raises ValidationError before anything is sent.
         """
+        drafted = self._draft(
+            customer_id, template, purpose, context, to=to, in_reply_to=in_reply_to, case_id=case_id,
+            agent=agent,
+        )
+        if isinstance(drafted, Outcome):
+            return drafted
+        return self._settle(drafted, *self._transmit(drafted.message))
+
+    def send_many(
+        self,
+        customer_ids: Iterable[str],
+        template: Template,
+        *,
+        purpose: str,
+        context: Mapping[str, object] | Callable[[Customer], Mapping[str, object]] | None = None,
+        batch: int = 50,
+    ) -> Iterator[Outcome]:
+        """`send` to each customer in turn (a campaign), yielding outcomes in the same order.
+
+        Consent, retries and "only what the server took is logged" work as in
+        `send`; the timeline is written in one transaction per `batch` messages,
+        so a campaign pays for the SMTP exchange rather than a commit per message
+        (a crash may then lose the timeline entries of at most one batch already
+        sent). A customer whose data cannot make a valid message comes out FAILED
+        with the ValidationError instead of stopping the run; stopping the
+        iteration early still logs what went out.
+        """
+        pending: list[Outcome | tuple[_Draft, int, DeliveryError | None]] = []
+        try:
+            for customer_id in customer_ids:
+                try:
+                    drafted = self._draft(customer_id, template, purpose, context)
+                except ValidationError as error:
+                    drafted = self._failed(customer_id, purpose, template, None, error, 0)
+                pending.append(
+                    drafted if isinstance(drafted, Outcome) else (drafted, *self._transmit(drafted.message))
+                )
+                if len(pending) >= batch:
+                    ready, pending = self._settle_all(pending), []
+                    yield from ready
+            ready, pending = self._settle_all(pending), []
+            yield from ready
+        finally:
+            if pending:  # the caller stopped early, or a send raised: what went out is still logged
+                self._settle_all(pending)
+
+    def _settle_all(self, items: list[Outcome | tuple[_Draft, int, DeliveryError | None]]) -> list[Outcome]:
+        with self.crm.transaction():
+            return [item if isinstance(item, Outcome) else self._settle(*item) for item in items]
+
+    def _draft(
+        self,
+        customer_id: str,
+        template: Template,
+        purpose: str,
+        context: Mapping[str, object] | Callable[[Customer], Mapping[str, object]] | None,
+        **fields: Any,
+    ) -> _Draft | Outcome:
+        """The consent check and the composed message, or the refusal (recorded)."""
         purpose = v.name(purpose, "purpose")
         customer = self.crm.customers.get(customer_id)
         if purpose not in self.exempt and not customer.has_consent(purpose, Channel.EMAIL):
             return self._refused(customer, purpose, template)
+        values = context(customer) if callable(context) else context
         message = self.compose(
-            customer, template, purpose=purpose, context=context, to=to, in_reply_to=in_reply_to
+            customer, template, purpose=purpose, context=values, to=fields.pop("to", None),
+            in_reply_to=fields.get("in_reply_to"),
         )
-        message_id = str(message["Message-ID"])
+        return _Draft(customer.id, purpose, template, message, **fields)
+
+    def _transmit(self, message: EmailMessage) -> tuple[int, DeliveryError | None]:
+        """Hand the message over, retrying temporary failures: (attempts, final error or None)."""
         attempt = 0
         while True:
             attempt += 1
             try:
                 self.transport.send(message)
-                break
+                return attempt, None
             except DeliveryError as error:
                 if not error.temporary or attempt >= self.attempts:
-                    return self._failed(customer, purpose, template, message_id, error, attempt)
+                    return attempt, error
                 self.sleep(self.backoff * 2 ** (attempt - 1))
+
+    def _settle(self, draft: _Draft, attempts: int, error: DeliveryError | None) -> Outcome:
+        """Only a message the server took goes onto the timeline."""
+        message_id = str(draft.message["Message-ID"])
+        if error is not None:
+            return self._failed(draft.customer_id, draft.purpose, draft.template, message_id, error, attempts)
         interaction = self.crm.interactions.log(
-            customer.id, channel=Channel.EMAIL, direction=Direction.OUTBOUND,
-            subject=_clean(str(message["Subject"]), 1000), reference=message_id,
-            in_reply_to=_first_id(in_reply_to), case_id=case_id, agent=agent,
+            draft.customer_id, channel=Channel.EMAIL, direction=Direction.OUTBOUND,
+            subject=_clean(str(draft.message["Subject"]), 1000), reference=message_id,
+            in_reply_to=_first_id(draft.in_reply_to), case_id=draft.case_id, agent=draft.agent,
         )
-        return Outcome(Status.SENT, customer.id, message_id, interaction, attempts=attempt)
+        return Outcome(Status.SENT, draft.customer_id, message_id, interaction, attempts=attempts)
 
     def compose(
         self,
@@ -267,7 +337,7 @@ class Mailer:
         message = EmailMessage(policy=policy.SMTP)
         message["From"] = self.sender
         message["To"] = _address(address, "to", display_name=customer.name)
-        message["Subject"] = _header_text(subject, "subject")
+        message["Subject"] = _header_text(subject, "subject").strip()  # the wire keeps no outer blanks
         message["Date"] = format_datetime(self.crm.clock())
         message["Message-ID"] = make_msgid(domain=self.sender.domain)
         reply = _first_id(in_reply_to)
@@ -290,18 +360,31 @@ class Mailer:
         return Outcome(Status.REFUSED, customer.id, error=ConsentError(f"customer {customer.id}: {reason}"))
 
     def _failed(
-        self, customer: Customer, purpose: str, template: Template, message_id: str,
-        error: DeliveryError, attempts: int,
+        self, customer_id: str, purpose: str, template: Template, message_id: str | None,
+        error: CRMError, attempts: int,
     ) -> Outcome:
         with self.crm.transaction():
             self.crm.emit(
-                "email.failed", customer.id, purpose=purpose, template=template.name,
+                "email.failed", customer_id, purpose=purpose, template=template.name,
                 message_id=message_id, reason=str(error), attempts=attempts,
             )
-        return Outcome(Status.FAILED, customer.id, message_id, error=error, attempts=attempts)
+        return Outcome(Status.FAILED, customer_id, message_id, error=error, attempts=attempts)
 
     def close(self) -> None:
         self.transport.close()
+
+
+@attrs.frozen
+class _Draft:
+    """A message composed for a customer who consented, not yet handed over."""
+
+    customer_id: str
+    purpose: str
+    template: Template
+    message: EmailMessage
+    in_reply_to: str | None = None
+    case_id: str | None = None
+    agent: str | None = None
 
 
 def _values(customer: Customer, address: str, context: Mapping[str, object] | None) -> dict[str, str]:
