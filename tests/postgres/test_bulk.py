@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from crmcore import model as m
-from crmcore.errors import IntegrityError
+from crmcore.errors import IntegrityError, ValidationError
 from crmcore.testing import strategies as s
 from crmcore.testing.contract import T0, customer, interaction, purchase
 from crmcore_adapters.storage.postgres import BULK_BATCH, PostgresStorage
@@ -58,6 +58,18 @@ def test_a_clash_in_a_late_batch_undoes_the_early_ones(storage: PostgresStorage)
     with storage.transaction() as uow:
         assert (uow.customers.count(), uow.purchases.count(), uow.interactions.count()) == (0, 0, 0)
         assert uow.select("SELECT count(*) FROM customer_emails") == [(0,)]
+    assert storage.bulk_import(stream(2, 1)) == 6
+
+
+def test_a_bad_record_while_a_copy_is_open_leaves_nothing(storage: PostgresStorage) -> None:
+    def broken() -> Iterator[Any]:
+        yield from stream(PEOPLE, 1)
+        yield "not a record"
+    with pytest.raises(ValidationError) as caught:
+        storage.bulk_import(broken())
+    assert caught.value.field == "item"
+    with storage.transaction() as uow:
+        assert (uow.customers.count(), uow.purchases.count()) == (0, 0)
     assert storage.bulk_import(stream(2, 1)) == 6
 
 

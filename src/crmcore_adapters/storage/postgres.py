@@ -1,8 +1,8 @@
 """PostgreSQL storage: the server-grade backend (`postgresql://user@host/db`).
 
 A `psycopg_pool` connection pool shared by every thread; each transaction takes
-one connection (checked before use, so a restarted server costs one failed
-transaction at most) and runs at READ COMMITTED: the shared SQL's
+one connection (checked before use, so after a server restart the next transaction
+runs on a fresh one) and runs at READ COMMITTED: the shared SQL's
 `UPDATE ... WHERE version = ?` waits for a concurrent writer and then finds the
 version moved, so a stale write is a `ConflictError`, never a lost update.
 Bulk imports stream through COPY; the outbox is claimed `FOR UPDATE SKIP LOCKED`
@@ -365,11 +365,13 @@ class Copies:
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        if exc[0] is None:
+        if exc[0] is not None:  # abort the open COPY with the error
+            self.open.__exit__(*exc)
+            return
+        with self.open:
             for statement, rows in self.pending.items():
                 if rows:
                     self._write(statement, rows)
-        self.open.__exit__(*exc)
 
 
 def _rollback(conn: psycopg.Connection[Any]) -> None:
