@@ -84,23 +84,19 @@ def test_screen_pop_gathers_everything_and_degrades_without_analytics(crm: crmco
     pop = crm.operational.calls.screen_pop(ada.id, call_id="c1", recent=3)
     assert [c.subject for c in pop.open_cases] == ["Wrong invoice"] and pop.open_complaint
     assert [i.service_point for i in pop.recent] == ["paris-cc", "portal", "lyon"]
-    assert pop.scores == {} and pop.score("churn") is None
-    assert pop.next_offer is None or hasattr(crm.analytical, "next_offer")
+    assert pop.scores == {} and pop.score("churn") is None and pop.next_offer is None
     queued = crm.operational.calls.waiting_call("c1", pop, enqueued_at=T0, skills=("billing",))
     assert (queued.tier, queued.open_complaint, queued.churn_risk, queued.value) == ("gold", True, 0.0, 0.0)
 
 
-def test_screen_pop_takes_scores_and_the_next_offer_when_analytics_has_them(crm: crmcore.CRM) -> None:
+def test_screen_pop_takes_scores_and_the_next_offer_from_analytics(crm: crmcore.CRM) -> None:
     ada = customer(crm, "Ada", "+33612345678", tier="platinum")
     with crm.transaction() as uow:
-        uow.scores.put([Score(ada.id, "churn", T0, 0.7), Score(ada.id, "clv", T0, 12_000.0)])
-    offers: dict[str, str] = {ada.id: "travel-insurance"}
-    crm.analytical.__dict__["next_offer"] = offers.get  # what the analytical family will offer
-    try:
-        pop = crm.operational.calls.screen_pop(ada.id)
-    finally:
-        del crm.analytical.__dict__["next_offer"]
-    assert pop.next_offer == "travel-insurance"
+        uow.scores.put([Score(ada.id, "churn", T0, 0.7), Score(ada.id, "clv", T0, 12_000.0),
+                        Score(ada.id, "next_offer", T0, 0.6, label="travel-insurance")])
+    pop = crm.operational.calls.screen_pop(ada.id)
+    offer = crm.analytical.next_offer(ada.id)
+    assert pop.next_offer == offer and offer is not None and offer.label == "travel-insurance"
     queued = crm.operational.calls.waiting_call("c9", pop, enqueued_at=T0)
     assert (queued.churn_risk, queued.value, queued.tier) == (0.7, 12_000.0, "platinum")
     stranger = crm.operational.calls.waiting_call("c10", None, enqueued_at=T0)
@@ -176,3 +172,18 @@ def test_the_crm_queue_runs_on_its_clock_and_asks_routing_plugins(tmp_path: Path
         assert queue.outcomes["c2"].wait == timedelta(seconds=3)
     with crmcore.open(f"sqlite:///{tmp_path / 'p.db'}", plugins=make_plugin_manager()) as plain:
         assert plain.operational.calls.queue().override is None  # no plugin routes: the default does
+
+
+def test_screen_pop_degrades_when_analytics_fails_or_is_absent(crm: crmcore.CRM) -> None:
+    ada = customer(crm, "Ada", "+33612345678")
+
+    def broken(customer_id: str) -> None:
+        raise crmcore.StorageError("scores table is being rebuilt")
+
+    crm.analytical.__dict__.update(latest_scores=broken, next_offer=None)  # a failing and a missing part
+    try:
+        pop = crm.operational.calls.screen_pop(ada.id)
+    finally:
+        crm.analytical.__dict__.pop("latest_scores")
+        crm.analytical.__dict__.pop("next_offer")
+    assert (pop.customer.id, pop.scores, pop.next_offer) == (ada.id, {}, None)

@@ -121,24 +121,24 @@ class Calls:
         self, customer_id: str, *, call_id: str | None = None, number: str | None = None,
         recent: int = 10,
     ) -> ScreenPop:
-        with self.crm.transaction() as uow:
-            customer = uow.customers.get(customer_id)
-            cases = tuple(c for c in uow.cases.for_customer(customer_id) if c.status.is_open)
-            timeline = tuple(uow.interactions.for_customer(customer_id, limit=recent))
-            store = getattr(uow, "scores", None)
-            scores = {s.scorer: s for s in store.for_customer(customer_id)} if store else {}
-        return ScreenPop(customer, cases, timeline, scores, self._next_offer(customer_id),
-                         call_id, number)
+        with self.crm.transaction():
+            customer = self.crm.customers.get(customer_id)
+            cases = tuple(self.crm.cases.for_customer(customer_id, open_only=True))
+            timeline = tuple(self.crm.interactions.timeline(customer_id, limit=recent))
+        # outside the transaction: a failing analytics read must not spoil the one above
+        scores = self._analytics("latest_scores", customer_id) or {}
+        offer = self._analytics("next_offer", customer_id)
+        return ScreenPop(customer, cases, timeline, dict(scores), offer, call_id, number)
 
-    def _next_offer(self, customer_id: str) -> Any | None:
-        """The analytical family's next best offer, when it offers one."""
-        offer = getattr(self.crm.analytical, "next_offer", None)
-        if not callable(offer):
+    def _analytics(self, name: str, customer_id: str) -> Any | None:
+        """What the analytical family knows of the customer, when it offers it; None otherwise."""
+        method = getattr(self.crm.analytical, name, None)
+        if not callable(method):
             return None
         try:
-            return offer(customer_id)
+            return method(customer_id)
         except CRMError as exc:
-            log.info("no next offer for %s: %s", customer_id, exc)
+            log.info("screen pop without %s for %s: %s", name, customer_id, exc)
             return None
 
     def waiting_call(
