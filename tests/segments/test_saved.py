@@ -75,12 +75,21 @@ def test_runs_record_who_entered_and_left(setup: tuple[crmcore.CRM, Recorder, Cl
     assert crm.segments.members("big-spenders") == {"3"}
     assert [(r.size, r.entered, r.left) for r in crm.segments.runs("big-spenders")] == [(1, 1, 0), (1, 1, 1)]
 
-    topics = [(e.topic, e.aggregate_id) for e in recorder.events if e.topic.startswith("segment.")]
-    assert ("segment.entered", "1") in topics and ("segment.left", "1") in topics
-    assert ("segment.entered", "3") in topics
+    moves = [(e.topic, e.payload["customers"]) for e in recorder.events if e.topic in ("segment.entered",
+                                                                                        "segment.left")]
+    assert moves == [("segment.entered", ["1"]), ("segment.entered", ["3"]), ("segment.left", ["1"])]
     ran = [e for e in recorder.events if e.topic == "segment.ran"]
     counts = [(e.payload["size"], e.payload["entered"], e.payload["left"]) for e in ran]
     assert counts == [(1, 1, 0), (1, 1, 1)]
+
+
+def test_big_moves_are_sent_in_chunks(setup: tuple[crmcore.CRM, Recorder, Clock]) -> None:
+    crm, recorder, _ = setup
+    crm.bulk_import([Customer(f"x{n:04d}", "X", created_at=T0, updated_at=T0) for n in range(1203)])
+    crm.segments.save("all", "Everyone", 'name = "X"')
+    assert len(crm.segments.run("all").entered) == 1203
+    sizes = [len(e.payload["customers"]) for e in recorder.events if e.topic == "segment.entered"]
+    assert sizes == [500, 500, 203]
 
 
 def test_yesterdays_run_is_recomputed_exactly(setup: tuple[crmcore.CRM, Recorder, Clock]) -> None:

@@ -2,9 +2,10 @@
 
 Each run evaluates the rule as of an instant, compares the members with the
 ones the last run left, stores the difference and writes it to the outbox in
-the same transaction: one `segment.entered` / `segment.left` event per customer
-(aggregate id: the customer) and one `segment.ran` summary. Subscribers (a
-campaign, an alert) learn who entered and who left, at least once.
+the same transaction: `segment.entered` / `segment.left` events listing the
+customers (at most `CHUNK` a event, so a first run over a million customers is
+two thousand outbox rows, not a million) and one `segment.ran` summary.
+Subscribers (a campaign, an alert) learn who entered and who left, at least once.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from crmcore.segments.printer import to_text
 
 if TYPE_CHECKING:
     from crmcore.crm import CRM
+
+CHUNK = 500
 
 
 @attrs.frozen
@@ -97,10 +100,10 @@ class Segments:
             entered, left = found - before, frozenset(before) - found
             run = SegmentRun(id, at, segment.version, len(found), len(entered), len(left))
             uow.segment_members.apply(run, sorted(entered), sorted(left))
-            for customer_id in sorted(entered):
-                self.crm.emit("segment.entered", customer_id, segment=id, at=at.isoformat())
-            for customer_id in sorted(left):
-                self.crm.emit("segment.left", customer_id, segment=id, at=at.isoformat())
+            for topic, moved in (("segment.entered", sorted(entered)), ("segment.left", sorted(left))):
+                for start in range(0, len(moved), CHUNK):
+                    self.crm.emit(topic, id, customers=moved[start:start + CHUNK], at=at.isoformat(),
+                                  version=segment.version)
             self.crm.emit("segment.ran", id, version=segment.version, size=len(found),
                           entered=len(entered), left=len(left), at=at.isoformat())
             return Difference(run, entered, left, found)
