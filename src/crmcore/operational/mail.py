@@ -193,6 +193,7 @@ class Mailer:
         self.crm = crm
         self.transport = transport
         self.sender = _address(sender, "sender")
+        self._from = policy.SMTP.header_factory("From", str(self.sender))  # parsed once, not per message
         self.unsubscribe = None if unsubscribe is None else v.email(unsubscribe, "unsubscribe")
         self.marketing = frozenset(v.name(p, "marketing") for p in marketing)
         self.exempt = frozenset(v.name(p, "exempt") for p in exempt)
@@ -335,7 +336,7 @@ class Mailer:
         values = _values(customer, address, context)
         subject, text, body_html = template.render(values)
         message = EmailMessage(policy=policy.SMTP)
-        message["From"] = self.sender
+        message["From"] = self._from
         message["To"] = _address(address, "to", display_name=customer.name)
         message["Subject"] = _header_text(subject, "subject").strip()  # the wire keeps no outer blanks
         message["Date"] = format_datetime(self.crm.clock())
