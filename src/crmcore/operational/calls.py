@@ -177,7 +177,7 @@ class Calls:
                 customer_id, channel=Channel.PHONE, direction=record.direction,
                 at=record.started_at, id=interaction_id, agent=record.agent,
                 duration=record.duration, outcome=str(record.outcome),
-                subject=f"{record.direction} call, {record.outcome}".capitalize(),
+                subject=f"{record.direction} call, {record.outcome}".replace("_", " ").capitalize(),
                 reference=record.call_id, service_point=service_point,
             )
         except IntegrityError:
