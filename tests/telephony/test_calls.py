@@ -122,9 +122,11 @@ def test_a_call_is_recorded_once_however_often_it_is_retried(crm: crmcore.CRM) -
     assert (first.channel, first.duration, first.outcome, first.reference) == (
         Channel.PHONE, timedelta(seconds=60), "answered", "abc@host")
     assert [i.id for i in crm.interactions.timeline(ada.id)] == [first.id]
-    assert (first.subject, first.agent, first.service_point) == ("Inbound call, answered", "agent7", "paris-cc")
+    assert (first.subject, first.agent, first.service_point) == (
+        "Inbound call, answered", "agent7", "paris-cc")
     missed = calls.record(record("abd@host", answered_at=None, outcome="no_answer"))
-    assert missed is not None and missed.subject == "Inbound call, no answer" and missed.duration == timedelta(0)
+    assert missed is not None and missed.duration == timedelta(0)
+    assert missed.subject == "Inbound call, no answer"
 
 
 def test_records_no_customer_can_take_are_kept_as_events(crm: crmcore.CRM) -> None:
