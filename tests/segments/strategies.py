@@ -242,6 +242,8 @@ leaves = st.one_of(
     st.builds(a.Birthday, st.integers(0, 40)),
     st.builds(lambda p, c: a.Truth(f("consent", p, c)), st.sampled_from(PURPOSES),
               st.sampled_from(("email", "phone"))),
+    st.builds(lambda p, op, b: a.Compare(f("consent", p, "email"), op, a.Bool(b)), st.sampled_from(PURPOSES),
+              st.sampled_from(("=", "!=")), st.booleans()),
     st.builds(a.Compare, st.sampled_from([f("score", s) for s in SCORERS]), ops, numbers),
     st.builds(a.Compare, st.just(f("score", "rfm", "label")), st.sampled_from(("=", "!=")), text(LABELS)),
     st.builds(a.Compare, st.just(a.Call("length", (f("name"),))), ops, numbers),
