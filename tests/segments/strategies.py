@@ -74,6 +74,8 @@ def customers(draw: st.DrawFn, index: int) -> Customer:
         language=draw(st.sampled_from((None, "fr", "en"))),
         service_point=draw(st.sampled_from((None, "paris", "lyon"))),
         tags=draw(st.frozensets(st.sampled_from(TAGS))),
+        emails=("a@b.org",) if index == 0 and draw(st.booleans()) else (f"p{index}@b.org",),
+        phones=draw(st.sampled_from(((), ("+33123456789",)))),
         attributes=draw(st.dictionaries(st.sampled_from(KEYS), attribute_values, max_size=3)),
         consents=tuple(consents),
         created_at=draw(instants),
@@ -135,7 +137,7 @@ instant_constants = st.one_of(
 )
 date_constants = st.one_of(dates.map(a.Day), st.just(a.Today()), ago)
 windows = st.none() | st.builds(a.Last, st.integers(0, 400), st.sampled_from(("days", "months", "years"))) | \
-    st.builds(a.Since, st.one_of(dates.map(a.Day), ago))
+    st.builds(a.Since, st.one_of(dates.map(a.Day), ago, instants.map(a.Instant), st.just(a.Today())))
 ops = st.sampled_from(a.COMPARISONS)
 
 
@@ -231,6 +233,12 @@ leaves = st.one_of(
     st.builds(a.In, st.just(f("country")), st.lists(text(COUNTRIES), min_size=1, max_size=3).map(tuple)),
     st.builds(a.In, st.just(f("lifecycle")), st.lists(text(("lead", "customer")), min_size=1).map(tuple)),
     st.builds(a.Compare, st.just(f("name")), ops, text(NAMES)),
+    st.builds(a.Compare, st.sampled_from([f("language"), f("service_point"), f("id"), f("country")]), ops,
+              text(("fr", "en", "paris", "lyon", "c001", "c003", "FR", "ES"))),
+    st.builds(a.Compare, st.just(f("kind")), st.sampled_from(("=", "!=")), text(("person", "organisation"))),
+    st.builds(a.Contains, st.sampled_from([f("emails"), f("phones")]), text(("a@b.org", "+33123456789"))),
+    st.builds(a.In, st.sampled_from([f("score", "churn"), f("attributes", "size")]),
+              st.lists(numbers, min_size=1, max_size=3).map(tuple)),
     st.builds(a.Contains, st.just(f("name")), text(("a", "d", "é", "A", ""))),
     st.builds(a.Contains, st.just(f("tags")), text(TAGS)),
     st.builds(a.IsEmpty, st.just(f("tags"))),
