@@ -174,11 +174,15 @@ class Dovecot:
             status, data = imap.delete(f'"{folder}"')
             assert status == "OK", data
 
-    def append(self, folder: str, *messages: bytes) -> None:
-        """Put messages into a folder as a delivery agent would (exact bytes, no SMTP)."""
+    def append(self, folder: str, *messages: bytes, when: float | None = None) -> None:
+        """Put messages into a folder as a delivery agent would (exact bytes, no SMTP).
+
+        `when` (a Unix time) sets the server's receive date; default now.
+        """
+        date = None if when is None else imaplib.Time2Internaldate(when)
         with self.client() as imap:
             for raw in messages:
-                status, data = imap.append(f'"{folder}"', None, None, raw)
+                status, data = imap.append(f'"{folder}"', None, date, raw)
                 assert status == "OK", data
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -208,7 +209,8 @@ def test_a_reread_after_a_lost_cursor_or_new_uidvalidity_adds_nothing(
     first_validity = again.cursor.uidvalidity if again.cursor else None
     dovecot.delete(folder)
     dovecot.create(folder)  # the server renumbers: a new UIDVALIDITY
-    dovecot.append(folder, *messages, mail("ada@example.org", "m9", Message_ID="<m9@x>"))
+    later = time.time() + 3 * 3600  # copies delivered again bear a later date
+    dovecot.append(folder, *messages, mail("ada@example.org", "m9", Message_ID="<m9@x>"), when=later)
     renumbered = poller(crm, dovecot, folder, state).poll()
 
     assert again.handled == {Handled.DUPLICATE: 3}

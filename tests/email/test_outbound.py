@@ -227,6 +227,9 @@ def test_header_injection_is_a_clear_error_and_nothing_is_sent(
     with pytest.raises(ValidationError) as raised:
         out.send(fine.id, NEWS, purpose="marketing", context={"code": "1"}, to="someone@else.example")
     assert raised.value.field == "to"
+    with pytest.raises(ValidationError) as raised:
+        out.send(fine.id, NEWS, purpose="marketing", context={"code": "1"}, in_reply_to="x\r\nBcc: a@b.c")
+    assert raised.value.field == "in_reply_to"
     assert recorder.messages == []
     assert crm.interactions.timeline(evil.id) == crm.interactions.timeline(fine.id) == []
 

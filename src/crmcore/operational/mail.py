@@ -68,6 +68,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MARKETING = frozenset({"marketing"})
+REREAD_WINDOW = timedelta(days=30)
+"""How far back a message read again is looked for on the timeline (a copy may bear a later date)."""
 _MSGID = re.compile(r"<[^<>\s]{1,996}>")
 _PARSER = BytesParser(policy=policy.default)
 
@@ -342,6 +344,8 @@ class Mailer:
         message["Date"] = format_datetime(self.crm.clock())
         message["Message-ID"] = make_msgid(domain=self.sender.domain)
         reply = _first_id(in_reply_to)
+        if in_reply_to is not None and reply is None:
+            raise ValidationError("in_reply_to", in_reply_to, "is not a Message-ID such as <id@host>")
         if reply is not None:
             message["In-Reply-To"] = reply
             message["References"] = reply
@@ -506,6 +510,9 @@ class Poller:
                 self.state.save(cursor)
         return PollReport(dict(counts), cursor)
 
+    def close(self) -> None:
+        self.mailbox.close()
+
     def run(self, stop: threading.Event, *, interval: float = 30.0) -> None:
         """Poll until `stop` is set; a mailbox or storage outage is logged and retried."""
         while not stop.is_set():
@@ -585,7 +592,8 @@ class Poller:
         )
 
     def _already_logged(self, customer_id: str, reference: str, received: Received) -> bool:
-        recent = self.crm.interactions.timeline(customer_id, since=received.received_at, limit=None)
+        since = received.received_at - REREAD_WINDOW
+        recent = self.crm.interactions.timeline(customer_id, since=since, limit=None)
         return any(i.reference == reference and i.direction is Direction.INBOUND for i in recent)
 
     def _find(self, customer_id: str, reference: str) -> Interaction | None:
