@@ -7,10 +7,13 @@ import sqlite3
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import crmcore
 from crmcore.errors import StorageError, ValidationError
 from crmcore.plugins import make_plugin_manager, open_adapter
+from crmcore.testing.contract import customer
 from crmcore_adapters.storage import postgres, sqlite
 from crmcore_adapters.storage.postgres import PostgresStorage
 
@@ -116,6 +119,18 @@ def test_every_sqlite_table_and_column_exists_here(storage: PostgresStorage) -> 
     assert len(postgres.MIGRATIONS) == len(sqlite.MIGRATIONS)
 
 
+def test_keys_sort_by_code_point(storage: PostgresStorage) -> None:
+    """Keys are collated "C", so ORDER BY and paging do not depend on the database's locale."""
+    with storage.transaction() as uow:
+        rows = uow.select(
+            "SELECT table_name, column_name, collation_name FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND (column_name IN ('id', 'email', 'phone', "
+            "'source', 'scorer') OR column_name LIKE '%%\\_id')"
+        )
+    assert len(rows) > 20
+    assert [r for r in rows if r[2] != "C"] == []
+
+
 def test_migrate_twice_is_a_no_op(storage: PostgresStorage) -> None:
     assert storage.migrate() == len(postgres.MIGRATIONS)
     assert storage.migrate() == len(postgres.MIGRATIONS)
@@ -177,3 +192,21 @@ def test_a_closed_storage_refuses_with_a_storage_error(storage: PostgresStorage)
     storage.close()
     with pytest.raises(StorageError), storage.transaction():
         pass
+
+
+ANY_ID = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"),
+                 min_size=1, max_size=8).filter(str.strip)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@given(ids=st.lists(ANY_ID, min_size=1, max_size=8, unique=True), after=ANY_ID)
+def test_ids_sort_by_code_point_whatever_the_locale(
+    storage: PostgresStorage, ids: list[str], after: str
+) -> None:
+    """Paging agrees with Python's (and SQLite's) order, for any text id."""
+    with storage.transaction() as uow:
+        for id in ids:
+            uow.customers.add(customer(1, id=id, emails=(), phones=()))
+        assert [c.id for c in uow.customers.list()] == sorted(ids)
+        assert [c.id for c in uow.customers.list(after=after)] == sorted(i for i in ids if i > after)
+        uow.select("DELETE FROM customers RETURNING id")

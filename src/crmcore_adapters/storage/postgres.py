@@ -83,7 +83,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             id {KEY} NOT NULL UNIQUE, customer_id {KEY} NOT NULL, channel text NOT NULL,
             family text NOT NULL, direction text NOT NULL, occurred_at timestamptz NOT NULL,
             service_point text, agent text, outcome text, satisfaction integer, nps integer,
-            case_id text, reference text, doc json NOT NULL, PRIMARY KEY (customer_id, id))""",
+            case_id {KEY}, reference text, doc json NOT NULL, PRIMARY KEY (customer_id, id))""",
         "CREATE INDEX interactions_customer ON interactions (customer_id, occurred_at)",
         "CREATE INDEX interactions_reference ON interactions (reference)",
         f"""CREATE TABLE purchases (
