@@ -98,3 +98,11 @@ def test_bad_registrations_are_plugin_errors() -> None:
     pm.register(Twice())
     with pytest.raises(PluginError, match="two rule functions"):
         registry(pm)
+
+
+def test_engine_names_are_checked(crm: crmcore.CRM) -> None:
+    from crmcore.errors import ValidationError
+    from crmcore.segments import select_ids
+
+    with crm.transaction() as uow, pytest.raises(ValidationError, match="engine"):
+        select_ids(uow, 'tier = "gold"', as_of=NOW, engine="fast")

@@ -19,6 +19,7 @@ from typing import Any
 import attrs
 
 from crmcore import serialization
+from crmcore.errors import ValidationError
 from crmcore.model import Customer
 from crmcore.ports import UnitOfWork, sql_dialect
 from crmcore.segments import ast
@@ -67,6 +68,7 @@ def select(
 
     `engine="python"` forces the Python engine (the reference, e.g. to compare).
     """
+    _engine(engine)
     tree, types = checked(rule, functions)
     context = Context(as_of)
     dialect = sql_dialect(uow)
@@ -87,6 +89,7 @@ def select_ids(
     uow: UnitOfWork, rule: Rule, *, as_of: datetime, functions: Functions = None, engine: str = "auto"
 ) -> list[str]:
     """The ids of the matching customers, in order; all in SQL when the rule allows it."""
+    _engine(engine)
     tree, types = checked(rule, functions)
     dialect = sql_dialect(uow)
     if engine != "python" and dialect in DIALECTS:
@@ -94,6 +97,11 @@ def select_ids(
         if found.residue is None:
             return [str(row[0]) for row in _select(uow, found.query.sql, found.query.params)]
     return [c.id for c in select(uow, tree, as_of=as_of, functions=functions, engine=engine)]
+
+
+def _engine(engine: str) -> None:
+    if engine not in ("auto", "python"):
+        raise ValidationError("engine", engine, 'must be "auto" (SQL where the storage has it) or "python"')
 
 
 def _select(uow: UnitOfWork, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:

@@ -23,7 +23,9 @@ from crmcore.values import name as machine_name
 
 SqlTranslation = Callable[..., str]
 """Gets the SQL of each argument (already safe: values are bound parameters) and returns
-an expression using them; it must not put any value into the SQL text itself."""
+an expression using them; it must not put any value into the SQL text itself (and must
+write a literal `%` as `%%` for PostgreSQL). Arguments are in the dialect's storage form:
+instants are integer microseconds in SQLite, money integer 1/10,000ths there."""
 
 
 def _valid_name(_instance: Any, _attribute: attrs.Attribute[Any], value: str) -> None:
