@@ -7,8 +7,6 @@ dovecot in test_inbound.py.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import hypothesis.strategies as st
 import pytest
 from hypothesis import event, given, settings
@@ -16,41 +14,8 @@ from hypothesis import event, given, settings
 import crmcore
 from crmcore.errors import StorageError
 from crmcore.operational.mail import Handled, Poller
-from crmcore.ports.email import Batch, Cursor, Received
-
-WHEN = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-class ListMailbox:
-    """A `Mailbox` over a list: message i has UID i + 1."""
-
-    def __init__(self, messages: list[bytes], uidvalidity: int = 7) -> None:
-        self.messages = messages
-        self.uidvalidity = uidvalidity
-
-    def fetch(self, after: Cursor | None, *, limit: int, max_bytes: int) -> Batch:
-        start = after.uid if after is not None and after.uidvalidity == self.uidvalidity else 0
-        chosen = [
-            Received(uid, raw if len(raw) <= max_bytes else raw.split(b"\r\n\r\n")[0], len(raw), WHEN,
-                     len(raw) > max_bytes)
-            for uid, raw in enumerate(self.messages, 1) if uid > start
-        ]
-        return Batch(self.uidvalidity, tuple(chosen[:limit]))
-
-    def close(self) -> None:
-        pass
-
-
-class MemoryCursor:
-    def __init__(self) -> None:
-        self.cursor: Cursor | None = None
-
-    def load(self) -> Cursor | None:
-        return self.cursor
-
-    def save(self, cursor: Cursor) -> None:
-        self.cursor = cursor
-
+from crmcore.ports.email import Cursor
+from tests.email.fakes import ListMailbox, MemoryCursor
 
 header_names = st.sampled_from(
     ["From", "To", "Cc", "Subject", "Message-ID", "In-Reply-To", "References", "Content-Type",
