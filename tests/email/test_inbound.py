@@ -332,3 +332,26 @@ def test_tls_mailboxes(crm: crmcore.CRM, dovecot: Dovecot, folder: str, tmp_path
     untrusted = ImapMailbox(dovecot.url(folder, scheme).split("?")[0])
     with pytest.raises(MailboxError, match="certificate"):
         untrusted.fetch(None, limit=1, max_bytes=100)
+
+
+def test_run_keeps_polling_until_stopped(
+    crm: crmcore.CRM, dovecot: Dovecot, folder: str, tmp_path: Path
+) -> None:
+    import threading
+
+    ada = customer(crm, "Ada", "ada@example.org")
+    loop = poller(crm, dovecot, folder, tmp_path / "cursor")
+    stop = threading.Event()
+    worker = threading.Thread(target=loop.run, args=(stop,), kwargs={"interval": 0.05})
+    worker.start()
+    try:
+        dovecot.append(folder, mail("ada@example.org", "first"))
+        dovecot.append(folder, mail("ada@example.org", "second"))
+        deadline = time.monotonic() + 10
+        while len(crm.interactions.timeline(ada.id)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        stop.set()
+        worker.join(5)
+    assert not worker.is_alive()
+    assert sorted(i.subject for i in crm.interactions.timeline(ada.id)) == ["first", "second"]

@@ -5,8 +5,9 @@ customer's consent for the purpose is checked first (a refusal is recorded as an
 `email.refused` event), a temporary failure is retried with backoff, and only a
 message the server accepted becomes an outbound interaction.
 
-In: a `Poller` reads a mailbox by UID and keeps its cursor after every message,
-so a restart neither skips nor re-reads. Each message is handled in one
+In: a `Poller` reads a mailbox by UID and keeps its cursor between runs, so a
+restart skips nothing, and a message read again is recognised by its
+Message-ID and not logged twice. Each message is handled in one
 transaction: matched to a customer by sender, threaded to the message it
 answers, a case opened when it was written to a support address. Unknown
 senders become leads or are parked; bounces and unsubscribe requests withdraw
@@ -82,24 +83,22 @@ class Mail:
 
     def mailer(self, transport: str | EmailTransport, *, sender: str, **options: Any) -> Mailer:
         """A `Mailer` over a transport URL (`smtp://...`) or an open `EmailTransport`."""
-        if isinstance(transport, str):
-            opened: EmailTransport = open_adapter(
-                self.crm.plugins, "email transport", "crmcore_register_email_transports", transport
-            )
-            return Mailer(self.crm, opened, sender=sender, **options)
-        return Mailer(self.crm, transport, sender=sender, **options)
+        opened: EmailTransport = (
+            open_adapter(self.crm.plugins, "email transport", "crmcore_register_email_transports", transport)
+            if isinstance(transport, str) else transport
+        )
+        return Mailer(self.crm, opened, sender=sender, **options)
 
     def poller(
         self, mailbox: str | Mailbox, *, state: str | os.PathLike[str] | CursorStore, **options: Any
     ) -> Poller:
         """A `Poller` over a mailbox URL (`imap://...`); `state` is a cursor file path or store."""
         store = FileCursor(state) if isinstance(state, str | os.PathLike) else state
-        if isinstance(mailbox, str):
-            opened: Mailbox = open_adapter(
-                self.crm.plugins, "mailbox", "crmcore_register_mailboxes", mailbox
-            )
-            return Poller(self.crm, opened, store, **options)
-        return Poller(self.crm, mailbox, store, **options)
+        opened: Mailbox = (
+            open_adapter(self.crm.plugins, "mailbox", "crmcore_register_mailboxes", mailbox)
+            if isinstance(mailbox, str) else mailbox
+        )
+        return Poller(self.crm, opened, store, **options)
 
 
 # ---------------------------------------------------------------- outbound
@@ -203,6 +202,8 @@ class Mailer:
             raise ValidationError("unsubscribe", None, "marketing messages need an unsubscribe address")
         if not 1 <= attempts <= 20:
             raise ValidationError("attempts", attempts, "must be between 1 and 20")
+        if not 0 <= backoff <= 3600:
+            raise ValidationError("backoff", backoff, "must be between 0 and 3600 seconds")
         self.attempts = attempts
         self.backoff = backoff
         self.sleep = sleep
