@@ -23,7 +23,7 @@ class ListMailbox:
     def fetch(self, after: Cursor | None, *, limit: int, max_bytes: int) -> Batch:
         start = after.uid if after is not None and after.uidvalidity == self.uidvalidity else 0
         chosen = [
-            Received(uid, raw if len(raw) <= max_bytes else _header(raw), len(raw), WHEN,
+            Received(uid, raw if len(raw) <= max_bytes else _header(raw)[:max_bytes], len(raw), WHEN,
                      truncated=len(raw) > max_bytes)
             for uid, raw in enumerate(self.messages, 1) if uid > start
         ]

@@ -78,3 +78,10 @@ def test_a_message_above_the_limit_comes_header_only(make: MakeMailbox) -> None:
 def test_an_empty_mailbox(make: MakeMailbox) -> None:
     batch = make([]).fetch(None, limit=10, max_bytes=10_000)
     assert batch.messages == () and batch.uidvalidity > 0
+
+
+def test_even_a_huge_header_is_cut_at_the_limit(make: MakeMailbox) -> None:
+    huge = b"From: a@example.org\r\n" + b"X-Pad: " + b"y" * 4000 + b"\r\nSubject: s\r\n\r\nbody\r\n"
+    [received] = make([huge]).fetch(None, limit=1, max_bytes=1000).messages
+    assert received.truncated and received.size == len(huge)
+    assert received.raw == huge[:1000]

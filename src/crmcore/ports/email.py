@@ -84,7 +84,7 @@ class Mailbox(Protocol):
 
         When `after` is None or its UIDVALIDITY is no longer the mailbox's, every
         message is returned from the start. A message larger than `max_bytes` comes
-        with its header only. Raises `MailboxError`.
+        with its header only, cut at `max_bytes`. Raises `MailboxError`.
         """
         ...
 

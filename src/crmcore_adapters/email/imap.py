@@ -2,8 +2,9 @@
 
 The folder is opened read-only (EXAMINE) and bodies are fetched with BODY.PEEK,
 so polling never changes a flag a person reading the same mailbox relies on.
-A message above the size limit is fetched header only: a huge attachment
-costs neither memory nor time, and the message is still seen.
+A message above the size limit is fetched header only (and at most the limit
+of that): a huge attachment costs neither memory nor time, and the message is
+still seen.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ class ImapMailbox:
         messages = []
         for uid, size, received_at in sorted(_metadata(meta)):
             truncated = size > max_bytes
-            part = "BODY.PEEK[HEADER]" if truncated else "BODY.PEEK[]"
+            part = f"BODY.PEEK[HEADER]<0.{max_bytes}>" if truncated else "BODY.PEEK[]"
             data = _ok(imap.uid("FETCH", str(uid), f"({part})"), f"fetch message {uid}")
             raw = next((item[1] for item in data if isinstance(item, tuple)), None)
             if raw is None:  # expunged between SEARCH and FETCH: nothing left to read
