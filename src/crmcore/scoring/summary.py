@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import array
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
@@ -29,7 +29,7 @@ from crmcore.ports import UnitOfWork, sql_dialect
 
 EPOCH_DAY = date(1970, 1, 1)
 MICROS_PER_DAY = 86_400_000_000
-MONEY_UNITS = 10**v.MONEY_SCALE
+MONEY_UNITS: int = 10**v.MONEY_SCALE
 """SQLite keeps money as integer 1/10,000ths (see the storage schema)."""
 
 
@@ -91,22 +91,21 @@ class Summary:
 
     @classmethod
     def from_days(
-        cls, period: Period, rows: Iterable[tuple[str, int, int, int, float, float]]
+        cls, period: Period, rows: Iterable[tuple[Any, ...]], money: Callable[[Any], float] = float,
     ) -> Summary:
-        """Build from (customer id, purchase days, first day, last day, total, repeat total)."""
-        ids: list[str] = []
-        columns = [_doubles() for _ in range(5)]
-        frequency, recency, age, monetary, total = columns
+        """Build from rows (customer id, purchase days, first day, last day, total, repeat
+        total), days counted from the epoch; `money` turns a stored amount into a float."""
+        columns = list(zip(*rows, strict=True)) or [()] * 6
+        ids, days, firsts, lasts, spent, repeat = columns
         unit, through = period.unit_days, period.through_day
-        for customer_id, days, first, last, spent, repeat in rows:
-            repeats = int(days) - 1
-            ids.append(str(customer_id))
-            frequency.append(repeats)
-            recency.append((int(last) - int(first)) / unit)
-            age.append((through - int(first)) / unit)
-            monetary.append(float(repeat) / repeats if repeats else 0.0)
-            total.append(float(spent))
-        return cls(period, ids, frequency, recency, age, monetary, total)
+        return cls(
+            period, [str(c) for c in ids],
+            _doubles(n - 1 for n in days),
+            _doubles((last - first) / unit for first, last in zip(firsts, lasts, strict=True)),
+            _doubles((through - first) / unit for first in firsts),
+            _doubles(money(r) / (n - 1) if n > 1 else 0.0 for n, r in zip(days, repeat, strict=True)),
+            _doubles(map(money, spent)),
+        )
 
 
 # ---- SQL push-down ----
@@ -120,21 +119,20 @@ _PARAM = {"sqlite": "?", "postgresql": "%s"}
 
 
 def summary_sql(dialect: str, *, currency: bool = False) -> str:
-    """One aggregation: purchases merged by customer and day, then by customer."""
+    """One pass over the purchases in customer order: purchase days counted distinct, and
+    the repeat value as everything bought after the first purchase day."""
     if dialect not in _DAY:
         raise ValidationError("dialect", dialect, f"no summary query for it; known: {sorted(_DAY)}")
     mark = _PARAM[dialect]
     where = f"ordered_at < {mark}" + (f" AND currency = {mark}" if currency else "")
+    day = _DAY[dialect]
     # built from the constants above only; every value is a bound parameter
     return (
-        "WITH days AS ("  # noqa: S608
-        f"SELECT customer_id, {_DAY[dialect]} AS day, SUM(total) AS value "
-        f"FROM purchases WHERE {where} GROUP BY 1, 2), "
-        "ranked AS (SELECT customer_id, day, value, "
-        "MIN(day) OVER (PARTITION BY customer_id) AS first FROM days) "
-        "SELECT customer_id, COUNT(*), MIN(day), MAX(day), SUM(value), "
-        "SUM(CASE WHEN day > first THEN value ELSE 0 END) "
-        "FROM ranked GROUP BY customer_id ORDER BY customer_id"
+        "SELECT customer_id, COUNT(DISTINCT day), MIN(day), MAX(day), SUM(total), "  # noqa: S608
+        "SUM(CASE WHEN day > first THEN total ELSE 0 END) FROM ("
+        f"SELECT customer_id, {day} AS day, total, "
+        f"MIN({day}) OVER (PARTITION BY customer_id) AS first FROM purchases WHERE {where}"
+        ") AS bought GROUP BY customer_id ORDER BY customer_id"
     )
 
 
@@ -148,15 +146,15 @@ def bind_instant(dialect: str, moment: datetime) -> Any:
     return sqlite_instant(moment) if dialect == "sqlite" else moment
 
 
-def _sql_rows(
-    uow: Any, dialect: str, period: Period, currency: str | None
-) -> Iterable[tuple[str, int, int, int, float, float]]:
+def _sql_summary(uow: Any, dialect: str, period: Period, currency: str | None) -> Summary:
     end = bind_instant(dialect, period.end)
     params: list[Any] = [end] if currency is None else [end, currency]
-    rows: list[tuple[Any, ...]] = uow.select(summary_sql(dialect, currency=currency is not None), params)
-    if dialect == "sqlite":
-        return ((c, n, f, la, s / MONEY_UNITS, r / MONEY_UNITS) for c, n, f, la, s, r in rows)
-    return ((c, n, f, la, float(s), float(r)) for c, n, f, la, s, r in rows)
+    rows = uow.select(summary_sql(dialect, currency=currency is not None), params)
+    return Summary.from_days(period, rows, _sqlite_money if dialect == "sqlite" else float)
+
+
+def _sqlite_money(units: int) -> float:
+    return units / MONEY_UNITS
 
 
 # ---- Python, for storage without SQL ----
@@ -211,7 +209,7 @@ def summarize(
     dialect = sql_dialect(uow)
     if dialect is None:
         return Summary.from_days(period, python_rows(every(uow, "purchases"), period, currency))
-    return Summary.from_days(period, _sql_rows(uow, dialect, period, currency))
+    return _sql_summary(uow, dialect, period, currency)
 
 
 def summary_of(
