@@ -19,6 +19,8 @@ from crmcore_adapters.storage.postgres import PostgresStorage
 
 from .conftest import Schemas, with_options
 
+pytestmark = pytest.mark.postgres
+
 
 @pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
 def test_opened_by_scheme_through_the_entry_point(schemas: Schemas, scheme: str) -> None:

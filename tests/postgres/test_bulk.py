@@ -20,6 +20,8 @@ from crmcore_adapters.storage.postgres import BULK_BATCH, PostgresStorage
 
 from .conftest import Schemas
 
+pytestmark = pytest.mark.postgres
+
 PEOPLE = 3 * BULK_BATCH // 2
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import attrs
 import psycopg
+import pytest
 
 import crmcore
 from crmcore.errors import ConflictError
@@ -16,6 +17,8 @@ from crmcore.testing.contract import customer
 from crmcore_adapters.storage.postgres import PostgresStorage
 
 from .conftest import Schemas, sessions, wait_until
+
+pytestmark = pytest.mark.postgres
 
 
 def test_a_writer_queued_behind_another_gets_a_conflict(

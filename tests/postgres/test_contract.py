@@ -11,6 +11,8 @@ from crmcore.testing.contract import StorageContract
 
 from .conftest import Schemas
 
+pytestmark = pytest.mark.postgres
+
 
 class TestPostgresStorage(StorageContract):
     """Every storage the contract opens gets its own schema, dropped after the test."""

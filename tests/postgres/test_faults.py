@@ -17,6 +17,8 @@ from crmcore_adapters.storage.postgres import PostgresStorage
 
 from .conftest import Schemas, sessions, wait_until
 
+pytestmark = pytest.mark.postgres
+
 
 @pytest.fixture
 def app() -> str:

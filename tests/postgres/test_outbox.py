@@ -6,6 +6,8 @@ import threading
 from collections import Counter
 from datetime import timedelta
 
+import pytest
+
 from crmcore import CRM, hookimpl
 from crmcore.events import Event
 from crmcore.plugins import make_plugin_manager
@@ -13,6 +15,8 @@ from crmcore.testing.contract import T0
 from crmcore_adapters.storage.postgres import PostgresStorage
 
 from .conftest import Schemas
+
+pytestmark = pytest.mark.postgres
 
 LEASE = timedelta(minutes=1)
 
