@@ -231,3 +231,19 @@ def test_the_core_imports_and_scores_rfm_without_numpy() -> None:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "pip install 'crmcore[analytics]'" in done.stdout
+
+
+@settings(max_examples=30)
+@given(bg_models, st.lists(histories(), min_size=1, max_size=10),
+       st.floats(min_value=0.1, max_value=20), st.floats(min_value=0, max_value=0.2))
+def test_the_factored_forecast_equals_the_per_customer_one(
+    model: clv.BetaGeo, rows: list[tuple[float, float, float]], period: float, discount: float
+) -> None:
+    assume(abs(model.a - 1) > 1e-3)
+    x, tx, T = np.array(rows).T
+    horizons = [period * k for k in range(1, 7)]
+    weights = [(1 + discount) ** -k for k in range(1, 7)]
+    fast = model.forecast(horizons, weights, x, tx, T)
+    slow = clv._forecast_from_matrix(model, horizons, weights, x, tx, T)
+    for a, b in zip(fast, slow, strict=True):
+        assert np.allclose(a, b, rtol=1e-9, atol=1e-12)

@@ -118,6 +118,24 @@ class PurchaseModel(Protocol):
         self, t: float | Sequence[float], frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
     ) -> Array: ...
 
+    def forecast(
+        self, horizons: Sequence[float], weights: Sequence[float], frequency: ArrayLike,
+        recency: ArrayLike, T: ArrayLike,
+    ) -> tuple[Array, Array]:
+        """Expected purchases up to the last horizon, and the purchases expected between
+        consecutive horizons summed with `weights` (discount factors)."""
+        ...
+
+
+def _forecast_from_matrix(
+    model: PurchaseModel, horizons: Sequence[float], weights: Sequence[float], x: Array,
+    tx: Array, T: Array,
+) -> tuple[Array, Array]:
+    import numpy as np
+
+    cumulative = model.expected_purchases(list(horizons), x, tx, T)
+    return cumulative[:, -1], np.diff(cumulative, axis=1, prepend=0.0) @ np.asarray(weights)
+
 
 # ---- BG/NBD ----
 
@@ -192,24 +210,43 @@ class BetaGeo:
     ) -> Array:
         """Expected purchases in (T, T + t] given each history; one column per t if t is a list."""
         import numpy as np
-        from scipy.special import hyp2f1
 
         require()
-        x, tx, age = _arrays(frequency, recency, T)
-        alive = self.p_alive(x, tx, age)
+        scale, remaining, inverse = self._factored(t, *_arrays(frequency, recency, T))
+        out: Array = scale[:, None] * remaining[inverse]
+        return out if np.ndim(t) else out[:, 0]
+
+    def forecast(
+        self, horizons: Sequence[float], weights: Sequence[float], frequency: ArrayLike,
+        recency: ArrayLike, T: ArrayLike,
+    ) -> tuple[Array, Array]:
+        """See `PurchaseModel.forecast`; weighted per distinct (x, T) pair, not per customer."""
+        import numpy as np
+
+        require()
+        scale, remaining, inverse = self._factored(horizons, *_arrays(frequency, recency, T))
+        per_pair = np.diff(remaining, axis=1, prepend=0.0) @ np.asarray(weights, dtype=np.float64)
+        return scale * remaining[inverse, -1], scale * per_pair[inverse]
+
+    def _factored(
+        self, t: float | Sequence[float], x: Array, tx: Array, age: Array
+    ) -> tuple[Array, Array, Any]:
+        """E[purchases in (T, T+t]] = scale (per customer) * remaining (per distinct (x, T) and t)."""
+        import numpy as np
+        from scipy.special import hyp2f1
+
         horizons = np.atleast_1d(np.asarray(t, dtype=np.float64))
         if np.any(horizons < 0):
             raise ValidationError("t", t, "horizons must be >= 0")
         # the hypergeometric term depends on (x, T) only: compute it once per distinct pair
         px, pT, inverse = _distinct_pairs(x, age)
         r, alpha, a, b = self.r, self.alpha, self.a, self.b
-        scale = (a + b + x - 1) / (a - 1) * alive
+        scale = (a + b + x - 1) / (a - 1) * self.p_alive(x, tx, age)
         z = horizons / (alpha + pT[:, None] + horizons)  # one row per pair, one column per t
         k = (r + px)[:, None]
         remaining = 1.0 - np.exp(k * np.log1p(-z)) * hyp2f1(k, (b + px)[:, None],
                                                              (a + b + px - 1)[:, None], z)
-        out: Array = scale[:, None] * remaining[inverse]
-        return out if np.ndim(t) else out[:, 0]
+        return scale, remaining, inverse
 
 
 def _distinct_pairs(x: Array, y: Array) -> tuple[Array, Array, Any]:
@@ -374,6 +411,13 @@ class ParetoNBD:
         out = np.column_stack(columns)
         return out if np.ndim(t) else out[:, 0]
 
+    def forecast(
+        self, horizons: Sequence[float], weights: Sequence[float], frequency: ArrayLike,
+        recency: ArrayLike, T: ArrayLike,
+    ) -> tuple[Array, Array]:
+        """See `PurchaseModel.forecast`."""
+        return _forecast_from_matrix(self, horizons, weights, *_arrays(frequency, recency, T))
+
 
 def _pareto_log_a0(r: float, alpha: float, s: float, beta: float, x: Array, tx: Array,
                    T: Array) -> Array:
@@ -491,6 +535,15 @@ def _gg_ll(
 # ---- lifetime value ----
 
 
+def _check_horizon(periods: int, period: float, discount: float) -> None:
+    if isinstance(periods, bool) or not isinstance(periods, int) or periods < 1:
+        raise ValidationError("periods", periods, "must be a whole number >= 1")
+    if not period > 0:
+        raise ValidationError("period", period, "must be > 0")
+    if not discount > -1:
+        raise ValidationError("discount", discount, "must be > -1")
+
+
 def lifetime_value(
     purchases: PurchaseModel,
     spend: GammaGamma,
@@ -509,17 +562,10 @@ def lifetime_value(
     import numpy as np
 
     require()
-    if isinstance(periods, bool) or not isinstance(periods, int) or periods < 1:
-        raise ValidationError("periods", periods, "must be a whole number >= 1")
-    if not period > 0:
-        raise ValidationError("period", period, "must be > 0")
-    if not discount > -1:
-        raise ValidationError("discount", discount, "must be > -1")
+    _check_horizon(periods, period, discount)
     x, tx, age, m = _arrays(frequency, recency, T, monetary)
-    steps = np.arange(1, periods + 1)
-    cumulative = purchases.expected_purchases(list(steps * period), x, tx, age)
-    per_period = np.diff(cumulative, axis=1, prepend=0.0)
-    discounted = per_period @ (1.0 + discount) ** -steps.astype(np.float64)
+    steps = np.arange(1, periods + 1, dtype=np.float64)
+    _, discounted = purchases.forecast(list(steps * period), list((1.0 + discount) ** -steps), x, tx, age)
     return discounted * spend.expected_spend(x, m)
 
 
@@ -554,15 +600,14 @@ class LifetimeModel:
                                   f"the model in units of {self.unit_days}")
         x, tx, age, m = (np.frombuffer(c, dtype=np.float64) if len(c) else np.zeros(0)
                          for c in (summary.frequency, summary.recency, summary.T, summary.monetary))
-        period = period_days / self.unit_days
-        steps = np.arange(1, periods + 1) * period
-        cumulative = self.purchases.expected_purchases(list(steps), x, tx, age)
-        discounted = np.diff(cumulative, axis=1, prepend=0.0) @ (
-            (1.0 + discount) ** -np.arange(1, periods + 1, dtype=np.float64))
+        _check_horizon(periods, period_days, discount)
+        steps = np.arange(1, periods + 1, dtype=np.float64)
+        total, discounted = self.purchases.forecast(
+            list(steps * period_days / self.unit_days), list((1.0 + discount) ** -steps), x, tx, age)
         spend = self.spend.expected_spend(x, m)
         return Valuation(
             customer_ids=summary.customer_ids, p_alive=self.purchases.p_alive(x, tx, age),
-            expected_purchases=cumulative[:, -1], expected_spend=spend, clv=discounted * spend,
+            expected_purchases=total, expected_spend=spend, clv=discounted * spend,
         )
 
 
