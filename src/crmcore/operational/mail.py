@@ -35,7 +35,7 @@ from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
-from email.utils import format_datetime, make_msgid, parseaddr
+from email.utils import format_datetime, getaddresses, make_msgid, parseaddr
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -546,7 +546,7 @@ class Poller:
         address, display = sender
         customer = self.crm.customers.by_email(address)
         unsubscribing = self._is_unsubscribe(message)
-        automatic = str(message.get("Auto-Submitted", "no")).strip().lower() != "no"
+        automatic = (_text(message, "Auto-Submitted").strip().lower() or "no") != "no"
         handled = Handled.LOGGED
         if customer is None:
             if unsubscribing or automatic or self.unknown is Unknown.PARK:
@@ -556,10 +556,10 @@ class Poller:
                              lifecycle=LifecycleStage.LEAD)
             )
             handled = Handled.LEAD
-        reference = _first_id(str(message.get("Message-ID", ""))) or _digest_id(received.raw)
+        reference = _first_id(_text(message, "Message-ID")) or _digest_id(received.raw)
         if self._already_logged(customer.id, reference, received):
             return Handled.DUPLICATE
-        subject = _clean(str(message.get("Subject", "")), 1000)
+        subject = _clean(_text(message, "Subject"), 1000)
         if unsubscribing:
             self._withdraw(customer, self._purposes(subject), "email-unsubscribe")
             self._log(customer.id, received.received_at, subject, reference, None, None, "unsubscribed")
@@ -604,7 +604,7 @@ class Poller:
     def _is_unsubscribe(self, message: EmailMessage) -> bool:
         if self.unsubscribe is not None and self.unsubscribe in _recipients(message):
             return True
-        words = str(message.get("Subject", "")).split()
+        words = _text(message, "Subject").split()
         return bool(words) and words[0].lower() == "unsubscribe"
 
     def _purposes(self, subject: str) -> frozenset[str]:
@@ -640,10 +640,7 @@ class Poller:
 
     def _park(self, received: Received, uidvalidity: int, reason: str, message: Message | None) -> Handled:
         def header(name: str) -> str:
-            try:
-                return _clean(str(message.get(name, "")), 300) if message is not None else ""
-            except Exception:
-                return ""
+            return _clean(_text(message, name), 300) if message is not None else ""
 
         with self.crm.transaction():
             self.crm.emit(
@@ -668,9 +665,9 @@ def _first_id(value: str | None) -> str | None:
 
 def _replied_id(message: EmailMessage) -> str | None:
     """The Message-ID this one answers: In-Reply-To, else the last of References."""
-    replied = _first_id(str(message.get("In-Reply-To", "")))
+    replied = _first_id(_text(message, "In-Reply-To"))
     if replied is None:
-        references = _MSGID.findall(str(message.get("References", "")))
+        references = _MSGID.findall(_text(message, "References"))
         replied = references[-1] if references else None
     return replied
 
@@ -680,25 +677,47 @@ def _digest_id(raw: bytes) -> str:
     return f"<{hashlib.sha256(raw).hexdigest()[:40]}@no-message-id.invalid>"
 
 
+def _text(message: Message, name: str) -> str:
+    """A header's decoded text; its raw text when decoding fails on a hostile encoding."""
+    try:
+        return str(message.get(name, ""))
+    except Exception:
+        return next(iter(_raw(message, name)), "")
+
+
+def _addresses(message: Message, *names: str) -> list[tuple[str, str]]:
+    """(display name, address) pairs of the headers named, decoded leniently."""
+    found: list[tuple[str, str]] = []
+    for name in names:
+        try:
+            for header in message.get_all(name, []):
+                found += [(a.display_name, a.addr_spec) for a in getattr(header, "addresses", ())]
+        except Exception:
+            found += getaddresses(_raw(message, name))
+    return found
+
+
+def _raw(message: Message, name: str) -> list[str]:
+    return [str(value) for key, value in message.raw_items() if key.lower() == name.lower()]
+
+
 def _sender(message: EmailMessage) -> tuple[str, str] | None:
     """(canonical address, display name) of the first From address, or None."""
-    header = message.get("From")
-    addresses = getattr(header, "addresses", ())
-    if not addresses:
+    found = _addresses(message, "From")
+    if not found:
         return None
+    display, address = found[0]
     try:
-        return v.email(_clean(addresses[0].addr_spec, 320), "from"), addresses[0].display_name
+        return v.email(_clean(address, 320), "from"), display
     except ValidationError:
         return None
 
 
 def _recipients(message: EmailMessage) -> set[str]:
-    found = set()
-    for name in ("To", "Cc", "Delivered-To", "X-Original-To"):
-        for header in message.get_all(name, []):
-            for address in getattr(header, "addresses", ()):
-                found.add(_clean(address.addr_spec, 320).lower())
-    return found
+    return {
+        _clean(address, 320).lower()
+        for _, address in _addresses(message, "To", "Cc", "Delivered-To", "X-Original-To")
+    }
 
 
 def _is_bounce(message: EmailMessage, sender: tuple[str, str] | None) -> bool:
