@@ -113,3 +113,31 @@ def test_the_facade_fits_either_count_model_and_values_customers(cdnow_crm: crmc
     assert (longer.clv >= by_bg.clv - 1e-9).all()
     with pytest.raises(crmcore.ValidationError):
         cdnow_crm.analytical.fit_clv(CALIBRATION_END, counts="magic")
+
+
+def test_fits_recover_the_parameters_of_simulated_customers() -> None:
+    """Customers drawn from the BG/NBD and Gamma-Gamma processes give their parameters back."""
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    n, true_bg, true_gg = 20_000, (0.5, 6.0, 0.8, 2.5), (6.0, 4.0, 15.0)
+    r, alpha, a, b = true_bg
+    p, q, gamma = true_gg
+    T = rng.uniform(26, 52, n)
+    rate, drop = rng.gamma(r, 1 / alpha, n), rng.beta(a, b, n)
+    nu = rng.gamma(q, 1 / gamma, n)
+    x, tx, zbar = np.zeros(n), np.zeros(n), np.zeros(n)
+    for i in range(n):
+        t, count = rng.exponential(1 / rate[i]), 0
+        while t < T[i]:
+            count, tx[i] = count + 1, t
+            if rng.random() < drop[i]:
+                break
+            t += rng.exponential(1 / rate[i])
+        x[i] = count
+        if count:
+            zbar[i] = rng.gamma(p, 1 / nu[i], count).mean()
+    bg = BetaGeo.fit(x, tx, T)
+    gg = GammaGamma.fit(x, zbar)
+    assert close(bg.params, dict(zip(("r", "alpha", "a", "b"), true_bg, strict=True)), 0.1), bg
+    assert close(gg.params, dict(zip(("p", "q", "gamma"), true_gg, strict=True)), 0.1), gg
