@@ -480,14 +480,14 @@ class GammaGamma:
             raise FitError("no customer has repeat purchases of positive value")
         (ux, um), weight = _compress(x[keep], m[keep])
         n = float(weight.sum())
-        levels = _levels(ux, weight)
+        likelihood = _GgObjective(ux, um, weight)
 
         def objective(log_params: Array) -> tuple[float, Array]:
-            ll, grad = _gg_ll(log_params, ux, um, weight, levels)
+            ll, grad = likelihood(log_params)
             return -ll / n, -grad / n
 
         p, q, gamma = _maximise(objective, start, gradient=True)
-        ll, _ = _gg_ll(np.log([p, q, gamma]), ux, um, weight, levels)
+        ll, _ = likelihood(np.log([p, q, gamma]))
         return cls(float(p), float(q), float(gamma), float(ll), int(n))
 
     @property
@@ -505,31 +505,45 @@ class GammaGamma:
         return self.p * (self.gamma + x * m) / (self.p * x + self.q - 1)
 
 
-def _gg_ll(
-    log_params: Array, x: Array, m: Array, weight: Array,
-    levels: tuple[Array, Array] | None = None,
-) -> tuple[float, Array]:
-    """Weighted log-likelihood and its gradient in log-params; special functions once per
-    distinct frequency."""
-    import numpy as np
-    from scipy.special import digamma, gammaln
+class _GgObjective:
+    """The weighted Gamma-Gamma log-likelihood and its gradient in log-params; what does not
+    depend on the parameters is computed once, special functions once per distinct frequency."""
 
-    p, q, gamma = np.exp(log_params)
-    xs, xw = levels or _levels(x, weight)
-    n = float(xw.sum())
-    pxs = p * xs
-    tail = gamma + x * m
-    log_tail = np.log(tail)
-    log_xm = np.log(x * m)
-    wx = weight * x
-    ll = (xw @ (gammaln(pxs + q) - gammaln(pxs)) + n * (q * np.log(gamma) - gammaln(q))
-          + (p * wx - weight) @ np.log(m) + p * (wx @ np.log(x)) - (p * wx + q * weight) @ log_tail)
-    psi_pq = digamma(pxs + q)
-    d_p = (xw * xs) @ (psi_pq - digamma(pxs)) + wx @ (log_xm - log_tail)
-    d_q = xw @ psi_pq + n * (np.log(gamma) - digamma(q)) - weight @ log_tail
-    d_gamma = n * q / gamma - (p * wx + q * weight) @ (1.0 / tail)
-    grad = np.array([d_p, d_q, d_gamma]) * np.array([p, q, gamma])
-    return float(ll), grad
+    def __init__(self, x: Array, m: Array, weight: Array) -> None:
+        import numpy as np
+
+        self.x, self.m, self.w = x, m, weight
+        self.xs, self.xw = _levels(x, weight)
+        self.n = float(self.xw.sum())
+        self.wx = weight * x
+        self.xm = x * m
+        log_m, log_x = np.log(m), np.log(x)
+        self.log_xm = log_m + log_x
+        self.wx_log_xm = float(self.wx @ self.log_xm)
+        self.w_log_m = float(weight @ log_m)
+        self.xw_xs = self.xw * self.xs
+
+    def __call__(self, log_params: Array) -> tuple[float, Array]:
+        import numpy as np
+        from scipy.special import digamma, gammaln
+
+        p, q, gamma = np.exp(log_params)
+        xs, xw, n, wx = self.xs, self.xw, self.n, self.wx
+        pxs = p * xs
+        tail = gamma + self.xm
+        log_tail = np.log(tail)
+        coefficient = p * wx + q * self.w
+        ll = (xw @ (gammaln(pxs + q) - gammaln(pxs)) + n * (q * np.log(gamma) - gammaln(q))
+              + p * self.wx_log_xm - self.w_log_m - coefficient @ log_tail)
+        psi_pq = digamma(pxs + q)
+        d_p = self.xw_xs @ (psi_pq - digamma(pxs)) + self.wx_log_xm - wx @ log_tail
+        d_q = xw @ psi_pq + n * (np.log(gamma) - digamma(q)) - self.w @ log_tail
+        d_gamma = n * q / gamma - coefficient @ (1.0 / tail)
+        return float(ll), np.array([d_p, d_q, d_gamma]) * np.array([p, q, gamma])
+
+
+def _gg_ll(log_params: Array, x: Array, m: Array, weight: Array) -> tuple[float, Array]:
+    return _GgObjective(x, m, weight)(log_params)
 
 
 # ---- lifetime value ----
