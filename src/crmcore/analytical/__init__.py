@@ -15,6 +15,7 @@ from crmcore.errors import ValidationError
 from crmcore.model import Opportunity, Score
 from crmcore.scoring import cross_sell
 from crmcore.scoring.churn import ChurnAlert, churn_alerts
+from crmcore.scoring.churn import check as check_churn
 from crmcore.scoring.cross_sell import Offer, Rule
 from crmcore.scoring.intervals import Repurchase, repurchase_intervals
 from crmcore.scoring.lead import LeadModel, LeadScore
@@ -63,17 +64,18 @@ class Analytical:
 
         Without a `model`, BG/NBD and Gamma-Gamma are fitted on the same history (in weeks).
         """
-        return self._value(as_of, model, periods=periods, period_days=period_days,
-                           discount=discount)[1]
-
-    def _value(self, as_of: When | None, model: LifetimeModel | None,
-               **horizon: float) -> tuple[Summary, Valuation]:
-        from crmcore.scoring.clv import LifetimeModel, require
+        from crmcore.scoring.clv import require
 
         require()
         base = self.summary(as_of, unit_days=7.0 if model is None else model.unit_days)
+        return self._value(base, model, periods=periods, period_days=period_days, discount=discount)
+
+    @staticmethod
+    def _value(base: Summary, model: LifetimeModel | None, **horizon: float) -> Valuation:
+        from crmcore.scoring.clv import LifetimeModel
+
         model = model or LifetimeModel.fit(base)
-        return base, model.value(base, **horizon)  # type: ignore[arg-type]
+        return model.value(base, **horizon)  # type: ignore[arg-type]
 
     def churn_alerts(
         self, as_of: datetime | None = None, threshold: float = 0.3, *,
@@ -87,7 +89,11 @@ class Analytical:
         threshold (not for those already under it at their previous snapshot).
         """
         moment = Period.as_of(self._as_of(as_of)).end
-        base, valuation = self._value(moment, model)
+        check_churn(threshold, top_share)
+        base = self.summary(moment, unit_days=7.0 if model is None else model.unit_days)
+        if not len(base):
+            return []
+        valuation = self._value(base, model)
         alerts = churn_alerts(base, valuation.p_alive.tolist(), threshold=threshold,
                                     min_value=min_value, top_share=top_share)
         if not emit:

@@ -27,6 +27,13 @@ class ChurnAlert:
         return {"p_alive": self.p_alive, "value": self.value, "since_last": self.since_last}
 
 
+def check(threshold: float, top_share: float) -> None:
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 <= threshold <= 1:
+        raise ValidationError("threshold", threshold, "must be a probability between 0 and 1")
+    if isinstance(top_share, bool) or not isinstance(top_share, int | float) or not 0 < top_share <= 1:
+        raise ValidationError("top_share", top_share, "must be in (0, 1]")
+
+
 def churn_alerts(
     summary: Summary,
     p_alive: Sequence[float],
@@ -37,10 +44,7 @@ def churn_alerts(
 ) -> list[ChurnAlert]:
     """Customers under `threshold` whose value is at least `min_value` (default: the value
     that puts a customer in the top `top_share` of all), most valuable first."""
-    if not 0 <= threshold <= 1:
-        raise ValidationError("threshold", threshold, "must be a probability between 0 and 1")
-    if not 0 < top_share <= 1:
-        raise ValidationError("top_share", top_share, "must be in (0, 1]")
+    check(threshold, top_share)
     if len(p_alive) != len(summary):
         raise ValidationError("p_alive", len(p_alive), f"needs one value per customer ({len(summary)})")
     values = list(summary.total)
