@@ -149,3 +149,21 @@ def test_calendar_arithmetic() -> None:
     assert "02-29" not in Context(datetime(2024, 2, 27, tzinfo=UTC)).birthdays(1)
     with pytest.raises(crmcore.ValidationError):
         Context(datetime(2024, 1, 1))  # naive instants are refused, not guessed
+
+
+TRICKY = ["-634379.877622", "418367.345061", "817467.106753", "0.1", "2.675", "-0.096831"]
+"""Decimals that SQLite's CAST does not round to the nearest double (Python does)."""
+
+
+@pytest.mark.parametrize("url", ["memory://", "sqlite://"])
+def test_decimal_attributes_read_as_the_nearest_double(url: str) -> None:
+    crm = crmcore.open(url, clock=lambda: NOW)
+    crm.bulk_import([
+        Customer(f"c{n}", "C", attributes={"d": Decimal(text), "f": float(text)}, created_at=NOW,
+                 updated_at=NOW)
+        for n, text in enumerate(TRICKY)
+    ])
+    for n, text in enumerate(TRICKY):
+        assert ids(crm, f"attributes.d = {text}") == [f"c{n}"], text
+        assert ids(crm, f"attributes.f = {text}") == [f"c{n}"], text
+    crm.close()

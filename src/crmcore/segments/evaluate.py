@@ -316,7 +316,7 @@ def _real(value: Any) -> int | float | None:
         return None
     if isinstance(value, int | float):
         return value
-    return float(value) if isinstance(value, Decimal) else None
+    return float(value) if isinstance(value, Decimal) and value.is_finite() else None
 
 
 _READERS: Mapping[Type, Callable[[Any], Any]] = {

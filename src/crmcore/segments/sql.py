@@ -303,7 +303,7 @@ class Compiler:
             return {
                 Type.TEXT: f"(CASE WHEN {kind} = 'text' THEN {value} END)",
                 Type.REAL: (f"(CASE WHEN {kind} IN ('integer', 'real') THEN {value} "
-                            f"ELSE CAST({tagged['$decimal']} AS REAL) END)"),
+                            f"ELSE {_sqlite_real(tagged['$decimal'])} END)"),
                 Type.BOOL: f"(CASE {kind} WHEN 'true' THEN 1 WHEN 'false' THEN 0 END)",
                 Type.DATE: tagged["$date"],
                 Type.INSTANT: tagged["$datetime"],
@@ -313,7 +313,8 @@ class Compiler:
         return {
             Type.TEXT: f"(CASE WHEN {kind} = 'string' THEN {node} #>> '{{}}' END)",
             Type.REAL: (f"(CASE WHEN {kind} = 'number' THEN ({node} #>> '{{}}')::numeric "
-                        f"ELSE ({node} ->> '$decimal')::float8 END)"),
+                        f"WHEN ({node} ->> '$decimal') ~ '^-?[0-9]' "
+                        f"THEN ({node} ->> '$decimal')::float8 END)"),
             Type.BOOL: f"(CASE WHEN {kind} = 'boolean' THEN ({node} #>> '{{}}')::boolean END)",
             Type.DATE: f"({node} ->> '$date')::date",
             Type.INSTANT: f"({node} ->> '$datetime')::timestamptz",
@@ -350,6 +351,16 @@ class Compiler:
                 ordered = self.d.text_order if RECORDS[source][node.field or ""].type is Type.TEXT else ""
                 value = f"{func}({column}{ordered})"
         return f"(SELECT {value} FROM {source} AS r WHERE {' AND '.join(conditions)})"
+
+
+def _sqlite_real(text: str) -> str:
+    """A decimal's text as the nearest double, like Python's float(Decimal).
+
+    SQLite's CAST is not always correctly rounded; its JSON number reader is, and
+    refuses NaN and Infinity (which read as unknown, as in the Python engine).
+    """
+    wrapped = f"('[' || {text} || ']')"
+    return f"(CASE WHEN json_valid({wrapped}) THEN json_extract({wrapped}, '$[0]') * 1.0 END)"
 
 
 def _is_attribute(node: a.Term | None) -> bool:
