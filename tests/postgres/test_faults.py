@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import attrs
 import psycopg
@@ -16,6 +17,7 @@ from crmcore.testing.contract import T0, customer, interaction, purchase
 from crmcore_adapters.storage.postgres import PostgresStorage
 
 from .conftest import Schemas, sessions, wait_until
+from .proxy import Relay
 
 pytestmark = pytest.mark.postgres
 
@@ -103,3 +105,44 @@ def test_driver_errors_never_escape_untranslated(store: PostgresStorage) -> None
         uow.select("INSERT INTO customer_emails (email, customer_id) VALUES ('a@b.c', 'x'), ('a@b.c', 'y')")
     with store.transaction() as uow:
         assert uow.select("SELECT count(*) FROM customer_emails") == [(0,)]
+
+
+@pytest.fixture
+def relay(schemas: Schemas) -> Iterator[Relay]:
+    server = urlsplit(schemas.server)
+    started = Relay(server.hostname or "127.0.0.1", server.port or 5432).start()
+    yield started
+    started.stop()
+
+
+def through(relay: Relay, url: str) -> str:
+    parts = urlsplit(url)
+    credentials = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
+    return urlunsplit(parts._replace(netloc=f"{credentials}127.0.0.1:{relay.port}"))
+
+
+def test_server_down_then_back(schemas: Schemas, relay: Relay) -> None:
+    """A long pool_timeout: while the server is down, transactions must fail at once, not wait it out."""
+    store = PostgresStorage(through(relay, schemas.url(pool_min="2", pool_timeout="120")))
+    try:
+        with store.transaction() as uow:
+            ada = uow.customers.add(customer(1))
+        with pytest.raises(StorageError) as caught, store.transaction() as uow:
+            uow.customers.update(attrs.evolve(ada, name="Half written"))
+            relay.stop()
+            uow.interactions.add(interaction(1, ada.id, T0))
+        assert "lost the connection" in str(caught.value)
+        for _ in range(2):
+            with pytest.raises(StorageError) as caught, store.transaction():
+                pass
+            assert "cannot connect" in str(caught.value) and "refused" in str(caught.value)
+        relay.start()
+        assert_untouched(store, ada)
+        relay.stop()  # a restart between two transactions: the idle connections died
+        relay.start()
+        with store.transaction() as uow:
+            uow.purchases.add(purchase(1, ada.id, T0))
+        with store.transaction() as uow:
+            assert uow.purchases.count() == 1
+    finally:
+        store.close()

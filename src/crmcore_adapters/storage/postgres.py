@@ -136,6 +136,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 """Migration N brings the schema from version N to N+1 (mirrors sqlite.MIGRATIONS)."""
 
 BULK_BATCH = 5_000
+RECONNECT = 5.0
+"""Seconds the pool keeps reconnecting in the background; later it reconnects on demand."""
 OWN_OPTIONS = ("schema", "statement_timeout", "pool_min", "pool_max", "pool_timeout")
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _INSERT = re.compile(r"INSERT INTO (\w+) \(([\w, ]+)\) VALUES")
@@ -217,15 +219,14 @@ class PostgresStorage:
         ))
         pool_max = int(_number(url, own, "pool_max", 10)) or 1
         wait = _number(url, own, "pool_timeout", 30)
-        connection = {"options": " ".join(settings)}
-        try:  # one plain connection first: libpq's reason (refused, bad password) at once
-            psycopg.connect(conninfo, options=connection["options"]).close()
-        except psycopg.Error as exc:
-            raise StorageError(f"cannot connect to {self._where}: {_detail(exc)}") from None
+        self._conninfo = conninfo
+        self._options = " ".join(settings)
+        self._suspect = False
+        self._probe()
         self._pool = ConnectionPool(
             conninfo, min_size=min(int(_number(url, own, "pool_min", 1)), pool_max),
-            max_size=pool_max, timeout=wait, kwargs=connection, open=False,
-            name=f"crmcore {self._where}",
+            max_size=pool_max, timeout=wait, kwargs={"options": self._options}, open=False,
+            name=f"crmcore {self._where}", reconnect_timeout=RECONNECT,
         )
         self._local = threading.local()
         try:
@@ -265,13 +266,26 @@ class PostgresStorage:
                 cur.execute("INSERT INTO schema_version (version) VALUES (%s)", (number + 1,))
             return max(version, len(MIGRATIONS))
 
-    def _connection(self) -> psycopg.Connection[Any]:
-        """A pooled connection that answers; after a failed check every idle one is checked.
+    def _probe(self) -> None:
+        """Connect once outside the pool: libpq's own reason (refused, bad password) at once."""
+        try:
+            psycopg.connect(self._conninfo, options=self._options).close()
+        except psycopg.Error as exc:
+            self._suspect = True
+            raise StorageError(f"cannot connect to {self._where}: {_detail(exc)}") from None
+        self._suspect = False
 
-        So when the server restarted, the first transaction after it already runs on
-        fresh connections (psycopg_pool's own `check` option would back off a second
-        or more per dead connection).
+    def _connection(self) -> psycopg.Connection[Any]:
+        """A pooled connection that answers.
+
+        Each one is checked before use. After a failure the server is probed
+        directly: while it is down every transaction fails at once with libpq's
+        reason, instead of waiting out the pool's timeout; once it answers, every
+        idle connection is checked, so the next transaction runs on a fresh one.
         """
+        if self._suspect:
+            self._probe()
+            self._pool.check()
         for _ in range(2):
             try:
                 conn = self._pool.getconn()
@@ -281,6 +295,7 @@ class PostgresStorage:
                 ConnectionPool.check_connection(conn)
             except psycopg.Error:
                 self._pool.putconn(conn)
+                self._probe()
                 self._pool.check()
             else:
                 return conn
@@ -299,16 +314,21 @@ class PostgresStorage:
                 except BaseException as exc:
                     _rollback(conn)
                     if isinstance(exc, psycopg.Error):
-                        raise translate(exc, self._where) from None
+                        raise self._failed(conn, exc, self._where) from None
                     raise
                 try:
                     conn.commit()
                 except psycopg.Error as exc:
                     _rollback(conn)
-                    raise translate(exc, f"{self._where}: commit not confirmed") from None
+                    raise self._failed(conn, exc, f"{self._where}: commit not confirmed") from None
         finally:
             self._local.open = False
             self._pool.putconn(conn)
+
+    def _failed(self, conn: psycopg.Connection[Any], exc: psycopg.Error, where: str) -> StorageError:
+        if conn.broken:
+            self._suspect = True  # the server may be gone: probe before the next transaction
+        return translate(exc, where)
 
     @contextmanager
     def transaction(self) -> Iterator[sql.SqlUnitOfWork]:
