@@ -20,10 +20,10 @@ from crmcore.segments import ast as a
 from crmcore.segments import explain, select_ids, to_text
 from crmcore.segments.parse import checked
 from crmcore.segments.schema import walk
+from tests.segments.conftest import PG_ENV
 from tests.segments.strategies import AS_OF, bases, rules
 from tests.support import unavailable
 
-PG_ENV = "CRMCORE_TEST_POSTGRES_URL"
 TABLES = ("customers", "customer_emails", "customer_phones", "customer_external_ids", "purchases",
           "interactions", "cases", "scores", "outbox")
 

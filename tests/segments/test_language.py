@@ -25,8 +25,9 @@ segments = st.one_of(identifiers, st.sampled_from(a.sorted_keywords()), st.text(
 fields = st.builds(lambda head, rest: a.Field((head, *rest)), identifiers, st.lists(segments, max_size=2))
 numbers = st.decimals(min_value=-10**14, max_value=10**14, places=6, allow_nan=False).map(a.Number)
 instants = st.datetimes(min_value=datetime(1, 1, 1), timezones=st.just(UTC)).map(a.Instant)
+texts = st.text(alphabet=st.characters(blacklist_characters="\x00"))
 constants = st.one_of(
-    st.text().map(a.Text), numbers, st.booleans().map(a.Bool), st.dates().map(a.Day), instants,
+    texts.map(a.Text), numbers, st.booleans().map(a.Bool), st.dates().map(a.Day), instants,
     st.just(a.Now()), st.just(a.Today()), st.builds(a.Ago, st.integers(0, 100_000), st.sampled_from(a.UNITS)),
 )
 windows = st.none() | st.builds(a.Last, st.integers(0, 100_000), st.sampled_from(a.UNITS)) | st.builds(

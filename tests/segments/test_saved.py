@@ -15,6 +15,7 @@ from crmcore.errors import RuleError, ValidationError
 from crmcore.events import Event
 from crmcore.plugins import make_plugin_manager
 from crmcore.values import Money
+from tests.segments.conftest import open_url
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -36,12 +37,12 @@ class Clock:
         return self.now
 
 
-@pytest.fixture(params=["memory://", "sqlite://"])
+@pytest.fixture(params=["memory://", "sqlite://", "postgresql"])
 def setup(request: pytest.FixtureRequest) -> Iterator[tuple[crmcore.CRM, Recorder, Clock]]:
     recorder, clock = Recorder(), Clock()
     pm = make_plugin_manager()
     pm.register(recorder)
-    crm = crmcore.open(request.param, plugins=pm, clock=clock)
+    crm = crmcore.open(open_url(request), plugins=pm, clock=clock)
     crm.bulk_import([
         Customer(str(n), f"C{n}", tier="gold" if n % 2 else "silver", created_at=T0 - timedelta(days=9),
                  updated_at=T0)

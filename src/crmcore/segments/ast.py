@@ -87,6 +87,11 @@ class Field:
 class Text:
     value: str = attrs.field(validator=attrs.validators.instance_of(str))
 
+    @value.validator
+    def _no_nul(self, attribute: attrs.Attribute[str], value: str) -> None:
+        if "\x00" in value:
+            raise ValueError(f"{attribute.name} must not contain NUL characters (no stored text has one)")
+
 
 @attrs.frozen
 class Number:

@@ -217,7 +217,10 @@ class _Parser:
             self.next()
             import json
 
-            return self.node(a.Text(json.loads(text)), token)
+            try:
+                return self.node(a.Text(json.loads(text)), token)
+            except ValueError as exc:
+                raise self.fail(f"bad text: {exc}", token) from None
         if kind == "date":
             self.next()
             try:
