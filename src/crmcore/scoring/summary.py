@@ -14,6 +14,8 @@ purchase; the memory adapter gets the same figures from Python.
 from __future__ import annotations
 
 import array
+import itertools
+import operator
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime, time, timedelta
@@ -97,12 +99,13 @@ class Summary:
         total), days counted from the epoch; `money` turns a stored amount into a float."""
         columns = list(zip(*rows, strict=True)) or [()] * 6
         ids, days, firsts, lasts, spent, repeat = columns
-        unit, through = period.unit_days, period.through_day
+        units = itertools.repeat(period.unit_days)
+        # map() over C functions: several times faster than a loop for a million customers
         return cls(
-            period, [str(c) for c in ids],
-            _doubles(n - 1 for n in days),
-            _doubles((last - first) / unit for first, last in zip(firsts, lasts, strict=True)),
-            _doubles((through - first) / unit for first in firsts),
+            period, list(map(str, ids)),
+            _doubles(map((1).__rsub__, days)),
+            _doubles(map(operator.truediv, map(operator.sub, lasts, firsts), units)),
+            _doubles(map(operator.truediv, map(period.through_day.__sub__, firsts), units)),
             _doubles(money(r) / (n - 1) if n > 1 else 0.0 for n, r in zip(days, repeat, strict=True)),
             _doubles(map(money, spent)),
         )
