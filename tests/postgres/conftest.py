@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -26,7 +26,7 @@ ENV = "CRMCORE_TEST_POSTGRES_URL"
 def with_options(url: str, **options: str) -> str:
     """The URL with these query options added (or replaced)."""
     parts = urlsplit(url)
-    query = dict(part.split("=", 1) for part in parts.query.split("&") if "=" in part)
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
     return urlunsplit(parts._replace(query=urlencode({**query, **options})))
 
 

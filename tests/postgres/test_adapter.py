@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import multiprocessing
 import sqlite3
+import uuid
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -211,3 +213,36 @@ def test_ids_sort_by_code_point_whatever_the_locale(
         assert [c.id for c in uow.customers.list()] == sorted(ids)
         assert [c.id for c in uow.customers.list(after=after)] == sorted(i for i in ids if i > after)
         uow.select("DELETE FROM customers RETURNING id")
+
+
+def test_an_application_role_without_create_rights_opens_a_migrated_schema(
+    storage: PostgresStorage, schemas: Schemas
+) -> None:
+    role = f"crm_app_{uuid.uuid4().hex[:8]}"
+    schema = storage.schema
+    assert schema is not None
+    grants = [
+        f"CREATE ROLE {role} LOGIN",
+        f"GRANT USAGE ON SCHEMA {schema} TO {role}",
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role}",
+    ]
+    with psycopg.connect(schemas.server, autocommit=True) as admin:
+        for grant in grants:
+            admin.execute(grant)
+        try:
+            server = urlsplit(schemas.server)
+            url = urlunsplit(server._replace(netloc=f"{role}@{server.hostname}:{server.port or 5432}"))
+            app = PostgresStorage(with_options(url, schema=schema))
+            try:
+                with app.transaction() as uow:
+                    uow.customers.add(customer(1))
+                with app.transaction() as uow:
+                    assert uow.customers.count() == 1
+                with pytest.raises(StorageError) as caught, app.transaction() as uow:
+                    uow.select("CREATE TABLE intruder (id int)")
+                assert "permission denied" in str(caught.value)
+            finally:
+                app.close()
+        finally:
+            admin.execute(f"DROP OWNED BY {role}")
+            admin.execute(f"DROP ROLE {role}")

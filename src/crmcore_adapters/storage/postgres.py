@@ -246,8 +246,12 @@ class PostgresStorage:
 
         A transaction-scoped advisory lock serialises concurrent migrators; DDL is
         transactional in PostgreSQL, so a failed migration leaves the previous version.
+        An up-to-date schema is only read, so a role without CREATE rights can open it.
         """
         with self._begin() as cur:
+            version = _version(cur)
+            if version >= len(MIGRATIONS):
+                return version
             cur.execute(
                 "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
                 (f"crmcore.migrate:{self.schema or ''}",),
@@ -257,8 +261,7 @@ class PostgresStorage:
                     pg_sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(pg_sql.Identifier(self.schema))
                 )
             cur.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)")
-            version = int(cur.execute("SELECT coalesce(max(version), 0) FROM schema_version")
-                          .fetchall()[0][0])
+            version = _version(cur)
             for number, statements in enumerate(MIGRATIONS[version:], start=version):
                 for statement in statements:
                     cur.execute(statement)
@@ -393,6 +396,14 @@ class Copies:
             for statement, rows in self.pending.items():
                 if rows:
                     self._write(statement, rows)
+
+
+def _version(cur: psycopg.Cursor[Any]) -> int:
+    """The schema's migration number; 0 when crmcore has not created it yet."""
+    cur.execute("SELECT to_regclass('schema_version') IS NOT NULL")
+    if not cur.fetchall()[0][0]:
+        return 0
+    return int(cur.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchall()[0][0])
 
 
 def _rollback(conn: psycopg.Connection[Any]) -> None:
