@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -69,10 +70,16 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        return int(args.run(args))
+        code = int(args.run(args))
+        sys.stdout.flush()  # here, so a closed pipe is handled below and not at exit
+        return code
     except CRMError as exc:
         print(f"crmcore: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # the reader left early (`crmcore demo | head`): stop quietly, as the Python docs advise
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 # ---- the demo summary ----

@@ -137,3 +137,15 @@ def test_python_dash_m_works_too(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "5 stored" in done.stdout
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback(tmp_path: Path) -> None:
+    with subprocess.Popen(
+        [console_script(), "demo", "--db", str(tmp_path / "p.db"), "--customers", "30"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    ) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()  # like `| head` finishing before the demo has printed
+        errors = proc.stderr.read()
+        assert proc.wait(timeout=120) == 1
+    assert b"Traceback" not in errors and b"Exception ignored" not in errors
