@@ -168,6 +168,19 @@ def test_reconnects_after_the_server_restarts_on_the_same_port(crm: crmcore.CRM,
     assert len(recorder.messages) == 2
 
 
+def test_an_idle_connection_closed_by_the_server_is_reopened(crm: crmcore.CRM, recorder: Recorder) -> None:
+    import time
+
+    ada = customer(crm, "Ada", "ada@example.org", "marketing")
+    with smtp_server(recorder, timeout=0.2) as port:  # the server hangs up after 0.2 s idle
+        out = mailer(crm, f"smtp://127.0.0.1:{port}", attempts=1)
+        first = out.send(ada.id, NEWS, purpose="marketing", context={"code": "1"})
+        time.sleep(0.5)
+        second = out.send(ada.id, NEWS, purpose="marketing", context={"code": "2"})
+    assert (first.status, second.status) == (Status.SENT, Status.SENT)
+    assert second.attempts == 1 and len(recorder.messages) == 2
+
+
 def test_starttls_with_login(crm: crmcore.CRM, recorder: Recorder, certificate: tuple[Path, Path]) -> None:
     from aiosmtpd.smtp import AuthResult, LoginPassword
 

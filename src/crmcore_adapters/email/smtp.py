@@ -32,19 +32,26 @@ class SmtpTransport:
 
     def send(self, message: EmailMessage) -> None:
         with self._lock:
+            reused = self._smtp is not None
             try:
                 self._send(message)
-            except smtplib.SMTPServerDisconnected:
+                return
+            except (smtplib.SMTPServerDisconnected, ConnectionError) as exc:
                 self._drop()
-                try:  # the server closed an idle connection: one fresh try
-                    self._send(message)
-                except (smtplib.SMTPException, OSError) as exc:
-                    self._drop()
+                if not reused:
                     raise _translated(exc) from exc
             except (smtplib.SMTPException, OSError) as exc:
-                if not isinstance(exc, smtplib.SMTPResponseException | smtplib.SMTPRecipientsRefused):
-                    self._drop()
-                raise _translated(exc) from exc
+                raise self._failure(exc) from exc
+            try:  # the server had closed the idle connection we kept: one fresh try
+                self._send(message)
+            except (smtplib.SMTPException, OSError) as exc:
+                raise self._failure(exc) from exc
+
+    def _failure(self, exc: Exception) -> DeliveryError:
+        """The error to raise; the connection is dropped unless the server merely said no."""
+        if not isinstance(exc, smtplib.SMTPResponseException | smtplib.SMTPRecipientsRefused):
+            self._drop()
+        return _translated(exc)
 
     def _send(self, message: EmailMessage) -> None:
         refused = self._connection().send_message(message)
