@@ -61,14 +61,16 @@ def _arrays(*columns: ArrayLike) -> list[Array]:
 def _check_summary(x: Array, tx: Array, T: Array) -> None:
     import numpy as np
 
-    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(tx)) and np.all(np.isfinite(T))):
-        raise ValidationError("summary", "non-finite", "frequency, recency and T must be finite")
-    if np.any(x < 0) or np.any(x != np.floor(x)):
-        raise ValidationError("frequency", "negative or fractional", "must be whole numbers >= 0")
-    if np.any(tx < 0) or np.any(tx > T):
-        raise ValidationError("recency", "out of range", "must lie between 0 and T")
-    if np.any((x == 0) & (tx != 0)):
-        raise ValidationError("recency", "nonzero", "must be 0 for a customer without repeat purchases")
+    def refuse(field: str, bad: Array, values: Array, reason: str) -> None:
+        if np.any(bad):
+            row = int(np.argmax(bad))
+            raise ValidationError(f"{field}[{row}]", float(values[row]), reason)
+
+    for field, values in (("frequency", x), ("recency", tx), ("T", T)):
+        refuse(field, ~np.isfinite(values), values, "must be a finite number")
+    refuse("frequency", (x < 0) | (x != np.floor(x)), x, "must be a whole number >= 0")
+    refuse("recency", (tx < 0) | (tx > T), tx, "must lie between 0 and T")
+    refuse("recency", (x == 0) & (tx != 0), tx, "must be 0 for a customer without repeat purchases")
 
 
 def _compress(*columns: Array) -> tuple[list[Array], Array]:
