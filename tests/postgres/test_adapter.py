@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import sqlite3
 import uuid
+from datetime import timedelta
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 
 import crmcore
 from crmcore.errors import StorageError, ValidationError
+from crmcore.events import Event
 from crmcore.plugins import make_plugin_manager, open_adapter
 from crmcore.testing.contract import customer
 from crmcore_adapters.storage import postgres, sqlite
@@ -236,8 +238,10 @@ def test_an_application_role_without_create_rights_opens_a_migrated_schema(
             try:
                 with app.transaction() as uow:
                     uow.customers.add(customer(1))
+                    uow.outbox.append(Event("customer.added", "c0001"))
                 with app.transaction() as uow:
                     assert uow.customers.count() == 1
+                    assert len(uow.outbox.claim(Event("x", "y").occurred_at, timedelta(minutes=1), 5)) == 1
                 with pytest.raises(StorageError) as caught, app.transaction() as uow:
                     uow.select("CREATE TABLE intruder (id int)")
                 assert "permission denied" in str(caught.value)
