@@ -61,7 +61,7 @@ def _arrays(*columns: ArrayLike) -> list[Array]:
 def _check_summary(x: Array, tx: Array, T: Array) -> None:
     import numpy as np
 
-    def refuse(field: str, bad: Array, values: Array, reason: str) -> None:
+    def refuse(field: str, bad: Any, values: Array, reason: str) -> None:
         if np.any(bad):
             row = int(np.argmax(bad))
             raise ValidationError(f"{field}[{row}]", float(values[row]), reason)
