@@ -61,6 +61,31 @@ def test_marketing_message_is_personalised_and_logged(crm: crmcore.CRM, recorder
     assert (logged.reference, logged.subject) == (outcome.message_id, "Ada, your gold offer")
 
 
+def test_each_customer_gets_the_template_in_their_language(
+    crm: crmcore.CRM, recorder: Recorder, smtp_port: int
+) -> None:
+    hello = Template(subject="Hello $first_name", text="Hi.", name="hello", translations={
+        "fr": Template(subject="Bonjour $first_name", text="Salut."),
+        "pt-BR": Template(subject="Olá $first_name", text="Oi."),
+    })
+    people = [
+        customer(crm, "Zoé Martin", "zoe@example.org", "marketing", language="fr-CA"),
+        customer(crm, "João Silva", "joao@example.org", "marketing", language="pt-br"),
+        customer(crm, "Hans Meier", "hans@example.org", "marketing", language="de"),
+        customer(crm, "Ann Lee", "ann@example.org", "marketing"),
+    ]
+    out = mailer(crm, f"smtp://127.0.0.1:{smtp_port}")
+
+    outcomes = list(out.send_many([p.id for p in people], hello, purpose="marketing"))
+
+    assert [o.status for o in outcomes] == [Status.SENT] * 4
+    subjects = [parsed(raw)["Subject"] for _, _, raw in recorder.messages]
+    assert subjects == ["Bonjour Zoé", "Olá João", "Hello Hans", "Hello Ann"]
+    assert [o.interaction.subject for o in outcomes if o.interaction] == subjects
+    with pytest.raises(ValidationError):
+        Template(subject="x", text="y", translations={"fr": "Bonjour"})  # type: ignore[dict-item]
+
+
 def test_without_consent_nothing_leaves_and_the_refusal_is_recorded(
     crm: crmcore.CRM, recorder: Recorder, smtp_port: int, events: Events
 ) -> None:

@@ -114,7 +114,7 @@ def _template_text(_instance: Any, attribute: attrs.Attribute[Any], value: str |
 
 @attrs.frozen
 class Template:
-    """A message written once and personalised per customer with `$placeholders`.
+    """A message written once and personalised per customer with `$placeholders`, in their language.
 
     Available: `$name`, `$first_name`, `$email`, `$customer_id`, `$tier`,
     `$language`, every custom attribute of the customer, and the `context` given
@@ -125,6 +125,23 @@ class Template:
     text: str = attrs.field(validator=_template_text)
     html: str | None = attrs.field(default=None, validator=_template_text)
     name: str = attrs.field(default="message", validator=v.check(v.name))
+    translations: Mapping[str, Template] = attrs.field(factory=dict)
+    """The same message in other languages, by tag ("fr", "pt-BR"), chosen by the customer's language."""
+
+    @translations.validator
+    def _translations(self, attribute: attrs.Attribute[Any], value: Mapping[str, Any]) -> None:
+        for tag, translation in value.items():
+            v.text(tag, "template.translations", max_length=35)
+            if not isinstance(translation, Template):
+                raise ValidationError(f"template.translations[{tag!r}]", translation, "must be a Template")
+
+    def for_language(self, language: str | None) -> Template:
+        """The translation for `language` (else for its primary tag, "fr" for "fr-CA"), else this one."""
+        if not language:
+            return self
+        lowered = {tag.lower(): t for tag, t in self.translations.items()}
+        tag = language.lower()
+        return lowered.get(tag) or lowered.get(tag.split("-")[0]) or self
 
     def render(self, values: Mapping[str, str]) -> tuple[str, str, str | None]:
         """(subject, text, html) for one set of values; a missing value is a ValidationError."""
@@ -337,7 +354,7 @@ class Mailer:
         if address not in customer.emails:  # the timeline must not claim a message it did not get
             raise ValidationError("to", to, f"is not an address of customer {customer.id}")
         values = _values(customer, address, context)
-        subject, text, body_html = template.render(values)
+        subject, text, body_html = template.for_language(customer.language).render(values)
         message = EmailMessage(policy=policy.SMTP)
         message["From"] = self._from
         message["To"] = _address(address, "to", display_name=customer.name)
