@@ -179,17 +179,20 @@ def _detail(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def translate(exc: psycopg.Error, where: str) -> StorageError:
-    """The crmcore error for a driver error; the caller has rolled back already."""
+def translate(exc: psycopg.Error, where: str, *, lost: bool = False) -> StorageError:
+    """The crmcore error for a driver error; the caller has rolled back already.
+
+    `lost` says the connection broke, so the server went away or dropped the session.
+    """
     detail = _detail(exc)
+    if lost:
+        return StorageError(f"{where}: lost the connection to the server: {detail}")
     if isinstance(exc, psycopg.IntegrityError):
         return IntegrityError(f"{where}: {detail}")
     if isinstance(exc, pg_errors.QueryCanceled):
         return StorageError(f"{where}: statement cancelled (statement_timeout?): {detail}")
     if isinstance(exc, pg_errors.SerializationFailure | pg_errors.DeadlockDetected):
         return StorageError(f"{where}: concurrent transactions collided, retry: {detail}")
-    if isinstance(exc, psycopg.OperationalError):
-        return StorageError(f"{where}: lost the connection to the server: {detail}")
     return StorageError(f"{where}: {detail}")
 
 
@@ -331,7 +334,7 @@ class PostgresStorage:
     def _failed(self, conn: psycopg.Connection[Any], exc: psycopg.Error, where: str) -> StorageError:
         if conn.broken:
             self._suspect = True  # the server may be gone: probe before the next transaction
-        return translate(exc, where)
+        return translate(exc, where, lost=conn.broken)
 
     @contextmanager
     def transaction(self) -> Iterator[sql.SqlUnitOfWork]:
