@@ -262,6 +262,8 @@ leaves = st.one_of(
     st.builds(a.Compare, st.sampled_from([f("score", s) for s in SCORERS]), ops, numbers),
     st.builds(a.Compare, st.just(f("score", "rfm", "label")), st.sampled_from(("=", "!=")), text(LABELS)),
     st.builds(a.Compare, st.just(a.Call("length", (f("name"),))), ops, numbers),
+    st.builds(a.Compare, st.builds(a.Call, st.sampled_from(("lower", "upper")), st.just((f("name"),))), ops,
+              text((*NAMES, "ADA", "zoé", "ZOé", "ærø"))),
     attribute_tests(),
     aggregate_tests(),
 )

@@ -100,6 +100,9 @@ def ids(crm: crmcore.CRM, rule: str, as_of: datetime = NOW) -> list[str]:
         ("birth_date <= 18 years ago", ["ada", "bob"]),
         ("birthday within 0 days", ["ada"]),
         ("length(name) = 2", ["cy"]),
+        ('lower(name) = "ada"', ["ada"]),
+        ('upper(name) contains "DA"', ["ada"]),
+        ('name = "ada"', []),  # texts compare case-sensitively
         ("created_at < 2 days ago", ["ada", "bob"]),
         ("1 = 1", ["ada", "bob", "cy"]),
     ],

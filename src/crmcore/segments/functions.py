@@ -68,13 +68,41 @@ def _length(text: str | None) -> int | None:
     return None if text is None else len(text)
 
 
+_UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_LOWER = _UPPER.lower()
+_TO_LOWER = str.maketrans(_UPPER, _LOWER)
+_TO_UPPER = str.maketrans(_LOWER, _UPPER)
+
+
+def _lower(text: str | None) -> str | None:
+    return None if text is None else text.translate(_TO_LOWER)
+
+
+def _upper(text: str | None) -> str | None:
+    return None if text is None else text.translate(_TO_UPPER)
+
+
 BUILTINS: tuple[RuleFunction, ...] = (
     RuleFunction(
         "length", [Type.TEXT], Type.INT, _length,
         {"sqlite": lambda s: f"length({s})", "postgresql": lambda s: f"char_length({s})"},
         doc="Number of characters of a text.",
     ),
+    RuleFunction(
+        "lower", [Type.TEXT], Type.TEXT, _lower,
+        {"sqlite": lambda s: f"lower({s})",
+         "postgresql": lambda s: f"translate({s}, '{_UPPER}', '{_LOWER}')"},
+        doc="The text with A-Z lower-cased (ASCII letters only, the same in every engine and locale).",
+    ),
+    RuleFunction(
+        "upper", [Type.TEXT], Type.TEXT, _upper,
+        {"sqlite": lambda s: f"upper({s})",
+         "postgresql": lambda s: f"translate({s}, '{_LOWER}', '{_UPPER}')"},
+        doc="The text with a-z upper-cased (ASCII letters only).",
+    ),
 )
+"""Functions every rule may call. SQLite's own lower()/upper() touch ASCII letters only
+(crmcore does not load ICU), which is what the Python bodies do too."""
 
 
 def registry(plugins: pluggy.PluginManager | None = None) -> Mapping[str, RuleFunction]:
