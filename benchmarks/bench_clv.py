@@ -31,13 +31,13 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
 import crmcore
 from crmcore import Customer, Money, OrderLine, Purchase
-from crmcore.scoring.clv import BetaGeo, GammaGamma, LifetimeModel, ParetoNBD
+from crmcore.scoring.clv import BetaGeo, GammaGamma, LifetimeModel, ParetoNBD, lifetime_value
 from crmcore.scoring.datasets import cdnow
 from crmcore.scoring.summary import Summary, summarize
 
@@ -89,6 +89,59 @@ print(json.dumps({"bg": [t_bg, dict(bg.params_)], "gg": [t_gg, dict(gg.params_)]
 """
 
 
+LIFETIMES_SCORE_SCRIPT = """
+import json, sys, time, warnings
+warnings.filterwarnings("ignore")
+import numpy as np, pandas as pd
+from lifetimes import BetaGeoFitter, GammaGammaFitter
+data = np.load(sys.argv[1]); params = json.loads(sys.argv[2])
+x, tx, T, m = (pd.Series(data[k]) for k in ("x", "tx", "T", "m"))
+bg, gg = BetaGeoFitter(), GammaGammaFitter()
+bg.params_ = pd.Series({k: params[k] for k in ("r", "alpha", "a", "b")})
+gg.params_ = pd.Series({"p": params["p"], "q": params["q"], "v": params["gamma"]})
+bg.predict = bg.conditional_expected_number_of_purchases_up_to_time  # what fit() would set
+t = time.perf_counter(); alive = bg.conditional_probability_alive(x, tx, T); t_alive = time.perf_counter() - t
+t = time.perf_counter()
+clv = gg.customer_lifetime_value(bg, x, tx, T, m, time=12, discount_rate=0.01, freq="W")
+t_clv = time.perf_counter() - t
+np.savez(sys.argv[3], p_alive=np.asarray(alive, dtype=float), clv=np.asarray(clv, dtype=float))
+print(json.dumps({"p_alive_s": t_alive, "clv_s": t_clv}))
+"""
+WEEKS_PER_MONTH = 4.345
+"""lifetimes' month when T is in weeks (`freq="W"`); used to compare CLV like for like."""
+
+
+def compare_scoring(lifetimes: Path | None, x: Any, tx: Any, age: Any, m: Any, bg: BetaGeo,
+                    gg: GammaGamma, folder: Path) -> None:
+    """Time lifetimes' P(alive) and CLV on the same summary and fitted parameters, and check
+    that both libraries give the same figures."""
+    if lifetimes is None or not lifetimes.exists():
+        return
+    data, out = folder / "lifetimes-in.npz", folder / "lifetimes-out.npz"
+    np.savez(data, x=x, tx=tx, T=age, m=m)
+    params = json.dumps({**bg.params, **gg.params})
+    done = subprocess.run([str(lifetimes), "-c", LIFETIMES_SCORE_SCRIPT, str(data), params, str(out)],
+                          capture_output=True, text=True, timeout=7200)
+    if done.returncode:
+        print(f"  lifetimes scoring failed: {done.stderr.strip().splitlines()[-1:]}")
+        return
+    theirs_t = json.loads(done.stdout.strip().splitlines()[-1])
+    theirs = np.load(out)
+    began = time.perf_counter()
+    alive = bg.p_alive(x, tx, age)
+    t_alive = time.perf_counter() - began
+    began = time.perf_counter()
+    clv = lifetime_value(bg, gg, x, tx, age, m, periods=12, period=WEEKS_PER_MONTH)
+    t_clv = time.perf_counter() - began
+    n = len(x)
+    print(f"  lifetimes P(alive) {theirs_t['p_alive_s']:.3f} s vs crmcore {t_alive:.3f} s "
+          f"({theirs_t['p_alive_s'] / t_alive:.1f}x); largest difference "
+          f"{np.max(np.abs(alive - theirs['p_alive'])):.1e}")
+    print(f"  lifetimes CLV      {theirs_t['clv_s']:.3f} s vs crmcore {t_clv:.3f} s "
+          f"({theirs_t['clv_s'] / t_clv:.1f}x, {n / t_clv:,.0f} customers/s); largest relative "
+          f"difference {np.max(np.abs(clv - theirs['clv']) / np.maximum(np.abs(theirs['clv']), 1e-9)):.1e}")
+
+
 def bench_cdnow(repeat: int, lifetimes: Path | None) -> None:
     if CDNOW is None:
         print("CDNOW data not found (shared/data/cdnow): skipped")
@@ -134,6 +187,7 @@ def bench_cdnow(repeat: int, lifetimes: Path | None) -> None:
                   f"{their_time / took:6.1f}x faster; largest parameter difference {worst:.2e}")
         theirs = BetaGeo(**{k: ref["bg"][1][k] for k in ("r", "alpha", "a", "b")})
         print(f"  lifetimes BG/NBD log-likelihood {theirs.log_likelihoods(x, tx, age).sum():.2f}")
+        compare_scoring(lifetimes, x, tx, age, m, bg, gg, Path(tmp))
 
 
 def _summary(crm: crmcore.CRM, as_of: datetime, unit: float) -> Summary:
@@ -194,6 +248,8 @@ def score(db: Path) -> dict[str, float]:
     valuation = model.value(base)
     marks["clv"] = time.perf_counter()
     crm.close()
+    np.savez(db.with_suffix(".summary.npz"), x=x, tx=tx, T=age,
+             m=np.frombuffer(base.monetary) if len(base) else np.zeros(0))
     n = len(base)
     return {
         "customers": n, "summary_s": marks["summary"] - marks["start"],
@@ -206,7 +262,7 @@ def score(db: Path) -> dict[str, float]:
     }
 
 
-def bench_base(customers: int, seed: int, folder: Path, fresh: bool) -> None:
+def bench_base(customers: int, seed: int, folder: Path, fresh: bool, lifetimes: Path | None) -> None:
     db = folder / f"crmcore-bench-clv-{customers}-{seed}.db"
     if fresh or not db.exists():
         for stale in folder.glob(db.name + "*"):
@@ -226,6 +282,11 @@ def bench_base(customers: int, seed: int, folder: Path, fresh: bool) -> None:
     print(f"  total          {f['total_s']:8.3f} s; peak memory {f['peak_mb']:.0f} MB")
     print("  fitted vs simulated: " + ", ".join(
         f"{k}={f[k]:.3f} ({TRUE[k]})" for k in ("r", "alpha", "a", "b", "p", "q", "gamma")))
+    saved = np.load(db.with_suffix(".summary.npz"))
+    bg = BetaGeo(*(f[k] for k in ("r", "alpha", "a", "b")))
+    gg = GammaGamma(*(f[k] for k in ("p", "q", "gamma")))
+    with tempfile.TemporaryDirectory() as tmp:
+        compare_scoring(lifetimes, saved["x"], saved["tx"], saved["T"], saved["m"], bg, gg, Path(tmp))
 
 
 def main() -> None:
@@ -247,7 +308,7 @@ def main() -> None:
     if not args.skip_cdnow:
         bench_cdnow(args.repeat, args.lifetimes)
     if args.customers > 0:
-        bench_base(args.customers, args.seed, args.folder, args.fresh)
+        bench_base(args.customers, args.seed, args.folder, args.fresh, args.lifetimes)
 
 
 if __name__ == "__main__":
