@@ -89,14 +89,13 @@ class Tally:
     """Figures counted while the base streams into storage, so they cost no second pass."""
 
     def __init__(self) -> None:
-        self.customers: collections.Counter[str] = collections.Counter()
         self.lifecycle: collections.Counter[str] = collections.Counter()
         self.tiers: collections.Counter[str] = collections.Counter()
         self.countries: collections.Counter[str] = collections.Counter()
         self.channels: collections.Counter[str] = collections.Counter()
         self.families: collections.Counter[str] = collections.Counter()
-        self.purchases = 0
         self.buyers = 0
+        """Customers with a purchase (the generator streams each one's purchases together)."""
         self.revenue: dict[str, Decimal] = collections.defaultdict(Decimal)
         self.orders: collections.Counter[str] = collections.Counter()
         self.busiest: tuple[int, str] = (0, "")
@@ -110,7 +109,6 @@ class Tally:
             self.tiers[item.tier or "(none)"] += 1
             self.countries[item.country or "?"] += 1
         elif isinstance(item, Purchase):
-            self.purchases += 1
             self.revenue[item.currency] += item.total.amount
             self.orders[item.currency] += 1
             if item.customer_id != self._last_buyer:
