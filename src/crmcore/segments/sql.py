@@ -29,6 +29,7 @@ import attrs
 
 from crmcore.segments import ast as a
 from crmcore.segments.context import Context
+from crmcore.segments.evaluate import OPERATORS
 from crmcore.segments.schema import CUSTOMER, RECORDS, TIME_OF, Checked, Type, constant_type, natural
 from crmcore.values import MONEY_SCALE
 
@@ -163,8 +164,7 @@ class Compiler:
         return f"({lhs} {sql_op} {rhs})"
 
     def _constant_comparison(self, left: a.Term, op: str, right: a.Term, domain: Type) -> str:
-        from crmcore.segments.evaluate import OPERATORS
-
+        """Two constants: decided now, exactly as the Python engine decides it."""
         x = self.context.constant(left, domain)
         y = self.context.constant(right, domain)
         return "(1 = 1)" if OPERATORS[op](x, y) else "(1 = 0)"
