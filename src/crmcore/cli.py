@@ -23,7 +23,7 @@ import attrs
 from crmcore import values as v
 from crmcore.crm import CRM
 from crmcore.errors import CRMError, ValidationError
-from crmcore.model import CaseKind, CaseStatus, Customer, Interaction, Purchase, Stage
+from crmcore.model import CaseKind, CaseStatus, Channel, Customer, Interaction, Purchase, Stage
 from crmcore.synthetic import AS_OF, SyntheticBase
 
 # ---- subcommands ----
@@ -197,21 +197,21 @@ def _service_points(demo: Demo) -> Iterable[str]:
 
 @section("Interactions by channel")
 def _channels(demo: Demo) -> Iterable[str]:
-    from crmcore.model import Channel
-
     t = demo.tally
     rows = [(c, str(Channel(c).family), n) for c, n in t.channels.most_common()]
     yield from table(rows)
     yield from table([(f"{family} family", n) for family, n in sorted(t.families.items())])
     with demo.crm.transaction() as uow:
-        yield f"  {uow.interactions.count():,} stored"
+        stored = uow.interactions.count()
+    yield f"  {stored:,} stored"
 
 
 @section("Purchases")
 def _purchases(demo: Demo) -> Iterable[str]:
     t = demo.tally
     with demo.crm.transaction() as uow:
-        yield f"  {uow.purchases.count():,} stored, by {t.buyers:,} buyers"
+        stored = uow.purchases.count()
+    yield f"  {stored:,} stored, by {t.buyers:,} buyers"
     yield from table(
         (currency, t.orders[currency], f"revenue {_money(total, currency)}",
          f"average basket {_money(total / t.orders[currency], currency)}")
