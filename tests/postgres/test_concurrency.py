@@ -108,7 +108,8 @@ def test_processes_racing_on_the_same_customers_lose_no_update(schemas: Schemas)
         assert sum(done + conflicts for done, conflicts in results) == 3 * ROUNDS
         with store.transaction() as uow:
             final = [uow.customers.get(id) for id in ids]
-        assert sum(int(c.attributes["visits"]) for c in final) == sum(done for done, _ in results)
-        assert all(c.version == int(c.attributes["visits"]) + 1 for c in final)
+        visits = [c.attributes["visits"] for c in final]
+        assert sum(v for v in visits if isinstance(v, int)) == sum(done for done, _ in results)
+        assert [c.version for c in final] == [v + 1 for v in visits if isinstance(v, int)]
     finally:
         store.close()
