@@ -8,7 +8,9 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
@@ -36,9 +38,9 @@ def load(crm: crmcore.CRM, base: dict[str, list[Any]]) -> None:
         uow.scores.put(base["scores"])
 
 
-def members(crm: crmcore.CRM, rule: a.Predicate, engine: str = "auto") -> list[str]:
+def members(crm: crmcore.CRM, rule: a.Predicate, engine: str = "auto", as_of: datetime = AS_OF) -> list[str]:
     with crm.transaction() as uow:
-        return sorted(select_ids(uow, rule, as_of=AS_OF, engine=engine))
+        return sorted(select_ids(uow, rule, as_of=as_of, engine=engine))
 
 
 def all_sql(crm: crmcore.CRM, rule: a.Predicate) -> bool:
@@ -46,9 +48,14 @@ def all_sql(crm: crmcore.CRM, rule: a.Predicate) -> bool:
         return explain(uow, rule, as_of=AS_OF).engine == "sql"
 
 
+ZONES = st.sampled_from(["UTC", "Europe/Paris", "America/New_York", "Asia/Tokyo", "Pacific/Kiritimati"])
+
+
 @settings(max_examples=60)
-@given(base=bases(), chosen=st.lists(rules, min_size=1, max_size=4))
-def test_python_and_sqlite_agree(base: dict[str, list[Any]], chosen: list[a.Predicate]) -> None:
+@given(base=bases(), chosen=st.lists(rules, min_size=1, max_size=4), zone=ZONES)
+def test_python_and_sqlite_agree(base: dict[str, list[Any]], chosen: list[a.Predicate], zone: str) -> None:
+    """`zone` is the time zone the evaluation instant is given in: it decides `today` and months."""
+    as_of = AS_OF.astimezone(ZoneInfo(zone))
     memory = crmcore.open("memory://")
     sqlite = crmcore.open("sqlite://")
     try:
@@ -56,10 +63,10 @@ def test_python_and_sqlite_agree(base: dict[str, list[Any]], chosen: list[a.Pred
         load(sqlite, base)
         for rule in chosen:
             checked(rule)  # the strategies draw well-typed rules only
-            reference = members(memory, rule)
+            reference = members(memory, rule, as_of=as_of)
             assert all_sql(sqlite, rule), to_text(rule)
-            assert members(sqlite, rule) == reference, to_text(rule)
-            assert members(sqlite, rule, engine="python") == reference, to_text(rule)
+            assert members(sqlite, rule, as_of=as_of) == reference, to_text(rule)
+            assert members(sqlite, rule, engine="python", as_of=as_of) == reference, to_text(rule)
     finally:
         memory.close()
         sqlite.close()
@@ -93,10 +100,11 @@ def clear(crm: crmcore.CRM) -> None:
 
 
 @settings(max_examples=40)
-@given(base=bases(), chosen=st.lists(rules, min_size=1, max_size=4))
+@given(base=bases(), chosen=st.lists(rules, min_size=1, max_size=4), zone=ZONES)
 def test_python_and_postgresql_agree(
-    postgres: crmcore.CRM, base: dict[str, list[Any]], chosen: list[a.Predicate]
+    postgres: crmcore.CRM, base: dict[str, list[Any]], chosen: list[a.Predicate], zone: str
 ) -> None:
+    as_of = AS_OF.astimezone(ZoneInfo(zone))
     memory = crmcore.open("memory://")
     try:
         clear(postgres)
@@ -104,7 +112,7 @@ def test_python_and_postgresql_agree(
         load(postgres, base)
         for rule in chosen:
             assert all_sql(postgres, rule), to_text(rule)
-            assert members(postgres, rule) == members(memory, rule), to_text(rule)
+            assert members(postgres, rule, as_of=as_of) == members(memory, rule, as_of=as_of), to_text(rule)
     finally:
         memory.close()
 

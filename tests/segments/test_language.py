@@ -232,3 +232,18 @@ def test_the_documented_examples_parse() -> None:
     assert len(examples) > 20
     for example in examples:
         assert parse(to_text(parse(example))) == parse(example), example
+
+
+def test_every_engine_entry_takes_text_json_or_ast() -> None:
+    import crmcore
+
+    crm = crmcore.open("memory://")
+    crm.customers.add(crmcore.Customer.new("Ada", tier="gold"))
+    text = 'tier = "gold"'
+    data = to_data(parse(text))
+    for rule in (text, data, parse(text), json.dumps(data)):
+        found = crm.customers.matching(parse_json(rule) if isinstance(rule, str) and rule.startswith("{")
+                                       else rule)
+        assert [c.name for c in found] == ["Ada"]
+    with pytest.raises(RuleError):
+        crm.customers.matching(42)

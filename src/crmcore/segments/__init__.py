@@ -34,7 +34,8 @@ from crmcore.segments.sql import DIALECTS, plan
 
 log = logging.getLogger("crmcore.segments")
 
-Rule = ast.Predicate | str
+Rule = ast.Predicate | str | Mapping[str, Any]
+"""A rule as text, in its JSON form (decoded), or as an AST."""
 
 
 @attrs.frozen

@@ -7,6 +7,7 @@ text is untrusted: it is only ever tokenised here, never evaluated or spliced.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
@@ -215,8 +216,6 @@ class _Parser:
         kind, text = token.kind, token.text
         if kind == "string":
             self.next()
-            import json
-
             try:
                 return self.node(a.Text(json.loads(text)), token)
             except ValueError as exc:
@@ -276,8 +275,6 @@ class _Parser:
                 segment = self.next()
                 if segment.kind != "string":
                     raise self.fail('expected a quoted name, as in attributes["shoe-size"]', segment)
-                import json
-
                 path.append(json.loads(segment.text))
                 self.expect("]", "']'")
         return self.node(a.Field(tuple(path)), start)
@@ -383,22 +380,30 @@ def parse(text: str, functions: Functions = None) -> a.Predicate:
 
 
 def parse_json(data: Any, functions: Functions = None) -> a.Predicate:
-    """The AST of a rule in its JSON form, checked like text (errors point into its canonical text)."""
+    """The AST of a rule in its JSON form (decoded, or JSON text), checked like text.
+
+    Errors point into the rule's canonical text.
+    """
     try:
-        rule = a.from_data(data)
+        rule = a.from_data(json.loads(data) if isinstance(data, str | bytes) else data)
     except Exception as exc:  # cattrs wraps every fault of the data in its own errors
         raise RuleError(_short(data), f"not a rule in JSON form: {_cause(exc)}") from None
     return parse(to_text(rule), functions)
 
 
 def checked(
-    rule: a.Predicate | str, functions: Functions = None
+    rule: a.Predicate | str | Mapping[str, Any], functions: Functions = None
 ) -> tuple[a.Predicate, Checked]:
-    """A rule given as text or AST, with its types (an AST's faults are located in its text)."""
+    """A rule given as text, JSON form (a dict) or AST, with its types.
+
+    An AST's faults are located in its canonical text.
+    """
     if isinstance(rule, str):
         return parse_checked(rule, functions)
+    if isinstance(rule, Mapping):
+        return parse_checked(to_text(parse_json(rule, functions)), functions)
     if not isinstance(rule, a.Predicate):
-        raise RuleError(repr(rule)[:80], "a rule must be a text or a rule AST")
+        raise RuleError(repr(rule)[:80], "a rule must be a text, its JSON form or a rule AST")
     found = _functions(functions)
     try:
         return rule, check(rule, found)
