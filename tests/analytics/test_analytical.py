@@ -250,3 +250,28 @@ def test_next_offer_is_read_from_the_stored_snapshot(shop: tuple[crmcore.CRM, Cl
     offer = crm.analytical.next_offer("cyd")
     assert offer is not None and offer.label == "case" and offer.details["because"] == "phone"
     assert offer.value == pytest.approx(2 / 3)
+
+
+def test_the_summary_keeps_one_currency_when_asked(crm: crmcore.CRM) -> None:
+    from crmcore.scoring.summary import summarize, summary_of
+
+    customers(crm, "ann", "bob")
+    bought = []
+    for day, who, currency, price in [(0, "ann", "EUR", "10"), (0, "ann", "USD", "99"),
+                                      (3, "ann", "EUR", "20"), (3, "ann", "EUR", "5"),
+                                      (4, "bob", "USD", "7"), (9, "ann", "USD", "1")]:
+        bought.append(Purchase(
+            id=crmcore.values.new_id(), customer_id=who, ordered_at=START + timedelta(days=day, hours=1),
+            lines=[OrderLine("x", crmcore.Money(Decimal(price), currency))]))
+    crm.bulk_import(bought)
+    as_of = START + timedelta(days=9)  # the USD purchase of day 9 comes one hour later
+    with crm.transaction() as uow:
+        eur = summarize(uow, as_of, unit_days=1, currency="EUR")
+        every = summarize(uow, as_of, unit_days=1)
+    assert eur.customer_ids == ["ann"]
+    assert (eur.frequency[0], eur.recency[0], eur.T[0], eur.monetary[0], eur.total[0]) == (
+        1, 3, 8, 25, 35)
+    reference = summary_of(bought, as_of, unit_days=1)
+    assert every.customer_ids == reference.customer_ids == ["ann", "bob"]
+    assert list(every.total) == list(reference.total) == [134.0, 7.0]
+    assert list(every.monetary) == [25.0, 0.0]

@@ -118,24 +118,36 @@ _DAY = {
     "sqlite": f"(ordered_at / {MICROS_PER_DAY} - (ordered_at % {MICROS_PER_DAY} < 0))",
     "postgresql": "((ordered_at AT TIME ZONE 'UTC')::date - DATE '1970-01-01')",
 }
+_DAY_START = {
+    "sqlite": f"(({{}}) * {MICROS_PER_DAY})",
+    "postgresql": "((DATE '1970-01-01' + ({}))::timestamp AT TIME ZONE 'UTC')",
+}
 _PARAM = {"sqlite": "?", "postgresql": "%s"}
 
 
 def summary_sql(dialect: str, *, currency: bool = False) -> str:
-    """One pass over the purchases in customer order: purchase days counted distinct, and
-    the repeat value as everything bought after the first purchase day."""
+    """Purchases grouped by customer in one pass along the (customer, time) index, and the
+    first purchase day's value looked up by an index range per customer: repeat value is
+    total minus that. Parameters: the end of the period and (optionally) the currency,
+    twice over."""
     if dialect not in _DAY:
         raise ValidationError("dialect", dialect, f"no summary query for it; known: {sorted(_DAY)}")
     mark = _PARAM[dialect]
-    where = f"ordered_at < {mark}" + (f" AND currency = {mark}" if currency else "")
-    day = _DAY[dialect]
+
+    def where(table: str) -> str:
+        return f"{table}.ordered_at < {mark}" + (f" AND {table}.currency = {mark}" if currency else "")
+
+    day, start = _DAY[dialect].replace("ordered_at", "p.ordered_at"), _DAY_START[dialect]
     # built from the constants above only; every value is a bound parameter
     return (
-        "SELECT customer_id, COUNT(DISTINCT day), MIN(day), MAX(day), SUM(total), "  # noqa: S608
-        "SUM(CASE WHEN day > first THEN total ELSE 0 END) FROM ("
-        f"SELECT customer_id, {day} AS day, total, "
-        f"MIN({day}) OVER (PARTITION BY customer_id) AS first FROM purchases WHERE {where}"
-        ") AS bought GROUP BY customer_id ORDER BY customer_id"
+        "SELECT customer_id, days, first_day, last_day, spent, spent - ("  # noqa: S608
+        "SELECT SUM(q.total) FROM purchases AS q WHERE q.customer_id = g.customer_id "
+        f"AND q.ordered_at >= {start.format('g.first_day')} "
+        f"AND q.ordered_at < {start.format('g.first_day + 1')} AND {where('q')}"
+        ") FROM ("
+        f"SELECT p.customer_id, COUNT(DISTINCT {day}) AS days, MIN({day}) AS first_day, "
+        f"MAX({day}) AS last_day, SUM(p.total) AS spent FROM purchases AS p WHERE {where('p')} "
+        "GROUP BY p.customer_id) AS g ORDER BY customer_id"
     )
 
 
@@ -152,7 +164,7 @@ def bind_instant(dialect: str, moment: datetime) -> Any:
 def _sql_summary(uow: Any, dialect: str, period: Period, currency: str | None) -> Summary:
     end = bind_instant(dialect, period.end)
     params: list[Any] = [end] if currency is None else [end, currency]
-    rows = uow.select(summary_sql(dialect, currency=currency is not None), params)
+    rows = uow.select(summary_sql(dialect, currency=currency is not None), params * 2)
     return Summary.from_days(period, rows, _sqlite_money if dialect == "sqlite" else float)
 
 
