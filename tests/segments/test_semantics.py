@@ -176,3 +176,10 @@ def test_decimal_attributes_read_as_the_nearest_double(empty: crmcore.CRM) -> No
     for n, text in enumerate(TRICKY):
         assert ids(crm, f"attributes.d = {text}") == [f"c{n}"], text
         assert ids(crm, f"attributes.f = {text}") == [f"c{n}"], text
+
+
+def test_members_come_in_id_order_by_code_point(empty: crmcore.CRM) -> None:
+    empty.bulk_import([Customer(id, "X", created_at=NOW, updated_at=NOW) for id in ("b", "B", "a", "É", "_")])
+    expected = ["B", "_", "a", "b", "É"]
+    assert empty.customers.ids_matching('name = "X"') == expected
+    assert [c.id for c in empty.customers.matching('name = "X"')] == expected

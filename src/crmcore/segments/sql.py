@@ -418,7 +418,7 @@ def plan(rule: a.Predicate, checked: Checked, context: Context, dialect: str | D
             reasons.append(str(exc))
     created = compiler.bind(d.instant(context.now))
     where = " AND ".join([f"c.created_at <= {created}", *pushed])
-    query = compiler.finish(f"SELECT {columns} FROM customers AS c WHERE {where} ORDER BY c.id")
+    query = compiler.finish(f"SELECT {columns} FROM customers AS c WHERE {where} ORDER BY c.id{d.text_order}")
     left = None if not residue else residue[0] if len(residue) == 1 else a.And(tuple(residue))
     return Plan(query, left, tuple(reasons))
 
