@@ -346,6 +346,11 @@ class Interactions:
         with self.crm.transaction() as uow:
             return uow.interactions.get(id)
 
+    def by_reference(self, customer_id: str, reference: str) -> list[Interaction]:
+        """The customer's contacts carrying a channel's own id (a Message-ID, a SIP Call-ID)."""
+        with self.crm.transaction() as uow:
+            return uow.interactions.by_reference(customer_id, reference)
+
 
 class Purchases:
     def __init__(self, crm: CRM) -> None:

@@ -69,8 +69,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MARKETING = frozenset({"marketing"})
-REREAD_WINDOW = timedelta(days=30)
-"""How far back a message read again is looked for on the timeline (a copy may bear a later date)."""
 _MSGID = re.compile(r"<[^<>\s]{1,996}>")
 _PARSER = BytesParser(policy=policy.default)
 
@@ -610,13 +608,11 @@ class Poller:
         )
 
     def _already_logged(self, customer_id: str, reference: str, received: Received) -> bool:
-        since = received.received_at - REREAD_WINDOW
-        recent = self.crm.interactions.timeline(customer_id, since=since, limit=None)
-        return any(i.reference == reference and i.direction is Direction.INBOUND for i in recent)
+        found = self.crm.interactions.by_reference(customer_id, reference)
+        return any(i.direction is Direction.INBOUND for i in found)
 
     def _find(self, customer_id: str, reference: str) -> Interaction | None:
-        timeline = self.crm.interactions.timeline(customer_id, limit=None)
-        return next((i for i in timeline if i.reference == reference), None)
+        return next(iter(self.crm.interactions.by_reference(customer_id, reference)), None)
 
     def _is_unsubscribe(self, message: EmailMessage) -> bool:
         if self.unsubscribe is not None and self.unsubscribe in _recipients(message):

@@ -82,6 +82,12 @@ class CustomerLog(Protocol[T]):
     def count(self) -> int: ...
 
 
+class Timeline(CustomerLog[Interaction], Protocol):
+    def by_reference(self, customer_id: str, reference: str) -> list[Interaction]:
+        """The customer's interactions carrying this channel id (Message-ID, Call-ID), newest first."""
+        ...
+
+
 class CustomerOwned(Repository[T], Protocol):
     def for_customer(self, customer_id: str) -> list[T]: ...
 
@@ -151,7 +157,7 @@ class UnitOfWork(Protocol):
     """One transaction's view of every repository."""
 
     customers: CustomerRepository
-    interactions: CustomerLog[Interaction]
+    interactions: Timeline
     purchases: CustomerLog[Purchase]
     cases: CustomerOwned[Case]
     opportunities: CustomerOwned[Opportunity]

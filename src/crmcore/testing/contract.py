@@ -224,6 +224,16 @@ class StorageContract:
             assert [i.id for i in recent] == ["i000004", "i000003"]
             assert [p.id for p in uow.purchases.for_customer("c0001", limit=2)] == ["p000002", "p000001"]
 
+    def test_interactions_by_channel_reference(self, storage: Storage) -> None:
+        with storage.transaction() as uow:
+            pairs = [("c1", "<a@x>"), ("c1", "<b@x>"), ("c2", "<a@x>"), ("c1", "<a@x>")]
+            for n, (who, ref) in enumerate(pairs):
+                entry = interaction(n, who, T0 + timedelta(minutes=n))
+                uow.interactions.add(attrs.evolve(entry, reference=ref))
+        with storage.transaction() as uow:
+            assert [i.id for i in uow.interactions.by_reference("c1", "<a@x>")] == ["i000003", "i000000"]
+            assert uow.interactions.by_reference("c1", "<zz@x>") == []
+
     def test_cases_and_opportunities_by_customer(self, storage: Storage) -> None:
         with storage.transaction() as uow:
             for n in range(3):

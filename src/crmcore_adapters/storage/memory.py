@@ -127,6 +127,11 @@ class MemoryRepository(Generic[T]):
         return mine[:limit]
 
 
+class MemoryInteractions(MemoryRepository[Interaction]):
+    def by_reference(self, customer_id: str, reference: str) -> builtins.list[Interaction]:
+        return [i for i in self.for_customer(customer_id) if i.reference == reference]
+
+
 class MemoryCustomers(MemoryRepository[Customer]):
     def __init__(self, store: MemoryStorage, journal: Journal) -> None:
         super().__init__(store.tables["customers"], journal, "customer", versioned=True)
@@ -297,7 +302,7 @@ class MemoryUnitOfWork:
         self.journal = journal = Journal()
         t = store.tables
         self.customers = MemoryCustomers(store, journal)
-        self.interactions = MemoryRepository[Interaction](
+        self.interactions = MemoryInteractions(
             t["interactions"], journal, "interaction", False, lambda i: i.occurred_at)
         self.purchases = MemoryRepository[Purchase](
             t["purchases"], journal, "purchase", False, lambda p: p.ordered_at)

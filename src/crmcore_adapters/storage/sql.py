@@ -322,6 +322,16 @@ class SqlCustomers(SqlRepository[Customer]):
         return found[0] if found else None
 
 
+class SqlInteractions(SqlRepository[Interaction]):
+    def by_reference(self, customer_id: str, reference: str) -> builtins.list[Interaction]:
+        self._run(
+            "SELECT doc FROM interactions WHERE reference = ? AND customer_id = ? "
+            "ORDER BY occurred_at DESC, id DESC",
+            (reference, customer_id),
+        )
+        return [_load(self.t, row[0]) for row in self.cur.fetchall()]
+
+
 def index_rows(customers: Sequence[Customer]) -> list[tuple[str, list[tuple[str, ...]]]]:
     """Rows of the lookup tables for these customers (e-mails match case-insensitively)."""
     return [
@@ -534,7 +544,7 @@ class SqlUnitOfWork:
         self.cur = cur
         self.dialect = dialect.name
         self.customers = SqlCustomers(cur, dialect, CUSTOMERS)
-        self.interactions = SqlRepository(cur, dialect, INTERACTIONS)
+        self.interactions = SqlInteractions(cur, dialect, INTERACTIONS)
         self.purchases = SqlRepository(cur, dialect, PURCHASES)
         self.cases = SqlRepository(cur, dialect, CASES)
         self.opportunities = SqlRepository(cur, dialect, OPPORTUNITIES)
