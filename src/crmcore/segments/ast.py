@@ -31,10 +31,6 @@ KEYWORDS = frozenset((
     "now", "today", "ago", "last", "since", "where", "birthday", "within",
 ))
 """Words the text form reserves (case-insensitive); a field path may still use them after a dot."""
-
-
-def sorted_keywords() -> list[str]:
-    return sorted(KEYWORDS)
 PLACES = 6
 """Decimal places a number in a rule may have."""
 
