@@ -4,6 +4,7 @@ synthetic customer base end to end from SQLite.
     python benchmarks/bench_clv.py                       # CDNOW + 1,000,000 customers
     python benchmarks/bench_clv.py --customers 100000    # smaller base
     python benchmarks/bench_clv.py --lifetimes /work/venv-lifetimes/bin/python
+    python benchmarks/bench_clv.py --customers 100000 --postgres postgresql://postgres@127.0.0.1/test
 
 1. CDNOW: the sample is loaded through crmcore into SQLite, the calibration summary
    is computed by SQL, then BG/NBD, Pareto/NBD and Gamma-Gamma are fitted (best of
@@ -100,6 +101,7 @@ bg, gg = BetaGeoFitter(), GammaGammaFitter()
 bg.params_ = pd.Series({k: params[k] for k in ("r", "alpha", "a", "b")})
 gg.params_ = pd.Series({"p": params["p"], "q": params["q"], "v": params["gamma"]})
 bg.predict = bg.conditional_expected_number_of_purchases_up_to_time  # what fit() would set
+gg.customer_lifetime_value(bg, x[:10], tx[:10], T[:10], m[:10], time=12, discount_rate=0.01, freq="W")
 t = time.perf_counter(); alive = bg.conditional_probability_alive(x, tx, T); t_alive = time.perf_counter() - t
 t = time.perf_counter()
 clv = gg.customer_lifetime_value(bg, x, tx, T, m, time=12, discount_rate=0.01, freq="W")
@@ -127,6 +129,7 @@ def compare_scoring(lifetimes: Path | None, x: Any, tx: Any, age: Any, m: Any, b
         return
     theirs_t = json.loads(done.stdout.strip().splitlines()[-1])
     theirs = np.load(out)
+    lifetime_value(bg, gg, x[:10], tx[:10], age[:10], m[:10])  # warm up, like lifetimes
     began = time.perf_counter()
     alive = bg.p_alive(x, tx, age)
     t_alive = time.perf_counter() - began
@@ -224,35 +227,34 @@ def simulate(customers: int, seed: int, chunk: int = 20_000) -> Iterator[Custome
                 day += rng.exponential(1 / rate[i]) if rate[i] > 0 else horizon
 
 
-def build(db: Path, customers: int, seed: int) -> None:
+def build(url: str, customers: int, seed: int) -> None:
     began = time.perf_counter()
-    crm = crmcore.open(f"sqlite:///{db}")
+    crm = crmcore.open(url)
     count = crm.bulk_import(simulate(customers, seed))
     crm.close()
     print(f"synthetic base: imported {count:,} records through crm.bulk_import in "
-          f"{time.perf_counter() - began:.1f} s -> {db}")
+          f"{time.perf_counter() - began:.1f} s -> {url}")
 
 
-def score(db: Path) -> dict[str, float]:
-    """End to end on a stored base; run in its own process (see main)."""
-    crm = crmcore.open(f"sqlite:///{db}")
+def score(url: str, keep: Path) -> dict[str, float]:
+    """End to end on a stored base; run in its own process (see main). The summary is kept
+    in `keep` for the comparison with lifetimes."""
+    crm = crmcore.open(url)
     as_of = START + timedelta(days=730)
     marks = {"start": time.perf_counter()}
     base = _summary(crm, as_of, 7)
     marks["summary"] = time.perf_counter()
     model = LifetimeModel.fit(base)
     marks["fit"] = time.perf_counter()
-    x, tx, age = (np.frombuffer(c) for c in (base.frequency, base.recency, base.T))
+    x, tx, age, m = (np.frombuffer(c) for c in (base.frequency, base.recency, base.T, base.monetary))
     alive = model.purchases.p_alive(x, tx, age)
     marks["p_alive"] = time.perf_counter()
     valuation = model.value(base)
     marks["clv"] = time.perf_counter()
     crm.close()
-    np.savez(db.with_suffix(".summary.npz"), x=x, tx=tx, T=age,
-             m=np.frombuffer(base.monetary) if len(base) else np.zeros(0))
-    n = len(base)
+    np.savez(keep, x=x, tx=tx, T=age, m=m)
     return {
-        "customers": n, "summary_s": marks["summary"] - marks["start"],
+        "customers": len(base), "summary_s": marks["summary"] - marks["start"],
         "fit_s": marks["fit"] - marks["summary"], "p_alive_s": marks["p_alive"] - marks["fit"],
         "clv_s": marks["clv"] - marks["p_alive"], "total_s": marks["clv"] - marks["start"],
         "peak_mb": peak_mb(), "mean_p_alive": float(alive.mean()),
@@ -262,31 +264,52 @@ def score(db: Path) -> dict[str, float]:
     }
 
 
-def bench_base(customers: int, seed: int, folder: Path, fresh: bool, lifetimes: Path | None) -> None:
+def bench_base(url: str, label: str, lifetimes: Path | None) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        keep = Path(tmp) / "summary.npz"
+        done = subprocess.run(
+            [sys.executable, __file__, "--score", url, "--keep", str(keep)], capture_output=True,
+            text=True, timeout=7200, env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+        if done.returncode:
+            raise SystemExit(done.stderr)
+        f = json.loads(done.stdout.strip().splitlines()[-1])
+        n = f["customers"]
+        print(f"synthetic base, {n:,.0f} customers ({label}, end to end in a fresh process):")
+        print(f"  summary (SQL)  {f['summary_s']:8.3f} s  ({n / f['summary_s']:,.0f} customers/s)")
+        print(f"  fit BG/NBD+GG  {f['fit_s']:8.3f} s")
+        print(f"  P(alive)       {f['p_alive_s']:8.3f} s  ({n / f['p_alive_s']:,.0f} customers/s)")
+        print(f"  CLV (12 months){f['clv_s']:8.3f} s  ({n / f['clv_s']:,.0f} customers/s)")
+        print(f"  total          {f['total_s']:8.3f} s; peak memory {f['peak_mb']:.0f} MB")
+        print("  fitted vs simulated: " + ", ".join(
+            f"{k}={f[k]:.3f} ({TRUE[k]})" for k in ("r", "alpha", "a", "b", "p", "q", "gamma")))
+        saved = np.load(keep)
+        bg = BetaGeo(*(f[k] for k in ("r", "alpha", "a", "b")))
+        gg = GammaGamma(*(f[k] for k in ("p", "q", "gamma")))
+        compare_scoring(lifetimes, saved["x"], saved["tx"], saved["T"], saved["m"], bg, gg, Path(tmp))
+
+
+def bench_sqlite(customers: int, seed: int, folder: Path, fresh: bool, lifetimes: Path | None) -> None:
+    """The base is kept in a file and reused by later runs of the same size and seed."""
     db = folder / f"crmcore-bench-clv-{customers}-{seed}.db"
     if fresh or not db.exists():
         for stale in folder.glob(db.name + "*"):
             stale.unlink()
-        build(db, customers, seed)
-    done = subprocess.run([sys.executable, __file__, "--score", str(db)], capture_output=True,
-                          text=True, timeout=7200, env={**os.environ, "PYTHONPATH": str(REPO / "src")})
-    if done.returncode:
-        raise SystemExit(done.stderr)
-    f = json.loads(done.stdout.strip().splitlines()[-1])
-    n = f["customers"]
-    print(f"synthetic base, {n:,.0f} customers (SQLite, end to end in a fresh process):")
-    print(f"  summary (SQL)  {f['summary_s']:8.3f} s  ({n / f['summary_s']:,.0f} customers/s)")
-    print(f"  fit BG/NBD+GG  {f['fit_s']:8.3f} s")
-    print(f"  P(alive)       {f['p_alive_s']:8.3f} s  ({n / f['p_alive_s']:,.0f} customers/s)")
-    print(f"  CLV (12 months){f['clv_s']:8.3f} s  ({n / f['clv_s']:,.0f} customers/s)")
-    print(f"  total          {f['total_s']:8.3f} s; peak memory {f['peak_mb']:.0f} MB")
-    print("  fitted vs simulated: " + ", ".join(
-        f"{k}={f[k]:.3f} ({TRUE[k]})" for k in ("r", "alpha", "a", "b", "p", "q", "gamma")))
-    saved = np.load(db.with_suffix(".summary.npz"))
-    bg = BetaGeo(*(f[k] for k in ("r", "alpha", "a", "b")))
-    gg = GammaGamma(*(f[k] for k in ("p", "q", "gamma")))
-    with tempfile.TemporaryDirectory() as tmp:
-        compare_scoring(lifetimes, saved["x"], saved["tx"], saved["T"], saved["m"], bg, gg, Path(tmp))
+        build(f"sqlite:///{db}", customers, seed)
+    bench_base(f"sqlite:///{db}", "SQLite", lifetimes)
+
+
+def bench_postgres(server: str, customers: int, seed: int) -> None:
+    """The base is built in a schema of its own, dropped afterwards."""
+    import psycopg
+
+    schema = f"crmcore_bench_clv_{os.getpid()}"
+    url = f"{server}{'&' if '?' in server else '?'}schema={schema}"
+    try:
+        build(url, customers, seed)
+        bench_base(url, "PostgreSQL", None)
+    finally:
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 def main() -> None:
@@ -300,15 +323,20 @@ def main() -> None:
     parser.add_argument("--folder", type=Path, default=Path(tempfile.gettempdir()))
     parser.add_argument("--fresh", action="store_true", help="rebuild the synthetic base")
     parser.add_argument("--skip-cdnow", action="store_true")
-    parser.add_argument("--score", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--postgres", metavar="URL",
+                        help="also score a base built on this PostgreSQL server (in its own schema)")
+    parser.add_argument("--score", help=argparse.SUPPRESS)
+    parser.add_argument("--keep", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.score:
-        print(json.dumps(score(args.score)))
+        print(json.dumps(score(args.score, args.keep)))
         return
     if not args.skip_cdnow:
         bench_cdnow(args.repeat, args.lifetimes)
     if args.customers > 0:
-        bench_base(args.customers, args.seed, args.folder, args.fresh, args.lifetimes)
+        bench_sqlite(args.customers, args.seed, args.folder, args.fresh, args.lifetimes)
+        if args.postgres:
+            bench_postgres(args.postgres, args.customers, args.seed)
 
 
 if __name__ == "__main__":
