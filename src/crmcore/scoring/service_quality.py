@@ -94,10 +94,10 @@ def _case_counts(c: Case, end: datetime) -> dict[str, int]:
     resolved = c.resolved_at is not None and c.resolved_at < end
     met = c.sla_due is not None and resolved and c.resolved_at <= c.sla_due  # type: ignore[operator]
     decided = c.sla_due is not None and (resolved or c.sla_due < end)
+    closed = resolved and c.status is not CaseStatus.OPEN
     return {
         "cases": 1, "complaints": c.kind is CaseKind.COMPLAINT,
-        "resolved": resolved and c.status is not CaseStatus.OPEN,
-        "first_contact": resolved and c.contacts == 1,
+        "resolved": closed, "first_contact": closed and c.contacts == 1,
         "with_sla": decided, "sla_met": met,
     }
 
@@ -155,7 +155,7 @@ def _sql(uow: Any, dialect: str, by: Sequence[str], period: str, since: datetime
         f"SELECT {keys('opened_at')}, COUNT(*), "  # noqa: S608
         "SUM(CASE WHEN kind = 'complaint' THEN 1 ELSE 0 END), "
         f"SUM(CASE WHEN {done} AND status <> 'open' THEN 1 ELSE 0 END), "
-        f"SUM(CASE WHEN {done} AND contacts = 1 THEN 1 ELSE 0 END), "
+        f"SUM(CASE WHEN {done} AND status <> 'open' AND contacts = 1 THEN 1 ELSE 0 END), "
         f"SUM(CASE WHEN sla_due IS NOT NULL AND ({done} OR sla_due < {mark}) THEN 1 ELSE 0 END), "
         f"SUM(CASE WHEN sla_due IS NOT NULL AND {done} AND resolved_at <= sla_due THEN 1 ELSE 0 END) "
         f"FROM cases WHERE {where} GROUP BY 1, 2, 3",
