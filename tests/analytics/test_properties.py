@@ -18,7 +18,7 @@ from crmcore.scoring import clv
 from crmcore.scoring.cross_sell import mine_rules, next_best_offers
 from crmcore.scoring.rfm import SEGMENTS, quantile_scores, rfm
 from crmcore.scoring.summary import Period, Summary, summarize, summary_of
-from crmcore.testing.strategies import purchases
+from crmcore.testing.strategies import cases, interactions, purchases
 
 positive = st.floats(min_value=0.05, max_value=20, allow_nan=False)
 bg_models = st.builds(clv.BetaGeo, positive, positive, positive, positive)
@@ -247,3 +247,38 @@ def test_the_factored_forecast_equals_the_per_customer_one(
     slow = clv._forecast_from_matrix(model, horizons, weights, x, tx, T)
     for a, b in zip(fast, slow, strict=True):
         assert np.allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+# ---- service quality: SQL and Python agree ----
+
+@settings(max_examples=20)
+@given(st.lists(interactions(customer_id=buyers), max_size=10, unique_by=lambda i: i.id),
+       st.lists(cases(customer_id=buyers), max_size=8, unique_by=lambda c: c.id),
+       st.datetimes(min_value=datetime(1990, 1, 1), max_value=datetime(2036, 1, 1),
+                    timezones=st.just(UTC)),
+       st.sampled_from([("service_point", "channel", "period"), ("channel",), ()]),
+       st.sampled_from(["day", "month", "year"]))
+def test_sqlite_and_python_service_quality_agree(
+    logged: list[crmcore.Interaction], opened: list[crmcore.Case], as_of: datetime,
+    by: tuple[str, ...], period: str,
+) -> None:
+    figures = []
+    for url in ("memory://", "sqlite://"):
+        crm = crmcore.open(url)
+        try:
+            crm.bulk_import([crmcore.Customer.new(c.title(), id=c) for c in ("ann", "bob", "cyd")])
+            crm.bulk_import(logged)
+            with crm.transaction() as uow:
+                for case in opened:
+                    uow.cases.add(case)
+            figures.append(crm.analytical.service_quality(as_of, by=by, period=period))
+        finally:
+            crm.close()
+    in_python, in_sql = figures
+    assert in_python == in_sql
+    for group in in_sql:
+        c = group.counts
+        assert c["satisfied"] <= c["rated"] and c["promoters"] + c["detractors"] <= c["nps_answers"]
+        assert c["first_contact"] <= c["resolved"] <= c["cases"] and c["sla_met"] <= c["with_sla"]
+        assert group.csat is None or 0 <= group.csat <= 100
+        assert group.nps is None or -100 <= group.nps <= 100
