@@ -15,6 +15,7 @@ from crmcore.errors import (
     MissingExtra,
     NotFound,
     PluginError,
+    RuleError,
     StorageError,
     UnknownScheme,
     ValidationError,
@@ -79,6 +80,6 @@ __all__ = [
     "ConsentError", "ConsentStatus", "Customer", "Direction", "Event", "IntegrityError",
     "Interaction", "LifecycleStage", "Location", "MemberGroup", "MemberStatus", "MissingExtra",
     "Money", "NotFound", "Opportunity", "OpportunityKind", "OrderLine", "PartyKind",
-    "PluginError", "PostalAddress", "Purchase", "ServicePoint", "ServicePointKind", "Stage",
+    "PluginError", "PostalAddress", "Purchase", "RuleError", "ServicePoint", "ServicePointKind", "Stage",
     "StageChange", "StorageError", "Team", "UnknownScheme", "ValidationError", "hookimpl", "open",
 ]

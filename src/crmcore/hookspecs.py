@@ -72,7 +72,8 @@ def crmcore_register_telephony() -> list[Adapter]:
 
 @hookspec
 def crmcore_register_rule_functions() -> list[Any]:
-    """Functions usable in segment rules, each with an optional SQL translation per dialect.
+    """Functions usable in segment rules (`crmcore.segments.RuleFunction`), each with an
+    optional SQL translation per dialect.
 
     Called when a rule is compiled. Without a SQL translation for the storage's
     dialect, the rule is evaluated in Python and the compiled plan says so.

@@ -6,6 +6,7 @@ so the model never holds a value it would later have to doubt.
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
 from collections.abc import Callable, Iterable
@@ -235,12 +236,15 @@ AttributeValue = str | int | float | bool | Decimal | date | datetime
 
 
 def attribute_value(value: object, field: str) -> AttributeValue:
+    """Check a custom attribute's value: a datetime must be aware (it is stored in UTC),
+    numbers finite (JSON and SQL have no NaN or infinity)."""
     if isinstance(value, datetime):
         return utc(value, field)
     if isinstance(value, str):
         return text(value, field, max_length=10_000, empty=True)
-    if isinstance(value, float) and value != value:
-        raise ValidationError(field, value, "must not be NaN")
+    infinite = isinstance(value, float) and not math.isfinite(value)
+    if infinite or (isinstance(value, Decimal) and not value.is_finite()):
+        raise ValidationError(field, value, "must be a finite number")
     if isinstance(value, bool | int | float | Decimal | date):
         return value
     raise ValidationError(field, value, "must be str, int, float, bool, Decimal, date or datetime")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import attrs
@@ -46,6 +46,10 @@ def test_new_customer_normalises_contact_details() -> None:
         ({"tier": "Gold Plus"}, "tier", "Gold Plus"),
         ({"tags": ["ok", "Not OK"]}, "tags[1]", "Not OK"),
         ({"attributes": {"since": datetime(2020, 1, 1)}}, "attributes['since']", datetime(2020, 1, 1)),
+        ({"attributes": {"ratio": float("inf")}}, "attributes['ratio']", float("inf")),
+        ({"attributes": {"spend": Decimal("NaN")}}, "attributes['spend']", None),
+        ({"attributes": {"at": datetime(2020, 1, 1, tzinfo=timezone(timedelta(hours=2)))}},
+         "attributes['at']", None),
         ({"created_at": datetime(2020, 1, 1)}, "created_at", datetime(2020, 1, 1)),
         ({"birth_date": "1990-01-01"}, "birth_date", "1990-01-01"),
     ],

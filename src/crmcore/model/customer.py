@@ -75,7 +75,8 @@ def _consents(_instance: Any, attribute: attrs.Attribute[Any], value: tuple[Cons
 def _attributes(_instance: Any, attribute: attrs.Attribute[Any], value: Mapping[str, Any]) -> None:
     for key, item in value.items():
         v.name(key, f"{attribute.name} key")
-        if v.attribute_value(item, f"{attribute.name}[{key!r}]") != item:
+        v.attribute_value(item, f"{attribute.name}[{key!r}]")
+        if isinstance(item, datetime) and item.utcoffset():
             raise ValidationError(f"{attribute.name}[{key!r}]", item, "must be in UTC")
 
 
