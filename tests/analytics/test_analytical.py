@@ -42,7 +42,7 @@ def buy(crm: crmcore.CRM, customer: str, day: int, *products: str, price: str = 
 
 def customers(crm: crmcore.CRM, *ids: str) -> None:
     for cid in ids:
-        crm.customers.add(crmcore.Customer.new(cid.title(), id=cid))
+        crm.customers.add(crmcore.Customer.new(cid.title(), id=cid, created_at=START))
 
 
 def test_rfm_repurchase_and_next_offers(shop: tuple[crmcore.CRM, Clock]) -> None:
@@ -275,3 +275,24 @@ def test_the_summary_keeps_one_currency_when_asked(crm: crmcore.CRM) -> None:
     assert every.customer_ids == reference.customer_ids == ["ann", "bob"]
     assert list(every.total) == list(reference.total) == [134.0, 7.0]
     assert list(every.monetary) == [25.0, 0.0]
+
+
+def test_segment_rules_read_the_stored_scores(shop: tuple[crmcore.CRM, Clock]) -> None:
+    crm, clock = shop
+    customers(crm, "ann", "bob", "cyd", "dan")
+    for day in (0, 10, 20, 30):
+        buy(crm, "ann", day, "phone", price="100")
+    buy(crm, "bob", 1, "phone")
+    buy(crm, "cyd", 2, "phone", price="50")
+    when = datetime(2024, 2, 10, tzinfo=UTC)
+    clock.now = when
+    crm.analytical.score(when, ["rfm"])
+    scores = {s.customer_id: s for s in crm.analytical.rfm(when)}
+    assert scores["ann"].segment == "champions"
+    champions = crm.customers.ids_matching('score.rfm.label = "champions"', as_of=when)
+    assert champions == sorted(c for c, s in scores.items() if s.segment == "champions")
+    strong = crm.customers.ids_matching("score.rfm > 3", as_of=when)
+    assert strong == sorted(c for c, s in scores.items() if s.value > 3) and "dan" not in strong
+    assert crm.customers.ids_matching("score.rfm > 3", as_of=when - timedelta(days=1)) == []
+    with pytest.raises(crmcore.CRMError, match="no maximum"):
+        crm.analytical.clv(when)  # three buyers: the likelihood runs off to infinity

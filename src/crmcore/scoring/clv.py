@@ -107,7 +107,8 @@ def _maximise(
                               options={"xatol": 1e-7, "fatol": 1e-10, "maxiter": 20000,
                                        "maxfev": 40000})
     if not np.all(np.isfinite(result.x)) or not np.isfinite(result.fun):
-        raise FitError(f"the likelihood did not converge: {result.message}")
+        raise FitError(f"the likelihood has no maximum on this data (too few or too alike "
+                       f"customers?): {result.message}")
     return np.exp(result.x)  # type: ignore[no-any-return]
 
 
