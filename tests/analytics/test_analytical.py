@@ -296,3 +296,7 @@ def test_segment_rules_read_the_stored_scores(shop: tuple[crmcore.CRM, Clock]) -
     assert crm.customers.ids_matching("score.rfm > 3", as_of=when - timedelta(days=1)) == []
     with pytest.raises(crmcore.CRMError, match="no maximum"):
         crm.analytical.clv(when)  # three buyers: the likelihood runs off to infinity
+    with pytest.raises(crmcore.CRMError, match="no maximum"):
+        crm.analytical.score(when, ["clv"])
+    everything = crm.analytical.score(when)  # all scorers: those that can run, do
+    assert "clv" not in everything and everything["rfm"] == 3

@@ -223,6 +223,7 @@ def test_the_core_imports_and_scores_rfm_without_numpy() -> None:
         "crm = crmcore.open('memory://')\n"
         "when = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)\n"
         "assert crm.analytical.rfm(when) == []\n"
+        "assert crm.analytical.score(when) == {'rfm': 0, 'next_purchase': 0, 'next_offer': 0}\n"
         "try:\n"
         "    crm.analytical.clv(when)\n"
         "except crmcore.MissingExtra as exc:\n"

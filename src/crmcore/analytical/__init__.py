@@ -7,11 +7,12 @@ scipy). Scores are stored as dated snapshots that segment rules can read.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
 from typing import TYPE_CHECKING
 
-from crmcore.errors import ValidationError
+from crmcore.errors import MissingExtra, ValidationError
 from crmcore.model import Opportunity, Score
 from crmcore.scoring import cross_sell
 from crmcore.scoring.churn import ChurnAlert, churn_alerts
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from crmcore.scoring.registry import Scorer
 
 When = date | datetime
+log = logging.getLogger(__name__)
 
 
 class Analytical:
@@ -168,7 +170,14 @@ class Analytical:
         return scorers(self.crm.plugins)
 
     def score(self, as_of: datetime | None = None, names: Iterable[str] | None = None) -> dict[str, int]:
-        """Run scorers (all by default) and store their snapshots; returns how many each wrote."""
+        """Run scorers and store their snapshots; returns how many each wrote.
+
+        Scorers named in `names` must succeed. With all of them (the default), one that
+        cannot run here (its extra is not installed, or the data has no fit yet) is left
+        out of the result and logged, so the others still run.
+        """
+        from crmcore.scoring.clv import FitError
+
         moment = Period.as_of(self._as_of(as_of)).end
         known = self.scorers()
         chosen = list(known) if names is None else list(names)
@@ -177,7 +186,13 @@ class Analytical:
                 raise ValidationError("names", name, f"no such scorer; known: {sorted(known)}")
         written = {}
         for name in chosen:
-            results = list(known[name].score(self.crm, moment))
+            try:
+                results = list(known[name].score(self.crm, moment))
+            except (MissingExtra, FitError) as exc:
+                if names is not None:
+                    raise
+                log.warning("scorer %s skipped: %s", name, exc)
+                continue
             with self.crm.transaction() as uow:
                 written[name] = uow.scores.put(results)
         return written
