@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import multiprocessing
 import sqlite3
+import subprocess
+import sys
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -278,3 +280,20 @@ def test_the_documented_rekeying_for_citus_keeps_the_adapter_working(storage: Po
         )
     assert sorted(keys) == [(t, "PRIMARY KEY (customer_id, id)")
                             for t in ("cases", "interactions", "opportunities", "purchases")]
+
+
+def test_without_the_postgres_extra_other_storages_still_open() -> None:
+    """The entry point is loaded for every URL: it must import cleanly without psycopg."""
+    script = (
+        "import sys; sys.modules['psycopg'] = sys.modules['psycopg_pool'] = None\n"
+        "import crmcore\n"
+        "from crmcore.errors import MissingExtra\n"
+        "crmcore.open('sqlite://').close()\n"
+        "try:\n"
+        "    crmcore.open('postgresql://crm@127.0.0.1/crm')\n"
+        "except MissingExtra as exc:\n"
+        "    print(exc.extra)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "postgres"
