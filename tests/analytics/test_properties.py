@@ -150,7 +150,9 @@ def test_quantile_scores_are_monotone_and_span_the_bins(values: list[float], bin
 
 # ---- summaries: SQL and Python agree ----
 
-buyers = st.sampled_from(["ann", "bob", "cyd"])
+BUYERS = ("ann", "bob", "cyd", "zoë", "\u03c9mega", "\U0001f600")
+buyers = st.sampled_from(BUYERS)
+"""Ids beyond ASCII: the database must order them by code point, as Python does."""
 
 
 @settings(max_examples=25)
@@ -163,7 +165,7 @@ def test_sqlite_and_python_summaries_agree(
 ) -> None:
     crm = crmcore.open("sqlite://")
     try:
-        crm.bulk_import([crmcore.Customer.new(c.title(), id=c) for c in ("ann", "bob", "cyd")])
+        crm.bulk_import([crmcore.Customer.new(f"Customer {c}", id=c) for c in BUYERS])
         crm.bulk_import(bought)
         with crm.transaction() as uow:
             stored = summarize(uow, as_of, unit_days=unit_days)
@@ -267,7 +269,7 @@ def test_sqlite_and_python_service_quality_agree(
     for url in ("memory://", "sqlite://"):
         crm = crmcore.open(url)
         try:
-            crm.bulk_import([crmcore.Customer.new(c.title(), id=c) for c in ("ann", "bob", "cyd")])
+            crm.bulk_import([crmcore.Customer.new(f"Customer {c}", id=c) for c in BUYERS])
             crm.bulk_import(logged)
             with crm.transaction() as uow:
                 for case in opened:
