@@ -3,13 +3,13 @@ synthetic customer base end to end from SQLite.
 
     python benchmarks/bench_clv.py                       # CDNOW + 1,000,000 customers
     python benchmarks/bench_clv.py --customers 100000    # smaller base
-    python benchmarks/bench_clv.py --lifetimes /work/venv-lifetimes/bin/python
+    bash benchmarks/setup-lifetimes.sh && python benchmarks/bench_clv.py   # with the reference
     python benchmarks/bench_clv.py --customers 100000 --postgres postgresql://postgres@127.0.0.1/test
 
 1. CDNOW: the sample is loaded through crmcore into SQLite, the calibration summary
    is computed by SQL, then BG/NBD, Pareto/NBD and Gamma-Gamma are fitted (best of
    `--repeat` runs). If a Python with `lifetimes` is given (default:
-   /work/venv-lifetimes/bin/python when it exists), its BetaGeoFitter,
+   .venv-lifetimes/bin/python, made by setup-lifetimes.sh), its BetaGeoFitter,
    ParetoNBDFitter and GammaGammaFitter are timed on the same summary in a subprocess,
    and the ratio and parameter differences are printed.
 2. Synthetic base: customers simulated from the BG/NBD and Gamma-Gamma processes
@@ -50,7 +50,8 @@ CDNOW = next(
      if (p / "CDNOW_sample.txt").is_file()),
     None,
 )
-LIFETIMES_PYTHON = Path("/work/venv-lifetimes/bin/python")
+LIFETIMES_PYTHON = Path(__file__).resolve().parents[1] / ".venv-lifetimes" / "bin" / "python"
+"""Made by benchmarks/setup-lifetimes.sh."""
 START = datetime(2020, 1, 1, tzinfo=UTC)
 TRUE = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426, "p": 6.25, "q": 3.74, "gamma": 15.44}
 

@@ -83,7 +83,8 @@ def crmcore_register_rule_functions() -> list[Any]:
 
 @hookspec
 def crmcore_register_scorers() -> list[Any]:
-    """Scorers (RFM, CLV, churn, lead, ...) this plugin provides, by name.
+    """Scorers (RFM, CLV, churn, lead, ...) this plugin provides: `crmcore.scoring.registry.Scorer`
+    objects, a `name` plus `score(crm, as_of) -> Iterable[Score]`.
 
     Called when scores are computed; each result is stored as a dated snapshot
     that segment rules can read.
