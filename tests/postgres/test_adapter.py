@@ -102,16 +102,20 @@ def test_copy_sql_follows_the_shared_insert() -> None:
         postgres.copy_sql("DELETE FROM customers")
 
 
-def _sqlite_columns() -> dict[str, set[str]]:
+def _sqlite_schema() -> tuple[dict[str, set[str]], set[str]]:
+    """Columns by table, and the names of the secondary indexes, of SQLite's migrations."""
     conn = sqlite3.connect(":memory:")
     for statements in sqlite.MIGRATIONS:
         for statement in statements:
             conn.execute(statement)
     tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-    return {
+    indexes = {r[0] for r in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")}
+    columns = {
         t: {r[1] for r in conn.execute(f"PRAGMA table_info({t})")}
         for t in tables if t != "sqlite_sequence"
     }
+    return columns, indexes
 
 
 def test_every_sqlite_table_and_column_exists_here(storage: PostgresStorage) -> None:
@@ -120,11 +124,17 @@ def test_every_sqlite_table_and_column_exists_here(storage: PostgresStorage) -> 
             "SELECT table_name, column_name FROM information_schema.columns "
             "WHERE table_schema = current_schema()"
         )
+        indexes = uow.select(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() "
+            "AND indexname NOT LIKE '%%\\_pkey' AND indexname NOT LIKE '%%\\_id\\_key'"
+        )
     found: dict[str, set[str]] = {}
     for table, column in rows:
         found.setdefault(str(table), set()).add(str(column))
     assert found.pop("schema_version") == {"version"}
-    assert found == _sqlite_columns()
+    columns, secondary = _sqlite_schema()
+    assert found == columns
+    assert {str(r[0]) for r in indexes} == secondary
     assert len(postgres.MIGRATIONS) == len(sqlite.MIGRATIONS)
 
 
