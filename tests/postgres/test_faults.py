@@ -146,3 +146,22 @@ def test_server_down_then_back(schemas: Schemas, relay: Relay) -> None:
             assert uow.purchases.count() == 1
     finally:
         store.close()
+
+
+def test_server_gone_in_the_middle_of_a_bulk_import(schemas: Schemas, relay: Relay) -> None:
+    store = PostgresStorage(through(relay, schemas.url()))
+    try:
+        def records() -> Iterator[Any]:
+            for n in range(1, 20_001):
+                if n == 12_000:  # several COPY batches already sent
+                    relay.stop()
+                yield purchase(n, "c0001", T0)
+        with pytest.raises(StorageError) as caught:
+            store.bulk_import(records())
+        assert "lost the connection" in str(caught.value)
+        relay.start()
+        with store.transaction() as uow:
+            assert uow.purchases.count() == 0
+        assert store.bulk_import([customer(1), purchase(1, "c0001", T0)]) == 2
+    finally:
+        store.close()
