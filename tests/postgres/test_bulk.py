@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
@@ -13,7 +14,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from crmcore import model as m
-from crmcore.errors import IntegrityError, ValidationError
+from crmcore.errors import IntegrityError, StorageError, ValidationError
 from crmcore.testing import strategies as s
 from crmcore.testing.contract import T0, customer, interaction, purchase
 from crmcore_adapters.storage.postgres import BULK_BATCH, PostgresStorage
@@ -91,5 +92,20 @@ def test_imported_records_read_back_equal(schemas: Schemas, people: list[m.Custo
                 (attrs.evolve(c, version=1) for c in people), key=lambda c: c.id)
             for p in bought:
                 assert uow.purchases.get(p.id) == p
+    finally:
+        store.close()
+
+
+def test_statement_timeout_does_not_cut_a_long_import(schemas: Schemas) -> None:
+    """The timeout guards interactive statements; an import's COPY runs as long as its stream."""
+    store = schemas.open(statement_timeout="200")
+    try:
+        def slow() -> Iterator[Any]:
+            yield from (purchase(n, "c0001", T0) for n in range(BULK_BATCH + 1))
+            time.sleep(0.5)  # the stream pauses while the purchases' COPY is open
+            yield from (purchase(n, "c0001", T0) for n in range(BULK_BATCH + 1, 2 * BULK_BATCH + 1))
+        assert store.bulk_import(slow()) == 2 * BULK_BATCH + 1
+        with pytest.raises(StorageError), store.transaction() as uow:
+            uow.select("SELECT pg_sleep(0.5)")
     finally:
         store.close()

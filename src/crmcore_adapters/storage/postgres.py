@@ -347,9 +347,14 @@ class PostgresStorage:
             yield sql.SqlUnitOfWork(cur, DIALECT, CLAIM_LOCK)
 
     def bulk_import(self, items: Iterable[Any]) -> int:
-        """COPY the records in, all in one transaction (see `Copies`)."""
+        """COPY the records in, all in one transaction (see `Copies`).
+
+        A COPY stays open as long as the stream feeds its table, so `statement_timeout`
+        (meant for interactive statements) is lifted for this transaction only.
+        """
         count = 0
         with self._begin() as cur, Copies(cur) as copies:
+            cur.execute("SET LOCAL statement_timeout = 0")
             for table, batch in sql.bulk_batches(items, BULK_BATCH):
                 copies.add(sql.insert_sql(table), sql.bulk_rows(COPY_DIALECT, table, batch))
                 if table is sql.CUSTOMERS:
