@@ -154,29 +154,45 @@ class Outbox(Protocol):
 
 
 class UnitOfWork(Protocol):
-    """One transaction's view of every repository."""
+    """One transaction's view of every repository (read-only members, so any implementation fits)."""
 
-    customers: CustomerRepository
-    interactions: Timeline
-    purchases: CustomerLog[Purchase]
-    cases: CustomerOwned[Case]
-    opportunities: CustomerOwned[Opportunity]
-    campaigns: Repository[Campaign]
-    campaign_members: CampaignMembers
-    service_points: Repository[ServicePoint]
-    agents: Repository[Agent]
-    teams: Repository[Team]
-    segments: Repository[Segment]
-    segment_members: SegmentMembers
-    scores: Scores
-    outbox: Outbox
+    @property
+    def customers(self) -> CustomerRepository: ...
+    @property
+    def interactions(self) -> Timeline: ...
+    @property
+    def purchases(self) -> CustomerLog[Purchase]: ...
+    @property
+    def cases(self) -> CustomerOwned[Case]: ...
+    @property
+    def opportunities(self) -> CustomerOwned[Opportunity]: ...
+    @property
+    def campaigns(self) -> Repository[Campaign]: ...
+    @property
+    def campaign_members(self) -> CampaignMembers: ...
+    @property
+    def service_points(self) -> Repository[ServicePoint]: ...
+    @property
+    def agents(self) -> Repository[Agent]: ...
+    @property
+    def teams(self) -> Repository[Team]: ...
+    @property
+    def segments(self) -> Repository[Segment]: ...
+    @property
+    def segment_members(self) -> SegmentMembers: ...
+    @property
+    def scores(self) -> Scores: ...
+    @property
+    def outbox(self) -> Outbox: ...
 
 
 class SqlUnitOfWork(UnitOfWork, Protocol):
     """A unit of work that can run SQL the core compiled for its dialect."""
 
-    dialect: str
-    """'sqlite' or 'postgresql' (a plugin may add others)."""
+    @property
+    def dialect(self) -> str:
+        """'sqlite' or 'postgresql' (a plugin may add others)."""
+        ...
 
     def select(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
 

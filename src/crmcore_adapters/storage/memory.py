@@ -27,6 +27,7 @@ from crmcore.model import (
     Score,
     SegmentRun,
 )
+from crmcore.ports import Storage
 
 T = TypeVar("T")
 K = TypeVar("K")
@@ -387,6 +388,11 @@ class MemoryStorage:
         """Nothing to release; the data lives as long as this object."""
 
 
+def open_storage(url: str) -> Storage:
+    """The registered factory; its return type makes mypy prove the adapter fits the port."""
+    return MemoryStorage(url)
+
+
 @hookimpl
 def crmcore_register_storage() -> list[Adapter]:
-    return [Adapter("memory", MemoryStorage)]
+    return [Adapter("memory", open_storage)]

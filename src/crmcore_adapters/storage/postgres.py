@@ -39,6 +39,7 @@ except ImportError:  # the module still loads (it is an entry point); opening a 
 else:
     INSTALLED = True
 from crmcore.hookspecs import Adapter, hookimpl
+from crmcore.ports import Storage
 from crmcore_adapters.storage import sql
 
 
@@ -426,7 +427,8 @@ def _rollback(conn: psycopg.Connection[Any]) -> None:
             conn.rollback()
 
 
-def open_storage(url: str) -> PostgresStorage:
+def open_storage(url: str) -> Storage:
+    """The registered factory; its return type makes mypy prove the adapter fits the port."""
     if not INSTALLED:
         raise MissingExtra("PostgreSQL storage", "postgres")
     try:
