@@ -54,6 +54,10 @@ class Purchase:
         return self.lines[0].unit_price.currency
 
     @property
+    def amount(self) -> Decimal:
+        """The total as a bare Decimal in `currency` (storage reads this on hot paths)."""
+        return sum((line.unit_price.amount * line.quantity for line in self.lines), Decimal(0))
+
+    @property
     def total(self) -> v.Money:
-        amount = sum((line.unit_price.amount * line.quantity for line in self.lines), Decimal(0))
-        return v.Money(amount, self.currency)
+        return v.Money(self.amount, self.currency)

@@ -119,7 +119,7 @@ PURCHASES = Table(
     "purchases", Purchase, "purchase",
     ("customer_id", "ordered_at", "channel", "service_point", "currency", "total"),
     lambda d, p: (p.customer_id, d.instant(p.ordered_at), _s(p.channel), p.service_point,
-                  p.currency, d.money(p.total.amount)),
+                  p.currency, d.money(p.amount)),
     versioned=False, owner=True, newest="ordered_at",
 )
 CASES = Table(
@@ -572,19 +572,19 @@ BULK_TABLES: dict[type, Table[Any]] = {
 def bulk_batches(
     items: Iterable[Any], size: int
 ) -> Iterator[tuple[Table[Any], list[Any]]]:
-    """Consecutive runs of one record type, at most `size` long: bounded memory for any stream."""
-    batch: list[Any] = []
-    table: Table[Any] | None = None
+    """Batches of one record type, at most `size` long, however the stream interleaves
+    types (a customer, their purchases, the next customer...): memory stays bounded
+    at `size` records per type, and each batch is as big as it may be."""
+    pending: dict[Table[Any], list[Any]] = {}
     for item in items:
-        kind = BULK_TABLES.get(type(item))
-        if kind is None:
+        table = BULK_TABLES.get(type(item))
+        if table is None:
             raise ValidationError("item", item, "bulk import takes Customer, Purchase or Interaction")
-        if kind is not table or len(batch) >= size:
-            if batch and table is not None:
-                yield table, batch
-            batch, table = [], kind
+        batch = pending.setdefault(table, [])
         batch.append(item)
-    if batch and table is not None:
+        if len(batch) >= size:
+            yield table, pending.pop(table)
+    for table, batch in pending.items():
         yield table, batch
 
 
