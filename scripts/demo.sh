@@ -3,5 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/python -m pip install -q -e . >/dev/null 2>&1 || .venv/bin/python -m pip install -e .
+.venv/bin/python -m pip install -q -e '.[analytics]' >/dev/null 2>&1 || .venv/bin/python -m pip install -e '.[analytics]'
 exec .venv/bin/crmcore demo "$@"

@@ -256,6 +256,71 @@ def _pipeline(demo: Demo) -> Iterable[str]:
         yield f"  win rate {count[Stage.WON] / closed:.0%} of {closed:,} closed"
 
 
+DEMO_RULES = {
+    "gold or platinum in France": 'tier in ("gold", "platinum") and country = "FR"',
+    "spent over 500 in the last year": "sum(purchases.total, last 365 days) > 500",
+    "lapsed: bought, but not in 180 days": "count(purchases) > 0 and count(purchases, last 180 days) = 0",
+    "open complaint": 'count(cases where open and kind = "complaint") > 0',
+    "self-service fans": 'count(interactions where family = "collaborative", last 90 days) >= 3',
+}
+
+
+@section("Segments (company rules, run as SQL)")
+def _segments(demo: Demo) -> Iterable[str]:
+    yield from table((name, len(demo.crm.customers.ids_matching(rule))) for name, rule in DEMO_RULES.items())
+
+
+@section("RFM segments")
+def _rfm(demo: Demo) -> Iterable[str]:
+    counts = collections.Counter(score.segment for score in demo.crm.analytical.rfm())
+    yield from table(counts.most_common())
+
+
+@section("Lifetime value and churn (BG/NBD + Gamma-Gamma)")
+def _clv(demo: Demo) -> Iterable[str]:
+    analytical = demo.crm.analytical
+    try:
+        model = analytical.fit_clv()
+        value = analytical.clv(model=model)
+        alerts = analytical.churn_alerts(model=model, threshold=0.3)
+    except CRMError as error:  # no `analytics` extra, or too little history to fit
+        yield f"  skipped: {error}"
+        return
+    fitted = attrs.asdict(model.purchases)
+    parameters = ", ".join(
+        f"{k}={x:.3f}" for k, x in fitted.items() if k != "log_likelihood" and isinstance(x, float)
+    )
+    yield f"  purchase model ({type(model.purchases).__name__}): {parameters}"
+    total, alive = float(value.clv.sum()), float(value.p_alive.mean())
+    yield f"  12-month CLV of the base: {total:,.0f}; mean P(alive) {alive:.2f}"
+    yield f"  {len(alerts):,} valuable customers about to leave (P(alive) < 0.3), e.g.:"
+    rows = ((a.customer_id, f"P(alive) {a.p_alive:.2f}", f"value {a.value:,.0f}") for a in alerts[:3])
+    yield from table(rows, indent=4)
+
+
+@section("Next best offers (mined from baskets)")
+def _offers(demo: Demo) -> Iterable[str]:
+    offers = demo.crm.analytical.next_offers()
+    yield f"  {len(offers):,} customers have an offer, e.g.:"
+    yield from table(((o.customer_id, o.item, f"lift {o.rule.lift:.2f}") for o in list(offers.values())[:3]),
+                     indent=4)
+
+
+@section("Service quality by channel")
+def _quality(demo: Demo) -> Iterable[str]:
+    def pct(x: float | None) -> str:
+        return "-" if x is None else f"{x:.0f}%"
+
+    rows = demo.crm.analytical.service_quality(by=("channel",))
+    header = ("channel", "contacts", "CSAT", "NPS", "complaints/100", "first-contact", "SLA met")
+    yield from table([header] + [
+        (q.channel, q.interactions, pct(q.csat), "-" if q.nps is None else f"{q.nps:+.0f}",
+         "-" if q.complaint_rate is None else f"{q.complaint_rate:.1f}",
+         pct(q.first_contact_resolution), pct(q.sla_compliance))
+        for q in rows
+    ])
+
+
 @section("A customer's timeline")
 def _sample(demo: Demo) -> Iterable[str]:
     customer_id = demo.tally.busiest[1]

@@ -18,7 +18,9 @@ from crmcore import cli
 from crmcore.synthetic import SyntheticBase
 
 TITLES = ("Customers", "Service points", "Interactions by channel", "Purchases", "Cases",
-          "Sales pipeline", "A customer's timeline")
+          "Sales pipeline", "Segments (company rules, run as SQL)", "RFM segments",
+          "Lifetime value and churn (BG/NBD + Gamma-Gamma)", "Next best offers (mined from baskets)",
+          "Service quality by channel", "A customer's timeline")
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -44,6 +46,11 @@ def test_demo_builds_the_base_and_prints_every_section(
     base = SyntheticBase(size=60, seed=4)
     purchases = sum(1 for _ in base.purchases())
     assert f"{purchases:,} stored, by" in out
+    with crmcore.open("memory://", clock=lambda: base.as_of) as reference:
+        base.load(reference)
+        for name, rule in cli.DEMO_RULES.items():
+            members = len(reference.customers.ids_matching(rule))
+            assert re.search(rf"\n  {re.escape(name)} +{members:,}\n", out), (name, members)
     with crmcore.open(f"sqlite:///{db}") as crm:
         assert crm.customers.count() == 60
         assert crm.cases.count() == sum(1 for _ in base.cases())
