@@ -24,20 +24,14 @@ import crmcore
 from crmcore.segments import Context, select_ids
 from crmcore.segments.evaluate import UowSource, members
 from crmcore.segments.parse import checked
-from crmcore.values import MONEY_SCALE
+from crmcore.values import MONEY_SCALE, to_micros
 
 AS_OF = datetime(2025, 1, 1, tzinfo=UTC)
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 RULE = ('tier = "platinum" and country = "FR" and lifecycle = "customer" '
         'and sum(purchases.total, last 365 days) > 1000')
 TIERS = ("bronze", "silver", "gold", "platinum", None)
 COUNTRIES = ("FR", "DE", "GB", "ES", "IT", "NL", "BE", "US")
 LIFECYCLES = ("lead", "prospect", "customer", "former_customer")
-
-
-def micros(moment: datetime) -> int:
-    delta = moment - EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def iso(moment: datetime) -> str:
@@ -61,7 +55,7 @@ def customer_rows(count: int, rng: random.Random) -> Iterator[tuple[Any, ...]]:
             "created_at": iso(created), "updated_at": iso(created), "version": 1,
         }
         yield (cid, 1, "person", f"Customer {n}", tier, lifecycle, country, born.isoformat(), None, None,
-               micros(created), micros(created), json.dumps(doc, separators=(",", ":")))
+               to_micros(created), to_micros(created), json.dumps(doc, separators=(",", ":")))
 
 
 def purchase_rows(count: int, customers: int, rng: random.Random) -> Iterator[tuple[Any, ...]]:
@@ -76,7 +70,7 @@ def purchase_rows(count: int, customers: int, rng: random.Random) -> Iterator[tu
                        "quantity": 1, "category": ""}],
             "channel": None, "service_point": None,
         }
-        yield (f"p{n:010d}", cid, micros(at), None, None, "EUR", round(amount * 10**MONEY_SCALE),
+        yield (f"p{n:010d}", cid, to_micros(at), None, None, "EUR", round(amount * 10**MONEY_SCALE),
                json.dumps(doc, separators=(",", ":")))
 
 
@@ -170,7 +164,7 @@ def main() -> None:
 
     crm = crmcore.open(f"sqlite:///{path}")
     start = AS_OF - timedelta(days=365)
-    params = (micros(AS_OF), micros(start), micros(AS_OF), 1000 * 10**MONEY_SCALE)
+    params = (to_micros(AS_OF), to_micros(start), to_micros(AS_OF), 1000 * 10**MONEY_SCALE)
     raw = sqlite3.connect(path)
     raw.execute("SELECT count(*) FROM customers").fetchone()  # warm the cache for everyone
 

@@ -38,6 +38,19 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def to_micros(moment: datetime) -> int:
+    """Microseconds since the Unix epoch: how SQLite stores an instant, exactly."""
+    delta = moment - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_micros(value: int) -> datetime:
+    return EPOCH + timedelta(microseconds=value)
+
+
 # ---- normalisers: raise ValidationError or return the canonical form ----
 
 

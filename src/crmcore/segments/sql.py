@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from fractions import Fraction
 from typing import Any
 
@@ -31,15 +31,9 @@ from crmcore.segments import ast as a
 from crmcore.segments.context import Context
 from crmcore.segments.evaluate import OPERATORS
 from crmcore.segments.schema import CUSTOMER, RECORDS, TIME_OF, Checked, Type, constant_type, natural
-from crmcore.values import MONEY_SCALE
+from crmcore.values import MONEY_SCALE, to_micros
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MARK = re.compile("\x00(\\d+)\x00")
-
-
-def _micros(moment: datetime) -> int:
-    delta = moment - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 class Unsupported(Exception):
@@ -61,7 +55,7 @@ class Dialect:
     """Appended to a text in an ordering comparison, so both engines order by code point."""
 
 
-SQLITE = Dialect("sqlite", "?", MONEY_SCALE, _micros, date.isoformat, int)
+SQLITE = Dialect("sqlite", "?", MONEY_SCALE, to_micros, date.isoformat, int)
 POSTGRESQL = Dialect("postgresql", "%s", 0, lambda d: d, lambda d: d, bool, ' COLLATE "C"')
 DIALECTS = {d.name: d for d in (SQLITE, POSTGRESQL)}
 

@@ -12,7 +12,6 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -20,22 +19,10 @@ from urllib.parse import parse_qs, urlsplit
 from crmcore.errors import CRMError, IntegrityError, StorageError, ValidationError
 from crmcore.hookspecs import Adapter, hookimpl
 from crmcore.ports import Storage
-from crmcore.values import MONEY_SCALE, new_id
+from crmcore.values import MONEY_SCALE, from_micros, new_id, to_micros
 from crmcore_adapters.storage import sql
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SCALE = 10**MONEY_SCALE
-
-
-def to_micros(moment: datetime) -> int:
-    delta = moment - EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-def from_micros(value: int) -> datetime:
-    from datetime import timedelta
-
-    return EPOCH + timedelta(microseconds=value)
 
 
 DIALECT = sql.Dialect(
