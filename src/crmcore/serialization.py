@@ -124,6 +124,8 @@ def _first_error(exc: BaseException, path: str) -> ValidationError:
     if isinstance(exc, cattrs.ClassValidationError | cattrs.IterableValidationError):
         located, unlocated = exc.group_exceptions()
         for inner, note in located:
+            if isinstance(inner, ValidationError):  # it names its own field already
+                return inner.within(path)
             name = getattr(note, "name", None)
             where = f"{path}.{name}" if name is not None else f"{path}[{getattr(note, 'index', '?')}]"
             return _first_error(inner, where)

@@ -6,6 +6,7 @@ so the model never holds a value it would later have to doubt.
 
 from __future__ import annotations
 
+import enum
 import math
 import re
 import uuid
@@ -157,6 +158,41 @@ def each(
         for index, value in enumerate(values):
             if normalise(value, f"{attribute.name}[{index}]") != value:
                 raise ValidationError(f"{attribute.name}[{index}]", value, "is not canonical")
+
+    return validator
+
+
+def _refuse(cls: type[enum.Enum], value: object) -> None:
+    allowed = ", ".join(str(m.value) for m in cls)
+    field = getattr(cls, "__field__", cls.__name__.lower())
+    raise ValidationError(field, value, f"must be one of: {allowed}")
+
+
+class Choice(enum.StrEnum):
+    """Base of crmcore's text enums: an unknown value is a ValidationError naming the field
+    (`__field__`) and listing the allowed values, wherever the enum is called."""
+
+    @classmethod
+    def _missing_(cls, value: object) -> None:
+        _refuse(cls, value)
+
+
+class IntChoice(enum.IntEnum):
+    """Base of crmcore's numbered enums, with the same refusal as `Choice`."""
+
+    @classmethod
+    def _missing_(cls, value: object) -> None:
+        _refuse(cls, value)
+
+
+def integer(low: int, high: int) -> Callable[..., None]:
+    """A whole number in [low, high]; floats and bools are refused (SQL would round them)."""
+
+    def validator(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValidationError(attribute.name, value, "must be a whole number")
+        if not low <= value <= high:
+            raise ValidationError(attribute.name, value, f"must be between {low} and {high}")
 
     return validator
 

@@ -135,3 +135,26 @@ def test_model_is_frozen() -> None:
     ada = Customer.new("Ada", birth_date=date(1815, 12, 10))
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         ada.name = "Other"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "reason"),
+    [
+        ({"channel": "fax"}, "channel", "must be one of: visit, phone"),
+        ({"direction": "sideways"}, "direction", "must be one of: inbound, outbound"),
+        ({"satisfaction": 3.5}, "satisfaction", "whole number"),
+        ({"nps": True}, "nps", "whole number"),
+    ],
+)
+def test_interaction_refuses_unknown_choices_and_fractional_scores(
+    fields: dict[str, object], field: str, reason: str
+) -> None:
+    from crmcore import Interaction
+
+    base: dict[str, object] = {
+        "id": "i1", "customer_id": "c1", "channel": "phone", "direction": "inbound", "occurred_at": T0,
+    }
+    with pytest.raises(ValidationError) as caught:
+        Interaction(**{**base, **fields})  # type: ignore[arg-type]
+    assert caught.value.field == field and reason in caught.value.reason
+    assert caught.value.value == fields[field]

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import enum
+from crmcore import values as v
 
 
-class ChannelFamily(enum.StrEnum):
+class ChannelFamily(v.Choice):
+    __field__ = "family"
+
     OPERATIONAL = "operational"
     """Staff in contact with the customer."""
     COLLABORATIVE = "collaborative"
     """The customer serves themself, with no staff in the loop."""
 
 
-class Channel(enum.StrEnum):
+class Channel(v.Choice):
     VISIT = "visit"
     PHONE = "phone"
     LETTER = "letter"
@@ -37,6 +39,6 @@ _FAMILIES = {
 }
 
 
-class Direction(enum.StrEnum):
+class Direction(v.Choice):
     INBOUND = "inbound"
     OUTBOUND = "outbound"

@@ -17,7 +17,7 @@ from crmcore.model.channels import Channel
 class OrderLine:
     product: str = attrs.field(validator=v.is_text(100))
     unit_price: v.Money
-    quantity: int = attrs.field(default=1, validator=v.in_range(1, 1_000_000))
+    quantity: int = attrs.field(default=1, validator=v.integer(1, 1_000_000))
     category: str = attrs.field(default="", validator=v.is_text(100, empty=True))
 
     @property

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from typing import Any
@@ -15,19 +14,25 @@ from crmcore.errors import ValidationError
 from crmcore.model.channels import Channel
 
 
-class PartyKind(enum.StrEnum):
+class PartyKind(v.Choice):
+    __field__ = "kind"
+
     PERSON = "person"
     ORGANISATION = "organisation"
 
 
-class LifecycleStage(enum.StrEnum):
+class LifecycleStage(v.Choice):
+    __field__ = "lifecycle"
+
     LEAD = "lead"
     PROSPECT = "prospect"
     CUSTOMER = "customer"
     FORMER_CUSTOMER = "former_customer"
 
 
-class ConsentStatus(enum.StrEnum):
+class ConsentStatus(v.Choice):
+    __field__ = "status"
+
     GRANTED = "granted"
     WITHDRAWN = "withdrawn"
 
@@ -121,7 +126,7 @@ class Customer:
     service_point: str | None = attrs.field(default=None, validator=v.optional(v.is_text(64)))
     created_at: datetime = attrs.field(factory=v.now, converter=v.as_utc, validator=v.is_utc)
     updated_at: datetime = attrs.field(factory=v.now, converter=v.as_utc, validator=v.is_utc)
-    version: int = attrs.field(default=0, validator=v.in_range(0, 2**62))
+    version: int = attrs.field(default=0, validator=v.integer(0, 2**62))
 
     def __attrs_post_init__(self) -> None:
         if self.birth_date is not None and isinstance(self.birth_date, datetime):

@@ -24,8 +24,8 @@ class Interaction:
     duration: timedelta | None = attrs.field(default=None)
     subject: str = attrs.field(default="", validator=v.is_text(1000, empty=True))
     outcome: str | None = attrs.field(default=None, validator=v.optional(v.check(v.name)))
-    satisfaction: int | None = attrs.field(default=None, validator=v.optional(v.in_range(1, 5)))
-    nps: int | None = attrs.field(default=None, validator=v.optional(v.in_range(0, 10)))
+    satisfaction: int | None = attrs.field(default=None, validator=v.optional(v.integer(1, 5)))
+    nps: int | None = attrs.field(default=None, validator=v.optional(v.integer(0, 10)))
     case_id: str | None = attrs.field(default=None, validator=v.optional(v.is_text(64)))
     reference: str | None = attrs.field(default=None, validator=v.optional(v.is_text(998)))
     """The channel's own id: a Message-ID, a SIP Call-ID; replies thread on it."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 from datetime import datetime
 
 import attrs
@@ -11,13 +10,17 @@ from crmcore import values as v
 from crmcore.model.channels import Channel
 
 
-class MemberGroup(enum.StrEnum):
+class MemberGroup(v.Choice):
+    __field__ = "group"
+
     TARGET = "target"
     CONTROL = "control"
     """Held out on purpose, so the campaign's lift can be measured."""
 
 
-class MemberStatus(enum.StrEnum):
+class MemberStatus(v.Choice):
+    __field__ = "status"
+
     SELECTED = "selected"
     SENT = "sent"
     REFUSED = "refused"
@@ -39,7 +42,7 @@ class Campaign:
         default=None, converter=attrs.converters.optional(v.as_utc), validator=v.optional(v.is_utc)
     )
     budget: v.Money | None = None
-    version: int = attrs.field(default=0, validator=v.in_range(0, 2**62))
+    version: int = attrs.field(default=0, validator=v.integer(0, 2**62))
 
 
 @attrs.frozen

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import enum
-
 import attrs
 
 from crmcore import values as v
 from crmcore.model.customer import PostalAddress
 
 
-class ServicePointKind(enum.StrEnum):
+class ServicePointKind(v.Choice):
+    __field__ = "kind"
+
     BRANCH = "branch"
     CALL_CENTRE = "call_centre"
     KIOSK = "kiosk"
@@ -36,7 +36,7 @@ class ServicePoint:
     name: str = attrs.field(validator=v.is_text(200))
     kind: ServicePointKind = attrs.field(converter=ServicePointKind)
     location: Location = attrs.field(factory=Location)
-    version: int = attrs.field(default=0, validator=v.in_range(0, 2**62))
+    version: int = attrs.field(default=0, validator=v.integer(0, 2**62))
 
 
 @attrs.frozen
@@ -46,7 +46,7 @@ class Team:
     skills: frozenset[str] = attrs.field(
         default=frozenset(), converter=v.as_frozenset, validator=v.each(v.name)
     )
-    version: int = attrs.field(default=0, validator=v.in_range(0, 2**62))
+    version: int = attrs.field(default=0, validator=v.integer(0, 2**62))
 
 
 @attrs.frozen
@@ -60,7 +60,7 @@ class Agent:
     skills: frozenset[str] = attrs.field(
         default=frozenset(), converter=v.as_frozenset, validator=v.each(v.name)
     )
-    capacity: int = attrs.field(default=1, validator=v.in_range(1, 100))
+    capacity: int = attrs.field(default=1, validator=v.integer(1, 100))
     email: str | None = attrs.field(default=None, validator=v.optional(v.check(v.email)))
     phone_uri: str | None = attrs.field(default=None, validator=v.optional(v.is_text(200)))
-    version: int = attrs.field(default=0, validator=v.in_range(0, 2**62))
+    version: int = attrs.field(default=0, validator=v.integer(0, 2**62))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 import itertools
 from datetime import datetime
 from typing import Any
@@ -13,7 +12,7 @@ from crmcore import values as v
 from crmcore.errors import ValidationError
 
 
-class Stage(enum.StrEnum):
+class Stage(v.Choice):
     QUALIFICATION = "qualification"
     NEEDS_ANALYSIS = "needs_analysis"
     PROPOSAL = "proposal"
@@ -26,7 +25,9 @@ class Stage(enum.StrEnum):
         return self in (Stage.WON, Stage.LOST)
 
 
-class OpportunityKind(enum.StrEnum):
+class OpportunityKind(v.Choice):
+    __field__ = "kind"
+
     NEW = "new"
     CROSS_SELL = "cross_sell"
     UPSELL = "upsell"
@@ -68,7 +69,7 @@ class Opportunity:
     source: str | None = attrs.field(default=None, validator=v.optional(v.check(v.name)))
     attributes: dict[str, str] = attrs.field(factory=dict)
     """Categorical facts about the lead (industry, size, source) that lead scoring learns from."""
-    version: int = attrs.field(default=0, validator=v.in_range(0, 2**62))
+    version: int = attrs.field(default=0, validator=v.integer(0, 2**62))
 
     @classmethod
     def open(cls, id: str, customer_id: str, title: str, at: datetime, **fields: Any) -> Opportunity:

@@ -15,7 +15,7 @@ class Segment:
     name: str = attrs.field(validator=v.is_text(200))
     rule: str = attrs.field(validator=v.is_text(10_000))
     description: str = attrs.field(default="", validator=v.is_text(2000, empty=True))
-    version: int = attrs.field(default=0, validator=v.in_range(0, 2**62))
+    version: int = attrs.field(default=0, validator=v.integer(0, 2**62))
 
 
 @attrs.frozen
@@ -24,7 +24,7 @@ class SegmentRun:
 
     segment_id: str = attrs.field(validator=v.check(v.name))
     at: datetime = attrs.field(converter=v.as_utc, validator=v.is_utc)
-    rule_version: int = attrs.field(validator=v.in_range(0, 2**62))
-    size: int = attrs.field(validator=v.in_range(0, 2**62))
-    entered: int = attrs.field(validator=v.in_range(0, 2**62))
-    left: int = attrs.field(validator=v.in_range(0, 2**62))
+    rule_version: int = attrs.field(validator=v.integer(0, 2**62))
+    size: int = attrs.field(validator=v.integer(0, 2**62))
+    entered: int = attrs.field(validator=v.integer(0, 2**62))
+    left: int = attrs.field(validator=v.integer(0, 2**62))

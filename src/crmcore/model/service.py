@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 from datetime import datetime
 
 import attrs
@@ -11,20 +10,26 @@ from crmcore import values as v
 from crmcore.model.channels import Channel
 
 
-class CaseKind(enum.StrEnum):
+class CaseKind(v.Choice):
+    __field__ = "kind"
+
     COMPLAINT = "complaint"
     REQUEST = "request"
     INCIDENT = "incident"
 
 
-class CasePriority(enum.IntEnum):
+class CasePriority(v.IntChoice):
+    __field__ = "priority"
+
     LOW = 1
     NORMAL = 2
     HIGH = 3
     URGENT = 4
 
 
-class CaseStatus(enum.StrEnum):
+class CaseStatus(v.Choice):
+    __field__ = "status"
+
     OPEN = "open"
     IN_PROGRESS = "in_progress"
     RESOLVED = "resolved"
@@ -54,9 +59,9 @@ class Case:
     channel: Channel | None = attrs.field(default=None, converter=attrs.converters.optional(Channel))
     service_point: str | None = attrs.field(default=None, validator=v.optional(v.is_text(64)))
     agent: str | None = attrs.field(default=None, validator=v.optional(v.is_text(64)))
-    contacts: int = attrs.field(default=1, validator=v.in_range(1, 10_000))
+    contacts: int = attrs.field(default=1, validator=v.integer(1, 10_000))
     """Contacts it took; a case resolved at its first contact counts for first-contact resolution."""
-    version: int = attrs.field(default=0, validator=v.in_range(0, 2**62))
+    version: int = attrs.field(default=0, validator=v.integer(0, 2**62))
 
     def resolve(self, resolution: str, at: datetime) -> Case:
         return attrs.evolve(self, status=CaseStatus.RESOLVED, resolution=resolution, resolved_at=at)
