@@ -17,3 +17,23 @@ def unavailable(reason: str) -> NoReturn:
     if in_ci():
         pytest.fail(f"required backend unavailable under CI: {reason}", pytrace=False)
     pytest.skip(reason)
+
+
+POSTGRES_ENV = "CRMCORE_TEST_POSTGRES_URL"
+
+
+def postgres_url() -> str:
+    """The test PostgreSQL server's URL, after checking it answers (else `unavailable`)."""
+    url = os.environ.get(POSTGRES_ENV)
+    if not url:
+        unavailable(f"{POSTGRES_ENV} is not set; point it at a PostgreSQL server to run these tests")
+    try:
+        import psycopg
+    except ImportError as exc:
+        unavailable(f"psycopg is not installed, so PostgreSQL cannot be reached: {exc}")
+    try:
+        with psycopg.connect(url, connect_timeout=5) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        unavailable(f"PostgreSQL at {POSTGRES_ENV} does not answer: {exc}")
+    return url

@@ -7,7 +7,6 @@ Every storage lives in a fresh schema (`?schema=crmcore_test_<hex>`), dropped af
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,9 +17,7 @@ import psycopg
 import pytest
 
 from crmcore_adapters.storage.postgres import PostgresStorage
-from tests.support import unavailable
-
-ENV = "CRMCORE_TEST_POSTGRES_URL"
+from tests.support import postgres_url as server_url  # tests.analytics imports this name
 
 
 def with_options(url: str, **options: str) -> str:
@@ -50,19 +47,6 @@ class Schemas:
             for name in self.created:
                 conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
         self.created.clear()
-
-
-def server_url() -> str:
-    """The test server's URL, after checking it answers (else skip, or fail under CI)."""
-    url = os.environ.get(ENV)
-    if not url:
-        unavailable(f"{ENV} is not set; point it at a PostgreSQL server to run these tests")
-    try:
-        with psycopg.connect(url, connect_timeout=5) as conn:
-            conn.execute("SELECT 1")
-    except psycopg.Error as exc:
-        unavailable(f"PostgreSQL at {ENV} does not answer: {exc}")
-    return url
 
 
 @pytest.fixture

@@ -3,29 +3,19 @@ CRMCORE_TEST_POSTGRES_URL (skipped on a developer's machine without it, failing 
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
 
-from tests.support import unavailable
-
-PG_ENV = "CRMCORE_TEST_POSTGRES_URL"
+from tests.support import postgres_url
 
 
 @pytest.fixture
 def fresh_postgres_url() -> Iterator[Callable[[], str]]:
     """Hands out URLs of fresh schemas on the test server, dropped at the end of the test."""
-    server = os.environ.get(PG_ENV)
-    if not server:
-        unavailable(f"{PG_ENV} is not set; point it at a PostgreSQL server")
-    try:
-        with psycopg.connect(server, connect_timeout=5) as conn:
-            conn.execute("SELECT 1")
-    except psycopg.Error as exc:
-        unavailable(f"PostgreSQL at {PG_ENV} does not answer: {exc}")
+    server = postgres_url()
     made: list[str] = []
 
     def url() -> str:

@@ -5,7 +5,6 @@ pushed-down SQL and in PostgreSQL's.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
@@ -22,9 +21,8 @@ from crmcore.segments import ast as a
 from crmcore.segments import explain, select_ids, to_text
 from crmcore.segments.parse import checked
 from crmcore.segments.schema import walk
-from tests.segments.conftest import PG_ENV
 from tests.segments.strategies import AS_OF, bases, rules
-from tests.support import unavailable
+from tests.support import postgres_url
 
 TABLES = ("customers", "customer_emails", "customer_phones", "customer_external_ids", "purchases",
           "interactions", "cases", "scores", "outbox")
@@ -74,14 +72,7 @@ def test_python_and_sqlite_agree(base: dict[str, list[Any]], chosen: list[a.Pred
 
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[crmcore.CRM]:
-    server = os.environ.get(PG_ENV)
-    if not server:
-        unavailable(f"{PG_ENV} is not set; the PostgreSQL engine cannot be compared")
-    try:
-        with psycopg.connect(server, connect_timeout=5) as conn:
-            conn.execute("SELECT 1")
-    except psycopg.Error as exc:
-        unavailable(f"PostgreSQL at {PG_ENV} does not answer: {exc}")
+    server = postgres_url()
     schema = f"crmcore_seg_{uuid.uuid4().hex[:12]}"
     separator = "&" if "?" in server else "?"
     crm = crmcore.open(f"{server}{separator}schema={schema}")
