@@ -34,8 +34,8 @@ from crmcore import values as v
 from crmcore.errors import NotFound, PluginError, ValidationError
 from crmcore.hookspecs import Adapter, hookimpl
 from crmcore.model import Direction
-from crmcore.ports.telephony import CallListener, CallOutcome
-from crmcore_adapters.telephony.tracker import CallTracker
+from crmcore.ports.telephony import CallOutcome
+from crmcore_adapters.telephony.tracker import CallTracker, Tracked
 
 MAX_FRAME = 1 << 20
 COMMAND_TIMEOUT = 5.0
@@ -108,7 +108,7 @@ def outcome_of(reason: str, answered: bool, *, rejected: bool = False, gave_up: 
 # ---- the phone ----
 
 
-class BaresipPhone:
+class BaresipPhone(Tracked):
     """One baresip user agent: the phone of one agent, driven over its control socket."""
 
     def __init__(
@@ -148,16 +148,6 @@ class BaresipPhone:
         self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._reader = threading.Thread(target=self._read, name=f"baresip-{port}", daemon=True)
         self._reader.start()
-
-    @property
-    def errors(self) -> list[BaseException]:
-        return self.tracker.errors
-
-    def subscribe(self, listener: CallListener) -> None:
-        self.tracker.listeners.append(listener)
-
-    def live_calls(self) -> list[str]:
-        return self.tracker.live()
 
     # -- commands --
 

@@ -145,6 +145,23 @@ class CallTracker:
             finally:
                 self._queue.task_done()
 
+
+class Tracked:
+    """The listener and live-call members of an adapter whose calls its `tracker` keeps."""
+
+    tracker: CallTracker
+
+    @property
+    def errors(self) -> list[BaseException]:
+        return self.tracker.errors
+
+    def subscribe(self, listener: CallListener) -> None:
+        self.tracker.listeners.append(listener)
+
+    def live_calls(self) -> list[str]:
+        return self.tracker.live()
+
+
 def _clean(text: str, limit: int) -> str:
     """Text from the wire made safe for the model: no control characters, bounded length."""
     return "".join(ch for ch in str(text) if ch.isprintable())[:limit]

@@ -28,8 +28,8 @@ from crmcore import values as v
 from crmcore.errors import ValidationError
 from crmcore.hookspecs import Adapter, hookimpl
 from crmcore.model import Direction
-from crmcore.ports.telephony import CallListener, CallOutcome
-from crmcore_adapters.telephony.tracker import CallTracker
+from crmcore.ports.telephony import CallOutcome
+from crmcore_adapters.telephony.tracker import CallTracker, Tracked
 
 SIGNATURE_HEADER = "X-Twilio-Signature"
 MAX_BODY = 64 * 1024
@@ -80,7 +80,7 @@ def verify(token: str, url: str, params: Params, given: str) -> bool:
     )
 
 
-class WebhookTelephony:
+class WebhookTelephony(Tracked):
     """Call events from signed webhooks; `listen()` serves them on loopback (or any address)."""
 
     def __init__(
@@ -99,16 +99,6 @@ class WebhookTelephony:
         self.url = "twilio://unbound"
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
-
-    @property
-    def errors(self) -> list[BaseException]:
-        return self.tracker.errors
-
-    def subscribe(self, listener: CallListener) -> None:
-        self.tracker.listeners.append(listener)
-
-    def live_calls(self) -> list[str]:
-        return self.tracker.live()
 
     def handle(self, url: str, params: Mapping[str, Sequence[str]], given: str | None) -> None:
         """Check one request and apply it; ForgedRequest or ValidationError, nothing applied."""
