@@ -61,15 +61,18 @@ __version__ = "0.1.0"
 def open(url: str, *, plugins: object | None = None, clock: Clock | None = None) -> CRM:
     """Open a customer base by URL: `sqlite:///path`, `memory://`, `postgresql://...`.
 
-    `plugins` is a pluggy PluginManager (default: every installed plugin);
-    `clock` returns the current aware datetime (inject one to replay the past).
+    `plugins` is a pluggy PluginManager (default: a fresh one with every installed
+    plugin, so what one CRM registers never reaches another); `clock` returns the
+    current aware datetime (inject one to replay the past).
     """
     import pluggy
 
-    from crmcore.plugins import get_plugin_manager, open_adapter
+    from crmcore.plugins import make_plugin_manager, open_adapter
     from crmcore.values import now
 
-    pm = plugins if isinstance(plugins, pluggy.PluginManager) else get_plugin_manager()
+    if plugins is not None and not isinstance(plugins, pluggy.PluginManager):
+        raise ValidationError("plugins", plugins, "must be a pluggy.PluginManager")
+    pm = plugins if plugins is not None else make_plugin_manager()
     storage = open_adapter(pm, "storage", "crmcore_register_storage", url)
     return CRM(storage, plugins=pm, clock=clock or now)
 

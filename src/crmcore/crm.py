@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -17,7 +18,7 @@ import attrs
 import pluggy
 
 from crmcore import values as v
-from crmcore.errors import ValidationError
+from crmcore.errors import CRMError, ValidationError
 from crmcore.events import Event
 from crmcore.model import (
     Agent,
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
     from crmcore.operational import Operational
     from crmcore.segments.saved import Segments
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 Clock = Callable[[], datetime]
 
@@ -142,7 +144,10 @@ class CRM:
         finally:
             self._emitted.reset(emitted)
         if wrote_events:
-            self.dispatch_events()
+            try:
+                self.dispatch_events()
+            except CRMError as error:  # the write has committed; its events wait in the outbox
+                log.warning("event dispatch deferred: %s", error)
 
     def emit(self, topic: str, aggregate_id: str, **payload: Any) -> None:
         """Write an event into the outbox of the current transaction."""

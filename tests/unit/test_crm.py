@@ -123,3 +123,29 @@ def test_change_reads_and_writes_in_one_transaction(crm: crmcore.CRM) -> None:
     assert (renamed.tier, renamed.version) == ("gold", 2)
     with pytest.raises(crmcore.ConflictError):
         crm.customers.update(ada)
+
+
+def test_a_committed_write_does_not_fail_when_dispatch_does(crm: crmcore.CRM) -> None:
+    storage = crm.storage
+
+    class Broken:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(storage, name)
+
+        def transaction(self):  # type: ignore[no-untyped-def]
+            self.calls += 1
+            if self.calls > 1:  # the write commits; the dispatcher's claim fails
+                raise crmcore.StorageError("database is locked")
+            return storage.transaction()
+
+    crm.storage = Broken()  # type: ignore[assignment]
+    ada = crm.customers.add(Customer.new("Ada"))
+    crm.storage = storage
+    assert crm.customers.get(ada.id) == ada
+    with crm.transaction() as uow:
+        assert uow.outbox.pending_count() == 1
+    assert crm.dispatch_events() == 1
+    assert topics(crm) == ["customer.added"]

@@ -158,3 +158,13 @@ def test_interaction_refuses_unknown_choices_and_fractional_scores(
         Interaction(**{**base, **fields})  # type: ignore[arg-type]
     assert caught.value.field == field and reason in caught.value.reason
     assert caught.value.value == fields[field]
+
+
+def test_opportunity_amount_and_facts_are_checked() -> None:
+    with pytest.raises(ValidationError) as caught:
+        Opportunity.open("o1", "c1", "Fibre", T0, amount="499")
+    assert caught.value.field == "amount"
+    with pytest.raises(ValidationError) as facts:
+        Opportunity.open("o1", "c1", "Fibre", T0, attributes={"size": 1.5})
+    assert facts.value.field == "attributes['size']"
+    assert Opportunity.open("o1", "c1", "Fibre", T0, attributes={"size": "smb"}).attributes == {"size": "smb"}

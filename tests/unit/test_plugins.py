@@ -102,3 +102,19 @@ def test_importing_crmcore_does_no_work() -> None:
 
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_what_one_crm_registers_stays_with_it() -> None:
+    class Subscriber:
+        @crmcore.hookimpl
+        def crmcore_on_event(self, event: crmcore.Event) -> None:
+            raise AssertionError("must not be called for another CRM")
+
+    first = crmcore.open("memory://")
+    first.plugins.register(Subscriber(), "local")
+    second = crmcore.open("memory://")
+    assert second.plugins.get_plugin("local") is None
+    second.customers.add(crmcore.Customer.new("Ada"))
+    with pytest.raises(ValidationError) as caught:
+        crmcore.open("memory://", plugins="all of them")  # type: ignore[arg-type]
+    assert caught.value.field == "plugins"

@@ -41,7 +41,7 @@ class Campaign:
     ends_at: datetime | None = attrs.field(
         default=None, converter=attrs.converters.optional(v.as_utc), validator=v.optional(v.is_utc)
     )
-    budget: v.Money | None = None
+    budget: v.Money | None = attrs.field(default=None, validator=v.optional(v.instance_of(v.Money)))
     version: int = attrs.field(default=0, validator=v.integer(0, 2**62))
 
 

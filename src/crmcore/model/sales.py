@@ -53,6 +53,14 @@ def _history(instance: Opportunity, attribute: attrs.Attribute[Any], value: tupl
             raise ValidationError(attribute.name, later, f"continues after {earlier.stage}")
 
 
+def _facts(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, dict):
+        raise ValidationError(attribute.name, value, "must be a dict of names to texts")
+    for key, fact in value.items():
+        v.name(key, f"{attribute.name} key")
+        v.text(fact, f"{attribute.name}[{key!r}]", max_length=200)
+
+
 @attrs.frozen
 class Opportunity:
     """A potential sale traced through its whole cycle: `history` keeps every stage change."""
@@ -62,12 +70,12 @@ class Opportunity:
     title: str = attrs.field(validator=v.is_text(200))
     stage: Stage = attrs.field(converter=Stage)
     history: tuple[StageChange, ...] = attrs.field(converter=v.as_tuple, validator=_history)
-    amount: v.Money | None = None
+    amount: v.Money | None = attrs.field(default=None, validator=v.optional(v.instance_of(v.Money)))
     kind: OpportunityKind = attrs.field(default=OpportunityKind.NEW, converter=OpportunityKind)
     product: str | None = attrs.field(default=None, validator=v.optional(v.is_text(100)))
     owner: str | None = attrs.field(default=None, validator=v.optional(v.is_text(64)))
     source: str | None = attrs.field(default=None, validator=v.optional(v.check(v.name)))
-    attributes: dict[str, str] = attrs.field(factory=dict)
+    attributes: dict[str, str] = attrs.field(factory=dict, validator=_facts)
     """Categorical facts about the lead (industry, size, source) that lead scoring learns from."""
     version: int = attrs.field(default=0, validator=v.integer(0, 2**62))
 

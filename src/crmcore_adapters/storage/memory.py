@@ -120,7 +120,7 @@ class MemoryRepository(Generic[T]):
     ) -> builtins.list[T]:
         mine = [r for r in self.rows.values() if r.customer_id == customer_id]  # type: ignore[attr-defined]
         if self.newest is None:
-            return sorted(mine, key=lambda r: r.id)  # type: ignore[attr-defined]
+            return sorted(mine, key=lambda r: r.id)[:limit]  # type: ignore[attr-defined]
         newest = self.newest
         if since is not None:
             mine = [r for r in mine if newest(r) >= since]

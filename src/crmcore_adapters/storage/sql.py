@@ -180,7 +180,8 @@ class SqlRepository(Generic[T]):
         if self.t.versioned and version != 0:
             raise ValidationError("version", version, "a new record must have version 0")
         stored = attrs.evolve(item, version=1) if self.t.versioned else item  # type: ignore[misc]
-        if self.find(item.id) is not None:  # type: ignore[attr-defined]
+        self._run(f"SELECT 1 FROM {self.t.name} WHERE id = ?", (item.id,))  # type: ignore[attr-defined]  # noqa: S608
+        if self.cur.fetchone() is not None:
             raise IntegrityError(f"{self.t.kind} {item.id!r} exists already")  # type: ignore[attr-defined]
         self._run(insert_sql(self.t), self.t.row(self.d, stored))
         return stored
@@ -472,13 +473,11 @@ def _load_doc(doc: Any, cls: type[T]) -> T:
 class SqlOutbox:
     """The outbox table; `claim` leases entries so concurrent dispatchers skip each other's."""
 
-    claim_lock = ""
-    """Appended to the claim's SELECT (PostgreSQL: FOR UPDATE SKIP LOCKED)."""
-
     def __init__(self, cur: Cursor, dialect: Dialect, claim_lock: str = "") -> None:
         self.cur = cur
         self.d = dialect
         self.claim_lock = claim_lock
+        """Appended to the claim's SELECT (PostgreSQL: FOR UPDATE SKIP LOCKED)."""
 
     def append(self, event: Event) -> None:
         self.cur.execute(
