@@ -88,6 +88,20 @@ def _compress(*columns: Array) -> tuple[list[Array], Array]:
     return [c[starts] for c in ordered], counts
 
 
+def _fit_inputs(
+    frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
+) -> tuple[list[Array], list[Array], Array]:
+    """What a purchase-count fit starts from: the checked columns (x, tx, T), their
+    distinct rows and how many customers share each."""
+    require()
+    x, tx, age = _arrays(frequency, recency, T)
+    _check_summary(x, tx, age)
+    if not x.size:
+        raise FitError("no customers to fit on")
+    distinct, weight = _compress(x, tx, age)
+    return [x, tx, age], distinct, weight
+
+
 def _maximise(
     objective: Callable[[Array], tuple[float, Array]] | Callable[[Array], float],
     start: Sequence[float],
@@ -160,14 +174,9 @@ class BetaGeo:
         cls, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike,
         start: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
     ) -> BetaGeo:
-        require()
+        _, (ux, utx, uT), weight = _fit_inputs(frequency, recency, T)
         import numpy as np
 
-        x, tx, age = _arrays(frequency, recency, T)
-        _check_summary(x, tx, age)
-        if not x.size:
-            raise FitError("no customers to fit on")
-        (ux, utx, uT), weight = _compress(x, tx, age)
         n = float(weight.sum())
         likelihood = _BgObjective(ux, utx, uT, weight)
 
@@ -353,12 +362,7 @@ class ParetoNBD:
         cls, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike,
         start: Sequence[float] = (0.5, 10.0, 0.5, 10.0),
     ) -> ParetoNBD:
-        require()
-        x, tx, age = _arrays(frequency, recency, T)
-        _check_summary(x, tx, age)
-        if not x.size:
-            raise FitError("no customers to fit on")
-        (ux, utx, uT), weight = _compress(x, tx, age)
+        (x, tx, age), (ux, utx, uT), weight = _fit_inputs(frequency, recency, T)
         n = float(weight.sum())
 
         def objective(log_params: Array) -> float:
