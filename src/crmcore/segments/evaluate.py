@@ -73,28 +73,18 @@ class UowSource:
         return None if scores is None else scores.latest(customer_id, scorer, as_of)
 
 
-def kleene_and(tests: list[Test]) -> Test:
+def kleene(tests: list[Test], decisive: bool) -> Test:
+    """Three-valued AND (`decisive=False`) or OR (`decisive=True`): the decisive value wins
+    at once; otherwise any unknown leaves the whole unknown."""
+
     def test(row: Any) -> bool | None:
         unknown = False
         for item in tests:
             result = item(row)
-            if result is False:
-                return False
+            if result is decisive:
+                return decisive
             unknown = unknown or result is None
-        return None if unknown else True
-
-    return test
-
-
-def kleene_or(tests: list[Test]) -> Test:
-    def test(row: Any) -> bool | None:
-        unknown = False
-        for item in tests:
-            result = item(row)
-            if result is True:
-                return True
-            unknown = unknown or result is None
-        return None if unknown else False
+        return None if unknown else not decisive
 
     return test
 
@@ -111,9 +101,9 @@ class Compiler:
     def predicate(self, node: a.Predicate, record: str | None = None) -> Test:
         match node:
             case a.And(items):
-                return kleene_and([self.predicate(i, record) for i in items])
+                return kleene([self.predicate(i, record) for i in items], decisive=False)
             case a.Or(items):
-                return kleene_or([self.predicate(i, record) for i in items])
+                return kleene([self.predicate(i, record) for i in items], decisive=True)
             case a.Not(item):
                 inner = self.predicate(item, record)
                 return lambda row: None if (r := inner(row)) is None else not r
@@ -129,10 +119,10 @@ class Compiler:
             case a.Between(subject, low, high):
                 domain = self.checked.domain(node)
                 get = self.term(subject, domain, record)
-                return kleene_and([
+                return kleene([
                     _compare(get, operator.ge, self.term(low, domain, record)),
                     _compare(get, operator.le, self.term(high, domain, record)),
-                ])
+                ], decisive=False)
             case a.Contains(subject, value):
                 return self.contains(node, subject, value, record)
             case a.IsNull(subject):
