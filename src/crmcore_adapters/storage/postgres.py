@@ -356,12 +356,9 @@ class PostgresStorage:
         count = 0
         with self._begin() as cur, Copies(cur) as copies:
             cur.execute("SET LOCAL statement_timeout = 0")
-            for table, batch in sql.bulk_batches(items, BULK_BATCH):
-                copies.add(sql.insert_sql(table), sql.bulk_rows(COPY_DIALECT, table, batch))
-                if table is sql.CUSTOMERS:
-                    for statement, rows in sql.index_rows(batch):
-                        copies.add(statement, rows)
-                count += len(batch)
+            for statement, rows, records in sql.bulk_statements(COPY_DIALECT, items, BULK_BATCH):
+                copies.add(statement, rows)
+                count += records
         return count
 
     def close(self) -> None:

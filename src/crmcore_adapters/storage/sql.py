@@ -587,6 +587,18 @@ def bulk_batches(
         yield table, batch
 
 
+def bulk_statements(
+    dialect: Dialect, items: Iterable[Any], size: int
+) -> Iterator[tuple[str, builtins.list[tuple[Any, ...]], int]]:
+    """(INSERT statement, rows, records) for a bulk import, customer lookup rows included;
+    `records` counts the stream's records behind the rows (0 for lookup rows)."""
+    for table, batch in bulk_batches(items, size):
+        yield insert_sql(table), bulk_rows(dialect, table, batch), len(batch)
+        if table is CUSTOMERS:
+            for statement, rows in index_rows(batch):
+                yield statement, rows, 0
+
+
 def bulk_rows(dialect: Dialect, table: Table[Any], batch: list[Any]) -> list[tuple[Any, ...]]:
     """Rows for a bulk insert; customers are stored at version 1 like any `add`."""
     if table.versioned:

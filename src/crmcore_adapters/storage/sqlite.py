@@ -226,12 +226,9 @@ class SQLiteStorage:
     def bulk_import(self, items: Iterable[Any]) -> int:
         count = 0
         with self._begin() as cur:
-            for table, batch in sql.bulk_batches(items, BULK_BATCH):
-                cur.executemany(sql.insert_sql(table), sql.bulk_rows(DIALECT, table, batch))
-                if table is sql.CUSTOMERS:
-                    for statement, rows in sql.index_rows(batch):
-                        cur.executemany(statement, rows)
-                count += len(batch)
+            for statement, rows, records in sql.bulk_statements(DIALECT, items, BULK_BATCH):
+                cur.executemany(statement, rows)
+                count += records
         return count
 
     def close(self) -> None:
