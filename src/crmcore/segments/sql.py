@@ -27,6 +27,7 @@ from typing import Any
 
 import attrs
 
+from crmcore.model import CaseStatus
 from crmcore.segments import ast as a
 from crmcore.segments.context import Context
 from crmcore.segments.evaluate import OPERATORS
@@ -61,7 +62,7 @@ DIALECTS = {d.name: d for d in (SQLITE, POSTGRESQL)}
 
 _CUSTOMER_COLUMNS = frozenset(CUSTOMER) - {"tags", "emails", "phones"}
 _COLLECTIONS = {"tags": "tags", "emails": "emails", "phones": "phones"}
-_OPEN_STATUSES = ("open", "in_progress")
+_OPEN_STATUSES = tuple(s.value for s in CaseStatus if s.is_open)
 
 
 @attrs.frozen
