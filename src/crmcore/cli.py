@@ -282,7 +282,7 @@ def _clv(demo: Demo) -> Iterable[str]:
     try:
         model = analytical.fit_clv()
         value = analytical.clv(model=model)
-        alerts = analytical.churn_alerts(model=model, threshold=0.3)
+        alerts = analytical.churn_alerts(model=model, threshold=0.3, emit=False)
     except CRMError as error:  # no `analytics` extra, or too little history to fit
         yield f"  skipped: {error}"
         return
@@ -330,12 +330,15 @@ def _sample(demo: Demo) -> Iterable[str]:
     crm = demo.crm
     c = crm.customers.get(customer_id)
     purchases = crm.purchases.for_customer(c.id)
-    spent = sum((p.total.amount for p in purchases), Decimal(0))
+    spent: dict[str, Decimal] = collections.defaultdict(Decimal)
+    for p in purchases:
+        spent[p.currency] += p.amount
     yield f"  {c.name} ({c.id})"
     yield f"  {c.lifecycle}, tier {c.tier or '-'}, {c.country}, customer since {c.created_at:%Y-%m-%d}"
     yield f"  {', '.join((*c.emails, *c.phones)) or 'no e-mail or phone'}"
     if purchases:
-        yield f"  {len(purchases)} purchases, {_money(spent, purchases[0].currency)} in all"
+        totals = " + ".join(_money(amount, currency) for currency, amount in sorted(spent.items()))
+        yield f"  {len(purchases)} purchases, {totals} in all"
     for case in crm.cases.for_customer(c.id):
         yield f"  case {case.opened_at:%Y-%m-%d} {case.kind}: {case.subject} [{case.status}]"
     rows = [

@@ -374,9 +374,12 @@ class Purchases:
             )
             return purchase
 
-    def for_customer(self, customer_id: str, *, since: datetime | None = None) -> list[Purchase]:
+    def for_customer(
+        self, customer_id: str, *, since: datetime | None = None, limit: int | None = None
+    ) -> list[Purchase]:
+        """The customer's orders, newest first."""
         with self.crm.transaction() as uow:
-            return uow.purchases.for_customer(customer_id, since=since)
+            return uow.purchases.for_customer(customer_id, since=since, limit=limit)
 
 
 class Cases(Aggregates[Case]):

@@ -57,7 +57,7 @@ class SelfService:
         with self._crm.transaction():
             return Account(
                 customer=self._crm.customers.get(self._customer_id),
-                purchases=self._crm.purchases.for_customer(self._customer_id)[:history],
+                purchases=self._crm.purchases.for_customer(self._customer_id, limit=history),
                 open_cases=self._crm.cases.for_customer(self._customer_id, open_only=True),
                 timeline=self._crm.interactions.timeline(self._customer_id, limit=history),
             )

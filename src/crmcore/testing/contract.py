@@ -64,9 +64,6 @@ def case(id: str, customer_id: str) -> m.Case:
 class StorageContract:
     """Behaviour, errors, concurrency and a stateful model check for one storage adapter."""
 
-    concurrency = True
-    """Set False for an adapter that cannot be shared between threads."""
-
     def open_storage(self) -> Storage:
         raise NotImplementedError("return a fresh, empty storage")
 
@@ -357,8 +354,6 @@ class StorageContract:
     # ---- concurrency ----
 
     def test_concurrent_writers_lose_no_update(self, storage: Storage) -> None:
-        if not self.concurrency:
-            pytest.skip("adapter is single-threaded")
         with storage.transaction() as uow:
             uow.customers.add(customer(1, attributes={"visits": 0}))
         successes = []
