@@ -22,8 +22,15 @@ def crm(request: pytest.FixtureRequest) -> Iterator[crmcore.CRM]:
 
 def test_a_customer_orders_and_sees_it_on_their_account(crm: crmcore.CRM) -> None:
     ada = crm.customers.add(Customer.new("Ada", addresses=[PostalAddress("FR")]))
-    kiosk = crm.collaborative.session(ada.id, channel=Channel.KIOSK, service_point="lyon-kiosk")
-    bought = kiosk.order([OrderLine("sim-card", Money("10.00"))])
+    catalogue = {"sim-card": OrderLine("sim-card", Money("10.00"), category="mobile")}
+    kiosk = crm.collaborative.session(
+        ada.id, channel=Channel.KIOSK, service_point="lyon-kiosk", catalogue=catalogue
+    )
+    bought = kiosk.order({"sim-card": 2})
+    assert bought.total == Money("20.00") and bought.lines[0].category == "mobile"
+    with pytest.raises(crmcore.ValidationError) as caught:
+        kiosk.order({"phone": 1})
+    assert (caught.value.field, caught.value.value) == ("product", "phone")
     kiosk.request("Please send a paper invoice")
     account = kiosk.account()
     assert [p.id for p in account.purchases] == [bought.id]

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from crmcore.collaborative.self_service import Account, SelfService
 from crmcore.errors import ValidationError
-from crmcore.model import Channel, ChannelFamily
+from crmcore.model import Channel, ChannelFamily, OrderLine
 
 if TYPE_CHECKING:
     from crmcore.crm import CRM
@@ -22,12 +23,14 @@ class Collaborative:
 
     def session(
         self, customer_id: str, *, channel: Channel | str = Channel.PORTAL,
-        service_point: str | None = None,
+        service_point: str | None = None, catalogue: Mapping[str, OrderLine] | None = None,
     ) -> SelfService:
         """A self-service session for one (already authenticated) customer.
 
         Authentication is the host application's job; crmcore makes sure the session
-        can reach that customer's data and nobody else's.
+        can reach that customer's data and nobody else's. `catalogue` maps each product
+        the customer may order to its line at quantity 1 (price, category): the company
+        sets prices, the customer only picks products and quantities.
         """
         channel = Channel(channel)
         if channel.family is not ChannelFamily.COLLABORATIVE:
@@ -35,4 +38,4 @@ class Collaborative:
                 "channel", str(channel), "self-service runs on portal, kiosk, app or ivr"
             )
         self.crm.customers.get(customer_id)
-        return SelfService(self.crm, customer_id, channel, service_point)
+        return SelfService(self.crm, customer_id, channel, service_point, catalogue or {})

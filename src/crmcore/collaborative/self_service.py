@@ -7,12 +7,13 @@ timeline, on the self-service channel it came through.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from crmcore import values as v
+from crmcore.errors import ValidationError
 from crmcore.model import (
     Case,
     CaseKind,
@@ -41,9 +42,13 @@ class Account:
 
 
 class SelfService:
-    def __init__(self, crm: CRM, customer_id: str, channel: Channel, service_point: str | None) -> None:
+    def __init__(
+        self, crm: CRM, customer_id: str, channel: Channel, service_point: str | None,
+        catalogue: Mapping[str, OrderLine],
+    ) -> None:
         self._crm = crm
         self._customer_id = customer_id
+        self._catalogue = catalogue
         self.channel = channel
         self.service_point = service_point
 
@@ -100,7 +105,15 @@ class SelfService:
             self._log(f"consent {status}: {purpose} by {Channel(channel)}")
             return updated
 
-    def order(self, lines: Sequence[OrderLine]) -> Purchase:
+    def order(self, items: Mapping[str, int]) -> Purchase:
+        """Order products by name and quantity; prices come from the company's catalogue,
+        never from the customer."""
+        lines = []
+        for product, quantity in items.items():
+            offer = self._catalogue.get(product)
+            if offer is None:
+                raise ValidationError("product", product, "is not in the catalogue")
+            lines.append(attrs.evolve(offer, quantity=quantity))
         with self._crm.transaction():
             purchase = self._crm.purchases.record(Purchase(
                 v.new_id(), self._customer_id, self._crm.clock(), tuple(lines),
