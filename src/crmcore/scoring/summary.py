@@ -176,16 +176,12 @@ def _sqlite_money(units: int) -> float:
 
 
 def every(uow: UnitOfWork, attribute: str, page: int = 1000) -> Iterator[Any]:
-    """Every record of a customer's log (purchases, interactions) or owned aggregate, any order."""
+    """Every record of one repository (purchases, interactions, cases...) in id order, read a
+    page at a time so a large table is never held whole."""
     repo = getattr(uow, attribute)
-    lister = getattr(repo, "list", None)
-    if callable(lister):
-        yield from lister()
-        return
     after: str | None = None
-    while batch := uow.customers.list(after=after, limit=page):
-        for customer in batch:
-            yield from repo.for_customer(customer.id)
+    while batch := repo.list(after=after, limit=page):
+        yield from batch
         after = batch[-1].id
 
 
