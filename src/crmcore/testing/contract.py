@@ -347,9 +347,13 @@ class StorageContract:
             storage.bulk_import(clash)
         with pytest.raises(ValidationError):
             storage.bulk_import([customer(102), "not a record"])  # type: ignore[list-item]
+        with pytest.raises(IntegrityError, match="ghost"):
+            storage.bulk_import([customer(103), purchase(999, "ghost", T0), interaction(999, "c0001", T0)])
+        assert storage.bulk_import([purchase(998, "c0001", T0)]) == 1
         with storage.transaction() as uow:
             assert uow.customers.count() == 50
             assert uow.customers.find("c0100") is None and uow.customers.find("c0102") is None
+            assert uow.customers.find("c0103") is None and uow.purchases.count() == 121
 
     # ---- concurrency ----
 

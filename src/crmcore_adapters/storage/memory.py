@@ -367,6 +367,7 @@ class MemoryStorage:
 
     def bulk_import(self, items: Iterable[Customer | Purchase | Interaction]) -> int:
         count = 0
+        owners: set[str] = set()
         with self.transaction() as uow:
             repos: dict[type, Any] = {
                 Customer: uow.customers, Purchase: uow.purchases, Interaction: uow.interactions,
@@ -381,7 +382,12 @@ class MemoryStorage:
                 if version != 0:
                     raise ValidationError(f"items[{index}].version", version, "must be 0 (new)")
                 repo.add(item)
+                if not isinstance(item, Customer):
+                    owners.add(item.customer_id)
                 count += 1
+            orphan = next((o for o in sorted(owners) if o not in self.tables["customers"]), None)
+            if orphan is not None:
+                raise IntegrityError(f"no customer {orphan!r}, yet the import holds records of theirs")
         return count
 
     def close(self) -> None:

@@ -354,11 +354,17 @@ class PostgresStorage:
         (meant for interactive statements) is lifted for this transaction only.
         """
         count = 0
-        with self._begin() as cur, Copies(cur) as copies:
+        with self._begin() as cur:
             cur.execute("SET LOCAL statement_timeout = 0")
-            for statement, rows, records in sql.bulk_statements(COPY_DIALECT, items, BULK_BATCH):
-                copies.add(statement, rows)
-                count += records
+            cur.execute(
+                'CREATE TEMP TABLE IF NOT EXISTS bulk_owners (customer_id text COLLATE "C" NOT NULL) '
+                "ON COMMIT DELETE ROWS"
+            )
+            with Copies(cur) as copies:
+                for statement, rows, records in sql.bulk_statements(COPY_DIALECT, items, BULK_BATCH):
+                    copies.add(statement, rows)
+                    count += records
+            sql.check_owners(cur)
         return count
 
     def close(self) -> None:

@@ -597,6 +597,21 @@ def bulk_statements(
         if table is CUSTOMERS:
             for statement, rows in index_rows(batch):
                 yield statement, rows, 0
+        else:
+            owners = dict.fromkeys(item.customer_id for item in batch)
+            yield "INSERT INTO bulk_owners (customer_id) VALUES (?)", [(o,) for o in owners], 0
+
+
+def check_owners(cur: Cursor) -> None:
+    """After a bulk import: every imported purchase and interaction belongs to a customer
+    (stored before or in the same import), as `record` and `log` insist one by one."""
+    cur.execute(
+        "SELECT o.customer_id FROM bulk_owners o WHERE NOT EXISTS "
+        "(SELECT 1 FROM customers c WHERE c.id = o.customer_id) LIMIT 1"
+    )
+    orphan = cur.fetchone()
+    if orphan is not None:
+        raise IntegrityError(f"no customer {orphan[0]!r}, yet the import holds records of theirs")
 
 
 def bulk_rows(dialect: Dialect, table: Table[Any], batch: list[Any]) -> list[tuple[Any, ...]]:

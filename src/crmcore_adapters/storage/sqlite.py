@@ -226,9 +226,13 @@ class SQLiteStorage:
     def bulk_import(self, items: Iterable[Any]) -> int:
         count = 0
         with self._begin() as cur:
+            cur.execute("CREATE TEMP TABLE IF NOT EXISTS bulk_owners (customer_id TEXT NOT NULL)")
+            cur.execute("DELETE FROM bulk_owners")
             for statement, rows, records in sql.bulk_statements(DIALECT, items, BULK_BATCH):
                 cur.executemany(statement, rows)
                 count += records
+            sql.check_owners(cur)
+            cur.execute("DELETE FROM bulk_owners")
         return count
 
     def close(self) -> None:
