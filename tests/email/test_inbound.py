@@ -152,6 +152,35 @@ def test_a_hard_bounce_withdraws_email_consent(
     assert crm.interactions.timeline(ada.id) == []  # a bounce is not a contact
 
 
+def test_a_bounce_read_again_withdraws_nothing_twice_and_names_its_report(
+    crm: crmcore.CRM, dovecot: Dovecot, folder: str, tmp_path: Path, events: Events
+) -> None:
+    """After a crash before the cursor write the reports are read again: consent is not touched
+    twice, and each `email.bounced` names its report by an id that is the same on every read."""
+    ada = customer(crm, "Ada", "ada@example.org", "marketing")
+    bob = customer(crm, "Bob", "bob@example.org", "marketing")
+    no_id = DSN.replace("Message-ID: <dsn1@mx.example>\r\n", "")
+    dovecot.append(folder, DSN.format(address="ada@example.org").encode(),
+                   no_id.format(address="bob@example.org").encode())
+    state = tmp_path / "cursor"
+    assert poller(crm, dovecot, folder, state).poll().handled == {Handled.BOUNCE: 2}
+    stored = {c.id: crm.customers.get(c.id) for c in (ada, bob)}
+    changes = len(events.topic("consent.changed"))
+
+    state.unlink()
+    again = poller(crm, dovecot, folder, state).poll()
+
+    assert again.total == 2
+    assert {c: crm.customers.get(c) for c in stored} == stored
+    assert len(events.topic("consent.changed")) == changes
+    named: dict[str, set[str]] = {ada.id: set(), bob.id: set()}
+    for event in events.topic("email.bounced"):
+        named[event.aggregate_id].add(event.payload["message_id"])
+    assert named[ada.id] == {"<dsn1@mx.example>"}
+    [digest] = named[bob.id]
+    assert digest.endswith("@no-message-id.invalid>")
+
+
 def test_an_unsubscribe_reply_withdraws_marketing_consent(
     crm: crmcore.CRM, dovecot: Dovecot, folder: str, tmp_path: Path
 ) -> None:

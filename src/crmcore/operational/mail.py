@@ -571,7 +571,7 @@ class Poller:
                              lifecycle=LifecycleStage.LEAD)
             )
             handled = Handled.LEAD
-        reference = _first_id(_text(message, "Message-ID")) or _digest_id(received.raw)
+        reference = _reference(message, received)
         if self._already_logged(customer.id, reference, received):
             return Handled.DUPLICATE
         subject = _clean(_text(message, "Subject"), 1000)
@@ -648,7 +648,8 @@ class Poller:
             granted = [c.purpose for c in customer.consents
                        if c.channel is Channel.EMAIL and c.status is ConsentStatus.GRANTED]
             withdrawn = self._withdraw(customer, granted, f"bounce {status}")
-            self.crm.emit("email.bounced", customer.id, address=address, status=status, withdrawn=withdrawn)
+            self.crm.emit("email.bounced", customer.id, address=address, status=status, withdrawn=withdrawn,
+                          message_id=_reference(message, received))
         return Handled.BOUNCE
 
     def _park(self, received: Received, uidvalidity: int, reason: str, message: Message | None) -> Handled:
@@ -683,6 +684,11 @@ def _replied_id(message: EmailMessage) -> str | None:
         references = _MSGID.findall(_text(message, "References"))
         replied = references[-1] if references else None
     return replied
+
+
+def _reference(message: EmailMessage, received: Received) -> str:
+    """The message's own id (its Message-ID, else a digest): the same on every re-read."""
+    return _first_id(_text(message, "Message-ID")) or _digest_id(received.raw)
 
 
 def _digest_id(raw: bytes) -> str:
