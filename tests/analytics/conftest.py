@@ -34,9 +34,10 @@ def open_backend(name: str, tmp: Path, clock: Clock | None = None) -> Iterator[c
     elif name == "sqlite":
         url = f"sqlite:///{tmp / 'crm.db'}"
     else:
-        from tests.postgres.conftest import Schemas, server_url
+        from tests.postgres.conftest import Schemas
+        from tests.support import postgres_url
 
-        schemas = Schemas(server_url())
+        schemas = Schemas(postgres_url())
         url = schemas.url()
     crm = crmcore.open(url, clock=clock)
     try:

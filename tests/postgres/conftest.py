@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from crmcore_adapters.storage.postgres import PostgresStorage
-from tests.support import postgres_url as server_url  # tests.analytics imports this name
+from tests.support import postgres_url
 
 
 def with_options(url: str, **options: str) -> str:
@@ -51,7 +51,7 @@ class Schemas:
 
 @pytest.fixture
 def schemas() -> Iterator[Schemas]:
-    made = Schemas(server_url())
+    made = Schemas(postgres_url())
     yield made
     made.drop_all()
 
@@ -66,7 +66,7 @@ def storage(schemas: Schemas) -> Iterator[PostgresStorage]:
 @pytest.fixture
 def admin() -> Iterator[psycopg.Connection[tuple[object, ...]]]:
     """A separate autocommit connection, to watch and disturb the storage's sessions."""
-    with psycopg.connect(server_url(), autocommit=True) as conn:
+    with psycopg.connect(postgres_url(), autocommit=True) as conn:
         yield conn
 
 

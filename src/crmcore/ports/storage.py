@@ -79,6 +79,10 @@ class CustomerLog(Protocol[T]):
         """The customer's records, newest first."""
         ...
 
+    def list(self, *, after: str | None = None, limit: int | None = None) -> list[T]:
+        """Every customer's records in id order, after the given id (for paging whole tables)."""
+        ...
+
     def count(self) -> int: ...
 
 
