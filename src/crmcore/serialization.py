@@ -3,11 +3,11 @@
 Built on first use, never at import. Every value keeps its type through a round
 trip: Decimal stays exact (a string), datetimes stay aware, custom attributes of
 type Decimal, date and datetime are tagged so they come back as what they were.
+The model's enums are str (or int) subclasses, so they are written as their values.
 """
 
 from __future__ import annotations
 
-import enum
 import functools
 import json
 import types
@@ -78,10 +78,6 @@ def _structure_scalar(value: Any, cls: Any) -> Any:
     raise ValidationError("value", value, f"must be one of {cls}")
 
 
-def _is_enum(cls: Any) -> bool:
-    return isinstance(cls, type) and issubclass(cls, enum.Enum)
-
-
 @functools.cache
 def converter() -> cattrs.Converter:
     """The converter for every model type (built once, on first call)."""
@@ -95,7 +91,6 @@ def converter() -> cattrs.Converter:
     conv.register_unstructure_hook(timedelta, timedelta.total_seconds)
     conv.register_structure_hook(timedelta, lambda value, _t: timedelta(seconds=value))
     conv.register_unstructure_hook_func(_is_frozenset, lambda items: sorted(items))
-    conv.register_unstructure_hook_func(_is_enum, lambda member: member.value)
     conv.register_unstructure_hook_func(lambda t: t == AttributeValue, _unstructure_attribute)
     conv.register_structure_hook_func(lambda t: t == AttributeValue, _structure_attribute)
     conv.register_structure_hook_func(_is_scalar_union, _structure_scalar)
