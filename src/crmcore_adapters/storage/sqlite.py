@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from crmcore.errors import CRMError, IntegrityError, StorageError, ValidationError
+from crmcore.errors import IntegrityError, StorageError, ValidationError
 from crmcore.hookspecs import Adapter, hookimpl
 from crmcore.ports import Storage
 from crmcore.values import MONEY_SCALE, from_micros, new_id, to_micros
@@ -114,6 +114,10 @@ class SQLiteStorage:
         options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         raw_path = parts.netloc + parts.path
         path = raw_path[1:] if raw_path.startswith("/") else raw_path
+        try:
+            self._timeout = float(options.get("timeout", "30"))
+        except ValueError:
+            raise ValidationError("url", url, "timeout must be a number of seconds") from None
         if not path or path == ":memory:":
             self._target = f"file:crmcore-{new_id()}?mode=memory&cache=shared"
             self._uri = True
@@ -124,10 +128,6 @@ class SQLiteStorage:
             self._target = path
             self._uri = False
             self._keeper = None
-        try:
-            self._timeout = float(options.get("timeout", "30"))
-        except ValueError:
-            raise ValidationError("url", url, "timeout must be a number of seconds") from None
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -142,7 +142,7 @@ class SQLiteStorage:
         try:
             conn = sqlite3.connect(
                 self._target, uri=self._uri, isolation_level=None, check_same_thread=False,
-                timeout=getattr(self, "_timeout", 30.0),
+                timeout=self._timeout,
             )
             if not self._uri:
                 conn.execute("PRAGMA journal_mode = WAL")
@@ -248,12 +248,7 @@ class SQLiteStorage:
 
 def open_storage(url: str) -> Storage:
     """The registered factory; its return type makes mypy prove the adapter fits the port."""
-    try:
-        return SQLiteStorage(url)
-    except CRMError:
-        raise
-    except sqlite3.Error as exc:
-        raise StorageError(f"cannot open {url}: {exc}") from None
+    return SQLiteStorage(url)
 
 
 @hookimpl
