@@ -168,21 +168,21 @@ def _refuse(cls: type[enum.Enum], value: object) -> None:
     raise ValidationError(field, value, f"must be one of: {allowed}")
 
 
-class Choice(enum.StrEnum):
-    """Base of crmcore's text enums: an unknown value is a ValidationError naming the field
-    (`__field__`) and listing the allowed values, wherever the enum is called."""
+class _Refusing:
+    """An unknown value is a ValidationError naming the field (`__field__`) and listing the
+    allowed values, wherever the enum is called."""
 
     @classmethod
     def _missing_(cls, value: object) -> None:
-        _refuse(cls, value)
+        _refuse(cls, value)  # type: ignore[arg-type]
 
 
-class IntChoice(enum.IntEnum):
-    """Base of crmcore's numbered enums, with the same refusal as `Choice`."""
+class Choice(_Refusing, enum.StrEnum):
+    """Base of crmcore's text enums."""
 
-    @classmethod
-    def _missing_(cls, value: object) -> None:
-        _refuse(cls, value)
+
+class IntChoice(_Refusing, enum.IntEnum):
+    """Base of crmcore's numbered enums."""
 
 
 def integer(low: int, high: int) -> Callable[..., None]:
