@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 
 import attrs
@@ -155,10 +157,17 @@ def test_busy_line_and_unreachable_peer_are_recorded(
     assert {i.outcome for i in phone_calls(crm, ada.id)} == {"busy", "failed"}
 
 
-def test_agent_phone_vanishing_mid_call_still_leaves_the_record(
-    phones: Phones, crm: crmcore.CRM, recorder: Recorder
-) -> None:
-    ada = seed(crm)
+@attrs.frozen
+class Call:
+    id: str
+    agent: baresip.BaresipPhone
+    agent_phone: baresip.Baresip
+    customer_phone: baresip.Baresip
+
+
+@contextlib.contextmanager
+def answered_call(phones: Phones, crm: crmcore.CRM, recorder: Recorder) -> Iterator[Call]:
+    """The customer's phone calls the agent's desk phone and the agent answers."""
     agent_phone, customer_phone = phones.start("agent100"), phones.start(CUSTOMER_NUMBER)
     with baresip.open_phone(agent_phone.url(agent="agent100")) as agent, \
             baresip.open_phone(customer_phone.url()) as customer:
@@ -168,11 +177,20 @@ def test_agent_phone_vanishing_mid_call_still_leaves_the_record(
         recorder.wait(RINGING, call_id=call_id)
         agent.answer(call_id)
         recorder.wait(ANSWERED, call_id=call_id)
-        agent_phone.kill()
-        record = recorder.wait(ENDED, call_id=call_id).record
-        assert agent.live_calls() == []
+        yield Call(call_id, agent, agent_phone, customer_phone)
+
+
+def test_agent_phone_vanishing_mid_call_still_leaves_the_record(
+    phones: Phones, crm: crmcore.CRM, recorder: Recorder
+) -> None:
+    ada = seed(crm)
+    with answered_call(phones, crm, recorder) as call:
+        call.agent_phone.kill()
+        record = recorder.wait(ENDED, call_id=call.id).record
+        assert call.agent.live_calls() == []
         with pytest.raises(PluginError, match="gone"):
-            agent.dial(customer_phone.sip_uri)
+            call.agent.dial(call.customer_phone.sip_uri)
+    call_id = call.id
     assert record is not None and record.outcome is CallOutcome.FAILED
     assert record.answered_at is not None and record.reason.startswith("phone vanished")
     assert call_on_timeline(crm, ada.id, call_id).outcome == "failed"
@@ -182,17 +200,10 @@ def test_customer_phone_vanishing_mid_call_is_a_failed_call(
     phones: Phones, crm: crmcore.CRM, recorder: Recorder
 ) -> None:
     ada = seed(crm)
-    agent_phone, customer_phone = phones.start("agent100"), phones.start(CUSTOMER_NUMBER)
-    with baresip.open_phone(agent_phone.url(agent="agent100")) as agent, \
-            baresip.open_phone(customer_phone.url()) as customer:
-        agent.subscribe(recorder)
-        crm.operational.calls.desk(agent)
-        call_id = customer.dial(agent_phone.sip_uri)
-        recorder.wait(RINGING, call_id=call_id)
-        agent.answer(call_id)
-        recorder.wait(ANSWERED, call_id=call_id)
-        customer_phone.kill()  # no BYE: only the silence of its media tells
-        record = recorder.wait(ENDED, call_id=call_id, timeout=8).record
+    with answered_call(phones, crm, recorder) as call:
+        call.customer_phone.kill()  # no BYE: only the silence of its media tells
+        record = recorder.wait(ENDED, call_id=call.id, timeout=8).record
+    call_id = call.id
     assert record is not None and (record.outcome, record.reason) == (CallOutcome.FAILED, "rtp stream error")
     assert call_on_timeline(crm, ada.id, call_id).outcome == "failed"
 
