@@ -149,6 +149,15 @@ class CRM:
             except CRMError as error:  # the write has committed; its events wait in the outbox
                 log.warning("event dispatch deferred: %s", error)
 
+    @contextmanager
+    def reading(self) -> Iterator[UnitOfWork]:
+        """A transaction for reads only: it takes no write lock and must not write.
+
+        Inside an open transaction it joins that one (and sees its writes).
+        """
+        with self.transaction() as uow:
+            yield uow
+
     def emit(self, topic: str, aggregate_id: str, **payload: Any) -> None:
         """Write an event into the outbox of the current transaction."""
         uow = self._current.get()

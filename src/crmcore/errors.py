@@ -29,10 +29,14 @@ class ValidationError(CRMError, ValueError):
 
 
 class StorageError(CRMError):
-    """The storage backend failed; the transaction it happened in was rolled back."""
+    """The storage backend failed (retry later; HTTP 503); the transaction was rolled back.
+
+    Outcomes of a request (`NotFound`, `ConflictError`, `IntegrityError`,
+    `ValidationError`) are not backend failures and do not derive from this.
+    """
 
 
-class ConflictError(StorageError):
+class ConflictError(CRMError):
     """An update was based on a stale version (optimistic concurrency)."""
 
     def __init__(self, kind: str, id: str, expected: int, actual: int | None) -> None:
@@ -45,11 +49,11 @@ class ConflictError(StorageError):
         )
 
 
-class IntegrityError(StorageError):
+class IntegrityError(CRMError):
     """A uniqueness or reference rule of the data would be broken."""
 
 
-class NotFound(StorageError, LookupError):
+class NotFound(CRMError, LookupError):
     """No record with that key."""
 
     def __init__(self, kind: str, key: str) -> None:

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from crmcore import values as v
-from crmcore.errors import ConsentError, CRMError, StorageError, ValidationError
+from crmcore.errors import ConflictError, ConsentError, CRMError, StorageError, ValidationError
 from crmcore.model import (
     CaseKind,
     Channel,
@@ -547,7 +547,7 @@ class Poller:
             message = _PARSER.parsebytes(received.raw)
             with self.crm.transaction():
                 return self._handle(message, received, uidvalidity)
-        except StorageError:
+        except (StorageError, ConflictError):
             raise
         except Exception as exc:  # hostile or broken input must not stop the poller
             return self._park(received, uidvalidity, f"{type(exc).__name__}: {exc}", None)
