@@ -5,6 +5,7 @@ analytical) as attributes that later modules fill in.
 
 from __future__ import annotations
 
+import bisect
 import contextvars
 import functools
 import logging
@@ -43,12 +44,33 @@ from crmcore.ports import Repository, Storage, UnitOfWork
 if TYPE_CHECKING:
     from crmcore.analytical import Analytical
     from crmcore.collaborative import Collaborative
+    from crmcore.dispatcher import Dispatcher
     from crmcore.operational import Operational
     from crmcore.segments.saved import Segments
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 Clock = Callable[[], datetime]
+
+PAGE = 100
+"""Items in a page when the caller does not say."""
+MAX_PAGE = 10_000
+
+
+def page_size(limit: int) -> int:
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_PAGE:
+        raise ValidationError("limit", limit, f"must be an integer from 1 to {MAX_PAGE}")
+    return limit
+
+
+def _pages(page: Callable[[str | None], list[T]], key: Callable[[T], str]) -> Iterator[T]:
+    after: str | None = None
+    while True:
+        items = page(after)
+        yield from items
+        if not items:
+            return
+        after = key(items[-1])
 
 
 class CRM:
@@ -71,6 +93,7 @@ class CRM:
             "crmcore_emitted", default=False
         )
         self._dispatching = threading.local()
+        self._dispatcher: Dispatcher | None = None
         self.customers = Customers(self)
         self.interactions = Interactions(self)
         self.purchases = Purchases(self)
@@ -119,14 +142,39 @@ class CRM:
         self.close()
 
     def close(self) -> None:
+        if self._dispatcher is not None:
+            self._dispatcher.stop()
+            self._dispatcher = None
         self.storage.close()
+
+    def start_dispatcher(self, **options: Any) -> Dispatcher:
+        """Deliver events on a background thread from now on, off the writers' path
+        (options: see `crmcore.dispatcher.Dispatcher`); `close()` stops it."""
+        from crmcore.dispatcher import Dispatcher
+
+        if self._dispatcher is None or not self._dispatcher.running:
+            self._dispatcher = Dispatcher(self, **options).start()
+        return self._dispatcher
+
+    def _after_commit(self) -> None:
+        """Events were written: wake the dispatcher, or deliver them now."""
+        if self._dispatcher is not None and self._dispatcher.running:
+            self._dispatcher.wake()
+            return
+        try:
+            self.dispatch_events()
+        except CRMError as error:  # the write has committed; its events wait in the outbox
+            log.warning("event dispatch deferred: %s", error)
 
     @contextmanager
     def transaction(self) -> Iterator[UnitOfWork]:
         """All writes inside commit together or not at all; events go out after commit.
 
-        Nested calls join the outer transaction. Delivery is attempted after every
-        transaction that wrote events; `dispatch_events()` retries what failed.
+        Nested calls join the outer transaction. Transactions belong to the caller's
+        context (contextvars), so threads and asyncio tasks each have their own.
+        Delivery is attempted after every transaction that wrote events, unless a
+        background dispatcher runs (`start_dispatcher`); `dispatch_events()` retries
+        what failed.
         """
         outer = self._current.get()
         if outer is not None:
@@ -144,10 +192,7 @@ class CRM:
         finally:
             self._emitted.reset(emitted)
         if wrote_events:
-            try:
-                self.dispatch_events()
-            except CRMError as error:  # the write has committed; its events wait in the outbox
-                log.warning("event dispatch deferred: %s", error)
+            self._after_commit()
 
     @contextmanager
     def reading(self) -> Iterator[UnitOfWork]:
@@ -155,8 +200,16 @@ class CRM:
 
         Inside an open transaction it joins that one (and sees its writes).
         """
-        with self.transaction() as uow:
-            yield uow
+        outer = self._current.get()
+        if outer is not None:
+            yield outer
+            return
+        with self.storage.transaction(readonly=True) as uow:
+            token = self._current.set(uow)
+            try:
+                yield uow
+            finally:
+                self._current.reset(token)
 
     def emit(self, topic: str, aggregate_id: str, **payload: Any) -> None:
         """Write an event into the outbox of the current transaction."""
@@ -208,19 +261,25 @@ class Aggregates(Generic[T]):
         return getattr(uow, self.attribute)  # type: ignore[no-any-return]
 
     def get(self, id: str) -> T:
-        with self.crm.transaction() as uow:
+        with self.crm.reading() as uow:
             return self._repo(uow).get(id)
 
     def find(self, id: str) -> T | None:
-        with self.crm.transaction() as uow:
+        with self.crm.reading() as uow:
             return self._repo(uow).find(id)
 
-    def list(self, *, after: str | None = None, limit: int | None = None) -> list[T]:
-        with self.crm.transaction() as uow:
-            return self._repo(uow).list(after=after, limit=limit)
+    def list(self, *, after: str | None = None, limit: int = PAGE) -> list[T]:
+        """One page in id order: pass the last id seen as `after` for the next one."""
+        with self.crm.reading() as uow:
+            return self._repo(uow).list(after=after, limit=page_size(limit))
+
+    def iterate(self, *, batch: int = 1_000) -> Iterator[T]:
+        """Every item in id order, a page per read transaction: memory stays flat
+        however large the table (items written meanwhile may or may not be seen)."""
+        yield from _pages(lambda after: self.list(after=after, limit=batch), _id)
 
     def count(self) -> int:
-        with self.crm.transaction() as uow:
+        with self.crm.reading() as uow:
             return self._repo(uow).count()
 
     def add(self, item: T) -> T:
@@ -271,33 +330,51 @@ class Customers(Aggregates[Customer]):
         return super().update(attrs.evolve(item, updated_at=self.crm.clock()))
 
     def by_email(self, email: str) -> Customer | None:
-        with self.crm.transaction() as uow:
+        with self.crm.reading() as uow:
             return uow.customers.by_email(v.email(email))
 
     def by_phone(self, number: str, region: str | None = None) -> list[Customer]:
         """Customers with this number, written in any format (national ones need `region`)."""
-        with self.crm.transaction() as uow:
+        with self.crm.reading() as uow:
             return uow.customers.by_phone(v.phone(number, "number", region))
 
     def by_external_id(self, source: str, external_id: str) -> Customer | None:
-        with self.crm.transaction() as uow:
+        with self.crm.reading() as uow:
             return uow.customers.by_external_id(source, external_id)
 
-    def matching(self, rule: Any, *, as_of: datetime | None = None) -> list[Customer]:
-        """Customers for whom a segment rule (text, or AST) is true, now or as of an instant."""
-        from crmcore.segments import registry, select
+    def matching(
+        self, rule: Any, *, as_of: datetime | None = None, after: str | None = None,
+        limit: int = PAGE,
+    ) -> list[Customer]:
+        """One page (in id order) of the customers for whom a segment rule (text, or AST)
+        is true, now or as of an instant; `iter_matching` streams them all."""
+        size = page_size(limit)
+        with self.crm.reading() as uow:
+            ids = self.ids_matching(rule, as_of=as_of)
+            start = bisect.bisect_right(ids, after) if after is not None else 0
+            found = (uow.customers.find(id) for id in ids[start:start + size])
+            return [c for c in found if c is not None]
 
-        with self.crm.transaction() as uow:
-            at = as_of or self.crm.clock()
-            return select(uow, rule, as_of=at, functions=registry(self.crm.plugins))
+    def iter_matching(
+        self, rule: Any, *, as_of: datetime | None = None, batch: int = 1_000
+    ) -> Iterator[Customer]:
+        """Every matching customer, a page per read transaction (memory flat); the rule
+        runs once, so the members are those of that moment."""
+        at = as_of or self.crm.clock()
+        ids = self.ids_matching(rule, as_of=at)
+        for start in range(0, len(ids), page_size(batch)):
+            with self.crm.reading() as uow:
+                found = (uow.customers.find(id) for id in ids[start:start + batch])
+                yield from [c for c in found if c is not None]
 
     def ids_matching(self, rule: Any, *, as_of: datetime | None = None) -> list[str]:
-        """Ids of `matching` customers, computed in the database when the storage speaks SQL."""
+        """Ids of `matching` customers in id order, computed in the database when the
+        storage speaks SQL."""
         from crmcore.segments import registry, select_ids
 
-        with self.crm.transaction() as uow:
+        with self.crm.reading() as uow:
             at = as_of or self.crm.clock()
-            return select_ids(uow, rule, as_of=at, functions=registry(self.crm.plugins))
+            return sorted(select_ids(uow, rule, as_of=at, functions=registry(self.crm.plugins)))
 
     def set_consent(
         self,
@@ -353,16 +430,16 @@ class Interactions:
         self, customer_id: str, *, since: datetime | None = None, limit: int | None = 50
     ) -> list[Interaction]:
         """Every channel and service point together, newest first."""
-        with self.crm.transaction() as uow:
+        with self.crm.reading() as uow:
             return uow.interactions.for_customer(customer_id, since=since, limit=limit)
 
     def get(self, id: str) -> Interaction:
-        with self.crm.transaction() as uow:
+        with self.crm.reading() as uow:
             return uow.interactions.get(id)
 
     def by_reference(self, customer_id: str, reference: str) -> list[Interaction]:
         """The customer's contacts carrying a channel's own id (a Message-ID, a SIP Call-ID)."""
-        with self.crm.transaction() as uow:
+        with self.crm.reading() as uow:
             return uow.interactions.by_reference(customer_id, reference)
 
 
@@ -387,7 +464,7 @@ class Purchases:
         self, customer_id: str, *, since: datetime | None = None, limit: int | None = None
     ) -> list[Purchase]:
         """The customer's orders, newest first."""
-        with self.crm.transaction() as uow:
+        with self.crm.reading() as uow:
             return uow.purchases.for_customer(customer_id, since=since, limit=limit)
 
 
@@ -428,7 +505,7 @@ class Cases(Aggregates[Case]):
             return self.update(self.get(case_id).resolve(resolution, self.crm.clock()))
 
     def for_customer(self, customer_id: str, *, open_only: bool = False) -> list[Case]:
-        with self.crm.transaction() as uow:
+        with self.crm.reading() as uow:
             found = uow.cases.for_customer(customer_id)
         return [c for c in found if c.status.is_open] if open_only else found
 
@@ -453,5 +530,5 @@ class Opportunities(Aggregates[Opportunity]):
             return stored
 
     def for_customer(self, customer_id: str) -> list[Opportunity]:
-        with self.crm.transaction() as uow:
+        with self.crm.reading() as uow:
             return uow.opportunities.for_customer(customer_id)

@@ -45,9 +45,22 @@ def dispatch(crm: CRM, *, limit: int = 500) -> int:
             else:
                 delivered.add(name)
         error = "; ".join(errors) or None
-        retry_at = now + backoff(entry.attempts) if error else None
+        retry_at = now + backoff(entry.attempts) if error else crm.clock()
         settled.append((entry.seq, frozenset(delivered), error is None, error, retry_at))
     with crm.storage.transaction() as uow:
         for seq, delivered_to, done, error, retry_at in settled:
             uow.outbox.settle(seq, delivered_to, done, error, retry_at)
     return len(settled)
+
+
+def prune(crm: CRM, older_than: timedelta, *, batch: int = 1_000) -> int:
+    """Delete entries delivered more than `older_than` ago, a batch per transaction
+    (a short write lock each); returns how many."""
+    before = crm.clock() - older_than
+    removed = 0
+    while True:
+        with crm.storage.transaction() as uow:
+            count = uow.outbox.prune(before, batch)
+        removed += count
+        if count < batch:
+            return removed

@@ -8,14 +8,17 @@ The model's enums are str (or int) subclasses, so they are written as their valu
 
 from __future__ import annotations
 
+import enum
 import functools
 import json
 import types
 import typing
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
+import attrs
 import cattrs
 
 from crmcore.errors import ValidationError
@@ -97,6 +100,97 @@ def converter() -> cattrs.Converter:
     return conv
 
 
+_PLAIN = frozenset({str, int, float, bool})
+
+
+def _is_plain(cls: Any) -> bool:
+    """A JSON scalar type (or an optional one): stored data already has it, as is."""
+    if cls in _PLAIN:
+        return True
+    args = typing.get_args(cls)
+    return typing.get_origin(cls) in (typing.Union, types.UnionType) and all(
+        a in _PLAIN or a is type(None) for a in args
+    )
+
+
+def _trusted_hook(conv: cattrs.Converter, kind: Any) -> Callable[[Any], Any] | None:
+    """How to rebuild one stored field of this type: None when the JSON value is it."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if _is_plain(kind) or (origin is dict and all(_is_plain(a) for a in args)):
+        return None
+    if isinstance(kind, type) and issubclass(kind, enum.Enum):
+        return kind._value2member_map_.__getitem__
+    if kind in _PARSERS:
+        return _PARSERS[kind]
+    if (origin is tuple and len(args) == 2 and args[1] is Ellipsis) or origin is frozenset:
+        item = _trusted_hook(conv, args[0])
+        if item is None:
+            return origin
+        return lambda values: origin(map(item, values))
+    if attrs.has(kind):
+        build = conv.get_structure_hook(kind)
+        return lambda value: build(value, kind)
+    if origin in (typing.Union, types.UnionType) and type(None) in args:
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) == 1:
+            return _trusted_hook(conv, inner[0])
+    hook = conv.get_structure_hook(kind)
+    return lambda value: hook(value, kind)
+
+
+def _trusted_factory(conv: cattrs.Converter) -> Callable[[type], Callable[[Any, Any], Any]]:
+    """Build, per attrs class, a function that sets the stored fields straight onto a new
+    instance: no converter, no validator. Fields missing from an older document take
+    their defaults, so a field added with a default needs no data migration."""
+
+    def factory(cls: type) -> Callable[[Any, Any], Any]:
+        attrs.resolve_types(cls)
+        scope: dict[str, Any] = {"_new": object.__new__, "_set": object.__setattr__, "_cls": cls}
+        lines = ["def build(data, _):", "    obj = _new(_cls)"]
+        for index, field in enumerate(attrs.fields(cls)):
+            hook = _trusted_hook(conv, field.type)
+            name = field.name
+            if field.default is attrs.NOTHING:
+                lines.append(f"    value = data[{name!r}]")
+            else:
+                default = field.default
+                if isinstance(default, _FACTORY):
+                    scope[f"_d{index}"] = getattr(default, "factory")  # noqa: B009
+                    fallback = f"_d{index}()"
+                else:
+                    scope[f"_d{index}"] = default
+                    fallback = f"_d{index}"
+                lines.append(f"    value = data.get({name!r}, _MISSING)")
+                lines.append(f"    if value is _MISSING: value = {fallback}")
+            if hook is not None:
+                scope[f"_h{index}"] = hook
+                lines.append(f"    if value is not None and value is not _MISSING: value = _h{index}(value)")
+            lines.append(f"    _set(obj, {name!r}, value)")
+        lines.append("    return obj")
+        scope["_MISSING"] = _MISSING
+        exec("\n".join(lines), scope)  # built from the class's own field names only
+        return scope["build"]  # type: ignore[no-any-return]
+
+    return factory
+
+
+_MISSING = object()
+_PARSERS: dict[Any, Callable[[Any], Any]] = {
+    datetime: datetime.fromisoformat, date: date.fromisoformat, Decimal: Decimal,
+}
+_FACTORY: type = type(attrs.Factory(list))
+
+
+@functools.cache
+def trusted_converter() -> cattrs.Converter:
+    """The converter for data crmcore wrote itself (storage documents): it rebuilds
+    records without running input validation again. Validation belongs at the edge,
+    where data enters; what storage holds passed it when it was written."""
+    conv = converter().copy()
+    conv.register_structure_hook_factory(attrs.has, _trusted_factory(conv))
+    return conv
+
+
 def unstructure(obj: Any) -> Any:
     """Plain data (dicts, lists, strings, numbers) for any model object."""
     return converter().unstructure(obj)
@@ -145,3 +239,13 @@ def dumps(obj: Any) -> str:
 
 def loads(text: str | bytes, cls: type[T]) -> T:
     return structure(json.loads(text), cls)
+
+
+def load_stored(doc: Any, cls: type[T]) -> T:
+    """A record from a stored document (JSON text or already decoded), trusted: see
+    `trusted_converter`. A document that does not fit the class is a storage fault."""
+    data = json.loads(doc) if isinstance(doc, str | bytes) else doc
+    try:
+        return trusted_converter().structure(data, cls)
+    except (KeyError, TypeError, ValueError, cattrs.BaseValidationError) as exc:
+        raise ValidationError(cls.__name__, None, f"stored document does not fit: {exc!r}") from None

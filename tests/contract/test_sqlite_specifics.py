@@ -43,7 +43,8 @@ def test_file_is_wal_and_migrated_once(tmp_path: Path) -> None:
 )
 def test_lookups_use_an_index(tmp_path: Path, sql: str, index: str) -> None:
     storage = SQLiteStorage(f"sqlite:///{tmp_path}/crm.db")
-    plan = " ".join(str(row) for row in storage.connection().execute(f"EXPLAIN QUERY PLAN {sql}"))
+    with storage.transaction(readonly=True) as uow:
+        plan = " ".join(str(row) for row in uow.select(f"EXPLAIN QUERY PLAN {sql}"))
     storage.close()
     assert "SCAN" not in plan.replace("SCAN CONSTANT", ""), plan
     assert "INDEX" in plan or "PRIMARY KEY" in plan, plan

@@ -151,10 +151,15 @@ class Outbox(Protocol):
         self, seq: int, delivered_to: frozenset[str], done: bool, error: str | None,
         retry_at: datetime | None,
     ) -> None:
-        """Record who took the entry; `done` removes it from the pending set."""
+        """Record who took the entry; `done` removes it from the pending set, and then
+        `retry_at` is the moment it was delivered (what `prune` measures from)."""
         ...
 
     def pending_count(self) -> int: ...
+
+    def prune(self, before: datetime, limit: int) -> int:
+        """Delete up to `limit` entries delivered before `before`, oldest first; how many."""
+        ...
 
 
 class UnitOfWork(Protocol):
@@ -212,8 +217,14 @@ class Storage(Protocol):
 
     url: str
 
-    def transaction(self) -> AbstractContextManager[UnitOfWork]:
-        """Commit on normal exit, roll back on error; driver errors become StorageError."""
+    def transaction(self, *, readonly: bool = False) -> AbstractContextManager[UnitOfWork]:
+        """Commit on normal exit, roll back on error; driver errors become StorageError.
+
+        One transaction at a time per context (thread or asyncio task): a second one
+        opened in the same context raises StorageError instead of deadlocking.
+        `readonly`: the caller only reads; take no write lock (a snapshot where the
+        backend has one) so readers never wait for writers or block them.
+        """
         ...
 
     def bulk_import(self, items: Iterable[Customer | Purchase | Interaction]) -> int:

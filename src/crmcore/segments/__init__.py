@@ -10,7 +10,6 @@ that has no SQL in the storage's dialect.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from datetime import datetime
@@ -111,7 +110,7 @@ def _select(uow: UnitOfWork, sql: str, params: tuple[Any, ...]) -> list[tuple[An
 
 
 def _customer(doc: Any) -> Customer:
-    return serialization.structure(doc if isinstance(doc, Mapping) else json.loads(doc), Customer)
+    return serialization.load_stored(doc, Customer)
 
 
 __all__ = [

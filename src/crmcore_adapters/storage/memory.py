@@ -8,6 +8,7 @@ like the SQL adapters in every observable way, errors included.
 from __future__ import annotations
 
 import builtins
+import contextvars
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -16,7 +17,7 @@ from typing import Any, Generic, TypeVar
 
 import attrs
 
-from crmcore.errors import ConflictError, IntegrityError, NotFound, ValidationError
+from crmcore.errors import ConflictError, IntegrityError, NotFound, StorageError, ValidationError
 from crmcore.events import Event, OutboxEntry
 from crmcore.hookspecs import Adapter, hookimpl
 from crmcore.model import (
@@ -28,6 +29,9 @@ from crmcore.model import (
     SegmentRun,
 )
 from crmcore.ports import Storage
+
+TURN_TIMEOUT = 30.0
+"""Seconds a transaction waits for the one before it."""
 
 T = TypeVar("T")
 K = TypeVar("K")
@@ -294,6 +298,12 @@ class MemoryOutbox:
     def pending_count(self) -> int:
         return sum(1 for p in self.rows.values() if not p.done)
 
+    def prune(self, before: datetime, limit: int) -> int:
+        old = [seq for seq, p in sorted(self.rows.items()) if p.done and p.available_at < before]
+        for seq in old[:limit]:
+            self.journal.delete(self.rows, seq)
+        return len(old[:limit])
+
 
 class MemoryUnitOfWork:
     dialect = None
@@ -341,29 +351,34 @@ class MemoryStorage:
         self.segment_members: dict[str, frozenset[str]] = {}
         self.segment_runs: dict[tuple[str, datetime], SegmentRun] = {}
         self._seq = 0
-        self._lock = threading.RLock()
-        self._owner: int | None = None
+        self._turn = threading.Lock()
+        self._open: contextvars.ContextVar[bool] = contextvars.ContextVar(
+            f"crmcore_memory_{id(self)}", default=False
+        )
 
     def next_seq(self) -> int:
         self._seq += 1
         return self._seq
 
     @contextmanager
-    def transaction(self) -> Iterator[MemoryUnitOfWork]:
-        with self._lock:
-            if self._owner == threading.get_ident():
-                from crmcore.errors import StorageError
-
-                raise StorageError("a transaction is already open on this thread")
-            self._owner = threading.get_ident()
+    def transaction(self, *, readonly: bool = False) -> Iterator[MemoryUnitOfWork]:
+        """Transactions take turns (serialisable by construction); `readonly` changes
+        nothing here but is accepted, as every storage must."""
+        if self._open.get():
+            raise StorageError("a transaction is already open in this context (thread or task)")
+        if not self._turn.acquire(timeout=TURN_TIMEOUT):
+            raise StorageError(f"memory storage busy for {TURN_TIMEOUT} s")
+        token = self._open.set(True)
+        try:
             uow = MemoryUnitOfWork(self)
             try:
                 yield uow
             except BaseException:
                 uow.journal.rollback()
                 raise
-            finally:
-                self._owner = None
+        finally:
+            self._open.reset(token)
+            self._turn.release()
 
     def bulk_import(self, items: Iterable[Customer | Purchase | Interaction]) -> int:
         count = 0

@@ -10,14 +10,15 @@ so several dispatchers drain it at once.
 
 crmcore's own URL options are removed before the URL reaches libpq:
 `schema` (created on first use, put first on the search_path), `statement_timeout`
-(milliseconds), `pool_min`, `pool_max` and `pool_timeout` (seconds to wait for a
+(milliseconds; default 30,000 for interactive work, 0 turns it off; bulk imports
+lift it), `pool_min`, `pool_max` and `pool_timeout` (seconds to wait for a
 free connection). Everything else (`sslmode`, `connect_timeout`, ...) is libpq's.
 """
 
 from __future__ import annotations
 
+import contextvars
 import re
-import threading
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from datetime import UTC, datetime
@@ -144,6 +145,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 BULK_BATCH = 5_000
 RECONNECT = 5.0
 """Seconds the pool keeps reconnecting in the background; later it reconnects on demand."""
+DEFAULT_STATEMENT_TIMEOUT = 30_000
+"""Milliseconds an interactive statement may run before the server cancels it."""
 OWN_OPTIONS = ("schema", "statement_timeout", "pool_min", "pool_max", "pool_timeout")
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _INSERT = re.compile(r"INSERT INTO (\w+) \(([\w, ]+)\) VALUES")
@@ -185,7 +188,7 @@ def _detail(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def translate(exc: psycopg.Error, where: str, *, lost: bool = False) -> StorageError:
+def translate(exc: psycopg.Error, where: str, *, lost: bool = False) -> CRMError:
     """The crmcore error for a driver error; the caller has rolled back already.
 
     `lost` says the connection broke, so the server went away or dropped the session.
@@ -219,7 +222,7 @@ class PostgresStorage:
         settings = [v for k, v in query if k == "options"] + ["-c TimeZone=UTC"]
         if self.schema is not None:
             settings.append(f"-c search_path={self.schema}")
-        timeout = int(_number(url, own, "statement_timeout", 0))
+        timeout = int(_number(url, own, "statement_timeout", DEFAULT_STATEMENT_TIMEOUT))
         if timeout:
             settings.append(f"-c statement_timeout={timeout}")
         conninfo = urlunsplit(parts._replace(
@@ -237,7 +240,9 @@ class PostgresStorage:
             max_size=pool_max, timeout=wait, kwargs={"options": self._options}, open=False,
             name=f"crmcore {self._where}", reconnect_timeout=RECONNECT,
         )
-        self._local = threading.local()
+        self._open: contextvars.ContextVar[bool] = contextvars.ContextVar(
+            f"crmcore_postgres_{id(self)}", default=False
+        )
         try:
             self._pool.open(wait=True, timeout=wait)
             self.migrate()
@@ -314,12 +319,14 @@ class PostgresStorage:
         raise StorageError(f"{self._where}: the server does not answer")
 
     @contextmanager
-    def _begin(self) -> Iterator[psycopg.Cursor[Any]]:
-        if getattr(self._local, "open", False):
-            raise StorageError("a transaction is already open on this thread")
+    def _begin(self, *, readonly: bool = False) -> Iterator[psycopg.Cursor[Any]]:
+        if self._open.get():
+            raise StorageError("a transaction is already open in this context (thread or task)")
         conn = self._connection()
-        self._local.open = True
+        token = self._open.set(True)
         try:
+            if conn.read_only != readonly:
+                conn.read_only = readonly
             with conn.cursor() as cur:
                 try:
                     yield cur
@@ -334,17 +341,19 @@ class PostgresStorage:
                     _rollback(conn)
                     raise self._failed(conn, exc, f"{self._where}: commit not confirmed") from None
         finally:
-            self._local.open = False
+            self._open.reset(token)
             self._pool.putconn(conn)
 
-    def _failed(self, conn: psycopg.Connection[Any], exc: psycopg.Error, where: str) -> StorageError:
+    def _failed(self, conn: psycopg.Connection[Any], exc: psycopg.Error, where: str) -> CRMError:
         if conn.broken:
             self._suspect = True  # the server may be gone: probe before the next transaction
         return translate(exc, where, lost=conn.broken)
 
     @contextmanager
-    def transaction(self) -> Iterator[sql.SqlUnitOfWork]:
-        with self._begin() as cur:
+    def transaction(self, *, readonly: bool = False) -> Iterator[sql.SqlUnitOfWork]:
+        """READ COMMITTED for writes; `readonly` runs BEGIN READ ONLY, which takes no lock
+        a writer waits for and lets a standby serve it."""
+        with self._begin(readonly=readonly) as cur:
             yield sql.SqlUnitOfWork(cur, DIALECT, CLAIM_LOCK)
 
     def bulk_import(self, items: Iterable[Any]) -> int:

@@ -467,7 +467,8 @@ class SqlSegmentMembers:
 
 
 def _load_doc(doc: Any, cls: type[T]) -> T:
-    return serialization.structure(doc if isinstance(doc, dict) else json.loads(doc), cls)
+    """Records read back are rebuilt without validating them again (see `load_stored`)."""
+    return serialization.load_stored(doc, cls)
 
 
 class SqlOutbox:
@@ -529,6 +530,16 @@ class SqlOutbox:
     def pending_count(self) -> int:
         self.cur.execute("SELECT count(*) FROM outbox WHERE done = 0")
         return int(self.cur.fetchone()[0])
+
+    def prune(self, before: datetime, limit: int) -> int:
+        self.cur.execute(
+            self.d.sql(
+                "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE done = 1 "
+                "AND available_at < ? ORDER BY seq LIMIT ?)"
+            ),
+            (self.d.instant(before), limit),
+        )
+        return int(self.cur.rowcount)
 
 
 class SqlUnitOfWork:

@@ -1,16 +1,17 @@
 """SQLite storage: the embedded default (`sqlite:///path/to/crm.db`).
 
-WAL journal, one connection per thread, every transaction `BEGIN IMMEDIATE`
-so writers queue instead of failing half-way, schema migrations tracked in
+WAL journal, pooled connections (read-only transactions never take the write
+lock; writes begin IMMEDIATE so writers queue), schema migrations tracked in
 `PRAGMA user_version`. Instants are integer microseconds since the epoch (UTC)
 and money integer 1/10,000ths, so comparisons and sums in SQL are exact.
 """
 
 from __future__ import annotations
 
+import contextvars
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -103,10 +104,23 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 """Migration N brings the schema from version N to N+1; never edit one that has shipped."""
 
 BULK_BATCH = 5_000
+_OPEN: contextvars.ContextVar[frozenset[int]] = contextvars.ContextVar(
+    "crmcore_sqlite_open", default=frozenset()
+)
+"""The storages with a transaction open in this context (thread or asyncio task)."""
 
 
 class SQLiteStorage:
-    """Storage on one SQLite file; safe to share between threads of one process."""
+    """Storage on one SQLite file; safe to share between threads and asyncio tasks.
+
+    Each transaction borrows a connection from a bounded pool and gives it back:
+    read-only transactions come from a pool of `query_only` connections and begin
+    DEFERRED, so in WAL mode they read a snapshot and never wait for a writer;
+    write transactions begin IMMEDIATE, so writers queue instead of failing
+    half-way. URL options: `timeout` (seconds a writer waits for the lock, and a
+    transaction for a free connection; default 30) and `pool_max` (connections
+    per kind, default 8).
+    """
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -114,31 +128,30 @@ class SQLiteStorage:
         options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         raw_path = parts.netloc + parts.path
         path = raw_path[1:] if raw_path.startswith("/") else raw_path
-        try:
-            self._timeout = float(options.get("timeout", "30"))
-        except ValueError:
-            raise ValidationError("url", url, "timeout must be a number of seconds") from None
+        self._timeout = _option(url, options, "timeout", 30.0)
+        size = max(1, int(_option(url, options, "pool_max", 8)))
         if not path or path == ":memory:":
             self._target = f"file:crmcore-{new_id()}?mode=memory&cache=shared"
             self._uri = True
-            self._keeper: sqlite3.Connection | None = self._connect()
         else:
-            if not Path(path).parent.exists():
+            if not Path(path).parent.is_dir():
                 raise ValidationError("url", url, f"directory {str(Path(path).parent)!r} does not exist")
+            if Path(path).is_dir():
+                raise ValidationError("url", url, f"{path!r} is a directory, not a database file")
             self._target = path
             self._uri = False
-            self._keeper = None
-        self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
-        self._gate = threading.Lock()
-        self._owner: int | None = None
+        self._writers = Pool(self._connect, size, self._timeout, url)
+        self._readers = Pool(lambda: self._connect(readonly=True), size, self._timeout, url)
+        # an in-memory base lives as long as one connection to it: the only one, so its
+        # transactions take turns (a file base lets SQLite's own locking do this)
+        self._memory = self._connect() if self._uri else None
+        self._turn = threading.Lock()
         self.migrate()
 
     def __repr__(self) -> str:
         return f"<SQLiteStorage {self.url}>"
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self, *, readonly: bool = False) -> sqlite3.Connection:
         try:
             conn = sqlite3.connect(
                 self._target, uri=self._uri, isolation_level=None, check_same_thread=False,
@@ -148,25 +161,15 @@ class SQLiteStorage:
                 conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
+            if readonly:
+                conn.execute("PRAGMA query_only = ON")
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open {self.url}: {exc}") from None
         return conn
 
-    def connection(self) -> sqlite3.Connection:
-        """This thread's connection (opened on first use); an in-memory base has just one."""
-        if self._keeper is not None:
-            return self._keeper
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._connect()
-            self._local.conn = conn
-            with self._lock:
-                self._connections.append(conn)
-        return conn
-
     def migrate(self) -> int:
         """Bring the schema up to date; safe to run again and from several processes."""
-        with self._begin() as cur:
+        with self._begin(readonly=False) as cur:
             version = cur.execute("PRAGMA user_version").fetchone()[0]
             for number, statements in enumerate(MIGRATIONS[version:], start=version):
                 for statement in statements:
@@ -175,32 +178,42 @@ class SQLiteStorage:
             return int(cur.execute("PRAGMA user_version").fetchone()[0])
 
     @contextmanager
-    def _serialised(self) -> Iterator[None]:
-        """An in-memory base shares one connection, so its transactions take turns here
-        (a file base lets SQLite's own locking and busy timeout do this)."""
-        if self._keeper is None:
-            yield
-            return
-        if self._owner == threading.get_ident():
-            raise StorageError("a transaction is already open on this thread")
-        with self._gate:
-            self._owner = threading.get_ident()
+    def _borrowed(self, readonly: bool) -> Iterator[sqlite3.Connection]:
+        if self._memory is None:
+            pool = self._readers if readonly else self._writers
+            conn = pool.acquire()
             try:
-                yield
+                yield conn
             finally:
-                self._owner = None
+                pool.release(conn)
+            return
+        if not self._turn.acquire(timeout=self._timeout):
+            raise StorageError(f"{self.url}: busy: no transaction slot within {self._timeout} s")
+        try:
+            if readonly:
+                self._memory.execute("PRAGMA query_only = ON")
+            yield self._memory
+        finally:
+            if readonly:
+                self._memory.execute("PRAGMA query_only = OFF")
+            self._turn.release()
 
     @contextmanager
-    def _begin(self) -> Iterator[sqlite3.Cursor]:
-        with self._serialised():
-            yield from self._begin_on(self.connection())
+    def _begin(self, *, readonly: bool) -> Iterator[sqlite3.Cursor]:
+        open_here = _OPEN.get()
+        if id(self) in open_here:
+            raise StorageError("a transaction is already open in this context (thread or task)")
+        token = _OPEN.set(open_here | {id(self)})
+        try:
+            with self._borrowed(readonly) as conn:
+                yield from self._begin_on(conn, "BEGIN DEFERRED" if readonly else "BEGIN IMMEDIATE")
+        finally:
+            _OPEN.reset(token)
 
-    def _begin_on(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Cursor]:
-        if conn.in_transaction:
-            raise StorageError("a transaction is already open on this thread")
+    def _begin_on(self, conn: sqlite3.Connection, begin: str) -> Iterator[sqlite3.Cursor]:
         cur = conn.cursor()
         try:
-            cur.execute("BEGIN IMMEDIATE")
+            cur.execute(begin)
         except sqlite3.Error as exc:
             raise StorageError(f"cannot begin a transaction on {self.url}: {exc}") from None
         try:
@@ -209,6 +222,8 @@ class SQLiteStorage:
             conn.rollback()
             if isinstance(exc, sqlite3.IntegrityError):
                 raise IntegrityError(str(exc)) from None
+            if isinstance(exc, sqlite3.OperationalError) and "readonly" in str(exc):
+                raise StorageError(f"{self.url}: a read-only transaction tried to write") from None
             if isinstance(exc, sqlite3.Error):
                 raise StorageError(f"{self.url}: {exc}") from None
             raise
@@ -219,13 +234,13 @@ class SQLiteStorage:
             raise StorageError(f"commit failed on {self.url}: {exc}") from None
 
     @contextmanager
-    def transaction(self) -> Iterator[sql.SqlUnitOfWork]:
-        with self._begin() as cur:
+    def transaction(self, *, readonly: bool = False) -> Iterator[sql.SqlUnitOfWork]:
+        with self._begin(readonly=readonly) as cur:
             yield sql.SqlUnitOfWork(cur, DIALECT)
 
     def bulk_import(self, items: Iterable[Any]) -> int:
         count = 0
-        with self._begin() as cur:
+        with self._begin(readonly=False) as cur:
             cur.execute("CREATE TEMP TABLE IF NOT EXISTS bulk_owners (customer_id TEXT NOT NULL)")
             cur.execute("DELETE FROM bulk_owners")
             for statement, rows, records in sql.bulk_statements(DIALECT, items, BULK_BATCH):
@@ -236,14 +251,80 @@ class SQLiteStorage:
         return count
 
     def close(self) -> None:
-        with self._lock:
-            for conn in self._connections:
+        self._writers.close()
+        self._readers.close()
+        if self._memory is not None:
+            self._memory.close()
+
+
+class Pool:
+    """At most `size` connections of one kind; each serves one transaction at a time and
+    idles in the pool between them, so threads that come and go leave nothing open."""
+
+    def __init__(
+        self, connect: Callable[[], sqlite3.Connection], size: int, timeout: float, url: str
+    ) -> None:
+        self._connect = connect
+        self._size = size
+        self._timeout = timeout
+        self._url = url
+        self._idle: list[sqlite3.Connection] = []
+        self._opened = 0
+        self._closed = False
+        self._ready = threading.Condition()
+
+    def acquire(self) -> sqlite3.Connection:
+        with self._ready:
+            if not self._ready.wait_for(
+                lambda: self._closed or self._idle or self._opened < self._size, self._timeout
+            ):
+                raise StorageError(
+                    f"{self._url}: all {self._size} connections busy for {self._timeout} s"
+                )
+            if self._closed:
+                raise StorageError(f"{self._url}: the storage is closed")
+            if self._idle:
+                return self._idle.pop()
+            self._opened += 1
+        try:
+            return self._connect()
+        except BaseException:
+            with self._ready:
+                self._opened -= 1
+                self._ready.notify()
+            raise
+
+    def release(self, conn: sqlite3.Connection) -> None:
+        with self._ready:
+            if self._closed or conn.in_transaction:
                 conn.close()
-            self._connections.clear()
-            if self._keeper is not None:
-                self._keeper.close()
-                self._keeper = None
-        self._local = threading.local()
+                self._opened -= 1
+            else:
+                self._idle.append(conn)
+            self._ready.notify()
+
+    @property
+    def open_connections(self) -> int:
+        return self._opened
+
+    def close(self) -> None:
+        with self._ready:
+            self._closed = True
+            for conn in self._idle:
+                conn.close()
+            self._opened -= len(self._idle)
+            self._idle.clear()
+            self._ready.notify_all()
+
+
+def _option(url: str, options: dict[str, str], name: str, default: float) -> float:
+    try:
+        value = float(options.get(name, default))
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 1e9:
+        raise ValidationError("url", url, f"{name} must be a non-negative number")
+    return value
 
 
 def open_storage(url: str) -> Storage:
