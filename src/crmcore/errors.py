@@ -118,3 +118,27 @@ class RuleError(ValidationError):
             reason += f" (did you mean {', '.join(suggestions)}?)"
         super().__init__("rule", text, reason)
         self.args = (f"rule: {reason}{where}",)
+
+
+HTTP_STATUS: dict[type[CRMError], int] = {
+    ValidationError: 422,
+    NotFound: 404,
+    ConflictError: 409,
+    IntegrityError: 409,
+    ConsentError: 403,
+    StorageError: 503,
+    MissingExtra: 501,
+    PluginError: 500,
+    CRMError: 500,
+}
+"""The HTTP status a web application answers for each error (see docs/applications.md):
+outcomes of the request are 4xx; only `StorageError` (the backend failed: retry later)
+is 503."""
+
+
+def http_status(error: CRMError) -> int:
+    """The status for `error`: its nearest class in `HTTP_STATUS`."""
+    for cls in type(error).__mro__:
+        if cls in HTTP_STATUS:
+            return HTTP_STATUS[cls]
+    return 500

@@ -14,11 +14,15 @@ from crmcore_adapters.storage.sqlite import SQLiteStorage
 
 
 class TestMemoryStorage(StorageContract):
+    one_transaction_at_a_time = True
+
     def open_storage(self) -> Storage:
         return MemoryStorage()
 
 
 class TestSQLiteInMemory(StorageContract):
+    one_transaction_at_a_time = True
+
     def open_storage(self) -> Storage:
         return SQLiteStorage("sqlite:///:memory:")
 

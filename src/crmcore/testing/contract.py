@@ -64,6 +64,9 @@ def case(id: str, customer_id: str) -> m.Case:
 class StorageContract:
     """Behaviour, errors, concurrency and a stateful model check for one storage adapter."""
 
+    one_transaction_at_a_time = False
+    """True for a storage whose transactions take turns (a fake, an in-memory base)."""
+
     def open_storage(self) -> Storage:
         raise NotImplementedError("return a fresh, empty storage")
 
@@ -392,6 +395,97 @@ class StorageContract:
     def test_nested_transaction_on_one_thread_is_refused(self, storage: Storage) -> None:
         with storage.transaction(), pytest.raises(StorageError), storage.transaction():
             pass
+        with storage.transaction(readonly=True), pytest.raises(StorageError), storage.transaction():
+            pass
+
+    def test_readers_run_beside_writers_and_see_whole_transactions(self, storage: Storage) -> None:
+        """Readers never fail or see half a transaction while writers commit: each writer
+        moves one unit between two customers, so every snapshot sums to the same total."""
+        with storage.transaction() as uow:
+            uow.customers.add(customer(1, attributes={"units": 100}))
+            uow.customers.add(customer(2, attributes={"units": 100}))
+        errors: list[BaseException] = []
+        sums: list[int] = []
+        done = threading.Event()
+
+        def units(c: m.Customer) -> int:
+            value = c.attributes["units"]
+            assert isinstance(value, int)
+            return value
+
+        def move() -> None:
+            for n in range(20):
+                step = 1 if n % 2 else -1
+                try:  # rows are written in id order, so two writers never deadlock
+                    with storage.transaction() as uow:
+                        a, b = uow.customers.get("c0001"), uow.customers.get("c0002")
+                        uow.customers.update(attrs.evolve(a, attributes={"units": units(a) - step}))
+                        uow.customers.update(attrs.evolve(b, attributes={"units": units(b) + step}))
+                except ConflictError:
+                    pass
+                except BaseException as exc:
+                    errors.append(exc)
+
+        def read() -> None:
+            while not done.is_set():
+                try:
+                    with storage.transaction(readonly=True) as uow:
+                        sums.append(units(uow.customers.get("c0001")) + units(uow.customers.get("c0002")))
+                except BaseException as exc:
+                    errors.append(exc)
+                    return
+
+        readers = [threading.Thread(target=read) for _ in range(3)]
+        writers = [threading.Thread(target=move) for _ in range(2)]
+        for t in (*readers, *writers):
+            t.start()
+        for t in writers:
+            t.join()
+        done.set()
+        for t in readers:
+            t.join()
+        assert not errors, [repr(e) for e in errors]
+        assert sums and set(sums) == {200}
+
+    def test_a_read_only_transaction_writes_nothing(self, storage: Storage) -> None:
+        with pytest.raises(StorageError), storage.transaction(readonly=True) as uow:
+            uow.customers.add(customer(1))
+        with storage.transaction(readonly=True) as uow:
+            assert uow.customers.count() == 0
+
+    def test_asyncio_tasks_each_have_their_own_transaction(self, storage: Storage) -> None:
+        """Transactions belong to the context, not the thread: tasks that await inside a
+        read transaction on one event loop thread interleave without refusing each other."""
+        import asyncio
+
+        with storage.transaction() as uow:
+            uow.customers.add(customer(1))
+
+        async def reader(n: int) -> str:
+            with storage.transaction(readonly=True) as uow:
+                await asyncio.sleep(0.001 * (n % 3))
+                return uow.customers.get("c0001").id
+
+        async def main() -> list[str]:
+            return list(await asyncio.gather(*(reader(n) for n in range(4))))
+
+        if self.one_transaction_at_a_time:
+            pytest.skip("this storage runs one transaction at a time, by design")
+        assert asyncio.run(main()) == ["c0001"] * 4
+
+    def test_delivered_outbox_entries_are_pruned_after_retention(self, storage: Storage) -> None:
+        with storage.transaction() as uow:
+            for n in range(5):
+                uow.outbox.append(Event("customer.added", f"c{n}", {"n": n}, T0))
+        with storage.transaction() as uow:
+            claimed = uow.outbox.claim(T0, timedelta(minutes=1), 10)
+            for entry in claimed[:3]:
+                uow.outbox.settle(entry.seq, frozenset({"a"}), True, None, T0 + timedelta(days=entry.seq))
+        with storage.transaction() as uow:
+            assert uow.outbox.prune(T0 + timedelta(days=100), 2) == 2
+            assert uow.outbox.prune(T0 + timedelta(days=100), 10) == 1
+            assert uow.outbox.prune(T0 + timedelta(days=100), 10) == 0
+            assert uow.outbox.pending_count() == 2
 
     # ---- the stateful model check ----
 

@@ -39,17 +39,24 @@ _MISSING = object()
 
 
 class Journal:
-    """Undo records for one transaction."""
+    """Undo records for one transaction (which may not write when it is read-only)."""
 
-    def __init__(self) -> None:
+    def __init__(self, readonly: bool = False) -> None:
         self.undo: list[Callable[[], None]] = []
+        self.readonly = readonly
+
+    def _writing(self) -> None:
+        if self.readonly:
+            raise StorageError("memory: a read-only transaction tried to write")
 
     def set(self, table: dict[Any, Any], key: Any, value: Any) -> None:
+        self._writing()
         previous = table.get(key, _MISSING)
         self.undo.append(lambda: _restore(table, key, previous))
         table[key] = value
 
     def delete(self, table: dict[Any, Any], key: Any) -> None:
+        self._writing()
         previous = table.pop(key)
         self.undo.append(lambda: _restore(table, key, previous))
 
@@ -309,8 +316,8 @@ class MemoryUnitOfWork:
     dialect = None
     """No SQL here: queries the core compiles run as Python over the repositories."""
 
-    def __init__(self, store: MemoryStorage) -> None:
-        self.journal = journal = Journal()
+    def __init__(self, store: MemoryStorage, readonly: bool = False) -> None:
+        self.journal = journal = Journal(readonly)
         t = store.tables
         self.customers = MemoryCustomers(store, journal)
         self.interactions = MemoryInteractions(
@@ -370,7 +377,7 @@ class MemoryStorage:
             raise StorageError(f"memory storage busy for {TURN_TIMEOUT} s")
         token = self._open.set(True)
         try:
-            uow = MemoryUnitOfWork(self)
+            uow = MemoryUnitOfWork(self, readonly)
             try:
                 yield uow
             except BaseException:

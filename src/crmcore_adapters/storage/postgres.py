@@ -31,6 +31,7 @@ from crmcore.errors import CRMError, IntegrityError, MissingExtra, StorageError,
 
 try:
     import psycopg
+    from psycopg import IsolationLevel
     from psycopg import errors as pg_errors
     from psycopg import sql as pg_sql
     from psycopg.types.json import Json
@@ -325,8 +326,9 @@ class PostgresStorage:
         conn = self._connection()
         token = self._open.set(True)
         try:
-            if conn.read_only != readonly:
+            if conn.read_only != readonly:  # applied by psycopg at BEGIN: no round trip
                 conn.read_only = readonly
+                conn.isolation_level = IsolationLevel.REPEATABLE_READ if readonly else None
             with conn.cursor() as cur:
                 try:
                     yield cur
@@ -351,8 +353,9 @@ class PostgresStorage:
 
     @contextmanager
     def transaction(self, *, readonly: bool = False) -> Iterator[sql.SqlUnitOfWork]:
-        """READ COMMITTED for writes; `readonly` runs BEGIN READ ONLY, which takes no lock
-        a writer waits for and lets a standby serve it."""
+        """READ COMMITTED for writes; `readonly` begins READ ONLY at REPEATABLE READ: one
+        snapshot for the whole transaction, no lock a writer waits for, and (being read
+        only) never a serialization failure."""
         with self._begin(readonly=readonly) as cur:
             yield sql.SqlUnitOfWork(cur, DIALECT, CLAIM_LOCK)
 
