@@ -157,9 +157,12 @@ class CRM:
         return self._dispatcher
 
     def _after_commit(self) -> None:
-        """Events were written: wake the dispatcher, or deliver them now."""
+        """Events were written: wake the dispatcher, or deliver them now if this process
+        has subscribers (with none, they wait for a dispatcher that has: `crmcore worker`)."""
         if self._dispatcher is not None and self._dispatcher.running:
             self._dispatcher.wake()
+            return
+        if not self.plugins.hook.crmcore_on_event.get_hookimpls():
             return
         try:
             self.dispatch_events()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 import copy
+import functools
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -179,7 +180,7 @@ class SqlRepository(Generic[T]):
         version = getattr(item, "version", 0)
         if self.t.versioned and version != 0:
             raise ValidationError("version", version, "a new record must have version 0")
-        stored = attrs.evolve(item, version=1) if self.t.versioned else item  # type: ignore[misc]
+        stored = _renumbered(item, 1) if self.t.versioned else item
         self._run(f"SELECT 1 FROM {self.t.name} WHERE id = ?", (item.id,))  # type: ignore[attr-defined]  # noqa: S608
         if self.cur.fetchone() is not None:
             raise IntegrityError(f"{self.t.kind} {item.id!r} exists already")  # type: ignore[attr-defined]
@@ -210,7 +211,7 @@ class SqlRepository(Generic[T]):
 
     def update(self, item: T) -> T:
         current: int = item.version  # type: ignore[attr-defined]
-        stored = attrs.evolve(item, version=current + 1)  # type: ignore[misc]
+        stored = _renumbered(item, current + 1)
         row = self.t.row(self.d, stored)
         assignments = ", ".join(f"{c} = ?" for c in (*self.t.columns, "doc"))
         self._run(
@@ -552,21 +553,66 @@ class SqlUnitOfWork:
 
     def __init__(self, cur: Cursor, dialect: Dialect, claim_lock: str = "") -> None:
         self.cur = cur
+        self.d = dialect
         self.dialect = dialect.name
-        self.customers = SqlCustomers(cur, dialect, CUSTOMERS)
-        self.interactions = SqlInteractions(cur, dialect, INTERACTIONS)
-        self.purchases = SqlRepository(cur, dialect, PURCHASES)
-        self.cases = SqlRepository(cur, dialect, CASES)
-        self.opportunities = SqlRepository(cur, dialect, OPPORTUNITIES)
-        self.campaigns = SqlRepository(cur, dialect, CAMPAIGNS)
-        self.service_points = SqlRepository(cur, dialect, SERVICE_POINTS)
-        self.agents = SqlRepository(cur, dialect, AGENTS)
-        self.teams = SqlRepository(cur, dialect, TEAMS)
-        self.segments = SqlRepository(cur, dialect, SEGMENTS)
-        self.segment_members = SqlSegmentMembers(cur, dialect)
-        self.scores = SqlScores(cur, dialect)
-        self.campaign_members = SqlCampaignMembers(cur, dialect)
-        self.outbox = SqlOutbox(cur, dialect, claim_lock)
+        self.claim_lock = claim_lock
+
+    # repositories are made on first use: a point read needs one, not fourteen
+    @functools.cached_property
+    def customers(self) -> SqlCustomers:
+        return SqlCustomers(self.cur, self.d, CUSTOMERS)
+
+    @functools.cached_property
+    def interactions(self) -> SqlInteractions:
+        return SqlInteractions(self.cur, self.d, INTERACTIONS)
+
+    @functools.cached_property
+    def purchases(self) -> SqlRepository[Purchase]:
+        return SqlRepository(self.cur, self.d, PURCHASES)
+
+    @functools.cached_property
+    def cases(self) -> SqlRepository[Case]:
+        return SqlRepository(self.cur, self.d, CASES)
+
+    @functools.cached_property
+    def opportunities(self) -> SqlRepository[Opportunity]:
+        return SqlRepository(self.cur, self.d, OPPORTUNITIES)
+
+    @functools.cached_property
+    def campaigns(self) -> SqlRepository[Campaign]:
+        return SqlRepository(self.cur, self.d, CAMPAIGNS)
+
+    @functools.cached_property
+    def service_points(self) -> SqlRepository[ServicePoint]:
+        return SqlRepository(self.cur, self.d, SERVICE_POINTS)
+
+    @functools.cached_property
+    def agents(self) -> SqlRepository[Agent]:
+        return SqlRepository(self.cur, self.d, AGENTS)
+
+    @functools.cached_property
+    def teams(self) -> SqlRepository[Team]:
+        return SqlRepository(self.cur, self.d, TEAMS)
+
+    @functools.cached_property
+    def segments(self) -> SqlRepository[Segment]:
+        return SqlRepository(self.cur, self.d, SEGMENTS)
+
+    @functools.cached_property
+    def segment_members(self) -> SqlSegmentMembers:
+        return SqlSegmentMembers(self.cur, self.d)
+
+    @functools.cached_property
+    def scores(self) -> SqlScores:
+        return SqlScores(self.cur, self.d)
+
+    @functools.cached_property
+    def campaign_members(self) -> SqlCampaignMembers:
+        return SqlCampaignMembers(self.cur, self.d)
+
+    @functools.cached_property
+    def outbox(self) -> SqlOutbox:
+        return SqlOutbox(self.cur, self.d, self.claim_lock)
 
     def select(self, sql: str, params: Sequence[Any] = ()) -> builtins.list[tuple[Any, ...]]:
         """Rows of a read-only query written in this dialect."""

@@ -177,61 +177,50 @@ class SQLiteStorage:
                 cur.execute(f"PRAGMA user_version = {number + 1:d}")
             return int(cur.execute("PRAGMA user_version").fetchone()[0])
 
-    @contextmanager
-    def _borrowed(self, readonly: bool) -> Iterator[sqlite3.Connection]:
+    def _acquire(self, readonly: bool) -> sqlite3.Connection:
         if self._memory is None:
-            pool = self._readers if readonly else self._writers
-            conn = pool.acquire()
-            try:
-                yield conn
-            finally:
-                pool.release(conn)
-            return
+            return (self._readers if readonly else self._writers).acquire()
         if not self._turn.acquire(timeout=self._timeout):
             raise StorageError(f"{self.url}: busy: no transaction slot within {self._timeout} s")
-        try:
-            if readonly:
-                self._memory.execute("PRAGMA query_only = ON")
-            yield self._memory
-        finally:
-            if readonly:
-                self._memory.execute("PRAGMA query_only = OFF")
-            self._turn.release()
+        if readonly:
+            self._memory.execute("PRAGMA query_only = ON")
+        return self._memory
+
+    def _release(self, conn: sqlite3.Connection, readonly: bool) -> None:
+        if self._memory is None:
+            (self._readers if readonly else self._writers).release(conn)
+            return
+        if readonly:
+            conn.execute("PRAGMA query_only = OFF")
+        self._turn.release()
 
     @contextmanager
     def _begin(self, *, readonly: bool) -> Iterator[sqlite3.Cursor]:
+        """One transaction on a borrowed connection, in this context only."""
         open_here = _OPEN.get()
         if id(self) in open_here:
             raise StorageError("a transaction is already open in this context (thread or task)")
         token = _OPEN.set(open_here | {id(self)})
+        conn = self._acquire(readonly)
         try:
-            with self._borrowed(readonly) as conn:
-                yield from self._begin_on(conn, "BEGIN DEFERRED" if readonly else "BEGIN IMMEDIATE")
+            cur = conn.cursor()
+            try:
+                cur.execute("BEGIN DEFERRED" if readonly else "BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StorageError(f"cannot begin a transaction on {self.url}: {exc}") from None
+            try:
+                yield cur
+            except BaseException as exc:
+                conn.rollback()
+                raise _translated(exc, self.url) from None
+            try:
+                conn.commit()
+            except sqlite3.Error as exc:
+                conn.rollback()
+                raise StorageError(f"commit failed on {self.url}: {exc}") from None
         finally:
+            self._release(conn, readonly)
             _OPEN.reset(token)
-
-    def _begin_on(self, conn: sqlite3.Connection, begin: str) -> Iterator[sqlite3.Cursor]:
-        cur = conn.cursor()
-        try:
-            cur.execute(begin)
-        except sqlite3.Error as exc:
-            raise StorageError(f"cannot begin a transaction on {self.url}: {exc}") from None
-        try:
-            yield cur
-        except BaseException as exc:
-            conn.rollback()
-            if isinstance(exc, sqlite3.IntegrityError):
-                raise IntegrityError(str(exc)) from None
-            if isinstance(exc, sqlite3.OperationalError) and "readonly" in str(exc):
-                raise StorageError(f"{self.url}: a read-only transaction tried to write") from None
-            if isinstance(exc, sqlite3.Error):
-                raise StorageError(f"{self.url}: {exc}") from None
-            raise
-        try:
-            conn.commit()
-        except sqlite3.Error as exc:
-            conn.rollback()
-            raise StorageError(f"commit failed on {self.url}: {exc}") from None
 
     @contextmanager
     def transaction(self, *, readonly: bool = False) -> Iterator[sql.SqlUnitOfWork]:
@@ -315,6 +304,17 @@ class Pool:
             self._opened -= len(self._idle)
             self._idle.clear()
             self._ready.notify_all()
+
+
+def _translated(exc: BaseException, url: str) -> BaseException:
+    """The crmcore error for a driver error met inside a transaction (others pass as they are)."""
+    if isinstance(exc, sqlite3.IntegrityError):
+        return IntegrityError(str(exc))
+    if isinstance(exc, sqlite3.OperationalError) and "readonly" in str(exc):
+        return StorageError(f"{url}: a read-only transaction tried to write")
+    if isinstance(exc, sqlite3.Error):
+        return StorageError(f"{url}: {exc}")
+    return exc
 
 
 def _option(url: str, options: dict[str, str], name: str, default: float) -> float:
