@@ -133,7 +133,8 @@ def test_the_django_example_serves_from_threads(tmp_path: Any, django_app: Any) 
         def client(n: int) -> None:
             with httpx.Client(base_url=base, timeout=30) as http:
                 for i in range(10):
-                    r = http.post("/customers", json={"name": f"D{n}-{i}", "emails": [f"d{n}.{i}@example.org"]})
+                    body = {"name": f"D{n}-{i}", "emails": [f"d{n}.{i}@example.org"]}
+                    r = http.post("/customers", json=body)
                     if r.status_code != 201:
                         errors.append(r.text)
                         continue
