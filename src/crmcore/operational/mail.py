@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from crmcore import values as v
-from crmcore.errors import ConflictError, ConsentError, CRMError, StorageError, ValidationError
+from crmcore.errors import ConflictError, ConsentError, CRMError, StorageError, ValidationError, shown
 from crmcore.model import (
     CaseKind,
     Channel,
@@ -318,6 +318,8 @@ class Mailer:
             try:
                 self.transport.send(message)
                 return attempt, None
+            except (ValueError, UnicodeError) as exc:  # the message cannot be written: no retry helps
+                return attempt, DeliveryError(f"the message cannot be written: {shown(str(exc))}", temporary=False)
             except DeliveryError as error:
                 if not error.temporary or attempt >= self.attempts:
                     return attempt, error
@@ -355,16 +357,16 @@ class Mailer:
         subject, text, body_html = template.for_language(customer.language).render(values)
         message = EmailMessage(policy=policy.SMTP)
         message["From"] = self._from
-        message["To"] = _address(address, "to", display_name=customer.name)
-        message["Subject"] = _header_text(subject, "subject").strip()  # the wire keeps no outer blanks
+        _put(message, "To", _address(address, "to", display_name=customer.name), "to")
+        _put(message, "Subject", _header_text(subject, "subject").strip(), "subject")  # no outer blanks
         message["Date"] = format_datetime(self.crm.clock())
         message["Message-ID"] = make_msgid(domain=self.sender.domain)
         reply = _first_id(in_reply_to)
         if in_reply_to is not None and reply is None:
             raise ValidationError("in_reply_to", in_reply_to, "is not a Message-ID such as <id@host>")
         if reply is not None:
-            message["In-Reply-To"] = reply
-            message["References"] = reply
+            _put(message, "In-Reply-To", reply, "in_reply_to")
+            _put(message, "References", reply, "in_reply_to")
         if purpose in self.marketing:
             message["List-Unsubscribe"] = f"<mailto:{self.unsubscribe}?subject=unsubscribe%20{purpose}>"
         message.set_content(text)
@@ -418,11 +420,49 @@ def _values(customer: Customer, address: str, context: Mapping[str, object] | No
     return values
 
 
+def _breaks_lines(value: str) -> bool:
+    """True if the text holds a line break of any kind (CR, LF, U+2028/9, NEL...) or a control character."""
+    if value.isascii() and value.isprintable():
+        return False
+    return any(
+        (unicodedata.category(ch) in ("Cc", "Zl", "Zp") and ch != "\t") or ch in _SURROGATES for ch in value
+    )
+
+
+_SURROGATES = frozenset(map(chr, range(0xD800, 0xE000)))
+
+
+_ENCODED_WORD = re.compile(r"=\?[^?\s]*\?[bBqQ]\?[^?\s]*\?=")
+"""An RFC 2047 encoded word: a reader decodes it, so text holding one would not read as written."""
+
+
 def _header_text(value: str, field: str) -> str:
-    """Text bound for a header: a line break or control character is refused, not folded away."""
-    if any(unicodedata.category(ch) == "Cc" and ch != "\t" for ch in value):
+    """Text bound for a header: a line break, a control character or an encoded word is refused,
+    not folded away or decoded into something else."""
+    if _breaks_lines(value):
         raise ValidationError(field, value, "must not contain line breaks or control characters")
+    if "=?" in value and _ENCODED_WORD.search(value):
+        raise ValidationError(field, value, "must not contain an encoded word (=?charset?q?...?=)")
     return value
+
+
+def _put(message: EmailMessage, name: str, value: object, field: str) -> None:
+    """Set a header and check what the e-mail library made of it.
+
+    The library decodes RFC 2047 encoded words (`=?utf-8?q?a=0D=0Ab?=`) as it
+    parses a header, so text that was clean going in can hold a line break once
+    decoded, and the generator would write that break to the wire as a new
+    header or body. What the header *means* is checked, after decoding.
+    """
+    try:
+        message[name] = value
+        decoded = str(message[name])
+    except (ValueError, TypeError, IndexError) as exc:
+        del message[name]
+        raise ValidationError(field, value, f"is not usable in the {name} header: {exc}") from None
+    if _breaks_lines(decoded):
+        del message[name]
+        raise ValidationError(field, value, f"would put a line break into the {name} header once decoded")
 
 
 def _address(text: str, field: str, display_name: str | None = None) -> Address:
