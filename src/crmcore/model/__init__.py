@@ -5,9 +5,11 @@ from crmcore.model.commerce import OrderLine, Purchase
 from crmcore.model.customer import (
     Consent,
     ConsentStatus,
+    ContactKind,
     Customer,
     LifecycleStage,
     PartyKind,
+    PendingContact,
     PostalAddress,
 )
 from crmcore.model.interaction import Interaction
@@ -23,6 +25,6 @@ __all__ = [
     "Channel", "ChannelFamily", "Consent", "ConsentStatus", "Customer", "Direction",
     "Interaction", "LifecycleStage", "Location", "MemberGroup", "MemberStatus", "Opportunity",
     "OpportunityKind", "OrderLine", "PartyKind", "PostalAddress", "Purchase", "Score", "Segment",
-    "SegmentRun", "ServicePoint",
+    "SegmentRun", "ServicePoint", "ContactKind", "PendingContact",
     "ServicePointKind", "Stage", "StageChange", "Team",
 ]

@@ -10,7 +10,7 @@ import attrs
 import phonenumbers
 
 from crmcore import values as v
-from crmcore.errors import ValidationError
+from crmcore.errors import LimitExceeded, ValidationError
 from crmcore.model.channels import Channel
 
 
@@ -63,6 +63,41 @@ class Consent:
     status: ConsentStatus = attrs.field(converter=ConsentStatus)
     at: datetime = attrs.field(converter=v.as_utc, validator=v.is_utc)
     source: str = attrs.field(validator=v.is_text(200))
+
+
+class ContactKind(v.Choice):
+    __field__ = "kind"
+
+    EMAIL = "email"
+    PHONE = "phone"
+
+
+@attrs.frozen
+class PendingContact:
+    """An e-mail address or phone number a customer added themself, not yet proven theirs.
+
+    Until the customer gives back the token sent to it, it identifies nobody and
+    receives nothing meant for the customer: it is not in `emails`/`phones`, which
+    every lookup and every message use. Only the token's SHA-256 digest is kept.
+    """
+
+    kind: ContactKind = attrs.field(converter=ContactKind)
+    value: str = attrs.field(validator=v.is_text(320))
+    digest: str = attrs.field(validator=v.is_text(64))
+    requested_at: datetime = attrs.field(converter=v.as_utc, validator=v.is_utc)
+    expires_at: datetime = attrs.field(converter=v.as_utc, validator=v.is_utc)
+
+
+MAX_PENDING = 5
+"""Contact details one customer may have waiting for verification at a time."""
+
+
+def _pending(_instance: Any, attribute: attrs.Attribute[Any], value: tuple[PendingContact, ...]) -> None:
+    if len(value) > MAX_PENDING:
+        raise LimitExceeded("pending_contacts", attribute.name, len(value), MAX_PENDING)
+    for index, item in enumerate(value):
+        if not isinstance(item, PendingContact):
+            raise ValidationError(f"{attribute.name}[{index}]", item, "must be a PendingContact")
 
 
 def _unique(_instance: Any, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
@@ -127,6 +162,8 @@ class Customer:
     created_at: datetime = attrs.field(factory=v.now, converter=v.as_utc, validator=v.is_utc)
     updated_at: datetime = attrs.field(factory=v.now, converter=v.as_utc, validator=v.is_utc)
     version: int = attrs.field(default=0, validator=v.integer(0, 2**62))
+    pending: tuple[PendingContact, ...] = attrs.field(default=(), converter=v.as_tuple, validator=_pending)
+    """Contact details added in self-service and waiting for verification (see `PendingContact`)."""
 
     def __attrs_post_init__(self) -> None:
         if self.birth_date is not None and isinstance(self.birth_date, datetime):

@@ -47,6 +47,7 @@ from crmcore.model import (
     CaseKind,
     Channel,
     ConsentStatus,
+    ContactKind,
     Customer,
     Direction,
     Interaction,
@@ -156,6 +157,15 @@ def _substitute(text: str, values: Mapping[str, str], part: str) -> str:
         return string.Template(text).substitute(values)
     except KeyError as missing:
         raise ValidationError(f"template.{part}", missing.args[0], "has no value for this customer") from None
+
+
+VERIFICATION = Template(
+    subject="Your verification code",
+    text="Hello $name,\n\nto confirm that $email is yours, enter this code: $token\n\n"
+         "If you did not ask for this, ignore this message: nothing changes.\n",
+    name="verification",
+)
+"""The message `Mailer.send_verification` sends by default ($token is the code)."""
 
 
 class Status(enum.StrEnum):
@@ -354,6 +364,30 @@ class Mailer:
         if address not in customer.emails:  # the timeline must not claim a message it did not get
             raise ValidationError("to", to, f"is not an address of customer {customer.id}")
         values = _values(customer, address, context)
+        return self._message(customer, address, template, values, purpose, in_reply_to)
+
+    def send_verification(
+        self, customer: Customer, address: str, token: str, template: Template | None = None
+    ) -> None:
+        """Mail `token` to an address the customer added and has not proven yet (self-service).
+
+        Only to a pending address of this customer, never to one of `emails`; it
+        needs no consent (the customer just asked for it) and goes on no timeline.
+        Raises DeliveryError when the server does not take it.
+        """
+        pending = {p.value for p in customer.pending if p.kind is ContactKind.EMAIL}
+        if address not in pending:
+            raise ValidationError("to", address, f"is not an address customer {customer.id} is verifying")
+        values = _values(customer, address, {"token": token})
+        message = self._message(customer, address, template or VERIFICATION, values, "verification", None)
+        _attempts, error = self._transmit(message)
+        if error is not None:
+            raise error
+
+    def _message(
+        self, customer: Customer, address: str, template: Template, values: Mapping[str, str],
+        purpose: str, in_reply_to: str | None,
+    ) -> EmailMessage:
         subject, text, body_html = template.for_language(customer.language).render(values)
         message = EmailMessage(policy=policy.SMTP)
         message["From"] = self._from
