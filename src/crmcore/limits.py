@@ -15,8 +15,13 @@ from crmcore.errors import SHOWN, LimitExceeded
 
 RULE_LENGTH = 10_000
 """Characters in a rule's text (and in the canonical text of its JSON form)."""
-RULE_DEPTH = 64
-"""Nesting of a rule: `not`, brackets, function calls, aggregates and JSON objects each count."""
+RULE_DEPTH = 20
+"""Nesting of a rule: each `not`, bracketed `and`/`or`, function call and aggregate is a level.
+
+Every later stage recurses over the rule, the database's SQL parser included
+(SQLite's gives up near 24 nested calls)."""
+JSON_DEPTH = 6 * RULE_DEPTH + 8
+"""Nesting of objects and arrays in a rule's JSON form (a level of the rule is a few of them)."""
 RULE_NODES = 2_000
 """Nodes in a rule's tree: bounds the work a single rule can ask for."""
 IN_VALUES = 200

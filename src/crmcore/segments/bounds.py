@@ -27,8 +27,8 @@ def json_depth(data: Any, text: str) -> None:
         seen += 1
         if seen > 8 * limits.RULE_NODES:
             raise RuleLimit(text, "rule_nodes", limits.RULE_NODES)
-        if depth > 2 * limits.RULE_DEPTH + 4:  # a node nests as an object and (for lists) an array
-            raise RuleLimit(text, "rule_depth", limits.RULE_DEPTH)
+        if depth > limits.JSON_DEPTH:
+            raise RuleLimit(text, "json_depth", limits.JSON_DEPTH)
         if isinstance(item, dict):
             stack.extend((value, depth + 1) for value in item.values())
         elif isinstance(item, list | tuple):
@@ -37,7 +37,7 @@ def json_depth(data: Any, text: str) -> None:
 
 def bounded(rule: a.Node, text: str) -> None:
     """Refuse a rule tree deeper, larger or with longer `in` lists than the limits allow."""
-    stack: list[tuple[Any, int]] = [(rule, 1)]
+    stack: list[tuple[Any, int]] = [(rule, 0)]
     nodes = 0
     while stack:
         node, depth = stack.pop()
@@ -48,7 +48,12 @@ def bounded(rule: a.Node, text: str) -> None:
             raise RuleLimit(text, "rule_depth", limits.RULE_DEPTH)
         if isinstance(node, a.In) and len(node.values) > limits.IN_VALUES:
             raise RuleLimit(text, "in_values", limits.IN_VALUES)
-        stack.extend((child, depth + 1) for child in _children(node))
+        deeper = depth + 1 if isinstance(node, _LEVELS) else depth
+        stack.extend((child, deeper) for child in _children(node))
+
+
+_LEVELS = (a.Not, a.And, a.Or, a.Call, a.Aggregate)
+"""The nodes that nest a level, as the text form counts them (`not`, brackets, calls)."""
 
 
 def _children(node: Any) -> Iterator[Any]:
