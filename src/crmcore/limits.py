@@ -26,8 +26,9 @@ RULE_NODES = 2_000
 """Nodes in a rule's tree: bounds the work a single rule can ask for."""
 IN_VALUES = 200
 """Values in one `in (...)` list (each may cost the database a subquery)."""
-RULE_NUMBER = Decimal(10) ** 15
-"""A number in a rule is below this in absolute value."""
+RULE_NUMBER = 9 * Decimal(10) ** 14
+"""A number in a rule is below this in absolute value: scaled to money's 4 decimal places it
+still fits the 64-bit integers SQLite stores money in."""
 RULE_AMOUNT = 100_000
 """The count in `3 months ago` and `last 90 days`, and the days of `birthday within`."""
 MONEY = Decimal(10) ** 14

@@ -17,6 +17,7 @@ poller moves on; only a storage failure stops it, before the cursor moves.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import hashlib
 import html
@@ -25,6 +26,7 @@ import logging
 import os
 import re
 import string
+import tempfile
 import threading
 import time
 import unicodedata
@@ -842,25 +844,46 @@ def _hard_bounces(message: Message) -> list[tuple[str, str]]:
 
 
 class FileCursor:
-    """A `CursorStore` in a small JSON file, replaced atomically and synced to disk."""
+    """A `CursorStore` in a small JSON file, replaced atomically and synced to disk.
+
+    Symbolic links are never followed: the new content goes to a fresh file made
+    with O_EXCL in the same directory and is renamed over the cursor, and a
+    cursor that is a link is refused rather than read (another user who can
+    write to the directory must not steer the write to a file of their choice).
+    """
+
+    MAX_BYTES = 4096
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
 
     def load(self) -> Cursor | None:
         try:
-            data = json.loads(self.path.read_text())
-            return Cursor(int(data["uidvalidity"]), int(data["uid"]))
+            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
         except FileNotFoundError:
             return None
+        except OSError as exc:
+            raise ValidationError(str(self.path), "...", f"cannot be read as a mailbox cursor: {exc.strerror}") from None
+        try:
+            with os.fdopen(fd, "rb") as file:
+                raw = file.read(self.MAX_BYTES + 1)
+            if len(raw) > self.MAX_BYTES:
+                raise ValueError("the file is too large")
+            data = json.loads(raw)
+            return Cursor(int(data["uidvalidity"]), int(data["uid"]))
         except (ValueError, KeyError, TypeError) as exc:
             raise ValidationError(str(self.path), "...", f"is not a mailbox cursor: {exc}") from None
 
     def save(self, cursor: Cursor) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_name(self.path.name + ".tmp")
-        with open(temporary, "w") as file:
-            json.dump({"uidvalidity": cursor.uidvalidity, "uid": cursor.uid}, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, self.path)
+        fd, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as file:
+                json.dump({"uidvalidity": cursor.uidvalidity, "uid": cursor.uid}, file)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, self.path)  # renames over a link; never writes through one
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise

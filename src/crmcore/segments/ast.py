@@ -42,8 +42,8 @@ def _unit(_instance: Any, attribute: attrs.Attribute[Any], value: str) -> None:
 
 
 def _amount(_instance: Any, attribute: attrs.Attribute[Any], value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100_000:
-        raise ValueError(f"{attribute.name} must be a whole number from 0 to 100000, not {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= limits.RULE_AMOUNT:
+        raise ValueError(f"{attribute.name} must be a whole number from 0 to {limits.RULE_AMOUNT}, not {value!r}")
 
 
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -128,8 +128,8 @@ class Number:
 
     @value.validator
     def _finite(self, attribute: attrs.Attribute[Decimal], value: Decimal) -> None:
-        if not value.is_finite() or abs(value) >= 10**15:
-            raise ValueError(f"{attribute.name} must be a finite number below 10**15")
+        if not value.is_finite() or abs(value) >= limits.RULE_NUMBER:
+            raise ValueError(f"{attribute.name} must be a finite number below {limits.RULE_NUMBER:,}")
         exponent = value.as_tuple().exponent
         if isinstance(exponent, int) and exponent < -PLACES:
             raise ValueError(f"{attribute.name} has more than {PLACES} decimal places")

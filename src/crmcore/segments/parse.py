@@ -349,8 +349,8 @@ class _Parser:
 
     def amount(self) -> int:
         token = self.next()
-        if token.kind != "number" or not token.text.isdigit() or int(token.text) > 100_000:
-            raise self.fail("expected a whole number of at most 100000", token)
+        if token.kind != "number" or not token.text.isdigit() or int(token.text) > limits.RULE_AMOUNT:
+            raise self.fail(f"expected a whole number of at most {limits.RULE_AMOUNT}", token)
         return int(token.text)
 
     def unit(self) -> str:

@@ -125,6 +125,8 @@ class SQLiteStorage:
         else:
             if not Path(path).parent.exists():
                 raise ValidationError("url", url, f"directory {str(Path(path).parent)!r} does not exist")
+            if Path(path).is_dir():
+                raise ValidationError("url", url, f"{path!r} is a directory, not a database file")
             self._target = path
             self._uri = False
             self._keeper = None
