@@ -100,6 +100,12 @@ def _pending(_instance: Any, attribute: attrs.Attribute[Any], value: tuple[Pendi
             raise ValidationError(f"{attribute.name}[{index}]", item, "must be a PendingContact")
 
 
+def _postal(_instance: Any, attribute: attrs.Attribute[Any], value: tuple[Any, ...]) -> None:
+    for index, item in enumerate(value):
+        if not isinstance(item, PostalAddress):
+            raise ValidationError(f"{attribute.name}[{index}]", item, "must be a PostalAddress")
+
+
 def _unique(_instance: Any, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
     """E-mail addresses match case-insensitively (as lookups do), so duplicates do too."""
     if len({item.lower() for item in value}) != len(value):
@@ -143,7 +149,7 @@ class Customer:
     phones: tuple[str, ...] = attrs.field(
         default=(), converter=v.as_tuple, validator=[v.each(v.phone), _unique]
     )
-    addresses: tuple[PostalAddress, ...] = attrs.field(default=(), converter=v.as_tuple)
+    addresses: tuple[PostalAddress, ...] = attrs.field(default=(), converter=v.as_tuple, validator=_postal)
     birth_date: date | None = attrs.field(
         default=None, validator=v.optional(v.instance_of(date))
     )
@@ -184,8 +190,8 @@ class Customer:
 
         National phone numbers are read in `region`, else in the first address's country.
         """
-        addresses = tuple(fields.get("addresses", ()))
-        region = region or (addresses[0].country if addresses else None)
+        first = next(iter(fields.get("addresses") or ()), None)
+        region = region or (first.country if isinstance(first, PostalAddress) else None)
         moment = v.now()
         fields.setdefault("created_at", moment)
         fields.setdefault("updated_at", fields["created_at"])
