@@ -45,7 +45,8 @@ class ValidationError(CRMError, ValueError):
         self.field = field
         self.value = value
         self.reason = reason
-        super().__init__(f"{field}: {reason} (got {shown(value)})")
+        said = reason if len(reason) <= 10 * SHOWN else reason[: 10 * SHOWN] + "..."  # it may quote input
+        super().__init__(f"{field}: {said} (got {shown(value)})")
 
     def within(self, prefix: str) -> ValidationError:
         """The same error with its field qualified by an enclosing path."""

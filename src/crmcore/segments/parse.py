@@ -463,4 +463,5 @@ def _cause(exc: BaseException) -> str:
     while inner:
         exc = inner[0]
         inner = getattr(exc, "exceptions", None)
-    return str(exc) or type(exc).__name__
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= 300 else text[:300] + "..."  # cattrs quotes the data it was given

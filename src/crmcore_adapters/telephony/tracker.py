@@ -119,9 +119,11 @@ class CallTracker:
         for call_id in self.live():
             self.end(call_id, CallOutcome.FAILED, reason)
 
-    def fault(self, error: BaseException) -> None:
-        log.warning("telephony: %s", error)
-        self.errors.append(error)
+    def fault(self, error: BaseException, *, level: int = logging.WARNING) -> None:
+        """Keep a fault for inspection; `level` lets a flood of refused requests stay out of the logs."""
+        log.log(level, "telephony: %s", error)
+        error.__context__ = None  # kept without the frames (and request buffers) it was raised in
+        self.errors.append(error.with_traceback(None))
 
     def _emit(self, kind: CallEventKind, call_id: str, leg: _Live, record: CallRecord | None = None) -> None:
         event = CallEvent(
