@@ -24,11 +24,15 @@ from crmcore.testing.hostile import (
     calendar_days,
     hostile_instants,
     hostile_json_rules,
+    hostile_mail,
     hostile_numbers,
     hostile_rule_texts,
     hostile_texts,
     outcome,
 )
+from crmcore.operational.mail import Handled, Poller
+from crmcore.ports.email import Received
+from tests.email.fakes import ListMailbox, MemoryCursor
 from tests.hardening.conftest import NOW
 
 RAN: Counter[str] = Counter()
@@ -167,6 +171,16 @@ def test_bulk_import_refuses_as_a_whole(seeded: crmcore.CRM, fields: dict[str, A
     assert not isinstance(imported, StorageError), imported
     after = len(seeded.customers.list())
     assert after == (before if isinstance(imported, CRMError) else before + 2)
+
+
+@cases(150)
+@given(raw=hostile_mail())
+def test_inbound_mail_ends_in_one_outcome(seeded: crmcore.CRM, raw: bytes) -> None:
+    """Whatever a message holds, the poller files it (or parks it) and moves on."""
+    _count(seeded)
+    poller = Poller(seeded, ListMailbox([]), MemoryCursor(), unknown="lead", support=["help@shop.example"])
+    handled = poller.handle(Received(1, raw, len(raw), NOW))
+    assert isinstance(handled, Handled)
 
 
 def test_every_backend_ran_over_2000_cases() -> None:

@@ -123,10 +123,7 @@ class SQLiteStorage:
             self._uri = True
             self._keeper: sqlite3.Connection | None = self._connect()
         else:
-            if not Path(path).parent.exists():
-                raise ValidationError("url", url, f"directory {str(Path(path).parent)!r} does not exist")
-            if Path(path).is_dir():
-                raise ValidationError("url", url, f"{path!r} is a directory, not a database file")
+            _usable_file(url, Path(path))
             self._target = path
             self._uri = False
             self._keeper = None
@@ -246,6 +243,17 @@ class SQLiteStorage:
                 self._keeper.close()
                 self._keeper = None
         self._local = threading.local()
+
+
+def _usable_file(url: str, path: Path) -> None:
+    """Refuse, naming the path, what SQLite could only fail on later with its own error."""
+    try:
+        if not path.parent.exists():
+            raise ValidationError("url", url, f"directory {str(path.parent)!r} does not exist")
+        if path.is_dir():
+            raise ValidationError("url", url, f"{str(path)!r} is a directory, not a database file")
+    except OSError as exc:  # a name too long, a loop of links, no permission to look
+        raise ValidationError("url", url, f"{str(path)!r} cannot be used: {exc.strerror}") from None
 
 
 def open_storage(url: str) -> Storage:
