@@ -38,7 +38,7 @@ NOW = datetime(2025, 1, 1, tzinfo=UTC)
 RULES = [
     'tier in ("gold", "platinum") and sum(purchases.total, last 365 days) > 1000',
     'lower(name) contains "ada" or (country = "FR" and not consent.news.email)',
-    'count(purchases where channel = "web", since 2024-01-01) >= 3 and created_at > 2 years ago',
+    'count(purchases where channel = "portal", since 2024-01-01) >= 3 and created_at > 2 years ago',
     'attributes.size between 38 and 44 and tags contains "vip" and birth_date is not null',
 ]
 JSON_RULES = [to_data(checked(rule)[0]) for rule in RULES]
@@ -95,8 +95,11 @@ print(json.dumps(found))
 
 def measure(source: Path, size: int, rounds: int) -> dict[str, float]:
     env = {**os.environ, "PYTHONPATH": str(source / "src")}
-    out = subprocess.run([sys.executable, "-c", WORKLOAD, str(size), str(rounds)], env=env, check=True,
-                         capture_output=True, text=True, cwd=tempfile.gettempdir()).stdout
+    run = subprocess.run([sys.executable, "-c", WORKLOAD, str(size), str(rounds)], env=env,
+                         capture_output=True, text=True, cwd=tempfile.gettempdir())
+    if run.returncode:
+        raise SystemExit(f"the workload failed on {source}:\n{run.stderr}")
+    out = run.stdout
     found: dict[str, float] = json.loads(out.strip().splitlines()[-1])
     return found
 

@@ -456,16 +456,13 @@ def _values(customer: Customer, address: str, context: Mapping[str, object] | No
     return values
 
 
+_LINE_BREAKING = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+"""Control characters but tab (Unicode Cc), U+2028/U+2029 (Zl, Zp) and lone surrogates (Cs)."""
+
+
 def _breaks_lines(value: str) -> bool:
     """True if the text holds a line break of any kind (CR, LF, U+2028/9, NEL...) or a control character."""
-    if value.isascii() and value.isprintable():
-        return False
-    return any(
-        (unicodedata.category(ch) in ("Cc", "Zl", "Zp") and ch != "\t") or ch in _SURROGATES for ch in value
-    )
-
-
-_SURROGATES = frozenset(map(chr, range(0xD800, 0xE000)))
+    return _LINE_BREAKING.search(value) is not None
 
 
 _ENCODED_WORD = re.compile(r"=\?[^?\s]*\?[bBqQ]\?[^?\s]*\?=")
@@ -492,7 +489,9 @@ def _put(message: EmailMessage, name: str, value: object, field: str) -> None:
     """
     try:
         message[name] = value
-        decoded = str(message[name])
+        written = str(value)
+        # only an encoded word decodes into something else: without "=?" the header holds the text as given
+        decoded = str(message[name]) if "=?" in written else written
     except (ValueError, TypeError, IndexError) as exc:
         del message[name]
         raise ValidationError(field, value, f"is not usable in the {name} header: {exc}") from None

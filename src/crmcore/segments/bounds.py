@@ -8,6 +8,7 @@ and AST alike; the JSON data is measured before cattrs walks it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import Any
 
@@ -57,11 +58,15 @@ _LEVELS = (a.Not, a.And, a.Or, a.Call, a.Aggregate)
 
 
 def _children(node: Any) -> Iterator[Any]:
-    if not attrs.has(type(node)):
-        return
-    for field in attrs.fields(type(node)):
-        value = getattr(node, field.name)
+    for name in _fields(type(node)):
+        value = getattr(node, name)
         if isinstance(value, tuple):
-            yield from (item for item in value if attrs.has(type(item)))
-        elif attrs.has(type(value)):
+            yield from (item for item in value if _fields(type(item)) is not None)
+        elif _fields(type(value)) is not None:
             yield value
+
+
+@functools.cache
+def _fields(cls: type) -> tuple[str, ...] | None:
+    """The attribute names of a node class; None for anything that is not a node."""
+    return tuple(field.name for field in attrs.fields(cls)) if attrs.has(cls) else None
