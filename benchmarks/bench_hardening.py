@@ -23,7 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-WORKLOAD = r'''
+WORKLOAD = r"""
 import json, sys, time
 from datetime import UTC, datetime
 import crmcore
@@ -69,7 +69,8 @@ class _Nowhere:
 
 crm = crmcore.open("memory://", clock=lambda: NOW)
 mailer = Mailer(crm, _Nowhere(), sender="Shop <news@shop.example>", unsubscribe="u@shop.example")
-template = Template(subject="$first_name, your $tier offer: $code", text="Hello $name,\nyour code is $code.\n",
+template = Template(subject="$first_name, your $tier offer: $code",
+                    text="Hello $name,\nyour code is $code.\n",
                     html="<p>Hello <b>$name</b>, your code is $code.</p>", name="news")
 people = [Customer.new(f"Zoé Martin {i}", emails=[f"zoe{i}@example.org"], tier="gold",
                        attributes={"city": "Lyon"}) for i in range(50)]
@@ -90,13 +91,18 @@ for name, work in (("customer build", customers), ("rule compile", rules), ("mai
         best = min(best, time.perf_counter() - started)
     found[name] = best
 print(json.dumps(found))
-'''
+"""
 
 
 def measure(source: Path, size: int, rounds: int) -> dict[str, float]:
     env = {**os.environ, "PYTHONPATH": str(source / "src")}
-    run = subprocess.run([sys.executable, "-c", WORKLOAD, str(size), str(rounds)], env=env,
-                         capture_output=True, text=True, cwd=tempfile.gettempdir())
+    run = subprocess.run(
+        [sys.executable, "-c", WORKLOAD, str(size), str(rounds)],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=tempfile.gettempdir(),
+    )
     if run.returncode:
         raise SystemExit(f"the workload failed on {source}:\n{run.stderr}")
     out = run.stdout
@@ -105,15 +111,19 @@ def measure(source: Path, size: int, rounds: int) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--baseline", default="73eca62", help="commit before the hardening checks")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--size", type=int, default=2000, help="customers built / mails composed per round")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="crmcore-baseline-") as scratch:
         base = Path(scratch) / "tree"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(base), args.baseline],
-                       check=True)
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(base), args.baseline],
+            check=True,
+        )
         try:
             before, after = {}, {}
             for _ in range(2):  # interleaved, so a busy machine weighs on both alike

@@ -11,7 +11,8 @@ import re
 
 _AUTHORITY_PASSWORD = re.compile(r"(?P<head>^[^:/?#]*://[^/?#@]*?:)(?P<secret>[^/?#]*)(?P<tail>@)")
 _QUERY_SECRET = re.compile(
-    r"(?P<head>[?&;](?:password|passwd|pass|token|secret|auth_token|api_key)=)(?P<secret>[^&;#]*)", re.IGNORECASE
+    r"(?P<head>[?&;](?:password|passwd|pass|token|secret|auth_token|api_key)=)(?P<secret>[^&;#]*)",
+    re.IGNORECASE,
 )
 
 

@@ -19,6 +19,8 @@ import crmcore
 from crmcore import Customer, Money, OrderLine, Purchase
 from crmcore import values as v
 from crmcore.errors import CRMError, StorageError, ValidationError
+from crmcore.operational.mail import Handled, Poller
+from crmcore.ports.email import Received
 from crmcore.testing import strategies as model
 from crmcore.testing.hostile import (
     calendar_days,
@@ -30,8 +32,6 @@ from crmcore.testing.hostile import (
     hostile_texts,
     outcome,
 )
-from crmcore.operational.mail import Handled, Poller
-from crmcore.ports.email import Received
 from tests.email.fakes import ListMailbox, MemoryCursor
 from tests.hardening.conftest import NOW
 
@@ -59,7 +59,9 @@ def _rule_outcome(crm: crmcore.CRM, rule: Any) -> None:
 def seeded(backend: crmcore.CRM) -> crmcore.CRM:
     with backend.transaction():
         for name in ("Ada", "Bob", "Zoé"):
-            ada = backend.customers.add(Customer.new(name, emails=[f"{name.lower()}@example.org"], tier="gold"))
+            ada = backend.customers.add(
+                Customer.new(name, emails=[f"{name.lower()}@example.org"], tier="gold")
+            )
             backend.purchases.record(Purchase(v.new_id(), ada.id, NOW, [OrderLine("x", Money("10.00"))]))
     return backend
 
@@ -82,15 +84,32 @@ def test_rules_in_json_form(seeded: crmcore.CRM, rule: Any) -> None:
 @given(as_of=hostile_instants)
 def test_rule_instants(seeded: crmcore.CRM, as_of: Any) -> None:
     _count(seeded)
-    found = outcome(lambda: seeded.customers.matching("created_at < now and count(purchases, last 3 months) >= 0",
-                                                      as_of=as_of))
+    found = outcome(
+        lambda: seeded.customers.matching(
+            "created_at < now and count(purchases, last 3 months) >= 0", as_of=as_of
+        )
+    )
     assert isinstance(found, list | ValidationError), found
 
 
 @st.composite
 def hostile_customers(draw: st.DrawFn) -> dict[str, Any]:
-    pick = draw(st.sampled_from(["name", "emails", "phones", "attributes", "external_ids", "language", "tags",
-                                 "birth_date", "created_at", "addresses"]))
+    pick = draw(
+        st.sampled_from(
+            [
+                "name",
+                "emails",
+                "phones",
+                "attributes",
+                "external_ids",
+                "language",
+                "tags",
+                "birth_date",
+                "created_at",
+                "addresses",
+            ]
+        )
+    )
     fields: dict[str, Any] = {"name": draw(model.texts)}
     text = draw(hostile_texts)
     if pick == "name":
@@ -98,8 +117,11 @@ def hostile_customers(draw: st.DrawFn) -> dict[str, Any]:
     elif pick in ("emails", "phones"):
         fields[pick] = [text]
     elif pick == "attributes":
-        fields["attributes"] = {draw(st.sampled_from(["x", "Bad Key", "note"])): draw(
-            st.one_of(hostile_texts, hostile_numbers, hostile_instants, calendar_days()))}
+        fields["attributes"] = {
+            draw(st.sampled_from(["x", "Bad Key", "note"])): draw(
+                st.one_of(hostile_texts, hostile_numbers, hostile_instants, calendar_days())
+            )
+        }
     elif pick == "external_ids":
         fields["external_ids"] = {"erp": text}
     elif pick in ("language", "tags"):
@@ -129,10 +151,15 @@ def test_customers_round_trip_or_are_refused(seeded: crmcore.CRM, fields: dict[s
 
 
 @cases(300)
-@given(price=hostile_numbers, quantity=st.one_of(st.integers(-5, 2_000_000), hostile_numbers),
-       lines=st.integers(1, 12), at=hostile_instants)
-def test_purchases_round_trip_or_are_refused(seeded: crmcore.CRM, price: Any, quantity: Any, lines: int,
-                                             at: Any) -> None:
+@given(
+    price=hostile_numbers,
+    quantity=st.one_of(st.integers(-5, 2_000_000), hostile_numbers),
+    lines=st.integers(1, 12),
+    at=hostile_instants,
+)
+def test_purchases_round_trip_or_are_refused(
+    seeded: crmcore.CRM, price: Any, quantity: Any, lines: int, at: Any
+) -> None:
     _count(seeded)
     owner = seeded.customers.list()[0]
 
@@ -150,8 +177,15 @@ def test_purchases_round_trip_or_are_refused(seeded: crmcore.CRM, price: Any, qu
             assert uow.purchases.get(built.id) == built
 
 
-@pytest.mark.parametrize("rule", ["sum(purchases.total) > 0", "avg(purchases.total) < 0",
-                                  "max(purchases.total) >= 899999999999999", "count(purchases) > 1"])
+@pytest.mark.parametrize(
+    "rule",
+    [
+        "sum(purchases.total) > 0",
+        "avg(purchases.total) < 0",
+        "max(purchases.total) >= 899999999999999",
+        "count(purchases) > 1",
+    ],
+)
 def test_rules_over_the_hostile_purchases(seeded: crmcore.CRM, rule: str) -> None:
     _count(seeded)
     _rule_outcome(seeded, rule)

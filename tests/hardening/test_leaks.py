@@ -35,20 +35,27 @@ def test_repr_of_a_crm_hides_the_password() -> None:
 @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 @given(url=hostile_urls)
 def test_a_malformed_url_is_a_validation_error_without_the_password(url: str) -> None:
-    opened = outcome(lambda: crmcore.open(url.replace("postgresql://u:secretpw@h/", "postgresql://u:secretpw@127.0.0.1:1/")))
+    opened = outcome(
+        lambda: crmcore.open(
+            url.replace("postgresql://u:secretpw@h/", "postgresql://u:secretpw@127.0.0.1:1/")
+        )
+    )
     if isinstance(opened, crmcore.CRM):
         opened.close()
         return
     assert "secretpw" not in str(opened)
 
 
-@pytest.mark.parametrize(("url", "shown"), [
-    ("postgresql://u:p4ss@h:5432/db", "postgresql://u:***@h:5432/db"),
-    ("postgresql://u:p4ss@[::1/db", "postgresql://u:***@[::1/db"),
-    ("postgresql://h/db?password=p4ss&sslmode=require", "postgresql://h/db?password=***&sslmode=require"),
-    ("smtp://user:p@ss:w0rd@mail.example:587", "smtp://user:***@mail.example:587"),
-    ("sqlite:///tmp/x.db", "sqlite:///tmp/x.db"),
-])
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://u:p4ss@h:5432/db", "postgresql://u:***@h:5432/db"),
+        ("postgresql://u:p4ss@[::1/db", "postgresql://u:***@[::1/db"),
+        ("postgresql://h/db?password=p4ss&sslmode=require", "postgresql://h/db?password=***&sslmode=require"),
+        ("smtp://user:p@ss:w0rd@mail.example:587", "smtp://user:***@mail.example:587"),
+        ("sqlite:///tmp/x.db", "sqlite:///tmp/x.db"),
+    ],
+)
 def test_redact(url: str, shown: str) -> None:
     assert redact(url) == shown
 

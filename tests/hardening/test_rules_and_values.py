@@ -23,8 +23,11 @@ def crm(request: pytest.FixtureRequest) -> Iterator[crmcore.CRM]:
     try:
         with opened.transaction():
             for name in ("Ada", "Bob", "Cy"):
-                opened.customers.add(Customer.new(name, emails=[f"{name.lower()}@example.org"],
-                                                  created_at=NOW - timedelta(days=1)))
+                opened.customers.add(
+                    Customer.new(
+                        name, emails=[f"{name.lower()}@example.org"], created_at=NOW - timedelta(days=1)
+                    )
+                )
         yield opened
     finally:
         opened.close()
@@ -38,14 +41,17 @@ def nested_not(depth: int) -> dict[str, object]:
     return rule
 
 
-@pytest.mark.parametrize(("rule", "limit"), [
-    ("lower(" * 300 + "name" + ")" * 300 + ' = "a"', "rule_depth"),
-    ("lower(" * 25 + "name" + ")" * 25 + ' = "a"', "rule_depth"),  # SQLite's own parser gave up here
-    (nested_not(5_000), "json_depth"),
-    (nested_not(limits.RULE_DEPTH + 1), "rule_depth"),
-    ("count(purchases) in (" + ", ".join(map(str, range(1500))) + ")", "in_values"),
-    ("tier = " + '"' + "x" * 20_000 + '"', "rule_length"),
-])
+@pytest.mark.parametrize(
+    ("rule", "limit"),
+    [
+        ("lower(" * 300 + "name" + ")" * 300 + ' = "a"', "rule_depth"),
+        ("lower(" * 25 + "name" + ")" * 25 + ' = "a"', "rule_depth"),  # SQLite's own parser gave up here
+        (nested_not(5_000), "json_depth"),
+        (nested_not(limits.RULE_DEPTH + 1), "rule_depth"),
+        ("count(purchases) in (" + ", ".join(map(str, range(1500))) + ")", "in_values"),
+        ("tier = " + '"' + "x" * 20_000 + '"', "rule_length"),
+    ],
+)
 def test_rules_beyond_a_limit_name_it(crm: crmcore.CRM, rule: object, limit: str) -> None:
     """Issue 13 (3, 5): RecursionError, SQLite's 'parser stack overflow', 61 s on PostgreSQL."""
     with pytest.raises(RuleLimit) as refused:
@@ -60,24 +66,33 @@ def test_the_deepest_rule_allowed_runs_on_every_backend(crm: crmcore.CRM) -> Non
     assert crm.customers.matching(wide) == []
 
 
-@pytest.mark.parametrize("rule", [
-    "created_at > 100000 years ago",
-    "count(purchases, last 100000 years) > 0",
-    "count(purchases, since 99999 years ago) > 0",
-    "created_at > 0001-01-01T00:00:00+05:00",
-    "created_at < 9999-12-31T23:59:59-05:00",
-    "birth_date > 0001-01-01",
-    "sum(purchases.total) > 999999999999999",
-    "sum(purchases.total) < -999999999999999.5",
-])
+@pytest.mark.parametrize(
+    "rule",
+    [
+        "created_at > 100000 years ago",
+        "count(purchases, last 100000 years) > 0",
+        "count(purchases, since 99999 years ago) > 0",
+        "created_at > 0001-01-01T00:00:00+05:00",
+        "created_at < 9999-12-31T23:59:59-05:00",
+        "birth_date > 0001-01-01",
+        "sum(purchases.total) > 999999999999999",
+        "sum(purchases.total) < -999999999999999.5",
+    ],
+)
 def test_far_dates_and_huge_numbers_are_validation_errors(crm: crmcore.CRM, rule: str) -> None:
     """Issue 13 (3): ValueError, OverflowError from the calendar, and SQLite's 64-bit integers."""
     with pytest.raises(ValidationError):
         crm.customers.matching(rule)
 
 
-@pytest.mark.parametrize("as_of", [datetime(9999, 12, 31, 23, tzinfo=UTC), datetime(1, 1, 1, tzinfo=UTC),
-                                   datetime.max.replace(tzinfo=timezone(timedelta(hours=-5)))])
+@pytest.mark.parametrize(
+    "as_of",
+    [
+        datetime(9999, 12, 31, 23, tzinfo=UTC),
+        datetime(1, 1, 1, tzinfo=UTC),
+        datetime.max.replace(tzinfo=timezone(timedelta(hours=-5))),
+    ],
+)
 def test_far_as_of_instants_are_refused(crm: crmcore.CRM, as_of: datetime) -> None:
     with pytest.raises(LimitExceeded) as refused:
         crm.customers.matching("created_at < now", as_of=as_of)
@@ -86,8 +101,11 @@ def test_far_as_of_instants_are_refused(crm: crmcore.CRM, as_of: datetime) -> No
 
 def test_lone_surrogates_are_refused_by_values_on_every_backend(crm: crmcore.CRM) -> None:
     """Issue 13 (3): memory stored them, SQLite and PostgreSQL raised UnicodeEncodeError."""
-    for build in (lambda: Customer.new("Ada\ud800"), lambda: Customer.new("Ada", attributes={"x": "\udfff"}),
-                  lambda: Customer.new("Ada", emails=["a\ud800@example.org"])):
+    for build in (
+        lambda: Customer.new("Ada\ud800"),
+        lambda: Customer.new("Ada", attributes={"x": "\udfff"}),
+        lambda: Customer.new("Ada", emails=["a\ud800@example.org"]),
+    ):
         with pytest.raises(ValidationError):
             crm.customers.add(build())
     with pytest.raises(RuleError):
@@ -118,13 +136,24 @@ def test_purchase_totals_out_of_range_are_refused_even_in_bulk(crm: crmcore.CRM)
 
 def test_a_field_name_cannot_smuggle_a_rule_through_the_json_form(crm: crmcore.CRM) -> None:
     """Issue 13 (4): the JSON form was printed and read back, so this matched everyone."""
-    smuggled = {"node": "Compare", "left": {"node": "Field", "path": ['id != "" or id']}, "op": "=",
-                "right": {"node": "Text", "value": "nobody"}}
+    smuggled = {
+        "node": "Compare",
+        "left": {"node": "Field", "path": ['id != "" or id']},
+        "op": "=",
+        "right": {"node": "Text", "value": "nobody"},
+    }
     with pytest.raises(RuleError):
         crm.customers.matching(smuggled)
-    call = {"node": "Compare", "left": {"node": "Call", "name": 'lower(name) != "" or lower',
-                                        "args": [{"node": "Field", "path": ["name"]}]},
-            "op": "=", "right": {"node": "Text", "value": "nobody"}}
+    call = {
+        "node": "Compare",
+        "left": {
+            "node": "Call",
+            "name": 'lower(name) != "" or lower',
+            "args": [{"node": "Field", "path": ["name"]}],
+        },
+        "op": "=",
+        "right": {"node": "Text", "value": "nobody"},
+    }
     with pytest.raises(RuleError):
         crm.customers.matching(call)
 
@@ -173,6 +202,12 @@ def test_a_refused_value_is_shown_short() -> None:
 
 def test_dates_in_rules_stay_in_the_calendar() -> None:
     with pytest.raises(RuleError):
-        crmcore.segments.parse_json({"node": "Compare", "left": {"node": "Field", "path": ["birth_date"]},
-                                     "op": ">", "right": {"node": "Day", "value": date.min.isoformat()}})
+        crmcore.segments.parse_json(
+            {
+                "node": "Compare",
+                "left": {"node": "Field", "path": ["birth_date"]},
+                "op": ">",
+                "right": {"node": "Day", "value": date.min.isoformat()},
+            }
+        )
     assert Decimal(limits.RULE_NUMBER) * 10**4 < 2**63

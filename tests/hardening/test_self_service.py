@@ -21,8 +21,9 @@ class Texts:
         self.sent: dict[str, str] = {}
 
     @crmcore.hookimpl
-    def crmcore_send_verification(self, crm: object, customer_id: str, kind: str, address: str,
-                                  token: str) -> bool | None:
+    def crmcore_send_verification(
+        self, crm: object, customer_id: str, kind: str, address: str, token: str
+    ) -> bool | None:
         if kind != "phone":
             return None
         self.sent[address] = token
@@ -59,8 +60,7 @@ def test_an_added_address_identifies_nobody_until_its_token_comes_back(
     recorder, port = wire
     bob = crm.customers.add(Customer.new("Bob", emails=["bob@example.org"]))
     eve = crm.customers.add(Customer.new("Eve", emails=["eve@example.org"]))
-    mailer = crm.operational.mail.mailer(f"smtp://127.0.0.1:{port}", sender="crm@shop.example",
-                                         marketing=())
+    mailer = crm.operational.mail.mailer(f"smtp://127.0.0.1:{port}", sender="crm@shop.example", marketing=())
     portal = crm.collaborative.session(eve.id, mailer=mailer)
 
     portal.update_details(emails=["eve@example.org", "new@example.org"])
@@ -71,8 +71,13 @@ def test_an_added_address_identifies_nobody_until_its_token_comes_back(
     assert token is not None
     assert crm.customers.by_email("new@example.org") is None  # pending: identifies nobody
     with pytest.raises(ValidationError):  # nor is anything meant for Eve written to it
-        mailer.compose(crm.customers.get(eve.id), crmcore.operational.mail.VERIFICATION, purpose="service",
-                       to="new@example.org", context={"token": "x"})
+        mailer.compose(
+            crm.customers.get(eve.id),
+            crmcore.operational.mail.VERIFICATION,
+            purpose="service",
+            to="new@example.org",
+            context={"token": "x"},
+        )
     with pytest.raises(ValidationError):
         portal.verify("not-the-token")
     proven = portal.verify(token.group(1))
@@ -81,7 +86,9 @@ def test_an_added_address_identifies_nobody_until_its_token_comes_back(
     assert crm.customers.by_email("bob@example.org") == bob
 
 
-def test_someone_elses_phone_stays_pending_and_their_calls_stay_theirs(crm: crmcore.CRM, texts: Texts) -> None:
+def test_someone_elses_phone_stays_pending_and_their_calls_stay_theirs(
+    crm: crmcore.CRM, texts: Texts
+) -> None:
     bob = crm.customers.add(Customer.new("Bob", phones=["+33612345678"]))
     eve = crm.customers.add(Customer.new("Eve"))
     portal = crm.collaborative.session(eve.id)
@@ -95,14 +102,17 @@ def test_someone_elses_phone_stays_pending_and_their_calls_stay_theirs(crm: crmc
     assert proven.phones == ("+33612345678",)
 
 
-def test_verifying_an_address_taken_meanwhile_names_nobody(crm: crmcore.CRM, wire: tuple[Recorder, int]) -> None:
+def test_verifying_an_address_taken_meanwhile_names_nobody(
+    crm: crmcore.CRM, wire: tuple[Recorder, int]
+) -> None:
     recorder, port = wire
     eve = crm.customers.add(Customer.new("Eve"))
     mailer = crm.operational.mail.mailer(f"smtp://127.0.0.1:{port}", sender="crm@shop.example", marketing=())
     portal = crm.collaborative.session(eve.id, mailer=mailer)
     portal.update_details(emails=["shared@example.org"])
-    token = re.search(r"code: (\S+)", message_from_bytes(recorder.messages[-1][2], policy=policy.default)
-                      .get_content())
+    token = re.search(
+        r"code: (\S+)", message_from_bytes(recorder.messages[-1][2], policy=policy.default).get_content()
+    )
     assert token is not None
     bob = crm.customers.add(Customer.new("Bob", emails=["shared@example.org"]))
     before = crm.customers.get(eve.id)
@@ -138,8 +148,10 @@ def test_consent_must_be_said_with_a_bool(crm: crmcore.CRM, granted: object) -> 
     assert not crm.customers.get(eve.id).has_consent("marketing", Channel.EMAIL)
 
 
-@pytest.mark.parametrize("details", [{"addresses": ["x"]}, {"emails": "eve@example.org"},
-                                     {"phones": 33612345678}, {"addresses": "FR"}])
+@pytest.mark.parametrize(
+    "details",
+    [{"addresses": ["x"]}, {"emails": "eve@example.org"}, {"phones": 33612345678}, {"addresses": "FR"}],
+)
 def test_malformed_details_are_a_validation_error(crm: crmcore.CRM, details: dict[str, object]) -> None:
     eve = crm.customers.add(Customer.new("Eve"))
     with pytest.raises(ValidationError):

@@ -31,8 +31,14 @@ PUBLIC = "https://crm.example.org"
 
 @pytest.fixture
 def provider() -> Iterator[tuple[WebhookTelephony, str]]:
-    telephony = WebhookTelephony(TOKEN, public_url=PUBLIC, clock=lambda: NOW, max_clients=8,
-                                 request_timeout=0.5, replay_window=timedelta(hours=1))
+    telephony = WebhookTelephony(
+        TOKEN,
+        public_url=PUBLIC,
+        clock=lambda: NOW,
+        max_clients=8,
+        request_timeout=0.5,
+        replay_window=timedelta(hours=1),
+    )
     local = telephony.listen("127.0.0.1", 0, "/voice")
     yield telephony, local
     telephony.close()
@@ -51,8 +57,14 @@ def post(local: str, params: dict[str, str], *, sign: bool = True) -> int:
 
 
 def event(sid: str, status: str, **extra: str) -> dict[str, str]:
-    return {"CallSid": sid, "From": "+33612345678", "To": "+18005550100", "Direction": "inbound",
-            "CallStatus": status, **extra}
+    return {
+        "CallSid": sid,
+        "From": "+33612345678",
+        "To": "+18005550100",
+        "Direction": "inbound",
+        "CallStatus": status,
+        **extra,
+    }
 
 
 def test_forged_requests_leave_no_trace_in_memory(provider: tuple[WebhookTelephony, str]) -> None:
@@ -108,7 +120,10 @@ def test_replays_outside_the_window_are_refused(provider: tuple[WebhookTelephony
     assert post(local, event("CA8", "ringing", Timestamp="yesterday")) == 400
     assert post(local, event("CA7", "ringing", Timestamp=fresh)) == 204  # within the window: remembered
     assert telephony.tracker.drain()
-    assert [e.kind for e in recorder.events if e.call_id == "CA7"] == [CallEventKind.RINGING, CallEventKind.ENDED]
+    assert [e.kind for e in recorder.events if e.call_id == "CA7"] == [
+        CallEventKind.RINGING,
+        CallEventKind.ENDED,
+    ]
     assert telephony.live_calls() == []
 
 

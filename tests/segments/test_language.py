@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC
 from decimal import Decimal
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from crmcore import limits
 from crmcore.errors import RuleError, ValidationError
 from crmcore.segments import ast as a
-from crmcore import limits
 from crmcore.segments import from_data, parse, parse_json, to_data, to_text
 from crmcore.segments.parse import syntax
 from tests.segments.strategies import rules
@@ -31,7 +31,8 @@ instants = st.datetimes(
     timezones=st.just(UTC),
 ).map(a.Instant)
 constants = st.one_of(
-    texts.map(a.Text), numbers, st.booleans().map(a.Bool), st.dates(limits.FIRST_DAY, limits.LAST_DAY).map(a.Day), instants,
+    texts.map(a.Text), numbers, st.booleans().map(a.Bool),
+    st.dates(limits.FIRST_DAY, limits.LAST_DAY).map(a.Day), instants,
     st.just(a.Now()), st.just(a.Today()), st.builds(a.Ago, st.integers(0, 100_000), st.sampled_from(a.UNITS)),
 )
 windows = st.none() | st.builds(a.Last, st.integers(0, 100_000), st.sampled_from(a.UNITS)) | st.builds(

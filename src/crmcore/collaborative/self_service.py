@@ -151,10 +151,12 @@ class SelfService:
             if found is None or found.expires_at < now:
                 raise ValidationError("token", "...", "is wrong or has expired")
             rest = tuple(p for p in current.pending if p is not found)
-            field = "emails" if found.kind is ContactKind.EMAIL else "phones"
-            values = (*getattr(current, field), found.value)
+            if found.kind is ContactKind.EMAIL:
+                proven = attrs.evolve(current, pending=rest, emails=(*current.emails, found.value))
+            else:
+                proven = attrs.evolve(current, pending=rest, phones=(*current.phones, found.value))
             try:
-                updated = self._crm.customers.update(attrs.evolve(current, pending=rest, **{field: values}))
+                updated = self._crm.customers.update(proven)
             except IntegrityError:
                 raise IntegrityError(f"this {found.kind} cannot be added to your account") from None
             self._log(f"{found.kind} verified")

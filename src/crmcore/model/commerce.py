@@ -39,7 +39,8 @@ def _lines(instance: Purchase, attribute: attrs.Attribute[Any], value: tuple[Ord
             )
     total = sum((line.unit_price.amount * line.quantity for line in value), Decimal(0))
     if abs(total) >= limits.MONEY:  # each line may be in range and their sum not
-        raise LimitExceeded("money", "total", total, limits.MONEY, f"is out of range (below {limits.MONEY:,})")
+        reason = f"is out of range (below {limits.MONEY:,})"
+        raise LimitExceeded("money", "total", total, limits.MONEY, reason)
 
 
 @attrs.frozen

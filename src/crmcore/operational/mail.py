@@ -331,7 +331,8 @@ class Mailer:
                 self.transport.send(message)
                 return attempt, None
             except (ValueError, UnicodeError) as exc:  # the message cannot be written: no retry helps
-                return attempt, DeliveryError(f"the message cannot be written: {shown(str(exc))}", temporary=False)
+                reason = f"the message cannot be written: {shown(str(exc))}"
+                return attempt, DeliveryError(reason, temporary=False)
             except DeliveryError as error:
                 if not error.temporary or attempt >= self.attempts:
                     return attempt, error
@@ -862,7 +863,8 @@ class FileCursor:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise ValidationError(str(self.path), "...", f"cannot be read as a mailbox cursor: {exc.strerror}") from None
+            reason = f"cannot be read as a mailbox cursor: {exc.strerror}"
+            raise ValidationError(str(self.path), "...", reason) from None
         try:
             with os.fdopen(fd, "rb") as file:
                 raw = file.read(self.MAX_BYTES + 1)

@@ -43,7 +43,9 @@ def _unit(_instance: Any, attribute: attrs.Attribute[Any], value: str) -> None:
 
 def _amount(_instance: Any, attribute: attrs.Attribute[Any], value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= limits.RULE_AMOUNT:
-        raise ValueError(f"{attribute.name} must be a whole number from 0 to {limits.RULE_AMOUNT}, not {value!r}")
+        raise ValueError(
+            f"{attribute.name} must be a whole number from 0 to {limits.RULE_AMOUNT}, not {value!r}"
+        )
 
 
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")

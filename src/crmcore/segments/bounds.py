@@ -8,7 +8,6 @@ and AST alike; the JSON data is measured before cattrs walks it.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterator
 from typing import Any
 
@@ -58,7 +57,7 @@ _LEVELS = (a.Not, a.And, a.Or, a.Call, a.Aggregate)
 
 
 def _children(node: Any) -> Iterator[Any]:
-    for name in _fields(type(node)):
+    for name in _fields(type(node)) or ():
         value = getattr(node, name)
         if isinstance(value, tuple):
             yield from (item for item in value if _fields(type(item)) is not None)
@@ -66,7 +65,11 @@ def _children(node: Any) -> Iterator[Any]:
             yield value
 
 
-@functools.cache
+_FIELDS: dict[type, tuple[str, ...] | None] = {}
+
+
 def _fields(cls: type) -> tuple[str, ...] | None:
     """The attribute names of a node class; None for anything that is not a node."""
-    return tuple(field.name for field in attrs.fields(cls)) if attrs.has(cls) else None
+    if cls not in _FIELDS:
+        _FIELDS[cls] = tuple(field.name for field in attrs.fields(cls)) if attrs.has(cls) else None
+    return _FIELDS[cls]

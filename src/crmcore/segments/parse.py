@@ -143,8 +143,8 @@ class _Parser:
         """One level deeper (a `not`, a bracket, a call): the parser recurses, so the depth is bounded."""
         self.depth += 1
         if self.depth > MAX_DEPTH:
-            raise RuleLimit(self.text, "rule_depth", MAX_DEPTH, f"the rule nests deeper than {MAX_DEPTH} levels",
-                            offset=self.peek.at)
+            reason = f"the rule nests deeper than {MAX_DEPTH} levels"
+            raise RuleLimit(self.text, "rule_depth", MAX_DEPTH, reason, offset=self.peek.at)
 
     def negation(self) -> a.Predicate:
         self.enter()
@@ -193,8 +193,8 @@ class _Parser:
                 self.next()
                 values.append(self.term())
                 if len(values) > limits.IN_VALUES:
-                    raise RuleLimit(self.text, "in_values", limits.IN_VALUES,
-                                    f"an `in` list holds more than {limits.IN_VALUES} values", offset=token.at)
+                    reason = f"an `in` list holds more than {limits.IN_VALUES} values"
+                    raise RuleLimit(self.text, "in_values", limits.IN_VALUES, reason, offset=token.at)
             self.expect(")", "',' or ')'")
             return self.node(a.In(subject, tuple(values)), token)
         if self.at("contains"):
@@ -374,7 +374,8 @@ def _read(text: str) -> _Parser:
     if not isinstance(text, str):
         raise RuleError(repr(text), "a rule must be a text")
     if len(text) > MAX_LENGTH:
-        raise RuleLimit(text[:80], "rule_length", MAX_LENGTH, f"the rule is longer than {MAX_LENGTH} characters")
+        reason = f"the rule is longer than {MAX_LENGTH} characters"
+        raise RuleLimit(text[:80], "rule_length", MAX_LENGTH, reason)
     parser = _Parser(text)
     parser.result = parser.rule()
     bounded(parser.result, text)

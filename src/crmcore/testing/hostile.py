@@ -35,12 +35,12 @@ INJECTIONS = (
     "Eve\u2028Bcc: all@victims.example",
     "Eve\u2029\u2029body",
     "Eve\x85Bcc: x@y.z",
-    "\"; DROP TABLE customers; --",
+    '"; DROP TABLE customers; --',
     "' OR '1'='1",
     "$name ${name} $$ $",
     "%s%s%s%n %(x)s {0} {x!r}",
     "<script>alert(1)</script>",
-    "\"><img src=x onerror=alert(1)>",
+    '"><img src=x onerror=alert(1)>',
     "../../../../etc/passwd",
     "\x00nul",
     "\ud800lone surrogate",
@@ -58,7 +58,7 @@ INJECTIONS = (
 
 HOSTILE_RULES = (
     'id != "" or id',
-    "tier = \"gold\"; DROP TABLE customers; --",
+    'tier = "gold"; DROP TABLE customers; --',
     "count(purchases) in (" + ", ".join(str(i) for i in range(1500)) + ")",
     "lower(" * 300 + "name" + ")" * 300 + ' = "a"',
     "not " * 500 + 'tier = "a"',
@@ -71,9 +71,9 @@ HOSTILE_RULES = (
     "birth_date < 9999-12-31",
     "sum(purchases.total) > 999999999999999",
     "sum(purchases.total) < -99999999999999999999",
-    "name = \"\\ud800\"",
-    "name = \"\\u0000\"",
-    "attributes[\"\\ud800\"] = 1",
+    'name = "\\ud800"',
+    'name = "\\u0000"',
+    'attributes["\\ud800"] = 1',
     "tier = " + '"' + "x" * 20_000 + '"',
     "count(purchases where " * 30 + "total > 1" + ") > 0" * 30,
 )
@@ -96,40 +96,78 @@ _ANY_CHAR = st.characters(codec=None, blacklist_categories=())
 hostile_texts: st.SearchStrategy[str] = st.one_of(
     st.sampled_from(INJECTIONS),
     st.text(_ANY_CHAR, max_size=30),
-    st.builds(lambda head, brk, tail: head + brk + tail,
-              st.text(max_size=10), st.sampled_from(LINE_BREAKS), st.sampled_from(INJECTIONS)),
+    st.builds(
+        lambda head, brk, tail: head + brk + tail,
+        st.text(max_size=10),
+        st.sampled_from(LINE_BREAKS),
+        st.sampled_from(INJECTIONS),
+    ),
 )
 """Outside text: known attacks, any code points, and line breaks of every kind mixed in."""
 
-_ZONES = st.sampled_from([UTC, timezone(timedelta(hours=14)), timezone(timedelta(hours=-12)),
-                          timezone(timedelta(hours=5, minutes=30))])
+_ZONES = st.sampled_from(
+    [
+        UTC,
+        timezone(timedelta(hours=14)),
+        timezone(timedelta(hours=-12)),
+        timezone(timedelta(hours=5, minutes=30)),
+    ]
+)
 hostile_instants: st.SearchStrategy[datetime] = st.one_of(
     st.datetimes(timezones=_ZONES),
     st.datetimes(),  # naive
-    st.sampled_from([datetime.min.replace(tzinfo=timezone(timedelta(hours=5))),
-                     datetime.max.replace(tzinfo=timezone(timedelta(hours=-5))),
-                     datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC)]),
+    st.sampled_from(
+        [
+            datetime.min.replace(tzinfo=timezone(timedelta(hours=5))),
+            datetime.max.replace(tzinfo=timezone(timedelta(hours=-5))),
+            datetime.min.replace(tzinfo=UTC),
+            datetime.max.replace(tzinfo=UTC),
+        ]
+    ),
 )
 """Instants at and beyond the calendar's ends, in far time zones, and naive ones."""
 
 hostile_numbers: st.SearchStrategy[Any] = st.one_of(
     st.decimals(allow_nan=True, allow_infinity=True),
-    st.decimals(min_value=-10**20, max_value=10**20, places=4),
-    st.sampled_from([Decimal("1e400"), Decimal("-0"), Decimal("9" * 40), Decimal("0.00001"),
-                     limits.MONEY, -limits.MONEY, limits.MONEY - Decimal("0.0001")]),
-    st.floats(), st.integers(min_value=-(2**80), max_value=2**80), st.booleans(), hostile_texts,
+    st.decimals(min_value=-(10**20), max_value=10**20, places=4),
+    st.sampled_from(
+        [
+            Decimal("1e400"),
+            Decimal("-0"),
+            Decimal("9" * 40),
+            Decimal("0.00001"),
+            limits.MONEY,
+            -limits.MONEY,
+            limits.MONEY - Decimal("0.0001"),
+        ]
+    ),
+    st.floats(),
+    st.integers(min_value=-(2**80), max_value=2**80),
+    st.booleans(),
+    hostile_texts,
 )
 """Numbers a form or a file may send for an amount: huge, tiny, NaN, floats, text."""
 
 hostile_urls: st.SearchStrategy[str] = st.one_of(
-    st.sampled_from([
-        "postgresql://u:secretpw@[::1/db", "postgresql://u:secretpw@host:notaport/db",
-        "sqlite:///nonexistent-dir/x/y.db", "sqlite:///tmp?timeout=abc", "memory://?x=\x00",
-        "nope", "://", "postgresql://u:secretpw@h/db?schema=Robert'); DROP TABLE x;--",
-        "smtp://u:secretpw@127.0.0.1:bad", "pigeon://loft",
-    ]),
-    st.builds(lambda scheme, rest: f"{scheme}://{rest}",
-              st.sampled_from(["sqlite", "memory", "postgresql"]), hostile_texts),
+    st.sampled_from(
+        [
+            "postgresql://u:secretpw@[::1/db",
+            "postgresql://u:secretpw@host:notaport/db",
+            "sqlite:///nonexistent-dir/x/y.db",
+            "sqlite:///tmp?timeout=abc",
+            "memory://?x=\x00",
+            "nope",
+            "://",
+            "postgresql://u:secretpw@h/db?schema=Robert'); DROP TABLE x;--",
+            "smtp://u:secretpw@127.0.0.1:bad",
+            "pigeon://loft",
+        ]
+    ),
+    st.builds(
+        lambda scheme, rest: f"{scheme}://{rest}",
+        st.sampled_from(["sqlite", "memory", "postgresql"]),
+        hostile_texts,
+    ),
 )
 """Storage URLs, malformed on purpose; `secretpw` must never show in an error."""
 
@@ -139,14 +177,52 @@ def _literal(text: str) -> str:
 
 
 _RULE_TEMPLATES = (
-    "name = {s}", "tier in ({s}, {s})", "name contains {s}", 'attributes[{s}] = 1', "tags contains {s}",
-    "lower(name) = {s}", "count(purchases where channel = {s}) > 0", "created_at > {s}",
+    "name = {s}",
+    "tier in ({s}, {s})",
+    "name contains {s}",
+    "attributes[{s}] = 1",
+    "tags contains {s}",
+    "lower(name) = {s}",
+    "count(purchases where channel = {s}) > 0",
+    "created_at > {s}",
 )
 _RULE_PIECES = (
-    "name", "tier", "created_at", "birth_date", "attributes.x", "score.rfm.label", "consent.news.email",
-    "count(purchases)", "sum(purchases.total)", "lower(", "(", ")", "not", "and", "or", "in", "between",
-    "=", "!=", ">", "<", ",", '"a"', "1", "-1.5", "2024-01-01", "2024-01-01T00:00:00Z", "3 months ago",
-    "now", "today", "is null", "is empty", "where", "last 90 days", "999999999999999", "100000 years ago",
+    "name",
+    "tier",
+    "created_at",
+    "birth_date",
+    "attributes.x",
+    "score.rfm.label",
+    "consent.news.email",
+    "count(purchases)",
+    "sum(purchases.total)",
+    "lower(",
+    "(",
+    ")",
+    "not",
+    "and",
+    "or",
+    "in",
+    "between",
+    "=",
+    "!=",
+    ">",
+    "<",
+    ",",
+    '"a"',
+    "1",
+    "-1.5",
+    "2024-01-01",
+    "2024-01-01T00:00:00Z",
+    "3 months ago",
+    "now",
+    "today",
+    "is null",
+    "is empty",
+    "where",
+    "last 90 days",
+    "999999999999999",
+    "100000 years ago",
 )
 
 
@@ -163,7 +239,7 @@ def hostile_rule_texts(draw: st.DrawFn) -> str:
         return " ".join(draw(st.lists(st.sampled_from(_RULE_PIECES), min_size=1, max_size=12)))
     depth = draw(st.integers(limits.RULE_DEPTH - 2, limits.RULE_DEPTH + 2))
     wrapper = draw(st.sampled_from([("lower(", ")"), ("not ", ""), ("(", ")")]))
-    inner = 'name = "a"' if wrapper[0] != "lower(" else 'name'
+    inner = 'name = "a"' if wrapper[0] != "lower(" else "name"
     text = wrapper[0] * depth + inner + wrapper[1] * depth
     return text if wrapper[0] != "lower(" else text + ' = "a"'
 
@@ -171,24 +247,61 @@ def hostile_rule_texts(draw: st.DrawFn) -> str:
 _NODE_NAMES = sorted(a._CLASSES)
 
 
-_JSON_KEYS = st.sampled_from(["node", "path", "value", "left", "op", "right", "items", "item", "term", "values",
-                              "name", "args", "func", "source", "field", "where", "window", "days"])
-_JSON_SCALARS = st.one_of(st.sampled_from(INJECTIONS), st.integers(), st.floats(), st.booleans(), st.none(),
-                          st.sampled_from(["=", "count", "purchases", "tier", "2024-01-01", "2024-01-01T00:00"]))
+_JSON_KEYS = st.sampled_from(
+    [
+        "node",
+        "path",
+        "value",
+        "left",
+        "op",
+        "right",
+        "items",
+        "item",
+        "term",
+        "values",
+        "name",
+        "args",
+        "func",
+        "source",
+        "field",
+        "where",
+        "window",
+        "days",
+    ]
+)
+_JSON_SCALARS = st.one_of(
+    st.sampled_from(INJECTIONS),
+    st.integers(),
+    st.floats(),
+    st.booleans(),
+    st.none(),
+    st.sampled_from(["=", "count", "purchases", "tier", "2024-01-01", "2024-01-01T00:00"]),
+)
 
 
 @st.composite
 def hostile_json_rules(draw: st.DrawFn) -> Any:
     """Rules in their JSON form: smuggled names, naive instants, wrong shapes, deep nesting."""
     kind = draw(st.integers(0, 3))
-    field = {"node": "Field", "path": [draw(st.one_of(st.sampled_from(['id != "" or id', "tier", "na me"]),
-                                                       hostile_texts))]}
+    field = {
+        "node": "Field",
+        "path": [draw(st.one_of(st.sampled_from(['id != "" or id', "tier", "na me"]), hostile_texts))],
+    }
     if kind == 0:
-        return {"node": "Compare", "left": field, "op": "=", "right": {"node": "Text", "value": draw(hostile_texts)}}
+        return {
+            "node": "Compare",
+            "left": field,
+            "op": "=",
+            "right": {"node": "Text", "value": draw(hostile_texts)},
+        }
     if kind == 1:
         moment = draw(hostile_instants).isoformat()
-        return {"node": "Compare", "left": {"node": "Field", "path": ["created_at"]}, "op": ">",
-                "right": {"node": "Instant", "value": moment}}
+        return {
+            "node": "Compare",
+            "left": {"node": "Field", "path": ["created_at"]},
+            "op": ">",
+            "right": {"node": "Instant", "value": moment},
+        }
     if kind == 2:  # deep, and (sharing each level twice) a tree of 2**depth nodes
         rule: Any = {"node": "Truth", "term": field}
         shared = draw(st.booleans())
@@ -196,8 +309,10 @@ def hostile_json_rules(draw: st.DrawFn) -> Any:
             rule = {"node": "Not", "item": rule, **({"term": rule} if shared else {})}
         return rule
     leaf = st.one_of(st.sampled_from(_NODE_NAMES).map(lambda n: {"node": n}), _JSON_SCALARS)
-    return {"node": draw(st.sampled_from(_NODE_NAMES)),
-            **draw(st.dictionaries(_JSON_KEYS, st.one_of(leaf, st.lists(leaf, max_size=3)), max_size=4))}
+    return {
+        "node": draw(st.sampled_from(_NODE_NAMES)),
+        **draw(st.dictionaries(_JSON_KEYS, st.one_of(leaf, st.lists(leaf, max_size=3)), max_size=4)),
+    }
 
 
 def hostile_webhook_params() -> st.SearchStrategy[dict[str, list[str]]]:
@@ -212,10 +327,24 @@ def hostile_mail(draw: st.DrawFn) -> bytes:
     sender = draw(st.one_of(st.just("ada@example.org"), hostile_texts))
     subject = draw(hostile_texts)
     encoded = draw(st.sampled_from(["", "=?utf-8?q?", "=?x-unknown?b?", "=?utf-8?b?"]))
-    lines = [f"From: {sender}", f"Subject: {encoded}{subject}", f"Message-ID: <{draw(hostile_texts)}@x>",
-             f"In-Reply-To: {draw(hostile_texts)}", "Content-Type: " + draw(st.sampled_from(
-                 ["text/plain; charset=utf-8", "text/plain; charset=x-nonsense", "multipart/report",
-                  "multipart/mixed; boundary=", "message/delivery-status"]))]
+    lines = [
+        f"From: {sender}",
+        f"Subject: {encoded}{subject}",
+        f"Message-ID: <{draw(hostile_texts)}@x>",
+        f"In-Reply-To: {draw(hostile_texts)}",
+        "Content-Type: "
+        + draw(
+            st.sampled_from(
+                [
+                    "text/plain; charset=utf-8",
+                    "text/plain; charset=x-nonsense",
+                    "multipart/report",
+                    "multipart/mixed; boundary=",
+                    "message/delivery-status",
+                ]
+            )
+        ),
+    ]
     body = draw(hostile_texts)
     return ("\r\n".join(lines) + "\r\n\r\n" + body).encode("utf-8", "surrogatepass")
 
@@ -226,7 +355,17 @@ def calendar_days() -> st.SearchStrategy[date]:
 
 
 __all__ = [
-    "HOSTILE_RULES", "INJECTIONS", "LINE_BREAKS", "calendar_days", "hostile_instants", "hostile_json_rules",
-    "hostile_mail", "hostile_numbers", "hostile_rule_texts", "hostile_texts", "hostile_urls",
-    "hostile_webhook_params", "outcome",
+    "HOSTILE_RULES",
+    "INJECTIONS",
+    "LINE_BREAKS",
+    "calendar_days",
+    "hostile_instants",
+    "hostile_json_rules",
+    "hostile_mail",
+    "hostile_numbers",
+    "hostile_rule_texts",
+    "hostile_texts",
+    "hostile_urls",
+    "hostile_webhook_params",
+    "outcome",
 ]

@@ -12,7 +12,8 @@ crmcore's own URL options are removed before the URL reaches libpq:
 `schema` (created on first use, put first on the search_path), `statement_timeout`
 (milliseconds), `query_timeout` (milliseconds a query compiled by the core, such as a
 segment rule, may run; default 30000, 0 for none), `pool_min`, `pool_max` and
-`pool_timeout` (seconds to wait for a free connection). Everything else (`sslmode`, `connect_timeout`, ...) is libpq's.
+`pool_timeout` (seconds to wait for a free connection). Everything else (`sslmode`,
+`connect_timeout`, ...) is libpq's.
 """
 
 from __future__ import annotations
@@ -180,7 +181,7 @@ def _detail(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def translate(exc: psycopg.Error, where: str, *, lost: bool = False) -> StorageError:
+def translate(exc: psycopg.Error, where: str, *, lost: bool = False) -> CRMError:
     """The crmcore error for a driver error; the caller has rolled back already.
 
     `lost` says the connection broke, so the server went away or dropped the session.
@@ -335,7 +336,7 @@ class PostgresStorage:
             self._local.open = False
             self._pool.putconn(conn)
 
-    def _failed(self, conn: psycopg.Connection[Any], exc: psycopg.Error, where: str) -> StorageError:
+    def _failed(self, conn: psycopg.Connection[Any], exc: psycopg.Error, where: str) -> CRMError:
         if conn.broken:
             self._suspect = True  # the server may be gone: probe before the next transaction
         return translate(exc, where, lost=conn.broken)
