@@ -16,11 +16,14 @@ from urllib.parse import urlencode
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from crmcore.errors import ValidationError
-from crmcore.ports.telephony import CallEventKind
-from crmcore.testing.hostile import hostile_webhook_params, outcome
-from crmcore_adapters.telephony.tracker import REMEMBER_ERRORS
+from crmcore.model import Direction
+from crmcore.ports.telephony import CallEvent, CallEventKind
+from crmcore.testing.hostile import hostile_texts, hostile_webhook_params, outcome
+from crmcore_adapters.telephony.baresip import NetstringDecoder
+from crmcore_adapters.telephony.tracker import REMEMBER_ERRORS, CallTracker
 from crmcore_adapters.telephony.webhook import SIGNATURE_HEADER, WebhookTelephony, signature
 from tests.hardening.conftest import NOW
 from tests.telephony.conftest import Recorder
@@ -137,3 +140,29 @@ def test_hostile_signed_events_are_applied_or_refused(params: dict[str, list[str
     result = outcome(lambda: telephony.handle(url, params, given_signature))
     assert result is None or isinstance(result, ValidationError)
     telephony.close()
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    chunks=st.lists(
+        st.binary(max_size=40) | st.sampled_from([b"5:hello,", b"99999999999:", b"3:ab", b":,"]), max_size=5
+    ),
+    peer=hostile_texts,
+    display=hostile_texts,
+)
+def test_hostile_sip_frames_and_callers(chunks: list[bytes], peer: str, display: str) -> None:
+    """baresip's control stream and the caller it names: framed or refused; stored clean and bounded."""
+    decoder = NetstringDecoder()
+    for chunk in chunks:
+        framed = outcome(lambda chunk=chunk: decoder.feed(chunk))  # type: ignore[misc]
+        if isinstance(framed, ValidationError):
+            break
+        assert all(len(frame) <= decoder.max_length for frame in framed)
+    tracker = CallTracker(clock=lambda: NOW)
+    seen: list[CallEvent] = []
+    tracker.listeners.append(seen.append)
+    tracker.ringing("c1", Direction.INBOUND, peer, display)
+    assert tracker.drain()
+    [ringing] = seen
+    assert ringing.peer.isprintable() and ringing.display_name.isprintable()
+    assert len(ringing.peer) <= 998 and len(ringing.display_name) <= 200
