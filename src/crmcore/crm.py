@@ -105,7 +105,9 @@ class CRM:
         self.teams = Aggregates[Team](self, "teams", "team")
 
     def __repr__(self) -> str:
-        return f"<CRM {self.storage.url}>"
+        from crmcore.urls import redact
+
+        return f"<CRM {redact(self.storage.url)}>"
 
     @functools.cached_property
     def operational(self) -> Operational:

@@ -7,11 +7,35 @@ reaches application code.
 
 from __future__ import annotations
 
+import reprlib
 from typing import Any
 
 
 class CRMError(Exception):
     """Base of every error crmcore raises on purpose."""
+
+
+SHOWN = 200
+"""Characters of a refused value an error message shows: bad input may be megabytes long."""
+
+
+def _bounded_repr() -> reprlib.Repr:
+    bounded = reprlib.Repr()
+    bounded.maxlevel, bounded.maxdict, bounded.maxlist, bounded.maxtuple = 4, 8, 8, 8
+    bounded.maxstring = bounded.maxother = 10 * SHOWN
+    return bounded
+
+
+_REPR = _bounded_repr()
+
+
+def shown(value: Any) -> str:
+    """`repr(value)`, elided in the middle beyond SHOWN characters (and never recursing deeply)."""
+    text = repr(value) if isinstance(value, str | int | float) else _REPR.repr(value)
+    if len(text) <= SHOWN:
+        return text
+    half = SHOWN // 2
+    return f"{text[:half]}...<{len(text) - SHOWN} characters>...{text[-half:]}"
 
 
 class ValidationError(CRMError, ValueError):
@@ -21,11 +45,24 @@ class ValidationError(CRMError, ValueError):
         self.field = field
         self.value = value
         self.reason = reason
-        super().__init__(f"{field}: {reason} (got {value!r})")
+        said = reason if len(reason) <= 10 * SHOWN else reason[: 10 * SHOWN] + "..."  # it may quote input
+        super().__init__(f"{field}: {said} (got {shown(value)})")
 
     def within(self, prefix: str) -> ValidationError:
         """The same error with its field qualified by an enclosing path."""
         return ValidationError(f"{prefix}.{self.field}", self.value, self.reason)
+
+
+class LimitExceeded(ValidationError):
+    """Input beyond one of the documented limits (`crmcore.limits`, docs/limits.md).
+
+    `limit` names it ("in_values", "rule_depth", "instant", ...); `maximum` is its value.
+    """
+
+    def __init__(self, limit: str, field: str, value: Any, maximum: Any, reason: str | None = None) -> None:
+        self.limit = limit
+        self.maximum = maximum
+        super().__init__(field, value, reason or f"exceeds the {limit} limit ({maximum})")
 
 
 class StorageError(CRMError):
@@ -116,10 +153,19 @@ class RuleError(ValidationError):
             reason = f"line {self.line}, column {self.column}: {reason}"
         if suggestions:
             reason += f" (did you mean {', '.join(suggestions)}?)"
-        super().__init__("rule", text, reason)
+        ValidationError.__init__(self, "rule", text, reason)  # not super(): RuleLimit mixes in LimitExceeded
         self.args = (f"rule: {reason}{where}",)
 
 
+class RuleLimit(RuleError, LimitExceeded):
+    """A rule beyond one of the documented limits: located like any RuleError, named like any limit."""
+
+    def __init__(
+        self, text: str, limit: str, maximum: Any, reason: str | None = None, *, offset: int | None = None,
+    ) -> None:
+        self.limit = limit
+        self.maximum = maximum
+        RuleError.__init__(self, text, reason or f"exceeds the {limit} limit ({maximum})", offset=offset)
 HTTP_STATUS: dict[type[CRMError], int] = {
     ValidationError: 422,
     NotFound: 404,

@@ -113,3 +113,16 @@ def crmcore_on_event(event: Event, crm: CRM) -> None:
 @hookspec(firstresult=True)
 def crmcore_route_call(call: Any, waiting: list[Any], agents: list[Any], now: datetime) -> Any:
     """Override call routing: return an assignment, or None to leave it to the default."""
+
+
+@hookspec(firstresult=True)
+def crmcore_send_verification(crm: CRM, customer_id: str, kind: str, address: str, token: str) -> bool | None:
+    """Deliver a verification token to a contact detail a customer added in self-service.
+
+    Called inside the transaction that records the detail as pending, for a phone
+    number (`kind` "phone", `address` in E.164) and for an e-mail address when the
+    session has no mailer (`kind` "email"). Send `token` to `address` (an SMS, a
+    voice call, a message) and return True; return None to leave it to another
+    plugin. When no plugin sends it, the change is refused and nothing is written;
+    raising a `CRMError` refuses it the same way.
+    """

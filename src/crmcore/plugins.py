@@ -10,7 +10,8 @@ from urllib.parse import urlsplit
 import pluggy
 
 from crmcore import hookspecs
-from crmcore.errors import PluginError, UnknownScheme, ValidationError
+from crmcore.errors import CRMError, PluginError, UnknownScheme, ValidationError
+from crmcore.urls import redact
 
 ENTRY_POINT_GROUP = "crmcore"
 
@@ -35,8 +36,11 @@ def get_plugin_manager() -> pluggy.PluginManager:
 
 def scheme_of(url: str) -> str:
     if not isinstance(url, str) or "://" not in url:
-        raise ValidationError("url", url, "must look like scheme://..., e.g. sqlite:///crm.db")
-    return urlsplit(url).scheme.lower()
+        raise ValidationError("url", redact(url), "must look like scheme://..., e.g. sqlite:///crm.db")
+    try:
+        return urlsplit(url).scheme.lower()
+    except ValueError as exc:
+        raise ValidationError("url", redact(url), f"is not a URL: {exc}") from None
 
 
 def adapters(pm: pluggy.PluginManager, hook: str) -> dict[str, Callable[[str], Any]]:
@@ -54,4 +58,10 @@ def open_adapter(pm: pluggy.PluginManager, port: str, hook: str, url: str) -> An
     known = adapters(pm, hook)
     if scheme not in known:
         raise UnknownScheme(port, scheme, list(known))
-    return known[scheme](url)
+    try:
+        return known[scheme](url)
+    except CRMError:
+        raise
+    except ValueError as exc:  # a malformed URL (bad port, bracket, ...): name it, password hidden
+        reason = f"is not a usable {scheme} URL: {redact(str(exc))}"
+        raise ValidationError("url", redact(url), reason) from None

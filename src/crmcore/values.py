@@ -18,7 +18,8 @@ from typing import Any, TypeVar
 import attrs
 import phonenumbers
 
-from crmcore.errors import ValidationError
+from crmcore import limits
+from crmcore.errors import LimitExceeded, ValidationError
 
 T = TypeVar("T")
 
@@ -60,7 +61,7 @@ def email(value: object, field: str = "email") -> str:
     if not isinstance(value, str):
         raise ValidationError(field, value, "must be a string")
     text = value.strip()
-    if not _EMAIL.match(text) or ".." in text.split("@")[-1]:
+    if not _EMAIL.match(text) or ".." in text.split("@")[-1] or not _encodable(text):
         raise ValidationError(field, value, "is not an e-mail address")
     local, domain = text.rsplit("@", 1)
     return f"{local}@{domain.lower()}"
@@ -86,7 +87,7 @@ def utc(value: object, field: str = "time") -> datetime:
         raise ValidationError(field, value, "must be a datetime")
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValidationError(field, value, "must be timezone-aware")
-    return value.astimezone(UTC)
+    return limits.in_calendar(value, field).astimezone(UTC)
 
 
 def name(value: object, field: str = "name") -> str:
@@ -102,10 +103,23 @@ def text(value: object, field: str, *, max_length: int = 1000, empty: bool = Fal
     if not empty and not value.strip():
         raise ValidationError(field, value, "must not be empty")
     if len(value) > max_length:
-        raise ValidationError(field, value[:40] + "...", f"is longer than {max_length} characters")
+        raise LimitExceeded("length", field, value, max_length, f"is longer than {max_length} characters")
     if "\x00" in value:
         raise ValidationError(field, value, "must not contain NUL characters")
+    if not _encodable(value):
+        raise ValidationError(field, value, "must not contain lone surrogates (it is not valid Unicode)")
     return value
+
+
+def _encodable(value: str) -> bool:
+    """True when the text is valid Unicode: a lone surrogate has no UTF-8 and no database stores it."""
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def decimal(value: object, field: str = "amount") -> Decimal:
@@ -121,8 +135,8 @@ def decimal(value: object, field: str = "amount") -> Decimal:
     exponent = amount.as_tuple().exponent
     if isinstance(exponent, int) and exponent < -MONEY_SCALE:
         raise ValidationError(field, value, f"has more than {MONEY_SCALE} decimal places")
-    if abs(amount) >= Decimal(10) ** 14:
-        raise ValidationError(field, value, "is out of range")
+    if abs(amount) >= limits.MONEY:
+        raise LimitExceeded("money", field, value, limits.MONEY, f"is out of range (below {limits.MONEY:,})")
     return amount
 
 
@@ -242,9 +256,12 @@ def as_utc(value: datetime | str) -> datetime:
     if isinstance(value, str):
         from dateutil.parser import isoparse
 
-        value = isoparse(value)
+        try:
+            value = isoparse(value)
+        except (ValueError, OverflowError) as exc:
+            raise ValidationError("time", value, f"is not an ISO 8601 instant: {exc}") from None
     if isinstance(value, datetime) and value.tzinfo is not None:
-        return value.astimezone(UTC)
+        return utc(value)
     return value
 
 

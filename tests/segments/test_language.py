@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC
 from decimal import Decimal
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from crmcore import limits
 from crmcore.errors import RuleError, ValidationError
 from crmcore.segments import ast as a
 from crmcore.segments import from_data, parse, parse_json, to_data, to_text
@@ -21,13 +22,17 @@ from tests.segments.strategies import rules
 identifiers = st.from_regex(r"[a-z_][a-z0-9_]{0,8}", fullmatch=True).filter(
     lambda s: s not in a.KEYWORDS and s not in a.AGGREGATES
 )
-segments = st.one_of(identifiers, st.sampled_from(sorted(a.KEYWORDS)), st.text(max_size=6))
+texts = st.text(alphabet=st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)))
+segments = st.one_of(identifiers, st.sampled_from(sorted(a.KEYWORDS)), texts.filter(lambda s: len(s) <= 6))
 fields = st.builds(lambda head, rest: a.Field((head, *rest)), identifiers, st.lists(segments, max_size=2))
 numbers = st.decimals(min_value=-10**14, max_value=10**14, places=6, allow_nan=False).map(a.Number)
-instants = st.datetimes(min_value=datetime(1, 1, 1), timezones=st.just(UTC)).map(a.Instant)
-texts = st.text(alphabet=st.characters(blacklist_characters="\x00"))
+instants = st.datetimes(
+    min_value=limits.FIRST_INSTANT.replace(tzinfo=None), max_value=limits.LAST_INSTANT.replace(tzinfo=None),
+    timezones=st.just(UTC),
+).map(a.Instant)
 constants = st.one_of(
-    texts.map(a.Text), numbers, st.booleans().map(a.Bool), st.dates().map(a.Day), instants,
+    texts.map(a.Text), numbers, st.booleans().map(a.Bool),
+    st.dates(limits.FIRST_DAY, limits.LAST_DAY).map(a.Day), instants,
     st.just(a.Now()), st.just(a.Today()), st.builds(a.Ago, st.integers(0, 100_000), st.sampled_from(a.UNITS)),
 )
 windows = st.none() | st.builds(a.Last, st.integers(0, 100_000), st.sampled_from(a.UNITS)) | st.builds(

@@ -11,6 +11,7 @@ from crmcore.model import Channel, ChannelFamily, OrderLine
 
 if TYPE_CHECKING:
     from crmcore.crm import CRM
+    from crmcore.operational.mail import Mailer
 
 __all__ = ["Account", "Collaborative", "SelfService"]
 
@@ -24,13 +25,16 @@ class Collaborative:
     def session(
         self, customer_id: str, *, channel: Channel | str = Channel.PORTAL,
         service_point: str | None = None, catalogue: Mapping[str, OrderLine] | None = None,
+        mailer: Mailer | None = None,
     ) -> SelfService:
         """A self-service session for one (already authenticated) customer.
 
         Authentication is the host application's job; crmcore makes sure the session
         can reach that customer's data and nobody else's. `catalogue` maps each product
         the customer may order to its line at quantity 1 (price, category): the company
-        sets prices, the customer only picks products and quantities.
+        sets prices, the customer only picks products and quantities. `mailer` sends the
+        verification token of an e-mail address the customer adds (else the
+        `crmcore_send_verification` hook does, as it does for phones).
         """
         channel = Channel(channel)
         if channel.family is not ChannelFamily.COLLABORATIVE:
@@ -38,4 +42,4 @@ class Collaborative:
                 "channel", str(channel), "self-service runs on portal, kiosk, app or ivr"
             )
         self.crm.customers.get(customer_id)
-        return SelfService(self.crm, customer_id, channel, service_point, catalogue or {})
+        return SelfService(self.crm, customer_id, channel, service_point, catalogue or {}, mailer)

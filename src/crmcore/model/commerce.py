@@ -8,8 +8,9 @@ from typing import Any
 
 import attrs
 
+from crmcore import limits
 from crmcore import values as v
-from crmcore.errors import ValidationError
+from crmcore.errors import LimitExceeded, ValidationError
 from crmcore.model.channels import Channel
 
 
@@ -36,6 +37,10 @@ def _lines(instance: Purchase, attribute: attrs.Attribute[Any], value: tuple[Ord
                 f"lines[{index}].unit_price.currency", line.unit_price.currency,
                 f"differs from the purchase's currency {value[0].unit_price.currency}",
             )
+    total = sum((line.unit_price.amount * line.quantity for line in value), Decimal(0))
+    if abs(total) >= limits.MONEY:  # each line may be in range and their sum not
+        reason = f"is out of range (below {limits.MONEY:,})"
+        raise LimitExceeded("money", "total", total, limits.MONEY, reason)
 
 
 @attrs.frozen

@@ -10,7 +10,7 @@ import attrs
 import phonenumbers
 
 from crmcore import values as v
-from crmcore.errors import ValidationError
+from crmcore.errors import LimitExceeded, ValidationError
 from crmcore.model.channels import Channel
 
 
@@ -65,6 +65,47 @@ class Consent:
     source: str = attrs.field(validator=v.is_text(200))
 
 
+class ContactKind(v.Choice):
+    __field__ = "kind"
+
+    EMAIL = "email"
+    PHONE = "phone"
+
+
+@attrs.frozen
+class PendingContact:
+    """An e-mail address or phone number a customer added themself, not yet proven theirs.
+
+    Until the customer gives back the token sent to it, it identifies nobody and
+    receives nothing meant for the customer: it is not in `emails`/`phones`, which
+    every lookup and every message use. Only the token's SHA-256 digest is kept.
+    """
+
+    kind: ContactKind = attrs.field(converter=ContactKind)
+    value: str = attrs.field(validator=v.is_text(320))
+    digest: str = attrs.field(validator=v.is_text(64))
+    requested_at: datetime = attrs.field(converter=v.as_utc, validator=v.is_utc)
+    expires_at: datetime = attrs.field(converter=v.as_utc, validator=v.is_utc)
+
+
+MAX_PENDING = 5
+"""Contact details one customer may have waiting for verification at a time."""
+
+
+def _pending(_instance: Any, attribute: attrs.Attribute[Any], value: tuple[PendingContact, ...]) -> None:
+    if len(value) > MAX_PENDING:
+        raise LimitExceeded("pending_contacts", attribute.name, len(value), MAX_PENDING)
+    for index, item in enumerate(value):
+        if not isinstance(item, PendingContact):
+            raise ValidationError(f"{attribute.name}[{index}]", item, "must be a PendingContact")
+
+
+def _postal(_instance: Any, attribute: attrs.Attribute[Any], value: tuple[Any, ...]) -> None:
+    for index, item in enumerate(value):
+        if not isinstance(item, PostalAddress):
+            raise ValidationError(f"{attribute.name}[{index}]", item, "must be a PostalAddress")
+
+
 def _unique(_instance: Any, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
     """E-mail addresses match case-insensitively (as lookups do), so duplicates do too."""
     if len({item.lower() for item in value}) != len(value):
@@ -108,7 +149,7 @@ class Customer:
     phones: tuple[str, ...] = attrs.field(
         default=(), converter=v.as_tuple, validator=[v.each(v.phone), _unique]
     )
-    addresses: tuple[PostalAddress, ...] = attrs.field(default=(), converter=v.as_tuple)
+    addresses: tuple[PostalAddress, ...] = attrs.field(default=(), converter=v.as_tuple, validator=_postal)
     birth_date: date | None = attrs.field(
         default=None, validator=v.optional(v.instance_of(date))
     )
@@ -127,6 +168,8 @@ class Customer:
     created_at: datetime = attrs.field(factory=v.now, converter=v.as_utc, validator=v.is_utc)
     updated_at: datetime = attrs.field(factory=v.now, converter=v.as_utc, validator=v.is_utc)
     version: int = attrs.field(default=0, validator=v.integer(0, 2**62))
+    pending: tuple[PendingContact, ...] = attrs.field(default=(), converter=v.as_tuple, validator=_pending)
+    """Contact details added in self-service and waiting for verification (see `PendingContact`)."""
 
     def __attrs_post_init__(self) -> None:
         if self.birth_date is not None and isinstance(self.birth_date, datetime):
@@ -147,8 +190,8 @@ class Customer:
 
         National phone numbers are read in `region`, else in the first address's country.
         """
-        addresses = tuple(fields.get("addresses", ()))
-        region = region or (addresses[0].country if addresses else None)
+        first = next(iter(fields.get("addresses") or ()), None)
+        region = region or (first.country if isinstance(first, PostalAddress) else None)
         moment = v.now()
         fields.setdefault("created_at", moment)
         fields.setdefault("updated_at", fields["created_at"])

@@ -17,6 +17,7 @@ poller moves on; only a storage failure stops it, before the cursor moves.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import hashlib
 import html
@@ -25,6 +26,7 @@ import logging
 import os
 import re
 import string
+import tempfile
 import threading
 import time
 import unicodedata
@@ -42,11 +44,12 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from crmcore import values as v
-from crmcore.errors import ConflictError, ConsentError, CRMError, StorageError, ValidationError
+from crmcore.errors import ConflictError, ConsentError, CRMError, StorageError, ValidationError, shown
 from crmcore.model import (
     CaseKind,
     Channel,
     ConsentStatus,
+    ContactKind,
     Customer,
     Direction,
     Interaction,
@@ -156,6 +159,15 @@ def _substitute(text: str, values: Mapping[str, str], part: str) -> str:
         return string.Template(text).substitute(values)
     except KeyError as missing:
         raise ValidationError(f"template.{part}", missing.args[0], "has no value for this customer") from None
+
+
+VERIFICATION = Template(
+    subject="Your verification code",
+    text="Hello $name,\n\nto confirm that $email is yours, enter this code: $token\n\n"
+         "If you did not ask for this, ignore this message: nothing changes.\n",
+    name="verification",
+)
+"""The message `Mailer.send_verification` sends by default ($token is the code)."""
 
 
 class Status(enum.StrEnum):
@@ -318,6 +330,9 @@ class Mailer:
             try:
                 self.transport.send(message)
                 return attempt, None
+            except (ValueError, UnicodeError) as exc:  # the message cannot be written: no retry helps
+                reason = f"the message cannot be written: {shown(str(exc))}"
+                return attempt, DeliveryError(reason, temporary=False)
             except DeliveryError as error:
                 if not error.temporary or attempt >= self.attempts:
                     return attempt, error
@@ -352,19 +367,43 @@ class Mailer:
         if address not in customer.emails:  # the timeline must not claim a message it did not get
             raise ValidationError("to", to, f"is not an address of customer {customer.id}")
         values = _values(customer, address, context)
+        return self._message(customer, address, template, values, purpose, in_reply_to)
+
+    def send_verification(
+        self, customer: Customer, address: str, token: str, template: Template | None = None
+    ) -> None:
+        """Mail `token` to an address the customer added and has not proven yet (self-service).
+
+        Only to a pending address of this customer, never to one of `emails`; it
+        needs no consent (the customer just asked for it) and goes on no timeline.
+        Raises DeliveryError when the server does not take it.
+        """
+        pending = {p.value for p in customer.pending if p.kind is ContactKind.EMAIL}
+        if address not in pending:
+            raise ValidationError("to", address, f"is not an address customer {customer.id} is verifying")
+        values = _values(customer, address, {"token": token})
+        message = self._message(customer, address, template or VERIFICATION, values, "verification", None)
+        _attempts, error = self._transmit(message)
+        if error is not None:
+            raise error
+
+    def _message(
+        self, customer: Customer, address: str, template: Template, values: Mapping[str, str],
+        purpose: str, in_reply_to: str | None,
+    ) -> EmailMessage:
         subject, text, body_html = template.for_language(customer.language).render(values)
         message = EmailMessage(policy=policy.SMTP)
         message["From"] = self._from
-        message["To"] = _address(address, "to", display_name=customer.name)
-        message["Subject"] = _header_text(subject, "subject").strip()  # the wire keeps no outer blanks
+        _put(message, "To", _address(address, "to", display_name=customer.name), "to")
+        _put(message, "Subject", _header_text(subject, "subject").strip(), "subject")  # no outer blanks
         message["Date"] = format_datetime(self.crm.clock())
         message["Message-ID"] = make_msgid(domain=self.sender.domain)
         reply = _first_id(in_reply_to)
         if in_reply_to is not None and reply is None:
             raise ValidationError("in_reply_to", in_reply_to, "is not a Message-ID such as <id@host>")
         if reply is not None:
-            message["In-Reply-To"] = reply
-            message["References"] = reply
+            _put(message, "In-Reply-To", reply, "in_reply_to")
+            _put(message, "References", reply, "in_reply_to")
         if purpose in self.marketing:
             message["List-Unsubscribe"] = f"<mailto:{self.unsubscribe}?subject=unsubscribe%20{purpose}>"
         message.set_content(text)
@@ -418,11 +457,48 @@ def _values(customer: Customer, address: str, context: Mapping[str, object] | No
     return values
 
 
+_LINE_BREAKING = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+"""Control characters but tab (Unicode Cc), U+2028/U+2029 (Zl, Zp) and lone surrogates (Cs)."""
+
+
+def _breaks_lines(value: str) -> bool:
+    """True if the text holds a line break of any kind (CR, LF, U+2028/9, NEL...) or a control character."""
+    return _LINE_BREAKING.search(value) is not None
+
+
+_ENCODED_WORD = re.compile(r"=\?[^?\s]*\?[bBqQ]\?[^?\s]*\?=")
+"""An RFC 2047 encoded word: a reader decodes it, so text holding one would not read as written."""
+
+
 def _header_text(value: str, field: str) -> str:
-    """Text bound for a header: a line break or control character is refused, not folded away."""
-    if any(unicodedata.category(ch) == "Cc" and ch != "\t" for ch in value):
+    """Text bound for a header: a line break, a control character or an encoded word is refused,
+    not folded away or decoded into something else."""
+    if _breaks_lines(value):
         raise ValidationError(field, value, "must not contain line breaks or control characters")
+    if "=?" in value and _ENCODED_WORD.search(value):
+        raise ValidationError(field, value, "must not contain an encoded word (=?charset?q?...?=)")
     return value
+
+
+def _put(message: EmailMessage, name: str, value: object, field: str) -> None:
+    """Set a header and check what the e-mail library made of it.
+
+    The library decodes RFC 2047 encoded words (`=?utf-8?q?a=0D=0Ab?=`) as it
+    parses a header, so text that was clean going in can hold a line break once
+    decoded, and the generator would write that break to the wire as a new
+    header or body. What the header *means* is checked, after decoding.
+    """
+    try:
+        message[name] = value
+        written = str(value)
+        # only an encoded word decodes into something else: without "=?" the header holds the text as given
+        decoded = str(message[name]) if "=?" in written else written
+    except (ValueError, TypeError, IndexError) as exc:
+        del message[name]
+        raise ValidationError(field, value, f"is not usable in the {name} header: {exc}") from None
+    if _breaks_lines(decoded):
+        del message[name]
+        raise ValidationError(field, value, f"would put a line break into the {name} header once decoded")
 
 
 def _address(text: str, field: str, display_name: str | None = None) -> Address:
@@ -768,25 +844,47 @@ def _hard_bounces(message: Message) -> list[tuple[str, str]]:
 
 
 class FileCursor:
-    """A `CursorStore` in a small JSON file, replaced atomically and synced to disk."""
+    """A `CursorStore` in a small JSON file, replaced atomically and synced to disk.
+
+    Symbolic links are never followed: the new content goes to a fresh file made
+    with O_EXCL in the same directory and is renamed over the cursor, and a
+    cursor that is a link is refused rather than read (another user who can
+    write to the directory must not steer the write to a file of their choice).
+    """
+
+    MAX_BYTES = 4096
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
 
     def load(self) -> Cursor | None:
         try:
-            data = json.loads(self.path.read_text())
-            return Cursor(int(data["uidvalidity"]), int(data["uid"]))
+            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
         except FileNotFoundError:
             return None
+        except OSError as exc:
+            reason = f"cannot be read as a mailbox cursor: {exc.strerror}"
+            raise ValidationError(str(self.path), "...", reason) from None
+        try:
+            with os.fdopen(fd, "rb") as file:
+                raw = file.read(self.MAX_BYTES + 1)
+            if len(raw) > self.MAX_BYTES:
+                raise ValueError("the file is too large")
+            data = json.loads(raw)
+            return Cursor(int(data["uidvalidity"]), int(data["uid"]))
         except (ValueError, KeyError, TypeError) as exc:
             raise ValidationError(str(self.path), "...", f"is not a mailbox cursor: {exc}") from None
 
     def save(self, cursor: Cursor) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_name(self.path.name + ".tmp")
-        with open(temporary, "w") as file:
-            json.dump({"uidvalidity": cursor.uidvalidity, "uid": cursor.uid}, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, self.path)
+        fd, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as file:
+                json.dump({"uidvalidity": cursor.uidvalidity, "uid": cursor.uid}, file)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, self.path)  # renames over a link; never writes through one
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise

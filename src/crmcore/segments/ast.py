@@ -8,6 +8,7 @@ a UI needs no second schema.
 from __future__ import annotations
 
 import functools
+import re
 import types
 import typing
 from collections.abc import Iterable
@@ -18,7 +19,7 @@ from typing import Any
 import attrs
 import cattrs
 
-from crmcore import serialization
+from crmcore import limits, serialization
 
 UNITS = ("hours", "days", "weeks", "months", "years")
 """Calendar units for relative times and windows (python-dateutil does the arithmetic)."""
@@ -41,8 +42,43 @@ def _unit(_instance: Any, attribute: attrs.Attribute[Any], value: str) -> None:
 
 
 def _amount(_instance: Any, attribute: attrs.Attribute[Any], value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100_000:
-        raise ValueError(f"{attribute.name} must be a whole number from 0 to 100000, not {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= limits.RULE_AMOUNT:
+        raise ValueError(
+            f"{attribute.name} must be a whole number from 0 to {limits.RULE_AMOUNT}, not {value!r}"
+        )
+
+
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def _word(_instance: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+    """A name the text form writes bare: a plain word, not a keyword (so it prints and reads back)."""
+    if value is not None and (
+        not isinstance(value, str) or not _WORD.match(value) or value.lower() in KEYWORDS
+    ):
+        raise ValueError(f"{attribute.name} must be a plain name (letters, digits, _), not {value!r}")
+
+
+def _plain(value: object, what: str) -> None:
+    """Text a rule may hold: no NUL (no stored text has one), valid Unicode, bounded."""
+    if not isinstance(value, str):
+        raise ValueError(f"{what} must be a text, not {type(value).__name__}")
+    if "\x00" in value:
+        raise ValueError(f"{what} must not contain NUL characters (no stored text has one)")
+    if len(value) > limits.RULE_LENGTH:
+        raise ValueError(f"{what} is longer than {limits.RULE_LENGTH} characters")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"{what} must not contain lone surrogates") from None
+
+
+def _path(_instance: Any, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
+    for segment in value:
+        _plain(segment, "a field name")
+    if value:
+        _word(_instance, attribute, value[0])
 
 
 def _one_of(choices: tuple[str, ...]) -> Any:
@@ -76,17 +112,16 @@ def _predicates(items: Iterable[Predicate]) -> tuple[Predicate, ...]:
 class Field:
     """A customer field (`tier`), or a path into one (`attributes.size`, `score.rfm.label`)."""
 
-    path: tuple[str, ...] = attrs.field(converter=_strings, validator=_at_least(1))
+    path: tuple[str, ...] = attrs.field(converter=_strings, validator=[_at_least(1), _path])
 
 
 @attrs.frozen
 class Text:
-    value: str = attrs.field(validator=attrs.validators.instance_of(str))
+    value: str = attrs.field()
 
     @value.validator
-    def _no_nul(self, attribute: attrs.Attribute[str], value: str) -> None:
-        if "\x00" in value:
-            raise ValueError(f"{attribute.name} must not contain NUL characters (no stored text has one)")
+    def _text(self, attribute: attrs.Attribute[str], value: str) -> None:
+        _plain(value, attribute.name)
 
 
 @attrs.frozen
@@ -95,8 +130,8 @@ class Number:
 
     @value.validator
     def _finite(self, attribute: attrs.Attribute[Decimal], value: Decimal) -> None:
-        if not value.is_finite() or abs(value) >= 10**15:
-            raise ValueError(f"{attribute.name} must be a finite number below 10**15")
+        if not value.is_finite() or abs(value) >= limits.RULE_NUMBER:
+            raise ValueError(f"{attribute.name} must be a finite number below {limits.RULE_NUMBER:,}")
         exponent = value.as_tuple().exponent
         if isinstance(exponent, int) and exponent < -PLACES:
             raise ValueError(f"{attribute.name} has more than {PLACES} decimal places")
@@ -113,12 +148,24 @@ class Day:
 
     value: date = attrs.field(validator=attrs.validators.instance_of(date))
 
+    @value.validator
+    def _calendar(self, attribute: attrs.Attribute[date], value: date) -> None:
+        if isinstance(value, datetime) or not limits.FIRST_DAY <= value <= limits.LAST_DAY:
+            raise ValueError(f"{attribute.name} must be a date in {limits.CALENDAR}, not {value!r}")
+
 
 @attrs.frozen
 class Instant:
     """An instant (`2024-12-31T09:30:00Z`), kept in UTC."""
 
     value: datetime = attrs.field(validator=attrs.validators.instance_of(datetime))
+
+    @value.validator
+    def _aware(self, attribute: attrs.Attribute[datetime], value: datetime) -> None:
+        if value.utcoffset() is None:  # read in the server's zone it would mean another instant
+            raise ValueError(f"{attribute.name} must carry its time zone (as in 2024-12-31T09:30:00Z)")
+        if not limits.FIRST_INSTANT <= value <= limits.LAST_INSTANT:
+            raise ValueError(f"{attribute.name} must be an instant in {limits.CALENDAR}")
 
 
 @attrs.frozen
@@ -166,7 +213,7 @@ class Aggregate:
 
     func: str = attrs.field(validator=_one_of(AGGREGATES))
     source: str = attrs.field(validator=_one_of(SOURCES))
-    field: str | None = None
+    field: str | None = attrs.field(default=None, validator=_word)
     where: Predicate | None = None
     window: Window | None = None
 
@@ -175,7 +222,7 @@ class Aggregate:
 class Call:
     """A rule function: built in, or contributed by a plugin."""
 
-    name: str
+    name: str = attrs.field(validator=_word)
     args: tuple[Term, ...] = attrs.field(default=(), converter=_terms)
 
 

@@ -14,8 +14,11 @@ from typing import Any
 import attrs
 from dateutil.relativedelta import relativedelta
 
+from crmcore import limits
 from crmcore import values as v
+from crmcore.errors import LimitExceeded
 from crmcore.segments import ast as a
+from crmcore.segments.printer import _span
 from crmcore.segments.schema import Type
 
 BIRTHDAY_HORIZON = 366
@@ -45,10 +48,17 @@ class Context:
 
     def back(self, amount: int, unit: str) -> datetime:
         """`amount unit` before the evaluation instant (calendar-wise for days and longer)."""
-        if unit == "hours":
-            return self.now - timedelta(hours=amount)
-        moment: datetime = self.as_of - relativedelta(**{unit: amount})  # type: ignore[arg-type]
-        return moment.astimezone(UTC)
+        try:
+            if unit == "hours":
+                moment = self.now - timedelta(hours=amount)
+            else:
+                moment = self.as_of - relativedelta(**{unit: amount})  # type: ignore[arg-type]
+            return limits.in_calendar(moment, "rule").astimezone(UTC)
+        except (OverflowError, ValueError) as exc:  # before year 1: no calendar to count in
+            if isinstance(exc, LimitExceeded):
+                raise
+            raise LimitExceeded("instant", "rule", f"{_span(amount, unit)} before {self.as_of}",
+                                limits.CALENDAR) from None
 
     def midnight(self, day: date) -> datetime:
         return datetime.combine(day, time(), tzinfo=self.tz).astimezone(UTC)

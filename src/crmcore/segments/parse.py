@@ -17,8 +17,10 @@ from typing import Any, TypeVar
 import attrs
 import pluggy
 
-from crmcore.errors import RuleError
+from crmcore import limits
+from crmcore.errors import RuleError, RuleLimit, shown
 from crmcore.segments import ast as a
+from crmcore.segments.bounds import bounded, json_depth
 from crmcore.segments.functions import RuleFunction, registry
 from crmcore.segments.printer import to_text
 from crmcore.segments.schema import Checked, check
@@ -27,8 +29,8 @@ Functions = Mapping[str, RuleFunction] | pluggy.PluginManager | None
 """Which functions a rule may call: a registry, a plugin manager's, or (None) every installed one."""
 
 N = TypeVar("N")
-MAX_LENGTH = 10_000
-MAX_DEPTH = 64
+MAX_LENGTH = limits.RULE_LENGTH
+MAX_DEPTH = limits.RULE_DEPTH
 
 _TOKEN = re.compile(
     r"""
@@ -137,10 +139,15 @@ class _Parser:
             items.append(self.negation())
         return items[0] if len(items) == 1 else self.node(a.And(tuple(items)), first)
 
-    def negation(self) -> a.Predicate:
+    def enter(self) -> None:
+        """One level deeper (a `not`, a bracket, a call): the parser recurses, so the depth is bounded."""
         self.depth += 1
         if self.depth > MAX_DEPTH:
-            raise self.fail(f"the rule nests deeper than {MAX_DEPTH} levels")
+            reason = f"the rule nests deeper than {MAX_DEPTH} levels"
+            raise RuleLimit(self.text, "rule_depth", MAX_DEPTH, reason, offset=self.peek.at)
+
+    def negation(self) -> a.Predicate:
+        self.enter()
         try:
             if self.at("not"):
                 start = self.next()
@@ -185,6 +192,9 @@ class _Parser:
             while self.at(","):
                 self.next()
                 values.append(self.term())
+                if len(values) > limits.IN_VALUES:
+                    reason = f"an `in` list holds more than {limits.IN_VALUES} values"
+                    raise RuleLimit(self.text, "in_values", limits.IN_VALUES, reason, offset=token.at)
             self.expect(")", "',' or ')'")
             return self.node(a.In(subject, tuple(values)), token)
         if self.at("contains"):
@@ -224,15 +234,15 @@ class _Parser:
             self.next()
             try:
                 return self.node(a.Day(date.fromisoformat(text)), token)
-            except ValueError:
-                raise self.fail(f"{text!r} is not a date", token) from None
+            except ValueError as exc:
+                raise self.fail(f"{text!r} is not a date ({exc})", token) from None
         if kind == "datetime":
             self.next()
             try:
-                moment = datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
-            except ValueError:
-                raise self.fail(f"{text!r} is not an instant", token) from None
-            return self.node(a.Instant(moment), token)
+                moment = a.Instant(datetime.fromisoformat(text.replace("Z", "+00:00")))
+            except ValueError as exc:
+                raise self.fail(f"{text!r} is not an instant ({exc})", token) from None
+            return self.node(a.Instant(moment.value.astimezone(UTC)), token)
         if kind == "number":
             if self.tokens[self.index + 1].kind == "word" and self.tokens[self.index + 1].text in _UNITS:
                 amount = self.amount()
@@ -257,7 +267,11 @@ class _Parser:
         if kind == "word" and self.tokens[self.index + 1].text == "(" and (
             keyword is None or keyword == "last"
         ):
-            return self.call()
+            self.enter()
+            try:
+                return self.call()
+            finally:
+                self.depth -= 1
         if kind == "word" and keyword is None:
             return self.field()
         raise self.fail(f"expected a field, a value or a function, found {text or 'the end of the rule'!r}")
@@ -277,7 +291,10 @@ class _Parser:
                     raise self.fail('expected a quoted name, as in attributes["shoe-size"]', segment)
                 path.append(json.loads(segment.text))
                 self.expect("]", "']'")
-        return self.node(a.Field(tuple(path)), start)
+        try:
+            return self.node(a.Field(tuple(path)), start)
+        except ValueError as exc:
+            raise self.fail(str(exc), start) from None
 
     def call(self) -> a.Term:
         start = self.next()
@@ -332,8 +349,8 @@ class _Parser:
 
     def amount(self) -> int:
         token = self.next()
-        if token.kind != "number" or not token.text.isdigit() or int(token.text) > 100_000:
-            raise self.fail("expected a whole number of at most 100000", token)
+        if token.kind != "number" or not token.text.isdigit() or int(token.text) > limits.RULE_AMOUNT:
+            raise self.fail(f"expected a whole number of at most {limits.RULE_AMOUNT}", token)
         return int(token.text)
 
     def unit(self) -> str:
@@ -357,9 +374,11 @@ def _read(text: str) -> _Parser:
     if not isinstance(text, str):
         raise RuleError(repr(text), "a rule must be a text")
     if len(text) > MAX_LENGTH:
-        raise RuleError(text[:80], f"the rule is longer than {MAX_LENGTH} characters")
+        reason = f"the rule is longer than {MAX_LENGTH} characters"
+        raise RuleLimit(text[:80], "rule_length", MAX_LENGTH, reason)
     parser = _Parser(text)
     parser.result = parser.rule()
+    bounded(parser.result, text)
     return parser
 
 
@@ -382,13 +401,26 @@ def parse(text: str, functions: Functions = None) -> a.Predicate:
 def parse_json(data: Any, functions: Functions = None) -> a.Predicate:
     """The AST of a rule in its JSON form (decoded, or JSON text), checked like text.
 
-    Errors point into the rule's canonical text.
+    The tree itself is checked: its canonical text is never read back in its place
+    (a name that is not a plain word would read back as another rule). Errors
+    point into that canonical text.
     """
+    return _from_json(data, functions)[0]
+
+
+def _from_json(data: Any, functions: Functions) -> tuple[a.Predicate, Checked]:
+    if isinstance(data, str | bytes) and len(data) > 4 * MAX_LENGTH:
+        raise RuleLimit(_short(data), "rule_length", 4 * MAX_LENGTH, "the rule's JSON form is too long")
     try:
-        rule = a.from_data(json.loads(data) if isinstance(data, str | bytes) else data)
+        decoded = json.loads(data) if isinstance(data, str | bytes) else data
+    except (ValueError, RecursionError) as exc:
+        raise RuleError(_short(data), f"not a rule in JSON form: {_cause(exc)}") from None
+    json_depth(decoded, _short(data))
+    try:
+        rule = a.from_data(decoded)
     except Exception as exc:  # cattrs wraps every fault of the data in its own errors
         raise RuleError(_short(data), f"not a rule in JSON form: {_cause(exc)}") from None
-    return parse(to_text(rule), functions)
+    return _checked_tree(rule, _functions(functions))
 
 
 def checked(
@@ -401,20 +433,30 @@ def checked(
     if isinstance(rule, str):
         return parse_checked(rule, functions)
     if isinstance(rule, Mapping):
-        return parse_checked(to_text(parse_json(rule, functions)), functions)
+        return _from_json(rule, functions)
     if not isinstance(rule, a.Predicate):
-        raise RuleError(repr(rule)[:80], "a rule must be a text, its JSON form or a rule AST")
-    found = _functions(functions)
+        raise RuleError(_short(rule), "a rule must be a text, its JSON form or a rule AST")
+    return _checked_tree(rule, _functions(functions))
+
+
+def _checked_tree(rule: a.Predicate, found: Mapping[str, RuleFunction]) -> tuple[a.Predicate, Checked]:
+    """Check a tree given as such (JSON or AST); a fault is located in its canonical text."""
+    bounded(rule, _short(rule))
     try:
         return rule, check(rule, found)
-    except RuleError:
-        parse_checked(to_text(rule), found)  # raises the same fault, with its position
-        raise
+    except RuleError as error:
+        text = to_text(rule)
+        try:
+            parse_checked(text, found)  # the same fault again, with its position
+        except RuleError as located:
+            if error.reason.split(" (did you mean")[0] in located.reason:
+                raise located from None
+        raise error from None
 
 
 def _short(data: Any) -> str:
-    text = repr(data)
-    return text if len(text) <= 200 else text[:200] + "..."
+    """A bounded picture of untrusted data (no deep recursion, no megabytes)."""
+    return shown(data)
 
 
 def _cause(exc: BaseException) -> str:
@@ -422,4 +464,5 @@ def _cause(exc: BaseException) -> str:
     while inner:
         exc = inner[0]
         inner = getattr(exc, "exceptions", None)
-    return str(exc) or type(exc).__name__
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= 300 else text[:300] + "..."  # cattrs quotes the data it was given

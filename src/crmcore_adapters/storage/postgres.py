@@ -11,15 +11,17 @@ so several dispatchers drain it at once.
 crmcore's own URL options are removed before the URL reaches libpq:
 `schema` (created on first use, put first on the search_path), `statement_timeout`
 (milliseconds; default 30,000 for interactive work, 0 turns it off; bulk imports
-lift it), `pool_min`, `pool_max` and `pool_timeout` (seconds to wait for a
-free connection). Everything else (`sslmode`, `connect_timeout`, ...) is libpq's.
+lift it), `query_timeout` (milliseconds a query compiled by the core, such as a
+segment rule, may run; default 30000, 0 for none), `pool_min`, `pool_max` and
+`pool_timeout` (seconds to wait for a free connection). Everything else (`sslmode`,
+`connect_timeout`, ...) is libpq's.
 """
 
 from __future__ import annotations
 
 import contextvars
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager, suppress
 from datetime import UTC, datetime
 from typing import Any
@@ -27,7 +29,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import attrs
 
+from crmcore import limits
 from crmcore.errors import CRMError, IntegrityError, MissingExtra, StorageError, ValidationError
+from crmcore.urls import redact as redact_url
 
 try:
     import psycopg
@@ -148,7 +152,7 @@ RECONNECT = 5.0
 """Seconds the pool keeps reconnecting in the background; later it reconnects on demand."""
 DEFAULT_STATEMENT_TIMEOUT = 30_000
 """Milliseconds an interactive statement may run before the server cancels it."""
-OWN_OPTIONS = ("schema", "statement_timeout", "pool_min", "pool_max", "pool_timeout")
+OWN_OPTIONS = ("schema", "statement_timeout", "pool_min", "pool_max", "pool_timeout", "query_timeout")
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _INSERT = re.compile(r"INSERT INTO (\w+) \(([\w, ]+)\) VALUES")
 
@@ -173,15 +177,7 @@ def _number(url: str, options: dict[str, str], name: str, default: float) -> flo
 
 def redact(url: str) -> str:
     """The URL with its password (in the authority or the query) hidden, for messages and repr."""
-    parts = urlsplit(url)
-    if parts.password is not None:
-        host = parts.netloc.rsplit("@", 1)[1]
-        parts = parts._replace(netloc=f"{parts.username}:***@{host}")
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    if any(k == "password" for k, _ in query):
-        hidden = [(k, "***" if k == "password" else v) for k, v in query]
-        parts = parts._replace(query=urlencode(hidden, safe="*"))
-    return urlunsplit(parts)
+    return redact_url(url)
 
 
 def _detail(exc: BaseException) -> str:
@@ -226,6 +222,9 @@ class PostgresStorage:
         timeout = int(_number(url, own, "statement_timeout", DEFAULT_STATEMENT_TIMEOUT))
         if timeout:
             settings.append(f"-c statement_timeout={timeout}")
+        self.query_timeout = int(_number(url, own, "query_timeout", limits.STATEMENT_TIMEOUT_MS))
+        if timeout:
+            self.query_timeout = min(self.query_timeout or timeout, timeout)
         conninfo = urlunsplit(parts._replace(
             scheme="postgresql",
             query=urlencode([(k, v) for k, v in query if k not in (*OWN_OPTIONS, "options")]),
@@ -357,7 +356,7 @@ class PostgresStorage:
         snapshot for the whole transaction, no lock a writer waits for, and (being read
         only) never a serialization failure."""
         with self._begin(readonly=readonly) as cur:
-            yield sql.SqlUnitOfWork(cur, DIALECT, CLAIM_LOCK)
+            yield _UnitOfWork(cur, DIALECT, CLAIM_LOCK, self.query_timeout)
 
     def bulk_import(self, items: Iterable[Any]) -> int:
         """COPY the records in, all in one transaction (see `Copies`).
@@ -381,6 +380,27 @@ class PostgresStorage:
 
     def close(self) -> None:
         self._pool.close()
+
+
+class _UnitOfWork(sql.SqlUnitOfWork):
+    """The shared unit of work, with a time limit on the queries the core compiles (segment rules).
+
+    A rule is untrusted input whose cost the database decides; `query_timeout`
+    (milliseconds, 0 for none) cancels it there, and the rest of the transaction
+    keeps the session's own `statement_timeout`.
+    """
+
+    def __init__(self, cur: psycopg.Cursor[Any], dialect: sql.Dialect, claim_lock: str, timeout: int) -> None:
+        super().__init__(cur, dialect, claim_lock)
+        self._timeout = timeout
+
+    def select(self, sql_text: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        if not self._timeout:
+            return super().select(sql_text, params)
+        self.cur.execute("SELECT set_config('statement_timeout', %s, true)", (str(self._timeout),))
+        rows = super().select(sql_text, params)
+        self.cur.execute("SET LOCAL statement_timeout TO DEFAULT")
+        return rows
 
 
 class Copies:

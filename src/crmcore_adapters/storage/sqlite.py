@@ -134,10 +134,7 @@ class SQLiteStorage:
             self._target = f"file:crmcore-{new_id()}?mode=memory&cache=shared"
             self._uri = True
         else:
-            if not Path(path).parent.is_dir():
-                raise ValidationError("url", url, f"directory {str(Path(path).parent)!r} does not exist")
-            if Path(path).is_dir():
-                raise ValidationError("url", url, f"{path!r} is a directory, not a database file")
+            _usable_file(url, Path(path))
             self._target = path
             self._uri = False
         self._writers = Pool(self._connect, size, self._timeout, url)
@@ -325,6 +322,17 @@ def _option(url: str, options: dict[str, str], name: str, default: float) -> flo
     if not 0 <= value < 1e9:
         raise ValidationError("url", url, f"{name} must be a non-negative number")
     return value
+
+
+def _usable_file(url: str, path: Path) -> None:
+    """Refuse, naming the path, what SQLite could only fail on later with its own error."""
+    try:
+        if not path.parent.exists():
+            raise ValidationError("url", url, f"directory {str(path.parent)!r} does not exist")
+        if path.is_dir():
+            raise ValidationError("url", url, f"{str(path)!r} is a directory, not a database file")
+    except OSError as exc:  # a name too long, a loop of links, no permission to look
+        raise ValidationError("url", url, f"{str(path)!r} cannot be used: {exc.strerror}") from None
 
 
 def open_storage(url: str) -> Storage:

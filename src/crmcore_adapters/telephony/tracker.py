@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import attrs
 
@@ -21,7 +21,10 @@ from crmcore.model import Direction
 from crmcore.ports.telephony import CallEvent, CallEventKind, CallListener, CallOutcome, CallRecord
 
 log = logging.getLogger(__name__)
-REMEMBER_ENDED = 10_000
+REMEMBER_ENDED = 200_000
+"""Ended calls remembered at most (a backstop: `remember` is the window that matters)."""
+REMEMBER_ERRORS = 100
+"""Faults kept for inspection: the newest ones; a flood of bad requests costs no memory."""
 
 
 @attrs.define
@@ -36,15 +39,19 @@ class _Live:
 class CallTracker:
     """Live calls of one phone; turns backend steps into `CallEvent`s for the listeners."""
 
-    def __init__(self, *, agent: str | None = None, clock: Callable[[], datetime] = v.now) -> None:
+    def __init__(
+        self, *, agent: str | None = None, clock: Callable[[], datetime] = v.now,
+        remember: timedelta = timedelta(hours=24),
+    ) -> None:
         self.agent = agent
         self.clock = clock
+        self.remember = remember
         self.listeners: list[CallListener] = []
-        self.errors: list[BaseException] = []
-        """Listener failures and malformed backend messages, kept for inspection."""
+        self.errors: deque[BaseException] = deque(maxlen=REMEMBER_ERRORS)
+        """Listener failures and malformed backend messages: the newest REMEMBER_ERRORS, for inspection."""
         self._live: dict[str, _Live] = {}
-        self._ended: OrderedDict[str, None] = OrderedDict()
-        """Recently ended calls: a late or repeated report of one does not bring it back."""
+        self._ended: OrderedDict[str, datetime] = OrderedDict()
+        """Calls ended within `remember`: a late or replayed report of one does not bring it back."""
         self._lock = threading.Lock()
         self._queue: queue.Queue[CallEvent] = queue.Queue()
         self._worker: threading.Thread | None = None
@@ -87,10 +94,12 @@ class CallTracker:
             leg = self._live.pop(call_id, None)
             if leg is None:
                 return
-            self._ended[call_id] = None
+            now = self.clock()
+            self._forget_ended(now)
+            self._ended[call_id] = now
             if len(self._ended) > REMEMBER_ENDED:
                 self._ended.popitem(last=False)
-        ended = max(self.clock(), leg.answered_at or leg.started_at)
+        ended = max(now, leg.answered_at or leg.started_at)
         chosen = outcome if isinstance(outcome, CallOutcome) else outcome(leg.answered_at is not None)
         record = CallRecord(
             call_id=call_id, direction=leg.direction, peer=leg.peer, started_at=leg.started_at,
@@ -99,14 +108,22 @@ class CallTracker:
         )
         self._emit(CallEventKind.ENDED, call_id, leg, record)
 
+    def _forget_ended(self, now: datetime) -> None:
+        """Drop the ended calls older than the window (the oldest are first); under the lock."""
+        horizon = now - self.remember
+        while self._ended and next(iter(self._ended.values())) < horizon:
+            self._ended.popitem(last=False)
+
     def end_all(self, reason: str) -> None:
         """The phone vanished: every live call ends as FAILED, so no record is lost."""
         for call_id in self.live():
             self.end(call_id, CallOutcome.FAILED, reason)
 
-    def fault(self, error: BaseException) -> None:
-        log.warning("telephony: %s", error)
-        self.errors.append(error)
+    def fault(self, error: BaseException, *, level: int = logging.WARNING) -> None:
+        """Keep a fault for inspection; `level` lets a flood of refused requests stay out of the logs."""
+        log.log(level, "telephony: %s", error)
+        error.__context__ = None  # kept without the frames (and request buffers) it was raised in
+        self.errors.append(error.with_traceback(None))
 
     def _emit(self, kind: CallEventKind, call_id: str, leg: _Live, record: CallRecord | None = None) -> None:
         event = CallEvent(
@@ -152,7 +169,7 @@ class Tracked:
     tracker: CallTracker
 
     @property
-    def errors(self) -> list[BaseException]:
+    def errors(self) -> deque[BaseException]:
         return self.tracker.errors
 
     def subscribe(self, listener: CallListener) -> None:

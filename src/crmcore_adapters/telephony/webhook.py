@@ -9,6 +9,13 @@ base64-encoded in `X-Twilio-Signature`. A request whose signature does not
 match is refused (403) before anything is read from it, so a forged call event
 never reaches the CRM. `public_url` is the address the provider calls when it
 differs from ours (a proxy in front); it is part of what is signed.
+
+The server is exposed to the Internet, so its cost is bounded whatever comes in:
+at most `max_clients` requests are served at once (more are closed at once), a
+client that stalls is dropped after `request_timeout` seconds, and refused
+requests leave only the newest faults behind. A replay of a genuine request is
+refused when its signed `Timestamp` lies outside `replay_window`, and a call that
+ended within that window cannot be brought back by a replayed event.
 """
 
 from __future__ import annotations
@@ -16,10 +23,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
@@ -33,6 +42,12 @@ from crmcore_adapters.telephony.tracker import CallTracker, Tracked
 
 SIGNATURE_HEADER = "X-Twilio-Signature"
 MAX_BODY = 64 * 1024
+MAX_CLIENTS = 32
+"""Requests served at once; one more is closed unanswered, so stalled clients cannot pile up threads."""
+REQUEST_TIMEOUT = 10.0
+"""Seconds a client may take to send its request before it is dropped."""
+CLOCK_SKEW = timedelta(minutes=5)
+"""How far in the future a signed Timestamp may be (the provider's clock may run ahead)."""
 
 Params = Mapping[str, str | Sequence[str]]
 
@@ -49,6 +64,39 @@ class ForgedRequest(ValidationError):
     """A webhook request whose signature does not match: it did not come from the provider."""
 
 
+class ReplayedRequest(ForgedRequest):
+    """A genuine request sent again outside the replay window."""
+
+
+class _BoundedServer(ThreadingHTTPServer):
+    """A threading HTTP server that serves at most `limit` requests at once."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], limit: int) -> None:
+        super().__init__(address, handler)
+        self._slots = threading.BoundedSemaphore(limit)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):  # full: close now rather than queue a thread
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that stalled or vanished is dropped quietly (not a traceback on stderr per client)."""
+
+
 def _values(value: str | Sequence[str]) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
@@ -58,7 +106,7 @@ def signature(token: str, url: str, params: Params) -> str:
     data = url + "".join(
         name + value for name in sorted(params) for value in sorted(set(_values(params[name])))
     )
-    digest = hmac.new(token.encode(), data.encode(), hashlib.sha1).digest()
+    digest = hmac.new(token.encode(), data.encode("utf-8", "surrogatepass"), hashlib.sha1).digest()
     return base64.b64encode(digest).decode()
 
 
@@ -90,12 +138,22 @@ class WebhookTelephony(Tracked):
         public_url: str | None = None,
         agent: str | None = None,
         clock: Callable[[], datetime] = v.now,
+        replay_window: timedelta = timedelta(hours=24),
+        max_clients: int = MAX_CLIENTS,
+        request_timeout: float = REQUEST_TIMEOUT,
     ) -> None:
         if not token:
             raise ValidationError("token", "", "the provider's auth token is needed to check signatures")
+        if not 1 <= max_clients <= 10_000:
+            raise ValidationError("max_clients", max_clients, "must be between 1 and 10000")
+        if not 0 < request_timeout <= 3600:
+            raise ValidationError("request_timeout", request_timeout, "must be between 0 and 3600 seconds")
         self._token = token
         self.public_url = public_url.rstrip("/") if public_url else None
-        self.tracker = CallTracker(agent=agent, clock=clock)
+        self.replay_window = replay_window
+        self.max_clients = max_clients
+        self.request_timeout = request_timeout
+        self.tracker = CallTracker(agent=agent, clock=clock, remember=replay_window)
         self.url = "twilio://unbound"
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -105,6 +163,7 @@ class WebhookTelephony(Tracked):
         if not given or not verify(self._token, url, params, given):
             raise ForgedRequest(SIGNATURE_HEADER, (given or "")[:12], "does not match the request")
         field = _fields(params)
+        self._fresh(field("Timestamp", ""))
         call_id = field("CallSid")
         status = field("CallStatus").lower()
         outbound = field("Direction", "inbound").lower().startswith("outbound")
@@ -120,12 +179,27 @@ class WebhookTelephony(Tracked):
         elif status in ENDINGS:
             self.tracker.end(call_id, ENDINGS[status], status)
 
+    def _fresh(self, stamp: str) -> None:
+        """Refuse a signed request whose Timestamp is outside the replay window (a replay)."""
+        if not stamp:
+            return
+        try:
+            at = parsedate_to_datetime(stamp)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            raise ValidationError("Timestamp", stamp, "is not an RFC 2822 date") from None
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=UTC)
+        now = self.tracker.clock()
+        if not now - self.replay_window <= at <= now + CLOCK_SKEW:
+            raise ReplayedRequest("Timestamp", stamp, "is outside the replay window: a replayed request")
+
     # -- the HTTP side --
 
     def listen(self, host: str = "127.0.0.1", port: int = 0, path: str = "/calls") -> str:
         """Serve webhooks in a background thread; returns the local URL to give the provider."""
         handler = _handler(self, path)
-        self._server = ThreadingHTTPServer((host, port), handler)
+        handler.timeout = self.request_timeout  # applied to each client's socket
+        self._server = _BoundedServer((host, port), handler, self.max_clients)
         self._server.daemon_threads = True
         bound = self._server.server_address[1]
         self._thread = threading.Thread(
@@ -186,8 +260,8 @@ def _handler(telephony: WebhookTelephony, path: str) -> type[BaseHTTPRequestHand
             try:
                 params = parse_qs(body, keep_blank_values=True, strict_parsing=bool(body))
                 telephony.handle(base + self.path, params, self.headers.get(SIGNATURE_HEADER))
-            except ForgedRequest as exc:
-                telephony.tracker.fault(exc)
+            except ForgedRequest as exc:  # anyone may send these: kept, but not one log line each
+                telephony.tracker.fault(exc, level=logging.DEBUG)
                 self._reply(403, "signature does not match")
             except ValueError as exc:  # malformed form or event (ValidationError included)
                 telephony.tracker.fault(exc)
