@@ -121,7 +121,7 @@ class Calls:
         self, customer_id: str, *, call_id: str | None = None, number: str | None = None,
         recent: int = 10,
     ) -> ScreenPop:
-        with self.crm.transaction():
+        with self.crm.reading():
             customer = self.crm.customers.get(customer_id)
             cases = tuple(self.crm.cases.for_customer(customer_id, open_only=True))
             timeline = tuple(self.crm.interactions.timeline(customer_id, limit=recent))

@@ -69,20 +69,20 @@ class Segments:
             return stored
 
     def get(self, id: str) -> Segment:
-        with self.crm.transaction() as uow:
+        with self.crm.reading() as uow:
             return uow.segments.get(id)
 
     def list(self) -> builtins.list[Segment]:
-        with self.crm.transaction() as uow:
+        with self.crm.reading() as uow:
             return uow.segments.list()
 
     def members(self, id: str) -> set[str]:
         """The members as of the segment's last run."""
-        with self.crm.transaction() as uow:
+        with self.crm.reading() as uow:
             return uow.segment_members.current(id)
 
     def runs(self, id: str) -> builtins.list[SegmentRun]:
-        with self.crm.transaction() as uow:
+        with self.crm.reading() as uow:
             return uow.segment_members.runs(id)
 
     def run(self, id: str, *, as_of: datetime | None = None) -> Difference:
