@@ -23,7 +23,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.applications.servers import asgi_server, import_example  # noqa: E402
+from tests.applications.servers import asgi_server, import_example, mixed_request  # noqa: E402
 
 import crmcore  # noqa: E402
 from crmcore import Customer  # noqa: E402
@@ -42,15 +42,7 @@ def run(base: str, clients: int, seconds: float) -> tuple[float, float, float]:
             while not stop.is_set():
                 i += 1
                 started = time.perf_counter()
-                kind = i % 4
-                if kind == 0:
-                    r = http.get("/customers/counter")
-                elif kind == 1:
-                    r = http.get("/async/customers/counter")
-                elif kind == 2:
-                    r = http.post("/customers", json={"name": f"W{clients}-{n}-{i}"})
-                else:
-                    r = http.post("/customers/counter/visits")
+                r = mixed_request(http, f"{clients}-{n}", i)
                 mine.append(time.perf_counter() - started)
                 if r.status_code >= 300:
                     failures.append(r.text)

@@ -70,3 +70,17 @@ def wsgi_server(app: Any) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(20)
+
+
+def mixed_request(http: Any, client: str, i: int) -> Any:
+    """Request `i` of one client in the web scenario: a point read from a sync endpoint,
+    one from an async endpoint, a customer added, a visit counted (read-modify-write)."""
+    kind = i % 4
+    if kind == 0:
+        return http.get("/customers/counter")
+    if kind == 1:
+        return http.get("/async/customers/counter")
+    if kind == 2:
+        return http.post("/customers", json={"name": f"Web {client}-{i}",
+                                             "emails": [f"w{client}.{i}@example.org"]})
+    return http.post("/customers/counter/visits")
