@@ -43,6 +43,7 @@ from crmcore.ports import Repository, Storage, UnitOfWork
 if TYPE_CHECKING:
     from crmcore.analytical import Analytical
     from crmcore.collaborative import Collaborative
+    from crmcore.marketing import Marketing
     from crmcore.operational import Operational
     from crmcore.segments.saved import Segments
 
@@ -104,6 +105,13 @@ class CRM:
         from crmcore.analytical import Analytical
 
         return Analytical(self)
+
+    @functools.cached_property
+    def marketing(self) -> Marketing:
+        """Campaigns with a holdout, sending, response capture and lift analysis."""
+        from crmcore.marketing import Marketing
+
+        return Marketing(self)
 
     @functools.cached_property
     def segments(self) -> Segments:
