@@ -7,11 +7,13 @@ import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from decimal import Decimal
 from typing import Any
 
 import pytest
 
 import crmcore
+from crmcore import values as v
 from crmcore.events import Event
 from crmcore.plugins import make_plugin_manager
 
@@ -90,14 +92,15 @@ def crm(request: pytest.FixtureRequest, tmp_path: Path, clock: Clock, events: Ev
 
 
 def populate(
-    crm: crmcore.CRM, count: int, *, seed: int = 1, consent_every: int = 1, **fields: Any
+    crm: crmcore.CRM, count: int, *, seed: int = 1, consent_every: int = 1, first: int = 0,
+    created: datetime | None = None, **fields: Any,
 ) -> list[crmcore.Customer]:
     """`count` customers created a day before the clock, tiers gold/silver, e-mail consent for
     "marketing" for all but every `consent_every`-th one (1: everyone consents)."""
     rnd = random.Random(seed)
     made = []
-    created = crm.clock() - timedelta(days=1)
-    for i in range(count):
+    created = created or crm.clock() - timedelta(days=1)
+    for i in range(first, first + count):
         customer = crm.customers.add(crmcore.Customer.new(
             name=f"Customer {i}", emails=[f"c{i}@example.org"], tier=rnd.choice(["gold", "silver"]),
             created_at=created, **fields,
@@ -108,3 +111,9 @@ def populate(
             )
         made.append(customer)
     return made
+
+
+def purchase(customer_id: str, amount: Decimal, at: datetime, currency: str = "EUR") -> crmcore.Purchase:
+    return crmcore.Purchase(
+        v.new_id(), customer_id, at, [crmcore.OrderLine("item", crmcore.Money(amount, currency))]
+    )
