@@ -117,3 +117,6 @@ def purchase(customer_id: str, amount: Decimal, at: datetime, currency: str = "E
     return crmcore.Purchase(
         v.new_id(), customer_id, at, [crmcore.OrderLine("item", crmcore.Money(amount, currency))]
     )
+
+
+from tests.email.conftest import dovecot, folder  # noqa: E402, F401  (the private IMAP server, shared)

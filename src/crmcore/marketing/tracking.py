@@ -6,8 +6,10 @@ the company holds, so a forged or altered link is refused (403), an expired one
 too (410), and the app redirects only to the destinations the campaign names:
 it is never an open redirect. Serve it with any WSGI server:
 
-    from wsgiref.simple_server import make_server
-    make_server("127.0.0.1", 8080, crm.marketing.click_app(links)).serve_forever()
+    server = serve(crm.marketing.click_app(links), "127.0.0.1", 8080)   # a threaded wsgiref server
+    server.serve_forever()
+
+(or hand the app to gunicorn/uwsgi for production traffic).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import hashlib
 import hmac
 import json
 import logging
+import socketserver
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -157,3 +161,17 @@ def _reply(
         ],
     )
     return [body]
+
+
+class _ThreadedServer(socketserver.ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        log.info("%s - %s", self.address_string(), format % args)
+
+
+def serve(app: ClickApp, host: str = "127.0.0.1", port: int = 8080) -> WSGIServer:
+    """A threaded wsgiref server for the click app (bound, not yet serving: call `serve_forever`)."""
+    return make_server(host, port, app, server_class=_ThreadedServer, handler_class=_QuietHandler)
