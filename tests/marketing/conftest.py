@@ -6,8 +6,8 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -87,13 +87,21 @@ def events() -> Events:
 
 
 @pytest.fixture(params=BACKENDS)
-def crm(request: pytest.FixtureRequest, tmp_path: Path, clock: Clock, events: Events) -> Iterator[crmcore.CRM]:
+def crm(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: Clock, events: Events
+) -> Iterator[crmcore.CRM]:
     yield from open_crm(request.param, tmp_path, clock, events)
 
 
 def populate(
-    crm: crmcore.CRM, count: int, *, seed: int = 1, consent_every: int = 1, first: int = 0,
-    created: datetime | None = None, **fields: Any,
+    crm: crmcore.CRM,
+    count: int,
+    *,
+    seed: int = 1,
+    consent_every: int = 1,
+    first: int = 0,
+    created: datetime | None = None,
+    **fields: Any,
 ) -> list[crmcore.Customer]:
     """`count` customers created a day before the clock, tiers gold/silver, e-mail consent for
     "marketing" for all but every `consent_every`-th one (1: everyone consents)."""
@@ -101,10 +109,15 @@ def populate(
     made = []
     created = created or crm.clock() - timedelta(days=1)
     for i in range(first, first + count):
-        customer = crm.customers.add(crmcore.Customer.new(
-            name=f"Customer {i}", emails=[f"c{i}@example.org"], tier=rnd.choice(["gold", "silver"]),
-            created_at=created, **fields,
-        ))
+        customer = crm.customers.add(
+            crmcore.Customer.new(
+                name=f"Customer {i}",
+                emails=[f"c{i}@example.org"],
+                tier=rnd.choice(["gold", "silver"]),
+                created_at=created,
+                **fields,
+            )
+        )
         if consent_every == 1 or i % consent_every:
             customer = crm.customers.set_consent(
                 customer.id, "marketing", crmcore.Channel.EMAIL, crmcore.ConsentStatus.GRANTED, source="test"

@@ -22,8 +22,13 @@ LINKS = {"shop": "https://shop.example.org/spring"}
 
 def create(crm: crmcore.CRM, id: str = "spring", **fields: Any) -> crmcore.Campaign:
     options: dict[str, Any] = dict(
-        channel="email", rule='tier in ("gold", "silver")', subject="Spring, $first_name", text=TEXT,
-        links=LINKS, control_fraction=0.2, seed="s1",
+        channel="email",
+        rule='tier in ("gold", "silver")',
+        subject="Spring, $first_name",
+        text=TEXT,
+        links=LINKS,
+        control_fraction=0.2,
+        seed="s1",
     )
     options.update(fields)
     return crm.marketing.create(id, "Spring", **options)
@@ -69,7 +74,9 @@ def test_a_template_field_a_member_lacks_is_refused_before_anything_is_sent(crm:
     assert crm.marketing.counts("spring") == {}
 
 
-def test_launch_freezes_the_audience_as_of_its_instant(crm: crmcore.CRM, clock: Clock, events: Events) -> None:
+def test_launch_freezes_the_audience_as_of_its_instant(
+    crm: crmcore.CRM, clock: Clock, events: Events
+) -> None:
     populate(crm, 120)
     crm.segments.save("everyone", "Everyone", 'tier in ("gold", "silver")')
     create(crm, rule=None, segment="everyone", stratify="tier")
@@ -83,7 +90,9 @@ def test_launch_freezes_the_audience_as_of_its_instant(crm: crmcore.CRM, clock: 
     members = crm.marketing.members("spring", limit=1000)
     assert len(members) == 120
     at = crm.marketing.get("spring").launched_at
-    assert [m.customer_id for m in members] == sorted(crm.customers.ids_matching('tier in ("gold", "silver")', as_of=at))
+    assert [m.customer_id for m in members] == sorted(
+        crm.customers.ids_matching('tier in ("gold", "silver")', as_of=at)
+    )
     assert {m.stratum for m in members} == {"gold", "silver"}
     assert crm.marketing.audit("spring") == []
     [event] = events.topic("campaign.launched")
@@ -151,7 +160,9 @@ def test_analysis_counts_the_same_in_sql_and_python(crm: crmcore.CRM, clock: Clo
         if i % 5 == 0:
             crm.interactions.log(customer.id, channel="phone", direction="inbound", at=clock.at)
         if i % 7 == 0:
-            crm.interactions.log(customer.id, channel="email", direction="inbound", at=clock.at, outcome="unsubscribed")
+            crm.interactions.log(
+                customer.id, channel="email", direction="inbound", at=clock.at, outcome="unsubscribed"
+            )
     clock.advance(days=1)
     report = crm.marketing.analyse("spring")
     python = crm.marketing.analyse("spring", engine="python")
@@ -161,5 +172,3 @@ def test_analysis_counts_the_same_in_sql_and_python(crm: crmcore.CRM, clock: Clo
     assert total == 80
     assert report.overall.target.converters + report.overall.control.converters == 27
     assert "Newcombe" in report.explain() and "Welch" in report.explain()
-
-

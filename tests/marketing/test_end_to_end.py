@@ -24,13 +24,20 @@ UNSUBSCRIBE = "unsub@shop.example.org"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def crm(request: pytest.FixtureRequest, tmp_path: Path, clock: Clock, events: Events) -> Iterator[crmcore.CRM]:
+def crm(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: Clock, events: Events
+) -> Iterator[crmcore.CRM]:
     yield from open_crm(request.param, tmp_path, clock, events)
 
 
 def reply(sender: str, message_id: str, subject: str, to: str = "news@shop.example.org") -> bytes:
-    lines = [f"From: {sender}", f"To: {to}", f"Subject: {subject}", f"In-Reply-To: {message_id}",
-             f"Message-ID: <r-{abs(hash(sender + subject))}@example.org>"]
+    lines = [
+        f"From: {sender}",
+        f"To: {to}",
+        f"Subject: {subject}",
+        f"In-Reply-To: {message_id}",
+        f"Message-ID: <r-{abs(hash(sender + subject))}@example.org>",
+    ]
     return ("\r\n".join(lines) + "\r\n\r\nYes please.\r\n").encode()
 
 
@@ -41,9 +48,17 @@ def test_the_whole_loop(
     by_id = {c.id: c for c in customers}
     crm.segments.save("everyone", "Everyone", 'tier in ("gold", "silver")')
     crm.marketing.create(
-        "spring", "Spring sale", channel="email", segment="everyone", subject="Spring, $first_name",
-        text="Hello $name, the sale: $link_shop", links={"shop": "https://shop.example.org/sale"},
-        control_fraction=0.25, seed="2026", stratify="tier", budget=crmcore.Money(Decimal(300)),
+        "spring",
+        "Spring sale",
+        channel="email",
+        segment="everyone",
+        subject="Spring, $first_name",
+        text="Hello $name, the sale: $link_shop",
+        links={"shop": "https://shop.example.org/sale"},
+        control_fraction=0.25,
+        seed="2026",
+        stratify="tier",
+        budget=crmcore.Money(Decimal(300)),
         ends_at=clock.at + timedelta(days=14),
     )
     launched = crm.marketing.launch("spring")
@@ -52,8 +67,9 @@ def test_the_whole_loop(
     recorder = Recorder()
     links = Links(b"tracking-secret-0123456789", "http://127.0.0.1")
     with smtp_server(recorder) as port:
-        mailer = crm.operational.mail.mailer(f"smtp://127.0.0.1:{port}", sender="news@shop.example.org",
-                                             unsubscribe=UNSUBSCRIBE)
+        mailer = crm.operational.mail.mailer(
+            f"smtp://127.0.0.1:{port}", sender="news@shop.example.org", unsubscribe=UNSUBSCRIBE
+        )
         sent = crm.marketing.send("spring", mailer=mailer, links=links)
     assert sent.sent == 90 and sent.held == 30 and len(recorder.messages) == 90
 
@@ -71,7 +87,9 @@ def test_the_whole_loop(
             connection = http.client.HTTPConnection("127.0.0.1", httpd.server_address[1], timeout=10)
             connection.request("GET", path)
             response = connection.getresponse()
-            assert response.status == 302 and response.getheader("Location") == "https://shop.example.org/sale"
+            assert (
+                response.status == 302 and response.getheader("Location") == "https://shop.example.org/sale"
+            )
             connection.close()
     finally:
         httpd.shutdown()
@@ -83,10 +101,13 @@ def test_the_whole_loop(
         address = by_id[customer_id].emails[0]
         dovecot.append(folder, reply(address, members[customer_id].reference or "", "Re: Spring"), when=when)
     unsubscriber = targets[15]
-    dovecot.append(folder, reply(by_id[unsubscriber].emails[0], "<none@x>", "unsubscribe", to=UNSUBSCRIBE),
-                   when=when)
+    dovecot.append(
+        folder, reply(by_id[unsubscriber].emails[0], "<none@x>", "unsubscribe", to=UNSUBSCRIBE), when=when
+    )
     clock.advance(hours=3)
-    poll = crm.operational.mail.poller(dovecot.url(folder), state=tmp_path / "cursor", unsubscribe=UNSUBSCRIBE).poll()
+    poll = crm.operational.mail.poller(
+        dovecot.url(folder), state=tmp_path / "cursor", unsubscribe=UNSUBSCRIBE
+    ).poll()
     assert poll.total == 6
 
     # purchases: 30 % of targets, 10 % of controls inside the window; others outside or in another currency
@@ -111,7 +132,9 @@ def test_the_whole_loop(
     overall = report.overall
     assert (overall.target.members, overall.control.members) == (90, 30)
     assert (overall.conversion.target.successes, overall.conversion.control.successes) == (27, 3)
-    assert overall.response.target.successes == len(set(buyers_t) | set(targets[:15]))  # buys, clicks, replies
+    assert overall.response.target.successes == len(
+        set(buyers_t) | set(targets[:15])
+    )  # buys, clicks, replies
     assert overall.conversion.difference == pytest.approx(0.3 - 0.1)
     assert overall.conversion.p_value < 0.05 and overall.conversion.low > 0
     assert overall.incremental_conversions == pytest.approx(18.0)
@@ -123,7 +146,16 @@ def test_the_whole_loop(
     text = report.explain()
     assert "Newcombe" in text and "Welch" in text and "16.67 EUR per incremental conversion" in text
 
-    assert {"campaign.launched", "campaign.sent", "campaign.responded", "campaign.converted",
-            "campaign.closed"} <= events.topics()
+    assert {
+        "campaign.launched",
+        "campaign.sent",
+        "campaign.responded",
+        "campaign.converted",
+        "campaign.closed",
+    } <= events.topics()
     assert len(events.topic("campaign.converted")) == 27
-    assert {e.payload["kind"] for e in events.topic("campaign.responded")} == {"clicked", "replied", "unsubscribed"}
+    assert {e.payload["kind"] for e in events.topic("campaign.responded")} == {
+        "clicked",
+        "replied",
+        "unsubscribed",
+    }

@@ -14,7 +14,8 @@ from crmcore.model import MemberGroup
 
 audiences = st.lists(
     st.tuples(st.text("0123456789abcdef", min_size=8, max_size=8), st.sampled_from(["", "gold", "silver"])),
-    max_size=400, unique_by=lambda row: row[0],
+    max_size=400,
+    unique_by=lambda row: row[0],
 ).map(sorted)
 fractions = st.sampled_from([0.0, 0.05, 0.1, 0.2, 0.25, 1 / 3, 0.5])
 
@@ -50,21 +51,32 @@ def test_the_draw_is_a_function_of_campaign_and_seed_and_an_audit_finds_any_chan
 
 def test_other_seeds_draw_other_controls() -> None:
     members = [(f"{i:08x}", "") for i in range(1000)]
-    first = {c for c, _, g in holdout.assign(holdout.Design.of("x", "a", 0.1), members) if g is MemberGroup.CONTROL}
-    second = {c for c, _, g in holdout.assign(holdout.Design.of("x", "b", 0.1), members) if g is MemberGroup.CONTROL}
+    first = {
+        c for c, _, g in holdout.assign(holdout.Design.of("x", "a", 0.1), members) if g is MemberGroup.CONTROL
+    }
+    second = {
+        c for c, _, g in holdout.assign(holdout.Design.of("x", "b", 0.1), members) if g is MemberGroup.CONTROL
+    }
     assert len(first) == len(second) == 100
     assert len(first & second) < 40  # independent draws overlap by about 10
 
 
 T = datetime(2026, 3, 1, tzinfo=UTC)
-touches = st.lists(st.builds(
-    Touch, st.sampled_from(["a", "b", "c"]), st.integers(0, 30).map(lambda d: T + timedelta(days=d)),
-    st.one_of(st.none(), st.integers(1, 60).map(lambda d: T + timedelta(days=d))),
-), max_size=6)
+touches = st.lists(
+    st.builds(
+        Touch,
+        st.sampled_from(["a", "b", "c"]),
+        st.integers(0, 30).map(lambda d: T + timedelta(days=d)),
+        st.one_of(st.none(), st.integers(1, 60).map(lambda d: T + timedelta(days=d))),
+    ),
+    max_size=6,
+)
 
 
 @given(touches, st.integers(0, 60))
-def test_last_touch_credits_at_most_the_latest_open_touch_whatever_the_order(found: list[Touch], day: int) -> None:
+def test_last_touch_credits_at_most_the_latest_open_touch_whatever_the_order(
+    found: list[Touch], day: int
+) -> None:
     bought = T + timedelta(days=day)
     winner = last_touch(bought, found)
     backwards = last_touch(bought, list(reversed(found)))

@@ -25,7 +25,9 @@ LINKS = Links(b"0123456789abcdef-secret", "http://127.0.0.1:9/")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def crm(request: pytest.FixtureRequest, tmp_path: Path, clock: Clock, events: Events) -> Iterator[crmcore.CRM]:
+def crm(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: Clock, events: Events
+) -> Iterator[crmcore.CRM]:
     yield from open_crm(request.param, tmp_path, clock, events)
 
 
@@ -42,9 +44,13 @@ def smtp_url(recorder: Recorder) -> Iterator[str]:
 
 def campaign(crm: crmcore.CRM, id: str = "spring", **fields: object) -> None:
     options: dict[str, object] = dict(
-        channel="email", rule='tier in ("gold", "silver")', subject="Spring, $first_name",
-        text="Hello $name, see $link_shop", links={"shop": "https://shop.example.org/s"},
-        control_fraction=0.2, seed="s",
+        channel="email",
+        rule='tier in ("gold", "silver")',
+        subject="Spring, $first_name",
+        text="Hello $name, see $link_shop",
+        links={"shop": "https://shop.example.org/s"},
+        control_fraction=0.2,
+        seed="s",
     )
     options.update(fields)
     crm.marketing.create(id, "Spring", **options)  # type: ignore[arg-type]
@@ -61,7 +67,9 @@ def test_a_send_reaches_the_eligible_targets_only_and_says_why_not_the_others(
     customers = populate(crm, 40, consent_every=10)  # 4 without consent
     crm.customers.change(customers[1].id, tags=frozenset({"do-not-mail"}))
     campaign(crm)
-    mailer = crm.operational.mail.mailer(smtp_url, sender="news@shop.example.org", unsubscribe="unsub@shop.example.org")
+    mailer = crm.operational.mail.mailer(
+        smtp_url, sender="news@shop.example.org", unsubscribe="unsub@shop.example.org"
+    )
     policy = Policy(suppressed=[customers[2].emails[0]], suppress_tags=["do-not-mail"])
     report = crm.marketing.send("spring", mailer=mailer, links=LINKS, policy=policy, page=7)
     members = {m.customer_id: m for m in crm.marketing.members("spring")}
@@ -96,7 +104,9 @@ def test_frequency_cap_counts_every_campaign_and_quiet_hours_defer(
     populate(crm, 20)
     campaign(crm, "first", control_fraction=0.0)
     campaign(crm, "second", control_fraction=0.0)
-    mailer = crm.operational.mail.mailer(smtp_url, sender="news@shop.example.org", unsubscribe="unsub@shop.example.org")
+    mailer = crm.operational.mail.mailer(
+        smtp_url, sender="news@shop.example.org", unsubscribe="unsub@shop.example.org"
+    )
     capped = Policy(frequency_cap=1, frequency_window=timedelta(days=7))
     assert crm.marketing.send("first", mailer=mailer, links=LINKS, policy=capped).sent == 20
     clock.advance(days=1)
@@ -133,7 +143,9 @@ def test_a_crash_in_mid_send_resumes_without_sending_anyone_twice(
 ) -> None:
     populate(crm, 50)
     campaign(crm, control_fraction=0.0)
-    real = crm.operational.mail.mailer(smtp_url, sender="news@shop.example.org", unsubscribe="unsub@shop.example.org")
+    real = crm.operational.mail.mailer(
+        smtp_url, sender="news@shop.example.org", unsubscribe="unsub@shop.example.org"
+    )
     crashing = crm.operational.mail.mailer(
         Crashing(real.transport, 17), sender="news@shop.example.org", unsubscribe="unsub@shop.example.org"
     )
@@ -156,7 +168,9 @@ def test_members_a_killed_run_left_sending_are_never_sent_again(
     with crm.transaction() as uow:  # what a process killed between hand-over and record leaves
         for member in members[:3]:
             uow.campaign_members.put(attrs.evolve(member, status=MemberStatus.SENDING, reference="<x@y>"))
-    mailer = crm.operational.mail.mailer(smtp_url, sender="news@shop.example.org", unsubscribe="unsub@shop.example.org")
+    mailer = crm.operational.mail.mailer(
+        smtp_url, sender="news@shop.example.org", unsubscribe="unsub@shop.example.org"
+    )
     report = crm.marketing.send("spring", mailer=mailer, links=LINKS)
     assert report.recovered == 3 and report.sent == 7 and len(recorder.messages) == 7
     failed = [m for m in crm.marketing.members("spring") if m.status is MemberStatus.FAILED]
@@ -164,11 +178,15 @@ def test_members_a_killed_run_left_sending_are_never_sent_again(
     assert all("interrupted" in (m.reason or "") for m in failed)
 
 
-def test_a_refused_message_fails_that_member_only(crm: crmcore.CRM, recorder: Recorder, smtp_url: str) -> None:
+def test_a_refused_message_fails_that_member_only(
+    crm: crmcore.CRM, recorder: Recorder, smtp_url: str
+) -> None:
     populate(crm, 5)
     campaign(crm, control_fraction=0.0)
     recorder.replies.append("550 no such mailbox")
-    mailer = crm.operational.mail.mailer(smtp_url, sender="news@shop.example.org", unsubscribe="unsub@shop.example.org")
+    mailer = crm.operational.mail.mailer(
+        smtp_url, sender="news@shop.example.org", unsubscribe="unsub@shop.example.org"
+    )
     report = crm.marketing.send("spring", mailer=mailer, links=LINKS)
     assert report.failed == 1 and report.sent == 4
 
@@ -178,8 +196,14 @@ def test_letters_are_a_mail_merge_a_printer_can_take(crm: crmcore.CRM, tmp_path:
     for customer in populate(crm, 8, addresses=[address]):
         crm.customers.set_consent(customer.id, "marketing", "letter", "granted", source="test")
     crm.marketing.create(
-        "post", "Post", channel="letter", rule='tier in ("gold", "silver")', subject="Dear $name",
-        text="We write to $address, $postal_code $city.", control_fraction=0.25, seed="p",
+        "post",
+        "Post",
+        channel="letter",
+        rule='tier in ("gold", "silver")',
+        subject="Dear $name",
+        text="We write to $address, $postal_code $city.",
+        control_fraction=0.25,
+        seed="p",
     )
     crm.marketing.launch("post")
     crm.customers.change(crm.marketing.members("post")[0].customer_id, addresses=[])

@@ -36,11 +36,15 @@ def test_newcombe_difference_matches_statsmodels(target: tuple[int, int], contro
 
 
 @given(counts, counts)
-def test_ratio_interval_matches_statsmodels_log_method(target: tuple[int, int], control: tuple[int, int]) -> None:
+def test_ratio_interval_matches_statsmodels_log_method(
+    target: tuple[int, int], control: tuple[int, int]
+) -> None:
     found = stats.ratio_interval(*target, *control)
     expected = proportion.confint_proportions_2indep(*target, *control, method="log", compare="ratio")
     assert found is not None
-    assert found[0] == pytest.approx(expected[0], rel=1e-9) and found[1] == pytest.approx(expected[1], rel=1e-9)
+    assert found[0] == pytest.approx(expected[0], rel=1e-9) and found[1] == pytest.approx(
+        expected[1], rel=1e-9
+    )
 
 
 @given(counts, counts)
@@ -60,7 +64,10 @@ def test_t_quantile_inverts_the_distribution(p: float, df: float) -> None:
 
 
 @settings(max_examples=50)
-@given(st.lists(st.floats(0, 1000), min_size=3, max_size=60), st.lists(st.floats(0, 1000), min_size=3, max_size=60))
+@given(
+    st.lists(st.floats(0, 1000), min_size=3, max_size=60),
+    st.lists(st.floats(0, 1000), min_size=3, max_size=60),
+)
 def test_welch_matches_scipy(target: list[float], control: list[float]) -> None:
     if len(set(target)) < 2 or len(set(control)) < 2:
         return
@@ -75,13 +82,17 @@ def test_welch_matches_scipy(target: list[float], control: list[float]) -> None:
 
 
 @given(st.floats(0.01, 0.3), st.floats(0.005, 0.1), st.sampled_from([0.05, 0.1, 0.2, 0.5]))
-def test_sample_size_reaches_the_power_statsmodels_computes(baseline: float, lift: float, fraction: float) -> None:
+def test_sample_size_reaches_the_power_statsmodels_computes(
+    baseline: float, lift: float, fraction: float
+) -> None:
     needed = stats.sample_size(baseline, lift, control_fraction=fraction)
     ratio = (1 - fraction) / fraction
     assert needed.target >= needed.control * ratio - 1e-6
 
     def power(control: float) -> float:  # statsmodels' group 1 has rate prop2 + diff: the target
-        found = proportion.power_proportions_2indep(lift, baseline, control * ratio, ratio=1 / ratio, alpha=0.05)
+        found = proportion.power_proportions_2indep(
+            lift, baseline, control * ratio, ratio=1 / ratio, alpha=0.05
+        )
         return float(found.power)
 
     assert power(needed.control) >= 0.8 - 1e-6  # enough...
@@ -98,9 +109,13 @@ def test_sample_size_refuses_impossible_designs() -> None:
 # ---------------------------------------------------------------- simulation with a known truth
 
 
-def _campaign(rnd: random.Random, n_target: int, n_control: int, p_target: float, p_control: float) -> tuple[int, int]:
-    return (sum(rnd.random() < p_target for _ in range(n_target)),
-            sum(rnd.random() < p_control for _ in range(n_control)))
+def _campaign(
+    rnd: random.Random, n_target: int, n_control: int, p_target: float, p_control: float
+) -> tuple[int, int]:
+    return (
+        sum(rnd.random() < p_target for _ in range(n_target)),
+        sum(rnd.random() < p_control for _ in range(n_control)),
+    )
 
 
 def test_conversion_interval_covers_the_true_lift_at_least_180_times_in_200() -> None:
@@ -137,8 +152,10 @@ def test_revenue_interval_covers_the_true_difference_on_skewed_spend() -> None:
     for _ in range(200):
         target = [_spend(rnd, 0.12, 50) for _ in range(1500)]
         control = [_spend(rnd, 0.10, 50) for _ in range(500)]
-        tallies = [Tally(len(xs), sum(x > 0 for x in xs), sum(x > 0 for x in xs), sum(xs), sum(x * x for x in xs))
-                   for xs in (target, control)]
+        tallies = [
+            Tally(len(xs), sum(x > 0 for x in xs), sum(x > 0 for x in xs), sum(xs), sum(x * x for x in xs))
+            for xs in (target, control)
+        ]
         result = revenue_lift(*tallies, "EUR")
         covered += result.low <= truth <= result.high
     assert covered >= 180, covered
@@ -148,8 +165,16 @@ def test_the_computed_sample_size_detects_the_lift_about_as_often_as_promised() 
     rnd = random.Random(3)
     needed = stats.sample_size(0.1, 0.04, control_fraction=0.25)
     detected = sum(
-        lift(*[(x, n) for x, n in zip(_campaign(rnd, needed.target, needed.control, 0.14, 0.1),
-                                      (needed.target, needed.control), strict=True)]).significant()
+        lift(
+            *[
+                (x, n)
+                for x, n in zip(
+                    _campaign(rnd, needed.target, needed.control, 0.14, 0.1),
+                    (needed.target, needed.control),
+                    strict=True,
+                )
+            ]
+        ).significant()
         for _ in range(200)
     )
     assert 140 <= detected <= 180, detected  # 80 % power: about 160 of 200

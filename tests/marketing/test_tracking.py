@@ -23,15 +23,21 @@ SECRET = b"a-secret-of-enough-bytes"
 
 
 @given(st.text(max_size=64), st.text(max_size=64), st.text(max_size=20))
-def test_a_signed_link_verifies_and_any_change_to_it_is_refused(campaign: str, customer: str, link: str) -> None:
+def test_a_signed_link_verifies_and_any_change_to_it_is_refused(
+    campaign: str, customer: str, link: str
+) -> None:
     links = Links(SECRET, "https://t.example.org")
     url = links.url(campaign, customer, link, now=T0)
     token = url.rsplit("/", 1)[1]
     click = links.verify(token, now=T0)
     assert (click.campaign_id, click.customer_id, click.link) == (campaign, customer, link)
     payload, signature = token.split(".")
-    for forged in (f"{payload}x.{signature}", f"{payload}.{signature[:-1]}A" if signature[-1] != "A" else
-                   f"{payload}.{signature[:-1]}B", payload, f".{signature}"):
+    for forged in (
+        f"{payload}x.{signature}",
+        f"{payload}.{signature[:-1]}A" if signature[-1] != "A" else f"{payload}.{signature[:-1]}B",
+        payload,
+        f".{signature}",
+    ):
         with pytest.raises(LinkRefused):
             links.verify(forged, now=T0)
     with pytest.raises(LinkRefused):
@@ -42,7 +48,9 @@ def test_a_signed_link_verifies_and_any_change_to_it_is_refused(campaign: str, c
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def crm(request: pytest.FixtureRequest, tmp_path: Path, clock: Clock, events: Events) -> Iterator[crmcore.CRM]:
+def crm(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: Clock, events: Events
+) -> Iterator[crmcore.CRM]:
     yield from open_crm(request.param, tmp_path, clock, events)
 
 
@@ -68,12 +76,22 @@ def get(port: int, path: str, method: str = "GET") -> http.client.HTTPResponse:
     return response
 
 
-def test_clicks_through_a_real_server(crm: crmcore.CRM, clock: Clock, events: Events, server: tuple[Links, int]) -> None:
+def test_clicks_through_a_real_server(
+    crm: crmcore.CRM, clock: Clock, events: Events, server: tuple[Links, int]
+) -> None:
     links, port = server
     populate(crm, 10)
-    crm.marketing.create("spring", "Spring", channel="email", rule='tier in ("gold", "silver")', subject="Hi",
-                         text="$link_shop", links={"shop": "https://shop.example.org/spring?a=1"},
-                         control_fraction=0.2, seed="x")
+    crm.marketing.create(
+        "spring",
+        "Spring",
+        channel="email",
+        rule='tier in ("gold", "silver")',
+        subject="Hi",
+        text="$link_shop",
+        links={"shop": "https://shop.example.org/spring?a=1"},
+        control_fraction=0.2,
+        seed="x",
+    )
     crm.marketing.launch("spring")
     member = next(m for m in crm.marketing.members("spring") if m.group is MemberGroup.TARGET)
     with crm.transaction() as uow:
@@ -87,7 +105,9 @@ def test_clicks_through_a_real_server(crm: crmcore.CRM, clock: Clock, events: Ev
     assert get(port, path).status == 302
     assert get(port, path, "HEAD").status == 302
     clicks = [i for i in crm.interactions.timeline(member.customer_id) if i.outcome == "clicked"]
-    assert len(clicks) == 2 and all(i.campaign_id == "spring" and i.direction is Direction.INBOUND for i in clicks)
+    assert len(clicks) == 2 and all(
+        i.campaign_id == "spring" and i.direction is Direction.INBOUND for i in clicks
+    )
     stored = next(m for m in crm.marketing.members("spring") if m.customer_id == member.customer_id)
     assert stored.status is MemberStatus.RESPONDED and stored.response == "clicked"
     assert len(events.topic("campaign.responded")) == 1
@@ -95,7 +115,9 @@ def test_clicks_through_a_real_server(crm: crmcore.CRM, clock: Clock, events: Ev
     assert get(port, f"/c/{payload}.{signature[:-2]}xy").status == 403
     other = links.url("spring", "nobody", "shop", now=clock.at).removeprefix("http://127.0.0.1")
     assert get(port, other).status == 404
-    wrong_link = links.url("spring", member.customer_id, "nope", now=clock.at).removeprefix("http://127.0.0.1")
+    wrong_link = links.url("spring", member.customer_id, "nope", now=clock.at).removeprefix(
+        "http://127.0.0.1"
+    )
     assert get(port, wrong_link).status == 404
     assert get(port, "/elsewhere").status == 404
     assert get(port, path, "POST").status == 405

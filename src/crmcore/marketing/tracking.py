@@ -21,10 +21,10 @@ import hmac
 import json
 import logging
 import socketserver
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import attrs
 
