@@ -22,7 +22,7 @@ from crmcore.segments.sql import DIALECTS, plan
 
 FIELDS = ("tier", "lifecycle", "country", "language", "service_point", "kind")
 """Customer fields a holdout may be stratified by (or `score.<scorer>`: the score's label)."""
-PAGE = 5_000
+PAGE = 2_000
 
 
 def check_stratify(stratify: str | None) -> None:
