@@ -12,7 +12,7 @@ import pytest
 import crmcore
 from crmcore.errors import NotFound, RuleError, ValidationError
 from crmcore.marketing import UnderpoweredCampaign
-from crmcore.model import MemberGroup, MemberStatus
+from crmcore.model import MemberGroup, MemberStatus, Score
 from crmcore.model.marketing import CampaignStatus
 from tests.marketing.conftest import Clock, Events, populate, purchase
 
@@ -172,3 +172,16 @@ def test_analysis_counts_the_same_in_sql_and_python(crm: crmcore.CRM, clock: Clo
     assert total == 80
     assert report.overall.target.converters + report.overall.control.converters == 27
     assert "Newcombe" in report.explain() and "Welch" in report.explain()
+
+
+def test_the_holdout_can_be_stratified_by_a_score_label(crm: crmcore.CRM, clock: Clock) -> None:
+    customers = populate(crm, 40)
+    with crm.transaction() as uow:
+        uow.scores.put(
+            Score(c.id, "rfm", clock.at - timedelta(hours=1), i % 4, "champion" if i % 4 == 3 else "other")
+            for i, c in enumerate(customers)
+        )
+    create(crm, stratify="score.rfm", control_fraction=0.1)
+    launched = crm.marketing.launch("spring")
+    assert launched.strata == {"champion": (9, 1), "other": (27, 3)}
+    assert crm.marketing.audit("spring") == []

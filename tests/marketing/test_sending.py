@@ -207,7 +207,9 @@ def test_letters_are_a_mail_merge_a_printer_can_take(crm: crmcore.CRM, tmp_path:
         seed="p",
     )
     crm.marketing.launch("post")
-    crm.customers.change(crm.marketing.members("post")[0].customer_id, addresses=[])
+    members = crm.marketing.members("post")
+    crm.customers.change(members[0].customer_id, addresses=[])
+    crm.customers.change(members[1].customer_id, name='=HYPERLINK("http://evil.example")')
     folder = tmp_path / "merge"
     report = crm.marketing.send("post", letters=folder)
     with open(folder / "letters.csv", newline="", encoding="utf-8") as file:
@@ -216,5 +218,9 @@ def test_letters_are_a_mail_merge_a_printer_can_take(crm: crmcore.CRM, tmp_path:
     for row in rows:
         text = (folder / row["file"]).read_text(encoding="utf-8")
         assert "We write to 1 rue de la Paix, 75002 Paris." in text and row["city"] == "Paris"
+        assert not row["name"].startswith("=")  # a spreadsheet will not run a customer's name
     with pytest.raises(ValidationError):
         crm.marketing.send("post")
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(ValidationError):
+        crm.marketing.send("post", letters=tmp_path / "a-file" / "merge")

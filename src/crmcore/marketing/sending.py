@@ -158,7 +158,10 @@ class LetterOutlet:
     def __init__(self, folder: str | os.PathLike[str], links: Links | None = None) -> None:
         self.folder = Path(folder)
         self.links = links
-        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ValidationError("letters", str(folder), f"cannot be made a folder: {exc}") from None
 
     def prepare(
         self, campaign: Campaign, customer: Customer, member: CampaignMember, now: datetime
@@ -184,6 +187,13 @@ class LetterOutlet:
         return Prepared(member, reference, subject, Letter(reference, customer, subject, text))
 
     def deliver(self, prepared: Prepared) -> CRMError | None:
+        try:
+            self._write(prepared)
+        except OSError as exc:
+            return CRMError(f"the letter could not be written: {exc}")
+        return None
+
+    def _write(self, prepared: Prepared) -> None:
         letter = prepared.payload
         assert isinstance(letter, Letter)
         body = self.folder / f"{letter.reference}.txt"
@@ -213,7 +223,8 @@ class LetterOutlet:
             if new:
                 writer.writerow(self.COLUMNS)
             writer.writerow(
-                [
+                _cell(value)
+                for value in [
                     letter.reference,
                     letter.customer.id,
                     letter.customer.name,
@@ -224,7 +235,11 @@ class LetterOutlet:
                     body.name,
                 ]
             )
-        return None
+
+
+def _cell(value: str) -> str:
+    """A CSV cell a spreadsheet will not run as a formula (names are untrusted text)."""
+    return f"'{value}" if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
 @attrs.frozen

@@ -86,17 +86,28 @@ def t_cdf(t: float, df: float) -> float:
 
 
 def t_quantile(probability: float, df: float) -> float:
-    """Inverse of `t_cdf` by bisection (monotone; 80 halvings are exact to double precision)."""
+    """Inverse of `t_cdf`: Newton's method from the normal quantile (a few steps suffice),
+    falling back to bisection should a step ever leave the bracket."""
     if df > 1e7:
         return z(probability)
-    low, high = -1e3, 1e3
+    log_norm = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
+    low, high = -1e4, 1e4
+    x = z(probability)
     for _ in range(100):
-        middle = (low + high) / 2
-        if t_cdf(middle, df) < probability:
-            low = middle
+        error = t_cdf(x, df) - probability
+        if error < 0:
+            low = x
         else:
-            high = middle
-    return (low + high) / 2
+            high = x
+        density = math.exp(log_norm - (df + 1) / 2 * math.log1p(x * x / df))
+        step = error / density if density > 0 else math.inf
+        following = x - step
+        if not low < following < high:
+            following = (low + high) / 2
+        if abs(following - x) < 1e-12 * max(1.0, abs(x)):
+            return following
+        x = following
+    return x
 
 
 def _betainc(a: float, b: float, x: float) -> float:
