@@ -12,6 +12,7 @@ response window, per stratum and overall, measured the same way in both groups
 Only members the send run judged eligible are compared (sent, failed or held);
 members skipped for consent, caps or suppression are excluded from both groups
 alike, so the comparison stays fair (intention to treat among the reachable).
+`population="assigned"` compares everyone as drawn at launch instead.
 Counting runs in SQL on SQLite and PostgreSQL (one grouped query), in Python on
 other storages; both give the same numbers. The statistics are in `stats`.
 """
@@ -39,7 +40,10 @@ ANALYSED = (
     MemberStatus.RESPONDED,
     MemberStatus.CONVERTED,
 )
-"""Statuses of members the send run judged eligible: the ones compared."""
+"""Statuses of members the send run judged eligible: the ones compared (population "reachable")."""
+POPULATIONS = {"reachable": ANALYSED, "assigned": tuple(MemberStatus)}
+"""Whom to compare: the reachable (default), or everyone as assigned at launch, sent or not
+(an A/A rehearsal on history, or intention to treat with no regard to eligibility)."""
 NOT_A_RESPONSE = "unsubscribed"
 
 
@@ -282,22 +286,26 @@ def window(campaign: Campaign, now: datetime) -> tuple[datetime, datetime]:
 
 
 def tallies(
-    uow: UnitOfWork, campaign: Campaign, start: datetime, end: datetime, *, engine: str = "auto"
+    uow: UnitOfWork, campaign: Campaign, start: datetime, end: datetime, *, engine: str = "auto",
+    population: str = "reachable",
 ) -> tuple[dict[tuple[str, str], Tally], str]:
     """Counts by (group, stratum), and the engine that counted them ("sql" or "python")."""
+    if population not in POPULATIONS:
+        raise ValidationError("population", population, f"must be one of {', '.join(POPULATIONS)}")
+    statuses = POPULATIONS[population]
     dialect = sql_dialect(uow)
     if engine == "auto" and dialect in DIALECTS:
-        return _sql_tallies(uow, campaign, start, end, dialect or ""), "sql"
+        return _sql_tallies(uow, campaign, start, end, dialect or "", statuses), "sql"
     if engine not in ("auto", "python"):
         raise ValidationError("engine", engine, 'must be "auto" or "python"')
-    return _python_tallies(uow, campaign, start, end), "python"
+    return _python_tallies(uow, campaign, start, end, statuses), "python"
 
 
 def currency_of(campaign: Campaign) -> str:
     return campaign.budget.currency if campaign.budget is not None else "EUR"
 
 
-def analysis_sql(dialect: str) -> str:
+def analysis_sql(dialect: str, statuses: int = len(ANALYSED)) -> str:
     """The one grouped query (parameters: start, end, currency, start, end, campaign id, statuses).
 
     Spend and contacts are aggregated once over the window and joined to the
@@ -309,7 +317,7 @@ def analysis_sql(dialect: str) -> str:
     stratum = "json_extract(m.doc, '$.stratum')" if dialect == "sqlite" else "(m.doc ->> 'stratum')"
     scale = "10000.0" if d.money_scale else "1.0"
     real = "REAL" if dialect == "sqlite" else "double precision"
-    statuses = ", ".join(ph for _ in ANALYSED)
+    listed = ", ".join(ph for _ in range(statuses))
     return (  # constants and placeholders only; every value is bound
         f"WITH spend AS (SELECT customer_id, CAST(sum(total) AS {real}) / {scale} AS revenue "  # noqa: S608
         f"FROM purchases WHERE ordered_at >= {ph} AND ordered_at < {ph} AND currency = {ph} "
@@ -323,12 +331,13 @@ def analysis_sql(dialect: str) -> str:
         "sum(coalesce(s.revenue, 0)), sum(coalesce(s.revenue, 0) * coalesce(s.revenue, 0)) "
         "FROM campaign_members m LEFT JOIN spend s ON s.customer_id = m.customer_id "
         "LEFT JOIN contacted k ON k.customer_id = m.customer_id "
-        f"WHERE m.campaign_id = {ph} AND m.status IN ({statuses}) GROUP BY m.grp, {stratum}"
+        f"WHERE m.campaign_id = {ph} AND m.status IN ({listed}) GROUP BY m.grp, {stratum}"
     )
 
 
 def _sql_tallies(
-    uow: UnitOfWork, campaign: Campaign, start: datetime, end: datetime, dialect: str
+    uow: UnitOfWork, campaign: Campaign, start: datetime, end: datetime, dialect: str,
+    statuses: tuple[MemberStatus, ...],
 ) -> dict[tuple[str, str], Tally]:
     d = DIALECTS[dialect]
     params: Sequence[Any] = (
@@ -338,9 +347,9 @@ def _sql_tallies(
         d.instant(start),
         d.instant(end),
         campaign.id,
-        *(str(s) for s in ANALYSED),
+        *(str(s) for s in statuses),
     )
-    rows: list[tuple[Any, ...]] = uow.select(analysis_sql(dialect), params)  # type: ignore[attr-defined]
+    rows: list[tuple[Any, ...]] = uow.select(analysis_sql(dialect, len(statuses)), params)  # type: ignore[attr-defined]
     return {
         (str(group), str(stratum or "")): Tally(
             int(n), int(r), int(c), float(total or 0), float(squares or 0)
@@ -360,12 +369,12 @@ def _members(uow: UnitOfWork, campaign_id: str, page: int = 1000) -> Iterator[Ca
 
 
 def _python_tallies(
-    uow: UnitOfWork, campaign: Campaign, start: datetime, end: datetime
+    uow: UnitOfWork, campaign: Campaign, start: datetime, end: datetime, statuses: tuple[MemberStatus, ...]
 ) -> dict[tuple[str, str], Tally]:
     currency = currency_of(campaign)
     found: dict[tuple[str, str], Tally] = {}
     for member in _members(uow, campaign.id):
-        if member.status not in ANALYSED:
+        if member.status not in statuses:
             continue
         bought = [
             p
