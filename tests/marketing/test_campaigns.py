@@ -185,3 +185,35 @@ def test_the_holdout_can_be_stratified_by_a_score_label(crm: crmcore.CRM, clock:
     launched = crm.marketing.launch("spring")
     assert launched.strata == {"champion": (9, 1), "other": (27, 3)}
     assert crm.marketing.audit("spring") == []
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"status": "closed"},
+        {"colour": "red"},
+        {"links": ["https://x.example"]},
+        {"links": {"a": "javascript:x"}},
+    ],
+)
+def test_fields_the_caller_may_not_set_are_refused(crm: crmcore.CRM, fields: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        create(crm, **fields)
+    assert crm.campaigns.count() == 0
+
+
+def test_a_send_policy_is_checked_where_it_is_written() -> None:
+    from datetime import time
+
+    from crmcore.marketing import Policy
+
+    for bad in (
+        {"frequency_cap": 0},
+        {"frequency_window": timedelta(0)},
+        {"quiet_hours": (time(1),)},
+        {"timezone": "Mars/Olympus"},
+        {"suppressed": ["not an address"]},
+    ):
+        with pytest.raises(ValidationError):
+            Policy(**bad)  # type: ignore[arg-type]
+    assert Policy(quiet_hours=[time(21), time(8)]).quiet_hours == (time(21), time(8))  # type: ignore[arg-type]

@@ -35,6 +35,10 @@ if TYPE_CHECKING:
     from crmcore.operational.mail import Mailer
 
 
+_MANAGED = frozenset({"status", "launched_at", "closed_at", "version"})
+"""Campaign fields the service sets, never the caller."""
+
+
 class UnderpoweredCampaign(ValidationError):
     """The audience is too small to detect the lift the campaign was meant to detect."""
 
@@ -101,6 +105,9 @@ class Marketing:
         """
         if (segment is None) == (rule is None):
             raise ValidationError("segment", segment, "give a saved segment or a rule (exactly one)")
+        unknown = sorted(set(fields) - set(attrs.fields_dict(Campaign)) | set(fields) & _MANAGED)
+        if unknown:
+            raise ValidationError("fields", unknown, "are not campaign fields a caller may set")
         campaign = Campaign(
             id=id,
             name=name,
@@ -256,6 +263,8 @@ class Marketing:
         campaign = self.get(id)
         if campaign.status is not CampaignStatus.LAUNCHED:
             raise ValidationError("campaign", id, f"is {campaign.status}: only a launched campaign sends")
+        if campaign.links and links is None:
+            raise ValidationError("links", None, f"campaign {id} has tracked links: pass a Links signer")
         outlet: sending.Outlet
         if campaign.channel is Channel.EMAIL:
             if mailer is None:
@@ -265,8 +274,6 @@ class Marketing:
             if letters is None:
                 raise ValidationError("letters", None, "a letter campaign needs a folder for the mail merge")
             outlet = sending.LetterOutlet(letters, links)
-        if campaign.links and links is None:
-            raise ValidationError("links", None, f"campaign {id} has tracked links: pass a Links signer")
         if not 1 <= page <= 10_000:
             raise ValidationError("page", page, "must be between 1 and 10000")
         return sending.run(self.crm, campaign, outlet, policy or Policy(), page=page, limit=limit)

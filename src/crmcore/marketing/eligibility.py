@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import attrs
@@ -30,8 +31,24 @@ def _cap(_instance: object, attribute: attrs.Attribute[int | None], value: int |
         raise ValidationError(attribute.name, value, "must be a whole number of at least 1")
 
 
+def _pair(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
 def _addresses(values: Iterable[str]) -> frozenset[str]:
     return frozenset(v.email(a, "suppressed").lower() for a in values)
+
+
+def _window(_instance: object, attribute: attrs.Attribute[timedelta], value: timedelta) -> None:
+    if not isinstance(value, timedelta) or value <= timedelta(0):
+        raise ValidationError(attribute.name, value, "must be a positive timedelta")
+
+
+def _hours(_instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is None:
+        return
+    if not (isinstance(value, tuple) and len(value) == 2 and all(isinstance(t, time) for t in value)):
+        raise ValidationError(attribute.name, value, "must be a (start, end) pair of datetime.time")
 
 
 @attrs.frozen
@@ -45,8 +62,8 @@ class Policy:
     """
 
     frequency_cap: int | None = attrs.field(default=None, validator=_cap)
-    frequency_window: timedelta = attrs.field(default=timedelta(days=7))
-    quiet_hours: tuple[time, time] | None = None
+    frequency_window: timedelta = attrs.field(default=timedelta(days=7), validator=_window)
+    quiet_hours: tuple[time, time] | None = attrs.field(default=None, converter=_pair, validator=_hours)
     timezone: str = attrs.field(default="UTC", converter=_zone)
     suppressed: frozenset[str] = attrs.field(factory=frozenset, converter=_addresses)
     suppress_tags: frozenset[str] = attrs.field(factory=frozenset, converter=v.as_frozenset)

@@ -63,6 +63,8 @@ def _probability(_instance: Any, attribute: attrs.Attribute[Any], value: Any) ->
 
 
 def _links(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, dict):
+        raise ValidationError(attribute.name, value, "must be a dict of name -> URL")
     for name, url in value.items():
         v.name(name, f"{attribute.name} name")
         v.text(url, f"{attribute.name}[{name!r}]", max_length=2000)
