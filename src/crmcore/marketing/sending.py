@@ -22,7 +22,7 @@ import csv
 import hashlib
 import os
 import string
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from email.message import EmailMessage
 from pathlib import Path
@@ -287,7 +287,7 @@ def run(
             if not members:
                 break
             after = members[-1].customer_id
-            batch = list(_admit(crm, uow, campaign, outlet, policy, members, counts))
+            batch = _admit(crm, uow, campaign, outlet, policy, members, counts)
         _hand_over(crm, campaign, outlet, batch, counts)
     return counts.report()
 
@@ -300,9 +300,12 @@ def _admit(
     policy: eligibility.Policy,
     members: list[CampaignMember],
     counts: _Counts,
-) -> Iterator[Prepared]:
-    """Inside the page's transaction: verdicts recorded, the members to send marked `sending`."""
+) -> list[Prepared]:
+    """Inside the page's transaction: verdicts recorded, the members to send marked `sending`
+    (written together at the end of the page)."""
     now = crm.clock()
+    changed: list[CampaignMember] = []
+    prepared_all: list[Prepared] = []
     for member in members:
         customer = uow.customers.get(member.customer_id)
         recent = (
@@ -318,7 +321,7 @@ def _admit(
             continue
         if not verdict.eligible:
             reason = verdict.reason or "not eligible"
-            uow.campaign_members.put(attrs.evolve(member, status=MemberStatus.SKIPPED, reason=reason, at=now))
+            changed.append(attrs.evolve(member, status=MemberStatus.SKIPPED, reason=reason, at=now))
             crm.emit(
                 "campaign.member_skipped",
                 campaign.id,
@@ -330,7 +333,7 @@ def _admit(
             counts.skipped[key] = counts.skipped.get(key, 0) + 1
             continue
         if member.group is MemberGroup.CONTROL:
-            uow.campaign_members.put(attrs.evolve(member, status=MemberStatus.HELD, at=now))
+            changed.append(attrs.evolve(member, status=MemberStatus.HELD, at=now))
             counts.held += 1
             continue
         try:
@@ -340,8 +343,10 @@ def _admit(
             counts.failed += 1
             continue
         sending = attrs.evolve(member, status=MemberStatus.SENDING, reference=prepared.reference, at=now)
-        uow.campaign_members.put(sending)
-        yield attrs.evolve(prepared, member=sending)
+        changed.append(sending)
+        prepared_all.append(attrs.evolve(prepared, member=sending))
+    uow.campaign_members.put_many(changed)
+    return prepared_all
 
 
 def _hand_over(crm: CRM, campaign: Campaign, outlet: Outlet, batch: list[Prepared], counts: _Counts) -> None:
