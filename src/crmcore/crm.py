@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from crmcore.analytical import Analytical
     from crmcore.collaborative import Collaborative
     from crmcore.dispatcher import Dispatcher
+    from crmcore.marketing import Marketing
     from crmcore.operational import Operational
     from crmcore.segments.saved import Segments
 
@@ -129,6 +130,13 @@ class CRM:
         from crmcore.analytical import Analytical
 
         return Analytical(self)
+
+    @functools.cached_property
+    def marketing(self) -> Marketing:
+        """Campaigns with a holdout, sending, response capture and lift analysis."""
+        from crmcore.marketing import Marketing
+
+        return Marketing(self)
 
     @functools.cached_property
     def segments(self) -> Segments:

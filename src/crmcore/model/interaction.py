@@ -30,6 +30,8 @@ class Interaction:
     reference: str | None = attrs.field(default=None, validator=v.optional(v.is_text(998)))
     """The channel's own id: a Message-ID, a SIP Call-ID; replies thread on it."""
     in_reply_to: str | None = attrs.field(default=None, validator=v.optional(v.is_text(998)))
+    campaign_id: str | None = attrs.field(default=None, validator=v.optional(v.is_text(64)))
+    """The marketing campaign this contact belongs to (a send, a click), if any."""
 
     @duration.validator
     def _duration(self, attribute: attrs.Attribute[timedelta | None], value: timedelta | None) -> None:

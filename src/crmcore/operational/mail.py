@@ -322,6 +322,14 @@ class Mailer:
         )
         return _Draft(customer.id, purpose, template, message, **fields)
 
+    def transmit(self, message: EmailMessage) -> tuple[int, DeliveryError | None]:
+        """Hand over a message `compose` built, with the retries `send` uses: (attempts, final error).
+
+        For callers that keep their own record of each send (a campaign marks the
+        member before and after); nothing is logged here.
+        """
+        return self._transmit(message)
+
     def _transmit(self, message: EmailMessage) -> tuple[int, DeliveryError | None]:
         """Hand the message over, retrying temporary failures: (attempts, final error or None)."""
         attempt = 0

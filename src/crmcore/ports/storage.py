@@ -14,6 +14,7 @@ from crmcore.model import (
     Case,
     Customer,
     Interaction,
+    MemberStatus,
     Opportunity,
     Purchase,
     Score,
@@ -102,6 +103,23 @@ class CampaignMembers(Protocol):
         ...
 
     def of(self, campaign_id: str) -> list[CampaignMember]: ...
+
+    def put_many(self, members: Iterable[CampaignMember]) -> int:
+        """`put` for a stream of members (an audience frozen at launch); returns how many."""
+        ...
+
+    def find(self, campaign_id: str, customer_id: str) -> CampaignMember | None: ...
+
+    def page(
+        self, campaign_id: str, *, after: str | None = None, limit: int = 1000,
+        status: MemberStatus | None = None,
+    ) -> list[CampaignMember]:
+        """Members in customer-id order after `after` (optionally of one status), for streaming."""
+        ...
+
+    def counts(self, campaign_id: str) -> dict[tuple[str, str], int]:
+        """How many members by (group, status)."""
+        ...
 
 
 class Scores(Protocol):

@@ -255,6 +255,26 @@ class StorageContract:
         assert [(x.customer_id, x.status) for x in found] == [
             ("c1", m.MemberStatus.RESPONDED), ("c2", m.MemberStatus.SELECTED)]
 
+    def test_campaign_members_stream_in_pages_by_customer_and_status(self, storage: Storage) -> None:
+        members = [m.CampaignMember("camp", f"c{n:02d}", at=T0, stratum="gold") for n in range(25)]
+        with storage.transaction() as uow:
+            assert uow.campaign_members.put_many(iter(members)) == 25
+            uow.campaign_members.put(m.CampaignMember("other", "c00", at=T0))
+            uow.campaign_members.put(attrs.evolve(members[3], status=m.MemberStatus.SENT, reference="<r@x>"))
+        with storage.transaction() as uow:
+            pages, after = [], None
+            while page := uow.campaign_members.page("camp", after=after, limit=10):
+                pages.append([x.customer_id for x in page])
+                after = page[-1].customer_id
+            sent = uow.campaign_members.page("camp", status=m.MemberStatus.SENT)
+            assert uow.campaign_members.find("camp", "c03") == sent[0]
+            assert uow.campaign_members.find("camp", "zz") is None
+            counts = uow.campaign_members.counts("camp")
+        assert [len(p) for p in pages] == [10, 10, 5]
+        assert [c for p in pages for c in p] == [x.customer_id for x in members]
+        assert [(x.customer_id, x.reference, x.stratum) for x in sent] == [("c03", "<r@x>", "gold")]
+        assert counts == {("target", "selected"): 24, ("target", "sent"): 1}
+
     # ---- scores and segment membership ----
 
     def test_scores_are_read_as_of_an_instant(self, storage: Storage) -> None:

@@ -24,6 +24,7 @@ from crmcore.model import (
     CampaignMember,
     Customer,
     Interaction,
+    MemberStatus,
     Purchase,
     Score,
     SegmentRun,
@@ -220,6 +221,35 @@ class MemoryCampaignMembers:
 
     def of(self, campaign_id: str) -> list[CampaignMember]:
         return [m for (c, _), m in sorted(self.rows.items()) if c == campaign_id]
+
+    def put_many(self, members: Iterable[CampaignMember]) -> int:
+        count = 0
+        for member in members:
+            self.put(member)
+            count += 1
+        return count
+
+    def find(self, campaign_id: str, customer_id: str) -> CampaignMember | None:
+        return self.rows.get((campaign_id, customer_id))
+
+    def page(
+        self, campaign_id: str, *, after: str | None = None, limit: int = 1000,
+        status: MemberStatus | None = None,
+    ) -> list[CampaignMember]:
+        found = sorted(
+            (m for (c, i), m in self.rows.items()
+             if c == campaign_id and (after is None or i > after) and (status is None or m.status == status)),
+            key=lambda m: m.customer_id,
+        )
+        return found[:limit]
+
+    def counts(self, campaign_id: str) -> dict[tuple[str, str], int]:
+        found: dict[tuple[str, str], int] = {}
+        for (c, _), m in self.rows.items():
+            if c == campaign_id:
+                key = (str(m.group), str(m.status))
+                found[key] = found.get(key, 0) + 1
+        return found
 
 
 class MemoryScores:

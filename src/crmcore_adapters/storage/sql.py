@@ -29,6 +29,7 @@ from crmcore.model import (
     Case,
     Customer,
     Interaction,
+    MemberStatus,
     Opportunity,
     Purchase,
     Score,
@@ -351,16 +352,67 @@ class SqlCampaignMembers:
         self.cur = cur
         self.d = dialect
 
+    _PUT = (
+        "INSERT INTO campaign_members (campaign_id, customer_id, grp, status, at, doc) "
+        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (campaign_id, customer_id) DO UPDATE SET "
+        "grp = excluded.grp, status = excluded.status, at = excluded.at, doc = excluded.doc"
+    )
+
+    def _row(self, member: CampaignMember) -> tuple[Any, ...]:
+        return (member.campaign_id, member.customer_id, str(member.group), str(member.status),
+                self.d.instant(member.at), self.d.json_column(serialization.dumps(member)))
+
     def put(self, member: CampaignMember) -> None:
+        self.cur.execute(self.d.sql(self._PUT), self._row(member))
+
+    def put_many(self, members: Iterable[CampaignMember], batch: int = 2_000) -> int:
+        count = 0
+        rows: builtins.list[tuple[Any, ...]] = []
+        for member in members:
+            rows.append(self._row(member))
+            if len(rows) >= batch:
+                self.cur.executemany(self.d.sql(self._PUT), rows)
+                count, rows = count + len(rows), []
+        if rows:
+            self.cur.executemany(self.d.sql(self._PUT), rows)
+        return count + len(rows)
+
+    def find(self, campaign_id: str, customer_id: str) -> CampaignMember | None:
+        self.cur.execute(
+            self.d.sql("SELECT doc FROM campaign_members WHERE campaign_id = ? AND customer_id = ?"),
+            (campaign_id, customer_id),
+        )
+        row = self.cur.fetchone()
+        return None if row is None else _load_doc(row[0], CampaignMember)
+
+    def page(
+        self, campaign_id: str, *, after: str | None = None, limit: int = 1000,
+        status: MemberStatus | None = None,
+    ) -> builtins.list[CampaignMember]:
+        where = ["campaign_id = ?"]
+        params: builtins.list[Any] = [campaign_id]
+        if after is not None:
+            where.append("customer_id > ?")
+            params.append(after)
+        if status is not None:
+            where.append("status = ?")
+            params.append(str(status))
         self.cur.execute(
             self.d.sql(
-                "INSERT INTO campaign_members (campaign_id, customer_id, grp, status, at, doc) "
-                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (campaign_id, customer_id) DO UPDATE SET "
-                "grp = excluded.grp, status = excluded.status, at = excluded.at, doc = excluded.doc"
+                f"SELECT doc FROM campaign_members WHERE {' AND '.join(where)} "  # noqa: S608
+                "ORDER BY customer_id LIMIT ?"
             ),
-            (member.campaign_id, member.customer_id, str(member.group), str(member.status),
-             self.d.instant(member.at), self.d.json_column(serialization.dumps(member))),
+            (*params, limit),
         )
+        return [_load_doc(row[0], CampaignMember) for row in self.cur.fetchall()]
+
+    def counts(self, campaign_id: str) -> dict[tuple[str, str], int]:
+        self.cur.execute(
+            self.d.sql("SELECT grp, status, count(*) FROM campaign_members WHERE campaign_id = ? "
+                       "GROUP BY grp, status"),
+            (campaign_id,),
+        )
+        return {(str(g), str(s)): int(n) for g, s, n in self.cur.fetchall()}
 
     def of(self, campaign_id: str) -> list[CampaignMember]:
         self.cur.execute(
