@@ -182,10 +182,10 @@ class SqlRepository(Generic[T]):
         if self.t.versioned and version != 0:
             raise ValidationError("version", version, "a new record must have version 0")
         stored = _renumbered(item, 1) if self.t.versioned else item
-        self._run(f"SELECT 1 FROM {self.t.name} WHERE id = ?", (item.id,))  # type: ignore[attr-defined]  # noqa: S608
-        if self.cur.fetchone() is not None:
+        # one round trip: a clash inserts nothing (and, on PostgreSQL, aborts nothing)
+        self._run(insert_sql(self.t) + " ON CONFLICT DO NOTHING", self.t.row(self.d, stored))
+        if self.cur.rowcount != 1:
             raise IntegrityError(f"{self.t.kind} {item.id!r} exists already")  # type: ignore[attr-defined]
-        self._run(insert_sql(self.t), self.t.row(self.d, stored))
         return stored
 
     def find(self, id: str) -> T | None:
