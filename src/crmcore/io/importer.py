@@ -178,7 +178,7 @@ class _Importer:
                     self.result.skipped += 1
                     continue
                 try:
-                    yield r.parse(self.mapping, self._plan(row), row)
+                    yield r.parse(self.mapping, {} if "" in row.cells else self._plan(row), row)
                 except r.Refused as refused:
                     yield (row.line, refused)
 

@@ -134,9 +134,9 @@ def find_customer(uow: UnitOfWork, key: tuple[str, str], *, region: str | None) 
         if how == "id":
             return uow.customers.find(value)
         if how == "email":
-            return uow.customers.by_email(v.email(value, "email"))
+            return uow.customers.by_email(v.email(value, "emails"))
         if how == "phone":
-            found = uow.customers.by_phone(v.phone(value, "phone", region))
+            found = uow.customers.by_phone(v.phone(value, "phones", region))
             if len(found) > 1:
                 raise Refused("phones", value, f"is shared by {len(found)} customers; use another key")
             return found[0] if found else None
