@@ -20,7 +20,6 @@ import typer
 from rich.console import Console
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
     TaskProgressColumn,
     TextColumn,
@@ -108,8 +107,10 @@ def import_command(
         help="Match customers on id, email, phone or external_id.SOURCE (default: id if the file "
              "has one, else email).")] = None,
     region: Annotated[str | None, typer.Option(help="Country for national phone numbers, e.g. FR.")] = None,
-    date_format: Annotated[str | None, typer.Option(help="strptime format of dates (default ISO 8601).")] = None,
-    timezone: Annotated[str | None, typer.Option(help="Zone of times without an offset (default UTC).")] = None,
+    date_format: Annotated[str | None, typer.Option(help="strptime format of dates (default ISO 8601).")]
+    = None,
+    timezone: Annotated[str | None, typer.Option(help="Zone of times without an offset (default UTC).")]
+    = None,
     encoding: Annotated[str | None, typer.Option(help="Text encoding (default: UTF-8, else Windows-1252).")]
     = None,
     delimiter: Annotated[str | None, typer.Option(help="CSV separator (default: sniffed).")] = None,
@@ -129,9 +130,10 @@ def import_command(
     Good rows go in; each refused row is listed with its line, field and reason.
     Exit code 0 when every row went in, 3 when some were refused, 2 on an error.
     """
-    from crmcore.io import Mapping, import_file
+    from crmcore.io import ColumnMapping, import_file
 
-    mapping = Mapping.load(kind, map, column or (), region=region, date_format=date_format, timezone=timezone)
+    mapping = ColumnMapping.load(kind, map, column or (), region=region, date_format=date_format,
+                                 timezone=timezone)
     errors = errors or file.with_name(file.name + ".errors.csv")
     with opened(url, create=True) as crm, _progress(quiet, f"import {file.name}") as advance:
         result = import_file(crm, kind, file, mapping=mapping, key=key, format=format, encoding=encoding,
@@ -186,9 +188,9 @@ def export_command(
         help="Only this customer's records (interactions: the timeline).")] = None,
 ) -> None:
     """Export records to CSV or JSON Lines, in the columns `crmcore import` reads back."""
-    from crmcore.io import Mapping, export_file
+    from crmcore.io import ColumnMapping, export_file
 
-    mapping = Mapping.load(kind, map, column or ()) if (map or column) else None
+    mapping = ColumnMapping.load(kind, map, column or ()) if (map or column) else None
     with opened(url) as crm:
         count = export_file(crm, kind, file, format=format, mapping=mapping, segment=segment, rule=rule,
                             customer=customer)
@@ -285,7 +287,8 @@ def scores_refresh(
 
 def report_command(
     url: Url,
-    out_file: Annotated[Path, typer.Option("--out", "-o", help="The HTML file to write.")] = Path("report.html"),
+    out_file: Annotated[Path, typer.Option("--out", "-o", help="The HTML file to write.")]
+    = Path("report.html"),
     as_of: AsOf = None,
     title: Annotated[str, typer.Option(help="The report's title.")] = "Customer report",
 ) -> None:

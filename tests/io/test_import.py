@@ -12,7 +12,7 @@ import pytest
 import crmcore
 from crmcore import CaseStatus, Channel
 from crmcore.errors import ValidationError
-from crmcore.io import Mapping, import_file
+from crmcore.io import ColumnMapping, import_file
 
 MESSY = (
     "\ufeffFull name;E-mail;Phone;country;Points;Member since;notes\n"
@@ -37,8 +37,8 @@ def errors_of(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def messy_mapping() -> Mapping:
-    return Mapping.load("customers", columns=COLUMNS, region="FR", date_format="%d/%m/%Y")
+def messy_mapping() -> ColumnMapping:
+    return ColumnMapping.load("customers", columns=COLUMNS, region="FR", date_format="%d/%m/%Y")
 
 
 def test_good_rows_go_in_and_refused_rows_are_reported_by_line(crm: crmcore.CRM, tmp_path: Path) -> None:
@@ -119,7 +119,7 @@ def test_upsert_by_external_id_and_by_phone(crm: crmcore.CRM, tmp_path: Path) ->
     assert ann is not None and ann.tier == "gold"
     by_phone = import_file(crm, "customers", write(tmp_path / "c.csv", "phone,tier\n01 11 11 11 11,silver\n"
                                                    "01 22 22 22 22,silver\n"),
-                           key="phone", mapping=Mapping("customers", region="FR"))
+                           key="phone", mapping=ColumnMapping("customers", region="FR"))
     assert (by_phone.updated, by_phone.refused) == (1, 1)
     assert "shared by 2 customers" in by_phone.refusals[0].reason
 
@@ -127,7 +127,8 @@ def test_upsert_by_external_id_and_by_phone(crm: crmcore.CRM, tmp_path: Path) ->
 def test_an_email_owned_by_someone_else_is_refused_not_stolen(crm: crmcore.CRM, tmp_path: Path) -> None:
     import_file(crm, "customers", write(tmp_path / "a.csv", "id,name,email\nc1,Ann,ann@example.org\n"
                                                              "c2,Ben,ben@example.org\n"))
-    result = import_file(crm, "customers", write(tmp_path / "b.csv", "id,emails\nc1,ann@example.org|ben@example.org\n"))
+    both = "id,emails\nc1,ann@example.org|ben@example.org\n"
+    result = import_file(crm, "customers", write(tmp_path / "b.csv", both))
     assert result.refused == 1 and "belongs to another customer (c2)" in result.refusals[0].reason
     assert crm.customers.get("c1").emails == ("ann@example.org",)
 
@@ -161,7 +162,7 @@ PURCHASES = (
 
 def test_purchases_group_their_lines_and_name_customers_by_email(crm: crmcore.CRM, tmp_path: Path) -> None:
     crm.customers.add(crmcore.Customer.new("Ann", id="ann", emails=["ann@example.org"]))
-    mapping = Mapping.load("purchases", columns=["order=id", "customer e-mail=customer_email",
+    mapping = ColumnMapping.load("purchases", columns=["order=id", "customer e-mail=customer_email",
                                                  "date=ordered_at", "price=unit_price", "qty=quantity"])
     result = import_file(crm, "purchases", write(tmp_path / "p.csv", PURCHASES), mapping=mapping)
     assert (result.inserted, result.unchanged, result.refused) == (2, 1, 2)
@@ -182,7 +183,8 @@ def test_interactions_and_cases(crm: crmcore.CRM, tmp_path: Path) -> None:
     assert (result.inserted, result.refused) == (1, 1) and result.refusals[0].field == "channel"
     [call] = crm.interactions.timeline("ann")
     assert call.channel is Channel.PHONE and call.satisfaction == 5 and call.duration.total_seconds() == 90
-    cases = "id,customer_email,kind,subject,opened_at,status\nk1,ann@example.org,complaint,Slow,2024-03-01,open\n"
+    cases = ("id,customer_email,kind,subject,opened_at,status\n"
+             "k1,ann@example.org,complaint,Slow,2024-03-01,open\n")
     import_file(crm, "cases", write(tmp_path / "k.csv", cases))
     closed = import_file(crm, "cases", write(tmp_path / "k2.csv", cases.replace(",open", ",resolved")))
     assert closed.updated == 1 and crm.cases.get("k1").status is CaseStatus.RESOLVED
@@ -247,6 +249,6 @@ def test_unknown_kinds_keys_and_targets_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="key"):
         import_file(crm, "customers", source, key="name")
     with pytest.raises(ValidationError, match="not a customers field"):
-        Mapping.load("customers", columns=["name=nmae"])
+        ColumnMapping.load("customers", columns=["name=nmae"])
     with pytest.raises(ValidationError, match="cannot be read"):
         import_file(crm, "customers", tmp_path / "missing.csv")

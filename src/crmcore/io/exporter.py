@@ -22,7 +22,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from crmcore import serialization
 from crmcore.errors import ValidationError
-from crmcore.io.mapping import FIELDS, KINDS, Mapping
+from crmcore.io.mapping import FIELDS, JSON_FIELDS, KINDS, ColumnMapping
 from crmcore.io.sources import Sink, file_format
 from crmcore.model import Case, Customer, Interaction, Purchase
 from crmcore.scoring.summary import every
@@ -40,7 +40,7 @@ _EXPORTED = {"customers": FIELDS["customers"],
 
 def export_file(
     crm: CRM, kind: str, target: Path | str | IO[str], *, format: str | None = None,
-    mapping: Mapping | None = None, segment: str | None = None, rule: str | None = None,
+    mapping: ColumnMapping | None = None, segment: str | None = None, rule: str | None = None,
     customer: str | None = None,
 ) -> int:
     """Write every `kind` record (or a segment's members, a rule's matches, or one
@@ -62,7 +62,8 @@ def export_file(
             items = (uow.customers.get(i) for i in ids)
         elif customer:
             repo = getattr(uow, kind)
-            found = repo.for_customer(customer, limit=None) if kind != "cases" else repo.for_customer(customer)
+            found = repo.for_customer(customer) if kind == "cases" else \
+                repo.for_customer(customer, limit=None)
             items = sorted(found, key=lambda item: (_when(item), item.id))
         else:
             items = every(uow, kind)
@@ -83,7 +84,7 @@ def export_file(
         count = 0
         for item in items:
             for row in _rows(kind, item, columns):
-                sink.write({renamed[c]: _plain(row.get(c), chosen) for c in columns if c in renamed})
+                sink.write({renamed[c]: _plain(row.get(c), chosen, c) for c in columns if c in renamed})
             count += 1
         return count
 
@@ -92,7 +93,7 @@ def _when(item: Any) -> Any:
     return getattr(item, "occurred_at", None) or getattr(item, "ordered_at", None) or item.opened_at
 
 
-def _renames(mapping: Mapping | None, kind: str, columns: list[str]) -> dict[str, str]:
+def _renames(mapping: ColumnMapping | None, kind: str, columns: list[str]) -> dict[str, str]:
     """Field -> file column: the field's own name, or with a mapping only its columns, renamed."""
     if mapping is None:
         return {c: c for c in columns}
@@ -147,9 +148,13 @@ def _customer_row(c: Customer, columns: list[str]) -> dict[str, Any]:
     }
     if address is not None:
         row.update(country=address.country, city=address.city, postal_code=address.postal_code,
-                   street="|".join(address.lines), address_region=address.region)
-    for source, value in c.external_ids.items():
-        row[f"external_id.{source}"] = value
+                   street="|".join(address.lines), address_region=address.region, address_kind=address.kind)
+    if len(c.addresses) > 1:
+        row["other_addresses"] = serialization.unstructure(c.addresses[1:])
+    if c.consents:
+        row["consents"] = serialization.unstructure(c.consents)
+    for source, external in c.external_ids.items():
+        row[f"external_id.{source}"] = external
     by_name = {col.split(":")[0]: col for col in columns if col.startswith("attributes.")}
     for name, value in c.attributes.items():
         column = by_name[f"attributes.{name}"]
@@ -159,8 +164,10 @@ def _customer_row(c: Customer, columns: list[str]) -> dict[str, Any]:
     return row
 
 
-def _plain(value: Any, format: str) -> Any:
+def _plain(value: Any, format: str, column: str) -> Any:
     """A value as the file holds it: text and numbers; lists stay lists in JSON Lines."""
+    if column in JSON_FIELDS and value is not None and format == "csv":
+        return json.dumps(value, ensure_ascii=False)
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, datetime | date):

@@ -23,9 +23,9 @@ import attrs
 
 from crmcore.errors import CRMError, ValidationError
 from crmcore.io import records as r
-from crmcore.io.mapping import Mapping, Target
+from crmcore.io.mapping import ColumnMapping, Target
 from crmcore.io.sources import Row, Source
-from crmcore.model import Customer
+from crmcore.model import Case, Customer
 from crmcore.ports import UnitOfWork
 
 if TYPE_CHECKING:
@@ -77,7 +77,7 @@ class _Rollback(Exception):
 
 
 def import_file(
-    crm: CRM, kind: str, path: Path | str, *, mapping: Mapping | None = None, key: str | None = None,
+    crm: CRM, kind: str, path: Path | str, *, mapping: ColumnMapping | None = None, key: str | None = None,
     format: str | None = None, encoding: str | None = None, delimiter: str | None = None,
     dry_run: bool = False, all_or_nothing: bool = False, errors: Path | str | None = None,
     checkpoint: Path | str | None = None, resume: bool | None = None, batch: int = 1000,
@@ -94,7 +94,7 @@ def import_file(
     from it (True) or start over (False).
     """
     path = Path(path)
-    mapping = mapping or Mapping(kind)
+    mapping = mapping or ColumnMapping(kind)
     if mapping.kind != kind:
         raise ValidationError("mapping", mapping.kind, f"is a mapping for {mapping.kind}, not {kind}")
     if batch < 1:
@@ -162,7 +162,7 @@ def _chunks(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
 
 
 class _Importer:
-    def __init__(self, crm: CRM, mapping: Mapping, key: str | None, result: ImportResult,
+    def __init__(self, crm: CRM, mapping: ColumnMapping, key: str | None, result: ImportResult,
                  sink: _Errors) -> None:
         self.crm = crm
         self.mapping = mapping
@@ -280,10 +280,11 @@ class _Importer:
                 return "unchanged"
             raise r.Refused("id", record.id, f"a different {parsed.kind[:-1]} with this id is stored "
                                              "(purchases and interactions are append-only)")
-        changed = attrs.evolve(record, version=stored.version)
-        if changed == stored:
+        assert isinstance(record, Case)  # the file wins for the fields it gives; the rest stays
+        case = attrs.evolve(stored, **{k: getattr(record, k) for k in parsed.fields if k != "id"})
+        if case == stored:
             return "unchanged"
-        uow.cases.update(changed)
+        uow.cases.update(case)
         return "updated"
 
     @staticmethod

@@ -40,8 +40,8 @@ LIST_SEPARATOR = "|"
 _REFERENCES = ("customer_id", "customer_email", "customer_phone")
 FIELDS: dict[str, tuple[str, ...]] = {
     "customers": ("id", "name", "kind", "emails", "phones", "country", "city", "postal_code", "street",
-                  "address_region", "birth_date", "language", "lifecycle", "tier", "tags", "service_point",
-                  "created_at"),
+                  "address_region", "address_kind", "birth_date", "language", "lifecycle", "tier", "tags",
+                  "service_point", "created_at", "other_addresses", "consents"),
     "purchases": ("id", *_REFERENCES, "ordered_at", "product", "unit_price", "currency", "quantity",
                   "category", "channel", "service_point"),
     "interactions": ("id", *_REFERENCES, "channel", "direction", "occurred_at", "service_point", "agent",
@@ -63,7 +63,10 @@ _FIELD_TYPES = {
     "opened_at": "datetime", "sla_due": "datetime", "resolved_at": "datetime", "quantity": "int",
     "unit_price": "decimal", "duration": "float", "satisfaction": "int", "nps": "int",
     "priority": "int", "contacts": "int", "emails": "list", "phones": "list", "tags": "list",
+    "other_addresses": "records", "consents": "records",
 }
+JSON_FIELDS = frozenset(f for f, t in _FIELD_TYPES.items() if t == "records")
+"""Fields that hold a list of records: JSON text in a CSV cell, a JSON list in JSON Lines."""
 _TRUE = {"true", "yes", "y", "1", "oui", "ja", "x"}
 _FALSE = {"false", "no", "n", "0", "non", "nein", ""}
 
@@ -119,7 +122,7 @@ def _zone(name: str) -> tzinfo:
 
 
 @attrs.frozen
-class Mapping:
+class ColumnMapping:
     """How the columns of one file become the fields of one kind of record."""
 
     kind: str = attrs.field()
@@ -140,7 +143,8 @@ class Mapping:
         _zone(self.timezone)
 
     @classmethod
-    def load(cls, kind: str, path: Path | None = None, columns: Iterable[str] = (), **options: Any) -> Mapping:
+    def load(cls, kind: str, path: Path | None = None, columns: Iterable[str] = (),
+             **options: Any) -> ColumnMapping:
         """A mapping from a TOML file and/or `column=target` pairs (pairs win); options override."""
         found: dict[str, str] = {}
         settings: dict[str, Any] = {}
@@ -186,7 +190,7 @@ class Mapping:
         """The typed value of one cell (None when empty); ValidationError names the field."""
         if cell is None or (isinstance(cell, str) and not cell.strip()):
             return None
-        convert = _CONVERTERS.get(target.type, _text)
+        convert: Callable[[ColumnMapping, Any], Any] = _CONVERTERS.get(target.type, _text)
         try:
             return convert(self, cell)
         except ValidationError as exc:
@@ -224,7 +228,7 @@ class Mapping:
         return f"expected {self.date_format}" if self.date_format else "expected ISO 8601, e.g. 2024-03-31"
 
 
-def _text(_m: Mapping, cell: Any) -> str:
+def _text(_m: ColumnMapping, cell: Any) -> str:
     if isinstance(cell, bool | int | float | Decimal):
         return str(cell)
     if not isinstance(cell, str):
@@ -232,7 +236,7 @@ def _text(_m: Mapping, cell: Any) -> str:
     return cell.strip()
 
 
-def _int(_m: Mapping, cell: Any) -> int:
+def _int(_m: ColumnMapping, cell: Any) -> int:
     if isinstance(cell, bool):
         raise ValidationError("value", cell, "is not a whole number")
     if isinstance(cell, int):
@@ -246,7 +250,7 @@ def _int(_m: Mapping, cell: Any) -> int:
     return int(number)
 
 
-def _decimal(_m: Mapping, cell: Any) -> Decimal:
+def _decimal(_m: ColumnMapping, cell: Any) -> Decimal:
     if isinstance(cell, float):
         cell = repr(cell)
     text = str(cell).strip().replace("\u00a0", "").replace(" ", "")
@@ -261,11 +265,11 @@ def _decimal(_m: Mapping, cell: Any) -> Decimal:
     return number
 
 
-def _float(m: Mapping, cell: Any) -> float:
+def _float(m: ColumnMapping, cell: Any) -> float:
     return float(_decimal(m, cell))
 
 
-def _bool(_m: Mapping, cell: Any) -> bool:
+def _bool(_m: ColumnMapping, cell: Any) -> bool:
     if isinstance(cell, bool):
         return cell
     text = str(cell).strip().lower()
@@ -276,13 +280,13 @@ def _bool(_m: Mapping, cell: Any) -> bool:
     raise ValidationError("value", cell, "is not yes/no (true, false, 1, 0)")
 
 
-def _list(_m: Mapping, cell: Any) -> list[str]:
+def _list(_m: ColumnMapping, cell: Any) -> list[str]:
     if isinstance(cell, list):
         return [str(item).strip() for item in cell if str(item).strip()]
     return [part.strip() for part in str(cell).split(LIST_SEPARATOR) if part.strip()]
 
 
-def _json(_m: Mapping, cell: Any) -> Any:
+def _json(_m: ColumnMapping, cell: Any) -> Any:
     try:
         data = json.loads(cell) if isinstance(cell, str) else cell
     except json.JSONDecodeError as exc:
@@ -290,7 +294,18 @@ def _json(_m: Mapping, cell: Any) -> Any:
     return serialization.structure(data, v.AttributeValue)  # type: ignore[arg-type]
 
 
-_CONVERTERS: dict[str, Callable[[Mapping, Any], Any]] = {
+def _records(_m: ColumnMapping, cell: Any) -> list[Any]:
+    try:
+        data = json.loads(cell) if isinstance(cell, str) else cell
+    except json.JSONDecodeError as exc:
+        raise ValidationError("value", cell, f"is not JSON: {exc.msg}") from None
+    if not isinstance(data, list):
+        raise ValidationError("value", cell, "must be a JSON list")
+    return data
+
+
+_CONVERTERS: dict[str, Callable[[ColumnMapping, Any], Any]] = {
     "text": _text, "int": _int, "float": _float, "decimal": _decimal, "bool": _bool,
-    "date": Mapping.day, "datetime": Mapping.instant, "list": _list, "json": _json,
+    "date": ColumnMapping.day, "datetime": ColumnMapping.instant, "list": _list, "json": _json,
+    "records": _records,
 }

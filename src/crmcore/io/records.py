@@ -19,14 +19,13 @@ import attrs
 from crmcore import serialization
 from crmcore import values as v
 from crmcore.errors import NotFound, ValidationError
-from crmcore.io.mapping import Mapping as ColumnMapping
-from crmcore.io.mapping import Target
+from crmcore.io.mapping import ColumnMapping, Target
 from crmcore.io.sources import Row
-from crmcore.model import Case, Customer, Interaction, OrderLine, PostalAddress, Purchase
+from crmcore.model import Case, Consent, Customer, Interaction, OrderLine, PostalAddress, Purchase
 from crmcore.ports import UnitOfWork
 
 _ADDRESS = {"country": "country", "city": "city", "postal_code": "postal_code", "street": "lines",
-            "address_region": "region"}
+            "address_region": "region", "address_kind": "kind"}
 _LINE = ("product", "unit_price", "currency", "quantity", "category")
 
 
@@ -157,14 +156,27 @@ def customer_key(parsed: Parsed, key: str) -> tuple[str, str] | None:
     return (key, parsed.external_ids[source]) if source in parsed.external_ids else None
 
 
+def _structured(f: dict[str, Any], field: str, cls: type[Any]) -> tuple[Any, ...] | None:
+    if field not in f:
+        return None
+    try:
+        return serialization.structure(f.pop(field), tuple[cls, ...])  # type: ignore[valid-type]
+    except ValidationError as exc:
+        raise Refused(field, exc.value, exc.reason) from None
+
+
 def new_customer(parsed: Parsed, *, region: str | None, now: Any) -> Customer:
     f = dict(parsed.fields)
     address = _address(f, None)
+    others = _structured(f, "other_addresses", PostalAddress) or ()
+    f["consents"] = _structured(f, "consents", Consent) or ()
     created = f.pop("created_at", now)
+    if others and address is None:
+        raise Refused("other_addresses", None, "come after a first address (country, city, ...)")
     try:
         return Customer.new(
             f.pop("name", None) or _missing("name"), id=f.pop("id", None), emails=f.pop("emails", ()),
-            phones=f.pop("phones", ()), region=region, addresses=(address,) if address else (),
+            phones=f.pop("phones", ()), region=region, addresses=(address, *others) if address else (),
             tags=frozenset(f.pop("tags", ())), attributes=parsed.attributes,
             external_ids=parsed.external_ids, created_at=created, updated_at=now, **f,
         )
@@ -181,9 +193,14 @@ def merge(stored: Customer, parsed: Parsed, *, region: str | None, now: Any) -> 
         phones = [*stored.phones, *(v.phone(p, "phones", region or stored.country)
                                     for p in f.pop("phones", ()))]
         address = _address(f, stored.addresses[0] if stored.addresses else None)
-        addresses = (address, *stored.addresses[1:]) if address else stored.addresses
+        others = _structured(f, "other_addresses", PostalAddress)
+        addresses = (address or (stored.addresses[0] if stored.addresses else None),
+                     *(stored.addresses[1:] if others is None else others))
+        answers = {(c.purpose, c.channel): c for c in stored.consents}
+        answers.update({(c.purpose, c.channel): c for c in _structured(f, "consents", Consent) or ()})
         changed = attrs.evolve(
-            stored, emails=_unique(emails), phones=_unique(phones), addresses=addresses,
+            stored, emails=_unique(emails), phones=_unique(phones),
+            addresses=tuple(a for a in addresses if a is not None), consents=tuple(answers.values()),
             tags=stored.tags | frozenset(f.pop("tags", ())),
             attributes={**stored.attributes, **parsed.attributes},
             external_ids={**stored.external_ids, **parsed.external_ids}, **f,

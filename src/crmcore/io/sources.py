@@ -93,7 +93,8 @@ class Source:
         sample = raw.read(SAMPLE)
         raw.seek(0)
         # a UTF-8 byte-order mark says what the file is, whatever was guessed or given
-        self.encoding = "utf-8-sig" if sample.startswith(codecs.BOM_UTF8) else encoding or detect_encoding(sample)
+        bom = sample.startswith(codecs.BOM_UTF8)
+        self.encoding = "utf-8-sig" if bom else encoding or detect_encoding(sample)
         try:
             codecs.lookup(self.encoding)
         except LookupError:
@@ -190,7 +191,8 @@ class Sink:
         self.format = format
         self.columns = list(columns)
         self._target = target
-        self._csv = csv.writer(target, lineterminator="\n") if format == "csv" else None
+        # RFC 4180 line ends: a cell holding a bare \r is then quoted too
+        self._csv = csv.writer(target, lineterminator="\r\n") if format == "csv" else None
         if self._csv is not None:
             self._csv.writerow(self.columns)
 

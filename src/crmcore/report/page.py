@@ -60,7 +60,8 @@ def vega_bundle() -> str:
         import vl_convert
     except ImportError:
         raise MissingExtra("the HTML report", "report") from None
-    bundle = str(vl_convert.javascript_bundle())
+    # no snippet: the bare libraries as globals (the type stub wrongly requires a snippet)
+    bundle: str = vl_convert.javascript_bundle(None)  # type: ignore[arg-type]
     return re.sub(r"</(script)", r"<\\/\1", bundle, flags=re.IGNORECASE)
 
 
@@ -91,7 +92,8 @@ def render(title: str, figures: Figures, charts: dict[str, dict[str, Any] | Miss
             specs[f"chart-{name}"] = chart
             parts.append(f'<div class="chart" id="chart-{name}" data-chart="{e(name)}"></div>')
         if name == "churn" and not isinstance(figures.churn_risk, Missing) and figures.churn_risk:
-            parts.append(_table(figures.churn_risk, ("customer", "customer_id", "p_alive", "value", "since_last"),
+            parts.append(_table(figures.churn_risk,
+                                ("customer", "customer_id", "p_alive", "value", "since_last"),
                                 ("customer", "id", "P(alive)", "value at risk", "weeks since last purchase")))
         if name == "pipeline" and not isinstance(figures.pipeline, Missing):
             parts.append(_table(figures.pipeline, ("stage", "opportunities", "amounts"),
@@ -102,12 +104,16 @@ def render(title: str, figures: Figures, charts: dict[str, dict[str, Any] | Miss
     return "\n".join(parts)
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def _table(rows: list[dict[str, Any]], keys: tuple[str, ...], headings: tuple[str, ...]) -> str:
     e = html.escape
     head = "".join(f"<th>{e(h)}</th>" for h in headings)
     body = "".join(
         "<tr>" + "".join(
-            f'<td class="n">{row[k]:,}</td>' if isinstance(row[k], int | float) and not isinstance(row[k], bool)
-            else f"<td>{e(str(row[k]))}</td>" for k in keys) + "</tr>"
+            f'<td class="n">{row[k]:,}</td>' if _is_number(row[k]) else f"<td>{e(str(row[k]))}</td>"
+            for k in keys) + "</tr>"
         for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
