@@ -43,11 +43,16 @@ class State:
     debug = False
 
 
-app = typer.Typer(
-    name="crmcore", help="One customer record for every service point and channel.",
-    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+def _new_app() -> typer.Typer:
+    return typer.Typer(
+        name="crmcore", help="One customer record for every service point and channel.",
+        no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+
+
+app = _new_app()
+"""crmcore's own commands; `build()` adds the plugins' to a copy, fresh on every run."""
 
 
 def _version(value: bool) -> None:
@@ -73,18 +78,21 @@ def build() -> Any:
     from crmcore import commands
 
     commands.register(app)
+    whole = _new_app()
+    whole.registered_callback = app.registered_callback
+    whole.registered_commands = list(app.registered_commands)
+    whole.registered_groups = list(app.registered_groups)
+    taken = {c.name or (c.callback.__name__ if c.callback else "") for c in app.registered_commands}
+    taken |= {g.name or "" for g in app.registered_groups}
     for contributed in _plugin_commands():
         name = contributed.info.name if isinstance(contributed, typer.Typer) else None
         if not isinstance(name, str) or not name:
             raise PluginError(f"crmcore_register_commands returned {contributed!r}, not a named typer.Typer")
-        groups = {g.name: g.typer_instance for g in app.registered_groups}
-        if groups.get(name) is contributed:
-            continue  # added by an earlier call in this process
-        taken = {c.name or (c.callback.__name__ if c.callback else "") for c in app.registered_commands}
-        if name in taken or name in groups:
+        if name in taken:
             raise PluginError(f"a plugin's command {name!r} clashes with an existing command")
-        app.add_typer(contributed, name=name)
-    return typer.main.get_command(app)
+        taken.add(name)
+        whole.add_typer(contributed, name=name)
+    return typer.main.get_command(whole)
 
 
 def _plugin_commands() -> list[Any]:

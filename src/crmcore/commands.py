@@ -159,20 +159,27 @@ def import_command(
 
 @contextmanager
 def _progress(quiet: bool, title: str) -> Iterator[Any]:
-    """A rich progress bar (bytes, rate, time left) fed by the importer's callback."""
+    """A rich progress bar (bytes, rate, time left) fed by the importer's callback; it appears
+    with the first batch, so an import refused before it starts prints only its error."""
     if quiet:
         yield None
         return
     columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
                TextColumn("{task.fields[records]:,} records"), TransferSpeedColumn(),
                TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn())
-    with Progress(*columns, console=err, transient=False) as bar:
-        task = bar.add_task(title, total=None, records=0)
+    bar = Progress(*columns, console=err)
+    task = bar.add_task(title, total=None, records=0)
 
-        def advance(done: int, size: int, records: int) -> None:
-            bar.update(task, completed=done, total=size, records=records)
+    def advance(done: int, size: int, records: int) -> None:
+        if not bar.live.is_started:
+            bar.start()
+        bar.update(task, completed=done, total=size, records=records)
 
+    try:
         yield advance
+    finally:
+        if bar.live.is_started:
+            bar.stop()
 
 
 def export_command(

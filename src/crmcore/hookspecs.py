@@ -97,9 +97,9 @@ def crmcore_register_commands() -> list[Any]:
     """Subcommands this plugin adds to the `crmcore` command line.
 
     Called once when the command line starts. Return a list of `typer.Typer` apps,
-    each created with a `name`; each becomes `crmcore NAME ...` (a Typer with one
-    command and no callback runs as that command). A name that clashes with an
-    existing command is refused with a clear error.
+    each created with a `name`; each becomes a group of subcommands, `crmcore NAME
+    COMMAND ...`. A name that clashes with an existing command is refused with a
+    clear error.
     """
     raise NotImplementedError
 
