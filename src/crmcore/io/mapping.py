@@ -188,7 +188,13 @@ class ColumnMapping:
 
     def value(self, target: Target, cell: Any) -> Any:
         """The typed value of one cell (None when empty); ValidationError names the field."""
-        if cell is None or (isinstance(cell, str) and not cell.strip()):
+        if cell.__class__ is str:
+            cell = cell.strip()
+            if not cell:
+                return None
+            if target.type == "text":  # the common case, without a call
+                return cell
+        elif cell is None:
             return None
         convert: Callable[[ColumnMapping, Any], Any] = _CONVERTERS.get(target.type, _text)
         try:

@@ -12,21 +12,26 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, cast
 
 import attrs
 
 from crmcore import serialization
 from crmcore import values as v
 from crmcore.errors import NotFound, ValidationError
-from crmcore.io.mapping import ColumnMapping, Target
+from crmcore.io.mapping import FIELDS, ColumnMapping, Target
 from crmcore.io.sources import Row
 from crmcore.model import Case, Consent, Customer, Interaction, OrderLine, PostalAddress, Purchase
 from crmcore.ports import UnitOfWork
+from crmcore.ports.storage import SqlUnitOfWork, sql_dialect
+from crmcore.segments.sql import DIALECTS
 
 _ADDRESS = {"country": "country", "city": "city", "postal_code": "postal_code", "street": "lines",
             "address_region": "region", "address_kind": "kind"}
 _LINE = ("product", "unit_price", "currency", "quantity", "category")
+_PLAIN = frozenset(f for fields in FIELDS.values() for f in fields) - {
+    "emails", "phones", "tags", "customer_id", "customer_email", "customer_phone"}
+"""Fields whose value is stored as it is (no list to extend, no reference to resolve)."""
 
 
 @attrs.frozen
@@ -71,14 +76,17 @@ def parse(mapping: ColumnMapping, planned: Mapping[str, Target], row: Row) -> Pa
     attributes: dict[str, v.AttributeValue] = {}
     external: dict[str, str] = {}
     customer: tuple[str, str] | None = None
+    cells = row.cells
     for column, target in planned.items():
         try:
-            value = mapping.value(target, row.cells.get(column))
+            value = mapping.value(target, cells.get(column))
         except ValidationError as exc:
             raise Refused.of(exc) from None
         if value is None:
             continue
-        if target.field == "attributes":
+        if target.field in _PLAIN:
+            fields[target.field] = value
+        elif target.field == "attributes":
             if isinstance(value, str) and "\x00" in value:
                 raise Refused(target.spelled, value, "must not contain NUL characters")
             attributes[target.name] = value
@@ -279,11 +287,25 @@ def _order_line(line: dict[str, Any]) -> OrderLine:
 def resolve(uow: UnitOfWork, parsed: Parsed, *, region: str | None) -> str:
     """The id of the customer a purchase, interaction or case names; `Refused` if nobody."""
     assert parsed.customer is not None
-    found = find_customer(uow, parsed.customer, region=region)
+    how, value = parsed.customer
+    if how == "id":
+        if customer_exists(uow, value):
+            return value
+        found = None
+    else:
+        found = find_customer(uow, parsed.customer, region=region)
     if found is None:
-        how, value = parsed.customer
         raise Refused(f"customer_{how}", value, f"no customer with {how} {value!r}")
     return found.id
+
+
+def customer_exists(uow: UnitOfWork, customer_id: str) -> bool:
+    """Whether a customer id is stored, without loading the record where the storage speaks SQL."""
+    dialect = DIALECTS.get(sql_dialect(uow) or "")
+    if dialect is None:
+        return uow.customers.find(customer_id) is not None
+    sql = f"SELECT 1 FROM customers WHERE id = {dialect.placeholder}"  # noqa: S608 (the id is bound)
+    return bool(cast(SqlUnitOfWork, uow).select(sql, (customer_id,)))
 
 
 def stored_record(uow: UnitOfWork, kind: str, record_id: str) -> Any:

@@ -11,7 +11,9 @@ from __future__ import annotations
 import functools
 import html
 import json
+import os
 import re
+from pathlib import Path
 from typing import Any
 
 from crmcore.errors import MissingExtra
@@ -55,14 +57,31 @@ Promise.all(pending).then(() => { document.body.dataset.charts = "done"; });
 
 @functools.cache
 def vega_bundle() -> str:
-    """Vega, Vega-Lite and vega-embed in one script (shipped inside the vl-convert-python wheel)."""
+    """Vega, Vega-Lite and vega-embed in one script (shipped inside the vl-convert-python wheel).
+
+    Bundling takes seconds, so the result is kept in the user's cache folder, per version.
+    """
     try:
         import vl_convert
     except ImportError:
         raise MissingExtra("the HTML report", "report") from None
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "crmcore"
+    kept = cache / f"vega-bundle-{getattr(vl_convert, '__version__', 'unknown')}.js"
+    try:
+        return kept.read_text(encoding="utf-8")
+    except OSError:
+        pass
     # no snippet: the bare libraries as globals (the type stub wrongly requires a snippet)
     bundle: str = vl_convert.javascript_bundle(None)  # type: ignore[arg-type]
-    return re.sub(r"</(script)", r"<\\/\1", bundle, flags=re.IGNORECASE)
+    bundle = re.sub(r"</(script)", r"<\\/\1", bundle, flags=re.IGNORECASE)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        partial = kept.with_name(f"{kept.name}.{os.getpid()}.partial")
+        partial.write_text(bundle, encoding="utf-8")
+        partial.replace(kept)
+    except OSError:  # a read-only home: bundle again next time
+        pass
+    return bundle
 
 
 def script_json(data: Any) -> str:
