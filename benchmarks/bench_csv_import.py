@@ -94,7 +94,8 @@ def main() -> None:
     header = ("customers", "purchases", "bulk rec/s", "import rec/s", "ratio", "ratio (wall)",
               "import peak RSS", "bulk peak RSS", "CSV size")
     print("  ".join(f"{h:>15}" for h in header))
-    for customers, purchases in ((args.customers // 4, args.purchases // 4), (args.customers, args.purchases)):
+    sizes = ((args.customers // 4, args.purchases // 4), (args.customers, args.purchases))
+    for customers, purchases in sizes:
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
             bulk = child("bulk", folder, customers, purchases, args.seed)
