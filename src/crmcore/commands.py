@@ -193,6 +193,8 @@ def export_command(
     rule: Annotated[str | None, typer.Option(help="Only the customers this rule matches.")] = None,
     customer: Annotated[str | None, typer.Option(
         help="Only this customer's records (interactions: the timeline).")] = None,
+    campaign: Annotated[str | None, typer.Option(
+        help="With KIND campaign_members: this campaign's results.")] = None,
 ) -> None:
     """Export records to CSV or JSON Lines, in the columns `crmcore import` reads back."""
     from crmcore.io import ColumnMapping, export_file
@@ -200,7 +202,7 @@ def export_command(
     mapping = ColumnMapping.load(kind, map, column or ()) if (map or column) else None
     with opened(url) as crm:
         count = export_file(crm, kind, file, format=format, mapping=mapping, segment=segment, rule=rule,
-                            customer=customer)
+                            customer=customer, campaign=campaign)
     if file != "-":
         err.print(f"{count:,} {kind} written to {file}", markup=False)
 

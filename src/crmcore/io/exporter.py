@@ -24,7 +24,7 @@ from crmcore import serialization
 from crmcore.errors import ValidationError
 from crmcore.io.mapping import FIELDS, JSON_FIELDS, KINDS, ColumnMapping
 from crmcore.io.sources import Sink, file_format
-from crmcore.model import Case, Customer, Interaction, Purchase
+from crmcore.model import CampaignMember, Case, Customer, Interaction, Purchase
 from crmcore.scoring.summary import every
 from crmcore.values import AttributeValue
 
@@ -35,21 +35,28 @@ _TYPE_NAMES = ((bool, "bool"), (int, "int"), (float, "float"), (Decimal, "decima
                (datetime, "datetime"), (date, "date"), (str, "text"))
 _EXPORTED = {"customers": FIELDS["customers"],
              **{k: tuple(f for f in FIELDS[k] if f not in ("customer_email", "customer_phone"))
-                for k in KINDS if k != "customers"}}
+                for k in KINDS if k != "customers"},
+             "campaign_members": ("campaign_id", "customer_id", "group", "status", "at")}
+EXPORT_KINDS = (*KINDS, "campaign_members")
+"""What can be exported: the importable kinds, and a campaign's results (export only)."""
 
 
 def export_file(
     crm: CRM, kind: str, target: Path | str | IO[str], *, format: str | None = None,
     mapping: ColumnMapping | None = None, segment: str | None = None, rule: str | None = None,
-    customer: str | None = None,
+    customer: str | None = None, campaign: str | None = None,
 ) -> int:
     """Write every `kind` record (or a segment's members, a rule's matches, or one
     customer's records: their timeline) to a file; returns how many records were written.
 
-    `target` is a path or an open text file ("-" is standard output).
+    `kind="campaign_members"` with `campaign=` writes a campaign's results: each member's
+    group (target or control), status and when it was last set. `target` is a path or an
+    open text file ("-" is standard output).
     """
-    if kind not in KINDS:
-        raise ValidationError("kind", kind, f"must be one of {', '.join(KINDS)}")
+    if kind not in EXPORT_KINDS:
+        raise ValidationError("kind", kind, f"must be one of {', '.join(EXPORT_KINDS)}")
+    if (kind == "campaign_members") != (campaign is not None):
+        raise ValidationError("campaign", campaign, "names the campaign whose members are exported")
     if (segment or rule) and kind != "customers":
         raise ValidationError("segment", segment or rule, "selects customers; export customers with it")
     if customer and kind == "customers":
@@ -57,7 +64,10 @@ def export_file(
     chosen = file_format(Path(target) if isinstance(target, str | Path) else Path("out"), format)
     with ExitStack() as stack, crm.reading() as uow:
         items: Iterable[Any]
-        if kind == "customers" and (segment or rule):
+        if campaign is not None:
+            uow.campaigns.get(campaign)
+            items = sorted(uow.campaign_members.of(campaign), key=lambda m: m.customer_id)
+        elif kind == "customers" and (segment or rule):
             ids = sorted(crm.segments.members(segment) if segment else crm.customers.ids_matching(rule))
             items = (uow.customers.get(i) for i in ids)
         elif customer:
@@ -132,6 +142,8 @@ def _rows(kind: str, item: Any, columns: list[str]) -> Iterator[dict[str, Any]]:
         for line in item.lines:
             yield {**base, "product": line.product, "unit_price": line.unit_price.amount,
                    "currency": line.unit_price.currency, "quantity": line.quantity, "category": line.category}
+    elif isinstance(item, CampaignMember):
+        yield {f: getattr(item, f) for f in _EXPORTED[kind]}
     elif isinstance(item, Interaction | Case):
         row = {f: getattr(item, f, None) for f in _EXPORTED[kind]}
         if isinstance(item, Interaction) and item.duration is not None:
