@@ -30,8 +30,8 @@ def test_records_become_rows(crm: crmcore.CRM) -> None:
     frame = to_pandas(scores)
     assert list(frame.columns) == [f.name for f in attrs.fields(type(scores[0]))]
     assert len(frame) == len(scores)
-    assert frame.groupby("segment").size().to_dict() == pandas.Series([s.segment for s in scores]).value_counts()\
-        .to_dict()
+    expected = pandas.Series([s.segment for s in scores]).value_counts().to_dict()
+    assert frame.groupby("segment").size().to_dict() == expected
     assert frame["monetary"].sum() == pytest.approx(sum(s.monetary for s in scores))
     fast = to_polars(scores)
     assert fast.shape == frame.shape and fast["customer_id"].to_list() == [s.customer_id for s in scores]
