@@ -183,7 +183,8 @@ def _progress(quiet: bool, title: str) -> Iterator[Any]:
 
 
 def export_command(
-    kind: Kind,
+    kind: Annotated[str, typer.Argument(
+        metavar="KIND", help="customers, purchases, interactions, cases or campaign_members")],
     file: Annotated[str, typer.Argument(help="A .csv or .jsonl file, or - for standard output.")],
     url: Url,
     format: Annotated[str | None, typer.Option(help="csv or jsonl (default: from the file name).")] = None,

@@ -252,3 +252,14 @@ def test_unknown_kinds_keys_and_targets_are_refused(tmp_path: Path) -> None:
         ColumnMapping.load("customers", columns=["name=nmae"])
     with pytest.raises(ValidationError, match="cannot be read"):
         import_file(crm, "customers", tmp_path / "missing.csv")
+
+
+def test_files_that_cannot_be_written_are_validation_errors(tmp_path: Path) -> None:
+    from crmcore.io import export_file
+
+    crm = crmcore.open("memory://")
+    source = write(tmp_path / "c.csv", "name,email\nAnn,not-an-address\n")
+    with pytest.raises(ValidationError, match="cannot be written"):
+        import_file(crm, "customers", source, errors=tmp_path / "no" / "such" / "errors.csv")
+    with pytest.raises(ValidationError, match="cannot be written"):
+        export_file(crm, "customers", tmp_path / "no" / "such" / "out.csv")

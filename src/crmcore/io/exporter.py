@@ -87,7 +87,11 @@ def export_file(
             if str(target) == "-":
                 file: IO[str] = sys.stdout
             else:
-                file = stack.enter_context(Path(target).open("w", encoding="utf-8", newline=""))
+                try:
+                    file = stack.enter_context(Path(target).open("w", encoding="utf-8", newline=""))
+                except OSError as exc:
+                    reason = f"cannot be written: {exc.strerror}"
+                    raise ValidationError("target", str(target), reason) from None
         else:
             file = target
         sink = Sink(file, chosen, [renamed[c] for c in columns if c in renamed])

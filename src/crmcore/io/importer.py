@@ -109,7 +109,8 @@ def import_file(
         if saved is not None:
             if resume is None:
                 raise ValidationError("resume", None, f"an interrupted import of {path} stopped after line "
-                                                      f"{saved['line']}: resume it, or start over")
+                                      f"{saved['line']}: go on from there with resume=True (--resume), "
+                                      "or start over with resume=False (--restart)")
             if resume:
                 after = int(saved["line"])
                 for outcome in (*OUTCOMES, "refused"):
@@ -320,7 +321,11 @@ class _Errors:
             return
         if self._file is None:
             exists = self.append and self.path.exists()
-            self._file = self.path.open("a" if exists else "w", encoding="utf-8", newline="")
+            try:
+                self._file = self.path.open("a" if exists else "w", encoding="utf-8", newline="")
+            except OSError as exc:
+                reason = f"cannot be written: {exc.strerror}"
+                raise ValidationError("errors", str(self.path), reason) from None
             self._writer = csv.writer(self._file, lineterminator="\n")
             if not exists:
                 self._writer.writerow(("line", "field", "value", "reason"))
@@ -360,8 +365,12 @@ class Checkpoint:
         data = {"source": self._identity(), "line": line,
                 **{name: getattr(result, name) for name in (*OUTCOMES, "refused")}}
         temporary = self.path.with_name(self.path.name + ".tmp")
-        temporary.write_text(json.dumps(data), encoding="utf-8")
-        os.replace(temporary, self.path)
+        try:
+            temporary.write_text(json.dumps(data), encoding="utf-8")
+            os.replace(temporary, self.path)
+        except OSError as exc:
+            reason = f"cannot be written: {exc.strerror}"
+            raise ValidationError("checkpoint", str(self.path), reason) from None
 
     def clear(self) -> None:
         self.path.unlink(missing_ok=True)
