@@ -102,3 +102,19 @@ def test_script_json_cannot_close_its_element() -> None:
     text = script_json({"name": "</script><!-- & \u2028"})
     assert "<" not in text and ">" not in text and "&" not in text
     assert json.loads(text) == {"name": "</script><!-- & \u2028"}
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite", "postgresql"])
+def test_customer_counts_agree_on_every_backend(backend: str, tmp_path: Path) -> None:
+    from collections import Counter
+
+    from crmcore.report.figures import customer_counts
+    from tests.analytics.conftest import open_backend
+
+    base = SyntheticBase(size=80, seed=4)
+    expected = Counter((f"{c.created_at:%Y-%m}", str(c.lifecycle), c.tier) for c in base.customers())
+    for crm in open_backend(backend, tmp_path, clock=lambda: base.as_of):
+        base.load(crm)
+        with crm.reading() as uow:
+            found = {(m, lc, t): n for m, lc, t, n in customer_counts(uow)}
+        assert found == dict(expected)

@@ -13,12 +13,14 @@ import math
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import attrs
 
 from crmcore.errors import CRMError
 from crmcore.model import Stage
+from crmcore.ports import UnitOfWork
+from crmcore.ports.storage import SqlUnitOfWork, sql_dialect
 from crmcore.scoring.summary import every
 
 if TYPE_CHECKING:
@@ -65,10 +67,10 @@ def gather(crm: CRM, as_of: datetime | None = None) -> Figures:
     tiers: collections.Counter[tuple[str, str]] = collections.Counter()
     count = 0
     with crm.reading() as uow:
-        for c in every(uow, "customers"):
-            count += 1
-            by_month[f"{c.created_at:%Y-%m}", str(c.lifecycle)] += 1
-            tiers[c.tier or "(none)", str(c.lifecycle)] += 1
+        for month, stage, tier, n in customer_counts(uow):
+            count += n
+            by_month[month, stage] += n
+            tiers[tier or "(none)", stage] += n
     lifecycle = [{"month": m, "lifecycle": s, "customers": n} for (m, s), n in sorted(by_month.items())]
     tier_rows = [{"tier": t, "lifecycle": s, "customers": n} for (t, s), n in sorted(tiers.items())]
 
@@ -135,6 +137,25 @@ def gather(crm: CRM, as_of: datetime | None = None) -> Figures:
         _guard(offers), _guard(lambda: quality("channel")), _guard(lambda: quality("service_point")),
         _guard(pipeline),
     )
+
+
+_COUNTS = {
+    "sqlite": "strftime('%Y-%m', created_at / 1000000, 'unixepoch')",
+    "postgresql": "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM')",
+}
+
+
+def customer_counts(uow: UnitOfWork) -> list[tuple[str, str, str | None, int]]:
+    """(month created, lifecycle, tier, customers): counted in the database when it speaks SQL,
+    so a large base is not loaded record by record."""
+    month = _COUNTS.get(sql_dialect(uow) or "")
+    if month is not None:
+        rows = cast(SqlUnitOfWork, uow).select(
+            f"SELECT {month}, lifecycle, tier, count(*) FROM customers GROUP BY 1, 2, 3")  # noqa: S608
+        return [(str(m), str(lc), None if t is None else str(t), int(n)) for m, lc, t, n in rows]
+    counted: collections.Counter[tuple[str, str, str | None]] = collections.Counter(
+        (f"{c.created_at:%Y-%m}", str(c.lifecycle), c.tier) for c in every(uow, "customers"))
+    return [(*key, n) for key, n in counted.items()]
 
 
 def _week_label(week: int) -> str:
