@@ -115,6 +115,9 @@ def test_upsert_by_external_id_and_by_phone(crm: crmcore.CRM, tmp_path: Path) ->
     by_erp = import_file(crm, "customers", write(tmp_path / "b.csv", "external_id.erp,tier\nE-1,gold\n"),
                          key="external_id.erp")
     assert by_erp.updated == 1
+    taken = import_file(crm, "customers", write(tmp_path / "t.csv", "name,external_id.erp\nDan,E-2\n"))
+    assert taken.refused == 1 and taken.refusals[0].field == "external_id.erp"
+    assert "belongs to another customer" in taken.refusals[0].reason
     ann = crm.customers.by_external_id("erp", "E-1")
     assert ann is not None and ann.tier == "gold"
     by_phone = import_file(crm, "customers", write(tmp_path / "c.csv", "phone,tier\n01 11 11 11 11,silver\n"

@@ -43,8 +43,13 @@ def comparable(c: Customer) -> Customer:
 
 
 def bases() -> st.SearchStrategy[list[Customer]]:
-    return st.lists(s.customers().map(storable), max_size=6, unique_by=lambda c: c.id).filter(
-        lambda cs: len({e.lower() for c in cs for e in c.emails}) == sum(len(c.emails) for c in cs))
+    def distinct(cs: list[Customer]) -> bool:
+        """E-mails and external ids belong to one customer each."""
+        emails = [e.lower() for c in cs for e in c.emails]
+        externals = [item for c in cs for item in c.external_ids.items()]
+        return len(set(emails)) == len(emails) and len(set(externals)) == len(externals)
+
+    return st.lists(s.customers().map(storable), max_size=6, unique_by=lambda c: c.id).filter(distinct)
 
 
 @settings(max_examples=40)

@@ -296,6 +296,11 @@ class _Importer:
             owner = uow.customers.by_email(address)
             if owner is not None and owner.id != customer.id:
                 raise r.Refused("emails", address, f"belongs to another customer ({owner.id})")
+        for source, external in customer.external_ids.items():
+            owner = uow.customers.by_external_id(source, external)
+            if owner is not None and owner.id != customer.id:
+                raise r.Refused(f"external_id.{source}", external,
+                                f"belongs to another customer ({owner.id})")
 
 
 def _check_key(kind: str, key: str) -> None:
