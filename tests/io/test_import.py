@@ -266,3 +266,15 @@ def test_files_that_cannot_be_written_are_validation_errors(tmp_path: Path) -> N
         import_file(crm, "customers", source, errors=tmp_path / "no" / "such" / "errors.csv")
     with pytest.raises(ValidationError, match="cannot be written"):
         export_file(crm, "customers", tmp_path / "no" / "such" / "out.csv")
+
+
+def test_progress_reports_bytes_and_records_after_each_batch(tmp_path: Path) -> None:
+    crm = crmcore.open("memory://")
+    rows = "".join(f"P{i},p{i}@example.org\n" for i in range(25))
+    source = write(tmp_path / "c.csv", "name,email\n" + rows)
+    seen: list[tuple[int, int, int]] = []
+    import_file(crm, "customers", source, batch=10, progress=lambda *figures: seen.append(figures))
+    assert [records for _, _, records in seen] == [10, 20, 25]
+    assert all(size == source.stat().st_size for _, size, _ in seen)
+    done = [read for read, _, _ in seen]
+    assert done == sorted(done) and done[-1] == source.stat().st_size
