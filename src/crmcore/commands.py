@@ -165,15 +165,17 @@ def _progress(quiet: bool, title: str) -> Iterator[Any]:
         yield None
         return
     columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-               TextColumn("{task.fields[records]:,} records"), TransferSpeedColumn(),
-               TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn())
+               TextColumn("{task.fields[records]:,} records, {task.fields[rate]:,.0f}/s"),
+               TransferSpeedColumn(), TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn())
     bar = Progress(*columns, console=err)
-    task = bar.add_task(title, total=None, records=0)
+    task = bar.add_task(title, total=None, records=0, rate=0.0)
+    started = time.perf_counter()
 
     def advance(done: int, size: int, records: int) -> None:
         if not bar.live.is_started:
             bar.start()
-        bar.update(task, completed=done, total=size, records=records)
+        rate = records / max(time.perf_counter() - started, 1e-6)
+        bar.update(task, completed=done, total=size, records=records, rate=rate)
 
     try:
         yield advance
