@@ -7,7 +7,8 @@ from typing import Any
 from crmcore.errors import MissingExtra
 from crmcore.report.figures import Figures, Missing, Rows
 
-WIDTH = 640
+WIDTH = 540
+"""Chart width in pixels: with its legend, a chart fits the page's 760-pixel column."""
 
 
 def _altair() -> Any:
@@ -48,7 +49,7 @@ def specs(figures: Figures) -> dict[str, dict[str, Any] | Missing]:
         tooltip=["recency:O", "frequency:O", "customers:Q", "mean_spend:Q"]).properties(height=260))
     chart("clv", figures.clv_histogram, lambda c: c.mark_bar().encode(
         x=alt.X("from:Q", bin="binned", title="12-month customer lifetime value"), x2="to:Q",
-        y=alt.Y("customers:Q"), color=alt.Color("tail:N", title="above the 99th percentile"),
+        y=alt.Y("customers:Q"), color=alt.Color("tail:N", title="top 1%"),
         tooltip=["from:Q", "to:Q", "customers:Q"]).properties(height=220))
     chart("churn", figures.churn_risk, lambda c: c.mark_bar().encode(
         y=alt.Y("customer:N", sort="-x", title=None), x=alt.X("value:Q", title="value at risk"),
