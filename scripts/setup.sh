@@ -9,6 +9,7 @@ command -v baresip >/dev/null || need+=(baresip-core)
 command -v sipp >/dev/null || need+=(sip-tester)
 command -v dovecot >/dev/null || need+=(dovecot-imapd)
 command -v openssl >/dev/null || need+=(openssl)
+command -v chromium >/dev/null || need+=(chromium)   # io: the HTML report is tested in headless Chromium
 if ! command -v pg_ctlcluster >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
     need+=(postgresql)
 fi
@@ -40,7 +41,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 # pip's output goes to a log and is shown only if the install fails
 log=$(mktemp)
-if ! { .venv/bin/python -m pip install -q --upgrade pip && .venv/bin/python -m pip install -q -e '.[dev]'; } >"$log" 2>&1; then
+if ! { .venv/bin/python -m pip install -q --upgrade pip && .venv/bin/python -m pip install -q -e '.[dev,docs]'; } >"$log" 2>&1; then
     cat "$log"
     exit 1
 fi

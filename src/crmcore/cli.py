@@ -1,85 +1,138 @@
 """The `crmcore` command.
 
-Subcommands and the sections of the demo summary are registries: a later feature
-adds a subcommand with `@command(...)` and a summary section with `@section(...)`,
-without touching the code that parses arguments or prints the rest.
+Built on typer (with rich for tables and progress). Every command that works on a
+base takes `--url` (or the `CRMCORE_URL` environment variable); the commands for data
+in and out, segments, scores, the report, migrations and the event worker live in
+`crmcore.commands`, and plugins add their own through the `crmcore_register_commands`
+hook. Errors are one line on stderr and a non-zero exit (2: bad input or a refused
+request; 1: anything unexpected); `crmcore --debug ...` shows the traceback instead.
+
+The sections of the demo summary are a registry: a later feature adds one with
+`@section(...)` without touching the code that prints the rest.
 """
 
 from __future__ import annotations
 
-import argparse
 import collections
 import os
 import sys
 import time
+import traceback
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import attrs
+import typer
 
 from crmcore import values as v
 from crmcore.crm import CRM
-from crmcore.errors import CRMError, ValidationError
+from crmcore.errors import CRMError, PluginError, ValidationError
 from crmcore.model import CaseKind, CaseStatus, Channel, Customer, Interaction, Purchase, Stage
 from crmcore.synthetic import AS_OF, SyntheticBase
 
-# ---- subcommands ----
+EXIT_REFUSED = 2
+"""Bad input, or a request the library refused (a `CRMError`)."""
+EXIT_FAILED = 1
+"""Something unexpected (a bug, or the reader of the output left)."""
 
 
-@attrs.frozen
-class Command:
-    name: str
-    help: str
-    arguments: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[argparse.Namespace], int]
+class State:
+    debug = False
 
 
-COMMANDS: list[Command] = []
-
-
-def command(
-    name: str, help: str, arguments: Callable[[argparse.ArgumentParser], None]
-) -> Callable[[Callable[[argparse.Namespace], int]], Callable[[argparse.Namespace], int]]:
-    """Register a subcommand: `arguments` adds its options, the decorated function runs it."""
-
-    def register(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-        COMMANDS.append(Command(name, help, arguments, run))
-        return run
-
-    return register
-
-
-def parser() -> argparse.ArgumentParser:
-    from crmcore import __version__
-
-    top = argparse.ArgumentParser(
-        prog="crmcore", description="One customer record for every service point and channel."
+def _new_app() -> typer.Typer:
+    return typer.Typer(
+        name="crmcore", help="One customer record for every service point and channel.",
+        no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
     )
-    top.add_argument("--version", action="version", version=f"crmcore {__version__}")
-    subcommands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for entry in COMMANDS:
-        sub = subcommands.add_parser(entry.name, help=entry.help, description=entry.help)
-        entry.arguments(sub)
-        sub.set_defaults(run=entry.run)
-    return top
+
+
+app = _new_app()
+"""crmcore's own commands; `build()` adds the plugins' to a copy, fresh on every run."""
+
+
+def _version(value: bool) -> None:
+    if value:
+        from crmcore import __version__
+
+        typer.echo(f"crmcore {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _top(
+    debug: Annotated[bool, typer.Option("--debug", envvar="CRMCORE_DEBUG",
+                                        help="Show the traceback of an error.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    State.debug = debug
+
+
+def build() -> Any:
+    """The command: crmcore's own subcommands, then every plugin's."""
+    from crmcore import commands
+
+    commands.register(app)
+    whole = _new_app()
+    whole.registered_callback = app.registered_callback
+    whole.registered_commands = list(app.registered_commands)
+    whole.registered_groups = list(app.registered_groups)
+    taken = {c.name or (c.callback.__name__ if c.callback else "") for c in app.registered_commands}
+    taken |= {g.name or "" for g in app.registered_groups}
+    for contributed in _plugin_commands():
+        name = contributed.info.name if isinstance(contributed, typer.Typer) else None
+        if not isinstance(name, str) or not name:
+            raise PluginError(f"crmcore_register_commands returned {contributed!r}, not a named typer.Typer")
+        if name in taken:
+            raise PluginError(f"a plugin's command {name!r} clashes with an existing command")
+        taken.add(name)
+        whole.add_typer(contributed, name=name)
+    return typer.main.get_command(whole)
+
+
+def _plugin_commands() -> list[Any]:
+    from crmcore.plugins import get_plugin_manager
+
+    return [item for found in get_plugin_manager().hook.crmcore_register_commands() for item in found]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    """Run the command line; returns the exit code (the console script exits with it)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    State.debug = "--debug" in args or os.environ.get("CRMCORE_DEBUG", "") not in ("", "0", "false")
     try:
-        code = int(args.run(args))
+        code = build().main(args=args, prog_name="crmcore", standalone_mode=False)
         sys.stdout.flush()  # here, so a closed pipe is handled below and not at exit
-        return code
+        return int(code or 0)
+    except (typer.Abort, KeyboardInterrupt):
+        _fail("interrupted")
+        return 130
+    except typer.TyperException as exc:  # bad usage: an unknown option, a missing --url, a bad value
+        _fail(getattr(exc, "format_message", exc.__str__)())
+        return EXIT_REFUSED
     except CRMError as exc:
-        print(f"crmcore: error: {exc}", file=sys.stderr)
-        return 2
+        if State.debug:
+            traceback.print_exc()
+        _fail(str(exc))
+        return EXIT_REFUSED
     except BrokenPipeError:
         # the reader left early (`crmcore demo | head`): stop quietly, as the Python docs advise
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
+        return EXIT_FAILED
+    except Exception as exc:
+        if State.debug:
+            traceback.print_exc()
+        _fail(f"unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)")
+        return EXIT_FAILED
+
+
+def _fail(message: str) -> None:
+    print(f"crmcore: error: {message}", file=sys.stderr)
 
 
 # ---- the demo summary ----
@@ -353,41 +406,50 @@ def _sample(demo: Demo) -> Iterable[str]:
 # ---- crmcore demo ----
 
 
-def _demo_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--db", default="crmcore-demo.db", type=Path,
-                   help="SQLite file to build (overwritten; default: %(default)s)")
-    p.add_argument("--customers", type=int, default=1_000, help="how many customers (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="random seed: the same seed builds the same base")
-    p.add_argument("--as-of", default=AS_OF.isoformat(), type=instant,
-                   help="end of history, ISO 8601 with offset (default: %(default)s)")
-
-
 def instant(text: str) -> datetime:
     """An aware instant from ISO 8601 text; a time without an offset is refused, not guessed."""
-    return v.utc(v.as_utc(text), "--as-of")
+    try:
+        return v.utc(v.as_utc(text), "--as-of")
+    except (ValidationError, ValueError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="--as-of") from None
 
 
-@command("demo", "Build a synthetic customer base in a SQLite file and summarise it.", _demo_arguments)
-def demo(args: argparse.Namespace) -> int:
+@app.command()
+def demo(
+    db: Annotated[Path, typer.Option(help="SQLite file to build (overwritten).")] = Path("crmcore-demo.db"),
+    customers: Annotated[int, typer.Option(help="How many customers.")] = 1_000,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed builds the same base.")] = 0,
+    as_of: Annotated[datetime, typer.Option(
+        "--as-of", parser=instant, metavar="ISO-8601",
+        help=f"End of history, with its UTC offset (default: {AS_OF.isoformat()}).")] = AS_OF,
+    url: Annotated[str | None, typer.Option(
+        help="Load into this empty base instead of --db (CRMCORE_URL is not read here, "
+             "so the demo never writes into your real base by accident).")] = None,
+) -> None:
+    """Build a synthetic customer base in a SQLite file and summarise it."""
     import crmcore
 
-    base = SyntheticBase(size=args.customers, seed=args.seed, as_of=args.as_of)
-    path: Path = args.db
-    _replace(path)
+    base = SyntheticBase(size=customers, seed=seed, as_of=as_of)
+    if url is None:
+        _replace(db)
+        url, where = f"sqlite:///{db.resolve()}", str(db)
+    else:
+        where = url
     started = time.perf_counter()
     tally = Tally()
-    with crmcore.open(f"sqlite:///{path.resolve()}", clock=lambda: base.as_of) as crm:
+    with crmcore.open(url, clock=lambda: base.as_of) as crm:
+        if url != f"sqlite:///{db.resolve()}" and crm.customers.count():
+            raise ValidationError("url", url, "holds customers already; the demo loads into an empty base")
         base.load(crm, watch=tally.add)
         elapsed = time.perf_counter() - started
         print(f"crmcore demo: {base.size:,} customers, seed {base.seed}, "
               f"as of {base.as_of:%Y-%m-%d %H:%M} UTC")
-        print(f"built {path} in {elapsed:.1f} s")
+        print(f"built {where} in {elapsed:.1f} s")
         for entry in SECTIONS:
             print(f"\n{entry.title}")
             for line in entry.render(Demo(crm, base, tally)):
                 if line:
                     print(line)
-    return 0
 
 
 def _replace(path: Path) -> None:

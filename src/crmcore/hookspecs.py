@@ -93,6 +93,18 @@ def crmcore_register_scorers() -> list[Any]:
 
 
 @hookspec
+def crmcore_register_commands() -> list[Any]:
+    """Subcommands this plugin adds to the `crmcore` command line.
+
+    Called once when the command line starts. Return a list of `typer.Typer` apps,
+    each created with a `name`; each becomes a group of subcommands, `crmcore NAME
+    COMMAND ...`. A name that clashes with an existing command is refused with a
+    clear error.
+    """
+    raise NotImplementedError
+
+
+@hookspec
 def crmcore_validate_customer(customer: Customer) -> None:
     """Company rules on a customer, checked before every add and update.
 

@@ -77,10 +77,9 @@ def test_as_of_moves_history(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 
 
 def test_a_naive_as_of_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exit:
-        cli.main(["demo", "--as-of", "2030-06-01T12:00:00"])
-    assert exit.value.code == 2
-    assert "--as-of" in capsys.readouterr().err
+    code, out, err = run(capsys, "demo", "--as-of", "2030-06-01T12:00:00")
+    assert code == 2 and out == ""
+    assert "--as-of" in err and "timezone-aware" in err and len(err.strip().splitlines()) == 1
 
 
 def test_it_does_not_overwrite_a_file_that_is_not_sqlite(

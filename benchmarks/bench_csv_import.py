@@ -1,0 +1,117 @@
+"""CSV import against `bulk_import` of the same records built in Python.
+
+    python benchmarks/bench_csv_import.py                   # 20,000 customers, 200,000 purchases
+    python benchmarks/bench_csv_import.py --customers 1000000 --purchases 10000000   # full size
+
+The synthetic records go into one SQLite base with `crm.bulk_import` (the baseline: the
+records already built in Python, one all-or-nothing transaction), are exported to
+customers.csv and purchases.csv, and the files are imported into an empty base with
+`crmcore.io.import_file` (parse, convert, look up, upsert, batch transactions,
+checkpoints). Each timed step runs in its own process, so its peak RSS is its own;
+times are CPU seconds of the process (wall clock shown too). Prints records/s of both,
+their ratio (aim: 0.7) and the import's peak memory, which should not grow with the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import crmcore
+from crmcore.io import export_file, import_file
+from crmcore.synthetic import SyntheticBase
+
+
+def records(customers: int, purchases: int, seed: int) -> Any:
+    base = SyntheticBase(size=customers, seed=seed,
+                         purchases_per_customer=1.25 * purchases / max(customers, 1))
+    return itertools.chain(base.customers(), itertools.islice(base.purchases(), purchases))
+
+
+def measure(work: Any) -> dict[str, float]:
+    cpu, wall = time.process_time(), time.perf_counter()
+    count = work()
+    return {"records": count, "cpu": time.process_time() - cpu, "wall": time.perf_counter() - wall,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def step_bulk(folder: Path, customers: int, purchases: int, seed: int) -> dict[str, float]:
+    items = list(records(customers, purchases, seed))  # built before the clock starts
+    with crmcore.open(f"sqlite:///{folder / 'bulk.db'}") as crm:
+        return measure(lambda: crm.bulk_import(items))
+
+
+def step_export(folder: Path, *_: int) -> dict[str, float]:
+    with crmcore.open(f"sqlite:///{folder / 'bulk.db'}") as crm:
+        return measure(lambda: sum(export_file(crm, kind, folder / f"{kind}.csv")
+                                   for kind in ("customers", "purchases")))
+
+
+def step_import(folder: Path, *_: int) -> dict[str, float]:
+    with crmcore.open(f"sqlite:///{folder / 'imported.db'}") as crm:
+        def work() -> int:
+            done = 0
+            for kind in ("customers", "purchases"):
+                result = import_file(crm, kind, folder / f"{kind}.csv", batch=5000)
+                assert result.refused == 0, result.refusals[:3]
+                done += result.inserted
+            return done
+        return measure(work)
+
+
+STEPS = {"bulk": step_bulk, "export": step_export, "import": step_import}
+
+
+def child(step: str, folder: Path, customers: int, purchases: int, seed: int) -> dict[str, float]:
+    done = subprocess.run([sys.executable, __file__, "--step", step, "--dir", str(folder),
+                           "--customers", str(customers), "--purchases", str(purchases),
+                           "--seed", str(seed)],
+                          capture_output=True, text=True, check=True)
+    figures: dict[str, float] = json.loads(done.stdout)
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--customers", type=int, default=20_000)
+    parser.add_argument("--purchases", type=int, default=200_000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--step", choices=tuple(STEPS), help=argparse.SUPPRESS)
+    parser.add_argument("--dir", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.step:
+        print(json.dumps(STEPS[args.step](args.dir, args.customers, args.purchases, args.seed)))
+        return
+    print("CSV import (crmcore.io.import_file) vs crm.bulk_import of the same records, SQLite")
+    header = ("customers", "purchases", "bulk rec/s", "import rec/s", "ratio", "ratio (wall)",
+              "import peak RSS", "bulk peak RSS", "CSV size")
+    print("  ".join(f"{h:>15}" for h in header))
+    sizes = ((args.customers // 4, args.purchases // 4), (args.customers, args.purchases))
+    for customers, purchases in sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            bulk = child("bulk", folder, customers, purchases, args.seed)
+            child("export", folder, customers, purchases, args.seed)
+            size = sum((folder / f"{k}.csv").stat().st_size for k in ("customers", "purchases"))
+            imported = child("import", folder, customers, purchases, args.seed)
+        assert imported["records"] == bulk["records"], (imported, bulk)
+        n = bulk["records"]
+        cells = (f"{customers:,}", f"{int(n) - customers:,}", f"{n / bulk['cpu']:,.0f}",
+                 f"{n / imported['cpu']:,.0f}", f"{bulk['cpu'] / imported['cpu']:.2f}",
+                 f"{bulk['wall'] / imported['wall']:.2f}", f"{imported['peak_rss_mb']:,.0f} MB",
+                 f"{bulk['peak_rss_mb']:,.0f} MB", f"{size / 1e6:,.1f} MB")
+        print("  ".join(f"{c:>15}" for c in cells), flush=True)
+    print("records/s on CPU time; ratio = import rec/s / bulk rec/s (aim: 0.7). The bulk run holds its\n"
+          "records in memory (built before the clock), the import streams: its peak RSS should not grow.")
+
+
+if __name__ == "__main__":
+    main()
