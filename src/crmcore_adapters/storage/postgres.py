@@ -20,11 +20,8 @@ import re
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager, suppress
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
-
-import attrs
 
 from crmcore.errors import CRMError, IntegrityError, MissingExtra, StorageError, ValidationError
 
@@ -40,6 +37,7 @@ else:
     INSTALLED = True
 from crmcore.hookspecs import Adapter, hookimpl
 from crmcore.ports import Storage
+from crmcore.sql import POSTGRESQL, PostgreSQL
 from crmcore_adapters.storage import sql
 
 
@@ -47,20 +45,16 @@ def _same(text: str) -> str:
     return text
 
 
-def _utc(moment: datetime) -> datetime:
-    return moment.astimezone(UTC)
+class Psycopg(PostgreSQL):
+    """PostgreSQL through psycopg: documents are bound as JSON (already serialised)."""
+
+    def json_column(self, text: str) -> Any:
+        return Json(text, dumps=_same)
 
 
-DIALECT = sql.Dialect(
-    name="postgresql",
-    param="%s",
-    instant=_same,  # type: ignore[arg-type]
-    from_instant=_utc,
-    money=_same,  # type: ignore[arg-type]
-    json_column=lambda text: Json(text, dumps=_same),
-)
+DIALECT = Psycopg()
 
-COPY_DIALECT = attrs.evolve(DIALECT, json_column=_same)
+COPY_DIALECT = POSTGRESQL
 """For COPY, whose text format takes the JSON document as it is: no wrapper object per row."""
 
 CLAIM_LOCK = "FOR UPDATE SKIP LOCKED"
@@ -185,7 +179,7 @@ def _detail(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def translate(exc: psycopg.Error, where: str, *, lost: bool = False) -> StorageError:
+def translate(exc: psycopg.Error, where: str, *, lost: bool = False) -> CRMError:
     """The crmcore error for a driver error; the caller has rolled back already.
 
     `lost` says the connection broke, so the server went away or dropped the session.
@@ -337,7 +331,7 @@ class PostgresStorage:
             self._local.open = False
             self._pool.putconn(conn)
 
-    def _failed(self, conn: psycopg.Connection[Any], exc: psycopg.Error, where: str) -> StorageError:
+    def _failed(self, conn: psycopg.Connection[Any], exc: psycopg.Error, where: str) -> CRMError:
         if conn.broken:
             self._suspect = True  # the server may be gone: probe before the next transaction
         return translate(exc, where, lost=conn.broken)
