@@ -239,7 +239,7 @@ class SQLite(Dialect):
     def boolean(self, value: bool) -> int:
         return int(value)
 
-    def limit(self, count: int | None) -> int:
+    def limit(self, count: int | None) -> int | None:
         return -1 if count is None else count
 
     def epoch_day(self, instant: str) -> str:
