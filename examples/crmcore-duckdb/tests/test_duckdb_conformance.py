@@ -11,9 +11,11 @@ import pytest
 import crmcore
 from crmcore.plugins import adapters, make_plugin_manager
 from crmcore.ports import Storage
+from crmcore.segments.functions import BUILTINS
 from crmcore.sql import dialect_of
 from crmcore.testing.analytics import AnalyticsContract
 from crmcore.testing.contract import StorageContract
+from crmcore.testing.rules import RuleFunctionContract
 from crmcore_duckdb import DUCKDB
 
 
@@ -59,3 +61,12 @@ def test_rules_run_in_duckdb_sql_except_custom_attributes() -> None:
         engines = {rule: explain(uow, rule, as_of=AS_OF).engine for rule in RULES}
     assert engines.pop("attributes.loyalty_points > 100") == "sql+python"
     assert set(engines.values()) == {"sql"}, engines
+
+
+class TestBuiltinFunctionsOnDuckDB(RuleFunctionContract):
+    """The built-in rule functions' SQL (borrowed from PostgreSQL) means their Python on DuckDB."""
+
+    functions = BUILTINS
+
+    def open_storage(self) -> Storage:
+        return _open("duckdb://")

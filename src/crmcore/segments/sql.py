@@ -19,7 +19,6 @@ its `crmcore.sql.Dialect`; a part of a rule the dialect cannot spell raises
 # ruff: noqa: S608 - every identifier below is a constant of this module; values are bound
 from __future__ import annotations
 
-import re
 from fractions import Fraction
 from typing import Any
 
@@ -30,9 +29,7 @@ from crmcore.segments import ast as a
 from crmcore.segments.context import Context
 from crmcore.segments.evaluate import OPERATORS
 from crmcore.segments.schema import CUSTOMER, RECORDS, TIME_OF, Checked, Type, constant_type, natural
-from crmcore.sql.dialect import BUILTIN, POSTGRESQL, SQLITE, Dialect, Unsupported
-
-_MARK = re.compile("\x00(\\d+)\x00")
+from crmcore.sql.dialect import BUILTIN, POSTGRESQL, SQLITE, Dialect, Parameters, Unsupported
 
 DIALECTS = BUILTIN
 """The built-in dialects by name (kept for callers that name one)."""
@@ -66,22 +63,15 @@ class Compiler:
         self.checked = checked
         self.context = context
         self.d = dialect
-        self.params: list[Any] = []
+        self.binder = Parameters(dialect)
+        self.params = self.binder.values
 
     def bind(self, value: Any) -> str:
-        self.params.append(value)
-        return f"\x00{len(self.params) - 1}\x00"
+        return self.binder.bind(value)
 
     def finish(self, sql: str) -> Query:
         """Spell the markers as the dialect's placeholders, in the order they now appear."""
-        ordered: list[Any] = []
-
-        def spell(match: re.Match[str]) -> str:
-            ordered.append(self.params[int(match.group(1))])
-            return self.d.placeholder
-
-        text = _MARK.sub(spell, sql)
-        return Query(text, tuple(ordered))
+        return Query(*self.binder.finish(sql))
 
     # ---- predicates ----
 

@@ -43,6 +43,31 @@ class Unsupported(Exception):
     """This construct has no SQL in this dialect; the caller computes it in Python."""
 
 
+class Parameters:
+    """Values bound while SQL is composed: each `bind` leaves a marker, and `finish` spells
+    the markers as the dialect's placeholders in the order they finally appear (so a
+    translation may reorder or repeat its arguments)."""
+
+    _MARK = re.compile("\x00(\\d+)\x00")
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect
+        self.values: list[Any] = []
+
+    def bind(self, value: Any) -> str:
+        self.values.append(value)
+        return f"\x00{len(self.values) - 1}\x00"
+
+    def finish(self, sql: str) -> tuple[str, tuple[Any, ...]]:
+        ordered: list[Any] = []
+
+        def spell(match: re.Match[str]) -> str:
+            ordered.append(self.values[int(match.group(1))])
+            return self.dialect.placeholder
+
+        return self._MARK.sub(spell, sql), tuple(ordered)
+
+
 class Cursor(Protocol):
     """The part of a DB-API cursor the shared SQL uses."""
 
@@ -128,6 +153,17 @@ class Dialect:
         if _PLAIN.fullmatch(identifier) and identifier not in self.reserved:
             return identifier
         return '"' + identifier.replace('"', '""') + '"'
+
+    types: ClassVar[Mapping[str, str]] = {
+        "text": "TEXT", "int": "BIGINT", "real": "DOUBLE PRECISION", "bool": "BOOLEAN",
+        "date": "DATE", "instant": "TIMESTAMP WITH TIME ZONE", "money": "NUMERIC",
+    }
+    """The column type that holds each kind of value (text, int, money, real, instant, date, bool)."""
+
+    def cast(self, sql: str, kind: str) -> str:
+        """`sql` (often a bound parameter, whose type a server cannot guess when it is NULL)
+        as a value of a kind, in its stored form."""
+        return f"CAST({sql} AS {self.types[kind]})"
 
     def upsert(self, table: str, columns: Sequence[str], key: Sequence[str]) -> str:
         """INSERT of `columns` (as `?` parameters) that replaces the row with the same `key`."""
@@ -223,6 +259,7 @@ class SQLite(Dialect):
 
     name = "sqlite"
     money_scale = MONEY_SCALE
+    types = {**Dialect.types, "money": "BIGINT", "instant": "BIGINT", "date": "TEXT", "bool": "INTEGER"}
 
     def instant(self, moment: datetime) -> int:
         return to_micros(moment)
