@@ -118,6 +118,7 @@ class Dialect:
         return moment
 
     def from_instant(self, value: Any) -> datetime:
+        """A stored instant read back as an aware UTC datetime."""
         return value.astimezone(UTC)  # type: ignore[no-any-return]
 
     def money(self, amount: Decimal) -> Any:
@@ -129,9 +130,11 @@ class Dialect:
         return float(value) / 10**self.money_scale if self.money_scale else float(value)
 
     def day(self, value: date) -> Any:
+        """A calendar date as stored and bound."""
         return value
 
     def boolean(self, value: bool) -> Any:
+        """A truth value as stored and bound."""
         return value
 
     def json_column(self, text: str) -> Any:
@@ -218,6 +221,7 @@ class Dialect:
         raise Unsupported(f"no JSON arrays in {self.name}")
 
     def json_array_length(self, doc: str, key: str) -> str:
+        """The length of the array `doc.key`."""
         raise Unsupported(f"no JSON arrays in {self.name}")
 
     def json_elements(self, doc: str, key: str, alias: str) -> str:
