@@ -62,8 +62,9 @@ def _hook(name: str) -> Iterator[str]:
 
 
 def _fields(cls: type) -> Iterator[str]:
+    written = inspect.get_annotations(cls)  # as written: attrs may have resolved `field.type` by now
     for field in attrs.fields(cls):
-        kind = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", field.type)
+        kind = written.get(field.name, field.type)
         default = "" if field.default is attrs.NOTHING else " (optional)"
         yield f"- `{field.name}`: `{kind}`{default}"
 
