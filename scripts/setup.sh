@@ -41,7 +41,9 @@ if [ ! -x .venv/bin/python ]; then
 fi
 # pip's output goes to a log and is shown only if the install fails
 log=$(mktemp)
-if ! { .venv/bin/python -m pip install -q --upgrade pip && .venv/bin/python -m pip install -q -e '.[dev,docs]'; } >"$log" 2>&1; then
+# plugin kit: the example third-party plugin (examples/crmcore-duckdb) is installed like any plugin
+if ! { .venv/bin/python -m pip install -q --upgrade pip && .venv/bin/python -m pip install -q -e '.[dev,docs]' \
+        && .venv/bin/python -m pip install -q -e examples/crmcore-duckdb; } >"$log" 2>&1; then
     cat "$log"
     exit 1
 fi

@@ -67,12 +67,14 @@ def open(url: str, *, plugins: object | None = None, clock: Clock | None = None)
     """
     import pluggy
 
-    from crmcore.plugins import make_plugin_manager, open_adapter
+    from crmcore.plugins import check_pending, make_plugin_manager, open_adapter, url_settings
     from crmcore.values import now
 
     if plugins is not None and not isinstance(plugins, pluggy.PluginManager):
         raise ValidationError("plugins", plugins, "must be a pluggy.PluginManager")
     pm = plugins if plugins is not None else make_plugin_manager()
+    check_pending(pm)
+    url = url_settings(pm, url)  # `NAME.key=value` options are settings of plugin NAME
     storage = open_adapter(pm, "storage", "crmcore_register_storage", url)
     return CRM(storage, plugins=pm, clock=clock or now)
 

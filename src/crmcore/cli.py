@@ -238,12 +238,12 @@ def _customers(demo: Demo) -> Iterable[str]:
 @section("Service points")
 def _service_points(demo: Demo) -> Iterable[str]:
     by_kind: dict[str, list[str]] = collections.defaultdict(list)
-    for point in demo.crm.service_points.list():
+    for point in demo.crm.service_points.iterate():
         by_kind[str(point.kind)].append(point.id)
     yield from table((kind, len(ids), ", ".join(ids)) for kind, ids in sorted(by_kind.items()))
-    agents = demo.crm.agents.list()
+    agents = list(demo.crm.agents.iterate())
     teams = collections.Counter(a.team or "(none)" for a in agents)
-    yield f"  {len(agents)} agents in {len(demo.crm.teams.list())} teams: " + ", ".join(
+    yield f"  {len(agents)} agents in {demo.crm.teams.count()} teams: " + ", ".join(
         f"{team} {n}" for team, n in sorted(teams.items())
     )
 
@@ -274,7 +274,7 @@ def _purchases(demo: Demo) -> Iterable[str]:
 
 @section("Cases")
 def _cases(demo: Demo) -> Iterable[str]:
-    cases = demo.crm.cases.list()
+    cases = list(demo.crm.cases.iterate())
     now = demo.base.as_of
     open_ = [c for c in cases if c.status.is_open]
     complaints = [c for c in open_ if c.kind is CaseKind.COMPLAINT]
@@ -293,7 +293,7 @@ def _cases(demo: Demo) -> Iterable[str]:
 
 @section("Sales pipeline")
 def _pipeline(demo: Demo) -> Iterable[str]:
-    opportunities = demo.crm.opportunities.list()
+    opportunities = list(demo.crm.opportunities.iterate())
     count: collections.Counter[str] = collections.Counter()
     amounts: dict[str, dict[str, Decimal]] = collections.defaultdict(lambda: collections.defaultdict(Decimal))
     for o in opportunities:

@@ -106,12 +106,14 @@ class PluginError(CRMError):
 class UnknownScheme(PluginError, LookupError):
     """No adapter is registered for a URL's scheme."""
 
-    def __init__(self, port: str, scheme: str, known: list[str]) -> None:
+    def __init__(self, port: str, scheme: str, known: list[str], disabled: list[str] | None = None) -> None:
         self.port = port
         self.scheme = scheme
         self.known = sorted(known)
+        self.disabled = sorted(disabled or ())
         listed = ", ".join(f"{k}://" for k in self.known) or "none"
-        super().__init__(f"no {port} adapter for scheme {scheme!r}; known schemes: {listed}")
+        off = f"; disabled plugins: {', '.join(self.disabled)}" if self.disabled else ""
+        super().__init__(f"no {port} adapter for scheme {scheme!r}; known schemes: {listed}{off}")
 
 
 class ConsentError(CRMError):

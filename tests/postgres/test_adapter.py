@@ -36,7 +36,7 @@ def test_opened_by_scheme_through_the_entry_point(schemas: Schemas, scheme: str)
     try:
         assert isinstance(store, PostgresStorage)
         with store.transaction() as uow:
-            assert uow.dialect == "postgresql"
+            assert uow.dialect.name == "postgresql"
             assert uow.customers.count() == 0
     finally:
         store.close()

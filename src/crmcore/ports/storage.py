@@ -217,17 +217,20 @@ class SqlUnitOfWork(UnitOfWork, Protocol):
     """A unit of work that can run SQL the core compiled for its dialect."""
 
     @property
-    def dialect(self) -> str:
-        """'sqlite' or 'postgresql' (a plugin may add others)."""
+    def dialect(self) -> Any:
+        """The `crmcore.sql.Dialect` the core compiles for (or, as before, the name of a
+        built-in one: 'sqlite', 'postgresql')."""
         ...
 
     def select(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
 
 
 def sql_dialect(uow: UnitOfWork) -> str | None:
-    """The SQL dialect a unit of work speaks, or None when queries must run in Python."""
+    """The name of the SQL dialect a unit of work speaks, or None when queries must run in
+    Python (`crmcore.sql.dialect_of` gives the dialect object)."""
     dialect = getattr(uow, "dialect", None)
-    return dialect if isinstance(dialect, str) else None
+    name = getattr(dialect, "name", dialect)
+    return name if isinstance(name, str) else None
 
 
 class Storage(Protocol):

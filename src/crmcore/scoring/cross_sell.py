@@ -17,22 +17,22 @@ from datetime import date, datetime
 import attrs
 
 from crmcore.errors import ValidationError
-from crmcore.ports import UnitOfWork, sql_dialect
-from crmcore.scoring.summary import Period, bind_instant, every
+from crmcore.ports import UnitOfWork
+from crmcore.scoring.summary import Period, every
+from crmcore.sql.dialect import Dialect, Unsupported, dialect_of
 
 LEVELS = ("product", "category")
 
-_ITEMS_SQL = {
-    "sqlite": (
-        "SELECT DISTINCT p.id, p.customer_id, json_extract(l.value, '$.{level}') "
-        "FROM purchases p, json_each(p.doc, '$.lines') l WHERE p.ordered_at < ? ORDER BY p.id"
-    ),
-    "postgresql": (
-        "SELECT DISTINCT p.id, p.customer_id, l ->> '{level}' "
-        "FROM purchases p, json_array_elements(p.doc::json -> 'lines') l "
-        "WHERE p.ordered_at < %s ORDER BY p.id"
-    ),
-}
+
+def _items_sql(dialect: Dialect, level: str) -> str:
+    """Distinct items of every purchase before a bound instant, by purchase id; `level` is
+    one of LEVELS."""
+    item = dialect.json_element_text("l", level)
+    lines = dialect.json_elements("p.doc", "lines", "l")
+    return dialect.sql(
+        f"SELECT DISTINCT p.id, p.customer_id, {item} FROM purchases p, {lines} "  # noqa: S608
+        f"WHERE p.ordered_at < ? ORDER BY p.id"
+    )
 
 
 @attrs.frozen
@@ -64,17 +64,19 @@ def basket_items(
     if level not in LEVELS:
         raise ValidationError("level", level, f"must be one of {LEVELS}")
     period = Period.as_of(as_of)
-    dialect = sql_dialect(uow)
-    if dialect is None:
+    dialect = dialect_of(uow)
+    try:
+        query = None if dialect is None else _items_sql(dialect, level)
+    except Unsupported:
+        query = None  # the dialect reads no JSON arrays: the same rows from Python
+    if dialect is None or query is None:
         for purchase in sorted(every(uow, "purchases"), key=lambda p: p.id):
             if purchase.ordered_at < period.end:
                 items = {getattr(line, level) for line in purchase.lines}
                 for item in sorted(items):
                     yield purchase.id, purchase.customer_id, item
         return
-    if dialect not in _ITEMS_SQL:
-        raise ValidationError("dialect", dialect, f"no basket query for it; known: {sorted(_ITEMS_SQL)}")
-    rows = uow.select(_ITEMS_SQL[dialect].format(level=level), [bind_instant(dialect, period.end)])  # type: ignore[attr-defined]
+    rows = uow.select(query, [dialect.instant(period.end)])  # type: ignore[attr-defined]
     for purchase_id, customer_id, item in rows:
         if item:
             yield str(purchase_id), str(customer_id), str(item)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from contextlib import suppress
 from datetime import date, datetime
 from typing import Any
 
@@ -24,12 +25,12 @@ import attrs
 
 from crmcore.errors import ValidationError
 from crmcore.model import Case, CaseKind, CaseStatus, Interaction
-from crmcore.ports import UnitOfWork, sql_dialect
-from crmcore.scoring.summary import Period, bind_instant, every
+from crmcore.ports import UnitOfWork
+from crmcore.scoring.summary import Period, every
+from crmcore.sql.dialect import Dialect, Unsupported, dialect_of
 
 DIMENSIONS = ("service_point", "channel", "period")
 PERIODS = {"day": "%Y-%m-%d", "month": "%Y-%m", "year": "%Y"}
-_PG_PERIODS = {"day": "YYYY-MM-DD", "month": "YYYY-MM", "year": "YYYY"}
 
 
 @attrs.frozen
@@ -119,25 +120,25 @@ def _python(uow: UnitOfWork, by: Sequence[str], period: str, since: datetime | N
             yield key(c.service_point, c.channel, c.opened_at), _case_counts(c, end)
 
 
-def _sql(uow: Any, dialect: str, by: Sequence[str], period: str, since: datetime | None,
-         end: datetime) -> Iterable[tuple[tuple[Any, ...], dict[str, int]]]:
-    mark = "?" if dialect == "sqlite" else "%s"
-
-    def bucket(column: str) -> str:
-        if dialect == "sqlite":
-            return f"strftime('{PERIODS[period]}', {column} / 1000000, 'unixepoch')"
-        return f"to_char({column} AT TIME ZONE 'UTC', '{_PG_PERIODS[period]}')"
+def _sql(uow: Any, dialect: Dialect, by: Sequence[str], period: str, since: datetime | None,
+         end: datetime) -> list[tuple[tuple[Any, ...], dict[str, int]]]:
+    """Both aggregations, read whole before any is used (so a dialect that cannot spell
+    them raises `Unsupported` before anything is counted)."""
+    mark = dialect.placeholder
 
     def keys(column: str) -> str:
-        chosen = {"service_point": "service_point", "channel": "channel", "period": bucket(column)}
+        bucket = dialect.period(column, period) if "period" in by else "NULL"
+        chosen = {"service_point": "service_point", "channel": "channel", "period": bucket}
         return ", ".join(chosen[d] if d in by else "NULL" for d in DIMENSIONS)
 
     def window(column: str) -> tuple[str, list[Any]]:
-        where, params = f"{column} < {mark}", [bind_instant(dialect, end)]
+        where, params = f"{column} < {mark}", [dialect.instant(end)]
         if since is not None:
             where += f" AND {column} >= {mark}"
-            params.append(bind_instant(dialect, since))
+            params.append(dialect.instant(since))
         return where, params
+
+    found: list[tuple[tuple[Any, ...], dict[str, int]]] = []
 
     where, params = window("occurred_at")
     interactions = uow.select(
@@ -148,7 +149,7 @@ def _sql(uow: Any, dialect: str, by: Sequence[str], period: str, since: datetime
         params,
     )
     for row in interactions:
-        yield tuple(row[:3]), dict(zip(_COUNTS[:6], map(int, row[3:]), strict=True))
+        found.append((tuple(row[:3]), dict(zip(_COUNTS[:6], map(int, row[3:]), strict=True))))
     where, params = window("opened_at")
     done = f"(resolved_at IS NOT NULL AND resolved_at < {mark})"
     cases = uow.select(
@@ -159,10 +160,11 @@ def _sql(uow: Any, dialect: str, by: Sequence[str], period: str, since: datetime
         f"SUM(CASE WHEN sla_due IS NOT NULL AND ({done} OR sla_due < {mark}) THEN 1 ELSE 0 END), "
         f"SUM(CASE WHEN sla_due IS NOT NULL AND {done} AND resolved_at <= sla_due THEN 1 ELSE 0 END) "
         f"FROM cases WHERE {where} GROUP BY 1, 2, 3",
-        [bind_instant(dialect, end)] * 5 + params,
+        [dialect.instant(end)] * 5 + params,
     )
     for row in cases:
-        yield tuple(row[:3]), dict(zip(_COUNTS[6:], map(int, row[3:]), strict=True))
+        found.append((tuple(row[:3]), dict(zip(_COUNTS[6:], map(int, row[3:]), strict=True))))
+    return found
 
 
 def service_quality(
@@ -176,9 +178,13 @@ def service_quality(
     """The figures of each group (service point, channel, period: any of them) up to `as_of`."""
     _check(by, period)
     end = Period.as_of(as_of).end
-    dialect = sql_dialect(uow)
-    rows = _python(uow, by, period, since, end) if dialect is None else _sql(
-        uow, dialect, by, period, since, end)
+    dialect = dialect_of(uow)
+    rows: Iterable[tuple[tuple[Any, ...], dict[str, int]]] | None = None
+    if dialect is not None:
+        with suppress(Unsupported):  # a dialect without calendar periods: the same figures from Python
+            rows = _sql(uow, dialect, by, period, since, end)
+    if rows is None:
+        rows = _python(uow, by, period, since, end)
     totals: dict[tuple[Any, ...], dict[str, int]] = defaultdict(lambda: dict.fromkeys(_COUNTS, 0))
     for key, counts in rows:
         group = totals[key]

@@ -27,12 +27,10 @@ import attrs
 from crmcore import values as v
 from crmcore.errors import ValidationError
 from crmcore.model import Purchase
-from crmcore.ports import UnitOfWork, sql_dialect
+from crmcore.ports import UnitOfWork
+from crmcore.sql.dialect import BUILTIN, Dialect, Unsupported, dialect_of
 
 EPOCH_DAY = date(1970, 1, 1)
-MICROS_PER_DAY = 86_400_000_000
-MONEY_UNITS: int = 10**v.MONEY_SCALE
-"""SQLite keeps money as integer 1/10,000ths (see the storage schema)."""
 
 
 @attrs.frozen
@@ -113,63 +111,44 @@ class Summary:
 
 # ---- SQL push-down ----
 
-_DAY = {
-    # floor division: integer division in SQLite truncates towards zero
-    "sqlite": f"(ordered_at / {MICROS_PER_DAY} - (ordered_at % {MICROS_PER_DAY} < 0))",
-    "postgresql": "((ordered_at AT TIME ZONE 'UTC')::date - DATE '1970-01-01')",
-}
-_DAY_START = {
-    "sqlite": f"(({{}}) * {MICROS_PER_DAY})",
-    "postgresql": "((DATE '1970-01-01' + ({}))::timestamp AT TIME ZONE 'UTC')",
-}
-_PARAM = {"sqlite": "?", "postgresql": "%s"}
+
+def _dialect(dialect: str | Dialect) -> Dialect:
+    if isinstance(dialect, Dialect):
+        return dialect
+    if dialect not in BUILTIN:
+        raise ValidationError("dialect", dialect, f"no summary query for it; known: {sorted(BUILTIN)}")
+    return BUILTIN[dialect]
 
 
-def summary_sql(dialect: str, *, currency: bool = False) -> str:
+def summary_sql(dialect: str | Dialect, *, currency: bool = False) -> str:
     """Purchases grouped by customer in one pass along the (customer, time) index, and the
     first purchase day's value looked up by an index range per customer: repeat value is
     total minus that. Parameters: the end of the period and (optionally) the currency,
     twice over."""
-    if dialect not in _DAY:
-        raise ValidationError("dialect", dialect, f"no summary query for it; known: {sorted(_DAY)}")
-    mark = _PARAM[dialect]
+    d = _dialect(dialect)
 
     def where(table: str) -> str:
-        return f"{table}.ordered_at < {mark}" + (f" AND {table}.currency = {mark}" if currency else "")
+        return f"{table}.ordered_at < ?" + (f" AND {table}.currency = ?" if currency else "")
 
-    day, start = _DAY[dialect].replace("ordered_at", "p.ordered_at"), _DAY_START[dialect]
-    # built from the constants above only; every value is a bound parameter
-    return (
+    day = d.epoch_day("p.ordered_at")
+    # built from the dialect's constants only; every value is a bound parameter
+    return d.sql(
         "SELECT customer_id, days, first_day, last_day, spent, spent - ("  # noqa: S608
         "SELECT SUM(q.total) FROM purchases AS q WHERE q.customer_id = g.customer_id "
-        f"AND q.ordered_at >= {start.format('g.first_day')} "
-        f"AND q.ordered_at < {start.format('g.first_day + 1')} AND {where('q')}"
+        f"AND q.ordered_at >= {d.day_start('g.first_day')} "
+        f"AND q.ordered_at < {d.day_start('g.first_day + 1')} AND {where('q')}"
         ") FROM ("
         f"SELECT p.customer_id, COUNT(DISTINCT {day}) AS days, MIN({day}) AS first_day, "
         f"MAX({day}) AS last_day, SUM(p.total) AS spent FROM purchases AS p WHERE {where('p')} "
-        "GROUP BY p.customer_id) AS g ORDER BY customer_id"
+        f"GROUP BY p.customer_id) AS g ORDER BY customer_id"
     )
 
 
-def sqlite_instant(moment: datetime) -> int:
-    """An instant as SQLite stores it: integer microseconds since the epoch."""
-    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-def bind_instant(dialect: str, moment: datetime) -> Any:
-    return sqlite_instant(moment) if dialect == "sqlite" else moment
-
-
-def _sql_summary(uow: Any, dialect: str, period: Period, currency: str | None) -> Summary:
-    end = bind_instant(dialect, period.end)
+def _sql_summary(uow: Any, dialect: Dialect, period: Period, currency: str | None) -> Summary:
+    end = dialect.instant(period.end)
     params: list[Any] = [end] if currency is None else [end, currency]
     rows = uow.select(summary_sql(dialect, currency=currency is not None), params * 2)
-    return Summary.from_days(period, rows, _sqlite_money if dialect == "sqlite" else float)
-
-
-def _sqlite_money(units: int) -> float:
-    return units / MONEY_UNITS
+    return Summary.from_days(period, rows, dialect.from_money)
 
 
 # ---- Python, for storage without SQL ----
@@ -217,10 +196,13 @@ def summarize(
     keep one.
     """
     period = Period.as_of(as_of, unit_days)
-    dialect = sql_dialect(uow)
-    if dialect is None:
-        return Summary.from_days(period, python_rows(every(uow, "purchases"), period, currency))
-    return _sql_summary(uow, dialect, period, currency)
+    dialect = dialect_of(uow)
+    if dialect is not None:
+        try:
+            return _sql_summary(uow, dialect, period, currency)
+        except Unsupported:
+            pass  # the dialect has no day arithmetic: the same figures from Python
+    return Summary.from_days(period, python_rows(every(uow, "purchases"), period, currency))
 
 
 def summary_of(

@@ -20,7 +20,7 @@ import attrs
 from crmcore import serialization
 from crmcore.errors import ValidationError
 from crmcore.model import Customer
-from crmcore.ports import UnitOfWork, sql_dialect
+from crmcore.ports import UnitOfWork
 from crmcore.segments import ast
 from crmcore.segments.ast import from_data, to_data
 from crmcore.segments.context import Context
@@ -29,7 +29,8 @@ from crmcore.segments.functions import RuleFunction, registry
 from crmcore.segments.parse import Functions, checked, parse, parse_json
 from crmcore.segments.printer import to_text
 from crmcore.segments.schema import Type
-from crmcore.segments.sql import DIALECTS, plan
+from crmcore.segments.sql import plan
+from crmcore.sql import dialect_of
 
 log = logging.getLogger("crmcore.segments")
 
@@ -49,10 +50,11 @@ class Explanation:
 
 def explain(uow: UnitOfWork, rule: Rule, *, as_of: datetime, functions: Functions = None) -> Explanation:
     tree, types = checked(rule, functions)
-    dialect = sql_dialect(uow)
-    if dialect not in DIALECTS:
-        return Explanation("python", reasons=(f"the storage speaks no SQL ({dialect or 'memory'})",))
-    found = plan(tree, types, Context(as_of), dialect or "")
+    dialect = dialect_of(uow)
+    if dialect is None:
+        spoken = getattr(uow, "dialect", None) or "memory"
+        return Explanation("python", reasons=(f"the storage speaks no SQL ({spoken})",))
+    found = plan(tree, types, Context(as_of), dialect)
     return Explanation(found.engine, found.query.sql, found.query.params, found.reasons)
 
 
@@ -71,11 +73,11 @@ def select(
     _engine(engine)
     tree, types = checked(rule, functions)
     context = Context(as_of)
-    dialect = sql_dialect(uow)
+    dialect = dialect_of(uow)
     source = UowSource(uow)
-    if engine == "python" or dialect not in DIALECTS:
+    if engine == "python" or dialect is None:
         return members(tree, types, context, uow.customers.list(), source)
-    found = plan(tree, types, context, dialect or "", columns="c.doc")
+    found = plan(tree, types, context, dialect, columns="c.doc")
     rows = _select(uow, found.query.sql, found.query.params)
     customers = [_customer(row[0]) for row in rows]
     if found.residue is None:
@@ -91,9 +93,9 @@ def select_ids(
     """The ids of the matching customers, in order; all in SQL when the rule allows it."""
     _engine(engine)
     tree, types = checked(rule, functions)
-    dialect = sql_dialect(uow)
-    if engine != "python" and dialect in DIALECTS:
-        found = plan(tree, types, Context(as_of), dialect or "")
+    dialect = dialect_of(uow)
+    if engine != "python" and dialect is not None:
+        found = plan(tree, types, Context(as_of), dialect)
         if found.residue is None:
             return [str(row[0]) for row in _select(uow, found.query.sql, found.query.params)]
     return [c.id for c in select(uow, tree, as_of=as_of, functions=functions, engine=engine)]

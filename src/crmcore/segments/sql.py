@@ -11,17 +11,14 @@ value is a bound parameter. Parameters are written as markers while compiling an
 spelt the dialect's way (`?` or `%s`) at the end, so a translation may reorder or
 repeat its arguments.
 
-The knowledge of how each backend stores things (instants, money, dates, JSON)
-lives here on purpose: the core never imports an adapter.
+How each backend stores things (instants, money, dates, JSON) is the business of
+its `crmcore.sql.Dialect`; a part of a rule the dialect cannot spell raises
+`Unsupported` and runs in Python.
 """
 
 # ruff: noqa: S608 - every identifier below is a constant of this module; values are bound
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Callable
-from datetime import date, datetime
 from fractions import Fraction
 from typing import Any
 
@@ -32,33 +29,12 @@ from crmcore.segments import ast as a
 from crmcore.segments.context import Context
 from crmcore.segments.evaluate import OPERATORS
 from crmcore.segments.schema import CUSTOMER, RECORDS, TIME_OF, Checked, Type, constant_type, natural
-from crmcore.values import MONEY_SCALE, to_micros
+from crmcore.sql.dialect import BUILTIN, POSTGRESQL, SQLITE, Dialect, Parameters, Unsupported
 
-_MARK = re.compile("\x00(\\d+)\x00")
-
-
-class Unsupported(Exception):
-    """This part of the rule has no SQL in this dialect; it runs in Python."""
-
-
-@attrs.frozen
-class Dialect:
-    """How one backend stores what rules read."""
-
-    name: str
-    placeholder: str
-    money_scale: int
-    """Money columns hold amount * 10**money_scale."""
-    instant: Callable[[datetime], Any]
-    day: Callable[[date], Any]
-    boolean: Callable[[bool], Any]
-    text_order: str = ""
-    """Appended to a text in an ordering comparison, so both engines order by code point."""
-
-
-SQLITE = Dialect("sqlite", "?", MONEY_SCALE, to_micros, date.isoformat, int)
-POSTGRESQL = Dialect("postgresql", "%s", 0, lambda d: d, lambda d: d, bool, ' COLLATE "C"')
-DIALECTS = {d.name: d for d in (SQLITE, POSTGRESQL)}
+DIALECTS = BUILTIN
+"""The built-in dialects by name (kept for callers that name one)."""
+__all__ = ["DIALECTS", "POSTGRESQL", "SQLITE", "Compiler", "Dialect", "Plan", "Query", "Unsupported",
+           "compile_sql", "plan"]
 
 _CUSTOMER_COLUMNS = frozenset(CUSTOMER) - {"tags", "emails", "phones"}
 _COLLECTIONS = {"tags": "tags", "emails": "emails", "phones": "phones"}
@@ -87,22 +63,15 @@ class Compiler:
         self.checked = checked
         self.context = context
         self.d = dialect
-        self.params: list[Any] = []
+        self.binder = Parameters(dialect)
+        self.params = self.binder.values
 
     def bind(self, value: Any) -> str:
-        self.params.append(value)
-        return f"\x00{len(self.params) - 1}\x00"
+        return self.binder.bind(value)
 
     def finish(self, sql: str) -> Query:
         """Spell the markers as the dialect's placeholders, in the order they now appear."""
-        ordered: list[Any] = []
-
-        def spell(match: re.Match[str]) -> str:
-            ordered.append(self.params[int(match.group(1))])
-            return self.d.placeholder
-
-        text = _MARK.sub(spell, sql)
-        return Query(text, tuple(ordered))
+        return Query(*self.binder.finish(sql))
 
     # ---- predicates ----
 
@@ -140,9 +109,7 @@ class Compiler:
                 return f"({self.collection_size(subject)} = 0)"
             case a.Birthday(days):
                 marks = ", ".join(self.bind(md) for md in sorted(self.context.birthdays(days)))
-                day = ("substr(c.birth_date, 6, 5)" if self.d is SQLITE
-                       else "to_char(c.birth_date, 'MM-DD')")
-                return f"({day} IN ({marks}))"
+                return f"({self.d.month_day('c.birth_date')} IN ({marks}))"
             case a.Truth(subject):
                 return f"({self.scalar(subject, Type.BOOL, record)})"
         raise Unsupported(f"no SQL for {node!r}")
@@ -188,29 +155,20 @@ class Compiler:
         needle = self.scalar(value, Type.TEXT, record)
         if self.checked.domain(node) is Type.TAGS:
             assert isinstance(subject, a.Field)
-            key = _COLLECTIONS[subject.path[0]]
-            if self.d is SQLITE:
-                return f"EXISTS (SELECT 1 FROM json_each(c.doc, '$.{key}') AS t WHERE t.value = {needle})"
-            return (f"EXISTS (SELECT 1 FROM json_array_elements_text(c.doc -> '{key}') AS t(v) "
-                    f"WHERE t.v = {needle})")
-        haystack = self.scalar(subject, Type.TEXT, record)
-        function = "instr" if self.d is SQLITE else "strpos"
-        return f"({function}({haystack}, {needle}) > 0)"
+            return self.d.json_array_contains("c.doc", _COLLECTIONS[subject.path[0]], needle)
+        return self.d.contains_text(self.scalar(subject, Type.TEXT, record), needle)
 
     def collection_size(self, subject: a.Term) -> str:
         assert isinstance(subject, a.Field)
-        key = _COLLECTIONS[subject.path[0]]
-        if self.d is SQLITE:
-            return f"json_array_length(c.doc, '$.{key}')"
-        return f"json_array_length(c.doc -> '{key}')"
+        return self.d.json_array_length("c.doc", _COLLECTIONS[subject.path[0]])
 
     # ---- terms ----
 
     def constant(self, node: a.Term, domain: Type, peer: a.Term | None = None) -> str:
         """A bound constant; `peer` is the term it is compared with (it may change the encoding)."""
         value = self.context.constant(node, domain)
-        if domain is Type.INSTANT and self.d is SQLITE and _is_attribute(peer):
-            return self.bind(value.isoformat())  # custom instants are stored as ISO text in UTC
+        if domain is Type.INSTANT and _is_attribute(peer):
+            return self.bind(self.d.attribute_instant(value))
         if domain is Type.INSTANT:
             return self.bind(self.d.instant(value))
         if domain is Type.DATE:
@@ -246,7 +204,7 @@ class Compiler:
                 return self.aggregate(node)
             case a.Call(name, args):
                 function = self.checked.functions[name]
-                translation = function.sql.get(self.d.name)
+                translation = self.d.translation(function.sql)
                 if translation is None:
                     raise Unsupported(f"rule function {name}() has no {self.d.name} translation")
                 parts = [self.scalar(arg, kind, None)
@@ -271,49 +229,14 @@ class Compiler:
 
     def consent(self, purpose: str, channel: str) -> str:
         at = self.bind(self.context.now.isoformat())
-        if self.d is SQLITE:
-            return ("EXISTS (SELECT 1 FROM json_each(c.doc, '$.consents') AS k WHERE "
-                    f"json_extract(k.value, '$.purpose') = {self.bind(purpose)} AND "
-                    f"json_extract(k.value, '$.channel') = {self.bind(channel)} AND "
-                    "json_extract(k.value, '$.status') = 'granted' AND "
-                    f"json_extract(k.value, '$.at') <= {at})")
-        return ("EXISTS (SELECT 1 FROM json_array_elements(c.doc -> 'consents') AS k(v) WHERE "
-                f"k.v ->> 'purpose' = {self.bind(purpose)} AND k.v ->> 'channel' = {self.bind(channel)} "
-                f"AND k.v ->> 'status' = 'granted' AND (k.v ->> 'at') COLLATE \"C\" <= {at})")
+        return self.d.consent_granted("c.doc", self.bind(purpose), self.bind(channel), at)
 
     def json_type(self, key: str) -> str:
-        if self.d is SQLITE:
-            return f"json_type(c.doc, {self.bind(_json_path(key))})"
-        return f"json_typeof(c.doc -> 'attributes' -> {self.bind(key)})"
+        return self.d.attribute_kind("c.doc", key, self.bind)
 
     def attribute(self, key: str, domain: Type) -> str:
         """A custom attribute read in a domain: NULL when the value there is of another type."""
-        domain = natural(domain)
-        if self.d is SQLITE:
-            path = self.bind(_json_path(key))
-            kind = f"json_type(c.doc, {path})"
-            value = f"json_extract(c.doc, {path})"
-            tagged = {t: f"json_extract(c.doc, {self.bind(_json_path(key, t))})"
-                      for t in ("$decimal", "$date", "$datetime")}
-            return {
-                Type.TEXT: f"(CASE WHEN {kind} = 'text' THEN {value} END)",
-                Type.REAL: (f"(CASE WHEN {kind} IN ('integer', 'real') THEN {value} "
-                            f"ELSE {_sqlite_real(tagged['$decimal'])} END)"),
-                Type.BOOL: f"(CASE {kind} WHEN 'true' THEN 1 WHEN 'false' THEN 0 END)",
-                Type.DATE: tagged["$date"],
-                Type.INSTANT: tagged["$datetime"],
-            }[domain]
-        node = f"(c.doc -> 'attributes' -> {self.bind(key)})"
-        kind = f"json_typeof({node})"
-        return {
-            Type.TEXT: f"(CASE WHEN {kind} = 'string' THEN {node} #>> '{{}}' END)",
-            Type.REAL: (f"(CASE WHEN {kind} = 'number' THEN ({node} #>> '{{}}')::numeric "
-                        f"WHEN ({node} ->> '$decimal') ~ '^-?[0-9]' "
-                        f"THEN ({node} ->> '$decimal')::float8 END)"),
-            Type.BOOL: f"(CASE WHEN {kind} = 'boolean' THEN ({node} #>> '{{}}')::boolean END)",
-            Type.DATE: f"({node} ->> '$date')::date",
-            Type.INSTANT: f"({node} ->> '$datetime')::timestamptz",
-        }[domain]
+        return self.d.attribute("c.doc", key, str(natural(domain)), self.bind)
 
     def record_field(self, source: str, name: str) -> str:
         if name not in RECORDS[source]:
@@ -348,16 +271,6 @@ class Compiler:
         return f"(SELECT {value} FROM {source} AS r WHERE {' AND '.join(conditions)})"
 
 
-def _sqlite_real(text: str) -> str:
-    """A decimal's text as the nearest double, like Python's float(Decimal).
-
-    SQLite's CAST is not always correctly rounded; its JSON number reader is, and
-    refuses NaN and Infinity (which read as unknown, as in the Python engine).
-    """
-    wrapped = f"('[' || {text} || ']')"
-    return f"(CASE WHEN json_valid({wrapped}) THEN json_extract({wrapped}, '$[0]') * 1.0 END)"
-
-
 def _is_attribute(node: a.Term | None) -> bool:
     return isinstance(node, a.Field) and node.path[0] == "attributes"
 
@@ -368,12 +281,6 @@ def _times(x: str, y: str | None) -> str:
 
 def _power(exponent: int) -> str | None:
     return None if exponent == 0 else str(10**exponent)
-
-
-def _json_path(key: str, tag: str | None = None) -> str:
-    """A JSON path into the custom attributes; the key is a checked machine name."""
-    path = f"$.attributes.{json.dumps(key)}"
-    return path if tag is None else f"{path}.{json.dumps(tag)}"
 
 
 def split(rule: a.Predicate) -> list[a.Predicate]:

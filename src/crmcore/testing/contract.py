@@ -300,6 +300,26 @@ class StorageContract:
             assert [r.entered for r in uow.segment_members.runs("vip")] == [2, 1]
             assert uow.segment_members.current("other") == set()
 
+    # ---- plugin kit: what the core compiles for this storage ----
+
+    def test_compiled_queries_mean_what_python_computes(self, crm: CRM) -> None:
+        """Segments and the purchase summary, through the CRM on this storage, give what the
+        Python engines give on the same records (`AnalyticsContract` checks every analysis)."""
+        from crmcore.scoring.summary import every, summarize, summary_of
+        from crmcore.segments import select_ids
+        from crmcore.synthetic import AS_OF, SyntheticBase
+        from crmcore.testing.analytics import RULES
+
+        SyntheticBase(size=40, seed=5).load(crm)
+        with crm.transaction() as uow:
+            for rule in RULES:
+                expected = select_ids(uow, rule, as_of=AS_OF, engine="python")
+                assert select_ids(uow, rule, as_of=AS_OF) == expected, rule
+            got, reference = summarize(uow, AS_OF), summary_of(list(every(uow, "purchases")), AS_OF)
+        assert got.customer_ids == reference.customer_ids and len(got) > 0
+        for column in ("frequency", "recency", "T", "monetary", "total"):
+            assert list(getattr(got, column)) == pytest.approx(list(getattr(reference, column))), column
+
     # ---- outbox ----
 
     def test_outbox_leases_settles_and_retries(self, storage: Storage) -> None:

@@ -23,11 +23,8 @@ import contextvars
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager, suppress
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
-
-import attrs
 
 from crmcore import limits
 from crmcore.errors import CRMError, IntegrityError, MissingExtra, StorageError, ValidationError
@@ -46,6 +43,7 @@ else:
     INSTALLED = True
 from crmcore.hookspecs import Adapter, hookimpl
 from crmcore.ports import Storage
+from crmcore.sql import POSTGRESQL, PostgreSQL
 from crmcore_adapters.storage import sql
 
 
@@ -53,20 +51,16 @@ def _same(text: str) -> str:
     return text
 
 
-def _utc(moment: datetime) -> datetime:
-    return moment.astimezone(UTC)
+class Psycopg(PostgreSQL):
+    """PostgreSQL through psycopg: documents are bound as JSON (already serialised)."""
+
+    def json_column(self, text: str) -> Any:
+        return Json(text, dumps=_same)
 
 
-DIALECT = sql.Dialect(
-    name="postgresql",
-    param="%s",
-    instant=_same,  # type: ignore[arg-type]
-    from_instant=_utc,
-    money=_same,  # type: ignore[arg-type]
-    json_column=lambda text: Json(text, dumps=_same),
-)
+DIALECT = Psycopg()
 
-COPY_DIALECT = attrs.evolve(DIALECT, json_column=_same)
+COPY_DIALECT = POSTGRESQL
 """For COPY, whose text format takes the JSON document as it is: no wrapper object per row."""
 
 CLAIM_LOCK = "FOR UPDATE SKIP LOCKED"

@@ -1,9 +1,11 @@
 """The SQL both relational adapters share: tables, rows, repositories, outbox.
 
-A `Dialect` says how one database spells parameters, instants, money and JSON;
-everything else (which columns hold what, how optimistic concurrency is checked,
-how the outbox is leased) is written once here. Every value reaches SQL as a
-bound parameter; table and column names come only from the constants below.
+A `crmcore.sql.Dialect` says how one database spells parameters, identifiers,
+instants, money, JSON, upserts and bulk loads; everything else (which columns
+hold what, how optimistic concurrency is checked, how the outbox is leased) is
+written once here, and a SQL storage plugin may build on it too. Every value
+reaches SQL as a bound parameter; table and column names come only from the
+constants below.
 """
 
 from __future__ import annotations
@@ -14,8 +16,7 @@ import functools
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, TypeVar
 
 import attrs
 
@@ -38,39 +39,10 @@ from crmcore.model import (
     ServicePoint,
     Team,
 )
+from crmcore.sql.dialect import Cursor, Dialect
 
 T = TypeVar("T")
-
-
-class Cursor(Protocol):
-    @property
-    def rowcount(self) -> int: ...
-
-    def execute(self, sql: str, params: Sequence[Any] = ...) -> Any: ...
-
-    def executemany(self, sql: str, params: Iterable[Sequence[Any]]) -> Any: ...
-
-    def fetchone(self) -> Any: ...
-
-    def fetchall(self) -> list[Any]: ...
-
-
-@attrs.frozen
-class Dialect:
-    """How one database writes the values the shared SQL binds."""
-
-    name: str
-    param: str
-    instant: Callable[[datetime], Any]
-    """An aware UTC datetime as stored (SQLite: integer microseconds; PostgreSQL: timestamptz)."""
-    from_instant: Callable[[Any], datetime]
-    money: Callable[[Decimal], Any]
-    """An exact amount as stored (SQLite: integer 1/10,000ths; PostgreSQL: numeric)."""
-    json_column: Callable[[str], Any] = lambda text: text
-
-    def sql(self, text: str) -> str:
-        """Shared SQL is written with `?`; this spells the parameters the dialect's way."""
-        return text if self.param == "?" else text.replace("?", self.param)
+__all__ = ["Cursor", "Dialect"]  # the shared SQL's names for the public dialect layer
 
 
 def _s(value: Any) -> Any:
@@ -234,7 +206,7 @@ class SqlRepository(Generic[T]):
     def list(self, *, after: str | None = None, limit: int | None = None) -> builtins.list[T]:
         self._run(
             f"SELECT doc FROM {self.t.name} WHERE id > ? ORDER BY id LIMIT ?",  # noqa: S608
-            (after or "", -1 if limit is None and self.d.name == "sqlite" else limit),
+            (after or "", self.d.limit(limit)),
         )
         return [_load(self.t, row[0]) for row in self.cur.fetchall()]
 
@@ -252,7 +224,7 @@ class SqlRepository(Generic[T]):
             where += f" AND {self.t.newest} >= ?"
             params.append(self.d.instant(since))
         direction = "DESC" if self.t.newest else "ASC"
-        params.append(-1 if limit is None and self.d.name == "sqlite" else limit)
+        params.append(self.d.limit(limit))
         self._run(
             f"SELECT doc FROM {self.t.name} WHERE {where} "  # noqa: S608
             f"ORDER BY {order} {direction}, id {direction} LIMIT ?",
@@ -295,7 +267,7 @@ class SqlCustomers(SqlRepository[Customer]):
                     f"external id {source}:{external} already belongs to customer {found.id}"
                 )
         for sql, rows in index_rows([customer]):
-            self.cur.executemany(self.d.sql(sql), rows)
+            self.d.executemany(self.cur, sql, rows)
 
     def _email_owner(self, email: str) -> str | None:
         self._run("SELECT customer_id FROM customer_emails WHERE email = ?", (email.lower(),))
@@ -347,23 +319,25 @@ def index_rows(customers: Sequence[Customer]) -> list[tuple[str, list[tuple[str,
     ]
 
 
+MEMBER_COLUMNS = ("campaign_id", "customer_id", "grp", "status", "at", "doc")
+SCORE_COLUMNS = ("scorer", "customer_id", "as_of", "value", "label", "doc")
+
+
 class SqlCampaignMembers:
     def __init__(self, cur: Cursor, dialect: Dialect) -> None:
         self.cur = cur
         self.d = dialect
 
-    _PUT = (
-        "INSERT INTO campaign_members (campaign_id, customer_id, grp, status, at, doc) "
-        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (campaign_id, customer_id) DO UPDATE SET "
-        "grp = excluded.grp, status = excluded.status, at = excluded.at, doc = excluded.doc"
-    )
-
     def _row(self, member: CampaignMember) -> tuple[Any, ...]:
         return (member.campaign_id, member.customer_id, str(member.group), str(member.status),
                 self.d.instant(member.at), self.d.json_column(serialization.dumps(member)))
 
+    @property
+    def _put(self) -> str:
+        return self.d.upsert("campaign_members", MEMBER_COLUMNS, ("campaign_id", "customer_id"))
+
     def put(self, member: CampaignMember) -> None:
-        self.cur.execute(self.d.sql(self._PUT), self._row(member))
+        self.cur.execute(self._put, self._row(member))
 
     def put_many(self, members: Iterable[CampaignMember], batch: int = 2_000) -> int:
         count = 0
@@ -371,10 +345,9 @@ class SqlCampaignMembers:
         for member in members:
             rows.append(self._row(member))
             if len(rows) >= batch:
-                self.cur.executemany(self.d.sql(self._PUT), rows)
+                self.d.executemany(self.cur, self._put, rows)
                 count, rows = count + len(rows), []
-        if rows:
-            self.cur.executemany(self.d.sql(self._PUT), rows)
+        self.d.executemany(self.cur, self._put, rows)
         return count + len(rows)
 
     def find(self, campaign_id: str, customer_id: str) -> CampaignMember | None:
@@ -436,14 +409,7 @@ class SqlScores:
              self.d.json_column(serialization.dumps(s)))
             for s in scores
         ]
-        self.cur.executemany(
-            self.d.sql(
-                "INSERT INTO scores (scorer, customer_id, as_of, value, label, doc) "
-                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (scorer, customer_id, as_of) DO UPDATE "
-                "SET value = excluded.value, label = excluded.label, doc = excluded.doc"
-            ),
-            rows,
-        )
+        self.d.executemany(self.cur, self.d.upsert("scores", SCORE_COLUMNS, SCORE_COLUMNS[:3]), rows)
         return len(rows)
 
     def _docs(self, sql: str, params: Sequence[Any]) -> builtins.list[Score]:
@@ -478,6 +444,8 @@ class SqlSegmentMembers:
     def __init__(self, cur: Cursor, dialect: Dialect) -> None:
         self.cur = cur
         self.d = dialect
+        self._at = dialect.quote("at")
+        self._left = dialect.quote("left")
 
     def current(self, segment_id: str) -> set[str]:
         self.cur.execute(
@@ -487,20 +455,18 @@ class SqlSegmentMembers:
 
     def apply(self, run: SegmentRun, entered: Iterable[str], left: Iterable[str]) -> None:
         since = self.d.instant(run.at)
-        self.cur.executemany(
-            self.d.sql("DELETE FROM segment_members WHERE segment_id = ? AND customer_id = ?"),
+        self.d.executemany(
+            self.cur, "DELETE FROM segment_members WHERE segment_id = ? AND customer_id = ?",
             [(run.segment_id, c) for c in left],
         )
-        self.cur.executemany(
-            self.d.sql(
-                "INSERT INTO segment_members (segment_id, customer_id, since) VALUES (?, ?, ?)"
-            ),
+        self.d.executemany(
+            self.cur, "INSERT INTO segment_members (segment_id, customer_id, since) VALUES (?, ?, ?)",
             [(run.segment_id, c, since) for c in entered],
         )
         self.cur.execute(
             self.d.sql(
-                'INSERT INTO segment_runs (segment_id, at, rule_version, size, entered, "left") '
-                "VALUES (?, ?, ?, ?, ?, ?)"
+                f"INSERT INTO segment_runs (segment_id, {self._at}, rule_version, size, entered, "  # noqa: S608
+                f"{self._left}) VALUES (?, ?, ?, ?, ?, ?)"
             ),
             (run.segment_id, since, run.rule_version, run.size, run.entered, run.left),
         )
@@ -508,8 +474,8 @@ class SqlSegmentMembers:
     def runs(self, segment_id: str) -> builtins.list[SegmentRun]:
         self.cur.execute(
             self.d.sql(
-                'SELECT segment_id, at, rule_version, size, entered, "left" FROM segment_runs '
-                "WHERE segment_id = ? ORDER BY at"
+                f"SELECT segment_id, {self._at}, rule_version, size, entered, {self._left} "  # noqa: S608
+                f"FROM segment_runs WHERE segment_id = ? ORDER BY {self._at}"
             ),
             (segment_id,),
         )
@@ -551,11 +517,10 @@ class SqlOutbox:
             (self.d.instant(now), limit),
         )
         rows = self.cur.fetchall()
-        if rows:
-            self.cur.executemany(
-                self.d.sql("UPDATE outbox SET available_at = ? WHERE seq = ?"),
-                [(self.d.instant(now + lease), row[0]) for row in rows],
-            )
+        self.d.executemany(
+            self.cur, "UPDATE outbox SET available_at = ? WHERE seq = ?",
+            [(self.d.instant(now + lease), row[0]) for row in rows],
+        )
         return [
             OutboxEntry(
                 seq=int(seq),
@@ -606,7 +571,7 @@ class SqlUnitOfWork:
     def __init__(self, cur: Cursor, dialect: Dialect, claim_lock: str = "") -> None:
         self.cur = cur
         self.d = dialect
-        self.dialect = dialect.name
+        self.dialect = dialect
         self.claim_lock = claim_lock
 
     # repositories are made on first use: a point read needs one, not fourteen
@@ -705,7 +670,8 @@ def bulk_statements(
         yield insert_sql(table), bulk_rows(dialect, table, batch), len(batch)
         if table is CUSTOMERS:
             for statement, rows in index_rows(batch):
-                yield statement, rows, 0
+                if rows:  # an empty batch is refused by some drivers' executemany
+                    yield statement, rows, 0
         else:
             owners = dict.fromkeys(item.customer_id for item in batch)
             yield "INSERT INTO bulk_owners (customer_id) VALUES (?)", [(o,) for o in owners], 0

@@ -20,19 +20,14 @@ from urllib.parse import parse_qs, urlsplit
 from crmcore.errors import IntegrityError, StorageError, ValidationError
 from crmcore.hookspecs import Adapter, hookimpl
 from crmcore.ports import Storage
-from crmcore.values import MONEY_SCALE, from_micros, new_id, to_micros
+from crmcore.sql import SQLITE
+from crmcore.values import MONEY_SCALE, new_id
 from crmcore_adapters.storage import sql
 
 SCALE = 10**MONEY_SCALE
 
 
-DIALECT = sql.Dialect(
-    name="sqlite",
-    param="?",
-    instant=to_micros,
-    from_instant=from_micros,
-    money=lambda amount: int(amount * SCALE),
-)
+DIALECT = SQLITE
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (

@@ -1,0 +1,431 @@
+"""One object that says how a database spells what the core compiles.
+
+Segments, the purchase summary (RFM, lifetime value), service quality and the
+baskets of cross-sell are compiled by the core into SQL; the repositories the
+built-in SQL adapters share write rows. Everything in that SQL which is not
+standard goes through a `Dialect`: how values are stored (instants, money,
+dates, booleans, JSON documents), how parameters and identifiers are written,
+day arithmetic on stored instants, upserts, bulk loads, and the JSON reads of the
+segment language. SQLite and PostgreSQL are two instances; a storage plugin adds
+a backend by subclassing `Dialect` (or one of the two) and returning an instance
+as its unit of work's `dialect` attribute.
+
+A method that has no spelling in a dialect raises `Unsupported`: the segment
+engine then runs that part of the rule in Python, and the analytics fall back
+to Python, so a partial dialect still gives the same answers, only slower.
+
+Every method returns SQL built from constants and the SQL it was given; values
+always travel as bound parameters (`bind` gives the marker for one).
+"""
+
+# ruff: noqa: S608 - identifiers are constants of the callers; every value is a bound parameter
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any, ClassVar, Protocol
+
+from crmcore.values import MONEY_SCALE, from_micros, to_micros
+
+Bind = Callable[[Any], str]
+"""Binds one value and returns the marker to put in the SQL text where it goes."""
+
+MICROS_PER_DAY = 86_400_000_000
+PERIODS = ("day", "month", "year")
+"""Calendar buckets `Dialect.period` knows."""
+_PLAIN = re.compile(r"[a-z_][a-z0-9_]*")
+
+
+class Unsupported(Exception):
+    """This construct has no SQL in this dialect; the caller computes it in Python."""
+
+
+class Parameters:
+    """Values bound while SQL is composed: each `bind` leaves a marker, and `finish` spells
+    the markers as the dialect's placeholders in the order they finally appear (so a
+    translation may reorder or repeat its arguments)."""
+
+    _MARK = re.compile("\x00(\\d+)\x00")
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect
+        self.values: list[Any] = []
+
+    def bind(self, value: Any) -> str:
+        self.values.append(value)
+        return f"\x00{len(self.values) - 1}\x00"
+
+    def finish(self, sql: str) -> tuple[str, tuple[Any, ...]]:
+        ordered: list[Any] = []
+
+        def spell(match: re.Match[str]) -> str:
+            ordered.append(self.values[int(match.group(1))])
+            return self.dialect.placeholder
+
+        return self._MARK.sub(spell, sql), tuple(ordered)
+
+
+class Cursor(Protocol):
+    """The part of a DB-API cursor the shared SQL uses."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def execute(self, sql: str, params: Sequence[Any] = ...) -> Any: ...
+
+    def executemany(self, sql: str, params: Iterable[Sequence[Any]]) -> Any: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+
+class Dialect:
+    """Standard SQL with driver-native values; subclass and override what your database spells
+    otherwise. Instances hold no state and are shared freely between threads."""
+
+    name: ClassVar[str] = "sql"
+    """Also the key of a rule function's SQL translation (`RuleFunction.sql`)."""
+    placeholder: ClassVar[str] = "?"
+    """How a bound parameter is written (`?`, `%s`)."""
+    money_scale: ClassVar[int] = 0
+    """Money columns hold amount * 10**money_scale (0: an exact decimal type)."""
+    text_order: ClassVar[str] = ""
+    """Appended to a text in an ordering comparison, so SQL orders by code point like Python."""
+    translations: ClassVar[tuple[str, ...]] = ()
+    """Other dialects whose rule-function translations also fit this one, tried in order."""
+    reserved: ClassVar[frozenset[str]] = frozenset({
+        "all", "and", "any", "as", "asc", "at", "between", "both", "by", "case", "cast", "check",
+        "column", "constraint", "create", "cross", "current", "default", "desc", "distinct", "do",
+        "else", "end", "except", "exists", "false", "fetch", "for", "foreign", "from", "full",
+        "grant", "group", "having", "in", "inner", "intersect", "into", "is", "join", "key",
+        "leading", "left", "like", "limit", "natural", "not", "null", "offset", "on", "or",
+        "order", "outer", "primary", "references", "right", "select", "table", "then", "to",
+        "trailing", "true", "union", "unique", "user", "using", "values", "when", "where", "with",
+    })
+    """Words that must be quoted to name a column (`at`, `left`, ...)."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}>"
+
+    # ---- values as stored and bound ----
+
+    def instant(self, moment: datetime) -> Any:
+        """An aware UTC instant as stored and bound."""
+        return moment
+
+    def from_instant(self, value: Any) -> datetime:
+        """A stored instant read back as an aware UTC datetime."""
+        return value.astimezone(UTC)  # type: ignore[no-any-return]
+
+    def money(self, amount: Decimal) -> Any:
+        """An exact amount as stored and bound."""
+        return amount * 10**self.money_scale if self.money_scale else amount
+
+    def from_money(self, value: Any) -> float:
+        """A stored amount (or a sum of them) as a float in currency units."""
+        return float(value) / 10**self.money_scale if self.money_scale else float(value)
+
+    def day(self, value: date) -> Any:
+        """A calendar date as stored and bound."""
+        return value
+
+    def boolean(self, value: bool) -> Any:
+        """A truth value as stored and bound."""
+        return value
+
+    def json_column(self, text: str) -> Any:
+        """A JSON document (as text) as bound to a document column."""
+        return text
+
+    def limit(self, count: int | None) -> Any:
+        """The value bound to `LIMIT ?`; None means every row."""
+        return count
+
+    # ---- spelling ----
+
+    def sql(self, text: str) -> str:
+        """Shared SQL is written with `?`; this spells the parameters the dialect's way."""
+        return text if self.placeholder == "?" else text.replace("?", self.placeholder)
+
+    def quote(self, identifier: str) -> str:
+        """A column or table name, quoted when it is a reserved word or not a plain name."""
+        if _PLAIN.fullmatch(identifier) and identifier not in self.reserved:
+            return identifier
+        return '"' + identifier.replace('"', '""') + '"'
+
+    types: ClassVar[Mapping[str, str]] = {
+        "text": "TEXT", "int": "BIGINT", "real": "DOUBLE PRECISION", "bool": "BOOLEAN",
+        "date": "DATE", "instant": "TIMESTAMP WITH TIME ZONE", "money": "NUMERIC",
+    }
+    """The column type that holds each kind of value (text, int, money, real, instant, date, bool)."""
+
+    def cast(self, sql: str, kind: str) -> str:
+        """`sql` (often a bound parameter, whose type a server cannot guess when it is NULL)
+        as a value of a kind, in its stored form."""
+        return f"CAST({sql} AS {self.types[kind]})"
+
+    def upsert(self, table: str, columns: Sequence[str], key: Sequence[str]) -> str:
+        """INSERT of `columns` (as `?` parameters) that replaces the row with the same `key`."""
+        names = ", ".join(map(self.quote, columns))
+        marks = ", ".join("?" for _ in columns)
+        sets = ", ".join(f"{self.quote(c)} = excluded.{self.quote(c)}" for c in columns if c not in key)
+        keys = ", ".join(map(self.quote, key))
+        return self.sql(
+            f"INSERT INTO {self.quote(table)} ({names}) VALUES ({marks}) "
+            f"ON CONFLICT ({keys}) DO UPDATE SET {sets}"
+        )
+
+    def executemany(self, cursor: Cursor, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run a statement (written with `?`) once per row; an empty batch runs nothing
+        (some drivers refuse an empty `executemany`)."""
+        if rows:
+            cursor.executemany(self.sql(sql), rows)
+
+    def translation(self, translations: Mapping[str, Callable[..., str]]) -> Callable[..., str] | None:
+        """A rule function's SQL for this dialect, or None."""
+        for name in (self.name, *self.translations):
+            if name in translations:
+                return translations[name]
+        return None
+
+    # ---- time on stored instants ----
+
+    def epoch_day(self, instant: str) -> str:
+        """The UTC day of a stored instant, counted from 1970-01-01 (an integer)."""
+        return f"(CAST(({instant} AT TIME ZONE 'UTC') AS DATE) - DATE '1970-01-01')"
+
+    def day_start(self, day: str) -> str:
+        """The stored instant at which epoch day `day` (an integer expression) begins."""
+        return f"(CAST(DATE '1970-01-01' + ({day}) AS TIMESTAMP) AT TIME ZONE 'UTC')"
+
+    def period(self, instant: str, unit: str) -> str:
+        """The UTC calendar bucket of a stored instant as text: 2025-01-31, 2025-01 or 2025."""
+        raise Unsupported(f"no calendar periods in {self.name}")
+
+    def month_day(self, day: str) -> str:
+        """The 'MM-DD' text of a stored date."""
+        raise Unsupported(f"no month-day in {self.name}")
+
+    def contains_text(self, haystack: str, needle: str) -> str:
+        """True when `needle` occurs in `haystack` (both texts; NULL when either is)."""
+        return f"(strpos({haystack}, {needle}) > 0)"
+
+    # ---- JSON documents (customers' `doc` column) ----
+
+    def json_array_contains(self, doc: str, key: str, needle: str) -> str:
+        """True when the array `doc.key` (texts) holds `needle`; `key` is a constant name."""
+        raise Unsupported(f"no JSON arrays in {self.name}")
+
+    def json_array_length(self, doc: str, key: str) -> str:
+        """The length of the array `doc.key`."""
+        raise Unsupported(f"no JSON arrays in {self.name}")
+
+    def json_elements(self, doc: str, key: str, alias: str) -> str:
+        """A FROM item with one row per element of the array `doc.key`, named `alias`."""
+        raise Unsupported(f"no JSON arrays in {self.name}")
+
+    def json_element_text(self, alias: str, field: str) -> str:
+        """The text of `field` in an element of `json_elements`."""
+        raise Unsupported(f"no JSON arrays in {self.name}")
+
+    def consent_granted(self, doc: str, purpose: str, channel: str, at: str) -> str:
+        """True when the customer document holds a consent (purpose, channel) granted at or
+        before `at` (an ISO text): the arguments are bound markers."""
+        raise Unsupported(f"no consent reads in {self.name}")
+
+    def attribute_kind(self, doc: str, key: str, bind: Bind) -> str:
+        """The JSON type of custom attribute `key`, NULL when absent."""
+        raise Unsupported(f"no custom attributes in {self.name}")
+
+    def attribute(self, doc: str, key: str, kind: str, bind: Bind) -> str:
+        """Custom attribute `key` read as `kind` (text, real, bool, date, instant), NULL when
+        the stored value is of another type. Numbers written `{"$decimal": ...}` read as
+        real, dates and instants are tagged `$date` and `$datetime` (ISO texts)."""
+        raise Unsupported(f"no custom attributes in {self.name}")
+
+    def attribute_instant(self, moment: datetime) -> Any:
+        """An instant bound to compare with `attribute(..., "instant", ...)`."""
+        return self.instant(moment)
+
+
+def json_path(key: str, tag: str | None = None) -> str:
+    """A JSON path into the custom attributes; the key is a checked machine name."""
+    path = f"$.attributes.{json.dumps(key)}"
+    return path if tag is None else f"{path}.{json.dumps(tag)}"
+
+
+class SQLite(Dialect):
+    """SQLite: instants as integer microseconds, money as integer 1/10,000ths, JSON as text."""
+
+    name = "sqlite"
+    money_scale = MONEY_SCALE
+    types = {**Dialect.types, "money": "BIGINT", "instant": "BIGINT", "date": "TEXT", "bool": "INTEGER"}
+
+    def instant(self, moment: datetime) -> int:
+        return to_micros(moment)
+
+    def from_instant(self, value: Any) -> datetime:
+        return from_micros(value)
+
+    def money(self, amount: Decimal) -> int:
+        return int(amount * 10**self.money_scale)
+
+    def day(self, value: date) -> str:
+        return value.isoformat()
+
+    def boolean(self, value: bool) -> int:
+        return int(value)
+
+    def limit(self, count: int | None) -> int | None:
+        return -1 if count is None else count
+
+    def epoch_day(self, instant: str) -> str:
+        # floor division: integer division in SQLite truncates towards zero
+        return f"({instant} / {MICROS_PER_DAY} - ({instant} % {MICROS_PER_DAY} < 0))"
+
+    def day_start(self, day: str) -> str:
+        return f"(({day}) * {MICROS_PER_DAY})"
+
+    def period(self, instant: str, unit: str) -> str:
+        fmt = {"day": "%Y-%m-%d", "month": "%Y-%m", "year": "%Y"}[unit]
+        return f"strftime('{fmt}', {instant} / 1000000, 'unixepoch')"
+
+    def month_day(self, day: str) -> str:
+        return f"substr({day}, 6, 5)"
+
+    def contains_text(self, haystack: str, needle: str) -> str:
+        return f"(instr({haystack}, {needle}) > 0)"
+
+    def json_array_contains(self, doc: str, key: str, needle: str) -> str:
+        return f"EXISTS (SELECT 1 FROM json_each({doc}, '$.{key}') AS t WHERE t.value = {needle})"
+
+    def json_array_length(self, doc: str, key: str) -> str:
+        return f"json_array_length({doc}, '$.{key}')"
+
+    def json_elements(self, doc: str, key: str, alias: str) -> str:
+        return f"json_each({doc}, '$.{key}') AS {alias}"
+
+    def json_element_text(self, alias: str, field: str) -> str:
+        return f"json_extract({alias}.value, '$.{field}')"
+
+    def consent_granted(self, doc: str, purpose: str, channel: str, at: str) -> str:
+        return (f"EXISTS (SELECT 1 FROM json_each({doc}, '$.consents') AS k WHERE "
+                f"json_extract(k.value, '$.purpose') = {purpose} AND "
+                f"json_extract(k.value, '$.channel') = {channel} AND "
+                "json_extract(k.value, '$.status') = 'granted' AND "
+                f"json_extract(k.value, '$.at') <= {at})")
+
+    def attribute_kind(self, doc: str, key: str, bind: Bind) -> str:
+        return f"json_type({doc}, {bind(json_path(key))})"
+
+    def attribute(self, doc: str, key: str, kind: str, bind: Bind) -> str:
+        path = bind(json_path(key))
+        found = f"json_type({doc}, {path})"
+        value = f"json_extract({doc}, {path})"
+
+        def tagged(tag: str) -> str:
+            return f"json_extract({doc}, {bind(json_path(key, tag))})"
+
+        if kind == "text":
+            return f"(CASE WHEN {found} = 'text' THEN {value} END)"
+        if kind == "real":
+            return (f"(CASE WHEN {found} IN ('integer', 'real') THEN {value} "
+                    f"ELSE {_sqlite_real(tagged('$decimal'))} END)")
+        if kind == "bool":
+            return f"(CASE {found} WHEN 'true' THEN 1 WHEN 'false' THEN 0 END)"
+        if kind == "date":
+            return tagged("$date")
+        if kind == "instant":
+            return tagged("$datetime")
+        raise Unsupported(f"no {kind} attributes")
+
+    def attribute_instant(self, moment: datetime) -> str:
+        return moment.isoformat()  # custom instants are stored as ISO text in UTC
+
+
+def _sqlite_real(text: str) -> str:
+    """A decimal's text as the nearest double, like Python's float(Decimal).
+
+    SQLite's CAST is not always correctly rounded; its JSON number reader is, and
+    refuses NaN and Infinity (which read as unknown, as in the Python engine).
+    """
+    wrapped = f"('[' || {text} || ']')"
+    return f"(CASE WHEN json_valid({wrapped}) THEN json_extract({wrapped}, '$[0]') * 1.0 END)"
+
+
+class PostgreSQL(Dialect):
+    """PostgreSQL: timestamptz, numeric money, `json` documents, texts in the "C" collation."""
+
+    name = "postgresql"
+    placeholder = "%s"
+    text_order = ' COLLATE "C"'
+
+    def epoch_day(self, instant: str) -> str:
+        return f"(({instant} AT TIME ZONE 'UTC')::date - DATE '1970-01-01')"
+
+    def day_start(self, day: str) -> str:
+        return f"((DATE '1970-01-01' + ({day}))::timestamp AT TIME ZONE 'UTC')"
+
+    def period(self, instant: str, unit: str) -> str:
+        fmt = {"day": "YYYY-MM-DD", "month": "YYYY-MM", "year": "YYYY"}[unit]
+        return f"to_char({instant} AT TIME ZONE 'UTC', '{fmt}')"
+
+    def month_day(self, day: str) -> str:
+        return f"to_char({day}, 'MM-DD')"
+
+    def json_array_contains(self, doc: str, key: str, needle: str) -> str:
+        return (f"EXISTS (SELECT 1 FROM json_array_elements_text({doc} -> '{key}') AS t(v) "
+                f"WHERE t.v = {needle})")
+
+    def json_array_length(self, doc: str, key: str) -> str:
+        return f"json_array_length({doc} -> '{key}')"
+
+    def json_elements(self, doc: str, key: str, alias: str) -> str:
+        return f"json_array_elements({doc}::json -> '{key}') AS {alias}"
+
+    def json_element_text(self, alias: str, field: str) -> str:
+        return f"{alias} ->> '{field}'"
+
+    def consent_granted(self, doc: str, purpose: str, channel: str, at: str) -> str:
+        return (f"EXISTS (SELECT 1 FROM json_array_elements({doc} -> 'consents') AS k(v) WHERE "
+                f"k.v ->> 'purpose' = {purpose} AND k.v ->> 'channel' = {channel} "
+                f"AND k.v ->> 'status' = 'granted' AND (k.v ->> 'at') COLLATE \"C\" <= {at})")
+
+    def attribute_kind(self, doc: str, key: str, bind: Bind) -> str:
+        return f"json_typeof({doc} -> 'attributes' -> {bind(key)})"
+
+    def attribute(self, doc: str, key: str, kind: str, bind: Bind) -> str:
+        node = f"({doc} -> 'attributes' -> {bind(key)})"
+        found = f"json_typeof({node})"
+        spelt = {
+            "text": f"(CASE WHEN {found} = 'string' THEN {node} #>> '{{}}' END)",
+            "real": (f"(CASE WHEN {found} = 'number' THEN ({node} #>> '{{}}')::numeric "
+                     f"WHEN ({node} ->> '$decimal') ~ '^-?[0-9]' "
+                     f"THEN ({node} ->> '$decimal')::float8 END)"),
+            "bool": f"(CASE WHEN {found} = 'boolean' THEN ({node} #>> '{{}}')::boolean END)",
+            "date": f"({node} ->> '$date')::date",
+            "instant": f"({node} ->> '$datetime')::timestamptz",
+        }
+        if kind not in spelt:
+            raise Unsupported(f"no {kind} attributes")
+        return spelt[kind]
+
+
+SQLITE = SQLite()
+POSTGRESQL = PostgreSQL()
+BUILTIN: Mapping[str, Dialect] = {d.name: d for d in (SQLITE, POSTGRESQL)}
+
+
+def dialect_of(uow: object) -> Dialect | None:
+    """The dialect a unit of work speaks (its `dialect` attribute: a `Dialect`, or the name of
+    a built-in one), or None when the core must compute in Python."""
+    found = getattr(uow, "dialect", None)
+    if isinstance(found, Dialect):
+        return found
+    if isinstance(found, str):
+        return BUILTIN.get(found)
+    return None
