@@ -5,6 +5,7 @@ from __future__ import annotations
 import attrs
 
 from crmcore import values as v
+from crmcore.model.calendar import BusinessCalendar
 from crmcore.model.customer import PostalAddress
 
 
@@ -36,6 +37,10 @@ class ServicePoint:
     name: str = attrs.field(validator=v.is_text(200))
     kind: ServicePointKind = attrs.field(converter=ServicePointKind)
     location: Location = attrs.field(factory=Location)
+    calendar: BusinessCalendar | None = attrs.field(
+        default=None, validator=v.optional(v.instance_of(BusinessCalendar))
+    )
+    """Its business hours; service-level promises made here count only these (None: 24/7)."""
     version: int = attrs.field(default=0, validator=v.integer(0, 2**62))
 
 
