@@ -1,5 +1,9 @@
 """The domain model: attrs classes, frozen and validated; change them with `attrs.evolve`."""
 
+from crmcore.model.account import Account, AccountKind, AccountMember
+from crmcore.model.activity import Task, TaskStatus
+from crmcore.model.automation import AutomationRun, RunOutcome
+from crmcore.model.calendar import BusinessCalendar, CalendarError, OpeningHours
 from crmcore.model.channels import Channel, ChannelFamily, Direction
 from crmcore.model.commerce import OrderLine, Purchase
 from crmcore.model.customer import (
@@ -16,13 +20,16 @@ from crmcore.model.places import Agent, Location, ServicePoint, ServicePointKind
 from crmcore.model.sales import Opportunity, OpportunityKind, Stage, StageChange
 from crmcore.model.scores import Score
 from crmcore.model.segments import Segment, SegmentRun
-from crmcore.model.service import Case, CaseKind, CasePriority, CaseStatus
+from crmcore.model.service import Case, CaseKind, CasePriority, CaseStatus, Deadline, Rung, Step, Target
+from crmcore.model.staff import Assignment
 
 __all__ = [
-    "Agent", "Campaign", "CampaignMember", "Case", "CaseKind", "CasePriority", "CaseStatus",
-    "Channel", "ChannelFamily", "Consent", "ConsentStatus", "Customer", "Direction",
-    "Interaction", "LifecycleStage", "Location", "MemberGroup", "MemberStatus", "Opportunity",
-    "OpportunityKind", "OrderLine", "PartyKind", "PostalAddress", "Purchase", "Score", "Segment",
-    "SegmentRun", "ServicePoint",
-    "ServicePointKind", "Stage", "StageChange", "Team",
+    "Account", "AccountKind", "AccountMember", "Agent", "Assignment", "AutomationRun",
+    "BusinessCalendar", "CalendarError", "Campaign", "CampaignMember", "Case", "CaseKind",
+    "CasePriority", "CaseStatus", "Channel", "ChannelFamily", "Consent", "ConsentStatus",
+    "Customer", "Deadline", "Direction", "Interaction", "LifecycleStage", "Location",
+    "MemberGroup", "MemberStatus", "OpeningHours", "Opportunity", "OpportunityKind", "OrderLine",
+    "PartyKind", "PostalAddress", "Purchase", "RunOutcome", "Rung", "Score", "Segment",
+    "SegmentRun", "ServicePoint", "ServicePointKind", "Stage", "StageChange", "Step", "Target",
+    "Task", "TaskStatus", "Team",
 ]

@@ -6,6 +6,7 @@ arithmetic (adding business time, measuring it between two instants).
 
 from __future__ import annotations
 
+import itertools
 import re
 from datetime import date, datetime
 from typing import Any
@@ -71,9 +72,17 @@ def _hours(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
         if not isinstance(span, OpeningHours):
             raise CalendarError(f"{attribute.name}[{index}]", span, "must be OpeningHours")
     by_day = sorted(value, key=lambda s: (s.weekday, s.opening_minute))
-    for earlier, later in zip(by_day, by_day[1:], strict=False):
+    for earlier, later in itertools.pairwise(by_day):
         if earlier.weekday == later.weekday and later.opening_minute < earlier.closing_minute:
             raise CalendarError(attribute.name, later, f"overlaps {earlier}")
+
+
+def _days(values: Any) -> tuple[Any, ...]:
+    items = tuple(values or ())
+    try:
+        return tuple(sorted(set(items)))
+    except TypeError:  # not comparable: let the validator name the odd one
+        return items
 
 
 def _holidays(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -88,9 +97,8 @@ class BusinessCalendar:
 
     timezone: str = attrs.field(validator=_zone)
     hours: tuple[OpeningHours, ...] = attrs.field(converter=v.as_tuple, validator=_hours)
-    holidays: frozenset[date] = attrs.field(
-        default=frozenset(), converter=v.as_frozenset, validator=_holidays
-    )
+    holidays: tuple[date, ...] = attrs.field(default=(), converter=_days, validator=_holidays)
+    """Public holidays (local dates), closed all day; kept sorted."""
 
     @classmethod
     def weekly(
@@ -103,7 +111,7 @@ class BusinessCalendar:
                 for stretch in stretches.split():
                     opens, _, closes = stretch.partition("-")
                     spans.append(OpeningHours(weekday, opens, closes))
-        return cls(timezone, tuple(spans), frozenset(holidays))
+        return cls(timezone, tuple(spans), holidays)
 
 
 def _weekdays(text: str) -> list[int]:

@@ -127,6 +127,8 @@ class Customer:
     created_at: datetime = attrs.field(factory=v.now, converter=v.as_utc, validator=v.is_utc)
     updated_at: datetime = attrs.field(factory=v.now, converter=v.as_utc, validator=v.is_utc)
     version: int = attrs.field(default=0, validator=v.integer(0, 2**62))
+    owner: str | None = attrs.field(default=None, validator=v.optional(v.check(v.name)))
+    """The member of staff (an agent id) who owns the relationship."""
 
     def __attrs_post_init__(self) -> None:
         if self.birth_date is not None and isinstance(self.birth_date, datetime):

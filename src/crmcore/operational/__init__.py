@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from crmcore.crm import CRM
     from crmcore.operational.calls import Calls
+    from crmcore.operational.cases import ServiceCases
     from crmcore.operational.mail import Mail
 
 
@@ -30,3 +31,10 @@ class Operational:
         from crmcore.operational.calls import Calls
 
         return Calls(self.crm)
+
+    @functools.cached_property
+    def cases(self) -> ServiceCases:
+        """Cases with service levels in business time, an escalation ladder and its sweep."""
+        from crmcore.operational.cases import ServiceCases
+
+        return ServiceCases(self.crm)

@@ -39,6 +39,7 @@ class BusinessClock:
         for span in sorted(calendar.hours, key=lambda s: s.opening_minute):
             self._spans[span.weekday].append((span.opening_minute, span.closing_minute))
         self._days: dict[date, tuple[Interval, ...]] = {}
+        self._holidays = frozenset(calendar.holidays)
 
     def add(self, start: datetime, duration: timedelta) -> datetime:
         """The earliest instant by which `duration` of business time has passed since `start`."""
@@ -70,7 +71,7 @@ class BusinessClock:
 
     def is_open(self, moment: datetime) -> bool:
         moment = v.utc(moment, "moment").astimezone(UTC)
-        for opens, closes in self._intervals_from(moment):
+        for opens, _closes in self._intervals_from(moment):
             return opens <= moment
         return False  # pragma: no cover - the generator never ends
 
@@ -94,7 +95,7 @@ class BusinessClock:
             day += ONE_DAY
 
     def _work_out(self, day: date) -> tuple[Interval, ...]:
-        if day in self.calendar.holidays:
+        if day in self._holidays:
             return ()
         merged: list[Interval] = []
         for opening, closing in self._spans[day.weekday()]:
