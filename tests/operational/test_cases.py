@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from crmcore import CRM, Customer, ServicePoint, ServicePointKind, Team, ValidationError
-from crmcore import serialization
+from crmcore import CRM, Customer, ServicePoint, ServicePointKind, Team, ValidationError, serialization
 from crmcore.errors import CRMError, NotFound
 from crmcore.model import Agent, BusinessCalendar, Case, CaseStatus, Rung, Target
 from crmcore.operational.sla import SlaPolicy, SlaTarget
@@ -19,7 +18,7 @@ from crmcore.plugins import make_plugin_manager
 from crmcore_adapters.storage import sqlite as sqlite_adapter
 from crmcore_adapters.storage.sqlite import SQLiteStorage
 
-from .conftest import MONDAY, Clock, Recorder, drain, open_backend, drop_schema
+from .conftest import MONDAY, Clock, Recorder, drain, drop_schema, open_backend
 
 PARIS = BusinessCalendar.weekly("Europe/Paris", {"mon-fri": "09:00-17:00"},
                                 holidays=(date(2025, 6, 9),))  # Whit Monday
@@ -223,7 +222,7 @@ def test_two_sweepers_at_once_emit_each_rung_once(kind: str, tmp_path: Path) -> 
             try:
                 for _ in range(3):
                     crm.operational.cases.sweep(later, page=7)
-            except BaseException as exc:  # noqa: BLE001 - reported below
+            except BaseException as exc:
                 errors.append(exc)
 
         workers = [threading.Thread(target=run) for _ in range(2)]

@@ -129,6 +129,7 @@ class ServiceCases:
     def resume(self, case_id: str) -> Case:
         """The customer answered: every promise still running moves by the business time paused."""
         def resumed(case: Case, now: datetime) -> Case:
+            _expect(case, CaseStatus.WAITING, "resumed")
             moved = case.moved_to(CaseStatus.IN_PROGRESS)
             since = case.paused_at or now
             return self._extended(attrs.evolve(moved, paused_at=None), since, now)
@@ -145,6 +146,7 @@ class ServiceCases:
         """A resolved case the customer says is not: the resolution promise runs again, moved
         by the business time it spent resolved."""
         def reopened(case: Case, now: datetime) -> Case:
+            _expect(case, CaseStatus.RESOLVED, "reopened")
             moved = case.moved_to(CaseStatus.IN_PROGRESS)
             deadlines = tuple(
                 attrs.evolve(d, met_at=None) if d.target is Target.RESOLUTION else d
@@ -326,9 +328,16 @@ class ServiceCases:
             return [c for c in uow.cases.for_customer(customer_id) if c.status.is_open]
 
 
+def _expect(case: Case, status: CaseStatus, action: str) -> None:
+    if case.status is not status:
+        raise ValidationError("status", str(case.status), f"only a {status} case can be {action}")
+
+
 def _priority(value: CasePriority | int | str) -> CasePriority:
     """A priority by number or by name ('urgent', 'high', ...)."""
-    if isinstance(value, str) and value.upper() in CasePriority.__members__:
+    if isinstance(value, str):
+        if value.upper() not in CasePriority.__members__:
+            raise ValidationError("priority", value, "must be low, normal, high or urgent")
         return CasePriority[value.upper()]
     return CasePriority(value)
 
