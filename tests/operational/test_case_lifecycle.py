@@ -21,13 +21,14 @@ from crmcore_adapters.storage.sqlite import SQLiteStorage
 
 from .conftest import Clock, Recorder, drain
 
-O, P, W, R, C = (CaseStatus.OPEN, CaseStatus.IN_PROGRESS, CaseStatus.WAITING,
-                 CaseStatus.RESOLVED, CaseStatus.CLOSED)
+OPEN, WORK, WAIT, DONE, SHUT = (CaseStatus.OPEN, CaseStatus.IN_PROGRESS, CaseStatus.WAITING,
+                                CaseStatus.RESOLVED, CaseStatus.CLOSED)
 LEGAL = {  # written out here, independently of the model's table
-    "respond": {O, P, W}, "pause": {O, P}, "resume": {W}, "resolve": {O, P, W},
-    "close": {O, P, W, R}, "reopen": {R},
+    "respond": {OPEN, WORK, WAIT}, "pause": {OPEN, WORK}, "resume": {WAIT},
+    "resolve": {OPEN, WORK, WAIT}, "close": {OPEN, WORK, WAIT, DONE}, "reopen": {DONE},
 }
-AFTER = {"respond": None, "pause": W, "resume": P, "resolve": R, "close": C, "reopen": P}
+AFTER = {"respond": None, "pause": WAIT, "resume": WORK, "resolve": DONE, "close": SHUT,
+         "reopen": WORK}
 
 
 class CaseLifecycle(RuleBasedStateMachine):
@@ -45,7 +46,8 @@ class CaseLifecycle(RuleBasedStateMachine):
         self.crm = CRM(store, plugins=plugins, clock=self.clock)
         self.crm.service_points.add(ServicePoint(
             "desk", "Desk", ServicePointKind.BRANCH,
-            calendar=BusinessCalendar.weekly("Europe/Paris", {"mon-fri": "09:00-18:00", "sat": "10:00-12:00"}),
+            calendar=BusinessCalendar.weekly(
+                "Europe/Paris", {"mon-fri": "09:00-18:00", "sat": "10:00-12:00"}),
         ))
         for name, tier in (("vip", "platinum"), ("gold", "gold"), ("plain", None)):
             self.crm.customers.add(Customer(id=name, name=name, tier=tier))
@@ -61,7 +63,7 @@ class CaseLifecycle(RuleBasedStateMachine):
     def open_case(self, customer: str, priority: int, at_desk: bool) -> str:
         case = self.crm.operational.cases.open(
             customer, "complaint", "s", priority=priority, service_point="desk" if at_desk else None)
-        self.status[case.id] = O
+        self.status[case.id] = OPEN
         self.owner[case.id] = customer
         return case.id
 
@@ -72,7 +74,7 @@ class CaseLifecycle(RuleBasedStateMachine):
         call = getattr(desk, action)
         if self.status[case_id] in LEGAL[action]:
             after = call(case_id, "done") if action == "resolve" else call(case_id)
-            expected = AFTER[action] or (P if self.status[case_id] is O else self.status[case_id])
+            expected = AFTER[action] or (WORK if self.status[case_id] is OPEN else self.status[case_id])
             assert after.status is expected
             self.status[case_id] = expected
         else:
@@ -83,10 +85,10 @@ class CaseLifecycle(RuleBasedStateMachine):
     @rule(duplicate=cases, into=cases)
     def merge(self, duplicate: str, into: str) -> None:
         legal = (duplicate != into and self.owner[duplicate] == self.owner[into]
-                 and self.status[duplicate] is not C and self.status[into].is_open)
+                 and self.status[duplicate] is not SHUT and self.status[into].is_open)
         if legal:
             self.crm.operational.cases.merge(duplicate, into=into)
-            self.status[duplicate] = C
+            self.status[duplicate] = SHUT
         else:
             before = (self.crm.cases.get(duplicate), self.crm.cases.get(into))
             with pytest.raises(ValidationError):
