@@ -19,7 +19,7 @@ import pluggy
 
 from crmcore import values as v
 from crmcore.errors import CRMError, ValidationError
-from crmcore.events import Event
+from crmcore.events import CAUSED_BY, Event
 from crmcore.model import (
     Agent,
     Campaign,
@@ -163,6 +163,8 @@ class CRM:
         uow = self._current.get()
         if uow is None:
             raise RuntimeError("emit() needs an open transaction")
+        if CAUSED_BY.get():  # operational: automation's loop detection
+            payload.setdefault("caused_by", list(CAUSED_BY.get()))
         uow.outbox.append(Event(topic, aggregate_id, payload, self.clock()))
         self._emitted.set(True)
 

@@ -118,3 +118,8 @@ class RuleError(ValidationError):
             reason += f" (did you mean {', '.join(suggestions)}?)"
         super().__init__("rule", text, reason)
         self.args = (f"rule: {reason}{where}",)
+
+
+class Unassignable(CRMError):
+    """No member of staff fits an assignment's rules (nobody with the skill, the language,
+    in the territory, or active); nothing was assigned."""
