@@ -240,10 +240,10 @@ class Automation:
     def _holds(self, rule: Rule, customer: Customer) -> bool:
         if rule.condition is None:
             return True
-        from crmcore.segments.functions import registry
-        from crmcore.segments.parse import checked
         from crmcore.segments.context import Context
         from crmcore.segments.evaluate import UowSource, members
+        from crmcore.segments.functions import registry
+        from crmcore.segments.parse import checked
 
         tree, types = checked(rule.condition, registry(self.crm.plugins))
         with self.crm.reading() as uow:
