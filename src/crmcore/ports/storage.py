@@ -144,7 +144,7 @@ class AutomationLog(Protocol):
         ...
 
     def for_rule(self, rule: str, *, limit: int | None = None) -> list[AutomationRun]:
-        """The rule's runs, oldest first."""
+        """The rule's runs, oldest first (runs at the same instant in no set order)."""
         ...
 
 
