@@ -144,6 +144,8 @@ class Case:
     escalation: int = attrs.field(default=0, validator=v.integer(0, 1000))
     merged_into: str | None = attrs.field(default=None, validator=v.optional(v.is_text(64)))
     reopened: int = attrs.field(default=0, validator=v.integer(0, 10_000))
+    source_reference: str | None = attrs.field(default=None, validator=v.optional(v.is_text(998)))
+    """The channel's id of the contact that opened the case (a SIP Call-ID, a Message-ID)."""
 
     def resolve(self, resolution: str, at: datetime) -> Case:
         return attrs.evolve(
@@ -193,8 +195,9 @@ class Case:
         ]
         return min(waiting, default=None)
 
-    def deadline(self, target: Target) -> Deadline | None:
-        return next((d for d in self.deadlines if d.target is target), None)
+    def deadline(self, target: Target | str) -> Deadline | None:
+        wanted = Target(target)
+        return next((d for d in self.deadlines if d.target is wanted), None)
 
     @property
     def within_sla(self) -> bool | None:

@@ -94,9 +94,14 @@ class ServiceCases:
         service_point: str | None = None,
         channel: Channel | str | None = None,
         team: str | None = None,
+        source_reference: str | None = None,
         id: str | None = None,
     ) -> Case:
-        """Open a case with deadlines for the customer's tier, counted in the service point's hours."""
+        """Open a case with deadlines for the customer's tier, counted in the service point's hours.
+
+        `source_reference` is the channel's id of the contact that opened it (the call's SIP
+        Call-ID, the message's Message-ID), so that contact shows in the case's history.
+        """
         opened = self.crm.clock()
         priority = _priority(priority)
         with self.crm.transaction() as uow:
@@ -109,7 +114,7 @@ class ServiceCases:
                 id=id or v.new_id(), customer_id=customer_id, kind=CaseKind(kind), subject=subject,
                 opened_at=opened, priority=priority, service_point=service_point,
                 channel=None if channel is None else Channel(channel), team=team,
-                sla_due=deadlines[-1].due_at, deadlines=deadlines,
+                sla_due=deadlines[-1].due_at, deadlines=deadlines, source_reference=source_reference,
             ))
             self.crm.emit(
                 "case.opened", case.id, customer_id=customer_id, tier=customer.tier,
@@ -310,10 +315,14 @@ class ServiceCases:
         """Everything that happened to a case, oldest first: opening, contacts, ladder, outcome."""
         with self.crm.reading() as uow:
             case = uow.cases.get(case_id)
-            contacts = [i for i in uow.interactions.for_customer(case.customer_id)
-                        if i.case_id == case_id]
+            merged = [c for c in uow.cases.for_customer(case.customer_id) if c.merged_into == case_id]
+            ours = {case_id, *(c.id for c in merged)}
+            opening = {c.source_reference for c in (case, *merged)} - {None}
+            contacts = [i for i in uow.interactions.for_customer(case.customer_id, limit=None)
+                        if i.case_id in ours or (i.reference is not None and i.reference in opening)]
         entries = [CaseEntry(case.opened_at, "opened", f"{case.kind} {case.priority.name.lower()}")]
         entries += [CaseEntry(i.occurred_at, f"{i.channel} {i.direction}", i.subject) for i in contacts]
+        entries += [CaseEntry(c.opened_at, "merged", f"duplicate {c.id}: {c.subject}") for c in merged]
         entries += [CaseEntry(s.at, f"{s.target} {s.rung}") for s in case.steps]
         entries += [CaseEntry(d.met_at, f"{d.target} met") for d in case.deadlines if d.met_at]
         if case.assignment is not None:
