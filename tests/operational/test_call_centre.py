@@ -61,7 +61,9 @@ def dovecot() -> Iterator[Dovecot]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def test_the_call_centre_scenario(tmp_path: Path, dovecot: Dovecot, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_call_centre_scenario(
+    tmp_path: Path, dovecot: Dovecot, capsys: pytest.CaptureFixture[str]
+) -> None:
     clock = Clock(crmcore.values.now())
     phones = Phones(tmp_path / "phones")
     (tmp_path / "phones").mkdir()
