@@ -270,44 +270,45 @@ class ServiceCases:
         pending = case.pending_steps(at)
         if not pending:
             return 0, 0
-        updated = case
+        steps = list(case.steps)
+        owner: dict[str, Any] = {"agent": case.agent, "escalation": case.escalation}
         escalated = 0
         for deadline, rung in pending:
-            updated = attrs.evolve(updated, steps=(*updated.steps, Step(deadline.target, rung, at)))
+            steps.append(Step(deadline.target, rung, at))
             self.crm.emit(
                 "case.sla_warning" if rung is Rung.WARNED else "case.sla_breached", case.id,
                 target=str(deadline.target), due_at=deadline.due_at.isoformat(),
-                customer_id=case.customer_id, agent=updated.agent,
+                customer_id=case.customer_id, agent=owner["agent"],
             )
             if rung is Rung.BREACHED:
-                updated, moved = self._escalate(uow, updated, deadline, at, leads)
-                escalated += moved
-        uow.cases.update(updated)
+                escalated += self._escalate(uow, case, owner, deadline, at, leads)
+        uow.cases.update(attrs.evolve(case, steps=tuple(steps), **owner))
         return len(pending), escalated
 
     def _escalate(
-        self, uow: UnitOfWork, case: Case, deadline: Deadline, at: datetime,
+        self, uow: UnitOfWork, case: Case, owner: dict[str, Any], deadline: Deadline, at: datetime,
         leads: dict[str, str | None],
-    ) -> tuple[Case, int]:
-        """A breach climbs one level and hands the case to its team's lead, if it has one."""
+    ) -> int:
+        """A breach climbs one level (in `owner`) and hands the case to its team's lead, if any."""
         lead = None
         if case.team is not None:
             if case.team not in leads:
                 team = uow.teams.find(case.team)
                 leads[case.team] = team.lead if team else None
             lead = leads[case.team]
-        level = case.escalation + 1
-        if lead is None or lead == case.agent:
-            self.crm.emit("case.escalated", case.id, level=level, target=str(deadline.target),
-                          agent=case.agent, previous_agent=case.agent)
-            return attrs.evolve(case, escalation=level), 0
+        previous = owner["agent"]
+        owner["escalation"] += 1
+        handed = lead is not None and lead != previous
+        self.crm.emit("case.escalated", case.id, level=owner["escalation"],
+                      target=str(deadline.target), agent=lead if handed else previous,
+                      previous_agent=previous)
+        if not handed:
+            return 0
         reason = f"{deadline.target} promise broken at {deadline.due_at.isoformat()}; team lead takes over"
-        assignment = Assignment(lead, "escalation", reason, at, case.team)
-        self.crm.emit("case.escalated", case.id, level=level, target=str(deadline.target),
-                      agent=lead, previous_agent=case.agent)
+        owner.update(agent=lead, assignment=Assignment(str(lead), "escalation", reason, at, case.team))
         self.crm.emit("case.assigned", case.id, agent=lead, team=case.team, rule="escalation",
                       reason=reason)
-        return attrs.evolve(case, escalation=level, agent=lead, assignment=assignment), 1
+        return 1
 
     # ---- reading ----
 
