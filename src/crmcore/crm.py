@@ -417,6 +417,8 @@ class Cases(Aggregates[Case]):
     ) -> Case:
         opened = self.crm.clock()
         priority = CasePriority(priority)
+        if sla is not None and (not isinstance(sla, timedelta) or sla <= timedelta(0)):
+            raise ValidationError("sla", sla, "must be a positive timedelta")  # operational
         with self.crm.transaction() as uow:
             uow.customers.get(customer_id)
             return self.add(Case(

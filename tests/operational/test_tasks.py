@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
 from crmcore import CRM, Customer, ValidationError
 from crmcore.errors import NotFound
 from crmcore.model import Agent, TaskStatus
+from crmcore.plugins import make_plugin_manager
 
-from .conftest import MONDAY, Clock, Recorder, drain
+from .conftest import MONDAY, Clock, Recorder, drain, drop_schema, open_backend
 
 
 def _people(crm: CRM) -> None:
@@ -75,3 +78,38 @@ def test_bad_tasks_are_refused_and_nothing_is_written(crm: CRM, clock: Clock) ->
     with pytest.raises(NotFound):
         tasks.reassign("missing", "ana")
     assert tasks.open_for("ana") == [] and tasks.overdue(now=MONDAY + timedelta(days=900)) == []
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_two_reminder_sweeps_at_once_remind_each_task_once(kind: str, tmp_path: Path) -> None:
+    store, schema = open_backend(kind, tmp_path)
+    recorder = Recorder()
+    plugins = make_plugin_manager(load_entry_points=False)
+    plugins.register(recorder, name="recorder")
+    crm = CRM(store, plugins=plugins, clock=Clock())
+    try:
+        crm.agents.add(Agent("ana", "Ana"))
+        ids = [crm.operational.tasks.create(f"t{n}", owner="ana",
+                                            remind_at=MONDAY + timedelta(minutes=n)).id
+               for n in range(30)]
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                for _ in range(3):
+                    crm.operational.tasks.remind(MONDAY + timedelta(hours=1), page=4)
+            except BaseException as exc:
+                errors.append(exc)
+
+        workers = [threading.Thread(target=run) for _ in range(2)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        assert not errors
+        drain(crm)
+        reminded = [e.aggregate_id for e in recorder.events if e.topic == "task.reminder"]
+        assert sorted(reminded) == sorted(ids)
+    finally:
+        store.close()
+        drop_schema(schema)

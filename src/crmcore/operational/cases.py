@@ -11,15 +11,14 @@ its memory does not grow with the number of open cases.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
+import functools
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from crmcore import values as v
-from crmcore.errors import ConflictError, ValidationError
+from crmcore.errors import ValidationError
 from crmcore.model import (
     Assignment,
     Case,
@@ -34,14 +33,13 @@ from crmcore.model import (
 )
 from crmcore.operational.calendars import ALWAYS_OPEN, BusinessClock, clock
 from crmcore.operational.sla import DEFAULT_POLICY, SlaPolicy
+from crmcore.operational.sweeping import due_pages, redone_on_conflict
 
 if TYPE_CHECKING:
     from crmcore.crm import CRM
     from crmcore.ports import UnitOfWork
 
-log = logging.getLogger(__name__)
 SWEEP_PAGE = 500
-_RETRIES = 5
 
 
 @attrs.frozen
@@ -229,26 +227,10 @@ class ServiceCases:
         """Take every escalation rung due by `now`, once; safe to run as often as you like."""
         at = v.utc(now, "now") if now is not None else self.crm.clock()
         report = SweepReport()
-        for ids in self._due_pages(at, page):
-            for attempt in range(_RETRIES):
-                try:
-                    report = self._sweep_page(ids, at, report)
-                    break
-                except ConflictError:  # another sweeper or a user moved one of them: read again
-                    log.info("sweep page conflicted (attempt %d); retrying", attempt + 1)
-            else:
-                raise ConflictError("case", ids[0], 0, None)
+        for ids in due_pages(self.crm, lambda uow, after: uow.cases.due(at, after=after, limit=page)):
+            report = redone_on_conflict(functools.partial(self._sweep_page, ids, at, report),
+                                        "a sweep page")
         return report
-
-    def _due_pages(self, at: datetime, page: int) -> Iterator[list[str]]:
-        after: str | None = None
-        while True:
-            with self.crm.reading() as uow:
-                ids = uow.cases.due(at, after=after, limit=page)
-            if not ids:
-                return
-            yield ids
-            after = ids[-1]
 
     def _sweep_page(self, ids: list[str], at: datetime, report: SweepReport) -> SweepReport:
         steps = escalated = 0

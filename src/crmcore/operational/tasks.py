@@ -7,7 +7,7 @@ storage finds the due ones by an indexed column, a page of ids at a time.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +16,7 @@ import attrs
 from crmcore import values as v
 from crmcore.errors import ValidationError
 from crmcore.model import Task, TaskStatus
+from crmcore.operational.sweeping import due_pages, redone_on_conflict
 
 if TYPE_CHECKING:
     from crmcore.crm import CRM
@@ -97,27 +98,23 @@ class Tasks:
         """Emit `task.reminder` for every reminder that has come, exactly once; returns how many."""
         at = v.utc(now, "now") if now is not None else self.crm.clock()
         sent = 0
-        for ids in self._due_pages(at, page):
-            with self.crm.transaction() as uow:
-                for task_id in ids:
-                    task = uow.tasks.get(task_id)
-                    if task.reminder_due is None or task.reminder_due > at:
-                        continue  # someone finished it, or another sweep sent it meanwhile
-                    uow.tasks.update(attrs.evolve(task, reminded_at=at))
-                    self.crm.emit("task.reminder", task_id, owner=task.owner, title=task.title,
-                                  due_at=task.due_at and task.due_at.isoformat())
-                    sent += 1
+        for ids in due_pages(self.crm, lambda uow, after: uow.tasks.reminders_due(at, after=after,
+                                                                                  limit=page)):
+            sent += redone_on_conflict(functools.partial(self._remind_page, ids, at), "a reminder page")
         return sent
 
-    def _due_pages(self, at: datetime, page: int) -> Iterator[list[str]]:
-        after: str | None = None
-        while True:
-            with self.crm.reading() as uow:
-                ids = uow.tasks.reminders_due(at, after=after, limit=page)
-            if not ids:
-                return
-            yield ids
-            after = ids[-1]
+    def _remind_page(self, ids: list[str], at: datetime) -> int:
+        sent = 0
+        with self.crm.transaction() as uow:
+            for task_id in ids:
+                task = uow.tasks.find(task_id)
+                if task is None or task.reminder_due is None or task.reminder_due > at:
+                    continue  # gone, finished, or sent by another sweep meanwhile
+                uow.tasks.update(attrs.evolve(task, reminded_at=at))
+                self.crm.emit("task.reminder", task_id, owner=task.owner, title=task.title,
+                              due_at=task.due_at and task.due_at.isoformat())
+                sent += 1
+        return sent
 
 
 def _check_links(uow: UnitOfWork, task: Task) -> None:

@@ -99,10 +99,14 @@ class CustomerOwned(Repository[T], Protocol):
     def for_customer(self, customer_id: str) -> list[T]: ...
 
 
+Due = tuple[datetime, str]
+"""(when, id) of a record something is due on; pages of them are read in this order."""
+
+
 class CaseRepository(CustomerOwned[Case], Protocol):
-    def due(self, now: datetime, *, after: str | None = None, limit: int = 500) -> list[str]:
-        """Ids of cases with an escalation step due by `now` (`Case.next_check`), in id order
-        after `after`: a sweep pages through them without loading the table."""
+    def due(self, now: datetime, *, after: Due | None = None, limit: int = 500) -> list[Due]:
+        """Cases with an escalation step due by `now` (`Case.next_check`), as (next_check, id)
+        in that order, after `after`: a sweep pages through them without loading the table."""
         ...
 
     def open_load(self) -> dict[str, int]:
@@ -121,8 +125,9 @@ class TaskRepository(Repository[Task], Protocol):
         """Open tasks due before `now` (of one owner, or everyone's), oldest due first."""
         ...
 
-    def reminders_due(self, now: datetime, *, after: str | None = None, limit: int = 500) -> list[str]:
-        """Ids of open tasks whose reminder (`Task.reminder_due`) has come, in id order."""
+    def reminders_due(self, now: datetime, *, after: Due | None = None, limit: int = 500) -> list[Due]:
+        """Open tasks whose reminder (`Task.reminder_due`) has come, as (reminder_due, id)
+        in that order, after `after`."""
         ...
 
 

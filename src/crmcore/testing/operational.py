@@ -119,14 +119,15 @@ class OperationalStorageContract:
         with storage.transaction() as uow:
             assert uow.cases.due(T0 + timedelta(minutes=59)) == []
             at = T0 + timedelta(hours=1)
-            assert uow.cases.due(at, limit=4) == ["k00", "k01", "k02", "k03"]
-            assert uow.cases.due(at, after="k03", limit=4) == ["k04", "k05", "k06"]
+            first = uow.cases.due(at, limit=4)
+            assert first == [(at, f"k{n:02d}") for n in range(4)]
+            assert [i for _, i in uow.cases.due(at, after=first[-1], limit=4)] == ["k04", "k05", "k06"]
             assert uow.cases.open_load() == {"ana": 3, "bo": 4}
             warned = uow.cases.get("k01")
             uow.cases.update(attrs.evolve(warned, steps=(m.Step(m.Target.RESOLUTION, m.Rung.WARNED, at),)))
         with storage.transaction() as uow:
-            assert "k01" not in uow.cases.due(at)
-            assert "k01" in uow.cases.due(T0 + timedelta(hours=2))
+            assert "k01" not in [i for _, i in uow.cases.due(at)]
+            assert uow.cases.due(T0 + timedelta(hours=2))[-1] == (T0 + timedelta(hours=2), "k01")
 
     def test_my_open_tasks_overdue_and_reminders(self, storage: Storage) -> None:
         day = timedelta(days=1)
@@ -141,12 +142,12 @@ class OperationalStorageContract:
             assert [t.id for t in uow.tasks.open_for("ana", limit=1)] == ["t003"]
             assert [t.id for t in uow.tasks.overdue(T0 + 2 * day)] == ["t003", "t004"]
             assert [t.id for t in uow.tasks.overdue(T0 + 2 * day, owner="bo")] == ["t004"]
-            assert uow.tasks.reminders_due(T0 + day) == ["t003", "t004"]
-            assert uow.tasks.reminders_due(T0 + day, after="t003") == ["t004"]
+            assert uow.tasks.reminders_due(T0 + day) == [(T0, "t004"), (T0 + day / 2, "t003")]
+            assert uow.tasks.reminders_due(T0 + day, after=(T0, "t004")) == [(T0 + day / 2, "t003")]
             sent = uow.tasks.get("t004")
             uow.tasks.update(attrs.evolve(sent, reminded_at=T0 + day))
         with storage.transaction() as uow:
-            assert uow.tasks.reminders_due(T0 + 5 * day) == ["t003"]
+            assert [i for _, i in uow.tasks.reminders_due(T0 + 5 * day)] == ["t003"]
             with pytest.raises(ConflictError):
                 uow.tasks.update(attrs.evolve(sent, title="stale"))
 

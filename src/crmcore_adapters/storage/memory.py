@@ -204,13 +204,19 @@ class MemoryCustomers(MemoryRepository[Customer]):
         return None if owner is None else self.rows[owner]
 
 
+def _due(
+    rows: dict[str, Any], when: Callable[[Any], datetime | None], now: datetime,
+    after: tuple[datetime, str] | None, limit: int,
+) -> builtins.list[tuple[datetime, str]]:
+    due = sorted((at, k) for k, row in rows.items() if (at := when(row)) is not None and at <= now)
+    return [pair for pair in due if after is None or pair > after][:limit]
+
+
 class MemoryCases(MemoryRepository[Case]):
-    def due(self, now: datetime, *, after: str | None = None, limit: int = 500) -> builtins.list[str]:
-        due = sorted(
-            k for k, c in self.rows.items()
-            if (after is None or k > after) and c.next_check is not None and c.next_check <= now
-        )
-        return due[:limit]
+    def due(
+        self, now: datetime, *, after: tuple[datetime, str] | None = None, limit: int = 500
+    ) -> builtins.list[tuple[datetime, str]]:
+        return _due(self.rows, lambda c: c.next_check, now, after, limit)
 
     def open_load(self) -> dict[str, int]:
         load: dict[str, int] = {}
@@ -237,13 +243,9 @@ class MemoryTasks(MemoryRepository[Task]):
         return sorted(late, key=_soonest)[:limit]
 
     def reminders_due(
-        self, now: datetime, *, after: str | None = None, limit: int = 500
-    ) -> builtins.list[str]:
-        due = sorted(
-            k for k, t in self.rows.items()
-            if (after is None or k > after) and t.reminder_due is not None and t.reminder_due <= now
-        )
-        return due[:limit]
+        self, now: datetime, *, after: tuple[datetime, str] | None = None, limit: int = 500
+    ) -> builtins.list[tuple[datetime, str]]:
+        return _due(self.rows, lambda t: t.reminder_due, now, after, limit)
 
 
 class MemoryAccounts(MemoryRepository[Account]):

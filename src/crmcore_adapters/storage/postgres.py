@@ -142,7 +142,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # members, the automation log
     (
         "ALTER TABLE cases ADD COLUMN next_check timestamptz",
-        "CREATE INDEX cases_next_check ON cases (next_check)",
+        "CREATE INDEX cases_next_check ON cases (next_check, id)",
         "CREATE INDEX cases_agent ON cases (agent, status)",
         f"""CREATE TABLE tasks (
             id {TEXT} PRIMARY KEY, version bigint NOT NULL, owner {TEXT}, status {TEXT} NOT NULL,
@@ -151,7 +151,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             doc json NOT NULL)""",
         "CREATE INDEX tasks_owner ON tasks (owner, status, due_at)",
         "CREATE INDEX tasks_due ON tasks (status, due_at)",
-        "CREATE INDEX tasks_reminder ON tasks (reminder_due)",
+        "CREATE INDEX tasks_reminder ON tasks (reminder_due, id)",
         f"""CREATE TABLE accounts (
             id {TEXT} PRIMARY KEY, version bigint NOT NULL, kind {TEXT} NOT NULL,
             name {TEXT} NOT NULL, parent_id {TEXT}, tier {TEXT}, owner {TEXT}, doc json NOT NULL)""",

@@ -365,13 +365,30 @@ class SqlInteractions(SqlRepository[Interaction]):
 _OPEN_CASES = tuple(str(s) for s in CaseStatus if s.is_open)
 
 
+def _due(
+    repository: SqlRepository[Any], column: str, now: datetime, after: tuple[datetime, str] | None,
+    limit: int,
+) -> builtins.list[tuple[datetime, str]]:
+    """(when, id) with `column <= now`, after a (when, id) cursor, read in the order of the
+    (column, id) index, so an empty answer costs nothing however big the table."""
+    d = repository.d
+    where, params = f"{column} <= ?", [d.instant(now)]
+    if after is not None:
+        where += f" AND ({column} > ? OR ({column} = ? AND id > ?))"
+        params += [d.instant(after[0]), d.instant(after[0]), after[1]]
+    repository._run(
+        f"SELECT {column}, id FROM {repository.t.name} WHERE {where} "  # noqa: S608 - constants
+        f"ORDER BY {column}, id LIMIT ?",
+        (*params, limit),
+    )
+    return [(d.from_instant(when), str(id)) for when, id in repository.cur.fetchall()]
+
+
 class SqlCases(SqlRepository[Case]):
-    def due(self, now: datetime, *, after: str | None = None, limit: int = 500) -> builtins.list[str]:
-        self._run(
-            "SELECT id FROM cases WHERE next_check <= ? AND id > ? ORDER BY id LIMIT ?",
-            (self.d.instant(now), after or "", limit),
-        )
-        return [str(row[0]) for row in self.cur.fetchall()]
+    def due(
+        self, now: datetime, *, after: tuple[datetime, str] | None = None, limit: int = 500
+    ) -> builtins.list[tuple[datetime, str]]:
+        return _due(self, "next_check", now, after, limit)
 
     def open_load(self) -> dict[str, int]:
         marks = ", ".join("?" for _ in _OPEN_CASES)
@@ -405,13 +422,9 @@ class SqlTasks(SqlRepository[Task]):
                            (owner, str(TaskStatus.OPEN), self.d.instant(now)), limit)
 
     def reminders_due(
-        self, now: datetime, *, after: str | None = None, limit: int = 500
-    ) -> builtins.list[str]:
-        self._run(
-            "SELECT id FROM tasks WHERE reminder_due <= ? AND id > ? ORDER BY id LIMIT ?",
-            (self.d.instant(now), after or "", limit),
-        )
-        return [str(row[0]) for row in self.cur.fetchall()]
+        self, now: datetime, *, after: tuple[datetime, str] | None = None, limit: int = 500
+    ) -> builtins.list[tuple[datetime, str]]:
+        return _due(self, "reminder_due", now, after, limit)
 
 
 class SqlAccounts(SqlRepository[Account]):

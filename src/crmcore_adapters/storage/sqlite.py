@@ -103,7 +103,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # members, the automation log
     (
         "ALTER TABLE cases ADD COLUMN next_check INTEGER",
-        "CREATE INDEX cases_next_check ON cases (next_check)",
+        "CREATE INDEX cases_next_check ON cases (next_check, id)",
         "CREATE INDEX cases_agent ON cases (agent, status)",
         """CREATE TABLE tasks (
             id TEXT PRIMARY KEY, version INTEGER NOT NULL, owner TEXT, status TEXT NOT NULL,
@@ -111,7 +111,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             account_id TEXT, case_id TEXT, opportunity_id TEXT, doc TEXT NOT NULL)""",
         "CREATE INDEX tasks_owner ON tasks (owner, status, due_at)",
         "CREATE INDEX tasks_due ON tasks (status, due_at)",
-        "CREATE INDEX tasks_reminder ON tasks (reminder_due)",
+        "CREATE INDEX tasks_reminder ON tasks (reminder_due, id)",
         """CREATE TABLE accounts (
             id TEXT PRIMARY KEY, version INTEGER NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL,
             parent_id TEXT, tier TEXT, owner TEXT, doc TEXT NOT NULL)""",
