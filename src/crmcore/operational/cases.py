@@ -281,16 +281,15 @@ class ServiceCases:
         previous = owner["agent"]
         owner["escalation"] += 1
         handed = lead is not None and lead != previous
+        reason = f"{deadline.target} promise broken at {deadline.due_at.isoformat()}"
+        if handed:
+            reason += "; the team lead takes over"
+            owner.update(agent=lead, assignment=Assignment(str(lead), "escalation", reason, at, case.team))
+        # one event says both: the level climbed and, when `agent` changed, the reassignment and why
         self.crm.emit("case.escalated", case.id, level=owner["escalation"],
-                      target=str(deadline.target), agent=lead if handed else previous,
-                      previous_agent=previous)
-        if not handed:
-            return 0
-        reason = f"{deadline.target} promise broken at {deadline.due_at.isoformat()}; team lead takes over"
-        owner.update(agent=lead, assignment=Assignment(str(lead), "escalation", reason, at, case.team))
-        self.crm.emit("case.assigned", case.id, agent=lead, team=case.team, rule="escalation",
-                      reason=reason)
-        return 1
+                      target=str(deadline.target), agent=owner["agent"], previous_agent=previous,
+                      team=case.team, rule="escalation", reason=reason)
+        return 1 if handed else 0
 
     # ---- reading ----
 
