@@ -20,7 +20,7 @@ import pluggy
 
 from crmcore import values as v
 from crmcore.errors import CRMError, ValidationError
-from crmcore.events import Event
+from crmcore.events import CAUSED_BY, Event
 from crmcore.model import (
     Agent,
     Campaign,
@@ -229,6 +229,8 @@ class CRM:
         uow = self._current.get()
         if uow is None:
             raise RuntimeError("emit() needs an open transaction")
+        if CAUSED_BY.get():  # operational: automation's loop detection
+            payload.setdefault("caused_by", list(CAUSED_BY.get()))
         uow.outbox.append(Event(topic, aggregate_id, payload, self.clock()))
         self._emitted.set(True)
 
@@ -505,6 +507,8 @@ class Cases(Aggregates[Case]):
     ) -> Case:
         opened = self.crm.clock()
         priority = CasePriority(priority)
+        if sla is not None and (not isinstance(sla, timedelta) or sla <= timedelta(0)):
+            raise ValidationError("sla", sla, "must be a positive timedelta")  # operational
         with self.crm.transaction() as uow:
             uow.customers.get(customer_id)
             return self.add(Case(

@@ -168,12 +168,20 @@ class RuleLimit(RuleError, LimitExceeded):
         self.limit = limit
         self.maximum = maximum
         RuleError.__init__(self, text, reason or f"exceeds the {limit} limit ({maximum})", offset=offset)
+
+
+class Unassignable(CRMError):
+    """No member of staff fits an assignment's rules (nobody with the skill, the language,
+    in the territory, or active); nothing was assigned."""
+
+
 HTTP_STATUS: dict[type[CRMError], int] = {
     ValidationError: 422,
     NotFound: 404,
     ConflictError: 409,
     IntegrityError: 409,
     ConsentError: 403,
+    Unassignable: 409,
     StorageError: 503,
     MissingExtra: 501,
     PluginError: 500,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
 
@@ -30,3 +31,8 @@ class OutboxEntry:
     attempts: int = 0
     delivered_to: frozenset[str] = frozenset()
     last_error: str | None = None
+
+
+CAUSED_BY: ContextVar[tuple[str, ...]] = ContextVar("crmcore_caused_by", default=())
+"""Names of the automation rules whose actions are running (outermost first); every event
+emitted meanwhile carries them as `caused_by`, so a rule can tell its own echo (a loop)."""

@@ -138,3 +138,28 @@ def crmcore_send_verification(crm: CRM, customer_id: str, kind: str, address: st
     plugin. When no plugin sends it, the change is refused and nothing is written;
     raising a `CRMError` refuses it the same way.
     """
+# operational: company assignment rules and automation actions
+
+
+@hookspec(firstresult=True)
+def crmcore_assign(item: Any, candidates: list[Any], loads: dict[str, int], now: datetime) -> Any:
+    """A company rule choosing who owns a record, consulted before the built-in rules.
+
+    Called by `crm.operational.assignment` for every assignment, with the
+    `crmcore.operational.assignment.WorkItem` to place, the agents the built-in filters
+    left (`crmcore.model.Agent`, active, of the right team, skills, language and
+    territory), the number of open cases each agent owns, and the CRM's current time.
+    Return a `crmcore.model.Assignment` (its `rule` names your rule and its `reason` says
+    why, for the record) to decide, or None to leave the choice to the built-in rule.
+    """
+
+
+@hookspec
+def crmcore_register_actions() -> list[Any]:
+    """Automation actions this plugin provides: `crmcore.operational.automation.Action`
+    objects, a `name` plus `run(crm, event, customer, params) -> str` (a short outcome).
+
+    Called when automation rules are run; a rule names its actions, and the action runs
+    in the transaction that logs the run, so a failure undoes what it wrote.
+    """
+    raise NotImplementedError

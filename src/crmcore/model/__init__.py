@@ -1,5 +1,9 @@
 """The domain model: attrs classes, frozen and validated; change them with `attrs.evolve`."""
 
+from crmcore.model.account import Account, AccountKind, AccountMember
+from crmcore.model.activity import Task, TaskStatus
+from crmcore.model.automation import AutomationRun, RunOutcome
+from crmcore.model.calendar import BusinessCalendar, CalendarError, OpeningHours
 from crmcore.model.channels import Channel, ChannelFamily, Direction
 from crmcore.model.commerce import OrderLine, Purchase
 from crmcore.model.customer import (
@@ -18,10 +22,18 @@ from crmcore.model.places import Agent, Location, ServicePoint, ServicePointKind
 from crmcore.model.sales import Opportunity, OpportunityKind, Stage, StageChange
 from crmcore.model.scores import Score
 from crmcore.model.segments import Segment, SegmentRun
-from crmcore.model.service import Case, CaseKind, CasePriority, CaseStatus
+from crmcore.model.service import Case, CaseKind, CasePriority, CaseStatus, Deadline, Rung, Step, Target
+from crmcore.model.staff import Assignment
 
 __all__ = [
+    "Account",
+    "AccountKind",
+    "AccountMember",
     "Agent",
+    "Assignment",
+    "AutomationRun",
+    "BusinessCalendar",
+    "CalendarError",
     "Campaign",
     "CampaignMember",
     "Case",
@@ -34,12 +46,14 @@ __all__ = [
     "ConsentStatus",
     "ContactKind",
     "Customer",
+    "Deadline",
     "Direction",
     "Interaction",
     "LifecycleStage",
     "Location",
     "MemberGroup",
     "MemberStatus",
+    "OpeningHours",
     "Opportunity",
     "OpportunityKind",
     "OrderLine",
@@ -47,6 +61,8 @@ __all__ = [
     "PendingContact",
     "PostalAddress",
     "Purchase",
+    "RunOutcome",
+    "Rung",
     "Score",
     "Segment",
     "SegmentRun",
@@ -54,5 +70,9 @@ __all__ = [
     "ServicePointKind",
     "Stage",
     "StageChange",
+    "Step",
+    "Target",
+    "Task",
+    "TaskStatus",
     "Team",
 ]

@@ -170,6 +170,8 @@ class Customer:
     version: int = attrs.field(default=0, validator=v.integer(0, 2**62))
     pending: tuple[PendingContact, ...] = attrs.field(default=(), converter=v.as_tuple, validator=_pending)
     """Contact details added in self-service and waiting for verification (see `PendingContact`)."""
+    owner: str | None = attrs.field(default=None, validator=v.optional(v.check(v.name)))
+    """The member of staff (an agent id) who owns the relationship."""
 
     def __attrs_post_init__(self) -> None:
         if self.birth_date is not None and isinstance(self.birth_date, datetime):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import attrs
 
 from crmcore import values as v
+from crmcore.model.calendar import BusinessCalendar
 from crmcore.model.customer import PostalAddress
 
 
@@ -36,6 +37,10 @@ class ServicePoint:
     name: str = attrs.field(validator=v.is_text(200))
     kind: ServicePointKind = attrs.field(converter=ServicePointKind)
     location: Location = attrs.field(factory=Location)
+    calendar: BusinessCalendar | None = attrs.field(
+        default=None, validator=v.optional(v.instance_of(BusinessCalendar))
+    )
+    """Its business hours; service-level promises made here count only these (None: 24/7)."""
     version: int = attrs.field(default=0, validator=v.integer(0, 2**62))
 
 
@@ -47,6 +52,8 @@ class Team:
         default=frozenset(), converter=v.as_frozenset, validator=v.each(v.name)
     )
     version: int = attrs.field(default=0, validator=v.integer(0, 2**62))
+    lead: str | None = attrs.field(default=None, validator=v.optional(v.check(v.name)))
+    """The agent a case escalates to when the team breaks a promise."""
 
 
 @attrs.frozen
@@ -64,3 +71,12 @@ class Agent:
     email: str | None = attrs.field(default=None, validator=v.optional(v.check(v.email)))
     phone_uri: str | None = attrs.field(default=None, validator=v.optional(v.is_text(200)))
     version: int = attrs.field(default=0, validator=v.integer(0, 2**62))
+    languages: frozenset[str] = attrs.field(
+        default=frozenset(), converter=v.as_frozenset, validator=v.each(v.name)
+    )
+    """Languages the agent serves customers in (lower-case tags such as 'fr', 'pt-br')."""
+    territories: frozenset[str] = attrs.field(
+        default=frozenset(), converter=v.as_frozenset, validator=v.each(v.name)
+    )
+    """Regions or customer segments the agent covers besides their own service point."""
+    active: bool = attrs.field(default=True, validator=v.instance_of(bool))

@@ -7,8 +7,13 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from crmcore.crm import CRM
+    from crmcore.operational.accounts import Accounts
+    from crmcore.operational.assignment import Assigner
+    from crmcore.operational.automation import Automation
     from crmcore.operational.calls import Calls
+    from crmcore.operational.cases import ServiceCases
     from crmcore.operational.mail import Mail
+    from crmcore.operational.tasks import Tasks
 
 
 class Operational:
@@ -30,3 +35,38 @@ class Operational:
         from crmcore.operational.calls import Calls
 
         return Calls(self.crm)
+
+    @functools.cached_property
+    def cases(self) -> ServiceCases:
+        """Cases with service levels in business time, an escalation ladder and its sweep."""
+        from crmcore.operational.cases import ServiceCases
+
+        return ServiceCases(self.crm)
+
+    @functools.cached_property
+    def assignment(self) -> Assigner:
+        """Owners for cases, customers, accounts and opportunities, by rule, with the reason."""
+        from crmcore.operational.assignment import Assigner
+
+        return Assigner(self.crm)
+
+    @functools.cached_property
+    def tasks(self) -> Tasks:
+        """Tasks with due dates, reminders and outcomes; "my open tasks" and "overdue"."""
+        from crmcore.operational.tasks import Tasks
+
+        return Tasks(self.crm)
+
+    @functools.cached_property
+    def accounts(self) -> Accounts:
+        """Organisations with their contacts, hierarchies, households, and their roll-ups."""
+        from crmcore.operational.accounts import Accounts
+
+        return Accounts(self.crm)
+
+    @functools.cached_property
+    def automation(self) -> Automation:
+        """Rules "when event E and condition R hold for the customer, do action A"."""
+        from crmcore.operational.automation import Automation
+
+        return Automation(self.crm)

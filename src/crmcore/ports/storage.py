@@ -8,7 +8,9 @@ from typing import Any, Protocol, TypeVar
 
 from crmcore.events import Event, OutboxEntry
 from crmcore.model import (
+    Account,
     Agent,
+    AutomationRun,
     Campaign,
     CampaignMember,
     Case,
@@ -21,6 +23,7 @@ from crmcore.model import (
     Segment,
     SegmentRun,
     ServicePoint,
+    Task,
     Team,
 )
 
@@ -95,6 +98,60 @@ class Timeline(CustomerLog[Interaction], Protocol):
 
 class CustomerOwned(Repository[T], Protocol):
     def for_customer(self, customer_id: str) -> list[T]: ...
+
+
+Due = tuple[datetime, str]
+"""(when, id) of a record something is due on; pages of them are read in this order."""
+
+
+class CaseRepository(CustomerOwned[Case], Protocol):
+    def due(self, now: datetime, *, after: Due | None = None, limit: int = 500) -> list[Due]:
+        """Cases with an escalation step due by `now` (`Case.next_check`), as (next_check, id)
+        in that order, after `after`: a sweep pages through them without loading the table."""
+        ...
+
+    def open_load(self) -> dict[str, int]:
+        """How many open cases each agent owns (agents with none are absent)."""
+        ...
+
+
+class TaskRepository(Repository[Task], Protocol):
+    def open_for(self, owner: str, *, limit: int | None = None) -> list[Task]:
+        """The owner's open tasks, soonest due first (undated last), then by id."""
+        ...
+
+    def overdue(
+        self, now: datetime, *, owner: str | None = None, limit: int | None = None
+    ) -> list[Task]:
+        """Open tasks due before `now` (of one owner, or everyone's), oldest due first."""
+        ...
+
+    def reminders_due(self, now: datetime, *, after: Due | None = None, limit: int = 500) -> list[Due]:
+        """Open tasks whose reminder (`Task.reminder_due`) has come, as (reminder_due, id)
+        in that order, after `after`."""
+        ...
+
+
+class AccountRepository(Repository[Account], Protocol):
+    def of_customer(self, customer_id: str) -> list[Account]:
+        """The accounts the customer is a member of, by id."""
+        ...
+
+    def children(self, parent_id: str) -> list[Account]:
+        """The accounts directly under this one, by id."""
+        ...
+
+
+class AutomationLog(Protocol):
+    """One line per automation rule run for one event; a rule runs at most once per event."""
+
+    def record(self, run: AutomationRun) -> bool:
+        """Write the run; False (and nothing written) if the rule already ran for that event."""
+        ...
+
+    def for_rule(self, rule: str, *, limit: int | None = None) -> list[AutomationRun]:
+        """The rule's runs, oldest first (runs at the same instant in no set order)."""
+        ...
 
 
 class CampaignMembers(Protocol):
@@ -190,7 +247,7 @@ class UnitOfWork(Protocol):
     @property
     def purchases(self) -> CustomerLog[Purchase]: ...
     @property
-    def cases(self) -> CustomerOwned[Case]: ...
+    def cases(self) -> CaseRepository: ...
     @property
     def opportunities(self) -> CustomerOwned[Opportunity]: ...
     @property
@@ -211,6 +268,13 @@ class UnitOfWork(Protocol):
     def scores(self) -> Scores: ...
     @property
     def outbox(self) -> Outbox: ...
+    # operational: tasks, accounts, the automation log
+    @property
+    def tasks(self) -> TaskRepository: ...
+    @property
+    def accounts(self) -> AccountRepository: ...
+    @property
+    def automation_runs(self) -> AutomationLog: ...
 
 
 class SqlUnitOfWork(UnitOfWork, Protocol):

@@ -21,13 +21,18 @@ from crmcore.errors import ConflictError, IntegrityError, NotFound, StorageError
 from crmcore.events import Event, OutboxEntry
 from crmcore.hookspecs import Adapter, hookimpl
 from crmcore.model import (
+    Account,
+    AutomationRun,
     CampaignMember,
+    Case,
     Customer,
     Interaction,
     MemberStatus,
     Purchase,
     Score,
     SegmentRun,
+    Task,
+    TaskStatus,
 )
 from crmcore.ports import Storage
 
@@ -211,6 +216,76 @@ class MemoryCustomers(MemoryRepository[Customer]):
         return None if owner is None else self.rows[owner]
 
 
+def _due(
+    rows: dict[str, Any], when: Callable[[Any], datetime | None], now: datetime,
+    after: tuple[datetime, str] | None, limit: int,
+) -> builtins.list[tuple[datetime, str]]:
+    due = sorted((at, k) for k, row in rows.items() if (at := when(row)) is not None and at <= now)
+    return [pair for pair in due if after is None or pair > after][:limit]
+
+
+class MemoryCases(MemoryRepository[Case]):
+    def due(
+        self, now: datetime, *, after: tuple[datetime, str] | None = None, limit: int = 500
+    ) -> builtins.list[tuple[datetime, str]]:
+        return _due(self.rows, lambda c: c.next_check, now, after, limit)
+
+    def open_load(self) -> dict[str, int]:
+        load: dict[str, int] = {}
+        for case in self.rows.values():
+            if case.agent is not None and case.status.is_open:
+                load[case.agent] = load.get(case.agent, 0) + 1
+        return load
+
+
+def _soonest(task: Task) -> tuple[bool, datetime | None, str]:
+    return (task.due_at is None, task.due_at, task.id)
+
+
+class MemoryTasks(MemoryRepository[Task]):
+    def open_for(self, owner: str, *, limit: int | None = None) -> builtins.list[Task]:
+        mine = [t for t in self.rows.values() if t.owner == owner and t.status is TaskStatus.OPEN]
+        return sorted(mine, key=_soonest)[:limit]
+
+    def overdue(
+        self, now: datetime, *, owner: str | None = None, limit: int | None = None
+    ) -> builtins.list[Task]:
+        late = [t for t in self.rows.values()
+                if t.is_overdue(now) and (owner is None or t.owner == owner)]
+        return sorted(late, key=_soonest)[:limit]
+
+    def reminders_due(
+        self, now: datetime, *, after: tuple[datetime, str] | None = None, limit: int = 500
+    ) -> builtins.list[tuple[datetime, str]]:
+        return _due(self.rows, lambda t: t.reminder_due, now, after, limit)
+
+
+class MemoryAccounts(MemoryRepository[Account]):
+    def of_customer(self, customer_id: str) -> builtins.list[Account]:
+        return sorted((a for a in self.rows.values()
+                       if any(m.customer_id == customer_id for m in a.members)), key=lambda a: a.id)
+
+    def children(self, parent_id: str) -> builtins.list[Account]:
+        return sorted((a for a in self.rows.values() if a.parent_id == parent_id), key=lambda a: a.id)
+
+
+class MemoryAutomationRuns:
+    def __init__(self, rows: dict[tuple[str, str], AutomationRun], journal: Journal) -> None:
+        self.rows = rows
+        self.journal = journal
+
+    def record(self, run: AutomationRun) -> bool:
+        if (run.rule, run.event_id) in self.rows:
+            return False
+        self.journal.set(self.rows, (run.rule, run.event_id), run)
+        return True
+
+    def for_rule(self, rule: str, *, limit: int | None = None) -> builtins.list[AutomationRun]:
+        runs = sorted((r for (name, _), r in self.rows.items() if name == rule),
+                      key=lambda r: (r.at, r.id))
+        return runs[:limit]
+
+
 class MemoryCampaignMembers:
     def __init__(self, rows: dict[tuple[str, str], CampaignMember], journal: Journal) -> None:
         self.rows = rows
@@ -354,7 +429,7 @@ class MemoryUnitOfWork:
             t["interactions"], journal, "interaction", False, lambda i: i.occurred_at)
         self.purchases = MemoryRepository[Purchase](
             t["purchases"], journal, "purchase", False, lambda p: p.ordered_at)
-        self.cases = MemoryRepository[Any](t["cases"], journal, "case", True)
+        self.cases = MemoryCases(t["cases"], journal, "case", True)
         self.opportunities = MemoryRepository[Any](t["opportunities"], journal, "opportunity", True)
         self.campaigns = MemoryRepository[Any](t["campaigns"], journal, "campaign", True)
         self.service_points = MemoryRepository[Any](
@@ -366,6 +441,9 @@ class MemoryUnitOfWork:
         self.scores = MemoryScores(store.scores, journal)
         self.campaign_members = MemoryCampaignMembers(store.members, journal)
         self.outbox = MemoryOutbox(store, journal)
+        self.tasks = MemoryTasks(t["tasks"], journal, "task", True)
+        self.accounts = MemoryAccounts(t["accounts"], journal, "account", True)
+        self.automation_runs = MemoryAutomationRuns(store.automation_runs, journal)
 
 
 class MemoryStorage:
@@ -377,6 +455,7 @@ class MemoryStorage:
             name: {} for name in (
                 "customers", "interactions", "purchases", "cases", "opportunities",
                 "campaigns", "service_points", "agents", "teams", "segments",
+                "tasks", "accounts",
             )
         }
         self.emails: dict[str, str] = {}
@@ -387,6 +466,7 @@ class MemoryStorage:
         self.scores: dict[tuple[str, str, datetime], Score] = {}
         self.segment_members: dict[str, frozenset[str]] = {}
         self.segment_runs: dict[tuple[str, datetime], SegmentRun] = {}
+        self.automation_runs: dict[tuple[str, str], AutomationRun] = {}
         self._seq = 0
         self._turn = threading.Lock()
         self._open: contextvars.ContextVar[bool] = contextvars.ContextVar(

@@ -138,6 +138,32 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             doc json NOT NULL, PRIMARY KEY (scorer, customer_id, as_of))""",
         "CREATE INDEX scores_customer ON scores (customer_id, scorer, as_of)",
     ),
+    # operational: the escalation ladder's next check on cases, tasks, accounts and their
+    # members, the automation log
+    (
+        "ALTER TABLE cases ADD COLUMN next_check timestamptz",
+        "CREATE INDEX cases_next_check ON cases (next_check, id)",
+        "CREATE INDEX cases_agent ON cases (agent, status)",
+        f"""CREATE TABLE tasks (
+            id {TEXT} PRIMARY KEY, version bigint NOT NULL, owner {TEXT}, status {TEXT} NOT NULL,
+            due_at timestamptz, reminder_due timestamptz, created_at timestamptz NOT NULL,
+            customer_id {TEXT}, account_id {TEXT}, case_id {TEXT}, opportunity_id {TEXT},
+            doc json NOT NULL)""",
+        "CREATE INDEX tasks_owner ON tasks (owner, status, due_at)",
+        "CREATE INDEX tasks_due ON tasks (status, due_at)",
+        "CREATE INDEX tasks_reminder ON tasks (reminder_due, id)",
+        f"""CREATE TABLE accounts (
+            id {TEXT} PRIMARY KEY, version bigint NOT NULL, kind {TEXT} NOT NULL,
+            name {TEXT} NOT NULL, parent_id {TEXT}, tier {TEXT}, owner {TEXT}, doc json NOT NULL)""",
+        "CREATE INDEX accounts_parent ON accounts (parent_id)",
+        f"""CREATE TABLE account_members (account_id {TEXT} NOT NULL, customer_id {TEXT} NOT NULL,
+            role {TEXT} NOT NULL, PRIMARY KEY (account_id, customer_id))""",
+        "CREATE INDEX account_members_customer ON account_members (customer_id)",
+        f"""CREATE TABLE automation_runs (
+            id {TEXT} PRIMARY KEY, rule {TEXT} NOT NULL, event_id {TEXT} NOT NULL,
+            customer_id {TEXT}, at timestamptz NOT NULL, outcome {TEXT} NOT NULL,
+            doc json NOT NULL, UNIQUE (rule, event_id))""",
+    ),
 )
 """Migration N brings the schema from version N to N+1 (mirrors sqlite.MIGRATIONS)."""
 

@@ -24,10 +24,13 @@ from crmcore import serialization
 from crmcore.errors import ConflictError, IntegrityError, NotFound, ValidationError
 from crmcore.events import Event, OutboxEntry
 from crmcore.model import (
+    Account,
     Agent,
+    AutomationRun,
     Campaign,
     CampaignMember,
     Case,
+    CaseStatus,
     Customer,
     Interaction,
     MemberStatus,
@@ -37,6 +40,8 @@ from crmcore.model import (
     Segment,
     SegmentRun,
     ServicePoint,
+    Task,
+    TaskStatus,
     Team,
 )
 from crmcore.sql.dialect import Cursor, Dialect
@@ -47,6 +52,10 @@ __all__ = ["Cursor", "Dialect"]  # the shared SQL's names for the public dialect
 
 def _s(value: Any) -> Any:
     return None if value is None else str(value)
+
+
+def _instant(dialect: Dialect, value: datetime | None) -> Any:
+    return None if value is None else dialect.instant(value)
 
 
 def _day(value: Any) -> str | None:
@@ -99,11 +108,11 @@ PURCHASES = Table(
 CASES = Table(
     "cases", Case, "case",
     ("version", "customer_id", "kind", "status", "priority", "opened_at", "sla_due",
-     "resolved_at", "channel", "service_point", "agent", "contacts"),
+     "resolved_at", "channel", "service_point", "agent", "contacts", "next_check"),
     lambda d, c: (c.version, c.customer_id, _s(c.kind), _s(c.status), int(c.priority),
                   d.instant(c.opened_at), c.sla_due and d.instant(c.sla_due),
                   c.resolved_at and d.instant(c.resolved_at), _s(c.channel), c.service_point,
-                  c.agent, c.contacts),
+                  c.agent, c.contacts, _instant(d, c.next_check)),
     owner=True,
 )
 OPPORTUNITIES = Table(
@@ -121,10 +130,30 @@ SERVICE_POINTS = Table(
 AGENTS = Table("agents", Agent, "agent", ("version",), lambda d, a: (a.version,))
 TEAMS = Table("teams", Team, "team", ("version",), lambda d, t: (t.version,))
 SEGMENTS = Table("segments", Segment, "segment", ("version",), lambda d, s: (s.version,))
+# operational: tasks, accounts (members indexed in account_members), automation runs
+TASKS = Table(
+    "tasks", Task, "task",
+    ("version", "owner", "status", "due_at", "reminder_due", "created_at", "customer_id",
+     "account_id", "case_id", "opportunity_id"),
+    lambda d, t: (t.version, t.owner, _s(t.status), _instant(d, t.due_at),
+                  _instant(d, t.reminder_due), d.instant(t.created_at), t.customer_id,
+                  t.account_id, t.case_id, t.opportunity_id),
+)
+ACCOUNTS = Table(
+    "accounts", Account, "account",
+    ("version", "kind", "name", "parent_id", "tier", "owner"),
+    lambda d, a: (a.version, _s(a.kind), a.name, a.parent_id, a.tier, a.owner),
+)
+AUTOMATION_RUNS = Table(
+    "automation_runs", AutomationRun, "automation run",
+    ("rule", "event_id", "customer_id", "at", "outcome"),
+    lambda d, r: (r.rule, r.event_id, r.customer_id, d.instant(r.at), _s(r.outcome)),
+    versioned=False,
+)
 
 TABLES: tuple[Table[Any], ...] = (
     CUSTOMERS, INTERACTIONS, PURCHASES, CASES, OPPORTUNITIES, CAMPAIGNS, SERVICE_POINTS,
-    AGENTS, TEAMS, SEGMENTS,
+    AGENTS, TEAMS, SEGMENTS, TASKS, ACCOUNTS, AUTOMATION_RUNS,
 )
 
 
@@ -305,6 +334,134 @@ class SqlInteractions(SqlRepository[Interaction]):
             (reference, customer_id),
         )
         return [_load(self.t, row[0]) for row in self.cur.fetchall()]
+
+
+_OPEN_CASES = tuple(str(s) for s in CaseStatus if s.is_open)
+
+
+def _due(
+    repository: SqlRepository[Any], column: str, now: datetime, after: tuple[datetime, str] | None,
+    limit: int,
+) -> builtins.list[tuple[datetime, str]]:
+    """(when, id) with `column <= now`, after a (when, id) cursor, read in the order of the
+    (column, id) index, so an empty answer costs nothing however big the table."""
+    d = repository.d
+    where, params = f"{column} <= ?", [d.instant(now)]
+    if after is not None:
+        where += f" AND ({column} > ? OR ({column} = ? AND id > ?))"
+        params += [d.instant(after[0]), d.instant(after[0]), after[1]]
+    repository._run(
+        f"SELECT {column}, id FROM {repository.t.name} WHERE {where} "  # noqa: S608 - constants
+        f"ORDER BY {column}, id LIMIT ?",
+        (*params, limit),
+    )
+    return [(d.from_instant(when), str(id)) for when, id in repository.cur.fetchall()]
+
+
+class SqlCases(SqlRepository[Case]):
+    def due(
+        self, now: datetime, *, after: tuple[datetime, str] | None = None, limit: int = 500
+    ) -> builtins.list[tuple[datetime, str]]:
+        return _due(self, "next_check", now, after, limit)
+
+    def open_load(self) -> dict[str, int]:
+        marks = ", ".join("?" for _ in _OPEN_CASES)
+        self._run(
+            f"SELECT agent, count(*) FROM cases WHERE agent IS NOT NULL "  # noqa: S608
+            f"AND status IN ({marks}) GROUP BY agent",
+            _OPEN_CASES,
+        )
+        return {str(agent): int(count) for agent, count in self.cur.fetchall()}
+
+
+class SqlTasks(SqlRepository[Task]):
+    def _tasks(self, where: str, params: Sequence[Any], limit: int | None) -> builtins.list[Task]:
+        self._run(
+            f"SELECT doc FROM tasks WHERE {where} "  # noqa: S608 - fixed text, bound values
+            "ORDER BY (due_at IS NULL), due_at, id LIMIT ?",
+            (*params, -1 if limit is None and self.d.name == "sqlite" else limit),
+        )
+        return [_load(self.t, row[0]) for row in self.cur.fetchall()]
+
+    def open_for(self, owner: str, *, limit: int | None = None) -> builtins.list[Task]:
+        return self._tasks("owner = ? AND status = ?", (owner, str(TaskStatus.OPEN)), limit)
+
+    def overdue(
+        self, now: datetime, *, owner: str | None = None, limit: int | None = None
+    ) -> builtins.list[Task]:
+        if owner is None:
+            return self._tasks("status = ? AND due_at < ?",
+                               (str(TaskStatus.OPEN), self.d.instant(now)), limit)
+        return self._tasks("owner = ? AND status = ? AND due_at < ?",
+                           (owner, str(TaskStatus.OPEN), self.d.instant(now)), limit)
+
+    def reminders_due(
+        self, now: datetime, *, after: tuple[datetime, str] | None = None, limit: int = 500
+    ) -> builtins.list[tuple[datetime, str]]:
+        return _due(self, "reminder_due", now, after, limit)
+
+
+class SqlAccounts(SqlRepository[Account]):
+    """Accounts, with their members mirrored in `account_members` for look-ups and roll-ups."""
+
+    def add(self, item: Account) -> Account:
+        stored = super().add(item)
+        self._index(stored)
+        return stored
+
+    def update(self, item: Account) -> Account:
+        stored = super().update(item)
+        self._unindex(item.id)
+        self._index(stored)
+        return stored
+
+    def remove(self, item: Account) -> None:
+        super().remove(item)
+        self._unindex(item.id)
+
+    def _index(self, account: Account) -> None:
+        self.cur.executemany(
+            self.d.sql("INSERT INTO account_members (account_id, customer_id, role) VALUES (?, ?, ?)"),
+            [(account.id, m.customer_id, m.role) for m in account.members],
+        )
+
+    def _unindex(self, account_id: str) -> None:
+        self._run("DELETE FROM account_members WHERE account_id = ?", (account_id,))
+
+    def of_customer(self, customer_id: str) -> builtins.list[Account]:
+        self._run(
+            "SELECT doc FROM accounts WHERE id IN "
+            "(SELECT account_id FROM account_members WHERE customer_id = ?) ORDER BY id",
+            (customer_id,),
+        )
+        return [_load(self.t, row[0]) for row in self.cur.fetchall()]
+
+    def children(self, parent_id: str) -> builtins.list[Account]:
+        self._run("SELECT doc FROM accounts WHERE parent_id = ? ORDER BY id", (parent_id,))
+        return [_load(self.t, row[0]) for row in self.cur.fetchall()]
+
+
+class SqlAutomationRuns:
+    def __init__(self, cur: Cursor, dialect: Dialect) -> None:
+        self.cur = cur
+        self.d = dialect
+
+    def record(self, run: AutomationRun) -> bool:
+        self.cur.execute(
+            self.d.sql("SELECT 1 FROM automation_runs WHERE rule = ? AND event_id = ?"),
+            (run.rule, run.event_id),
+        )
+        if self.cur.fetchone() is not None:
+            return False
+        self.cur.execute(self.d.sql(insert_sql(AUTOMATION_RUNS)), AUTOMATION_RUNS.row(self.d, run))
+        return True
+
+    def for_rule(self, rule: str, *, limit: int | None = None) -> builtins.list[AutomationRun]:
+        self.cur.execute(
+            self.d.sql("SELECT doc FROM automation_runs WHERE rule = ? ORDER BY at, id LIMIT ?"),
+            (rule, -1 if limit is None and self.d.name == "sqlite" else limit),
+        )
+        return [_load_doc(row[0], AutomationRun) for row in self.cur.fetchall()]
 
 
 def index_rows(customers: Sequence[Customer]) -> list[tuple[str, list[tuple[str, ...]]]]:
@@ -588,8 +745,8 @@ class SqlUnitOfWork:
         return SqlRepository(self.cur, self.d, PURCHASES)
 
     @functools.cached_property
-    def cases(self) -> SqlRepository[Case]:
-        return SqlRepository(self.cur, self.d, CASES)
+    def cases(self) -> SqlCases:
+        return SqlCases(self.cur, self.d, CASES)
 
     @functools.cached_property
     def opportunities(self) -> SqlRepository[Opportunity]:
@@ -630,6 +787,18 @@ class SqlUnitOfWork:
     @functools.cached_property
     def outbox(self) -> SqlOutbox:
         return SqlOutbox(self.cur, self.d, self.claim_lock)
+
+    @functools.cached_property
+    def tasks(self) -> SqlTasks:
+        return SqlTasks(self.cur, self.d, TASKS)
+
+    @functools.cached_property
+    def accounts(self) -> SqlAccounts:
+        return SqlAccounts(self.cur, self.d, ACCOUNTS)
+
+    @functools.cached_property
+    def automation_runs(self) -> SqlAutomationRuns:
+        return SqlAutomationRuns(self.cur, self.d)
 
     def select(self, sql: str, params: Sequence[Any] = ()) -> builtins.list[tuple[Any, ...]]:
         """Rows of a read-only query written in this dialect."""

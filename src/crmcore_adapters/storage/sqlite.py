@@ -95,6 +95,31 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (scorer, customer_id, as_of)) WITHOUT ROWID""",
         "CREATE INDEX scores_customer ON scores (customer_id, scorer, as_of)",
     ),
+    # operational: the escalation ladder's next check on cases, tasks, accounts and their
+    # members, the automation log
+    (
+        "ALTER TABLE cases ADD COLUMN next_check INTEGER",
+        "CREATE INDEX cases_next_check ON cases (next_check, id)",
+        "CREATE INDEX cases_agent ON cases (agent, status)",
+        """CREATE TABLE tasks (
+            id TEXT PRIMARY KEY, version INTEGER NOT NULL, owner TEXT, status TEXT NOT NULL,
+            due_at INTEGER, reminder_due INTEGER, created_at INTEGER NOT NULL, customer_id TEXT,
+            account_id TEXT, case_id TEXT, opportunity_id TEXT, doc TEXT NOT NULL)""",
+        "CREATE INDEX tasks_owner ON tasks (owner, status, due_at)",
+        "CREATE INDEX tasks_due ON tasks (status, due_at)",
+        "CREATE INDEX tasks_reminder ON tasks (reminder_due, id)",
+        """CREATE TABLE accounts (
+            id TEXT PRIMARY KEY, version INTEGER NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL,
+            parent_id TEXT, tier TEXT, owner TEXT, doc TEXT NOT NULL)""",
+        "CREATE INDEX accounts_parent ON accounts (parent_id)",
+        """CREATE TABLE account_members (account_id TEXT NOT NULL, customer_id TEXT NOT NULL,
+            role TEXT NOT NULL, PRIMARY KEY (account_id, customer_id)) WITHOUT ROWID""",
+        "CREATE INDEX account_members_customer ON account_members (customer_id)",
+        """CREATE TABLE automation_runs (
+            id TEXT PRIMARY KEY, rule TEXT NOT NULL, event_id TEXT NOT NULL, customer_id TEXT,
+            at INTEGER NOT NULL, outcome TEXT NOT NULL, doc TEXT NOT NULL,
+            UNIQUE (rule, event_id))""",
+    ),
 )
 """Migration N brings the schema from version N to N+1; never edit one that has shipped."""
 

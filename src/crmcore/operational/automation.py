@@ -1,0 +1,278 @@
+"""Automation: "when event E happens and rule R holds for the customer, do actions A".
+
+Rules are configured in code (`crm.operational.automation.add(rule)`) and run as an
+event subscriber once `enable()` is called, so they act after the triggering write has
+committed, at least once per event; the automation log (storage) lets each rule run
+at most once per event. A rule's actions run in one transaction with the log line that
+records them: if one fails, everything it wrote is undone and the run is logged
+`failed`. Events emitted by a rule's actions carry the rule's name (`caused_by`); when
+such an event would trigger the same rule again, the run is logged `loop` and stops.
+
+Actions are plugins (`crmcore_register_actions`); the built-in ones create a task,
+assign an owner, and add a tag to the customer.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Protocol
+
+import attrs
+
+from crmcore import values as v
+from crmcore.errors import NotFound, ValidationError
+from crmcore.events import CAUSED_BY, Event
+from crmcore.hookspecs import hookimpl
+from crmcore.model import AutomationRun, Customer, RunOutcome
+
+if TYPE_CHECKING:
+    from crmcore.crm import CRM
+
+log = logging.getLogger(__name__)
+MAX_CHAIN = 8
+"""Rules triggering rules deeper than this are stopped as a loop, even without repetition."""
+
+
+class Action(Protocol):
+    """An automation action: what it is called in rules, and what it does."""
+
+    @property
+    def name(self) -> str: ...
+
+    def run(self, crm: CRM, event: Event, customer: Customer, params: dict[str, str]) -> str:
+        """Do it (inside the run's transaction); return a short outcome for the log."""
+        ...
+
+
+def _params(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(x, str) for k, x in value.items()
+    ):
+        raise ValidationError(attribute.name, value, "must map names to texts")
+
+
+@attrs.frozen
+class ActionCall:
+    """One action of a rule, with its parameters."""
+
+    action: str = attrs.field(validator=v.check(v.name))
+    params: dict[str, str] = attrs.field(factory=dict, validator=_params)
+
+
+def _steps(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not value or not all(isinstance(s, ActionCall) for s in value):
+        raise ValidationError(attribute.name, value, "a rule needs at least one ActionCall")
+
+
+@attrs.frozen
+class Rule:
+    name: str = attrs.field(validator=v.check(v.name))
+    on: str = attrs.field(validator=v.check(v.name))
+    """The event topic that triggers it ('case.sla_breached', 'interaction.logged', ...)."""
+    steps: tuple[ActionCall, ...] = attrs.field(converter=v.as_tuple, validator=_steps)
+    condition: str | None = attrs.field(default=None, validator=v.optional(v.is_text(5000)))
+    """A segment rule the customer must satisfy at the time of the event (None: always)."""
+
+
+# ---- built-in actions ----
+
+
+@attrs.frozen
+class CreateTask:
+    """`create_task`: title, due_in_hours, owner ('customer_owner', 'case_agent' or an agent id)."""
+
+    name: str = "create_task"
+
+    def run(self, crm: CRM, event: Event, customer: Customer, params: dict[str, str]) -> str:
+        case_id = event.aggregate_id if event.topic.startswith("case.") else None
+        owner = params.get("owner")
+        if owner == "customer_owner":
+            owner = customer.owner
+        elif owner == "case_agent":
+            owner = crm.cases.get(case_id).agent if case_id else None
+        hours = params.get("due_in_hours")
+        due = crm.clock() + timedelta(hours=_number(hours, "due_in_hours")) if hours else None
+        task = crm.operational.tasks.create(
+            params.get("title", event.topic), due_at=due, owner=owner, customer_id=customer.id,
+            case_id=case_id,
+        )
+        return f"task {task.id} for {owner or 'nobody'}"
+
+
+@attrs.frozen
+class Assign:
+    """`assign`: the case of the event (or the customer) by `rule`, `skills`, `language`, `team`."""
+
+    name: str = "assign"
+
+    def run(self, crm: CRM, event: Event, customer: Customer, params: dict[str, str]) -> str:
+        wanted: dict[str, Any] = {
+            "rule": params.get("rule", "least_loaded"),
+            "skills": [s for s in params.get("skills", "").split(",") if s],
+            "language": params.get("language"), "team": params.get("team"),
+        }
+        assigner = crm.operational.assignment
+        if event.topic.startswith("case."):
+            case = assigner.case(event.aggregate_id, **wanted)
+            return f"case {case.id} to {case.agent}"
+        decided = assigner.customer(customer.id, **wanted)
+        return f"customer {customer.id} to {decided.agent}"
+
+
+@attrs.frozen
+class AddTag:
+    """`add_tag`: put `tag` on the customer."""
+
+    name: str = "add_tag"
+
+    def run(self, crm: CRM, event: Event, customer: Customer, params: dict[str, str]) -> str:
+        tag = v.name(params.get("tag"), "tag")
+        current = crm.customers.get(customer.id)
+        crm.customers.update(attrs.evolve(current, tags=current.tags | {tag}))
+        return f"tagged {tag}"
+
+
+BUILT_IN: tuple[Action, ...] = (CreateTask(), Assign(), AddTag())
+
+
+def _number(text: str, field: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValidationError(field, text, "must be a number") from None
+
+
+class Automation:
+    """`crm.operational.automation`."""
+
+    def __init__(self, crm: CRM) -> None:
+        self.crm = crm
+        self.rules: dict[str, Rule] = {}
+        self._enabled = False
+
+    def actions(self) -> dict[str, Action]:
+        """Built-in actions, then those of plugins (a plugin may replace a built-in one)."""
+        found: dict[str, Action] = {a.name: a for a in BUILT_IN}
+        for contributed in self.crm.plugins.hook.crmcore_register_actions():
+            for action in contributed:
+                found[action.name] = action
+        return found
+
+    def add(self, rule: Rule) -> Rule:
+        """Check a rule (its actions exist, its condition parses) and start applying it."""
+        from crmcore.segments.functions import registry
+        from crmcore.segments.parse import checked
+
+        if not isinstance(rule, Rule):
+            raise ValidationError("rule", rule, "must be an automation Rule")
+        known = self.actions()
+        for step in rule.steps:
+            if step.action not in known:
+                raise ValidationError("action", step.action, f"unknown; known: {', '.join(sorted(known))}")
+        if rule.condition is not None:
+            checked(rule.condition, registry(self.crm.plugins))
+        self.rules[rule.name] = rule
+        return rule
+
+    def enable(self) -> None:
+        """Subscribe to events (once); rules then run after each transaction commits."""
+        if not self._enabled:
+            self.crm.plugins.register(_Subscriber(self), name=f"crmcore-automation-{id(self)}")
+            self._enabled = True
+
+    def runs(self, rule: str, *, limit: int | None = None) -> list[AutomationRun]:
+        with self.crm.reading() as uow:
+            return uow.automation_runs.for_rule(rule, limit=limit)
+
+    def handle(self, event: Event) -> list[AutomationRun]:
+        """Run every rule listening to this event's topic; returns the runs logged."""
+        done = []
+        for rule in [r for r in self.rules.values() if r.on == event.topic]:
+            found = self._run(rule, event)
+            if found is not None:
+                done.append(found)
+        return done
+
+    def _run(self, rule: Rule, event: Event) -> AutomationRun | None:
+        chain = tuple(event.payload.get("caused_by") or ())
+        customer = self._customer(event)
+
+        def record(outcome: RunOutcome, detail: str, actions: tuple[str, ...] = ()) -> AutomationRun:
+            return AutomationRun(
+                v.new_id(), rule.name, event.id, event.topic, self.crm.clock(), outcome,
+                customer.id if customer else None, actions, detail[:2000],
+            )
+
+        if rule.name in chain or len(chain) >= MAX_CHAIN:
+            return self._log(record(
+                RunOutcome.LOOP,
+                f"stopped: triggered by its own actions ({' > '.join((*chain, rule.name))})"))
+        if customer is None:
+            return self._log(record(RunOutcome.SKIPPED, "the event names no customer"))
+        actions = self.actions()
+        token = CAUSED_BY.set((*chain, rule.name))
+        try:
+            with self.crm.transaction() as uow:
+                if not self._holds(rule, customer):
+                    run = record(RunOutcome.SKIPPED, "condition false")
+                else:
+                    outcomes = [actions[s.action].run(self.crm, event, customer, s.params)
+                                for s in rule.steps]
+                    run = record(RunOutcome.DONE, "; ".join(outcomes),
+                                 tuple(s.action for s in rule.steps))
+                if not uow.automation_runs.record(run):
+                    raise _AlreadyRan
+                self.crm.emit("automation.ran", rule.name, event_id=event.id, outcome=str(run.outcome))
+                return run
+        except _AlreadyRan:
+            return None
+        except Exception as exc:  # an action failed: its writes are undone, the failure logged
+            log.warning("automation rule %s failed on %s: %r", rule.name, event.id, exc)
+            return self._log(record(RunOutcome.FAILED, repr(exc)))
+        finally:
+            CAUSED_BY.reset(token)
+
+    def _log(self, run: AutomationRun) -> AutomationRun | None:
+        with self.crm.transaction() as uow:
+            return run if uow.automation_runs.record(run) else None
+
+    def _holds(self, rule: Rule, customer: Customer) -> bool:
+        if rule.condition is None:
+            return True
+        from crmcore.segments.context import Context
+        from crmcore.segments.evaluate import UowSource, members
+        from crmcore.segments.functions import registry
+        from crmcore.segments.parse import checked
+
+        tree, types = checked(rule.condition, registry(self.crm.plugins))
+        with self.crm.reading() as uow:
+            fresh = uow.customers.get(customer.id)
+            return bool(members(tree, types, Context(self.crm.clock()), [fresh], UowSource(uow)))
+
+    def _customer(self, event: Event) -> Customer | None:
+        """The customer an event is about: named in its payload, or its aggregate."""
+        with self.crm.reading() as uow:
+            named = event.payload.get("customer_id")
+            if isinstance(named, str):
+                return uow.customers.find(named)
+            if event.topic.startswith("case."):
+                case = uow.cases.find(event.aggregate_id)
+                return None if case is None else uow.customers.find(case.customer_id)
+            return uow.customers.find(event.aggregate_id)
+
+
+class _AlreadyRan(Exception):
+    """The log already holds this rule's run for this event (a redelivery): undo and skip."""
+
+
+class _Subscriber:
+    def __init__(self, automation: Automation) -> None:
+        self.automation = automation
+
+    @hookimpl
+    def crmcore_on_event(self, event: Event) -> None:
+        try:
+            self.automation.handle(event)
+        except NotFound:  # the record went away before the rule could look at it
+            log.info("automation skipped %s: its record is gone", event.id)

@@ -1,0 +1,184 @@
+"""The storage contract for the operational aggregates (tasks, accounts, the automation
+log, the cases' escalation index), with hypothesis strategies for their model.
+
+`crmcore.testing.contract.StorageContract` inherits these tests, so every adapter that
+runs the storage contract runs them too.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import attrs
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from crmcore import model as m
+from crmcore.errors import ConflictError
+from crmcore.ports import Storage
+from crmcore.testing import strategies as s
+
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+
+calendars = st.builds(
+    m.BusinessCalendar.weekly, st.sampled_from(["UTC", "Europe/Paris", "America/New_York"]),
+    st.fixed_dictionaries({"mon-fri": st.sampled_from(["09:00-17:00", "08:00-12:00 13:00-18:00"])}),
+    st.lists(s.dates, max_size=3).map(tuple),
+)
+assignments = st.builds(m.Assignment, s.machine_names, s.machine_names, s.texts, s.instants,
+                        st.none() | s.machine_names)
+
+
+@st.composite
+def sla_cases(draw: st.DrawFn, customer_id: st.SearchStrategy[str] = s.ids) -> m.Case:
+    """A case with promises, rungs taken, an owner and the reason for it."""
+    case = draw(s.cases(customer_id))
+    warn = case.opened_at + draw(st.timedeltas(timedelta(minutes=1), timedelta(days=3)))
+    due = warn + draw(st.timedeltas(timedelta(0), timedelta(days=3)))
+    deadlines = tuple(m.Deadline(t, warn, due) for t in m.Target)
+    steps = tuple(m.Step(t, r, due) for t in m.Target for r in m.Rung if draw(st.booleans()))
+    return attrs.evolve(case, deadlines=deadlines, steps=steps, team=draw(st.none() | s.machine_names),
+                        assignment=draw(st.none() | assignments))
+
+
+@st.composite
+def tasks(draw: st.DrawFn) -> m.Task:
+    created = draw(s.instants)
+    later = st.none() | st.timedeltas(timedelta(0), timedelta(days=60)).map(lambda d: created + d)
+    return m.Task(
+        id=draw(s.ids), title=draw(s.texts), created_at=created, due_at=draw(later),
+        owner=draw(st.none() | s.machine_names), remind_at=draw(later),
+        customer_id=draw(st.none() | s.ids), case_id=draw(st.none() | s.ids),
+        status=draw(st.sampled_from(list(m.TaskStatus))),
+    )
+
+
+@st.composite
+def accounts(draw: st.DrawFn) -> m.Account:
+    people = draw(st.lists(s.ids, unique=True, max_size=4))
+    primary = draw(st.none() | st.sampled_from(people)) if people else None
+    return m.Account(
+        id=draw(s.ids), name=draw(s.texts), kind=draw(st.sampled_from(list(m.AccountKind))),
+        members=tuple(m.AccountMember(p, draw(s.machine_names), p == primary) for p in people),
+        tier=draw(st.none() | s.machine_names), owner=draw(st.none() | s.machine_names),
+    )
+
+
+def _task(n: int, **fields: Any) -> m.Task:
+    return m.Task(f"t{n:03d}", f"Task {n}", T0, **fields)
+
+
+def _run(rule: str, event: str, minutes: int) -> m.AutomationRun:
+    return m.AutomationRun(f"r-{rule}-{event}", rule, event, "case.opened",
+                           T0 + timedelta(minutes=minutes), m.RunOutcome.DONE)
+
+
+class OperationalStorageContract:
+    """Tests every storage must pass for the operational aggregates."""
+
+    def open_storage(self) -> Storage:
+        raise NotImplementedError
+
+    @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(data=st.data())
+    def test_operational_records_round_trip(self, data: st.DataObject) -> None:
+        store = self.open_storage()
+        try:
+            items: dict[str, Any] = {
+                "cases": data.draw(sla_cases()), "tasks": data.draw(tasks()),
+                "accounts": data.draw(accounts()),
+                "service_points": attrs.evolve(data.draw(s.service_points), calendar=data.draw(calendars)),
+                "agents": attrs.evolve(data.draw(s.agents), languages=data.draw(
+                    st.frozensets(s.machine_names, max_size=2)), territories={"north"}),
+                "teams": attrs.evolve(data.draw(s.teams), lead="boss"),
+            }
+            with store.transaction() as uow:
+                for name, item in items.items():
+                    getattr(uow, name).add(item)
+            with store.transaction() as uow:
+                for name, item in items.items():
+                    assert getattr(uow, name).get(item.id) == attrs.evolve(item, version=1)
+        finally:
+            store.close()
+
+    def test_cases_due_for_the_sweep_page_by_id(self, storage: Storage) -> None:
+        opened = T0
+        deadline = m.Deadline(m.Target.RESOLUTION, T0 + timedelta(hours=1), T0 + timedelta(hours=2))
+
+        def case(n: int, **fields: Any) -> m.Case:
+            return m.Case(f"k{n:02d}", "c1", "complaint", "s", opened, deadlines=(deadline,), **fields)
+
+        with storage.transaction() as uow:
+            for n in range(7):
+                uow.cases.add(case(n, agent="ana" if n % 2 else "bo"))
+            uow.cases.add(case(7, status=m.CaseStatus.WAITING, paused_at=T0))
+            uow.cases.add(case(8, status=m.CaseStatus.RESOLVED))
+            uow.cases.add(m.Case("k09", "c1", "complaint", "no promises", opened))
+        with storage.transaction() as uow:
+            assert uow.cases.due(T0 + timedelta(minutes=59)) == []
+            at = T0 + timedelta(hours=1)
+            first = uow.cases.due(at, limit=4)
+            assert first == [(at, f"k{n:02d}") for n in range(4)]
+            assert [i for _, i in uow.cases.due(at, after=first[-1], limit=4)] == ["k04", "k05", "k06"]
+            assert uow.cases.open_load() == {"ana": 3, "bo": 4}
+            warned = uow.cases.get("k01")
+            uow.cases.update(attrs.evolve(warned, steps=(m.Step(m.Target.RESOLUTION, m.Rung.WARNED, at),)))
+        with storage.transaction() as uow:
+            assert "k01" not in [i for _, i in uow.cases.due(at)]
+            assert uow.cases.due(T0 + timedelta(hours=2))[-1] == (T0 + timedelta(hours=2), "k01")
+
+    def test_my_open_tasks_overdue_and_reminders(self, storage: Storage) -> None:
+        day = timedelta(days=1)
+        with storage.transaction() as uow:
+            uow.tasks.add(_task(1, owner="ana", due_at=T0 + 3 * day))
+            uow.tasks.add(_task(2, owner="ana"))
+            uow.tasks.add(_task(3, owner="ana", due_at=T0 + day, remind_at=T0 + day / 2))
+            uow.tasks.add(_task(4, owner="bo", due_at=T0 + day, remind_at=T0))
+            uow.tasks.add(_task(5, owner="ana", due_at=T0, status=m.TaskStatus.DONE))
+        with storage.transaction() as uow:
+            assert [t.id for t in uow.tasks.open_for("ana")] == ["t003", "t001", "t002"]
+            assert [t.id for t in uow.tasks.open_for("ana", limit=1)] == ["t003"]
+            assert [t.id for t in uow.tasks.overdue(T0 + 2 * day)] == ["t003", "t004"]
+            assert [t.id for t in uow.tasks.overdue(T0 + 2 * day, owner="bo")] == ["t004"]
+            assert uow.tasks.reminders_due(T0 + day) == [(T0, "t004"), (T0 + day / 2, "t003")]
+            assert uow.tasks.reminders_due(T0 + day, after=(T0, "t004")) == [(T0 + day / 2, "t003")]
+            sent = uow.tasks.get("t004")
+            uow.tasks.update(attrs.evolve(sent, reminded_at=T0 + day))
+        with storage.transaction() as uow:
+            assert [i for _, i in uow.tasks.reminders_due(T0 + 5 * day)] == ["t003"]
+            with pytest.raises(ConflictError):
+                uow.tasks.update(attrs.evolve(sent, title="stale"))
+
+    def test_account_members_are_indexed_with_the_account(self, storage: Storage) -> None:
+        group = m.Account("g", "Group", members=(m.AccountMember("c1", "ceo"),))
+        site = m.Account("s", "Site", parent_id="g", members=(m.AccountMember("c1"), m.AccountMember("c2")))
+        with storage.transaction() as uow:
+            uow.accounts.add(group)
+            stored = uow.accounts.add(site)
+        with storage.transaction() as uow:
+            assert [a.id for a in uow.accounts.of_customer("c1")] == ["g", "s"]
+            assert [a.id for a in uow.accounts.children("g")] == ["s"]
+            uow.accounts.update(stored.without_member("c2"))
+        with storage.transaction() as uow:
+            assert uow.accounts.of_customer("c2") == []
+        with pytest.raises(RuntimeError), storage.transaction() as uow:
+            uow.accounts.update(uow.accounts.get("g").with_member(m.AccountMember("c3")))
+            raise RuntimeError("roll back")
+        with storage.transaction() as uow:
+            assert uow.accounts.of_customer("c3") == []
+            uow.accounts.remove(uow.accounts.get("s"))
+        with storage.transaction() as uow:
+            assert [a.id for a in uow.accounts.of_customer("c1")] == ["g"]
+
+    def test_a_rule_runs_once_per_event_in_the_automation_log(self, storage: Storage) -> None:
+        with storage.transaction() as uow:
+            assert uow.automation_runs.record(_run("tag", "e2", 5)) is True
+            assert uow.automation_runs.record(_run("tag", "e1", 1)) is True
+            assert uow.automation_runs.record(_run("task", "e1", 2)) is True
+        with storage.transaction() as uow:
+            again = attrs.evolve(_run("tag", "e1", 9), id="another")
+            assert uow.automation_runs.record(again) is False
+            assert [r.event_id for r in uow.automation_runs.for_rule("tag")] == ["e1", "e2"]
+            assert len(uow.automation_runs.for_rule("tag", limit=1)) == 1

@@ -1,0 +1,147 @@
+"""Assignment rules on every backend, and the indexed filters against a plain scan."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from crmcore import CRM, Customer, Team, ValidationError, hookimpl
+from crmcore.errors import Unassignable
+from crmcore.model import Account, Agent, Assignment
+from crmcore.operational.assignment import Decider, Staff, WorkItem
+
+from .conftest import Recorder, drain
+
+
+def _staff(crm: CRM) -> None:
+    crm.teams.add(Team("care", "Care", lead="ana"))
+    crm.teams.add(Team("sales", "Sales"))
+    crm.agents.add(Agent("ana", "Ana", team="care", skills={"complaints"}, languages={"fr", "en"},
+                         service_point="paris-cc", capacity=4))
+    crm.agents.add(Agent("ben", "Ben", team="care", skills={"complaints", "billing"},
+                         languages={"en"}, service_point="lyon-cc", capacity=2))
+    crm.agents.add(Agent("cal", "Cal", team="care", skills={"billing"}, languages={"fr"},
+                         territories={"paris-cc"}))
+    crm.agents.add(Agent("dee", "Dee", team="sales", languages={"fr"}, active=False))
+    crm.customers.add(Customer(id="c1", name="Camille", language="fr-FR", service_point="paris-cc"))
+
+
+def test_by_skill_and_language_the_least_loaded_qualified_agent(crm: CRM, recorder: Recorder) -> None:
+    _staff(crm)
+    desk = crm.operational.cases
+    busy = [desk.open("c1", "complaint", f"old {n}") for n in range(2)]
+    for case in busy:
+        crm.cases.change(case.id, agent="ana")
+    case = desk.open("c1", "complaint", "Bill wrong", team="care")
+    assigned = crm.operational.assignment.case(case.id, skills=["complaints"], language="en")
+    # ana: 2 open cases of 4 (0.5); ben: 0 of 2 -> ben
+    assert assigned.agent == "ben" and assigned.team == "care"
+    assert assigned.assignment is not None and assigned.assignment.rule == "least_loaded"
+    assert "skill complaints" in assigned.assignment.reason and "ben" in assigned.assignment.reason
+    drain(crm)
+    made = [e for e in recorder.events if e.topic == "assignment.made"]
+    assert made[-1].payload["agent"] == "ben" and made[-1].payload["reason"] == assigned.assignment.reason
+
+
+def test_round_robin_takes_turns_within_the_pool(crm: CRM) -> None:
+    _staff(crm)
+    assigner = crm.operational.assignment
+    picks = [assigner.decide(WorkItem("case", f"k{n}", team="care"), rule="round_robin").agent
+             for n in range(6)]
+    assert picks == ["ana", "ben", "cal"] * 2
+
+
+def test_territory_and_ownership_of_customers_accounts_and_opportunities(crm: CRM) -> None:
+    _staff(crm)
+    assigner = crm.operational.assignment
+    decided = assigner.customer("c1", skills=["billing"])  # language fr, territory paris-cc
+    assert decided.agent == "cal" and crm.customers.get("c1").owner == "cal"
+    crm.operational.accounts.add(Account("acme", "ACME", service_point="paris-cc"))
+    assert assigner.account("acme", language="en").agent == "ana"
+    stored = crm.operational.accounts.get("acme")
+    assert stored.owner == "ana" and stored.assignment is not None
+    deal = crm.opportunities.open("c1", "Fibre for ACME")
+    assert assigner.opportunity(deal.id, team="care", rule="round_robin").agent in {"ana", "ben", "cal"}
+    assert crm.opportunities.get(deal.id).owner is not None
+
+
+def test_an_unknown_team_or_nobody_qualified_is_refused_and_nothing_is_written(
+    crm: CRM, recorder: Recorder
+) -> None:
+    _staff(crm)
+    case = crm.operational.cases.open("c1", "complaint", "x")
+    drain(crm)
+    before, seen = crm.cases.get(case.id), len(recorder.events)
+    with pytest.raises(ValidationError):
+        crm.operational.assignment.case(case.id, team="ghosts")
+    with pytest.raises(Unassignable):
+        crm.operational.assignment.case(case.id, skills=["plumbing"])
+    with pytest.raises(Unassignable):
+        crm.operational.assignment.case(case.id, team="sales")  # its only agent is inactive
+    with pytest.raises(ValidationError):
+        crm.operational.assignment.case(case.id, rule="coin_toss")
+    drain(crm)
+    assert crm.cases.get(case.id) == before and len(recorder.events) == seen
+
+
+class VipDesk:
+    """A company rule: platinum customers' cases always go to ana."""
+
+    @hookimpl
+    def crmcore_assign(self, item: WorkItem, candidates: list[Agent], now: datetime) -> Assignment | None:
+        if item.kind == "case" and any(a.id == "ana" for a in candidates) and item.customer_id == "vip":
+            return Assignment("ana", "vip_desk", "platinum customers go to the VIP desk", now, "care")
+        return None
+
+
+def test_a_company_rule_decides_first(crm: CRM) -> None:
+    _staff(crm)
+    crm.plugins.register(VipDesk())
+    crm.customers.add(Customer(id="vip", name="V", tier="platinum"))
+    vip = crm.operational.cases.open("vip", "complaint", "x")
+    usual = crm.operational.cases.open("c1", "complaint", "y")
+    assert crm.operational.assignment.case(vip.id, team="care").assignment == Assignment(
+        "ana", "vip_desk", "platinum customers go to the VIP desk", crm.clock(), "care")
+    assert crm.operational.assignment.case(usual.id, team="care").assignment.rule == "least_loaded"  # type: ignore[union-attr]
+
+
+NAMES = st.sampled_from(["a", "b", "c", "d"])
+
+
+@st.composite
+def agents(draw: st.DrawFn) -> list[Agent]:
+    count = draw(st.integers(0, 25))
+    return [Agent(
+        f"ag{n}", f"Agent {n}", team=draw(st.sampled_from([None, "t1", "t2"])),
+        service_point=draw(st.sampled_from([None, "p1", "p2"])),
+        skills=draw(st.frozensets(NAMES, max_size=3)), languages=draw(st.frozensets(NAMES, max_size=2)),
+        territories=draw(st.frozensets(st.sampled_from(["p1", "p2", "z"]), max_size=2)),
+        capacity=draw(st.integers(1, 5)), active=draw(st.booleans()),
+    ) for n in range(count)]
+
+
+@given(agents(), st.frozensets(NAMES, max_size=2), st.sampled_from([None, "a", "b"]),
+       st.sampled_from([None, "t1", "t2"]), st.sampled_from([None, "p1", "z"]),
+       st.dictionaries(st.sampled_from([f"ag{n}" for n in range(25)]), st.integers(0, 9)))
+def test_indexed_filters_and_least_loaded_agree_with_a_plain_scan(
+    staff: list[Agent], skills: frozenset[str], language: str | None, team: str | None,
+    place: str | None, loads: dict[str, int],
+) -> None:
+    item = WorkItem("case", "k", skills, language, team, territory=place)
+    expected = [a for a in staff if a.active and (team is None or a.team == team)
+                and skills <= a.skills and (language is None or language in a.languages)
+                and (place is None or place == a.service_point or place in a.territories)]
+    found, _ = Staff(staff).candidates(item)
+    assert [a.id for a in found] == sorted(a.id for a in expected)
+    now = datetime(2025, 1, 1, tzinfo=UTC)
+    if not expected:
+        with pytest.raises(Unassignable):
+            Decider().choose("least_loaded", item, found, loads, [], now)
+        return
+    chosen = Decider().choose("least_loaded", item, found, loads, [], now)
+    best = min(loads.get(a.id, 0) / a.capacity for a in expected)
+    winner = next(a for a in expected if a.id == chosen.agent)
+    assert loads.get(winner.id, 0) / winner.capacity == best
