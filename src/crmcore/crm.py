@@ -44,6 +44,8 @@ if TYPE_CHECKING:
     from crmcore.analytical import Analytical
     from crmcore.collaborative import Collaborative
     from crmcore.operational import Operational
+    from crmcore.rates import Rates
+    from crmcore.sales import Sales
     from crmcore.segments.saved import Segments
 
 log = logging.getLogger(__name__)
@@ -104,6 +106,20 @@ class CRM:
         from crmcore.analytical import Analytical
 
         return Analytical(self)
+
+    @functools.cached_property
+    def sales(self) -> Sales:
+        """Pipelines, leads, catalogue and quotes, forecasts and cycle analytics."""
+        from crmcore.sales import Sales
+
+        return Sales(self)
+
+    @functools.cached_property
+    def rates(self) -> Rates:
+        """The company's exchange rates (stored, with provider plugins behind them)."""
+        from crmcore.rates import Rates
+
+        return Rates(self)
 
     @functools.cached_property
     def segments(self) -> Segments:

@@ -10,7 +10,8 @@ functions marked `@crmcore.hookimpl`, registered under the entry-point group
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -113,3 +114,13 @@ def crmcore_on_event(event: Event, crm: CRM) -> None:
 @hookspec(firstresult=True)
 def crmcore_route_call(call: Any, waiting: list[Any], agents: list[Any], now: datetime) -> Any:
     """Override call routing: return an assignment, or None to leave it to the default."""
+
+
+@hookspec(firstresult=True)
+def crmcore_exchange_rates(base: str, quote: str, on: date) -> Decimal | None:
+    """A rates provider: units of `quote` for one unit of `base` on day `on`.
+
+    Called by `crm.rates` when the rates the company stored have none for that pair
+    on or before that day. Return a positive Decimal, or None to leave it to the next
+    provider (with no answer at all, the rate is `NotFound`).
+    """

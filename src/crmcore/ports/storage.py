@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
 from crmcore.events import Event, OutboxEntry
+from crmcore.exchange import Rate
 from crmcore.model import (
     Agent,
     Campaign,
@@ -14,8 +15,13 @@ from crmcore.model import (
     Case,
     Customer,
     Interaction,
+    Lead,
     Opportunity,
+    Pipeline,
+    PriceBook,
+    Product,
     Purchase,
+    Quote,
     Score,
     Segment,
     SegmentRun,
@@ -138,6 +144,18 @@ class SegmentMembers(Protocol):
         ...
 
 
+class Rates(Protocol):
+    """Exchange rates the company loaded, one per (base, quote, day)."""
+
+    def put(self, rates: Iterable[Rate]) -> int:
+        """Store (or replace) rates; returns how many."""
+        ...
+
+    def all(self) -> list[Rate]:
+        """Every stored rate, by base, quote and day."""
+        ...
+
+
 class Outbox(Protocol):
     """Events written with the data; drained after commit, at least once."""
 
@@ -188,6 +206,19 @@ class UnitOfWork(Protocol):
     def scores(self) -> Scores: ...
     @property
     def outbox(self) -> Outbox: ...
+    # sales: pipelines, leads, the catalogue, quotes and exchange rates
+    @property
+    def pipelines(self) -> Repository[Pipeline]: ...
+    @property
+    def leads(self) -> Repository[Lead]: ...
+    @property
+    def products(self) -> Repository[Product]: ...
+    @property
+    def price_books(self) -> Repository[PriceBook]: ...
+    @property
+    def quotes(self) -> CustomerOwned[Quote]: ...
+    @property
+    def rates(self) -> Rates: ...
 
 
 class SqlUnitOfWork(UnitOfWork, Protocol):

@@ -12,7 +12,7 @@ import builtins
 import copy
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -21,6 +21,7 @@ import attrs
 from crmcore import serialization
 from crmcore.errors import ConflictError, IntegrityError, NotFound, ValidationError
 from crmcore.events import Event, OutboxEntry
+from crmcore.exchange import Rate
 from crmcore.model import (
     Agent,
     Campaign,
@@ -28,8 +29,13 @@ from crmcore.model import (
     Case,
     Customer,
     Interaction,
+    Lead,
     Opportunity,
+    Pipeline,
+    PriceBook,
+    Product,
     Purchase,
+    Quote,
     Score,
     Segment,
     SegmentRun,
@@ -147,6 +153,19 @@ SERVICE_POINTS = Table(
 AGENTS = Table("agents", Agent, "agent", ("version",), lambda d, a: (a.version,))
 TEAMS = Table("teams", Team, "team", ("version",), lambda d, t: (t.version,))
 SEGMENTS = Table("segments", Segment, "segment", ("version",), lambda d, s: (s.version,))
+# sales: pipelines, leads, the catalogue and quotes
+PIPELINES = Table("pipelines", Pipeline, "pipeline", ("version",), lambda d, p: (p.version,))
+LEADS = Table("leads", Lead, "lead", ("version", "status"), lambda d, le: (le.version, _s(le.status)))
+PRODUCTS = Table("products", Product, "product", ("version",), lambda d, p: (p.version,))
+PRICE_BOOKS = Table(
+    "price_books", PriceBook, "price book", ("version", "currency", "tier"),
+    lambda d, b: (b.version, b.currency, b.tier),
+)
+QUOTES = Table(
+    "quotes", Quote, "quote", ("version", "customer_id", "opportunity_id", "status"),
+    lambda d, q: (q.version, q.customer_id, q.opportunity_id, _s(q.status)),
+    owner=True,
+)
 
 TABLES: tuple[Table[Any], ...] = (
     CUSTOMERS, INTERACTIONS, PURCHASES, CASES, OPPORTUNITIES, CAMPAIGNS, SERVICE_POINTS,
@@ -343,6 +362,67 @@ def index_rows(customers: Sequence[Customer]) -> list[tuple[str, list[tuple[str,
         ("INSERT INTO customer_external_ids (source, external_id, customer_id) VALUES (?, ?, ?)",
          [(s, e, c.id) for c in customers for s, e in c.external_ids.items()]),
     ]
+
+
+class SqlOpportunities(SqlRepository[Opportunity]):
+    """Opportunities, with their new history steps appended to `opportunity_history`."""
+
+    def add(self, item: Opportunity) -> Opportunity:
+        stored = super().add(item)
+        self._append(stored)
+        return stored
+
+    def update(self, item: Opportunity) -> Opportunity:
+        stored = super().update(item)
+        self._append(stored)
+        return stored
+
+    def remove(self, item: Opportunity) -> None:
+        super().remove(item)
+        self._run("DELETE FROM opportunity_history WHERE opportunity_id = ?", (item.id,))
+
+    def _append(self, item: Opportunity) -> None:
+        from crmcore.sales.history import rows
+
+        self._run("SELECT count(*) FROM opportunity_history WHERE opportunity_id = ?", (item.id,))
+        written = int(self.cur.fetchone()[0])
+        self.cur.executemany(self.d.sql(HISTORY_INSERT), [
+            (r.opportunity_id, r.seq, self.d.instant(r.at), r.pipeline, r.stage, r.probability,
+             _day(r.close_date), r.currency, None if r.amount is None else self.d.money(r.amount),
+             r.owner, r.team)
+            for r in rows(item, written)
+        ])
+
+
+HISTORY_INSERT = (
+    "INSERT INTO opportunity_history (opportunity_id, seq, at, pipeline, stage, probability, "
+    "close_date, currency, amount, owner, team) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+class SqlRates:
+    def __init__(self, cur: Cursor, dialect: Dialect) -> None:
+        self.cur = cur
+        self.d = dialect
+
+    def put(self, rates: Iterable[Rate]) -> int:
+        rows = [(r.base, r.quote, r.on.isoformat(), str(r.value)) for r in rates]
+        self.cur.executemany(
+            self.d.sql(
+                "INSERT INTO exchange_rates (base, quote, day, value) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (base, quote, day) DO UPDATE SET value = excluded.value"
+            ),
+            rows,
+        )
+        return len(rows)
+
+    def all(self) -> builtins.list[Rate]:
+        self.cur.execute("SELECT base, quote, day, value FROM exchange_rates ORDER BY base, quote, day")
+        return [Rate(b, q, _as_date(day), Decimal(value)) for b, q, day, value in self.cur.fetchall()]
+
+
+def _as_date(value: Any) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(value)
 
 
 class SqlCampaignMembers:
@@ -546,7 +626,7 @@ class SqlUnitOfWork:
         self.interactions = SqlInteractions(cur, dialect, INTERACTIONS)
         self.purchases = SqlRepository(cur, dialect, PURCHASES)
         self.cases = SqlRepository(cur, dialect, CASES)
-        self.opportunities = SqlRepository(cur, dialect, OPPORTUNITIES)
+        self.opportunities = SqlOpportunities(cur, dialect, OPPORTUNITIES)
         self.campaigns = SqlRepository(cur, dialect, CAMPAIGNS)
         self.service_points = SqlRepository(cur, dialect, SERVICE_POINTS)
         self.agents = SqlRepository(cur, dialect, AGENTS)
@@ -556,6 +636,12 @@ class SqlUnitOfWork:
         self.scores = SqlScores(cur, dialect)
         self.campaign_members = SqlCampaignMembers(cur, dialect)
         self.outbox = SqlOutbox(cur, dialect, claim_lock)
+        self.pipelines = SqlRepository(cur, dialect, PIPELINES)
+        self.leads = SqlRepository(cur, dialect, LEADS)
+        self.products = SqlRepository(cur, dialect, PRODUCTS)
+        self.price_books = SqlRepository(cur, dialect, PRICE_BOOKS)
+        self.quotes = SqlRepository(cur, dialect, QUOTES)
+        self.rates = SqlRates(cur, dialect)
 
     def select(self, sql: str, params: Sequence[Any] = ()) -> builtins.list[tuple[Any, ...]]:
         """Rows of a read-only query written in this dialect."""
