@@ -24,7 +24,7 @@ import attrs
 
 from crmcore.model import Pipeline
 from crmcore.ports import UnitOfWork
-from crmcore.sales.query import SqlPlan, Step, plan, steps
+from crmcore.sales.query import SqlPlan, Step, cents, plan, steps
 
 DAY = 86_400.0
 
@@ -61,15 +61,15 @@ class Cycle:
 
     @property
     def velocity(self) -> dict[str, Decimal]:
-        """Money per day the pipeline is expected to turn into, per currency."""
+        """Money per day the pipeline is expected to turn into, per currency (to the cent)."""
         rate, days = self.win_rate, self.mean_cycle_days
         if not rate or not days:
             return {}
         found = {}
         for currency, won in sorted(self.won_amounts.items()):
             mean_won = won / self.won_by_currency[currency]
-            found[currency] = (self.open_by_currency.get(currency, 0) * mean_won
-                               * Decimal(repr(rate)) / Decimal(repr(days)))
+            found[currency] = cents(self.open_by_currency.get(currency, 0) * mean_won
+                                    * Decimal(repr(rate)) / Decimal(repr(days)))
         return found
 
     def funnel(self) -> dict[str, int]:
