@@ -113,16 +113,16 @@ def _sql(uow: UnitOfWork, sql: SqlPlan, pipeline: Pipeline) -> _Raw:
     furthest = sql.run(uow, (
         f"SELECT r, count(*) FROM (SELECT opportunity_id, max(CASE stage {whens} END) AS r "  # noqa: S608
         "FROM h GROUP BY opportunity_id) f WHERE r IS NOT NULL GROUP BY r"
-    ), [x for pair in ranks.items() for x in pair])
+    ), [x for pair in ranks.items() for x in pair], needs=())
     outcomes = sql.run(uow, (
         "SELECT CASE WHEN stage IN ('won', 'lost') THEN stage ELSE 'open' END, currency, "  # noqa: S608
         f"count(*), sum(amount), sum({sql.spell('days', 'at', 'opened_at')}) "
         "FROM h WHERE next_at IS NULL GROUP BY 1, 2"
-    ))
+    ), needs=("next_at", "opened_at"))
     slipped = sql.run(uow, (
         f"SELECT count(DISTINCT opportunity_id), sum({sql.spell('date_days', 'close_date', 'prev_close')}) "  # noqa: S608
         f"FROM h WHERE {open_} AND close_date > prev_close"
-    ))
+    ), needs=("prev_close",))
     return _Raw(
         {str(stage): (int(n), float(total or 0)) for stage, n, total in days},
         {int(r): int(n) for r, n in furthest},

@@ -155,7 +155,6 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             at timestamptz NOT NULL, pipeline {TEXT} NOT NULL, stage {TEXT} NOT NULL,
             probability double precision, close_date date, currency {TEXT}, amount numeric,
             owner {TEXT}, team {TEXT}, PRIMARY KEY (opportunity_id, seq))""",
-        "CREATE INDEX opportunity_history_at ON opportunity_history (pipeline, at)",
         # the steps of opportunities stored before this migration, as sales.history.rows makes them
         """INSERT INTO opportunity_history (opportunity_id, seq, at, pipeline, stage, probability,
             close_date, currency, amount, owner, team)

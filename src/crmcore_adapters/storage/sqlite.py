@@ -117,7 +117,6 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             at INTEGER NOT NULL, pipeline TEXT NOT NULL, stage TEXT NOT NULL, probability REAL,
             close_date TEXT, currency TEXT, amount INTEGER, owner TEXT, team TEXT,
             PRIMARY KEY (opportunity_id, seq)) WITHOUT ROWID""",
-        "CREATE INDEX opportunity_history_at ON opportunity_history (pipeline, at)",
         # the steps of opportunities stored before this migration, as sales.history.rows makes them
         """INSERT INTO opportunity_history (opportunity_id, seq, at, pipeline, stage, probability,
             close_date, currency, amount, owner, team)
