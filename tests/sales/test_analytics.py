@@ -186,3 +186,15 @@ def test_funnel_counts_never_grow_down_the_stages(deals: list[Opportunity], mome
         store.close()
     assert figures[0] == figures[1]
 
+
+
+def test_summary_lines_carry_the_cycle_and_forecast_figures(loaded: CRM) -> None:
+    moment = INSTANTS[1]
+    lines = loaded.sales.summary(moment)
+    cycle = loaded.sales.cycle("default", moment)
+    assert lines[0] == "pipeline default: " + " > ".join(f"{s.stage} {s.reached:,}" for s in cycle.stages)
+    assert f"win rate {cycle.win_rate:.0%}" in lines[1]
+    ahead = [f for f in loaded.sales.forecast(moment, by=None) if f.period and f.period >= "2024-07"]
+    assert [line for line in lines if line.startswith("  forecast")] == [
+        f"  forecast {f.period}: weighted {f.money('weighted')}, commit {f.money('commit')}, "
+        f"pipeline {f.money('pipeline')}" for f in ahead]

@@ -85,3 +85,25 @@ class Sales:
                                          best_case=best_case),
             start, end,
         )
+
+    def summary(self, as_of: datetime | None = None) -> list[str]:
+        """Pipeline figures as text lines, for the demo and reports: per pipeline the funnel,
+        win rate, cycle and velocity; then the weighted forecast per month and currency."""
+        moment = as_of or self.crm.clock()
+        out = []
+        for pipeline in self.pipelines.list():
+            figures = self.cycle(pipeline.id, moment)
+            if not figures.stages[0].reached:
+                continue
+            funnel = " > ".join(f"{s.stage} {s.reached:,}" for s in figures.stages)
+            out.append(f"pipeline {pipeline.id}: {funnel}")
+            rate = "n/a" if figures.win_rate is None else f"{figures.win_rate:.0%}"
+            days = "n/a" if figures.mean_cycle_days is None else f"{figures.mean_cycle_days:.0f} days"
+            velocity = ", ".join(f"{Money(v, c)}/day" for c, v in figures.velocity.items()) or "n/a"
+            out.append(f"  win rate {rate}, cycle {days}, velocity {velocity}, "
+                       f"{figures.slipped:,} slipped close dates")
+        for line in self.forecast(moment, by=None):
+            if line.period is not None and line.period >= f"{moment.year:04d}-{moment.month:02d}":
+                out.append(f"  forecast {line.period}: weighted {line.money('weighted')}, "
+                           f"commit {line.money('commit')}, pipeline {line.money('pipeline')}")
+        return out
