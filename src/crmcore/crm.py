@@ -461,12 +461,9 @@ class Opportunities(Aggregates[Opportunity]):
             ))
 
     def move(self, opportunity_id: str, stage: Stage | str, by: str | None = None) -> Opportunity:
-        """Advance the sales cycle; the stage change is kept in the opportunity's history."""
-        with self.crm.transaction():
-            moved = self.get(opportunity_id).move_to(Stage(stage), self.crm.clock(), by)
-            stored = self.update(moved)
-            self.crm.emit("opportunity.stage_changed", opportunity_id, stage=str(stored.stage))
-            return stored
+        """Advance the sales cycle through the opportunity's pipeline (its checks included, see
+        `crm.sales.pipelines.move`); the stage change is kept in the opportunity's history."""
+        return self.crm.sales.pipelines.move(opportunity_id, stage, by=by)
 
     def for_customer(self, customer_id: str) -> list[Opportunity]:
         with self.crm.transaction() as uow:

@@ -11,7 +11,7 @@ from datetime import date
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from crmcore.errors import NotFound, PluginError
+from crmcore.errors import NotFound, PluginError, ValidationError
 from crmcore.exchange import ExchangeRates, Rate, RateTable
 
 if TYPE_CHECKING:
@@ -48,8 +48,12 @@ class Rates:
 
     def load(self, rates: Iterable[Rate]) -> int:
         """Store rates (a rate for the same pair and day replaces the old one)."""
+        held = list(rates)
+        for index, rate in enumerate(held):
+            if not isinstance(rate, Rate):
+                raise ValidationError(f"rates[{index}]", rate, "must be a Rate")
         with self.crm.transaction() as uow:
-            return uow.rates.put(rates)
+            return uow.rates.put(held)
 
     def all(self) -> list[Rate]:
         with self.crm.reading() as uow:

@@ -182,3 +182,27 @@ def _check_legacy(crm: CRM) -> None:
     mid = crm.sales.forecast(T0.replace(year=2024, month=1, day=5), by=None)
     assert [(f.currency, f.pipeline, f.weighted) for f in mid] == [("EUR", 1000, 100)]
     assert crm.sales.cycle(as_of=T0).stages[0].mean_days == pytest.approx(10.5 + 0.25 / 86400, rel=1e-12)
+
+
+def test_the_older_move_goes_through_the_pipeline_checks(crm: CRM, ada: Customer) -> None:
+    crm.sales.pipelines.add(SMB)
+    deal = crm.sales.pipelines.open(ada.id, "Ten seats", pipeline="smb", amount=Money("10.00"))
+    with pytest.raises(ValidationError) as caught:
+        crm.opportunities.move(deal.id, "demo")
+    assert caught.value.field == "attributes.budget"
+    with pytest.raises(ValidationError) as caught:
+        crm.opportunities.move(deal.id, "lost", by="ann")
+    assert caught.value.field == "reason"
+    assert crm.opportunities.get(deal.id) == deal
+
+
+def test_unknown_fields_are_refused_by_name(crm: CRM, ada: Customer) -> None:
+    with pytest.raises(ValidationError) as caught:
+        crm.sales.pipelines.open(ada.id, "x", colour="red")
+    assert caught.value.field == "colour"
+    with pytest.raises(ValidationError) as caught:
+        crm.sales.leads.capture("x", colour="red")
+    assert caught.value.field == "colour"
+    with pytest.raises(ValidationError):
+        crm.rates.load(["EUR/USD 1.1"])  # type: ignore[list-item]
+    assert crm.opportunities.for_customer(ada.id) == [] and crm.rates.all() == []

@@ -124,3 +124,10 @@ def test_self_service_orders_from_the_stored_catalogue(shop: CRM, deal: Opportun
     assert caught.value.field == "currency"
     assert shop.collaborative.session(plain.id, currency="GBP").order({"gadget": 1}).total == Money(
         "6.00", "GBP")
+
+
+@pytest.mark.parametrize("item", [("widget",), "widget", ("widget", 1, 2), None])
+def test_a_malformed_line_is_a_validation_error(shop: CRM, deal: Opportunity, item: object) -> None:
+    with pytest.raises(ValidationError) as caught:
+        shop.sales.quotes.draft(deal.id, [item], currency="EUR")  # type: ignore[list-item]
+    assert caught.value.field == "lines[0]"

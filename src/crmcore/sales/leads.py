@@ -16,6 +16,7 @@ import attrs
 from crmcore import values as v
 from crmcore.errors import ValidationError
 from crmcore.model import Customer, Lead, LeadStatus, LifecycleStage, Opportunity, Score
+from crmcore.sales.pipelines import known_fields
 from crmcore.scoring.lead import LeadModel
 from crmcore.scoring.summary import every
 
@@ -33,6 +34,7 @@ class Leads:
 
     def capture(self, name: str, **fields: Any) -> Lead:
         """A new lead (email, phone, company, source, attributes)."""
+        known_fields(Lead, fields, "lead")
         lead = Lead(id=fields.pop("id", None) or v.new_id(), name=name,
                     created_at=self.crm.clock(), **fields)
         with self.crm.transaction() as uow:

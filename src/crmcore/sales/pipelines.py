@@ -9,12 +9,22 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from crmcore.errors import NotFound, ValidationError
 from crmcore.model import DEFAULT_PIPELINE, Opportunity, Pipeline
 from crmcore.model.sales import stage_name
 
 if TYPE_CHECKING:
     from crmcore.crm import CRM
+
+
+def known_fields(cls: type, fields: dict[str, Any], what: str) -> None:
+    """Refuse a keyword the model does not have (else it would be a TypeError)."""
+    names = {f.name for f in attrs.fields(cls)}
+    for name in fields:
+        if name not in names:
+            raise ValidationError(name, fields[name], f"is not a field of a {what}")
 
 
 class Pipelines:
@@ -63,8 +73,9 @@ class Pipelines:
             target = chosen.stage(name)
             if target is None:
                 raise ValidationError("stage", name, "an opportunity opens in an open stage")
+            known_fields(Opportunity, fields, "opportunity")
             draft = Opportunity.open("draft", customer_id, title, self.crm.clock(), stage=name,
-                                     pipeline=chosen.id, **fields)
+                                     pipeline=chosen.id, **{k: v for k, v in fields.items() if k != "id"})
             chosen.check_move(draft, name, None)
             return self.crm.opportunities.open(customer_id, title, pipeline=chosen.id, stage=name,
                                                probability=target.probability, **fields)

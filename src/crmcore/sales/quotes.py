@@ -72,8 +72,12 @@ class PriceList:
         raise ValidationError(field, product, f"has no price for {self.currency}")
 
     def line(self, item: Item, index: int = 0) -> QuoteLine:
-        spec: Mapping[str, Any] = item if isinstance(item, Mapping) else {
-            "product": item[0], "quantity": item[1]}
+        if isinstance(item, Mapping):
+            spec: Mapping[str, Any] = item
+        elif isinstance(item, tuple | list) and len(item) == 2:
+            spec = {"product": item[0], "quantity": item[1]}
+        else:
+            raise ValidationError(f"lines[{index}]", item, "must be (product, quantity) or a mapping")
         unknown = set(spec) - {"product", "quantity", "discount", "tax_rate"}
         if unknown:
             raise ValidationError(f"lines[{index}]", sorted(unknown), "unknown keys")

@@ -149,6 +149,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         f"""CREATE TABLE quotes (id {TEXT} NOT NULL UNIQUE, version bigint NOT NULL,
             customer_id {TEXT} NOT NULL, opportunity_id {TEXT} NOT NULL, status {TEXT} NOT NULL,
             doc json NOT NULL, PRIMARY KEY (customer_id, id))""",
+        "CREATE INDEX quotes_customer ON quotes (customer_id)",
         f"""CREATE TABLE exchange_rates (base {TEXT} NOT NULL, quote {TEXT} NOT NULL,
             day date NOT NULL, value numeric NOT NULL, PRIMARY KEY (base, quote, day))""",
         f"""CREATE TABLE opportunity_history (opportunity_id {TEXT} NOT NULL, seq integer NOT NULL,
