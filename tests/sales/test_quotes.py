@@ -131,3 +131,19 @@ def test_a_malformed_line_is_a_validation_error(shop: CRM, deal: Opportunity, it
     with pytest.raises(ValidationError) as caught:
         shop.sales.quotes.draft(deal.id, [item], currency="EUR")  # type: ignore[list-item]
     assert caught.value.field == "lines[0]"
+
+
+def test_cross_sell_offers_keep_to_active_products(shop: CRM, clock: Clock) -> None:
+    from crmcore.model import OrderLine, Purchase
+
+    buyers = [shop.customers.add(Customer.new(f"B{n}")) for n in range(6)]
+    baskets = [("widget", "relic"), ("widget", "relic"), ("widget", "gadget"), ("widget",),
+               ("relic", "widget"), ("gadget",)]
+    for n, (buyer, basket) in enumerate(zip(buyers, baskets, strict=True)):
+        shop.purchases.record(Purchase(f"p{n}", buyer.id, clock.now, tuple(
+            OrderLine(item, Money("1.00")) for item in basket)))
+    clock.advance(days=1)
+    everything = shop.analytical.next_offers(min_support=0.1)
+    kept = shop.sales.catalogue.next_offers(min_support=0.1)
+    assert any(o.item == "relic" for o in everything.values())
+    assert kept == {c: o for c, o in everything.items() if o.item != "relic"}

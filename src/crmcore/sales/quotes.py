@@ -160,9 +160,10 @@ class Catalogue:
         """The cross-sell next-best offers, kept to the catalogue's active products (when the
         company keeps a catalogue)."""
         offers = self.crm.analytical.next_offers(as_of, **rules)
-        active = {p.id for p in self.products() if p.active}
-        if not self.products():
+        products = self.products()
+        if not products:
             return offers
+        active = {p.id for p in products if p.active}
         return {c: o for c, o in offers.items() if o.item in active}
 
 
