@@ -198,3 +198,22 @@ def test_summary_lines_carry_the_cycle_and_forecast_figures(loaded: CRM) -> None
     assert [line for line in lines if line.startswith("  forecast")] == [
         f"  forecast {f.period}: weighted {f.money('weighted')}, commit {f.money('commit')}, "
         f"pipeline {f.money('pipeline')}" for f in ahead]
+
+
+def test_attainment_sets_won_in_every_currency_against_the_quota(loaded: CRM) -> None:
+    from crmcore.exchange import Rate
+    from crmcore.values import Money
+
+    moment = INSTANTS[1]
+    loaded.rates.load([Rate("EUR", "USD", date(2023, 1, 1), Decimal("1.25"))])
+    quotas = {("ann", "2024-05"): Money("100000.00", "USD"), ("bob", "2024-06"): Money("50000.00")}
+    found = {(a.who, a.period): a for a in loaded.sales.attainment(quotas, as_of=moment)}
+    expected = reference_forecast(as_of(frame(DEALS), moment))
+    ann = expected.loc[("2024-05", "ann")]["won"]
+    bob = expected.loc[("2024-06", "bob")]["won"]
+    assert float(found[("ann", "2024-05")].won.amount) == pytest.approx(
+        ann.get("EUR", 0) * 1.25 + ann.get("USD", 0), abs=0.01)
+    usd_eur = float(loaded.rates.table().rate("USD", "EUR", moment.date()))  # stored by any test
+    assert float(found[("bob", "2024-06")].won.amount) == pytest.approx(
+        bob.get("EUR", 0) + bob.get("USD", 0) * usd_eur, abs=0.01)
+    assert found[("ann", "2024-05")].share == pytest.approx(float(found[("ann", "2024-05")].won.amount) / 100000)
