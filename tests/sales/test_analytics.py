@@ -216,4 +216,5 @@ def test_attainment_sets_won_in_every_currency_against_the_quota(loaded: CRM) ->
     usd_eur = float(loaded.rates.table().rate("USD", "EUR", moment.date()))  # stored by any test
     assert float(found[("bob", "2024-06")].won.amount) == pytest.approx(
         bob.get("EUR", 0) + bob.get("USD", 0) * usd_eur, abs=0.01)
-    assert found[("ann", "2024-05")].share == pytest.approx(float(found[("ann", "2024-05")].won.amount) / 100000)
+    ann_figures = found[("ann", "2024-05")]
+    assert ann_figures.share == pytest.approx(float(ann_figures.won.amount) / 100_000)
