@@ -47,6 +47,8 @@ if TYPE_CHECKING:
     from crmcore.dispatcher import Dispatcher
     from crmcore.marketing import Marketing
     from crmcore.operational import Operational
+    from crmcore.rates import Rates
+    from crmcore.sales import Sales
     from crmcore.segments.saved import Segments
 
 log = logging.getLogger(__name__)
@@ -137,6 +139,20 @@ class CRM:
         from crmcore.marketing import Marketing
 
         return Marketing(self)
+
+    @functools.cached_property
+    def sales(self) -> Sales:
+        """Pipelines, leads, catalogue and quotes, forecasts and cycle analytics."""
+        from crmcore.sales import Sales
+
+        return Sales(self)
+
+    @functools.cached_property
+    def rates(self) -> Rates:
+        """The company's exchange rates (stored, with provider plugins behind them)."""
+        from crmcore.rates import Rates
+
+        return Rates(self)
 
     @functools.cached_property
     def segments(self) -> Segments:
@@ -539,12 +555,9 @@ class Opportunities(Aggregates[Opportunity]):
             ))
 
     def move(self, opportunity_id: str, stage: Stage | str, by: str | None = None) -> Opportunity:
-        """Advance the sales cycle; the stage change is kept in the opportunity's history."""
-        with self.crm.transaction():
-            moved = self.get(opportunity_id).move_to(Stage(stage), self.crm.clock(), by)
-            stored = self.update(moved)
-            self.crm.emit("opportunity.stage_changed", opportunity_id, stage=str(stored.stage))
-            return stored
+        """Advance the sales cycle through the opportunity's pipeline (its checks included, see
+        `crm.sales.pipelines.move`); the stage change is kept in the opportunity's history."""
+        return self.crm.sales.pipelines.move(opportunity_id, stage, by=by)
 
     def for_customer(self, customer_id: str) -> list[Opportunity]:
         with self.crm.reading() as uow:

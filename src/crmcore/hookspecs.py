@@ -10,7 +10,8 @@ functions marked `@crmcore.hookimpl`, registered under the entry-point group
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -138,6 +139,8 @@ def crmcore_send_verification(crm: CRM, customer_id: str, kind: str, address: st
     plugin. When no plugin sends it, the change is refused and nothing is written;
     raising a `CRMError` refuses it the same way.
     """
+
+
 # operational: company assignment rules and automation actions
 
 
@@ -163,3 +166,16 @@ def crmcore_register_actions() -> list[Any]:
     in the transaction that logs the run, so a failure undoes what it wrote.
     """
     raise NotImplementedError
+
+
+# sales: a provider of exchange rates behind the stored ones
+
+
+@hookspec(firstresult=True)
+def crmcore_exchange_rates(base: str, quote: str, on: date) -> Decimal | None:
+    """A rates provider: units of `quote` for one unit of `base` on day `on`.
+
+    Called by `crm.rates` when the rates the company stored have none for that pair
+    on or before that day. Return a positive Decimal, or None to leave it to the next
+    provider (with no answer at all, the rate is `NotFound`).
+    """

@@ -147,7 +147,7 @@ class Analytical:
         model = model or self.lead_model()
         if opportunity_id is not None:
             return model.score(self.crm.opportunities.get(opportunity_id))
-        scored = [model.score(o) for o in self._opportunities() if not o.stage.is_closed]
+        scored = [model.score(o) for o in self._opportunities() if not o.is_closed]
         return sorted(scored, key=lambda s: (-s.probability, s.opportunity_id))
 
     def _opportunities(self) -> list[Opportunity]:

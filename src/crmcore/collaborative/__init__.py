@@ -26,13 +26,16 @@ class Collaborative:
         self, customer_id: str, *, channel: Channel | str = Channel.PORTAL,
         service_point: str | None = None, catalogue: Mapping[str, OrderLine] | None = None,
         mailer: Mailer | None = None,
+        currency: str | None = None,
     ) -> SelfService:
         """A self-service session for one (already authenticated) customer.
 
         Authentication is the host application's job; crmcore makes sure the session
         can reach that customer's data and nobody else's. `catalogue` maps each product
         the customer may order to its line at quantity 1 (price, category): the company
-        sets prices, the customer only picks products and quantities. `mailer` sends the
+        sets prices, the customer only picks products and quantities. Without it, the
+        company's stored catalogue prices for the customer's tier (in `currency`, needed
+        only when the fitting price books are in several) are used. `mailer` sends the
         verification token of an e-mail address the customer adds (else the
         `crmcore_send_verification` hook does, as it does for phones).
         """
@@ -41,5 +44,7 @@ class Collaborative:
             raise ValidationError(
                 "channel", str(channel), "self-service runs on portal, kiosk, app or ivr"
             )
-        self.crm.customers.get(customer_id)
-        return SelfService(self.crm, customer_id, channel, service_point, catalogue or {}, mailer)
+        customer = self.crm.customers.get(customer_id)
+        if catalogue is None:
+            catalogue = self.crm.sales.catalogue.offers(currency, customer.tier)
+        return SelfService(self.crm, customer_id, channel, service_point, catalogue, mailer)

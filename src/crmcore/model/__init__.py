@@ -4,6 +4,7 @@ from crmcore.model.account import Account, AccountKind, AccountMember
 from crmcore.model.activity import Task, TaskStatus
 from crmcore.model.automation import AutomationRun, RunOutcome
 from crmcore.model.calendar import BusinessCalendar, CalendarError, OpeningHours
+from crmcore.model.catalogue import PriceBook, Product, Quote, QuoteLine, QuoteStatus
 from crmcore.model.channels import Channel, ChannelFamily, Direction
 from crmcore.model.commerce import OrderLine, Purchase
 from crmcore.model.customer import (
@@ -19,7 +20,17 @@ from crmcore.model.customer import (
 from crmcore.model.interaction import Interaction
 from crmcore.model.marketing import Campaign, CampaignMember, MemberGroup, MemberStatus
 from crmcore.model.places import Agent, Location, ServicePoint, ServicePointKind, Team
-from crmcore.model.sales import Opportunity, OpportunityKind, Stage, StageChange
+from crmcore.model.sales import (
+    DEFAULT_PIPELINE,
+    Lead,
+    LeadStatus,
+    Opportunity,
+    OpportunityKind,
+    Pipeline,
+    PipelineStage,
+    Stage,
+    StageChange,
+)
 from crmcore.model.scores import Score
 from crmcore.model.segments import Segment, SegmentRun
 from crmcore.model.service import Case, CaseKind, CasePriority, CaseStatus, Deadline, Rung, Step, Target
@@ -75,4 +86,8 @@ __all__ = [
     "Task",
     "TaskStatus",
     "Team",
+]
+__all__ += [  # sales: pipelines, leads, catalogue, quotes
+    "DEFAULT_PIPELINE", "Lead", "LeadStatus", "Pipeline", "PipelineStage", "PriceBook", "Product",
+    "Quote", "QuoteLine", "QuoteStatus",
 ]

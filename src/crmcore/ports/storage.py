@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
 from crmcore.events import Event, OutboxEntry
+from crmcore.exchange import Rate
 from crmcore.model import (
     Account,
     Agent,
@@ -16,9 +17,14 @@ from crmcore.model import (
     Case,
     Customer,
     Interaction,
+    Lead,
     MemberStatus,
     Opportunity,
+    Pipeline,
+    PriceBook,
+    Product,
     Purchase,
+    Quote,
     Score,
     Segment,
     SegmentRun,
@@ -213,6 +219,18 @@ class SegmentMembers(Protocol):
         ...
 
 
+class Rates(Protocol):
+    """Exchange rates the company loaded, one per (base, quote, day)."""
+
+    def put(self, rates: Iterable[Rate]) -> int:
+        """Store (or replace) rates; returns how many."""
+        ...
+
+    def all(self) -> list[Rate]:
+        """Every stored rate, by base, quote and day."""
+        ...
+
+
 class Outbox(Protocol):
     """Events written with the data; drained after commit, at least once."""
 
@@ -275,6 +293,19 @@ class UnitOfWork(Protocol):
     def accounts(self) -> AccountRepository: ...
     @property
     def automation_runs(self) -> AutomationLog: ...
+    # sales: pipelines, leads, the catalogue, quotes and exchange rates
+    @property
+    def pipelines(self) -> Repository[Pipeline]: ...
+    @property
+    def leads(self) -> Repository[Lead]: ...
+    @property
+    def products(self) -> Repository[Product]: ...
+    @property
+    def price_books(self) -> Repository[PriceBook]: ...
+    @property
+    def quotes(self) -> CustomerOwned[Quote]: ...
+    @property
+    def rates(self) -> Rates: ...
 
 
 class SqlUnitOfWork(UnitOfWork, Protocol):

@@ -57,7 +57,7 @@ class LeadModel:
         for opportunity in opportunities:
             if opportunity.stage not in (Stage.WON, Stage.LOST):
                 continue
-            outcome = 0 if opportunity.stage is Stage.WON else 1
+            outcome = 0 if opportunity.stage == Stage.WON else 1
             won, lost = won + (outcome == 0), lost + (outcome == 1)
             for name, value in features(opportunity).items():
                 counts[name][value][outcome] += 1

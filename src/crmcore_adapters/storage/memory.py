@@ -19,6 +19,7 @@ import attrs
 
 from crmcore.errors import ConflictError, IntegrityError, NotFound, StorageError, ValidationError
 from crmcore.events import Event, OutboxEntry
+from crmcore.exchange import Rate
 from crmcore.hookspecs import Adapter, hookimpl
 from crmcore.model import (
     Account,
@@ -376,6 +377,22 @@ class MemorySegmentMembers:
         return [r for (s, _), r in sorted(self.history.items()) if s == segment_id]
 
 
+class MemoryRates:
+    def __init__(self, rows: dict[tuple[str, str, Any], Rate], journal: Journal) -> None:
+        self.rows = rows
+        self.journal = journal
+
+    def put(self, rates: Iterable[Rate]) -> int:
+        count = 0
+        for rate in rates:
+            self.journal.set(self.rows, (rate.base, rate.quote, rate.on), rate)
+            count += 1
+        return count
+
+    def all(self) -> builtins.list[Rate]:
+        return [rate for _, rate in sorted(self.rows.items())]
+
+
 @attrs.frozen
 class _Pending:
     entry: OutboxEntry
@@ -444,6 +461,12 @@ class MemoryUnitOfWork:
         self.tasks = MemoryTasks(t["tasks"], journal, "task", True)
         self.accounts = MemoryAccounts(t["accounts"], journal, "account", True)
         self.automation_runs = MemoryAutomationRuns(store.automation_runs, journal)
+        self.pipelines = MemoryRepository[Any](t["pipelines"], journal, "pipeline", True)
+        self.leads = MemoryRepository[Any](t["leads"], journal, "lead", True)
+        self.products = MemoryRepository[Any](t["products"], journal, "product", True)
+        self.price_books = MemoryRepository[Any](t["price_books"], journal, "price book", True)
+        self.quotes = MemoryRepository[Any](t["quotes"], journal, "quote", True)
+        self.rates = MemoryRates(store.rates, journal)
 
 
 class MemoryStorage:
@@ -456,8 +479,10 @@ class MemoryStorage:
                 "customers", "interactions", "purchases", "cases", "opportunities",
                 "campaigns", "service_points", "agents", "teams", "segments",
                 "tasks", "accounts",
+                "pipelines", "leads", "products", "price_books", "quotes",
             )
         }
+        self.rates: dict[tuple[str, str, Any], Rate] = {}
         self.emails: dict[str, str] = {}
         self.phones: dict[str, frozenset[str]] = {}
         self.external: dict[tuple[str, str], str] = {}

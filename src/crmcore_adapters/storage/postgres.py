@@ -164,6 +164,36 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             customer_id {TEXT}, at timestamptz NOT NULL, outcome {TEXT} NOT NULL,
             doc json NOT NULL, UNIQUE (rule, event_id))""",
     ),
+    # sales: pipelines, leads, catalogue, quotes, exchange rates, opportunity stage history
+    (
+        f"CREATE TABLE pipelines (id {TEXT} PRIMARY KEY, version bigint NOT NULL, doc json NOT NULL)",
+        f"""CREATE TABLE leads (id {TEXT} PRIMARY KEY, version bigint NOT NULL,
+            status {TEXT} NOT NULL, doc json NOT NULL)""",
+        f"CREATE TABLE products (id {TEXT} PRIMARY KEY, version bigint NOT NULL, doc json NOT NULL)",
+        f"""CREATE TABLE price_books (id {TEXT} PRIMARY KEY, version bigint NOT NULL,
+            currency {TEXT} NOT NULL, tier {TEXT}, doc json NOT NULL)""",
+        f"""CREATE TABLE quotes (id {TEXT} NOT NULL UNIQUE, version bigint NOT NULL,
+            customer_id {TEXT} NOT NULL, opportunity_id {TEXT} NOT NULL, status {TEXT} NOT NULL,
+            doc json NOT NULL, PRIMARY KEY (customer_id, id))""",
+        "CREATE INDEX quotes_customer ON quotes (customer_id)",
+        f"""CREATE TABLE exchange_rates (base {TEXT} NOT NULL, quote {TEXT} NOT NULL,
+            day date NOT NULL, value numeric NOT NULL, PRIMARY KEY (base, quote, day))""",
+        f"""CREATE TABLE opportunity_history (opportunity_id {TEXT} NOT NULL, seq integer NOT NULL,
+            at timestamptz NOT NULL, pipeline {TEXT} NOT NULL, stage {TEXT} NOT NULL,
+            probability double precision, close_date date, currency {TEXT}, amount numeric,
+            owner {TEXT}, team {TEXT}, PRIMARY KEY (opportunity_id, seq))""",
+        # the steps of opportunities stored before this migration, as sales.history.rows makes them
+        """INSERT INTO opportunity_history (opportunity_id, seq, at, pipeline, stage, probability,
+            close_date, currency, amount, owner, team)
+            SELECT o.id, h.n - 1, (h.step ->> 'at')::timestamptz, 'default', h.step ->> 'stage',
+              CASE h.step ->> 'stage' WHEN 'qualification' THEN 0.1 WHEN 'needs_analysis' THEN 0.25
+                WHEN 'proposal' THEN 0.5 WHEN 'negotiation' THEN 0.75 WHEN 'won' THEN 1.0
+                WHEN 'lost' THEN 0.0 END,
+              NULL, o.doc -> 'amount' ->> 'currency', (o.doc -> 'amount' ->> 'amount')::numeric,
+              o.owner, NULL
+            FROM opportunities o,
+              json_array_elements(o.doc -> 'history') WITH ORDINALITY AS h(step, n)""",
+    ),
 )
 """Migration N brings the schema from version N to N+1 (mirrors sqlite.MIGRATIONS)."""
 

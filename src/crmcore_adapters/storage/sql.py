@@ -15,7 +15,8 @@ import copy
 import functools
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
 import attrs
@@ -23,6 +24,7 @@ import attrs
 from crmcore import serialization
 from crmcore.errors import ConflictError, IntegrityError, NotFound, ValidationError
 from crmcore.events import Event, OutboxEntry
+from crmcore.exchange import Rate
 from crmcore.model import (
     Account,
     Agent,
@@ -33,9 +35,14 @@ from crmcore.model import (
     CaseStatus,
     Customer,
     Interaction,
+    Lead,
     MemberStatus,
     Opportunity,
+    Pipeline,
+    PriceBook,
+    Product,
     Purchase,
+    Quote,
     Score,
     Segment,
     SegmentRun,
@@ -150,10 +157,24 @@ AUTOMATION_RUNS = Table(
     lambda d, r: (r.rule, r.event_id, r.customer_id, d.instant(r.at), _s(r.outcome)),
     versioned=False,
 )
+# sales: pipelines, leads, the catalogue and quotes
+PIPELINES = Table("pipelines", Pipeline, "pipeline", ("version",), lambda d, p: (p.version,))
+LEADS = Table("leads", Lead, "lead", ("version", "status"), lambda d, le: (le.version, _s(le.status)))
+PRODUCTS = Table("products", Product, "product", ("version",), lambda d, p: (p.version,))
+PRICE_BOOKS = Table(
+    "price_books", PriceBook, "price book", ("version", "currency", "tier"),
+    lambda d, b: (b.version, b.currency, b.tier),
+)
+QUOTES = Table(
+    "quotes", Quote, "quote", ("version", "customer_id", "opportunity_id", "status"),
+    lambda d, q: (q.version, q.customer_id, q.opportunity_id, _s(q.status)),
+    owner=True,
+)
 
 TABLES: tuple[Table[Any], ...] = (
     CUSTOMERS, INTERACTIONS, PURCHASES, CASES, OPPORTUNITIES, CAMPAIGNS, SERVICE_POINTS,
-    AGENTS, TEAMS, SEGMENTS, TASKS, ACCOUNTS, AUTOMATION_RUNS,
+    AGENTS, TEAMS, SEGMENTS, TASKS, ACCOUNTS, AUTOMATION_RUNS, PIPELINES, LEADS, PRODUCTS,
+    PRICE_BOOKS, QUOTES,
 )
 
 
@@ -480,6 +501,67 @@ MEMBER_COLUMNS = ("campaign_id", "customer_id", "grp", "status", "at", "doc")
 SCORE_COLUMNS = ("scorer", "customer_id", "as_of", "value", "label", "doc")
 
 
+class SqlOpportunities(SqlRepository[Opportunity]):
+    """Opportunities, with their new history steps appended to `opportunity_history`."""
+
+    def add(self, item: Opportunity) -> Opportunity:
+        stored = super().add(item)
+        self._append(stored)
+        return stored
+
+    def update(self, item: Opportunity) -> Opportunity:
+        stored = super().update(item)
+        self._append(stored)
+        return stored
+
+    def remove(self, item: Opportunity) -> None:
+        super().remove(item)
+        self._run("DELETE FROM opportunity_history WHERE opportunity_id = ?", (item.id,))
+
+    def _append(self, item: Opportunity) -> None:
+        from crmcore.sales.history import rows
+
+        self._run("SELECT count(*) FROM opportunity_history WHERE opportunity_id = ?", (item.id,))
+        written = int(self.cur.fetchone()[0])
+        self.cur.executemany(self.d.sql(HISTORY_INSERT), [
+            (r.opportunity_id, r.seq, self.d.instant(r.at), r.pipeline, r.stage, r.probability,
+             _day(r.close_date), r.currency, None if r.amount is None else self.d.money(r.amount),
+             r.owner, r.team)
+            for r in rows(item, written)
+        ])
+
+
+HISTORY_INSERT = (
+    "INSERT INTO opportunity_history (opportunity_id, seq, at, pipeline, stage, probability, "
+    "close_date, currency, amount, owner, team) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+class SqlRates:
+    def __init__(self, cur: Cursor, dialect: Dialect) -> None:
+        self.cur = cur
+        self.d = dialect
+
+    def put(self, rates: Iterable[Rate]) -> int:
+        rows = [(r.base, r.quote, r.on.isoformat(), str(r.value)) for r in rates]
+        self.cur.executemany(
+            self.d.sql(
+                "INSERT INTO exchange_rates (base, quote, day, value) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (base, quote, day) DO UPDATE SET value = excluded.value"
+            ),
+            rows,
+        )
+        return len(rows)
+
+    def all(self) -> builtins.list[Rate]:
+        self.cur.execute("SELECT base, quote, day, value FROM exchange_rates ORDER BY base, quote, day")
+        return [Rate(b, q, _as_date(day), Decimal(value)) for b, q, day, value in self.cur.fetchall()]
+
+
+def _as_date(value: Any) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(value)
+
+
 class SqlCampaignMembers:
     def __init__(self, cur: Cursor, dialect: Dialect) -> None:
         self.cur = cur
@@ -749,8 +831,8 @@ class SqlUnitOfWork:
         return SqlCases(self.cur, self.d, CASES)
 
     @functools.cached_property
-    def opportunities(self) -> SqlRepository[Opportunity]:
-        return SqlRepository(self.cur, self.d, OPPORTUNITIES)
+    def opportunities(self) -> SqlOpportunities:
+        return SqlOpportunities(self.cur, self.d, OPPORTUNITIES)
 
     @functools.cached_property
     def campaigns(self) -> SqlRepository[Campaign]:
@@ -799,6 +881,30 @@ class SqlUnitOfWork:
     @functools.cached_property
     def automation_runs(self) -> SqlAutomationRuns:
         return SqlAutomationRuns(self.cur, self.d)
+
+    @functools.cached_property
+    def pipelines(self) -> SqlRepository[Pipeline]:
+        return SqlRepository(self.cur, self.d, PIPELINES)
+
+    @functools.cached_property
+    def leads(self) -> SqlRepository[Lead]:
+        return SqlRepository(self.cur, self.d, LEADS)
+
+    @functools.cached_property
+    def products(self) -> SqlRepository[Product]:
+        return SqlRepository(self.cur, self.d, PRODUCTS)
+
+    @functools.cached_property
+    def price_books(self) -> SqlRepository[PriceBook]:
+        return SqlRepository(self.cur, self.d, PRICE_BOOKS)
+
+    @functools.cached_property
+    def quotes(self) -> SqlRepository[Quote]:
+        return SqlRepository(self.cur, self.d, QUOTES)
+
+    @functools.cached_property
+    def rates(self) -> SqlRates:
+        return SqlRates(self.cur, self.d)
 
     def select(self, sql: str, params: Sequence[Any] = ()) -> builtins.list[tuple[Any, ...]]:
         """Rows of a read-only query written in this dialect."""

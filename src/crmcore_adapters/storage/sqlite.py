@@ -120,6 +120,40 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             at INTEGER NOT NULL, outcome TEXT NOT NULL, doc TEXT NOT NULL,
             UNIQUE (rule, event_id))""",
     ),
+    # sales: pipelines, leads, catalogue, quotes, exchange rates, opportunity stage history
+    (
+        "CREATE TABLE pipelines (id TEXT PRIMARY KEY, version INTEGER NOT NULL, doc TEXT NOT NULL)",
+        """CREATE TABLE leads (id TEXT PRIMARY KEY, version INTEGER NOT NULL, status TEXT NOT NULL,
+            doc TEXT NOT NULL)""",
+        "CREATE TABLE products (id TEXT PRIMARY KEY, version INTEGER NOT NULL, doc TEXT NOT NULL)",
+        """CREATE TABLE price_books (id TEXT PRIMARY KEY, version INTEGER NOT NULL,
+            currency TEXT NOT NULL, tier TEXT, doc TEXT NOT NULL)""",
+        """CREATE TABLE quotes (id TEXT PRIMARY KEY, version INTEGER NOT NULL,
+            customer_id TEXT NOT NULL, opportunity_id TEXT NOT NULL, status TEXT NOT NULL,
+            doc TEXT NOT NULL)""",
+        "CREATE INDEX quotes_customer ON quotes (customer_id)",
+        """CREATE TABLE exchange_rates (base TEXT NOT NULL, quote TEXT NOT NULL, day TEXT NOT NULL,
+            value TEXT NOT NULL, PRIMARY KEY (base, quote, day)) WITHOUT ROWID""",
+        """CREATE TABLE opportunity_history (opportunity_id TEXT NOT NULL, seq INTEGER NOT NULL,
+            at INTEGER NOT NULL, pipeline TEXT NOT NULL, stage TEXT NOT NULL, probability REAL,
+            close_date TEXT, currency TEXT, amount INTEGER, owner TEXT, team TEXT,
+            PRIMARY KEY (opportunity_id, seq)) WITHOUT ROWID""",
+        # the steps of opportunities stored before this migration, as sales.history.rows makes them
+        """INSERT INTO opportunity_history (opportunity_id, seq, at, pipeline, stage, probability,
+            close_date, currency, amount, owner, team)
+            SELECT o.id, h.key,
+              CAST(strftime('%s', json_extract(h.value, '$.at')) AS INTEGER) * 1000000
+                + CASE WHEN instr(json_extract(h.value, '$.at'), '.') > 0 THEN CAST(substr(
+                    json_extract(h.value, '$.at'), instr(json_extract(h.value, '$.at'), '.') + 1, 6)
+                    AS INTEGER) ELSE 0 END,
+              'default', json_extract(h.value, '$.stage'),
+              CASE json_extract(h.value, '$.stage') WHEN 'qualification' THEN 0.1
+                WHEN 'needs_analysis' THEN 0.25 WHEN 'proposal' THEN 0.5
+                WHEN 'negotiation' THEN 0.75 WHEN 'won' THEN 1.0 WHEN 'lost' THEN 0.0 END,
+              NULL, json_extract(o.doc, '$.amount.currency'),
+              CAST(round(json_extract(o.doc, '$.amount.amount') * 10000) AS INTEGER), o.owner, NULL
+            FROM opportunities o, json_each(o.doc, '$.history') h""",
+    ),
 )
 """Migration N brings the schema from version N to N+1; never edit one that has shipped."""
 
