@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,9 +33,21 @@ def test_repr_of_a_crm_hides_the_password() -> None:
         assert "secretpw" not in repr(crm.storage)
 
 
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A working directory for the URL corpus: `sqlite://name` makes a file relative to it."""
+    here = Path.cwd()
+    os.chdir(tmp_path_factory.mktemp("urls"))
+    try:
+        yield Path.cwd()
+    finally:
+        os.chdir(here)
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 @given(url=hostile_urls)
-def test_a_malformed_url_is_a_validation_error_without_the_password(url: str) -> None:
+def test_a_malformed_url_is_a_validation_error_without_the_password(scratch: Path, url: str) -> None:
+    assert Path.cwd() == scratch
     opened = outcome(
         lambda: crmcore.open(
             url.replace("postgresql://u:secretpw@h/", "postgresql://u:secretpw@127.0.0.1:1/")

@@ -50,6 +50,7 @@ def nested_not(depth: int) -> dict[str, object]:
         (nested_not(limits.RULE_DEPTH + 1), "rule_depth"),
         ("count(purchases) in (" + ", ".join(map(str, range(1500))) + ")", "in_values"),
         ("tier = " + '"' + "x" * 20_000 + '"', "rule_length"),
+        (" or ".join(["tier=1"] * 1_500)[:9_990].rsplit(" or", 1)[0], "rule_nodes"),
     ],
 )
 def test_rules_beyond_a_limit_name_it(crm: crmcore.CRM, rule: object, limit: str) -> None:

@@ -498,7 +498,7 @@ def _put(message: EmailMessage, name: str, value: object, field: str) -> None:
     """
     try:
         message[name] = value
-        written = str(value)
+        written = value.display_name + value.addr_spec if isinstance(value, Address) else str(value)
         # only an encoded word decodes into something else: without "=?" the header holds the text as given
         decoded = str(message[name]) if "=?" in written else written
     except (ValueError, TypeError, IndexError) as exc:

@@ -378,7 +378,8 @@ def _read(text: str) -> _Parser:
         raise RuleLimit(text[:80], "rule_length", MAX_LENGTH, reason)
     parser = _Parser(text)
     parser.result = parser.rule()
-    bounded(parser.result, text)
+    if len(parser.positions) > limits.RULE_NODES:  # depth and `in` lists were bounded while parsing
+        raise RuleLimit(text, "rule_nodes", limits.RULE_NODES)
     return parser
 
 
