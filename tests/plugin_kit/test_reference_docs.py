@@ -44,12 +44,17 @@ def _emits() -> Iterator[tuple[str, ast.Call, list[str]]]:
                     and node.func.attr == "emit" and node.args):
                 continue
             where = f"{path.relative_to(ROOT)}:{node.lineno}"
-            yield where, node, _topics(node.args[0], node, parents, where)
+            yield where, node, _topics(node.args[0], node, parents, where, tree)
 
 
-def _topics(first: ast.expr, call: ast.AST, parents: dict[ast.AST, ast.AST], where: str) -> list[str]:
+def _topics(
+    first: ast.expr, call: ast.AST, parents: dict[ast.AST, ast.AST], where: str, tree: ast.AST
+) -> list[str]:
     if isinstance(first, ast.Constant) and isinstance(first.value, str):
         return [first.value]
+    if isinstance(first, ast.IfExp):  # "a" if ... else "b": both
+        return [*_topics(first.body, call, parents, where, tree),
+                *_topics(first.orelse, call, parents, where, tree)]
     if isinstance(first, ast.JoinedStr):  # f"{self.topic}.added": every aggregate's
         suffix = first.values[-1]
         assert isinstance(suffix, ast.Constant), where
@@ -61,7 +66,28 @@ def _topics(first: ast.expr, call: ast.AST, parents: dict[ast.AST, ast.AST], whe
             if isinstance(node, ast.For):
                 return [c.value for c in ast.walk(node.iter)
                         if isinstance(c, ast.Constant) and isinstance(c.value, str)]
+            if isinstance(node, ast.FunctionDef):  # a parameter: the literals its callers pass
+                return _passed(tree, node, first.id, where)
     raise AssertionError(f"{where}: cannot tell which topic this emit() writes; use a literal")
+
+
+def _passed(tree: ast.AST, function: ast.FunctionDef, parameter: str, where: str) -> list[str]:
+    names = [a.arg for a in function.args.args]
+    assert parameter in names, f"{where}: cannot tell which topic this emit() writes; use a literal"
+    index = names.index(parameter) - (1 if names[0] == "self" else 0)
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        called = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", None)
+        if called != function.name:
+            continue
+        given = [k.value for k in node.keywords if k.arg == parameter]
+        given += node.args[index:index + 1]
+        assert given and isinstance(given[0], ast.Constant), f"{where}: pass {parameter} as a literal"
+        found.append(str(given[0].value))
+    assert found, f"{where}: {function.name} is never called with a literal {parameter}"
+    return found
 
 
 def test_the_aggregate_topics_are_the_crms_repositories() -> None:

@@ -79,7 +79,7 @@ class Tasks:
         with self.crm.transaction() as uow:
             task = uow.tasks.get(task_id).finished(status, outcome, self.crm.clock())
             stored = uow.tasks.update(task)
-            self.crm.emit(f"task.{'done' if status is TaskStatus.DONE else 'cancelled'}", task_id,
+            self.crm.emit("task.done" if status is TaskStatus.DONE else "task.cancelled", task_id,
                           outcome=outcome, owner=stored.owner)
             return stored
 
