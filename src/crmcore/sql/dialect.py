@@ -292,7 +292,8 @@ class SQLite(Dialect):
 
     def period(self, instant: str, unit: str) -> str:
         fmt = {"day": "%Y-%m-%d", "month": "%Y-%m", "year": "%Y"}[unit]
-        return f"strftime('{fmt}', {instant} / 1000000, 'unixepoch')"
+        # whole seconds by floor division (SQLite's truncates towards zero: wrong before 1970)
+        return f"strftime('{fmt}', {instant} / 1000000 - ({instant} % 1000000 < 0), 'unixepoch')"
 
     def month_day(self, day: str) -> str:
         return f"substr({day}, 6, 5)"

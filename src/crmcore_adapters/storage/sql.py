@@ -178,8 +178,13 @@ TABLES: tuple[Table[Any], ...] = (
 )
 
 
+def _name(column: str) -> str:
+    """A column name as every dialect reads it (`at` is reserved in some)."""
+    return f'"{column}"' if column in ("at", "left") else column
+
+
 def insert_sql(table: Table[Any]) -> str:
-    names = ("id", *table.columns, "doc")
+    names = ("id", *map(_name, table.columns), "doc")
     marks = ", ".join("?" for _ in names)
     return f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({marks})"  # noqa: S608
 
@@ -236,7 +241,7 @@ class SqlRepository(Generic[T]):
         current: int = item.version  # type: ignore[attr-defined]
         stored = _renumbered(item, current + 1)
         row = self.t.row(self.d, stored)
-        assignments = ", ".join(f"{c} = ?" for c in (*self.t.columns, "doc"))
+        assignments = ", ".join(f"{_name(c)} = ?" for c in (*self.t.columns, "doc"))
         self._run(
             f"UPDATE {self.t.name} SET {assignments} WHERE id = ? AND version = ?",  # noqa: S608
             (*row[1:], stored.id, current),  # type: ignore[attr-defined]
@@ -479,7 +484,7 @@ class SqlAutomationRuns:
 
     def for_rule(self, rule: str, *, limit: int | None = None) -> builtins.list[AutomationRun]:
         self.cur.execute(
-            self.d.sql("SELECT doc FROM automation_runs WHERE rule = ? ORDER BY at, id LIMIT ?"),
+            self.d.sql('SELECT doc FROM automation_runs WHERE rule = ? ORDER BY "at", id LIMIT ?'),
             (rule, -1 if limit is None and self.d.name == "sqlite" else limit),
         )
         return [_load_doc(row[0], AutomationRun) for row in self.cur.fetchall()]
@@ -532,7 +537,7 @@ class SqlOpportunities(SqlRepository[Opportunity]):
 
 
 HISTORY_INSERT = (
-    "INSERT INTO opportunity_history (opportunity_id, seq, at, pipeline, stage, probability, "
+    'INSERT INTO opportunity_history (opportunity_id, seq, "at", pipeline, stage, probability, '
     "close_date, currency, amount, owner, team) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
