@@ -20,6 +20,7 @@ import attrs
 
 from crmcore import serialization
 from crmcore.errors import ValidationError
+from crmcore.lifecycle.history import customers_as_of
 from crmcore.model import Customer
 from crmcore.ports import UnitOfWork, sql_dialect
 from crmcore.segments import ast
@@ -53,6 +54,8 @@ def explain(uow: UnitOfWork, rule: Rule, *, as_of: datetime, functions: Function
     dialect = sql_dialect(uow)
     if dialect not in DIALECTS:
         return Explanation("python", reasons=(f"the storage speaks no SQL ({dialect or 'memory'})",))
+    if _rewound(uow, as_of):
+        return Explanation("python", reasons=(REWOUND,))
     found = plan(tree, types, Context(as_of), dialect or "")
     return Explanation(found.engine, found.query.sql, found.query.params, found.reasons)
 
@@ -74,8 +77,8 @@ def select(
     context = Context(as_of)
     dialect = sql_dialect(uow)
     source = UowSource(uow)
-    if engine == "python" or dialect not in DIALECTS:
-        return members(tree, types, context, uow.customers.list(), source)
+    if engine == "python" or dialect not in DIALECTS or _rewound(uow, as_of):
+        return members(tree, types, context, customers_as_of(uow, context.now), source)
     found = plan(tree, types, context, dialect or "", columns="c.doc")
     rows = _select(uow, found.query.sql, found.query.params)
     customers = [_customer(row[0]) for row in rows]
@@ -93,11 +96,20 @@ def select_ids(
     _engine(engine)
     tree, types = checked(rule, functions)
     dialect = sql_dialect(uow)
-    if engine != "python" and dialect in DIALECTS:
+    if engine != "python" and dialect in DIALECTS and not _rewound(uow, as_of):
         found = plan(tree, types, Context(as_of), dialect or "")
         if found.residue is None:
             return [str(row[0]) for row in _select(uow, found.query.sql, found.query.params)]
     return [c.id for c in select(uow, tree, as_of=as_of, functions=functions, engine=engine)]
+
+
+REWOUND = ("customers changed after as_of: their fields as they were then are read from the "
+           "history, in Python (SQL reads today's rows)")
+
+
+def _rewound(uow: UnitOfWork, as_of: datetime) -> bool:
+    """Whether some customer's fields changed after `as_of`, so today's rows would be wrong."""
+    return uow.history.changed_after("customer", as_of)
 
 
 def _engine(engine: str) -> None:
