@@ -12,6 +12,7 @@ when. Segment runs keep only counts, so they stay as they are.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from crmcore import serialization
@@ -60,15 +61,17 @@ def person_values(customer: Customer) -> list[str]:
     return sorted({value for value in found if len(value) >= 3})
 
 
-def mentions(values: list[str], customer_id: str) -> Any:
-    """A test telling whether an outbox event names the person."""
+def mentions(ids: set[str], values: list[str]) -> Callable[[Event], bool]:
+    """A test telling whether an outbox event names the person: one of their ids as its
+    aggregate or as a JSON string in its payload, or one of their values anywhere in it."""
     lowered = [value.lower() for value in values]
+    quoted = [json.dumps(id, ensure_ascii=False) for id in ids]
 
     def test(event: Event) -> bool:
-        if event.aggregate_id == customer_id:
+        if event.aggregate_id in ids:
             return True
-        text = json.dumps(event.payload, ensure_ascii=False, default=str).lower()
-        return any(value in text for value in lowered)
+        text = json.dumps(event.payload, ensure_ascii=False, default=str)
+        return any(q in text for q in quoted) or any(value in text.lower() for value in lowered)
 
     return test
 
@@ -91,13 +94,13 @@ def erase_person(crm: CRM, customer_id: str) -> Tombstone:
         for member in uow.campaign_members.for_customer(customer_id):
             uow.campaign_members.remove(member.campaign_id, customer_id)
         uow.scores.purge(customer_id)
-        uow.segment_members.purge(customer_id)
-        for other in folded:
-            uow.history.purge("customer", other.id)
+        ids = {customer_id, *(c.id for c in folded)}
+        for id in ids:
+            uow.segment_members.purge(id)
+            uow.history.purge("customer", id)
         uow.merges.purge(customer_id)
         uow.customers.remove(customer)
-        uow.history.purge("customer", customer_id)
-        uow.outbox.redact(mentions([*values, *(c.id for c in folded)], customer_id))
+        uow.outbox.redact(mentions(ids, values))
         tombstone = Tombstone(v.new_id(), at)
         uow.erasures.add(tombstone)
         crm.emit("person.erased", tombstone.id)

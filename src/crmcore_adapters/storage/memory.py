@@ -214,7 +214,11 @@ class MemoryCustomers(MemoryRepository[Customer]):
         for email in item.emails:
             self.journal.delete(self.emails, email.lower())
         for phone in item.phones:
-            self.journal.set(self.phones, phone, self.phones[phone] - {item.id})
+            others = self.phones[phone] - {item.id}
+            if others:
+                self.journal.set(self.phones, phone, others)
+            else:  # no empty entry left behind: an erased number must not linger as a key
+                self.journal.delete(self.phones, phone)
         for pair in item.external_ids.items():
             self.journal.delete(self.external, pair)
 
