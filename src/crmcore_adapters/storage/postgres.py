@@ -198,7 +198,7 @@ def _detail(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def translate(exc: psycopg.Error, where: str, *, lost: bool = False) -> StorageError:
+def translate(exc: psycopg.Error, where: str, *, lost: bool = False) -> CRMError:
     """The crmcore error for a driver error; the caller has rolled back already.
 
     `lost` says the connection broke, so the server went away or dropped the session.
@@ -350,7 +350,7 @@ class PostgresStorage:
             self._local.open = False
             self._pool.putconn(conn)
 
-    def _failed(self, conn: psycopg.Connection[Any], exc: psycopg.Error, where: str) -> StorageError:
+    def _failed(self, conn: psycopg.Connection[Any], exc: psycopg.Error, where: str) -> CRMError:
         if conn.broken:
             self._suspect = True  # the server may be gone: probe before the next transaction
         return translate(exc, where, lost=conn.broken)
