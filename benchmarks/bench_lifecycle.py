@@ -87,14 +87,15 @@ def dedupe(people: int) -> None:
     precision, recall = hits / max(1, len(review)), hits / len(base.duplicates)
     print(f"duplicates: {total:,} customers, {scan.compared:,} pairs compared of {every:,} "
           f"({scan.compared / every:.5%}), {elapsed:.1f} s ({scan.compared / elapsed:,.0f} pairs/s), "
-          f"peak RSS growth {peak / 2**20:,.0f} MiB; at review {duplicates.REVIEW}: precision {precision:.3f}, "
+          f"peak RSS growth {peak / 2**20:,.0f} MiB; at review {duplicates.REVIEW}: "
+          f"precision {precision:.3f}, "
           f"recall {recall:.3f}, F1 {2 * precision * recall / (precision + recall):.3f}")
 
 
 def as_of(url: str | None, directory: Path, customers: int, edits: int) -> None:
     clock = Clock()
     with open_crm(url, directory, "as_of", clock) as crm:
-        crm.bulk_import(Customer(f"a{n:06d}", f"A {n}", created_at=T0, updated_at=T0) for n in range(customers))
+        crm.bulk_import(Customer(f"a{n:06d}", "A", created_at=T0, updated_at=T0) for n in range(customers))
         started = time.perf_counter()
         middle = T0
         for round in range(edits):
@@ -114,8 +115,9 @@ def as_of(url: str | None, directory: Path, customers: int, edits: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--url", help="storage URL for writes and as-of (default: SQLite files in a temp dir)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", help="storage URL for writes and as-of (default: SQLite in a temp dir)")
     parser.add_argument("--writes", type=int, default=3000)
     parser.add_argument("--dedupe", type=int, default=20_000, help="customers in the duplicate scan")
     parser.add_argument("--customers", type=int, default=2000, help="customers in the as-of base")
