@@ -97,6 +97,16 @@ def as_of(uow: UnitOfWork, kind: str, aggregate_id: str, current: T | None, at: 
     return rewind(current, later, cls)
 
 
+def changed_since(uow: UnitOfWork, at: datetime) -> dict[str, Customer | None]:
+    """The customers changed after `at`, each as they were at `at` (None: not there then).
+
+    Everyone else is today as they were then, so a query over today's rows serves them."""
+    return {
+        customer_id: rewind(uow.customers.find(customer_id), changes, Customer)
+        for customer_id, changes in groupby(uow.history.after("customer", at), key=lambda c: c.aggregate_id)
+    }
+
+
 def customers_as_of(uow: UnitOfWork, at: datetime) -> list[Customer]:
     """Every customer as they were at `at`, in id order (those added later left out,
     those removed since put back)."""
