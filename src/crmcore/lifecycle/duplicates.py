@@ -21,8 +21,8 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 import attrs
@@ -55,9 +55,9 @@ NICKNAMES = {
 }
 """Common short forms, mapped to the form they shorten (both sides are compared as that)."""
 
-REVIEW = 0.9
+REVIEW = 0.7
 """Pairs scoring at least this go to a person for review."""
-AUTO_MERGE = 0.99
+AUTO_MERGE = 0.95
 """Pairs scoring at least this may be merged without review."""
 
 
@@ -159,8 +159,25 @@ def candidate_pairs(profiles: Iterable[Profile], max_block: int = 50) -> set[tup
     return pairs
 
 
-def compare(a: Profile, b: Profile) -> Comparison:
-    """The evidence that two records are one customer, field by field."""
+def frequencies(profiles: Iterable[Profile]) -> Counter[str]:
+    """How many records hold each e-mail local part and each full name: agreeing on a
+    common one ("jean.martin") says less than agreeing on a rare one."""
+    counts: Counter[str] = Counter()
+    for p in profiles:
+        counts.update(f"e:{local}" for local in p.locals)
+        counts[f"n:{' '.join(p.tokens)}"] += 1
+    return counts
+
+
+def _rarity(count: int) -> float:
+    """Evidence lost when a value is shared by `count` records (two are the pair itself)."""
+    return math.log2(max(count, 2) - 1)
+
+
+def compare(a: Profile, b: Profile, counts: Mapping[str, int] | None = None) -> Comparison:
+    """The evidence that two records are one customer, field by field; `counts` (from
+    `frequencies` over the base) weakens agreement on common names and e-mail locals."""
+    counts = counts or {}
     if not INSTALLED:
         raise MissingExtra("duplicate detection", "lifecycle")
     evidence: list[FieldEvidence] = []
@@ -169,13 +186,19 @@ def compare(a: Profile, b: Profile) -> Comparison:
     if left and right:
         ratio = fuzz.token_sort_ratio(left, right) / 100
         similar = max(ratio, JaroWinkler.normalized_similarity(left, right))
-        evidence.append(FieldEvidence("name", similar, (similar - 0.75) * 12, f"{left!r} vs {right!r}"))
+        weight = (similar - 0.75) * 12
+        if left == right:
+            weight -= 0.5 * _rarity(counts.get(f"n:{left}", 2))
+        evidence.append(FieldEvidence("name", similar, weight, f"{left!r} vs {right!r}"))
     else:
         evidence.append(FieldEvidence("name", None, 0.0, "a name is missing"))
 
     if a.locals and b.locals:
-        if a.locals & b.locals:
-            evidence.append(FieldEvidence("email", 1.0, 4.0, "same address before the @"))
+        shared = a.locals & b.locals
+        if shared:
+            holders = min(counts.get(f"e:{local}", 2) for local in shared)
+            evidence.append(FieldEvidence("email", 1.0, 4.0 - 1.5 * _rarity(holders),
+                                          f"same address before the @ ({holders} records have it)"))
         else:
             best = max(fuzz.ratio(x, y) / 100 for x in a.locals for y in b.locals)
             weight = 1.0 if best >= 0.9 else -1.0
@@ -227,7 +250,9 @@ def scan(customers: Iterable[Customer], threshold: float = REVIEW, max_block: in
         raise ValidationError("threshold", threshold, "must be between 0 and 1")
     profiles = {c.id: profile(c) for c in customers}
     pairs = candidate_pairs(profiles.values(), max_block)
-    found = [c for c in (compare(profiles[x], profiles[y]) for x, y in sorted(pairs)) if c.score >= threshold]
+    counts = frequencies(profiles.values())
+    compared = (compare(profiles[x], profiles[y], counts) for x, y in sorted(pairs))
+    found = [c for c in compared if c.score >= threshold]
     found.sort(key=lambda c: (-c.score, c.left, c.right))
     return Scan(len(profiles), len(pairs), tuple(found))
 
