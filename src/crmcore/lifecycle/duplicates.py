@@ -207,9 +207,9 @@ def compare(a: Profile, b: Profile, counts: Mapping[str, int] | None = None) -> 
         evidence.append(FieldEvidence("email", None, 0.0, "an e-mail is missing"))
 
     if a.phones and b.phones:
-        shared = bool(a.phones & b.phones)
-        evidence.append(FieldEvidence("phone", 1.0 if shared else 0.0, 4.0 if shared else -1.5,
-                                      "a number in common" if shared else "no number in common"))
+        same = bool(a.phones & b.phones)
+        evidence.append(FieldEvidence("phone", 1.0 if same else 0.0, 4.0 if same else -1.5,
+                                      "a number in common" if same else "no number in common"))
     else:
         evidence.append(FieldEvidence("phone", None, 0.0, "a phone is missing"))
 
