@@ -289,6 +289,14 @@ class Customers(Aggregates[Customer]):
     def update(self, item: Customer) -> Customer:
         return super().update(attrs.evolve(item, updated_at=self.crm.clock()))
 
+    def remove(self, item: Customer) -> None:
+        """Delete the customer with every row they own (no orphans); history keeps the removal."""
+        from crmcore.lifecycle.privacy import drop_owned
+
+        with self.crm.transaction() as uow:
+            drop_owned(uow, item.id)
+            super().remove(item)
+
     def by_email(self, email: str) -> Customer | None:
         with self.crm.transaction() as uow:
             return uow.customers.by_email(v.email(email))

@@ -84,3 +84,23 @@ def test_actor_and_instant_are_checked(crm: crmcore.CRM) -> None:
         crm.acting_as("").__enter__()
     with pytest.raises(ValidationError):
         crm.customers.as_of("x", T0.replace(tzinfo=None))
+
+
+def test_removing_a_customer_leaves_no_orphans(crm: crmcore.CRM) -> None:
+    from crmcore.model import CampaignMember, OrderLine, Purchase, Score
+    from crmcore.values import Money
+
+    crm.customers.add(Customer.new("Fay", id="fay", created_at=T0))
+    crm.interactions.log("fay", channel="phone", direction="inbound")
+    crm.purchases.record(Purchase("p1", "fay", T0, (OrderLine("cd", Money("1")),)))
+    crm.cases.open("fay", "request", "Info", id="k1")
+    crm.opportunities.open("fay", "Deal", id="o1")
+    with crm.transaction() as uow:
+        uow.scores.put([Score("fay", "rfm", T0, 1.0)])
+        uow.campaign_members.put(CampaignMember("spring", "fay", at=T0))
+    crm.customers.remove(crm.customers.get("fay"))
+    with crm.reading() as uow:
+        assert uow.interactions.count() == uow.purchases.count() == uow.cases.count() == 0
+        assert uow.opportunities.count() == 0 and uow.scores.all_of("fay") == []
+        assert uow.campaign_members.of("spring") == []
+    assert crm.customers.history("fay")[-1].op is ChangeKind.REMOVED

@@ -21,6 +21,7 @@ from crmcore.events import Event
 from crmcore.lifecycle.merge import OWNED
 from crmcore.model import Customer
 from crmcore.model.history import Tombstone
+from crmcore.ports import UnitOfWork
 
 if TYPE_CHECKING:
     from crmcore.crm import CRM
@@ -76,6 +77,16 @@ def mentions(ids: set[str], values: list[str]) -> Callable[[Event], bool]:
     return test
 
 
+def drop_owned(uow: UnitOfWork, customer_id: str) -> None:
+    """Delete every row the customer owns, so removing them leaves no orphans behind."""
+    for name in OWNED:
+        getattr(uow, name).purge(customer_id)
+    for member in uow.campaign_members.for_customer(customer_id):
+        uow.campaign_members.remove(member.campaign_id, customer_id)
+    uow.scores.purge(customer_id)
+    uow.segment_members.purge(customer_id)
+
+
 def erase_person(crm: CRM, customer_id: str) -> Tombstone:
     """Remove or anonymise everything about the customer, in one transaction."""
     with crm.transaction() as uow:
@@ -89,11 +100,7 @@ def erase_person(crm: CRM, customer_id: str) -> Tombstone:
         for table, kind in VERSIONED_OWNED.items():
             for row in getattr(uow, table).for_customer(customer_id):
                 uow.history.purge(kind, row.id)
-        for name in OWNED:
-            getattr(uow, name).purge(customer_id)
-        for member in uow.campaign_members.for_customer(customer_id):
-            uow.campaign_members.remove(member.campaign_id, customer_id)
-        uow.scores.purge(customer_id)
+        drop_owned(uow, customer_id)
         ids = {customer_id, *(c.id for c in folded)}
         for id in ids:
             uow.segment_members.purge(id)
