@@ -5,8 +5,9 @@
     python benchmarks/bench_lifecycle.py --url postgresql://... # writes and as-of on PostgreSQL
 
 1. Writes: `crm.customers.change` in one transaction each, with history recorded,
-   against the same calls with `history.record` switched off (the read of the
-   record before the write, which history needs, stays in both). Aim: ratio >= 0.7.
+   against the same calls through `Aggregates.update` as it was before history
+   (no read of the record before the write, no change written), alternated, best
+   of three. Aim: ratio >= 0.7.
 2. Duplicates: a synthetic base with 20% of people entered twice (`lifecycle.noisy`);
    pairs compared by blocking against all pairs, time, growth of the peak
    resident memory during the scan, precision/recall/F1 at the review threshold.
@@ -27,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import crmcore
-from crmcore.lifecycle import duplicates, history
+from crmcore.crm import Aggregates
+from crmcore.lifecycle import duplicates
 from crmcore.lifecycle.noisy import noisy_base
 from crmcore.model import Customer
 
@@ -54,6 +56,14 @@ def timed(action: Callable[[], Any]) -> float:
     return time.perf_counter() - started
 
 
+def update_without_history(self: Aggregates[Any], item: Any) -> Any:
+    """`Aggregates.update` as it was before history: no read before, no change written."""
+    with self.crm.transaction() as uow:
+        stored = self._repo(uow).update(self._checked(item))
+        self.crm.emit(f"{self.topic}.updated", str(stored.id), version=int(stored.version))
+        return stored
+
+
 def writes(url: str | None, directory: Path, count: int) -> None:
     def run(name: str) -> float:
         clock = Clock()
@@ -62,15 +72,17 @@ def writes(url: str | None, directory: Path, count: int) -> None:
             return timed(lambda: [crm.customers.change(f"{name}{n % 100:05d}", tier=("gold", "silver")[n % 2])
                                   for n in range(count)])
 
-    recorded = run("with_history")
-    original = history.record
-    history.record = lambda *args, **kwargs: None  # type: ignore[assignment, return-value]
-    try:
-        bare = run("without_history")
-    finally:
-        history.record = original
-    print(f"writes: {count} changes; with history {count / recorded:,.0f}/s, without {count / bare:,.0f}/s, "
-          f"ratio {bare / recorded:.2f} (aim >= 0.7)")
+    original = Aggregates.update
+    recorded, bare = [], []
+    for attempt in range(3):  # alternated, best of three: the machine is shared
+        recorded.append(run(f"with{attempt}"))
+        Aggregates.update = update_without_history  # type: ignore[method-assign]
+        try:
+            bare.append(run(f"without{attempt}"))
+        finally:
+            Aggregates.update = original  # type: ignore[method-assign]
+    print(f"writes: {count} changes; with history {count / min(recorded):,.0f}/s, "
+          f"without {count / min(bare):,.0f}/s, ratio {min(bare) / min(recorded):.2f} (aim >= 0.7)")
 
 
 def dedupe(people: int) -> None:
@@ -107,11 +119,11 @@ def as_of(url: str | None, directory: Path, customers: int, edits: int) -> None:
                                          tags={"vip"} if n % 3 else set(),
                                          addresses=[crmcore.PostalAddress(("FR", "DE")[n % 2])])
         built = time.perf_counter() - started
-        now = timed(lambda: crm.customers.ids_matching(RULE))
-        past = timed(lambda: crm.customers.ids_matching(RULE, as_of=middle))
+        now = min(timed(lambda: crm.customers.ids_matching(RULE)) for _ in range(3))
+        past = min(timed(lambda: crm.customers.ids_matching(RULE, as_of=middle)) for _ in range(3))
         print(f"as-of: {customers:,} customers x {edits} edits (written in {built:.1f} s); rule now "
               f"{now * 1000:,.0f} ms, as of the middle {past * 1000:,.0f} ms, ratio {past / now:.1f}x "
-              "(aim <= 2x)")
+              "(best of three; aim <= 2x)")
 
 
 def main() -> None:
