@@ -5,8 +5,9 @@ entry brings: a typo in the name, first and last name swapped ("Smith, Ann"), a
 nickname ("Bob" for Robert), the phone written in national format or left out,
 another e-mail provider or none (e-mail addresses are unique, so a second record
 never repeats the first one's address), a move to another address, a birth date
-left blank. Names come from the per-country pools of `crmcore.synthetic`, so
-namesakes (different people, one name) are common, as they are in real bases.
+left blank. First names and half the surnames come from the per-country pools of
+`crmcore.synthetic`, so namesakes (different people, one name) are common, as in real
+bases; the other surnames come from a long tail, as real surnames do.
 """
 
 from __future__ import annotations
@@ -45,12 +46,24 @@ class NoisyBase:
     """The true duplicate pairs (smaller id first)."""
 
 
+SYLLABLES = ("ber", "lan", "mor", "tel", "vic", "dra", "sen", "gal", "rou", "kel", "bar", "tin",
+             "mas", "ler", "don", "fen", "rik", "sol", "var", "pel", "nor", "quin", "des", "hal")
+
+
+def _surname(rng: random.Random, country: Country) -> str:
+    """Half from the country's common names, half from a long tail: real surnames are
+    Zipf-distributed, so most people share theirs with few others in a base."""
+    if rng.random() < 0.5:
+        return rng.choice(country.last_names)
+    return "".join(rng.choice(SYLLABLES) for _ in range(rng.choice((2, 2, 3)))).capitalize()
+
+
 def _person(rng: random.Random) -> Person:
     country = rng.choice(COUNTRIES)
     number = rng.choice(country.mobile_prefixes) + "".join(
         rng.choice("0123456789") for _ in range(country.digits))
     return Person(
-        rng.choice(country.first_names), rng.choice(country.last_names), country, number,
+        rng.choice(country.first_names), _surname(rng, country), country, number,
         date(1940, 1, 1) + timedelta(days=rng.randrange(365 * 65)), _address(rng, country),
     )
 
