@@ -247,7 +247,7 @@ class Aggregates(Generic[T]):
 
     def update(self, item: T) -> T:
         with self.crm.transaction() as uow:
-            before = self._repo(uow).find(_id(item))
+            before = self._repo(uow).data(_id(item))
             stored = self._repo(uow).update(self._checked(item))
             history.record(uow, self.topic, before, stored, self.crm.clock())
             self.crm.emit(f"{self.topic}.updated", _id(stored), version=_version(stored))

@@ -52,12 +52,13 @@ def diff(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> d
 
 
 def record(uow: UnitOfWork, kind: str, before: Any, after: Any, at: datetime) -> Change:
-    """Write the change from `before` to `after` (None: absent) into the unit's history."""
-    old = None if before is None else serialization.unstructure(before)
+    """Write the change from `before` to `after` (None: absent; a mapping: plain data
+    already, as `Repository.data` gives it) into the unit's history."""
+    old = before if before is None or isinstance(before, Mapping) else serialization.unstructure(before)
     new = None if after is None else serialization.unstructure(after)
     op = ChangeKind.ADDED if old is None else ChangeKind.REMOVED if new is None else ChangeKind.UPDATED
-    subject = after if after is not None else before
-    change = Change(kind, str(subject.id), int(subject.version), op, at, diff(old, new), ACTOR.get())
+    subject: Mapping[str, Any] = new if new is not None else old or {}
+    change = Change(kind, str(subject["id"]), int(subject["version"]), op, at, diff(old, new), ACTOR.get())
     uow.history.append(change)
     return change
 

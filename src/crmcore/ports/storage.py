@@ -40,6 +40,11 @@ class Repository(Protocol[T]):
 
     def find(self, id: str) -> T | None: ...
 
+    def data(self, id: str) -> dict[str, Any] | None:
+        """The stored item as the converter's plain data (`serialization.unstructure`), or None:
+        what a history diff needs, without rebuilding the object."""
+        ...
+
     def update(self, item: T) -> T:
         """Write a changed item; ConflictError if its version is not the stored one."""
         ...

@@ -62,6 +62,17 @@ class LifecycleContract:
             assert uow.history.of("customer", "c0001") == []
             assert len(uow.history.of("customer", "c0002")) == 1
 
+    def test_data_is_the_plain_record(self, storage: Storage) -> None:
+        from crmcore import serialization
+
+        with storage.transaction() as uow:
+            stored = uow.customers.add(_customer(1, attributes={"size": Decimal("1.5"), "n": 2}))
+            case = uow.cases.add(m.Case("k1", "c0001", "complaint", "Late", T0))
+        with storage.transaction() as uow:
+            assert uow.customers.data("c0001") == serialization.unstructure(stored)
+            assert uow.cases.data("k1") == serialization.unstructure(case)
+            assert uow.customers.data("nobody") is None
+
     def test_owned_rows_move_and_purge(self, storage: Storage) -> None:
         with storage.transaction() as uow:
             for n in (1, 2):

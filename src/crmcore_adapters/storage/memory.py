@@ -16,6 +16,7 @@ from typing import Any, Generic, TypeVar
 
 import attrs
 
+from crmcore import serialization
 from crmcore.errors import ConflictError, IntegrityError, NotFound, ValidationError
 from crmcore.events import Event, OutboxEntry
 from crmcore.hookspecs import Adapter, hookimpl
@@ -90,6 +91,10 @@ class MemoryRepository(Generic[T]):
         if found is None:
             raise NotFound(self.kind, id)
         return found
+
+    def data(self, id: str) -> dict[str, Any] | None:
+        found = self.rows.get(id)
+        return None if found is None else serialization.unstructure(found)
 
     def _current(self, item: Any) -> Any:
         current: Any = self.rows.get(item.id)

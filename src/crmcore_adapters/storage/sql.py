@@ -198,6 +198,14 @@ class SqlRepository(Generic[T]):
             raise NotFound(self.t.kind, id)
         return found
 
+    def data(self, id: str) -> dict[str, Any] | None:
+        self._run(f"SELECT doc FROM {self.t.name} WHERE id = ?", (id,))  # noqa: S608
+        row = self.cur.fetchone()
+        if row is None:
+            return None
+        doc = row[0]
+        return doc if isinstance(doc, dict) else json.loads(doc)
+
     def _stored_version(self, id: str) -> int | None:
         self._run(f"SELECT version FROM {self.t.name} WHERE id = ?", (id,))  # noqa: S608
         row = self.cur.fetchone()
