@@ -11,9 +11,10 @@
 2. Duplicates: a synthetic base with 20% of people entered twice (`lifecycle.noisy`);
    pairs compared by blocking against all pairs, time, growth of the peak
    resident memory during the scan, precision/recall/F1 at the review threshold.
-3. As-of: a rule over customers with `--edits` changes each, evaluated as of an
-   instant before the last edits (history rewound in Python) against the same rule
-   now (today's rows, SQL on SQLite/PostgreSQL). Aim: within 2x.
+3. As-of: a rule over customers with `--edits` changes each, now (today's rows, SQL)
+   against as of an instant before the last 1% of changes (SQL for the rest, those
+   rewound in Python) and as of the middle of the edits (everyone rewound in Python).
+   Aim: within 2x.
 """
 
 from __future__ import annotations
@@ -109,21 +110,25 @@ def as_of(url: str | None, directory: Path, customers: int, edits: int) -> None:
     with open_crm(url, directory, "as_of", clock) as crm:
         crm.bulk_import(Customer(f"a{n:06d}", "A", created_at=T0, updated_at=T0) for n in range(customers))
         started = time.perf_counter()
-        middle = T0
+        middle = recent = T0
         for round in range(edits):
             if round == edits // 2:
                 middle = clock.now
             with crm.transaction():
                 for n in range(customers):
+                    if round == edits - 1 and n == customers - max(1, customers // 100):
+                        recent = clock.now
                     crm.customers.change(f"a{n:06d}", tier=("gold", "silver")[(n + round) % 2],
                                          tags={"vip"} if n % 3 else set(),
                                          addresses=[crmcore.PostalAddress(("FR", "DE")[n % 2])])
         built = time.perf_counter() - started
         now = min(timed(lambda: crm.customers.ids_matching(RULE)) for _ in range(3))
         past = min(timed(lambda: crm.customers.ids_matching(RULE, as_of=middle)) for _ in range(3))
-        print(f"as-of: {customers:,} customers x {edits} edits (written in {built:.1f} s); rule now "
-              f"{now * 1000:,.0f} ms, as of the middle {past * 1000:,.0f} ms, ratio {past / now:.1f}x "
-              "(best of three; aim <= 2x)")
+        late = min(timed(lambda: crm.customers.ids_matching(RULE, as_of=recent)) for _ in range(3))
+        print(f"as-of: {customers:,} customers x {edits} edits (written in {built:.1f} s), best of three; "
+              f"rule now {now * 1000:,.1f} ms; as of before the last 1% of changes {late * 1000:,.1f} ms "
+              f"({late / now:.1f}x); as of the middle (every customer changed since) "
+              f"{past * 1000:,.0f} ms ({past / now:.0f}x); aim <= 2x")
 
 
 def main() -> None:
