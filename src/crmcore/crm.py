@@ -293,6 +293,8 @@ class Customers(Aggregates[Customer]):
         """Delete the customer with every row they own (no orphans); history keeps the removal."""
         from crmcore.lifecycle.privacy import drop_owned
 
+        if not isinstance(item, Customer):
+            raise ValidationError("customer", item, "must be a Customer")
         with self.crm.transaction() as uow:
             drop_owned(uow, item.id)
             super().remove(item)

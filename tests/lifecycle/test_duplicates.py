@@ -68,8 +68,9 @@ def test_blocking_skips_huge_blocks_and_checks_threshold() -> None:
     crowd = [person(f"p{n:03d}", "Jean Martin", emails=[f"x{n}@example.org"]) for n in range(60)]
     assert d.scan(crowd, max_block=50).compared == 0  # one shared name says nothing
     assert d.scan(crowd, max_block=100).compared == 60 * 59 // 2
-    with pytest.raises(ValidationError):
-        d.scan(crowd, threshold=1.5)
+    for bad in ({"threshold": 1.5}, {"threshold": "high"}, {"max_block": 0}, {"max_block": "50"}):
+        with pytest.raises(ValidationError):
+            d.scan(crowd, **bad)  # type: ignore[arg-type]
 
 
 def test_the_crm_scans_its_own_base() -> None:

@@ -246,8 +246,10 @@ class Scan:
 
 def scan(customers: Iterable[Customer], threshold: float = REVIEW, max_block: int = 50) -> Scan:
     """Compare every candidate pair of these customers; keep those scoring at least `threshold`."""
-    if not 0 <= threshold <= 1:
-        raise ValidationError("threshold", threshold, "must be between 0 and 1")
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 <= threshold <= 1:
+        raise ValidationError("threshold", threshold, "must be a number between 0 and 1")
+    if isinstance(max_block, bool) or not isinstance(max_block, int) or max_block < 2:
+        raise ValidationError("max_block", max_block, "must be a whole number of at least 2")
     profiles = {c.id: profile(c) for c in customers}
     pairs = candidate_pairs(profiles.values(), max_block)
     counts = frequencies(profiles.values())
