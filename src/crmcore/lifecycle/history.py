@@ -80,12 +80,17 @@ def undo(state: dict[str, Any] | None, change: Change) -> dict[str, Any] | None:
     return earlier
 
 
-def rewind(current: T | None, later: Iterable[Change], cls: type[T]) -> T | None:
-    """The record as it was before every change in `later` (given oldest first)."""
-    state = None if current is None else serialization.unstructure(current)
+def rewind(current: T | Mapping[str, Any] | None, later: Iterable[Change], cls: type[T]) -> T | None:
+    """The record (an object, or its plain data) as it was before every change in `later`
+    (given oldest first)."""
     changes = list(later)
-    if not changes:
+    if not changes and not isinstance(current, Mapping):
         return current
+    state: dict[str, Any] | None
+    if current is None or isinstance(current, Mapping):
+        state = None if current is None else dict(current)
+    else:
+        state = serialization.unstructure(current)
     for change in reversed(changes):
         state = undo(state, change)
     return None if state is None else serialization.structure(state, cls)
@@ -103,7 +108,7 @@ def changed_since(uow: UnitOfWork, at: datetime) -> dict[str, Customer | None]:
 
     Everyone else is today as they were then, so a query over today's rows serves them."""
     return {
-        customer_id: rewind(uow.customers.find(customer_id), changes, Customer)
+        customer_id: rewind(uow.customers.data(customer_id), changes, Customer)
         for customer_id, changes in groupby(uow.history.after("customer", at), key=lambda c: c.aggregate_id)
     }
 
