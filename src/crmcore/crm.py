@@ -6,6 +6,7 @@ analytical) as attributes that later modules fill in.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import contextvars
 import functools
 import logging
@@ -21,6 +22,7 @@ import pluggy
 from crmcore import values as v
 from crmcore.errors import CRMError, ValidationError
 from crmcore.events import CAUSED_BY, Event
+from crmcore.lifecycle import history
 from crmcore.model import (
     Agent,
     Campaign,
@@ -45,7 +47,9 @@ if TYPE_CHECKING:
     from crmcore.analytical import Analytical
     from crmcore.collaborative import Collaborative
     from crmcore.dispatcher import Dispatcher
+    from crmcore.lifecycle.facade import Lifecycle
     from crmcore.marketing import Marketing
+    from crmcore.model.history import Change
     from crmcore.operational import Operational
     from crmcore.rates import Rates
     from crmcore.sales import Sales
@@ -153,6 +157,17 @@ class CRM:
         from crmcore.rates import Rates
 
         return Rates(self)
+
+    @functools.cached_property
+    def lifecycle(self) -> Lifecycle:
+        """History, duplicates, merge and unmerge, privacy export and erasure, retention."""
+        from crmcore.lifecycle.facade import Lifecycle
+
+        return Lifecycle(self)
+
+    def acting_as(self, actor: str) -> contextlib.AbstractContextManager[None]:
+        """Sign every change written inside with `actor` (kept in the history)."""
+        return history.acting_as(actor)
 
     @functools.cached_property
     def segments(self) -> Segments:
@@ -316,12 +331,15 @@ class Aggregates(Generic[T]):
     def add(self, item: T) -> T:
         with self.crm.transaction() as uow:
             stored = self._repo(uow).add(self._checked(item))
+            history.record(uow, self.topic, None, stored, self.crm.clock())
             self.crm.emit(f"{self.topic}.added", _id(stored))
             return stored
 
     def update(self, item: T) -> T:
         with self.crm.transaction() as uow:
+            before = self._repo(uow).data(_id(item))
             stored = self._repo(uow).update(self._checked(item))
+            history.record(uow, self.topic, before, stored, self.crm.clock())
             self.crm.emit(f"{self.topic}.updated", _id(stored), version=_version(stored))
             return stored
 
@@ -333,6 +351,7 @@ class Aggregates(Generic[T]):
     def remove(self, item: T) -> None:
         with self.crm.transaction() as uow:
             self._repo(uow).remove(item)
+            history.record(uow, self.topic, item, None, self.crm.clock())
             self.crm.emit(f"{self.topic}.removed", _id(item))
 
     def _checked(self, item: T) -> T:
@@ -360,9 +379,30 @@ class Customers(Aggregates[Customer]):
     def update(self, item: Customer) -> Customer:
         return super().update(attrs.evolve(item, updated_at=self.crm.clock()))
 
+    def remove(self, item: Customer) -> None:
+        """Delete the customer with every row they own (no orphans); history keeps the removal."""
+        from crmcore.lifecycle.privacy import drop_owned
+
+        if not isinstance(item, Customer):
+            raise ValidationError("customer", item, "must be a Customer")
+        with self.crm.transaction() as uow:
+            drop_owned(uow, item.id)
+            super().remove(item)
+
     def by_email(self, email: str) -> Customer | None:
         with self.crm.reading() as uow:
             return uow.customers.by_email(v.email(email))
+
+    def history(self, id: str) -> list[Change]:
+        """Every recorded change to the customer, oldest first."""
+        with self.crm.reading() as uow:
+            return uow.history.of("customer", id)
+
+    def as_of(self, id: str, instant: datetime) -> Customer | None:
+        """The customer as they were at `instant` (None if they did not exist then)."""
+        at = v.utc(instant, "instant")
+        with self.crm.reading() as uow:
+            return history.as_of(uow, "customer", id, uow.customers.find(id), at, Customer)
 
     def by_phone(self, number: str, region: str | None = None) -> list[Customer]:
         """Customers with this number, written in any format (national ones need `region`)."""

@@ -157,6 +157,17 @@ def crmcore_assign(item: Any, candidates: list[Any], loads: dict[str, int], now:
     """
 
 
+@hookspec(firstresult=True)
+def crmcore_survivorship(survivor: Customer, merged: Customer, proposed: Customer) -> Customer | None:
+    """Company rules for a merge: the survivor's record as it should be stored.
+
+    Called inside the merge's transaction, after the field-by-field policy built
+    `proposed` (the survivor's id and version, fields chosen from both records).
+    Return a changed copy (`attrs.evolve(proposed, ...)`) or None to accept it.
+    Raise `crmcore.errors.ValidationError` to refuse the merge; nothing is written.
+    """
+
+
 @hookspec
 def crmcore_register_actions() -> list[Any]:
     """Automation actions this plugin provides: `crmcore.operational.automation.Action`
@@ -178,4 +189,42 @@ def crmcore_exchange_rates(base: str, quote: str, on: date) -> Decimal | None:
     Called by `crm.rates` when the rates the company stored have none for that pair
     on or before that day. Return a positive Decimal, or None to leave it to the next
     provider (with no answer at all, the rate is `NotFound`).
+    """
+
+
+@hookspec
+def crmcore_on_merge(crm: CRM, survivor_id: str, merged_id: str) -> dict[str, Any] | None:
+    """Move a plugin's own data of customer `merged_id` to `survivor_id`.
+
+    Called inside the merge's transaction (write through `crm.transaction()`, which
+    joins it; raising rolls the whole merge back). Return `{plugin_name: undo_data}`
+    with JSON-able data enough to undo the move, or None; it is kept in the merge
+    journal and handed back to `crmcore_on_unmerge`.
+    """
+
+
+@hookspec
+def crmcore_on_unmerge(crm: CRM, survivor_id: str, merged_id: str, journal: dict[str, Any]) -> None:
+    """Undo what `crmcore_on_merge` did: `journal` maps plugin names to the data they returned.
+
+    Called inside the unmerge's transaction, after the core rows went back.
+    """
+
+
+@hookspec
+def crmcore_export_person(crm: CRM, customer_id: str) -> dict[str, Any] | None:
+    """What the plugin holds about a person, for a privacy export.
+
+    Called inside a reading transaction. Return `{section_name: JSON-able data}` (the
+    sections join the core's in one document) or None when it holds nothing.
+    """
+
+
+@hookspec
+def crmcore_erase_person(crm: CRM, customer_id: str, values: list[str]) -> None:
+    """Remove or anonymise everything the plugin holds about a person.
+
+    Called inside the erasure's transaction, before the core's own rows go;
+    `values` are the person's names, e-mails, phones and external ids, to search
+    free text for. Raising rolls the erasure back.
     """

@@ -1,7 +1,7 @@
 """The storage port: repositories by aggregate, a unit of work, the outbox."""
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
@@ -32,6 +32,7 @@ from crmcore.model import (
     Task,
     Team,
 )
+from crmcore.model.history import Change, MergeRecord, Tombstone
 
 T = TypeVar("T")
 
@@ -48,6 +49,11 @@ class Repository(Protocol[T]):
         ...
 
     def find(self, id: str) -> T | None: ...
+
+    def data(self, id: str) -> dict[str, Any] | None:
+        """The stored item as the converter's plain data (`serialization.unstructure`), or None:
+        what a history diff needs, without rebuilding the object."""
+        ...
 
     def update(self, item: T) -> T:
         """Write a changed item; ConflictError if its version is not the stored one."""
@@ -75,8 +81,26 @@ class CustomerRepository(Repository[Customer], Protocol):
 
     def by_external_id(self, source: str, external_id: str) -> Customer | None: ...
 
+    def restore(self, item: Customer) -> Customer:
+        """Put back a removed customer exactly as it was, version included (undoing a merge);
+        IntegrityError if the id or one of its e-mails is taken."""
+        ...
 
-class CustomerLog(Protocol[T]):
+
+class CustomerRows(Protocol):
+    """Rows a customer owns, moved or deleted by owner (merge, unmerge, erasure)."""
+
+    def reassign(self, customer_id: str, to: str, ids: Iterable[str] | None = None) -> list[str]:
+        """Give the rows of `customer_id` (all, or only those in `ids`) to customer `to`;
+        returns the ids moved, sorted. A versioned row gets a new version."""
+        ...
+
+    def purge(self, customer_id: str) -> int:
+        """Delete every row of the customer; returns how many."""
+        ...
+
+
+class CustomerLog(CustomerRows, Protocol[T]):
     """Append-only records that belong to a customer (interactions, purchases)."""
 
     def add(self, item: T) -> T: ...
@@ -102,7 +126,7 @@ class Timeline(CustomerLog[Interaction], Protocol):
         ...
 
 
-class CustomerOwned(Repository[T], Protocol):
+class CustomerOwned(Repository[T], CustomerRows, Protocol):
     def for_customer(self, customer_id: str) -> list[T]: ...
 
 
@@ -184,6 +208,14 @@ class CampaignMembers(Protocol):
         """How many members by (group, status)."""
         ...
 
+    def for_customer(self, customer_id: str) -> list[CampaignMember]:
+        """The customer's memberships, by campaign id."""
+        ...
+
+    def remove(self, campaign_id: str, customer_id: str) -> None:
+        """End one membership (nothing happens if there is none)."""
+        ...
+
 
 class Scores(Protocol):
     """Dated score snapshots; reading "as of" an instant sees only what was known then."""
@@ -204,6 +236,14 @@ class Scores(Protocol):
         """One scorer's snapshot taken exactly at `as_of`, by customer id."""
         ...
 
+    def all_of(self, customer_id: str) -> list[Score]:
+        """Every snapshot of the customer, by scorer then instant."""
+        ...
+
+    def purge(self, customer_id: str, keys: Iterable[tuple[str, datetime]] | None = None) -> int:
+        """Delete the customer's snapshots (all, or those (scorer, as_of) in `keys`); how many."""
+        ...
+
 
 class SegmentMembers(Protocol):
     """Current membership of each saved segment and the history of its runs."""
@@ -216,6 +256,10 @@ class SegmentMembers(Protocol):
 
     def runs(self, segment_id: str) -> list[SegmentRun]:
         """Every run of the segment, oldest first."""
+        ...
+
+    def purge(self, customer_id: str) -> int:
+        """Take the customer out of every segment's membership; returns how many."""
         ...
 
 
@@ -252,6 +296,66 @@ class Outbox(Protocol):
 
     def prune(self, before: datetime, limit: int) -> int:
         """Delete up to `limit` entries delivered before `before`, oldest first; how many."""
+        ...
+
+    def redact(self, mentions: Callable[[Event], bool]) -> int:
+        """Empty every event (pending or done) for which `mentions` is true: its payload
+        becomes {} and its aggregate id "erased", and it is settled; returns how many."""
+        ...
+
+
+class History(Protocol):
+    """Every change to every aggregate, written in the transaction of the change."""
+
+    def append(self, change: Change) -> None: ...
+
+    def of(self, kind: str, aggregate_id: str) -> list[Change]:
+        """The aggregate's changes, oldest first, `seq` filled in."""
+        ...
+
+    def after(self, kind: str, at: datetime) -> list[Change]:
+        """Every change of this kind made after `at`, by aggregate id then seq (undone
+        newest first, they turn today's records into the records as of `at`)."""
+        ...
+
+    def changed_after(self, kind: str, at: datetime) -> bool:
+        """Whether any aggregate of this kind changed after `at`."""
+        ...
+
+    def purge(self, kind: str, aggregate_id: str) -> int:
+        """Delete the aggregate's changes (erasure); returns how many."""
+        ...
+
+
+class MergeJournal(Protocol):
+    """Merge journals, kept so a merge can be undone."""
+
+    def add(self, record: MergeRecord) -> None: ...
+
+    def get(self, id: str) -> MergeRecord:
+        """The journal, or NotFound."""
+        ...
+
+    def update(self, record: MergeRecord) -> None:
+        """Replace a journal (to note it was undone)."""
+        ...
+
+    def involving(self, customer_id: str) -> list[MergeRecord]:
+        """Journals where the customer survived or was merged, oldest first."""
+        ...
+
+    def purge(self, customer_id: str) -> int:
+        """Delete the journals involving the customer (erasure); returns how many."""
+        ...
+
+
+class Tombstones(Protocol):
+    """Marks left by erasures."""
+
+    def add(self, tombstone: Tombstone) -> None: ...
+
+    def list(self) -> list[Tombstone]:
+        """Every tombstone, oldest first."""
         ...
 
 
@@ -306,6 +410,12 @@ class UnitOfWork(Protocol):
     def quotes(self) -> CustomerOwned[Quote]: ...
     @property
     def rates(self) -> Rates: ...
+    @property
+    def history(self) -> History: ...
+    @property
+    def merges(self) -> MergeJournal: ...
+    @property
+    def erasures(self) -> Tombstones: ...
 
 
 class SqlUnitOfWork(UnitOfWork, Protocol):

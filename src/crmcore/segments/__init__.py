@@ -19,6 +19,7 @@ import attrs
 
 from crmcore import serialization
 from crmcore.errors import ValidationError
+from crmcore.lifecycle.history import changed_since, customers_as_of
 from crmcore.model import Customer
 from crmcore.ports import UnitOfWork
 from crmcore.segments import ast
@@ -55,6 +56,10 @@ def explain(uow: UnitOfWork, rule: Rule, *, as_of: datetime, functions: Function
         spoken = getattr(uow, "dialect", None) or "memory"
         return Explanation("python", reasons=(f"the storage speaks no SQL ({spoken})",))
     found = plan(tree, types, Context(as_of), dialect)
+    if _rewound(uow, as_of):
+        changed = len(changed_since(uow, Context(as_of).now))
+        reason = f"{changed} customer(s) changed after as_of: {REWOUND}"
+        return Explanation("sql+python", found.query.sql, found.query.params, (*found.reasons, reason))
     return Explanation(found.engine, found.query.sql, found.query.params, found.reasons)
 
 
@@ -76,15 +81,19 @@ def select(
     dialect = dialect_of(uow)
     source = UowSource(uow)
     if engine == "python" or dialect is None:
-        return members(tree, types, context, uow.customers.list(), source)
+        return members(tree, types, context, customers_as_of(uow, context.now), source)
+    past = changed_since(uow, context.now) if _rewound(uow, as_of) else {}
     found = plan(tree, types, context, dialect, columns="c.doc")
     rows = _select(uow, found.query.sql, found.query.params)
-    customers = [_customer(row[0]) for row in rows]
-    if found.residue is None:
+    customers = [c for c in (_customer(row[0]) for row in rows) if c.id not in past]
+    if found.residue is not None:
+        log.warning("segment rule runs partly in Python on %d candidates: %s", len(customers),
+                    "; ".join(found.reasons))
+        customers = members(found.residue, types, context, customers, source)
+    if not past:
         return customers
-    log.warning("segment rule runs partly in Python on %d candidates: %s", len(customers),
-                "; ".join(found.reasons))
-    return members(found.residue, types, context, customers, source)
+    then = members(tree, types, context, [c for c in past.values() if c is not None], source)
+    return sorted([*customers, *then], key=lambda c: c.id)
 
 
 def select_ids(
@@ -95,10 +104,25 @@ def select_ids(
     tree, types = checked(rule, functions)
     dialect = dialect_of(uow)
     if engine != "python" and dialect is not None:
-        found = plan(tree, types, Context(as_of), dialect)
+        context = Context(as_of)
+        found = plan(tree, types, context, dialect)
         if found.residue is None:
-            return [str(row[0]) for row in _select(uow, found.query.sql, found.query.params)]
+            ids = [str(row[0]) for row in _select(uow, found.query.sql, found.query.params)]
+            if not _rewound(uow, as_of):
+                return ids
+            past = changed_since(uow, context.now)
+            then = members(tree, types, context, [c for c in past.values() if c is not None], UowSource(uow))
+            return sorted([*(i for i in ids if i not in past), *(c.id for c in then)])
     return [c.id for c in select(uow, tree, as_of=as_of, functions=functions, engine=engine)]
+
+
+REWOUND = ("SQL reads today's rows for everyone else; these are rewound through the history "
+           "and tested in Python")
+
+
+def _rewound(uow: UnitOfWork, as_of: datetime) -> bool:
+    """Whether some customer's fields changed after `as_of`, so today's rows would be wrong."""
+    return uow.history.changed_after("customer", as_of)
 
 
 def _engine(engine: str) -> None:

@@ -36,6 +36,7 @@ from crmcore.events import Event
 from crmcore.plugins import make_plugin_manager
 from crmcore.ports import Storage
 from crmcore.testing import strategies as s
+from crmcore.testing.lifecycle import LifecycleContract
 from crmcore.testing.operational import OperationalStorageContract
 from crmcore.values import Money
 
@@ -62,7 +63,7 @@ def case(id: str, customer_id: str) -> m.Case:
     return m.Case(id, customer_id, m.CaseKind.COMPLAINT, "Late delivery", T0)
 
 
-class StorageContract(OperationalStorageContract):
+class StorageContract(OperationalStorageContract, LifecycleContract):
     """Behaviour, errors, concurrency and a stateful model check for one storage adapter."""
 
     one_transaction_at_a_time = False

@@ -17,6 +17,7 @@ from typing import Any, Generic, TypeVar
 
 import attrs
 
+from crmcore import serialization
 from crmcore.errors import ConflictError, IntegrityError, NotFound, StorageError, ValidationError
 from crmcore.events import Event, OutboxEntry
 from crmcore.exchange import Rate
@@ -35,6 +36,7 @@ from crmcore.model import (
     Task,
     TaskStatus,
 )
+from crmcore.model.history import Change, MergeRecord, Tombstone
 from crmcore.ports import Storage
 
 TURN_TIMEOUT = 30.0
@@ -108,6 +110,10 @@ class MemoryRepository(Generic[T]):
             raise NotFound(self.kind, id)
         return found
 
+    def data(self, id: str) -> dict[str, Any] | None:
+        found = self.rows.get(id)
+        return None if found is None else serialization.unstructure(found)
+
     def _current(self, item: Any) -> Any:
         current: Any = self.rows.get(item.id)
         if current is None:
@@ -145,6 +151,28 @@ class MemoryRepository(Generic[T]):
         mine.sort(key=lambda r: (newest(r), r.id), reverse=True)  # type: ignore[attr-defined]
         return mine[:limit]
 
+    def reassign(
+        self, customer_id: str, to: str, ids: Iterable[str] | None = None
+    ) -> builtins.list[str]:
+        wanted = None if ids is None else set(ids)
+        moved = sorted(
+            key for key, row in self.rows.items()
+            if row.customer_id == customer_id and (wanted is None or key in wanted)  # type: ignore[attr-defined]
+        )
+        for key in moved:
+            row: Any = self.rows[key]
+            changes: dict[str, Any] = {"customer_id": to}
+            if self.versioned:
+                changes["version"] = row.version + 1
+            self.journal.set(self.rows, key, attrs.evolve(row, **changes))
+        return moved
+
+    def purge(self, customer_id: str) -> int:
+        mine = [k for k, r in self.rows.items() if r.customer_id == customer_id]  # type: ignore[attr-defined]
+        for key in mine:
+            self.journal.delete(self.rows, key)
+        return len(mine)
+
 
 class MemoryInteractions(MemoryRepository[Interaction]):
     def by_reference(self, customer_id: str, reference: str) -> builtins.list[Interaction]:
@@ -177,6 +205,14 @@ class MemoryCustomers(MemoryRepository[Customer]):
         self._unindex(self.rows[item.id])
         super().remove(item)
 
+    def restore(self, item: Customer) -> Customer:
+        if item.id in self.rows:
+            raise IntegrityError(f"customer {item.id!r} exists already")
+        self._check_unique(item)
+        self.journal.set(self.rows, item.id, item)
+        self._index(item)
+        return item
+
     def _check_unique(self, item: Customer) -> None:
         for email in item.emails:
             owner = self.emails.get(email.lower())
@@ -201,7 +237,11 @@ class MemoryCustomers(MemoryRepository[Customer]):
         for email in item.emails:
             self.journal.delete(self.emails, email.lower())
         for phone in item.phones:
-            self.journal.set(self.phones, phone, self.phones[phone] - {item.id})
+            others = self.phones[phone] - {item.id}
+            if others:
+                self.journal.set(self.phones, phone, others)
+            else:  # no empty entry left behind: an erased number must not linger as a key
+                self.journal.delete(self.phones, phone)
         for pair in item.external_ids.items():
             self.journal.delete(self.external, pair)
 
@@ -326,6 +366,12 @@ class MemoryCampaignMembers:
                 key = (str(m.group), str(m.status))
                 found[key] = found.get(key, 0) + 1
         return found
+    def for_customer(self, customer_id: str) -> list[CampaignMember]:
+        return [m for (_, c), m in sorted(self.rows.items()) if c == customer_id]
+
+    def remove(self, campaign_id: str, customer_id: str) -> None:
+        if (campaign_id, customer_id) in self.rows:
+            self.journal.delete(self.rows, (campaign_id, customer_id))
 
 
 class MemoryScores:
@@ -358,6 +404,17 @@ class MemoryScores:
         found = [s for (name, _, at), s in self.rows.items() if name == scorer and at == as_of]
         return sorted(found, key=lambda s: s.customer_id)
 
+    def all_of(self, customer_id: str) -> builtins.list[Score]:
+        return [s for (_, c, _), s in sorted(self.rows.items()) if c == customer_id]
+
+    def purge(self, customer_id: str, keys: Iterable[tuple[str, datetime]] | None = None) -> int:
+        wanted = None if keys is None else set(keys)
+        doomed = [k for k in self.rows if k[1] == customer_id
+                  and (wanted is None or (k[0], k[2]) in wanted)]
+        for key in doomed:
+            self.journal.delete(self.rows, key)
+        return len(doomed)
+
 
 class MemorySegmentMembers:
     def __init__(self, store: MemoryStorage, journal: Journal) -> None:
@@ -375,6 +432,14 @@ class MemorySegmentMembers:
 
     def runs(self, segment_id: str) -> builtins.list[SegmentRun]:
         return [r for (s, _), r in sorted(self.history.items()) if s == segment_id]
+
+    def purge(self, customer_id: str) -> int:
+        count = 0
+        for segment_id, members in list(self.members.items()):
+            if customer_id in members:
+                self.journal.set(self.members, segment_id, members - {customer_id})
+                count += 1
+        return count
 
 
 class MemoryRates:
@@ -432,6 +497,86 @@ class MemoryOutbox:
         for seq in old[:limit]:
             self.journal.delete(self.rows, seq)
         return len(old[:limit])
+    def redact(self, mentions: Callable[[Event], bool]) -> int:
+        count = 0
+        for seq, pending in sorted(self.rows.items()):
+            if mentions(pending.entry.event):
+                emptied = attrs.evolve(pending.entry.event, aggregate_id="erased", payload={})
+                entry = attrs.evolve(pending.entry, event=emptied, last_error=None)
+                self.journal.set(self.rows, seq, _Pending(entry, pending.available_at, True))
+                count += 1
+        return count
+
+
+class MemoryHistory:
+    def __init__(self, store: MemoryStorage, journal: Journal) -> None:
+        self.store = store
+        self.rows = store.history
+        self.journal = journal
+
+    def append(self, change: Change) -> None:
+        seq = self.store.next_seq()
+        self.journal.set(self.rows, seq, attrs.evolve(change, seq=seq))
+
+    def of(self, kind: str, aggregate_id: str) -> builtins.list[Change]:
+        return [c for _, c in sorted(self.rows.items())
+                if c.kind == kind and c.aggregate_id == aggregate_id]
+
+    def after(self, kind: str, at: datetime) -> builtins.list[Change]:
+        found = [c for c in self.rows.values() if c.kind == kind and c.at > at]
+        return sorted(found, key=lambda c: (c.aggregate_id, c.seq))
+
+    def changed_after(self, kind: str, at: datetime) -> bool:
+        return any(c.kind == kind and c.at > at for c in self.rows.values())
+
+    def purge(self, kind: str, aggregate_id: str) -> int:
+        doomed = [s for s, c in self.rows.items() if c.kind == kind and c.aggregate_id == aggregate_id]
+        for seq in doomed:
+            self.journal.delete(self.rows, seq)
+        return len(doomed)
+
+
+class MemoryMerges:
+    def __init__(self, rows: dict[str, MergeRecord], journal: Journal) -> None:
+        self.rows = rows
+        self.journal = journal
+
+    def add(self, record: MergeRecord) -> None:
+        if record.id in self.rows:
+            raise IntegrityError(f"merge {record.id!r} exists already")
+        self.journal.set(self.rows, record.id, record)
+
+    def get(self, id: str) -> MergeRecord:
+        found = self.rows.get(id)
+        if found is None:
+            raise NotFound("merge", id)
+        return found
+
+    def update(self, record: MergeRecord) -> None:
+        self.get(record.id)
+        self.journal.set(self.rows, record.id, record)
+
+    def involving(self, customer_id: str) -> builtins.list[MergeRecord]:
+        found = [r for r in self.rows.values() if customer_id in (r.survivor_id, r.merged_id)]
+        return sorted(found, key=lambda r: (r.at, r.id))
+
+    def purge(self, customer_id: str) -> int:
+        doomed = [r.id for r in self.involving(customer_id)]
+        for key in doomed:
+            self.journal.delete(self.rows, key)
+        return len(doomed)
+
+
+class MemoryErasures:
+    def __init__(self, rows: dict[str, Tombstone], journal: Journal) -> None:
+        self.rows = rows
+        self.journal = journal
+
+    def add(self, tombstone: Tombstone) -> None:
+        self.journal.set(self.rows, tombstone.id, tombstone)
+
+    def list(self) -> builtins.list[Tombstone]:
+        return sorted(self.rows.values(), key=lambda t: (t.at, t.id))
 
 
 class MemoryUnitOfWork:
@@ -467,6 +612,9 @@ class MemoryUnitOfWork:
         self.price_books = MemoryRepository[Any](t["price_books"], journal, "price book", True)
         self.quotes = MemoryRepository[Any](t["quotes"], journal, "quote", True)
         self.rates = MemoryRates(store.rates, journal)
+        self.history = MemoryHistory(store, journal)
+        self.merges = MemoryMerges(store.merges, journal)
+        self.erasures = MemoryErasures(store.erasures, journal)
 
 
 class MemoryStorage:
@@ -492,6 +640,9 @@ class MemoryStorage:
         self.segment_members: dict[str, frozenset[str]] = {}
         self.segment_runs: dict[tuple[str, datetime], SegmentRun] = {}
         self.automation_runs: dict[tuple[str, str], AutomationRun] = {}
+        self.history: dict[int, Change] = {}
+        self.merges: dict[str, MergeRecord] = {}
+        self.erasures: dict[str, Tombstone] = {}
         self._seq = 0
         self._turn = threading.Lock()
         self._open: contextvars.ContextVar[bool] = contextvars.ContextVar(

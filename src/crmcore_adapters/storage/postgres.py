@@ -194,6 +194,19 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             FROM opportunities o,
               json_array_elements(o.doc -> 'history') WITH ORDINALITY AS h(step, n)""",
     ),
+    # lifecycle: field history, merge journals, erasure tombstones
+    (
+        f"""CREATE TABLE history (seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            kind {TEXT} NOT NULL, aggregate_id {TEXT} NOT NULL, version bigint NOT NULL,
+            op {TEXT} NOT NULL, at timestamptz NOT NULL, diff json NOT NULL, actor {TEXT})""",
+        "CREATE INDEX history_aggregate ON history (kind, aggregate_id, seq)",
+        "CREATE INDEX history_at ON history (kind, at)",
+        f"""CREATE TABLE merges (id {TEXT} PRIMARY KEY, survivor_id {TEXT} NOT NULL,
+            merged_id {TEXT} NOT NULL, at timestamptz NOT NULL, doc json NOT NULL)""",
+        "CREATE INDEX merges_survivor ON merges (survivor_id)",
+        "CREATE INDEX merges_merged ON merges (merged_id)",
+        f"CREATE TABLE erasures (id {TEXT} PRIMARY KEY, at timestamptz NOT NULL)",
+    ),
 )
 """Migration N brings the schema from version N to N+1 (mirrors sqlite.MIGRATIONS)."""
 

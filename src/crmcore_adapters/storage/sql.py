@@ -51,6 +51,7 @@ from crmcore.model import (
     TaskStatus,
     Team,
 )
+from crmcore.model.history import Change, MergeRecord, Tombstone
 from crmcore.sql.dialect import Cursor, Dialect
 
 T = TypeVar("T")
@@ -226,6 +227,14 @@ class SqlRepository(Generic[T]):
             raise NotFound(self.t.kind, id)
         return found
 
+    def data(self, id: str) -> dict[str, Any] | None:
+        self._run(f"SELECT doc FROM {self.t.name} WHERE id = ?", (id,))  # noqa: S608
+        row = self.cur.fetchone()
+        if row is None:
+            return None
+        doc = row[0]
+        return doc if isinstance(doc, dict) else json.loads(doc)
+
     def _stored_version(self, id: str) -> int | None:
         self._run(f"SELECT version FROM {self.t.name} WHERE id = ?", (id,))  # noqa: S608
         row = self.cur.fetchone()
@@ -287,6 +296,34 @@ class SqlRepository(Generic[T]):
         )
         return [_load(self.t, row[0]) for row in self.cur.fetchall()]
 
+    def reassign(
+        self, customer_id: str, to: str, ids: Iterable[str] | None = None
+    ) -> builtins.list[str]:
+        self._run(f"SELECT doc FROM {self.t.name} WHERE customer_id = ?", (customer_id,))  # noqa: S608
+        rows = [_load(self.t, row[0]) for row in self.cur.fetchall()]
+        if ids is not None:
+            wanted = set(ids)
+            rows = [r for r in rows if r.id in wanted]  # type: ignore[attr-defined]
+        assignments = ", ".join(f"{c} = ?" for c in (*self.t.columns, "doc"))
+        for item in rows:
+            moved = _owned_by(item, to, self.t.versioned)
+            self._run(
+                f"UPDATE {self.t.name} SET {assignments} WHERE id = ?",  # noqa: S608
+                (*self.t.row(self.d, moved)[1:], moved.id),  # type: ignore[attr-defined]
+            )
+        return sorted(r.id for r in rows)  # type: ignore[attr-defined]
+
+    def purge(self, customer_id: str) -> int:
+        self._run(f"DELETE FROM {self.t.name} WHERE customer_id = ?", (customer_id,))  # noqa: S608
+        return int(self.cur.rowcount)
+
+
+def _owned_by(item: T, customer_id: str, versioned: bool) -> T:
+    """`item` given to another customer (a new version when it is versioned)."""
+    if versioned:
+        return attrs.evolve(item, customer_id=customer_id, version=item.version + 1)  # type: ignore[misc, attr-defined]
+    return attrs.evolve(item, customer_id=customer_id)  # type: ignore[misc]
+
 
 class SqlCustomers(SqlRepository[Customer]):
     """Customers, with the lookup tables for e-mail, phone and external id kept in step."""
@@ -305,6 +342,14 @@ class SqlCustomers(SqlRepository[Customer]):
     def remove(self, item: Customer) -> None:
         super().remove(item)
         self._unindex(item.id)
+
+    def restore(self, item: Customer) -> Customer:
+        self._run("SELECT 1 FROM customers WHERE id = ?", (item.id,))
+        if self.cur.fetchone() is not None:
+            raise IntegrityError(f"customer {item.id!r} exists already")
+        self._run(insert_sql(self.t), self.t.row(self.d, item))
+        self._index(item)
+        return item
 
     def _unindex(self, customer_id: str) -> None:
         for table in ("customer_emails", "customer_phones", "customer_external_ids"):
@@ -638,6 +683,19 @@ class SqlCampaignMembers:
         )
         return [_load_doc(row[0], CampaignMember) for row in self.cur.fetchall()]
 
+    def for_customer(self, customer_id: str) -> list[CampaignMember]:
+        self.cur.execute(
+            self.d.sql("SELECT doc FROM campaign_members WHERE customer_id = ? ORDER BY campaign_id"),
+            (customer_id,),
+        )
+        return [_load_doc(row[0], CampaignMember) for row in self.cur.fetchall()]
+
+    def remove(self, campaign_id: str, customer_id: str) -> None:
+        self.cur.execute(
+            self.d.sql("DELETE FROM campaign_members WHERE campaign_id = ? AND customer_id = ?"),
+            (campaign_id, customer_id),
+        )
+
 
 FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
 
@@ -683,6 +741,24 @@ class SqlScores:
             (scorer, self.d.instant(as_of)),
         )
 
+    def all_of(self, customer_id: str) -> builtins.list[Score]:
+        return self._docs(
+            "SELECT doc FROM scores WHERE customer_id = ? ORDER BY scorer, as_of", (customer_id,)
+        )
+
+    def purge(self, customer_id: str, keys: Iterable[tuple[str, datetime]] | None = None) -> int:
+        if keys is None:
+            self.cur.execute(self.d.sql("DELETE FROM scores WHERE customer_id = ?"), (customer_id,))
+            return int(self.cur.rowcount)
+        count = 0
+        for scorer, at in keys:
+            self.cur.execute(
+                self.d.sql("DELETE FROM scores WHERE customer_id = ? AND scorer = ? AND as_of = ?"),
+                (customer_id, scorer, self.d.instant(at)),
+            )
+            count += int(self.cur.rowcount)
+        return count
+
 
 class SqlSegmentMembers:
     def __init__(self, cur: Cursor, dialect: Dialect) -> None:
@@ -727,6 +803,12 @@ class SqlSegmentMembers:
             SegmentRun(seg, self.d.from_instant(at), version, size, entered, left)
             for seg, at, version, size, entered, left in self.cur.fetchall()
         ]
+
+    def purge(self, customer_id: str) -> int:
+        self.cur.execute(
+            self.d.sql("DELETE FROM segment_members WHERE customer_id = ?"), (customer_id,)
+        )
+        return int(self.cur.rowcount)
 
 
 def _load_doc(doc: Any, cls: type[T]) -> T:
@@ -802,6 +884,135 @@ class SqlOutbox:
             (self.d.instant(before), limit),
         )
         return int(self.cur.rowcount)
+
+    def redact(self, mentions: Callable[[Event], bool], page: int = 1000) -> int:
+        after, count = 0, 0
+        while True:
+            self.cur.execute(
+                self.d.sql("SELECT seq, doc FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?"),
+                (after, page),
+            )
+            rows = self.cur.fetchall()
+            if not rows:
+                return count
+            for seq, doc in rows:
+                event = _load_doc(doc, Event)
+                if mentions(event):
+                    emptied = attrs.evolve(event, aggregate_id="erased", payload={})
+                    self.cur.execute(
+                        self.d.sql("UPDATE outbox SET aggregate_id = ?, doc = ?, done = 1, "
+                                   "last_error = NULL WHERE seq = ?"),
+                        ("erased", self.d.json_column(serialization.dumps(emptied)), seq),
+                    )
+                    count += 1
+            after = int(rows[-1][0])
+
+
+class SqlHistory:
+    """The `history` table: one row per change, its diff a JSON document."""
+
+    COLUMNS = 'seq, kind, aggregate_id, version, op, "at", diff, actor'
+
+    def __init__(self, cur: Cursor, dialect: Dialect) -> None:
+        self.cur = cur
+        self.d = dialect
+
+    def append(self, change: Change) -> None:
+        self.cur.execute(
+            self.d.sql(
+                'INSERT INTO history (kind, aggregate_id, version, op, "at", diff, actor) '
+                "VALUES (?, ?, ?, ?, ?, ?, ?)"
+            ),
+            (change.kind, change.aggregate_id, change.version, str(change.op),
+             self.d.instant(change.at), self.d.json_column(json.dumps(change.diff)), change.actor),
+        )
+
+    def _changes(self, where: str, params: Sequence[Any]) -> builtins.list[Change]:
+        self.cur.execute(
+            self.d.sql(f"SELECT {self.COLUMNS} FROM history WHERE {where}"),  # noqa: S608
+            params,
+        )
+        return [
+            Change(kind, aggregate_id, int(version), op, self.d.from_instant(at),
+                   diff if isinstance(diff, dict) else json.loads(diff), actor, int(seq))
+            for seq, kind, aggregate_id, version, op, at, diff, actor in self.cur.fetchall()
+        ]
+
+    def of(self, kind: str, aggregate_id: str) -> builtins.list[Change]:
+        return self._changes("kind = ? AND aggregate_id = ? ORDER BY seq", (kind, aggregate_id))
+
+    def after(self, kind: str, at: datetime) -> builtins.list[Change]:
+        return self._changes('kind = ? AND "at" > ? ORDER BY aggregate_id, seq',
+                             (kind, self.d.instant(at)))
+
+    def changed_after(self, kind: str, at: datetime) -> bool:
+        self.cur.execute(
+            self.d.sql('SELECT 1 FROM history WHERE kind = ? AND "at" > ? LIMIT 1'),
+            (kind, self.d.instant(at)),
+        )
+        return self.cur.fetchone() is not None
+
+    def purge(self, kind: str, aggregate_id: str) -> int:
+        self.cur.execute(
+            self.d.sql("DELETE FROM history WHERE kind = ? AND aggregate_id = ?"), (kind, aggregate_id)
+        )
+        return int(self.cur.rowcount)
+
+
+class SqlMerges:
+    def __init__(self, cur: Cursor, dialect: Dialect) -> None:
+        self.cur = cur
+        self.d = dialect
+
+    def add(self, record: MergeRecord) -> None:
+        self.cur.execute(
+            self.d.sql('INSERT INTO merges (id, survivor_id, merged_id, "at", doc) VALUES (?, ?, ?, ?, ?)'),
+            (record.id, record.survivor_id, record.merged_id, self.d.instant(record.at),
+             self.d.json_column(serialization.dumps(record))),
+        )
+
+    def get(self, id: str) -> MergeRecord:
+        self.cur.execute(self.d.sql("SELECT doc FROM merges WHERE id = ?"), (id,))
+        row = self.cur.fetchone()
+        if row is None:
+            raise NotFound("merge", id)
+        return _load_doc(row[0], MergeRecord)
+
+    def update(self, record: MergeRecord) -> None:
+        self.cur.execute(
+            self.d.sql("UPDATE merges SET doc = ? WHERE id = ?"),
+            (self.d.json_column(serialization.dumps(record)), record.id),
+        )
+        if self.cur.rowcount != 1:
+            raise NotFound("merge", record.id)
+
+    def involving(self, customer_id: str) -> builtins.list[MergeRecord]:
+        self.cur.execute(
+            self.d.sql('SELECT doc FROM merges WHERE survivor_id = ? OR merged_id = ? ORDER BY "at", id'),
+            (customer_id, customer_id),
+        )
+        return [_load_doc(row[0], MergeRecord) for row in self.cur.fetchall()]
+
+    def purge(self, customer_id: str) -> int:
+        self.cur.execute(
+            self.d.sql("DELETE FROM merges WHERE survivor_id = ? OR merged_id = ?"),
+            (customer_id, customer_id),
+        )
+        return int(self.cur.rowcount)
+
+
+class SqlErasures:
+    def __init__(self, cur: Cursor, dialect: Dialect) -> None:
+        self.cur = cur
+        self.d = dialect
+
+    def add(self, tombstone: Tombstone) -> None:
+        self.cur.execute(self.d.sql('INSERT INTO erasures (id, "at") VALUES (?, ?)'),
+                         (tombstone.id, self.d.instant(tombstone.at)))
+
+    def list(self) -> builtins.list[Tombstone]:
+        self.cur.execute('SELECT id, "at" FROM erasures ORDER BY "at", id')
+        return [Tombstone(id, self.d.from_instant(at)) for id, at in self.cur.fetchall()]
 
 
 class SqlUnitOfWork:
@@ -910,6 +1121,18 @@ class SqlUnitOfWork:
     @functools.cached_property
     def rates(self) -> SqlRates:
         return SqlRates(self.cur, self.d)
+
+    @functools.cached_property
+    def history(self) -> SqlHistory:
+        return SqlHistory(self.cur, self.d)
+
+    @functools.cached_property
+    def merges(self) -> SqlMerges:
+        return SqlMerges(self.cur, self.d)
+
+    @functools.cached_property
+    def erasures(self) -> SqlErasures:
+        return SqlErasures(self.cur, self.d)
 
     def select(self, sql: str, params: Sequence[Any] = ()) -> builtins.list[tuple[Any, ...]]:
         """Rows of a read-only query written in this dialect."""

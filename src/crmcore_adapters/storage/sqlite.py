@@ -154,6 +154,19 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
               CAST(round(json_extract(o.doc, '$.amount.amount') * 10000) AS INTEGER), o.owner, NULL
             FROM opportunities o, json_each(o.doc, '$.history') h""",
     ),
+    # lifecycle: field history, merge journals, erasure tombstones
+    (
+        """CREATE TABLE history (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL,
+            aggregate_id TEXT NOT NULL, version INTEGER NOT NULL, op TEXT NOT NULL,
+            at INTEGER NOT NULL, diff TEXT NOT NULL, actor TEXT)""",
+        "CREATE INDEX history_aggregate ON history (kind, aggregate_id, seq)",
+        "CREATE INDEX history_at ON history (kind, at)",
+        """CREATE TABLE merges (id TEXT PRIMARY KEY, survivor_id TEXT NOT NULL,
+            merged_id TEXT NOT NULL, at INTEGER NOT NULL, doc TEXT NOT NULL)""",
+        "CREATE INDEX merges_survivor ON merges (survivor_id)",
+        "CREATE INDEX merges_merged ON merges (merged_id)",
+        "CREATE TABLE erasures (id TEXT PRIMARY KEY, at INTEGER NOT NULL)",
+    ),
 )
 """Migration N brings the schema from version N to N+1; never edit one that has shipped."""
 

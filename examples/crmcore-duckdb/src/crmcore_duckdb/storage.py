@@ -131,6 +131,16 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             probability DOUBLE, close_date VARCHAR, currency VARCHAR, amount BIGINT, owner VARCHAR,
             team VARCHAR, PRIMARY KEY (opportunity_id, seq))""",
     ),
+    # crmcore's data lifecycle: field history, merge journals, erasure tombstones
+    (
+        "CREATE SEQUENCE history_seq START 1",
+        """CREATE TABLE history (seq BIGINT PRIMARY KEY DEFAULT nextval('history_seq'),
+            kind VARCHAR NOT NULL, aggregate_id VARCHAR NOT NULL, version BIGINT NOT NULL,
+            op VARCHAR NOT NULL, "at" BIGINT NOT NULL, diff VARCHAR NOT NULL, actor VARCHAR)""",
+        """CREATE TABLE merges (id VARCHAR PRIMARY KEY, survivor_id VARCHAR NOT NULL,
+            merged_id VARCHAR NOT NULL, "at" BIGINT NOT NULL, doc VARCHAR NOT NULL)""",
+        'CREATE TABLE erasures (id VARCHAR PRIMARY KEY, "at" BIGINT NOT NULL)',
+    ),
 )
 """Migration N brings the schema from version N to N+1."""
 

@@ -1,0 +1,125 @@
+"""Who changed what, when: one `Change` per write, in the transaction of the write.
+
+Diffs hold the converter's plain JSON values (field -> [old, new]). Records are
+read "as of" an instant backwards: today's record with every later change undone,
+newest first. That needs only the changes after the instant (few, for a recent
+one), and it works for records that entered without history (a bulk import):
+a record with no later change is taken as it is.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime
+from itertools import groupby
+from typing import Any, TypeVar
+
+from crmcore import serialization
+from crmcore import values as v
+from crmcore.model import Customer
+from crmcore.model.history import Change, ChangeKind
+from crmcore.ports import UnitOfWork
+
+T = TypeVar("T")
+
+ACTOR: contextvars.ContextVar[str | None] = contextvars.ContextVar("crmcore_actor", default=None)
+"""Who is writing in this context (`CRM.acting_as`); None for the system itself."""
+
+UNRECORDED = frozenset({"version"})
+"""Fields a diff leaves out: the version is a column of the change itself."""
+
+
+@contextmanager
+def acting_as(actor: str) -> Iterator[None]:
+    """Every change written inside is signed by `actor` (e.g. "user:ann", "import:shop")."""
+    token = ACTOR.set(v.text(actor, "actor", max_length=200))
+    try:
+        yield
+    finally:
+        ACTOR.reset(token)
+
+
+def diff(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> dict[str, list[Any]]:
+    """field -> [old, new] for every field that differs; an addition lists every field."""
+    old, new = before or {}, after or {}
+    return {
+        name: [old.get(name), new.get(name)]
+        for name in sorted(old.keys() | new.keys())
+        if name not in UNRECORDED and (before is None or after is None or old.get(name) != new.get(name))
+    }
+
+
+def record(uow: UnitOfWork, kind: str, before: Any, after: Any, at: datetime) -> Change:
+    """Write the change from `before` to `after` (None: absent; a mapping: plain data
+    already, as `Repository.data` gives it) into the unit's history."""
+    old = before if before is None or isinstance(before, Mapping) else serialization.unstructure(before)
+    new = None if after is None else serialization.unstructure(after)
+    op = ChangeKind.ADDED if old is None else ChangeKind.REMOVED if new is None else ChangeKind.UPDATED
+    subject: Mapping[str, Any] = new if new is not None else old or {}
+    change = Change(kind, str(subject["id"]), int(subject["version"]), op, at, diff(old, new), ACTOR.get())
+    uow.history.append(change)
+    return change
+
+
+def undo(state: dict[str, Any] | None, change: Change) -> dict[str, Any] | None:
+    """The record's plain data before `change`, from the data after it."""
+    if change.op is ChangeKind.ADDED:
+        return None
+    if change.op is ChangeKind.REMOVED:
+        restored = {name: old for name, (old, _new) in change.diff.items()}
+        restored["version"] = change.version
+        return restored
+    if state is None:  # history without the record: nothing to rebuild from
+        return None
+    earlier = dict(state)
+    for name, (old, _new) in change.diff.items():
+        earlier[name] = old
+    earlier["version"] = change.version - 1
+    return earlier
+
+
+def rewind(current: T | Mapping[str, Any] | None, later: Iterable[Change], cls: type[T]) -> T | None:
+    """The record (an object, or its plain data) as it was before every change in `later`
+    (given oldest first)."""
+    changes = list(later)
+    if not changes and not isinstance(current, Mapping):
+        return current
+    state: dict[str, Any] | None
+    if current is None or isinstance(current, Mapping):
+        state = None if current is None else dict(current)
+    else:
+        state = serialization.unstructure(current)
+    for change in reversed(changes):
+        state = undo(state, change)
+    return None if state is None else serialization.structure(state, cls)
+
+
+def as_of(uow: UnitOfWork, kind: str, aggregate_id: str, current: T | None, at: datetime,
+          cls: type[T]) -> T | None:
+    """One record as it was at `at` (None if it did not exist then)."""
+    later = [c for c in uow.history.of(kind, aggregate_id) if c.at > at]
+    return rewind(current, later, cls)
+
+
+def changed_since(uow: UnitOfWork, at: datetime) -> dict[str, Customer | None]:
+    """The customers changed after `at`, each as they were at `at` (None: not there then).
+
+    Everyone else is today as they were then, so a query over today's rows serves them."""
+    return {
+        customer_id: rewind(uow.customers.data(customer_id), changes, Customer)
+        for customer_id, changes in groupby(uow.history.after("customer", at), key=lambda c: c.aggregate_id)
+    }
+
+
+def customers_as_of(uow: UnitOfWork, at: datetime) -> list[Customer]:
+    """Every customer as they were at `at`, in id order (those added later left out,
+    those removed since put back)."""
+    current = uow.customers.list()
+    if not uow.history.changed_after("customer", at):
+        return current
+    by_id: dict[str, Customer | None] = {c.id: c for c in current}
+    for customer_id, changes in groupby(uow.history.after("customer", at), key=lambda c: c.aggregate_id):
+        by_id[customer_id] = rewind(by_id.get(customer_id), changes, Customer)
+    return [c for _, c in sorted(by_id.items()) if c is not None]
