@@ -53,6 +53,13 @@ _MOVED = {"customers": "ids of the customers (at most 1,000 per event; a large m
 
 TOPICS: tuple[Topic, ...] = (
     *_aggregate_topics(),
+    Topic("customer.merged", "the surviving customer's id",
+          "two customers are merged into one (crm.lifecycle.merge)",
+          {"merged_id": "the id of the customer merged away", "merge_id": "the merge journal's id"}),
+    Topic("customer.unmerged", "the surviving customer's id", "a merge is undone (crm.lifecycle.unmerge)",
+          {"merged_id": "the id of the customer restored", "merge_id": "the merge journal's id"}),
+    Topic("person.erased", "the tombstone's id (never the person's)",
+          "everything about a person is erased (crm.lifecycle.erase_person)"),
     Topic("consent.changed", "the customer's id", "a customer grants or withdraws a consent",
           {"purpose": "what the consent is for", "channel": "the channel it covers",
            "status": "granted or withdrawn", "source": "who or what recorded it"}),

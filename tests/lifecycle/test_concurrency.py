@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+import attrs
 import pytest
 
 import crmcore
@@ -38,6 +39,12 @@ def retrying(action: Any) -> Any:
 
 
 def test_merge_racing_with_writes_loses_nothing(crm: crmcore.CRM) -> None:
+    def bump(who: str, n: int) -> Customer:
+        """Read, change and write back in one transaction (a read outside it could be stale)."""
+        with crm.transaction():
+            current = crm.customers.get(who)
+            return crm.customers.update(attrs.evolve(current, attributes={**current.attributes, who: n}))
+
     crm.customers.add(Customer.new("Ann", id="a", emails=["a@example.org"], created_at=T0))
     crm.customers.add(Customer.new("Ann B", id="b", emails=["b@example.org"], created_at=T0))
     serialised = crm.storage.url.startswith("sqlite")
@@ -51,8 +58,7 @@ def test_merge_racing_with_writes_loses_nothing(crm: crmcore.CRM) -> None:
         try:
             for n in range(ROUNDS):
                 try:
-                    retrying(lambda n=n: crm.customers.change(who, attributes={
-                        **crm.customers.get(who).attributes, who: n}))
+                    retrying(lambda n=n: bump(who, n))
                     last[who] = n
                     if serialised or who == "a":
                         logged[who].append(crm.interactions.log(who, channel="phone", direction="inbound").id)

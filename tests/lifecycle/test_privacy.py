@@ -108,7 +108,7 @@ def values_in_sql(crm: crmcore.CRM, needles: list[str]) -> list[tuple[str, str, 
     found = []
     with crm.reading() as uow:
         cur = uow.cur  # type: ignore[attr-defined]
-        if uow.dialect == "sqlite":  # type: ignore[attr-defined]
+        if uow.dialect.name == "sqlite":  # type: ignore[attr-defined]
             tables = [r[0] for r in cur.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
             columns = {t: [r[1] for r in cur.execute(f'PRAGMA table_info("{t}")').fetchall()] for t in tables}
         else:
