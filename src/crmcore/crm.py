@@ -434,9 +434,9 @@ class Customers(Aggregates[Customer]):
         at = as_of or self.crm.clock()
         ids = self.ids_matching(rule, as_of=at)
         for start in range(0, len(ids), page_size(batch)):
-            with self.crm.reading() as uow:
-                found = (uow.customers.find(id) for id in ids[start:start + batch])
-                yield from [c for c in found if c is not None]
+            with self.crm.reading() as uow:  # closed before the page is handed out
+                found = [uow.customers.find(id) for id in ids[start:start + batch]]
+            yield from [c for c in found if c is not None]
 
     def ids_matching(self, rule: Any, *, as_of: datetime | None = None) -> list[str]:
         """Ids of `matching` customers in id order, computed in the database when the

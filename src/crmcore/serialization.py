@@ -149,6 +149,10 @@ def _trusted_factory(conv: cattrs.Converter) -> Callable[[type], Callable[[Any, 
         lines = ["def build(data, _):", "    obj = _new(_cls)"]
         for index, field in enumerate(attrs.fields(cls)):
             hook = _trusted_hook(conv, field.type)
+            if hook is None and field.converter is not None and _is_plain(field.type):
+                # a plain declared type whose converter refines it (a known name becomes an
+                # enum member): the one converter the stored value still needs
+                hook = field.converter
             name = field.name
             if field.default is attrs.NOTHING:
                 lines.append(f"    value = data[{name!r}]")

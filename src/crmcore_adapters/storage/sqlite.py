@@ -171,10 +171,6 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 """Migration N brings the schema from version N to N+1; never edit one that has shipped."""
 
 BULK_BATCH = 5_000
-_OPEN: contextvars.ContextVar[frozenset[int]] = contextvars.ContextVar(
-    "crmcore_sqlite_open", default=frozenset()
-)
-"""The storages with a transaction open in this context (thread or asyncio task)."""
 
 
 class SQLiteStorage:
@@ -210,6 +206,10 @@ class SQLiteStorage:
         # transactions take turns (a file base lets SQLite's own locking do this)
         self._memory = self._connect() if self._uri else None
         self._turn = threading.Lock()
+        self._open: contextvars.ContextVar[bool] = contextvars.ContextVar(
+            f"crmcore_sqlite_{id(self)}", default=False
+        )
+        """Whether this context (thread or asyncio task) has a transaction open here."""
         self.migrate()
 
     def __repr__(self) -> str:
@@ -261,11 +261,10 @@ class SQLiteStorage:
     @contextmanager
     def _begin(self, *, readonly: bool) -> Iterator[sqlite3.Cursor]:
         """One transaction on a borrowed connection, in this context only."""
-        open_here = _OPEN.get()
-        if id(self) in open_here:
+        if self._open.get():
             raise StorageError("a transaction is already open in this context (thread or task)")
-        token = _OPEN.set(open_here | {id(self)})
         conn = self._acquire(readonly)
+        token = self._open.set(True)
         try:
             cur = conn.cursor()
             try:
@@ -283,8 +282,8 @@ class SQLiteStorage:
                 conn.rollback()
                 raise StorageError(f"commit failed on {self.url}: {exc}") from None
         finally:
+            self._open.reset(token)
             self._release(conn, readonly)
-            _OPEN.reset(token)
 
     @contextmanager
     def transaction(self, *, readonly: bool = False) -> Iterator[sql.SqlUnitOfWork]:
