@@ -48,11 +48,12 @@ class RFM:
     frequency: int
     """Purchase days."""
     monetary: float
-    """Total spend."""
+    """Total spend, in `currency` (on margin instead when the summary is of margins)."""
     r: int
     f: int
     m: int
     segment: str
+    currency: str | None = None
 
     @property
     def code(self) -> str:
@@ -64,10 +65,13 @@ class RFM:
         return (self.r + self.f + self.m) / 3
 
     def explain(self) -> dict[str, str | int | float]:
-        return {
+        found: dict[str, str | int | float] = {
             "recency_days": self.recency_days, "frequency": self.frequency,
             "monetary": self.monetary, "r": self.r, "f": self.f, "m": self.m, "code": self.code,
         }
+        if self.currency is not None:
+            found["currency"] = self.currency
+        return found
 
 
 def quantile_scores(values: Sequence[float], bins: int = 5, *, higher_is_better: bool = True) -> list[int]:
@@ -113,5 +117,5 @@ def rfm(summary: Summary, *, bins: int = 5, segments: Mapping[str, str] = SEGMEN
     for i, customer_id in enumerate(summary.customer_ids):
         code = f"{r[i]}{f[i]}{m[i]}"
         out.append(RFM(customer_id, recency[i], frequency[i], summary.total[i], r[i], f[i], m[i],
-                       segment_of(code, rules)))
+                       segment_of(code, rules), summary.currency))
     return out

@@ -7,14 +7,22 @@ purchase days), `recency` (time from the first to the last purchase day), `T`
 spend). Purchases of one customer on one UTC day count as one purchase (the
 CDNOW rule); times are in a configurable unit (7 days for CDNOW's weeks).
 
+Money is never added across currencies: a summary is of one currency, either
+because every purchase is in it (checked in the same pass), because the others
+are left out (`currency=`), or because every purchase day is converted to it at
+that day's rate (`currency=` with `rates=`, see `crmcore.exchange`).
+
 SQL storage computes it with one aggregation query, never by loading every
-purchase; the memory adapter gets the same figures from Python.
+purchase; the memory adapter gets the same figures from Python. A conversion
+reads one total per customer, day and currency (not every purchase) and
+converts in Python, the one place conversion is done.
 """
 
 from __future__ import annotations
 
 import array
 import itertools
+import math
 import operator
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -26,6 +34,7 @@ import attrs
 
 from crmcore import values as v
 from crmcore.errors import ValidationError
+from crmcore.exchange import ExchangeRates, convert
 from crmcore.model import Purchase
 from crmcore.ports import UnitOfWork, sql_dialect
 
@@ -76,6 +85,10 @@ class Summary:
     T: array.array[float]
     monetary: array.array[float]
     total: array.array[float]
+    currency: str | None = None
+    """What `monetary` and `total` are in (None: no purchase at all)."""
+    converted: bool = False
+    """True when amounts in other currencies were converted into `currency` at their day's rate."""
 
     def __len__(self) -> int:
         return len(self.customer_ids)
@@ -94,6 +107,7 @@ class Summary:
     @classmethod
     def from_days(
         cls, period: Period, rows: Iterable[tuple[Any, ...]], money: Callable[[Any], float] = float,
+        *, currency: str | None = None, converted: bool = False,
     ) -> Summary:
         """Build from rows (customer id, purchase days, first day, last day, total, repeat
         total), days counted from the epoch; `money` turns a stored amount into a float."""
@@ -108,6 +122,7 @@ class Summary:
             _doubles(map(operator.truediv, map(period.through_day.__sub__, firsts), units)),
             _doubles(money(r) / (n - 1) if n > 1 else 0.0 for n, r in zip(days, repeat, strict=True)),
             _doubles(map(money, spent)),
+            currency, converted,
         )
 
 
@@ -125,13 +140,18 @@ _DAY_START = {
 _PARAM = {"sqlite": "?", "postgresql": "%s"}
 
 
+def _check_dialect(dialect: str) -> None:
+    if dialect not in _DAY:
+        raise ValidationError("dialect", dialect, f"no summary query for it; known: {sorted(_DAY)}")
+
+
 def summary_sql(dialect: str, *, currency: bool = False) -> str:
     """Purchases grouped by customer in one pass along the (customer, time) index, and the
     first purchase day's value looked up by an index range per customer: repeat value is
-    total minus that. Parameters: the end of the period and (optionally) the currency,
-    twice over."""
-    if dialect not in _DAY:
-        raise ValidationError("dialect", dialect, f"no summary query for it; known: {sorted(_DAY)}")
+    total minus that. The lowest and highest currency code come out of the same pass, so
+    a mix of currencies is seen without a second scan. Parameters: the end of the period
+    and (optionally) the currency, twice over."""
+    _check_dialect(dialect)
     mark = _PARAM[dialect]
 
     def where(table: str) -> str:
@@ -144,10 +164,23 @@ def summary_sql(dialect: str, *, currency: bool = False) -> str:
         "SELECT SUM(q.total) FROM purchases AS q WHERE q.customer_id = g.customer_id "
         f"AND q.ordered_at >= {start.format('g.first_day')} "
         f"AND q.ordered_at < {start.format('g.first_day + 1')} AND {where('q')}"
-        ") FROM ("
+        "), low, high FROM ("
         f"SELECT p.customer_id, COUNT(DISTINCT {day}) AS days, MIN({day}) AS first_day, "
-        f"MAX({day}) AS last_day, SUM(p.total) AS spent FROM purchases AS p WHERE {where('p')} "
+        f"MAX({day}) AS last_day, SUM(p.total) AS spent, MIN(p.currency) AS low, "
+        f"MAX(p.currency) AS high FROM purchases AS p WHERE {where('p')} "
         "GROUP BY p.customer_id) AS g ORDER BY customer_id"
+    )
+
+
+def day_totals_sql(dialect: str) -> str:
+    """One total per customer, purchase day and currency, in customer and day order: what a
+    conversion needs (rates are per day). Parameter: the end of the period."""
+    _check_dialect(dialect)
+    day = _DAY[dialect]
+    return (
+        f"SELECT customer_id, {day} AS day, currency, SUM(total) FROM purchases "  # noqa: S608
+        f"WHERE ordered_at < {_PARAM[dialect]} GROUP BY customer_id, day, currency "
+        "ORDER BY customer_id, day"
     )
 
 
@@ -161,15 +194,59 @@ def bind_instant(dialect: str, moment: datetime) -> Any:
     return sqlite_instant(moment) if dialect == "sqlite" else moment
 
 
-def _sql_summary(uow: Any, dialect: str, period: Period, currency: str | None) -> Summary:
+class MixedCurrencies(ValidationError):
+    """The purchases are in several currencies and no one currency was chosen."""
+
+
+def _one_currency(found: Iterable[tuple[str, str]]) -> str | None:
+    """The one currency of (lowest, highest) code pairs, or MixedCurrencies naming the mix."""
+    codes = set(itertools.chain.from_iterable(found))
+    if len(codes) > 1:
+        raise MixedCurrencies(
+            "currency", None,
+            f"the purchases are in {', '.join(sorted(codes))}: keep one (currency=) or convert "
+            "them to one (currency= with rates=); amounts of two currencies are never added")
+    return next(iter(codes), None)
+
+
+def _sql_summary(uow: Any, dialect: str, period: Period, currency: str | None,
+                 amounts: bool) -> Summary:
     end = bind_instant(dialect, period.end)
     params: list[Any] = [end] if currency is None else [end, currency]
     rows = uow.select(summary_sql(dialect, currency=currency is not None), params * 2)
-    return Summary.from_days(period, rows, _sqlite_money if dialect == "sqlite" else float)
+    if not amounts:
+        return _without_amounts(Summary.from_days(period, (row[:6] for row in rows)))
+    code = currency or _one_currency((row[6], row[7]) for row in rows)
+    return Summary.from_days(period, (row[:6] for row in rows),
+                             _sqlite_money if dialect == "sqlite" else float, currency=code)
+
+
+def _without_amounts(summary: Summary) -> Summary:
+    """Purchase days only: amounts of several currencies are not figures, so they go."""
+    nothing = _doubles(itertools.repeat(math.nan, len(summary)))
+    return attrs.evolve(summary, monetary=nothing, total=_doubles(nothing), currency=None)
+
+
+def currencies(uow: UnitOfWork, as_of: date | datetime) -> list[str]:
+    """The currencies of the purchases before `as_of`, in code order."""
+    period = Period.as_of(as_of)
+    dialect = sql_dialect(uow)
+    if dialect is None:
+        return sorted({p.currency for p in every(uow, "purchases") if p.ordered_at < period.end})
+    rows = uow.select(  # type: ignore[attr-defined]
+        f"SELECT DISTINCT currency FROM purchases WHERE ordered_at < {_PARAM[dialect]}",  # noqa: S608
+        [bind_instant(dialect, period.end)])
+    return sorted(str(row[0]) for row in rows)
 
 
 def _sqlite_money(units: int) -> float:
     return units / MONEY_UNITS
+
+
+def _stored_amount(dialect: str, amount: Any) -> Decimal:
+    if dialect == "sqlite":
+        return Decimal(amount) / MONEY_UNITS
+    return amount if isinstance(amount, Decimal) else Decimal(str(amount))
 
 
 # ---- Python, for storage without SQL ----
@@ -185,23 +262,58 @@ def every(uow: UnitOfWork, attribute: str, page: int = 1000) -> Iterator[Any]:
         after = batch[-1].id
 
 
+DayTotal = tuple[str, int, str, Decimal]
+"""(customer id, day since the epoch, currency, total of that customer's purchases that day)."""
+
+
+def python_day_totals(purchases: Iterable[Purchase], period: Period) -> list[DayTotal]:
+    """The day totals of purchases in hand, in customer and day order."""
+    found: dict[tuple[str, int, str], Decimal] = defaultdict(Decimal)
+    for purchase in purchases:
+        if purchase.ordered_at < period.end:
+            day = (purchase.ordered_at.date() - EPOCH_DAY).days
+            found[purchase.customer_id, day, purchase.currency] += purchase.total.amount
+    return [(c, d, code, amount) for (c, d, code), amount in sorted(found.items())]
+
+
+def rows_of_day_totals(
+    day_totals: Iterable[DayTotal], *, currency: str | None = None,
+    rates: ExchangeRates | None = None,
+) -> tuple[list[tuple[str, int, int, int, float, float]], str | None]:
+    """Summary rows and their currency from day totals in customer order.
+
+    Without `rates`, `currency` keeps that currency's purchases only, and None requires
+    a single currency; with `rates`, every amount is converted into `currency` at the
+    rate of its own day before anything is added.
+    """
+    if rates is not None and currency is None:
+        raise ValidationError("currency", None, "name the currency to convert into")
+    by_customer: dict[str, dict[int, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+    seen: set[str] = set()
+    for customer_id, day, code, amount in day_totals:
+        if rates is not None and code != currency:
+            on = EPOCH_DAY + timedelta(days=day)
+            amount = convert(v.Money(amount, code), currency, on, rates).amount  # type: ignore[arg-type]
+        elif currency is not None and code != currency:
+            continue
+        else:
+            seen.add(code)
+        by_customer[customer_id][day] += amount
+    found = currency or _one_currency((code, code) for code in seen)
+    rows = []
+    for customer_id in sorted(by_customer):
+        days = by_customer[customer_id]
+        first, last = min(days), max(days)
+        spent = sum(days.values(), Decimal(0))
+        rows.append((customer_id, len(days), first, last, float(spent), float(spent - days[first])))
+    return rows, found
+
+
 def python_rows(
     purchases: Iterable[Purchase], period: Period, currency: str | None = None
 ) -> list[tuple[str, int, int, int, float, float]]:
     """The summary rows computed in Python: the reference the SQL must agree with."""
-    by_day: dict[str, dict[int, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
-    for purchase in purchases:
-        if purchase.ordered_at >= period.end or (currency and purchase.currency != currency):
-            continue
-        day = (purchase.ordered_at.date() - EPOCH_DAY).days
-        by_day[purchase.customer_id][day] += purchase.total.amount
-    rows = []
-    for customer_id in sorted(by_day):
-        days = by_day[customer_id]
-        first, last = min(days), max(days)
-        spent = sum(days.values(), Decimal(0))
-        rows.append((customer_id, len(days), first, last, float(spent), float(spent - days[first])))
-    return rows
+    return rows_of_day_totals(python_day_totals(purchases, period), currency=currency)[0]
 
 
 def summarize(
@@ -210,22 +322,41 @@ def summarize(
     *,
     unit_days: float = 7.0,
     currency: str | None = None,
+    rates: ExchangeRates | None = None,
+    amounts: bool = True,
 ) -> Summary:
-    """The summary of every customer who bought before `as_of` (see `Period.as_of`).
+    """The summary of every customer who bought before `as_of` (see `Period.as_of`), in one
+    currency: the only one there is, `currency` alone, or everything converted into
+    `currency` with `rates`. A mix of currencies without either raises MixedCurrencies.
 
-    Amounts of different currencies are added as they are; pass `currency` to
-    keep one.
+    `amounts=False` asks for purchase days only (any currency, `monetary` and `total` NaN):
+    what repurchase intervals need.
     """
     period = Period.as_of(as_of, unit_days)
     dialect = sql_dialect(uow)
+    if dialect is not None and rates is None:
+        return _sql_summary(uow, dialect, period, currency, amounts)
     if dialect is None:
-        return Summary.from_days(period, python_rows(every(uow, "purchases"), period, currency))
-    return _sql_summary(uow, dialect, period, currency)
+        day_totals = python_day_totals(every(uow, "purchases"), period)
+    else:
+        day_totals = [
+            (str(c), int(d), str(code), _stored_amount(dialect, amount))
+            for c, d, code, amount in uow.select(  # type: ignore[attr-defined]
+                day_totals_sql(dialect), [bind_instant(dialect, period.end)])
+        ]
+    if not amounts:
+        keep = [(c, d, "", amount) for c, d, _, amount in day_totals]
+        return _without_amounts(Summary.from_days(period, rows_of_day_totals(keep)[0]))
+    rows, found = rows_of_day_totals(day_totals, currency=currency, rates=rates)
+    return Summary.from_days(period, rows, currency=found, converted=rates is not None)
 
 
 def summary_of(
-    purchases: Sequence[Purchase], as_of: date | datetime, *, unit_days: float = 7.0
+    purchases: Sequence[Purchase], as_of: date | datetime, *, unit_days: float = 7.0,
+    currency: str | None = None, rates: ExchangeRates | None = None,
 ) -> Summary:
     """The summary of purchases already in hand (tests, small imports)."""
     period = Period.as_of(as_of, unit_days)
-    return Summary.from_days(period, python_rows(purchases, period))
+    rows, found = rows_of_day_totals(python_day_totals(purchases, period), currency=currency,
+                                     rates=rates)
+    return Summary.from_days(period, rows, currency=found, converted=rates is not None)
