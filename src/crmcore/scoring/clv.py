@@ -469,6 +469,18 @@ class ParetoNBD(_Parameters):
         x, tx, age = _arrays(frequency, recency, T)
         return _pareto_ll(self.r, self.alpha, self.s, self.beta, x, tx, age)
 
+    def expected_purchases_from_start(self, t: float | Sequence[float]) -> Array:
+        """E[X(t)]: purchases expected from a new customer in a period of length t after
+        their first purchase (Fader & Hardie 2005, eq. 17)."""
+        import numpy as np
+
+        require()
+        ts = np.atleast_1d(np.asarray(t, dtype=np.float64))
+        r, alpha, s, beta = self.r, self.alpha, self.s, self.beta
+        shrink = np.log1p(ts / beta)
+        share = shrink if abs(s - 1) < 1e-12 else -np.expm1(-(s - 1) * shrink) / (s - 1)
+        return r * beta / alpha * share  # type: ignore[no-any-return]
+
     def p_alive(self, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> Array:
         import numpy as np
         from scipy.special import expit
@@ -681,6 +693,22 @@ class _GgObjective:
 
 def _gg_ll(log_params: Array, x: Array, m: Array, weight: Array) -> tuple[float, Array]:
     return _GgObjective(x, m, weight)(log_params)
+
+
+def purchases_interval(
+    model: BetaGeo | ParetoNBD, t: float, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike,
+    level: float = 0.95,
+) -> tuple[Array, Array, Array]:
+    """Expected purchases in (T, T + t] of each history, with a `level` interval by the
+    delta method (see `crmcore.scoring.uncertainty`): estimate, lower, upper."""
+    import numpy as np
+
+    if model.log_covariance is None:
+        raise FitError("the model has no covariance (not fitted here, or a flat likelihood)")
+    x, tx, age = _arrays(frequency, recency, T)
+    return uncertainty.delta_interval(
+        lambda v: model.at(v).expected_purchases(t, x, tx, age), model.log_params(),
+        np.asarray(model.log_covariance), level)
 
 
 # ---- lifetime value ----

@@ -309,6 +309,19 @@ def rows_of_day_totals(
     return rows, found
 
 
+def stored_day_totals(uow: UnitOfWork, period: Period) -> list[DayTotal]:
+    """The day totals of the stored purchases before the end of `period`: one aggregation
+    in SQL, a paged pass in Python without it."""
+    dialect = sql_dialect(uow)
+    if dialect is None:
+        return python_day_totals(every(uow, "purchases"), period)
+    return [
+        (str(c), int(d), str(code), _stored_amount(dialect, amount))
+        for c, d, code, amount in uow.select(  # type: ignore[attr-defined]
+            day_totals_sql(dialect), [bind_instant(dialect, period.end)])
+    ]
+
+
 def python_rows(
     purchases: Iterable[Purchase], period: Period, currency: str | None = None
 ) -> list[tuple[str, int, int, int, float, float]]:
@@ -336,14 +349,7 @@ def summarize(
     dialect = sql_dialect(uow)
     if dialect is not None and rates is None:
         return _sql_summary(uow, dialect, period, currency, amounts)
-    if dialect is None:
-        day_totals = python_day_totals(every(uow, "purchases"), period)
-    else:
-        day_totals = [
-            (str(c), int(d), str(code), _stored_amount(dialect, amount))
-            for c, d, code, amount in uow.select(  # type: ignore[attr-defined]
-                day_totals_sql(dialect), [bind_instant(dialect, period.end)])
-        ]
+    day_totals = stored_day_totals(uow, period)
     if not amounts:
         keep = [(c, d, "", amount) for c, d, _, amount in day_totals]
         return _without_amounts(Summary.from_days(period, rows_of_day_totals(keep)[0]))
