@@ -240,7 +240,7 @@ class BetaGeo(_Parameters):
         """P(X(t) = n): the probability that a customer picked at random makes exactly n
         purchases in a period of length t from their first (Fader, Hardie & Lee 2005, eq. 8)."""
         import numpy as np
-        from scipy.special import betaln, gammaln
+        from scipy.special import betainc, betaln, gammaln
 
         require()
         counts = np.atleast_1d(np.asarray(n, dtype=np.float64))
@@ -256,10 +256,11 @@ class BetaGeo(_Parameters):
             return gammaln(r + k) - gammaln(r) - gammaln(k + 1) + log_stay + k * log_ratio  # type: ignore[no-any-return]
 
         alive = np.exp(betaln(a, b + counts) - betaln(a, b) + log_nbd(counts))
-        top = int(counts.max())
-        below = np.concatenate([[0.0], np.cumsum(np.exp(log_nbd(np.arange(top, dtype=np.float64))))])
-        died = np.where(counts > 0, np.exp(betaln(a + 1, b + counts - 1) - betaln(a, b)), 0.0)
-        out = alive + died * (1.0 - below[counts.astype(int)])
+        # P(NBD >= n) = I_{t/(alpha+t)}(n, r): the regularised incomplete beta, not 1 - a sum
+        with np.errstate(divide="ignore", invalid="ignore"):
+            tail = betainc(np.maximum(counts, 1.0), r, t / (alpha + t))
+            died = np.where(counts > 0, np.exp(betaln(a + 1, b + counts - 1) - betaln(a, b)), 0.0)
+        out = alive + died * np.where(counts > 0, tail, 0.0)
         return out  # type: ignore[no-any-return]
 
     def expected_purchases_from_start(self, t: float | Sequence[float]) -> Array:
