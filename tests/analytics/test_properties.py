@@ -17,10 +17,10 @@ from hypothesis import strategies as st
 from scipy.optimize import approx_fprime
 
 import crmcore
+from crmcore.exchange import Rate, RateTable, convert
 from crmcore.scoring import clv
 from crmcore.scoring.cross_sell import mine_rules, next_best_offers
 from crmcore.scoring.rfm import SEGMENTS, quantile_scores, rfm
-from crmcore.exchange import Rate, RateTable, convert
 from crmcore.scoring.summary import MixedCurrencies, Period, Summary, summarize, summary_of
 from crmcore.testing.strategies import cases, interactions, purchases
 
@@ -187,12 +187,12 @@ def test_sqlite_and_python_summaries_agree(
         crm.bulk_import([crmcore.Customer.new(f"Customer {c}", id=c) for c in BUYERS])
         crm.bulk_import(bought)
         with crm.reading() as uow:
-            stored = [summary_or_refusal(lambda: summarize(uow, as_of, unit_days=unit_days, **ask))
+            stored = [summary_or_refusal(lambda ask=ask: summarize(uow, as_of, unit_days=unit_days, **ask))
                       for ask in asks]
     finally:
         crm.close()
     for ask, found in zip(asks, stored, strict=True):
-        reference = summary_or_refusal(lambda: summary_of(bought, as_of, unit_days=unit_days, **ask))
+        reference = summary_or_refusal(lambda ask=ask: summary_of(bought, as_of, unit_days=unit_days, **ask))
         if isinstance(reference, str) or isinstance(found, str):
             assert found == reference == "currency"
             continue

@@ -24,11 +24,11 @@ from crmcore.scoring import cross_sell
 from crmcore.scoring.churn import ChurnAlert, churn_alerts
 from crmcore.scoring.churn import check as check_churn
 from crmcore.scoring.cross_sell import Offer, Rule
+from crmcore.scoring.horizon import CALENDAR_MONTH, Horizon
 from crmcore.scoring.intervals import Repurchase, repurchase_intervals
 from crmcore.scoring.lead import LeadModel, LeadScore
 from crmcore.scoring.rfm import RFM, SEGMENTS, rfm
 from crmcore.scoring.service_quality import DIMENSIONS, Quality, service_quality
-from crmcore.scoring.horizon import CALENDAR_MONTH, Horizon
 from crmcore.scoring.summary import MixedCurrencies, Period, Summary, currencies, every, summarize
 
 if TYPE_CHECKING:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from typing import Any
-
-import weakref
 
 import attrs
 import phonenumbers

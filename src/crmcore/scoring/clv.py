@@ -146,7 +146,8 @@ class _Parameters:
     def log_params(self) -> Array:
         import numpy as np
 
-        return np.log([getattr(self, name) for name in self.NAMES])  # type: ignore[no-any-return]
+        found: Array = np.log(np.array([getattr(self, name) for name in self.NAMES], dtype=np.float64))
+        return found
 
     def at(self, log_params: Array) -> Any:
         """The same model with other (log-)parameters: what the delta method perturbs."""
@@ -480,7 +481,8 @@ class ParetoNBD(_Parameters):
         r, alpha, s, beta = self.r, self.alpha, self.s, self.beta
         shrink = np.log1p(ts / beta)
         share = shrink if abs(s - 1) < 1e-12 else -np.expm1(-(s - 1) * shrink) / (s - 1)
-        return r * beta / alpha * share  # type: ignore[no-any-return]
+        found: Array = r * beta / alpha * share
+        return found
 
     def p_alive(self, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> Array:
         import numpy as np
@@ -585,7 +587,7 @@ def _excluded(
     for reason, mask in reasons:
         rows = np.flatnonzero(mask)
         if rows.size:
-            ids = tuple(customer_ids[i] for i in rows) if customer_ids is not None else tuple(
+            ids = tuple(customer_ids[int(i)] for i in rows) if customer_ids is not None else tuple(
                 f"#{i}" for i in rows)
             found.append(Exclusion(reason, ids))
             log.warning("%s fit leaves out %d customer(s): %s (%s)", model, rows.size, reason,
@@ -767,7 +769,6 @@ class LifetimeModel:
     @classmethod
     def fit(cls, summary: Summary, *, counts: str = "bg/nbd") -> LifetimeModel:
         """Fit both models on a summary; `counts` is "bg/nbd" or "pareto/nbd"."""
-        import numpy as np
 
         kinds: dict[str, type[BetaGeo] | type[ParetoNBD]] = {"bg/nbd": BetaGeo, "pareto/nbd": ParetoNBD}
         if counts not in kinds:
@@ -868,7 +869,7 @@ class Valuation:
     """Over the whole horizon."""
     expected_spend: Array
     clv: Array
-    horizon: Horizon = Horizon()
+    horizon: Horizon = attrs.field(factory=Horizon)
     currency: str | None = None
     level: float | None = None
     """Confidence level of the intervals (delta method), when asked for."""

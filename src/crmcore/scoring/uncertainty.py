@@ -52,7 +52,8 @@ def hessian_from_gradient(gradient: Callable[[Array], Array], at: Array, step: f
         shift = np.zeros(k)
         shift[j] = step
         out[:, j] = (gradient(at + shift) - gradient(at - shift)) / (2 * step)
-    return (out + out.T) / 2  # type: ignore[no-any-return]
+    symmetric: Array = (out + out.T) / 2
+    return symmetric
 
 
 def hessian_from_value(value: Callable[[Array], float], at: Array, step: float = 1e-3) -> Array:
@@ -82,7 +83,8 @@ def covariance(negative_hessian: Array) -> Array | None:
         np.linalg.cholesky(negative_hessian)
     except np.linalg.LinAlgError:
         return None
-    return np.linalg.inv(negative_hessian)  # type: ignore[no-any-return]
+    inverse: Array = np.linalg.inv(negative_hessian).astype(np.float64)
+    return inverse
 
 
 def as_rows(matrix: Array | None) -> tuple[tuple[float, ...], ...] | None:
