@@ -133,9 +133,25 @@ _DAY = {
     "sqlite": f"(ordered_at / {MICROS_PER_DAY} - (ordered_at % {MICROS_PER_DAY} < 0))",
     "postgresql": "((ordered_at AT TIME ZONE 'UTC')::date - DATE '1970-01-01')",
 }
+_SHIFT_DAYS = 719_163
+"""Days from 0001-01-01 to the epoch: shifted by them, every instant Python can hold is
+positive, so SQLite's truncating division floors (one addition, not a sign test)."""
+_SHIFT = _SHIFT_DAYS * MICROS_PER_DAY
+_DAY_OF = {  # the day of an instant expression, computed once per customer, not per purchase
+    "sqlite": f"(({{}} + {_SHIFT}) / {MICROS_PER_DAY} - {_SHIFT_DAYS})",
+    "postgresql": "(({} AT TIME ZONE 'UTC')::date - DATE '1970-01-01')",
+}
+_DISTINCT_DAY = {  # any number that is one per day will do for counting days
+    "sqlite": f"(p.ordered_at + {_SHIFT}) / {MICROS_PER_DAY}",
+    "postgresql": "(p.ordered_at AT TIME ZONE 'UTC')::date",
+}
 _DAY_START = {
     "sqlite": f"(({{}}) * {MICROS_PER_DAY})",
     "postgresql": "((DATE '1970-01-01' + ({}))::timestamp AT TIME ZONE 'UTC')",
+}
+_AMOUNT = {  # amounts leave PostgreSQL as doubles: numeric -> Decimal -> float costs more
+    "sqlite": "{}",
+    "postgresql": "({})::float8",
 }
 _PARAM = {"sqlite": "?", "postgresql": "%s"}
 
@@ -146,31 +162,35 @@ def _check_dialect(dialect: str) -> None:
 
 
 def summary_sql(dialect: str, *, currency: bool = False) -> str:
-    """Purchases grouped by customer in one pass along the (customer, time) index, and the
-    first purchase day's value looked up by an index range per customer: repeat value is
-    total minus that. The lowest and highest currency code come out of the same pass, so
-    a mix of currencies is seen without a second scan. Parameters: the end of the period
-    and (optionally) the currency, twice over. Rows come in no promised order: the caller
-    sorts them by id in Python (code-point order on every backend, and cheaper than a
-    second sort in the database, since they mostly arrive in index order already)."""
+    """Purchases grouped by customer in one pass along the (customer, time, currency, total)
+    covering index, and the first purchase day's value looked up by an index range per
+    customer: repeat value is total minus that. First and last instants are turned into
+    days once per customer; the lowest and highest currency code come out of the same
+    pass, so a mix of currencies is seen without a second scan. Parameters: the end of the
+    period and (optionally) the currency, twice over. Rows come in no promised order: the
+    caller sorts them by id in Python (code-point order on every backend, and cheaper
+    than a second sort in the database, since they mostly arrive in index order already)."""
     _check_dialect(dialect)
     mark = _PARAM[dialect]
 
     def where(table: str) -> str:
         return f"{table}.ordered_at < {mark}" + (f" AND {table}.currency = {mark}" if currency else "")
 
-    day, start = _DAY[dialect].replace("ordered_at", "p.ordered_at"), _DAY_START[dialect]
+    day_of, start, amount = _DAY_OF[dialect], _DAY_START[dialect], _AMOUNT[dialect]
+    first = day_of.format("g.first_at")
     # built from the constants above only; every value is a bound parameter
+    repeat = (
+        "spent - (SELECT SUM(q.total) FROM purchases AS q WHERE q.customer_id = g.customer_id "  # noqa: S608
+        f"AND q.ordered_at >= {start.format(first)} "
+        f"AND q.ordered_at < {start.format(first + ' + 1')} AND {where('q')})"
+    )
     return (
-        "SELECT customer_id, days, first_day, last_day, spent, spent - ("  # noqa: S608
-        "SELECT SUM(q.total) FROM purchases AS q WHERE q.customer_id = g.customer_id "
-        f"AND q.ordered_at >= {start.format('g.first_day')} "
-        f"AND q.ordered_at < {start.format('g.first_day + 1')} AND {where('q')}"
-        "), low, high FROM ("
-        f"SELECT p.customer_id, COUNT(DISTINCT {day}) AS days, MIN({day}) AS first_day, "
-        f"MAX({day}) AS last_day, SUM(p.total) AS spent, MIN(p.currency) AS low, "
-        f"MAX(p.currency) AS high FROM purchases AS p WHERE {where('p')} "
-        "GROUP BY p.customer_id) AS g"
+        f"SELECT customer_id, days, {first}, {day_of.format('g.last_at')}, "  # noqa: S608
+        f"{amount.format('spent')}, {amount.format(repeat)}, low, high FROM ("
+        f"SELECT p.customer_id, COUNT(DISTINCT {_DISTINCT_DAY[dialect]}) AS days, "
+        "MIN(p.ordered_at) AS first_at, MAX(p.ordered_at) AS last_at, SUM(p.total) AS spent, "
+        "MIN(p.currency) AS low, MAX(p.currency) AS high "
+        f"FROM purchases AS p WHERE {where('p')} GROUP BY p.customer_id) AS g"
     )
 
 

@@ -138,6 +138,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             doc json NOT NULL, PRIMARY KEY (scorer, customer_id, as_of))""",
         "CREATE INDEX scores_customer ON scores (customer_id, scorer, as_of)",
     ),
+    # analytics: the purchase summary reads this index alone (an index-only scan)
+    ("CREATE INDEX purchases_summary ON purchases (customer_id, ordered_at) INCLUDE (currency, total)",),
 )
 """Migration N brings the schema from version N to N+1 (mirrors sqlite.MIGRATIONS)."""
 

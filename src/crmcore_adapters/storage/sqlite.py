@@ -99,6 +99,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (scorer, customer_id, as_of)) WITHOUT ROWID""",
         "CREATE INDEX scores_customer ON scores (customer_id, scorer, as_of)",
     ),
+    # analytics: the purchase summary reads this index alone, never the wide table rows
+    ("CREATE INDEX purchases_summary ON purchases (customer_id, ordered_at, currency, total)",),
 )
 """Migration N brings the schema from version N to N+1; never edit one that has shipped."""
 
