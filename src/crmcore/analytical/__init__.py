@@ -13,15 +13,16 @@ default for every call, the scorers included.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime
 from typing import TYPE_CHECKING
 
 from crmcore.errors import MissingExtra, ValidationError
 from crmcore.exchange import ExchangeRates
-from crmcore.model import Opportunity, Score
+from crmcore.model import Customer, Opportunity, Score
 from crmcore.scoring import cross_sell
 from crmcore.scoring.churn import ChurnAlert, churn_alerts
+from crmcore.scoring.cohorts import ChurnRate, Cohort, churn_rates, cohort_table
 from crmcore.scoring.churn import check as check_churn
 from crmcore.scoring.cross_sell import Offer, Rule
 from crmcore.scoring.horizon import CALENDAR_MONTH, Horizon
@@ -178,6 +179,21 @@ class Analytical:
                     self.crm.emit("churn.alert", alert.customer_id, as_of=moment.isoformat(),
                                   threshold=threshold, **alert.explain())
         return alerts
+
+    def cohorts(self, as_of: When | None = None, *, currency: str | None = None,
+                rates: ExchangeRates | None = None) -> list[Cohort]:
+        """Retention and revenue by acquisition month and months since (see `scoring.cohorts`);
+        revenue per currency, or converted with the reporting rates."""
+        currency, rates = self._money(currency, rates)
+        with self.crm.reading() as uow:
+            return cohort_table(uow, self._as_of(as_of), currency=currency if rates else None,
+                                rates=rates)
+
+    def churn_rates(self, as_of: When | None = None, *, window: int = 3,
+                    segment: Callable[[Customer], str | None] | None = None) -> list[ChurnRate]:
+        """Monthly churn rate, for everyone and per tier (or per `segment(customer)`)."""
+        with self.crm.reading() as uow:
+            return churn_rates(uow, self._as_of(as_of), window=window, segment=segment)
 
     def repurchase(self, as_of: When | None = None) -> list[Repurchase]:
         """Each buyer's typical repurchase interval and the day the next purchase is due."""
