@@ -6,8 +6,9 @@ scipy). Scores are stored as dated snapshots that segment rules can read.
 
 Money figures are in one currency: the only one the purchases use, the one asked
 for (`currency=`), or everything converted into it (`currency=` with `rates=`,
-any `crmcore.exchange.ExchangeRates`). `reporting(currency, rates)` sets the
-default for every call, the scorers included.
+any `crmcore.exchange.ExchangeRates`). `reporting(currency, rates, margins=)` sets
+the default for every call, the scorers included; with a `MarginRule`, RFM monetary
+and CLV are on margin instead of revenue (see `scoring.margin`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from crmcore.scoring.cross_sell import Offer, Rule
 from crmcore.scoring.horizon import CALENDAR_MONTH, Horizon
 from crmcore.scoring.intervals import Repurchase, repurchase_intervals
 from crmcore.scoring.lead import LeadModel, LeadScore
+from crmcore.scoring.margin import MarginRow, MarginRule, margin_summary, margins_by
 from crmcore.scoring.rfm import RFM, SEGMENTS, rfm
 from crmcore.scoring.service_quality import DIMENSIONS, Quality, service_quality
 from crmcore.scoring.summary import MixedCurrencies, Period, Summary, currencies, every, summarize
@@ -48,13 +50,16 @@ class Analytical:
         self.crm = crm
         self.currency: str | None = None
         self.rates: ExchangeRates | None = None
+        self.margins: MarginRule | None = None
 
-    def reporting(self, currency: str | None, rates: ExchangeRates | None = None) -> None:
+    def reporting(self, currency: str | None, rates: ExchangeRates | None = None, *,
+                  margins: MarginRule | None = None) -> None:
         """The currency money figures default to, and the rates that convert into it
-        (None, None: each figure in the purchases' one currency, a mix refused)."""
+        (None, None: each figure in the purchases' one currency, a mix refused); with
+        `margins`, customer value is measured on margin."""
         if rates is not None and currency is None:
             raise ValidationError("currency", None, "name the currency the rates convert into")
-        self.currency, self.rates = currency, rates
+        self.currency, self.rates, self.margins = currency, rates, margins
 
     def _as_of(self, as_of: When | None) -> When:
         return self.crm.clock() if as_of is None else as_of
@@ -66,13 +71,25 @@ class Analytical:
         return currency, rates
 
     def summary(self, as_of: When | None = None, *, unit_days: float = 7.0,
-                currency: str | None = None, rates: ExchangeRates | None = None) -> Summary:
+                currency: str | None = None, rates: ExchangeRates | None = None,
+                margins: MarginRule | None = None) -> Summary:
         """Frequency, recency, T and mean repeat value of every buyer, in one currency (see
-        `scoring.summary`)."""
+        `scoring.summary`); on margin with `margins` (or the reporting default)."""
         currency, rates = self._money(currency, rates)
+        margins = margins or self.margins
         with self.crm.reading() as uow:
+            if margins is not None:
+                return margin_summary(uow, self._as_of(as_of), margins, unit_days=unit_days,
+                                      currency=currency, rates=rates)
             return summarize(uow, self._as_of(as_of), unit_days=unit_days, currency=currency,
                              rates=rates)
+
+    def margin_report(self, as_of: When | None = None, *, rule: MarginRule | None = None,
+                level: str = "category") -> list[MarginRow]:
+        """Revenue and margin per category (or product) and currency."""
+        with self.crm.reading() as uow:
+            return margins_by(uow, self._as_of(as_of), rule or self.margins or MarginRule(),
+                              level=level)
 
     def currencies(self, as_of: When | None = None) -> list[str]:
         """The currencies purchases were made in up to `as_of`."""
@@ -81,25 +98,27 @@ class Analytical:
 
     def rfm(self, as_of: When | None = None, *, bins: int = 5,
             segments: Mapping[str, str] = SEGMENTS, currency: str | None = None,
-            rates: ExchangeRates | None = None) -> list[RFM]:
+            rates: ExchangeRates | None = None, margins: MarginRule | None = None) -> list[RFM]:
         """RFM scores (1..bins) and segment of every buyer, as of an instant; monetary in
-        one currency (each RFM names it)."""
-        return rfm(self.summary(as_of, unit_days=1, currency=currency, rates=rates), bins=bins,
-                   segments=segments)
+        one currency (each RFM names it), on margin with `margins`."""
+        base = self.summary(as_of, unit_days=1, currency=currency, rates=rates, margins=margins)
+        return rfm(base, bins=bins, segments=segments)
 
     def fit_clv(self, as_of: When | None = None, *, unit_days: float = 7.0,
                 counts: str = "bg/nbd", currency: str | None = None,
-                rates: ExchangeRates | None = None) -> LifetimeModel:
-        """Fit BG/NBD (or Pareto/NBD) and Gamma-Gamma on the history up to `as_of`."""
+                rates: ExchangeRates | None = None, margins: MarginRule | None = None) -> LifetimeModel:
+        """Fit BG/NBD (or Pareto/NBD) and Gamma-Gamma on the history up to `as_of` (spend
+        on margin with `margins`)."""
         from crmcore.scoring.clv import LifetimeModel
 
-        base = self.summary(as_of, unit_days=unit_days, currency=currency, rates=rates)
+        base = self.summary(as_of, unit_days=unit_days, currency=currency, rates=rates,
+                            margins=margins)
         return LifetimeModel.fit(base, counts=counts)
 
     def clv(self, as_of: When | None = None, *, model: LifetimeModel | None = None,
             periods: int = 12, period: str | float = CALENDAR_MONTH, discount: float = 0.01,
             level: float | None = None, currency: str | None = None,
-            rates: ExchangeRates | None = None) -> Valuation:
+            rates: ExchangeRates | None = None, margins: MarginRule | None = None) -> Valuation:
         """P(alive), expected purchases and spend, and discounted CLV of every buyer over
         `periods` periods of `period` (calendar months by default; see `scoring.horizon`),
         with delta-method intervals at `level` when asked.
@@ -114,7 +133,7 @@ class Analytical:
         if model is not None and currency is None and rates is None and self.rates is None:
             currency = model.currency
         base = self.summary(as_of, unit_days=7.0 if model is None else model.unit_days,
-                            currency=currency, rates=rates)
+                            currency=currency, rates=rates, margins=margins)
         return self._value(base, model, horizon=horizon, level=level)
 
     def clv_by_currency(self, as_of: When | None = None, *, periods: int = 12,

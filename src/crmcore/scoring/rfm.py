@@ -54,6 +54,8 @@ class RFM:
     m: int
     segment: str
     currency: str | None = None
+    measure: str = "revenue"
+    """What `monetary` measures: "revenue" or "margin"."""
 
     @property
     def code(self) -> str:
@@ -71,6 +73,8 @@ class RFM:
         }
         if self.currency is not None:
             found["currency"] = self.currency
+        if self.measure != "revenue":
+            found["measure"] = self.measure
         return found
 
 
@@ -117,5 +121,5 @@ def rfm(summary: Summary, *, bins: int = 5, segments: Mapping[str, str] = SEGMEN
     for i, customer_id in enumerate(summary.customer_ids):
         code = f"{r[i]}{f[i]}{m[i]}"
         out.append(RFM(customer_id, recency[i], frequency[i], summary.total[i], r[i], f[i], m[i],
-                       segment_of(code, rules), summary.currency))
+                       segment_of(code, rules), summary.currency, summary.measure))
     return out

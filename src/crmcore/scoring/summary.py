@@ -89,6 +89,8 @@ class Summary:
     """What `monetary` and `total` are in (None: no purchase at all)."""
     converted: bool = False
     """True when amounts in other currencies were converted into `currency` at their day's rate."""
+    measure: str = "revenue"
+    """What the money figures measure: "revenue", or "margin" (see `scoring.margin`)."""
 
     def __len__(self) -> int:
         return len(self.customer_ids)
