@@ -96,7 +96,12 @@ def test_the_facade_keeps_currencies_apart_or_converts(tmp_path: object) -> None
                          purchase("bob", 1, "100", "USD")])
         a = crm.analytical
         with pytest.raises(MixedCurrencies):
-            a.rfm()
+            a.summary()
+        # no currency chosen: each currency's buyers are ranked among themselves
+        assert {r.customer_id: r.currency for r in a.rfm()} == {"ann": "EUR", "bob": "USD"}
+        by_currency = a.clv_by_currency()
+        assert "USD" not in by_currency  # one buyer, no repeat: no spend to fit, left out and logged
+        assert all(v.currency == code for code, v in by_currency.items())
         assert {r.customer_id: (r.monetary, r.currency) for r in a.rfm(currency="USD")} == {
             "bob": (100.0, "USD")}
         a.reporting("EUR", RateTable([Rate("EUR", "USD", date(2020, 1, 1), Decimal("1.25"))]))

@@ -23,8 +23,8 @@ from crmcore.exchange import ExchangeRates
 from crmcore.model import Customer, Opportunity, Score
 from crmcore.scoring import cross_sell
 from crmcore.scoring.churn import ChurnAlert, churn_alerts
-from crmcore.scoring.cohorts import ChurnRate, Cohort, churn_rates, cohort_table
 from crmcore.scoring.churn import check as check_churn
+from crmcore.scoring.cohorts import ChurnRate, Cohort, churn_rates, cohort_table
 from crmcore.scoring.cross_sell import Offer, Rule
 from crmcore.scoring.horizon import CALENDAR_MONTH, Horizon
 from crmcore.scoring.intervals import Repurchase, repurchase_intervals
@@ -100,8 +100,20 @@ class Analytical:
             segments: Mapping[str, str] = SEGMENTS, currency: str | None = None,
             rates: ExchangeRates | None = None, margins: MarginRule | None = None) -> list[RFM]:
         """RFM scores (1..bins) and segment of every buyer, as of an instant; monetary in
-        one currency (each RFM names it), on margin with `margins`."""
-        base = self.summary(as_of, unit_days=1, currency=currency, rates=rates, margins=margins)
+        one currency (each RFM names it), on margin with `margins`.
+
+        With purchases in several currencies and no currency chosen (here or by
+        `reporting`), each currency's buyers are scored among themselves, on that
+        currency's purchases: ranks never compare two currencies, and a customer who
+        bought in two currencies is scored in each.
+        """
+        try:
+            base = self.summary(as_of, unit_days=1, currency=currency, rates=rates, margins=margins)
+        except MixedCurrencies:
+            scored = [score for code in self.currencies(as_of)
+                      for score in self.rfm(as_of, bins=bins, segments=segments, currency=code,
+                                            margins=margins)]
+            return sorted(scored, key=lambda s: (s.customer_id, s.currency or ""))
         return rfm(base, bins=bins, segments=segments)
 
     def fit_clv(self, as_of: When | None = None, *, unit_days: float = 7.0,
