@@ -11,7 +11,9 @@ fresh process so that its peak memory (max RSS) is its own: crmcore's summary re
 aggregates only, never the purchases; pandas and polars work on the purchases already
 in memory as a data frame (the time to read them from the database is printed
 separately, and is not in their figure). Ratios are baseline time / crmcore time:
-above 1.0, crmcore is faster.
+above 1.0, crmcore is faster. RFM scoring is timed on the summary against the same
+scores computed with pandas ranks. A full lifetime-value run (summary, fit, CLV) on a
+base simulated from the BG/NBD process is `benchmarks/bench_clv.py`.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import numpy as np
 
 import crmcore
 from crmcore import Customer, Money, OrderLine, Purchase
+from crmcore.scoring.rfm import rfm
 from crmcore.scoring.summary import summarize
 
 START = datetime(2022, 1, 1, tzinfo=UTC)
@@ -102,7 +105,23 @@ def pandas_summary(frame: Any) -> Any:
     week = np.timedelta64(7, "D")
     return {"frequency": per["n"] - 1, "recency": (per["last"] - per["first"]) / week,
             "T": (through - per["first"].values) / week,
-            "monetary": ((per["spent"] - per["first_value"]) / (per["n"] - 1)).where(per["n"] > 1, 0.0)}
+            "monetary": ((per["spent"] - per["first_value"]) / (per["n"] - 1)).where(per["n"] > 1, 0.0),
+            "spent": per["spent"]}
+
+
+def pandas_rfm(summary: Any) -> Any:
+    """crmcore's scores in pandas: 1 + floor(5 * share of the others strictly worse), at most 5."""
+    n = max(len(summary["frequency"]) - 1, 1)
+
+    def score(values: Any, higher_is_better: bool) -> Any:
+        worse = values.rank(method="min") - 1 if higher_is_better else (
+            len(values) - values.rank(method="max"))
+        return np.minimum(5, 1 + (5 * worse) // n).astype(int)
+
+    idle = ((summary["T"] - summary["recency"]) * 7).round(6)
+    spent = summary["monetary"] * 0 + summary["spent"]
+    return (score(idle, False) * 100 + score(summary["frequency"] + 1, True) * 10
+            + score(spent, True))
 
 
 def polars_summary(frame: Any) -> Any:
@@ -132,8 +151,10 @@ def measure(what: str, url: str, repeat: int) -> dict[str, Any]:
 
         took, found = best(repeat, run)
         crm.close()
+        rfm_took, scores = best(repeat, lambda: rfm(found))
         return {"seconds": took, "customers": len(found), "peak_mb": peak_mb(),
-                "check": float(np.sum(found.monetary))}
+                "check": float(np.sum(found.monetary)), "rfm_seconds": rfm_took,
+                "rfm_check": sum(s.r * 100 + s.f * 10 + s.m for s in scores)}
     began = time.perf_counter()
     frame = read_frame(url)
     read = time.perf_counter() - began
@@ -141,6 +162,9 @@ def measure(what: str, url: str, repeat: int) -> dict[str, Any]:
         took, found = best(repeat, lambda: pandas_summary(frame))
         check = float(found["monetary"].sum())
         customers = len(found["monetary"])
+        rfm_took, codes = best(repeat, lambda: pandas_rfm(found))
+        return {"seconds": took, "customers": customers, "peak_mb": peak_mb(), "read_seconds": read,
+                "check": check, "rfm_seconds": rfm_took, "rfm_check": int(codes.sum())}
     else:
         import polars as pl
 
@@ -184,7 +208,12 @@ def compare(name: str, url: str, repeat: int) -> None:
     if mine is None:
         return
     print(f"  {name}: crmcore summary {mine['seconds']:.3f} s for {mine['customers']:,} customers, "
-          f"peak {mine['peak_mb']:.0f} MB")
+          f"peak {mine['peak_mb']:.0f} MB; RFM scoring {mine['rfm_seconds']:.3f} s")
+    if "pandas" in figures:
+        f = figures["pandas"]
+        print(f"    pandas  RFM scoring {f['rfm_seconds']:.3f} s -> ratio "
+              f"{f['rfm_seconds'] / mine['rfm_seconds']:.2f}x; "
+              f"same scores: {f['rfm_check'] == mine['rfm_check']}")
     for what in baselines:
         if what in figures:
             f = figures[what]

@@ -85,11 +85,13 @@ def quantile_scores(values: Sequence[float], bins: int = 5, *, higher_is_better:
         raise ValidationError("bins", bins, "must be a whole number from 1 to 100")
     ordered = sorted(values)
     others = max(len(ordered) - 1, 1)
+    # the score of each distinct value, computed once (customers share few distinct figures)
     if higher_is_better:
-        worse = [bisect.bisect_left(ordered, v) for v in values]
+        below = {v: bisect.bisect_left(ordered, v) for v in set(ordered)}
     else:
-        worse = [len(ordered) - bisect.bisect_right(ordered, v) for v in values]
-    return [min(bins, 1 + bins * w // others) for w in worse]
+        below = {v: len(ordered) - bisect.bisect_right(ordered, v) for v in set(ordered)}
+    score = {v: min(bins, 1 + bins * w // others) for v, w in below.items()}
+    return list(map(score.__getitem__, values))
 
 
 def compile_segments(segments: Mapping[str, str]) -> list[tuple[re.Pattern[str], str]]:
@@ -117,9 +119,13 @@ def rfm(summary: Summary, *, bins: int = 5, segments: Mapping[str, str] = SEGMEN
     r = quantile_scores(recency, bins, higher_is_better=False)
     f = quantile_scores(frequency, bins)
     m = quantile_scores(list(summary.total), bins)
+    named: dict[str, str] = {}  # at most bins^3 codes: match each once, not once per customer
     out = []
     for i, customer_id in enumerate(summary.customer_ids):
         code = f"{r[i]}{f[i]}{m[i]}"
+        segment = named.get(code)
+        if segment is None:
+            segment = named[code] = segment_of(code, rules)
         out.append(RFM(customer_id, recency[i], frequency[i], summary.total[i], r[i], f[i], m[i],
-                       segment_of(code, rules), summary.currency, summary.measure))
+                       segment, summary.currency, summary.measure))
     return out
