@@ -119,7 +119,7 @@ def pandas_rfm(summary: Any) -> Any:
         return np.minimum(5, 1 + (5 * worse) // n).astype(int)
 
     idle = ((summary["T"] - summary["recency"]) * 7).round(6)
-    spent = summary["monetary"] * 0 + summary["spent"]
+    spent = summary["spent"].round(4)  # amounts are exact to 1/10,000: the float sums are not
     return (score(idle, False) * 100 + score(summary["frequency"] + 1, True) * 10
             + score(spent, True))
 

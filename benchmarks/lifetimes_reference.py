@@ -53,7 +53,6 @@ def summary(fitter):
 
 print(json.dumps({
     "bg_nbd": summary(bg),
-    "bg_nbd_ll": float(-bg._negative_log_likelihood_ * len(x)),
     "pareto_nbd": {k: float(v) for k, v in pareto.params_.items()},
     "gamma_gamma": summary(gg),
     "p_n_purchases": {str(t): [float(bg.probability_of_n_purchases_up_to_time(t, n)) for n in range(11)]
