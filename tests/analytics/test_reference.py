@@ -74,6 +74,10 @@ def test_gamma_gamma_standard_errors_match_lifetimes() -> None:
         assert table[name]["se"] == pytest.approx(se, rel=2e-3)
 
 
+LIFETIMES_PARETO_NBD = {"r": 0.5532834776454716, "alpha": 10.577625460461881,
+                        "s": 0.6061995402647431, "beta": 11.667381579902786}
+
+
 def test_pareto_nbd_standard_errors_are_stable_and_cover_the_published_fit() -> None:
     """lifetimes 0.11.3 reports no Pareto/NBD errors; the Hessian must not depend on the
     difference step, and the published parameters lie inside the 95% intervals."""
@@ -81,6 +85,7 @@ def test_pareto_nbd_standard_errors_are_stable_and_cover_the_published_fit() -> 
 
     x, tx, T, _ = shipped()
     model = ParetoNBD.fit(x, tx, T)
+    assert model.params == pytest.approx(LIFETIMES_PARETO_NBD, rel=1e-4)
     at = model.log_params()
 
     def ll(v: np.ndarray) -> float:
@@ -141,3 +146,38 @@ def test_purchase_intervals_hold_the_estimate_and_widen_with_the_horizon(bg: Bet
     for estimate, lower, upper in (short, long):
         assert (lower <= estimate).all() and (estimate <= upper).all()
     assert ((long[2] - long[1]) >= (short[2] - short[1]) - 1e-12).all()
+
+
+def simulate_bg_nbd(rng: np.random.Generator, n: int, params: tuple[float, float, float, float]
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Customers drawn from the BG/NBD process, all of them at once, one purchase at a time."""
+    r, alpha, a, b = params
+    T = rng.uniform(26, 52, n)
+    rate, drop = rng.gamma(r, 1 / alpha, n), rng.beta(a, b, n)
+    x, tx, t = np.zeros(n), np.zeros(n), np.zeros(n)
+    alive = np.ones(n, dtype=bool)
+    while alive.any():
+        t[alive] += rng.exponential(1 / rate[alive])
+        alive &= t < T
+        x[alive] += 1
+        tx[alive] = t[alive]
+        alive &= rng.random(n) >= drop
+    return x, tx, T
+
+
+def test_bg_nbd_standard_errors_match_the_spread_of_simulated_fits() -> None:
+    """With a known truth: the reported standard errors are the spread of the estimates
+    over repeated samples, and the 95% intervals hold the truth about 95% of the time."""
+    rng = np.random.default_rng(11)
+    truth = (0.5, 6.0, 0.8, 2.5)
+    estimates, errors, covered = [], [], []
+    for _ in range(40):
+        model = BetaGeo.fit(*simulate_bg_nbd(rng, 3000, truth))
+        table = model.summary()
+        estimates.append([table[k]["estimate"] for k in BetaGeo.NAMES])
+        errors.append([table[k]["se"] for k in BetaGeo.NAMES])
+        covered.append([table[k]["lower"] <= v <= table[k]["upper"]
+                        for k, v in zip(BetaGeo.NAMES, truth, strict=True)])
+    spread, reported = np.std(estimates, axis=0, ddof=1), np.median(errors, axis=0)
+    assert reported == pytest.approx(spread, rel=0.35), (reported, spread)
+    assert np.mean(covered, axis=0).min() >= 0.8
