@@ -266,7 +266,7 @@ class BetaGeo(_Parameters):
 
     def expected_purchases_from_start(self, t: float | Sequence[float]) -> Array:
         """E[X(t)]: purchases expected from a new customer in a period of length t after
-        their first purchase (eq. 9)."""
+        their first purchase (eq. 9; NaN on its removable singularities a = 1, a + b = 1)."""
         import numpy as np
         from scipy.special import hyp2f1
 
