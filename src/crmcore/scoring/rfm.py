@@ -88,10 +88,10 @@ def quantile_scores(values: Sequence[float], bins: int = 5, *, higher_is_better:
     # last write of a key wins, so walking down keeps each value's first position and
     # walking up its last
     if higher_is_better:
-        worse = {v: i for i, v in zip(range(n - 1, -1, -1), reversed(ordered), strict=True)}
+        score = {v: min(bins, 1 + bins * i // others)
+                 for i, v in zip(range(n - 1, -1, -1), reversed(ordered), strict=True)}
     else:
-        worse = {v: n - 1 - i for i, v in enumerate(ordered)}
-    score = {v: min(bins, 1 + bins * w // others) for v, w in worse.items()}
+        score = {v: min(bins, 1 + bins * (n - 1 - i) // others) for i, v in enumerate(ordered)}
     return list(map(score.__getitem__, values))
 
 
