@@ -80,6 +80,7 @@ def test_the_clv_period_is_stated_and_the_lifetimes_convention_available() -> No
     assert Horizon(2, LIFETIMES_MONTH).ends(through, 7.0) == pytest.approx([4.345, 8.69])
     assert Horizon(2, 30).ends(through, 7.0) == pytest.approx([30 / 7, 60 / 7])
     assert Horizon().period == CALENDAR_MONTH and "calendar month" in Horizon().describe()
+    assert Horizon(2, LIFETIMES_MONTH).describe() == "2 periods of 4.345 weeks, discounted 1.00% a period"
     with pytest.raises(crmcore.ValidationError):
         Horizon(period="fortnight")
     with pytest.raises(crmcore.ValidationError):
@@ -177,4 +178,4 @@ def test_clv_intervals_narrow_as_the_level_falls(cdnow_model: tuple[LifetimeMode
     assert wide.clv_interval is not None and narrow.clv_interval is not None
     width = [band[1] - band[0] for band in (wide.clv_interval, narrow.clv_interval)]
     assert (width[0] >= width[1]).all()
-    assert wide.currency == "USD" and wide.explain(0)["horizon"].startswith("12 periods of calendar month")
+    assert wide.currency == "USD" and wide.explain(0)["horizon"].startswith("12 calendar months")

@@ -65,5 +65,9 @@ class Horizon:
         return [(1.0 + self.discount) ** -k for k in range(1, self.periods + 1)]
 
     def describe(self) -> str:
-        length = self.period if isinstance(self.period, str) else f"{self.period:g} days"
-        return f"{self.periods} periods of {length}, discounted {self.discount:.2%} a period"
+        if self.period == CALENDAR_MONTH:
+            length = f"{self.periods} calendar months"
+        else:
+            days = self.period if isinstance(self.period, str) else f"{self.period:g} days"
+            length = f"{self.periods} periods of {days}"
+        return f"{length}, discounted {self.discount:.2%} a period"
