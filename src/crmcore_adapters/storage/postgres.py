@@ -194,6 +194,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             FROM opportunities o,
               json_array_elements(o.doc -> 'history') WITH ORDINALITY AS h(step, n)""",
     ),
+    # analytics: the purchase summary reads this index alone (an index-only scan)
+    ("CREATE INDEX purchases_summary ON purchases (customer_id, ordered_at) INCLUDE (currency, total)",),
 )
 """Migration N brings the schema from version N to N+1 (mirrors sqlite.MIGRATIONS)."""
 

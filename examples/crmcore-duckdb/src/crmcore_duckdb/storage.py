@@ -94,6 +94,55 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE TABLE schema_version (version INTEGER NOT NULL)",
         "INSERT INTO schema_version VALUES (0)",
     ),
+    # operational: the escalation ladder's next check on cases, tasks, accounts and their
+    # members, the automation log (as crmcore's SQLite schema, without its indexes)
+    (
+        "ALTER TABLE cases ADD COLUMN next_check BIGINT",
+        """CREATE TABLE tasks (
+            id VARCHAR PRIMARY KEY, version BIGINT NOT NULL, owner VARCHAR, status VARCHAR NOT NULL,
+            due_at BIGINT, reminder_due BIGINT, created_at BIGINT NOT NULL, customer_id VARCHAR,
+            account_id VARCHAR, case_id VARCHAR, opportunity_id VARCHAR, doc VARCHAR NOT NULL)""",
+        """CREATE TABLE accounts (
+            id VARCHAR PRIMARY KEY, version BIGINT NOT NULL, kind VARCHAR NOT NULL,
+            name VARCHAR NOT NULL, parent_id VARCHAR, tier VARCHAR, owner VARCHAR, doc VARCHAR NOT NULL)""",
+        """CREATE TABLE account_members (account_id VARCHAR NOT NULL, customer_id VARCHAR NOT NULL,
+            role VARCHAR NOT NULL, PRIMARY KEY (account_id, customer_id))""",
+        """CREATE TABLE automation_runs (
+            id VARCHAR PRIMARY KEY, rule VARCHAR NOT NULL, event_id VARCHAR NOT NULL,
+            customer_id VARCHAR, "at" BIGINT NOT NULL, outcome VARCHAR NOT NULL, doc VARCHAR NOT NULL,
+            UNIQUE (rule, event_id))""",
+    ),
+    # sales: pipelines, leads, catalogue, quotes, exchange rates, opportunity stage history
+    (
+        "CREATE TABLE pipelines (id VARCHAR PRIMARY KEY, version BIGINT NOT NULL, doc VARCHAR NOT NULL)",
+        """CREATE TABLE leads (id VARCHAR PRIMARY KEY, version BIGINT NOT NULL,
+            status VARCHAR NOT NULL, doc VARCHAR NOT NULL)""",
+        "CREATE TABLE products (id VARCHAR PRIMARY KEY, version BIGINT NOT NULL, doc VARCHAR NOT NULL)",
+        """CREATE TABLE price_books (id VARCHAR PRIMARY KEY, version BIGINT NOT NULL,
+            currency VARCHAR NOT NULL, tier VARCHAR, doc VARCHAR NOT NULL)""",
+        """CREATE TABLE quotes (id VARCHAR PRIMARY KEY, version BIGINT NOT NULL,
+            customer_id VARCHAR NOT NULL, opportunity_id VARCHAR NOT NULL, status VARCHAR NOT NULL,
+            doc VARCHAR NOT NULL)""",
+        """CREATE TABLE exchange_rates (base VARCHAR NOT NULL, quote VARCHAR NOT NULL,
+            day VARCHAR NOT NULL, value VARCHAR NOT NULL, PRIMARY KEY (base, quote, day))""",
+        """CREATE TABLE opportunity_history (opportunity_id VARCHAR NOT NULL, seq INTEGER NOT NULL,
+            "at" BIGINT NOT NULL, pipeline VARCHAR NOT NULL, stage VARCHAR NOT NULL, probability DOUBLE,
+            close_date VARCHAR, currency VARCHAR, amount BIGINT, owner VARCHAR, team VARCHAR,
+            PRIMARY KEY (opportunity_id, seq))""",
+        # the steps of opportunities stored before this migration, as sales.history.rows makes them
+        """INSERT INTO opportunity_history (opportunity_id, seq, "at", pipeline, stage, probability,
+            close_date, currency, amount, owner, team)
+            SELECT o.id, CAST(h.key AS INTEGER),
+              epoch_us(CAST(json_extract_string(h.value, '$.at') AS TIMESTAMPTZ)),
+              'default', json_extract_string(h.value, '$.stage'),
+              CASE json_extract_string(h.value, '$.stage') WHEN 'qualification' THEN 0.1
+                WHEN 'needs_analysis' THEN 0.25 WHEN 'proposal' THEN 0.5
+                WHEN 'negotiation' THEN 0.75 WHEN 'won' THEN 1.0 WHEN 'lost' THEN 0.0 END,
+              NULL, json_extract_string(o.doc, '$.amount.currency'),
+              CAST(round(CAST(json_extract_string(o.doc, '$.amount.amount') AS DECIMAL(38, 4))
+                * 10000) AS BIGINT), o.owner, NULL
+            FROM opportunities o, json_each(o.doc, '$.history') h""",
+    ),
 )
 """Migration N brings the schema from version N to N+1."""
 
