@@ -376,6 +376,13 @@ class Customers(Aggregates[Customer]):
         self.crm.plugins.hook.crmcore_validate_customer(customer=item)
         return item
 
+    def add(self, item: Customer) -> Customer:
+        """Store a new customer; one built by `Customer.new` without a time is stamped with
+        the CRM's clock, not the wall clock."""
+        if isinstance(item, Customer):
+            item = item.times_from(self.crm.clock())
+        return super().add(item)
+
     def update(self, item: Customer) -> Customer:
         return super().update(attrs.evolve(item, updated_at=self.crm.clock()))
 

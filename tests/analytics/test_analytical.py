@@ -253,7 +253,8 @@ def test_next_offer_is_read_from_the_stored_snapshot(shop: tuple[crmcore.CRM, Cl
 
 
 def test_the_summary_keeps_one_currency_when_asked(crm: crmcore.CRM) -> None:
-    from crmcore.scoring.summary import summarize, summary_of
+    from crmcore.exchange import Rate, RateTable
+    from crmcore.scoring.summary import MixedCurrencies, summarize, summary_of
 
     customers(crm, "ann", "bob", "\U0001f600", "zoë")
     bought = []
@@ -266,17 +267,22 @@ def test_the_summary_keeps_one_currency_when_asked(crm: crmcore.CRM) -> None:
             lines=[OrderLine("x", crmcore.Money(Decimal(price), currency))]))
     crm.bulk_import(bought)
     as_of = START + timedelta(days=9)  # the USD purchase of day 9 comes one hour later
-    with crm.transaction() as uow:
+    rates = RateTable([Rate("EUR", "USD", START.date(), Decimal("1.5"))])
+    with crm.reading() as uow:
         eur = summarize(uow, as_of, unit_days=1, currency="EUR")
-        every = summarize(uow, as_of, unit_days=1)
-    assert eur.customer_ids == ["ann"]
+        with pytest.raises(MixedCurrencies, match="EUR, USD"):
+            summarize(uow, as_of, unit_days=1)
+        usd = summarize(uow, as_of, unit_days=1, currency="USD", rates=rates)
+    assert eur.customer_ids == ["ann"] and eur.currency == "EUR" and not eur.converted
     assert (eur.frequency[0], eur.recency[0], eur.T[0], eur.monetary[0], eur.total[0]) == (
         1, 3, 8, 25, 35)
-    reference = summary_of(bought, as_of, unit_days=1)
+    reference = summary_of(bought, as_of, unit_days=1, currency="USD", rates=rates)
     # ids in code-point order on every backend, as in Python
-    assert every.customer_ids == reference.customer_ids == ["ann", "bob", "zoë", "\U0001f600"]
-    assert list(every.total) == list(reference.total) == [134.0, 7.0, 3.0, 2.0]
-    assert list(every.monetary) == [25.0, 0.0, 0.0, 0.0]
+    assert usd.customer_ids == reference.customer_ids == ["ann", "bob", "zoë", "\U0001f600"]
+    # ann: 10 EUR + 99 USD, 25 EUR, then 1 USD (one hour after as_of: left out)
+    assert list(usd.total) == list(reference.total) == [15 + 99 + 37.5, 7.0, 3.0, 2.0]
+    assert list(usd.monetary) == [37.5, 0.0, 0.0, 0.0]
+    assert usd.currency == "USD" and usd.converted
 
 
 def test_segment_rules_read_the_stored_scores(shop: tuple[crmcore.CRM, Clock]) -> None:

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import random
 import sys
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,10 +17,11 @@ from hypothesis import strategies as st
 from scipy.optimize import approx_fprime
 
 import crmcore
+from crmcore.exchange import Rate, RateTable, convert
 from crmcore.scoring import clv
 from crmcore.scoring.cross_sell import mine_rules, next_best_offers
 from crmcore.scoring.rfm import SEGMENTS, quantile_scores, rfm
-from crmcore.scoring.summary import Period, Summary, summarize, summary_of
+from crmcore.scoring.summary import MixedCurrencies, Period, Summary, summarize, summary_of
 from crmcore.testing.strategies import cases, interactions, purchases
 
 positive = st.floats(min_value=0.05, max_value=20, allow_nan=False)
@@ -155,29 +159,77 @@ buyers = st.sampled_from(BUYERS)
 """Ids beyond ASCII: the database must order them by code point, as Python does."""
 
 
+RATES = st.fixed_dictionaries({
+    code: st.decimals(min_value="0.0001", max_value="500", places=4) for code in ("USD", "GBP", "JPY")
+})
+"""Units of EUR for one unit of each other currency the strategies use."""
+
+
+def summary_or_refusal(compute: Callable[[], Summary]) -> Summary | str:
+    try:
+        return compute()
+    except MixedCurrencies as refused:
+        return refused.field
+
+
 @settings(max_examples=25)
 @given(st.lists(purchases(customer_id=buyers), max_size=12, unique_by=lambda p: p.id),
        st.datetimes(min_value=datetime(1990, 1, 1), max_value=datetime(2036, 1, 1),
                     timezones=st.just(UTC)),
-       st.sampled_from([1.0, 7.0, 30.4375]))
+       st.sampled_from([1.0, 7.0, 30.4375]), RATES)
 def test_sqlite_and_python_summaries_agree(
-    bought: list[crmcore.Purchase], as_of: datetime, unit_days: float
+    bought: list[crmcore.Purchase], as_of: datetime, unit_days: float, factors: dict[str, Decimal]
 ) -> None:
+    rates = RateTable(Rate(code, "EUR", date(1900, 1, 1), f) for code, f in factors.items())
+    asks: list[dict[str, Any]] = [{}, {"currency": "EUR"}, {"currency": "EUR", "rates": rates}]
     crm = crmcore.open("sqlite://")
     try:
         crm.bulk_import([crmcore.Customer.new(f"Customer {c}", id=c) for c in BUYERS])
         crm.bulk_import(bought)
-        with crm.transaction() as uow:
-            stored = summarize(uow, as_of, unit_days=unit_days)
+        with crm.reading() as uow:
+            stored = [summary_or_refusal(lambda ask=ask: summarize(uow, as_of, unit_days=unit_days, **ask))
+                      for ask in asks]
     finally:
         crm.close()
-    reference = summary_of(bought, as_of, unit_days=unit_days)
-    assert stored.customer_ids == reference.customer_ids
-    for column in ("frequency", "recency", "T", "monetary", "total"):
-        assert getattr(stored, column) == pytest.approx(getattr(reference, column), rel=1e-12)
-    for i in range(len(stored)):
-        assert 0 <= stored.recency[i] <= stored.T[i]
-        assert stored.frequency[i] == 0 or stored.recency[i] > 0
+    for ask, found in zip(asks, stored, strict=True):
+        reference = summary_or_refusal(lambda ask=ask: summary_of(bought, as_of, unit_days=unit_days, **ask))
+        if isinstance(reference, str) or isinstance(found, str):
+            assert found == reference == "currency"
+            continue
+        assert found.customer_ids == reference.customer_ids
+        assert found.currency == reference.currency
+        for column in ("frequency", "recency", "T", "monetary", "total"):
+            assert getattr(found, column) == pytest.approx(getattr(reference, column), rel=1e-12)
+        for i in range(len(found)):
+            assert 0 <= found.recency[i] <= found.T[i]
+            assert found.frequency[i] == 0 or found.recency[i] > 0
+
+
+@settings(max_examples=40)
+@given(st.lists(purchases(customer_id=buyers), max_size=12, unique_by=lambda p: p.id), RATES)
+def test_conversions_never_add_across_currencies(
+    bought: list[crmcore.Purchase], factors: dict[str, Decimal]
+) -> None:
+    """A converted total is each (customer, day, currency) total converted on its own day,
+    then added; unconverted, a summary is of one currency or refused."""
+    rates = RateTable(Rate(code, "EUR", date(1900, 1, 1), f) for code, f in factors.items())
+    as_of = datetime(2040, 1, 1, tzinfo=UTC)
+    day_totals: dict[tuple[str, date, str], Decimal] = {}
+    for p in bought:
+        key = (p.customer_id, p.ordered_at.date(), p.currency)
+        day_totals[key] = day_totals.get(key, Decimal(0)) + p.total.amount
+    expected: dict[str, Decimal] = {}
+    for (customer, day, code), amount in day_totals.items():
+        eur = convert(crmcore.Money(amount, code), "EUR", day, rates)
+        assert eur.currency == "EUR"
+        expected[customer] = expected.get(customer, Decimal(0)) + eur.amount
+    converted = summary_of(bought, as_of, currency="EUR", rates=rates)
+    assert converted.currency == "EUR" and converted.converted
+    assert dict(zip(converted.customer_ids, converted.total, strict=True)) == pytest.approx(
+        {c: float(a) for c, a in expected.items()}, rel=1e-12)
+    codes = {p.currency for p in bought}
+    plain = summary_or_refusal(lambda: summary_of(bought, as_of))
+    assert plain == "currency" if len(codes) > 1 else plain.currency == next(iter(codes), None)  # type: ignore[union-attr]
 
 
 # ---- cross-sell ----

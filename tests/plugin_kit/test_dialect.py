@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -13,9 +13,13 @@ import pytest
 from hypothesis import given
 
 import crmcore
+from crmcore import Channel
+from crmcore.exchange import Rate, RateTable
 from crmcore.ports import sql_dialect
-from crmcore.scoring.summary import summarize
-from crmcore.sql import POSTGRESQL, SQLITE, Dialect, Unsupported, dialect_of
+from crmcore.scoring.service_quality import service_quality
+from crmcore.scoring.summary import MixedCurrencies, currencies, summarize
+from crmcore.sql import POSTGRESQL, SQLITE, Dialect, SQLite, Unsupported, dialect_of
+from crmcore.sql.dialect import EPOCH_SHIFT_DAYS
 from crmcore.synthetic import AS_OF, SyntheticBase
 
 
@@ -61,11 +65,12 @@ def test_an_empty_batch_runs_nothing() -> None:
 def test_sqlite_day_arithmetic_matches_python(moment: datetime) -> None:
     micros = SQLITE.instant(moment)
     with sqlite3.connect(":memory:") as conn:
-        day, start, bucket = conn.execute(
+        day, start, bucket, key = conn.execute(
             f"SELECT {SQLITE.epoch_day(':m')}, {SQLITE.day_start(SQLITE.epoch_day(':m'))}, "
-            f"{SQLITE.period(':m', 'day')}", {"m": micros},
+            f"{SQLITE.period(':m', 'day')}, {SQLITE.day_key(':m')}", {"m": micros},
         ).fetchone()
     assert day == (moment.date() - date(1970, 1, 1)).days
+    assert key == day + EPOCH_SHIFT_DAYS  # one key per day, so counting keys counts days
     assert SQLITE.from_instant(start) == datetime.combine(moment.date(), datetime.min.time(), UTC)
     assert bucket == moment.date().isoformat()
 
@@ -75,6 +80,8 @@ def test_money_round_trips_exactly(amount: Decimal) -> None:
     assert SQLITE.money(amount) == amount * 10_000
     assert SQLITE.from_money(SQLITE.money(amount)) == float(amount)
     assert POSTGRESQL.from_money(POSTGRESQL.money(amount)) == float(amount)
+    assert SQLITE.exact_money(SQLITE.money(amount)) == amount
+    assert POSTGRESQL.exact_money(POSTGRESQL.money(amount)) == amount
 
 
 def test_the_base_dialect_leaves_json_to_python() -> None:
@@ -82,6 +89,8 @@ def test_the_base_dialect_leaves_json_to_python() -> None:
         Dialect().json_array_length("c.doc", "tags")
     with pytest.raises(Unsupported):
         Dialect().period("t", "month")
+    with pytest.raises(Unsupported):
+        Dialect().json_integer("t.doc", "expectation")
 
 
 class Named:
@@ -108,5 +117,43 @@ def test_an_unknown_dialect_name_is_answered_in_python_with_the_same_figures() -
     with crmcore.open("sqlite://", clock=lambda: AS_OF) as crm:
         SyntheticBase(size=30, seed=2).load(crm)
         with crm.transaction() as uow:
-            native, foreign = summarize(uow, AS_OF), summarize(Named(uow, "oracle"), AS_OF)
-    assert native.customer_ids == foreign.customer_ids and list(native.total) == list(foreign.total)
+            for code in currencies(uow, AS_OF):
+                native = summarize(uow, AS_OF, currency=code)
+                foreign = summarize(Named(uow, "oracle"), AS_OF, currency=code)
+                assert native.customer_ids == foreign.customer_ids
+                assert list(native.total) == list(foreign.total)
+
+
+class NoDays(SQLite):
+    def epoch_day(self, instant: str) -> str:
+        raise Unsupported("no day arithmetic")
+
+
+class NoJson(SQLite):
+    def json_integer(self, doc: str, key: str) -> str:
+        raise Unsupported("no JSON reads")
+
+
+def test_what_a_dialect_cannot_spell_is_computed_in_python_with_the_same_answers() -> None:
+    rates = RateTable([Rate("EUR", "USD", date(1970, 1, 1), Decimal("1.2")),
+                       Rate("EUR", "GBP", date(1970, 1, 1), Decimal("0.8"))])
+    with crmcore.open("sqlite://", clock=lambda: AS_OF) as crm:
+        SyntheticBase(size=30, seed=2).load(crm)
+        customers = crm.customers.list(limit=3)
+        for n, customer in enumerate(customers):
+            crm.interactions.log(customer.id, channel=Channel.PHONE, direction="inbound",
+                                 at=AS_OF - timedelta(days=n + 1), satisfaction=n + 2, expectation=4)
+        with crm.transaction() as uow:
+            partial = Named(uow, NoDays())
+            for currency, convert in (("EUR", None), ("EUR", rates), ("USD", None)):
+                native = summarize(uow, AS_OF, currency=currency, rates=convert)
+                foreign = summarize(partial, AS_OF, currency=currency, rates=convert)
+                assert native.customer_ids == foreign.customer_ids and len(native) > 0
+                assert list(native.total) == pytest.approx(list(foreign.total))
+                assert list(native.monetary) == pytest.approx(list(foreign.monetary))
+            with pytest.raises(MixedCurrencies):
+                summarize(partial, AS_OF)
+            by = ("tier", "channel")
+            native_quality = service_quality(uow, AS_OF, by=by)
+            assert native_quality == service_quality(Named(uow, NoJson()), AS_OF, by=by)
+            assert any(q.gap is not None for q in native_quality)

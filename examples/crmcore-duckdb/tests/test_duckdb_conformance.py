@@ -74,3 +74,49 @@ class TestBuiltinFunctionsOnDuckDB(RuleFunctionContract):
 
     def open_storage(self) -> Storage:
         return _open("duckdb://")
+
+
+def test_truthful_analytics_run_in_duckdb_sql() -> None:
+    """The summary's one-pass SQL (per currency, days counted once) and the service-quality
+    SQL (tier join, expectation read from the document) run in DuckDB and agree with SQLite."""
+    from datetime import UTC, datetime, timedelta
+    from decimal import Decimal
+
+    from crmcore import CaseKind, Channel, Customer, Money, OrderLine, Purchase
+    from crmcore.scoring import service_quality, summary
+
+    start = datetime(2024, 1, 10, 23, 30, tzinfo=UTC)
+    answers = []
+    for url in ("duckdb://", "sqlite://"):
+        with crmcore.open(url, clock=lambda: start + timedelta(days=30)) as crm:
+            crm.bulk_import([Customer.new(c, id=c, tier=t, created_at=start) for c, t in
+                             (("ann", "gold"), ("bob", "gold"), ("cyd", "silver"))])
+            for n, (who, days, currency, price) in enumerate([
+                ("ann", 0, "EUR", "10.50"), ("ann", 0.02, "EUR", "4"), ("ann", 3, "EUR", "7.25"),
+                ("bob", 1, "USD", "20"), ("cyd", -400, "EUR", "1"), ("cyd", 2, "EUR", "3"),
+            ]):
+                line = OrderLine("p", Money(Decimal(price), currency))
+                crm.purchases.record(Purchase(f"o{n}", who, start + timedelta(days=days), (line,)))
+            log = crm.interactions.log
+            log("ann", channel=Channel.PHONE, direction="inbound", at=start, satisfaction=4, expectation=5)
+            log("bob", channel=Channel.PHONE, direction="inbound", at=start, satisfaction=5, expectation=3)
+            log("cyd", channel=Channel.EMAIL, direction="inbound", at=start, satisfaction=2)
+            crm.cases.open("cyd", CaseKind.COMPLAINT, "slow", channel=Channel.PHONE, sla=timedelta(days=1))
+            end = datetime(2024, 3, 1, tzinfo=UTC)
+            with crm.reading() as uow:
+                dialect = dialect_of(uow)
+                assert dialect is not None
+                rows = sorted(uow.select(summary.summary_sql(dialect, currency=True),  # type: ignore[attr-defined]
+                                         [dialect.instant(end), "EUR"] * 2))
+                days = uow.select(summary.day_totals_sql(dialect), [dialect.instant(end)])  # type: ignore[attr-defined]
+                quality = service_quality._sql(uow, dialect, ("tier", "channel"), "month", None, end)
+            answers.append((
+                [(r[0], int(r[1]), int(r[2]), int(r[3]), dialect.from_money(r[4]),
+                  dialect.from_money(r[5]), r[6]) for r in rows],
+                [(c, int(d), code, dialect.exact_money(amount)) for c, d, code, amount in days],
+                sorted(quality, key=repr),
+            ))
+    duck, lite = answers
+    assert duck == lite
+    assert [r[:4] for r in duck[0]] == [("ann", 2, 19732, 19735), ("cyd", 2, 19332, 19734)]
+    assert sum(counts.get("gap_sum", 0) for _, counts in duck[2]) == (4 - 5) + (5 - 3)

@@ -3,26 +3,36 @@
 Heavy aggregation runs in the database when storage speaks SQL (see
 `crmcore.scoring.summary`); lifetime value needs the `analytics` extra (numpy,
 scipy). Scores are stored as dated snapshots that segment rules can read.
+
+Money figures are in one currency: the only one the purchases use, the one asked
+for (`currency=`), or everything converted into it (`currency=` with `rates=`,
+any `crmcore.exchange.ExchangeRates`). `reporting(currency, rates, margins=)` sets
+the default for every call, the scorers included; with a `MarginRule`, RFM monetary
+and CLV are on margin instead of revenue (see `scoring.margin`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime
 from typing import TYPE_CHECKING
 
 from crmcore.errors import MissingExtra, ValidationError
-from crmcore.model import Opportunity, Score
+from crmcore.exchange import ExchangeRates
+from crmcore.model import Customer, Opportunity, Score
 from crmcore.scoring import cross_sell
 from crmcore.scoring.churn import ChurnAlert, churn_alerts
 from crmcore.scoring.churn import check as check_churn
+from crmcore.scoring.cohorts import ChurnRate, Cohort, churn_rates, cohort_table
 from crmcore.scoring.cross_sell import Offer, Rule
+from crmcore.scoring.horizon import CALENDAR_MONTH, Horizon
 from crmcore.scoring.intervals import Repurchase, repurchase_intervals
 from crmcore.scoring.lead import LeadModel, LeadScore
+from crmcore.scoring.margin import MarginRow, MarginRule, margin_summary, margins_by
 from crmcore.scoring.rfm import RFM, SEGMENTS, rfm
 from crmcore.scoring.service_quality import DIMENSIONS, Quality, service_quality
-from crmcore.scoring.summary import Period, Summary, every, summarize
+from crmcore.scoring.summary import MixedCurrencies, Period, Summary, currencies, every, summarize
 
 if TYPE_CHECKING:
     from crmcore.crm import CRM
@@ -38,46 +48,130 @@ class Analytical:
 
     def __init__(self, crm: CRM) -> None:
         self.crm = crm
+        self.currency: str | None = None
+        self.rates: ExchangeRates | None = None
+        self.margins: MarginRule | None = None
+
+    def reporting(self, currency: str | None, rates: ExchangeRates | None = None, *,
+                  margins: MarginRule | None = None) -> None:
+        """The currency money figures default to, and the rates that convert into it
+        (None, None: each figure in the purchases' one currency, a mix refused); with
+        `margins`, customer value is measured on margin."""
+        if rates is not None and currency is None:
+            raise ValidationError("currency", None, "name the currency the rates convert into")
+        self.currency, self.rates, self.margins = currency, rates, margins
 
     def _as_of(self, as_of: When | None) -> When:
         return self.crm.clock() if as_of is None else as_of
 
+    def _money(self, currency: str | None, rates: ExchangeRates | None) -> tuple[str | None,
+                                                                                ExchangeRates | None]:
+        if currency is None and rates is None:
+            return self.currency, self.rates
+        return currency, rates
+
     def summary(self, as_of: When | None = None, *, unit_days: float = 7.0,
-                currency: str | None = None) -> Summary:
-        """Frequency, recency, T and mean repeat value of every buyer (see `scoring.summary`)."""
-        with self.crm.transaction() as uow:
-            return summarize(uow, self._as_of(as_of), unit_days=unit_days, currency=currency)
+                currency: str | None = None, rates: ExchangeRates | None = None,
+                margins: MarginRule | None = None) -> Summary:
+        """Frequency, recency, T and mean repeat value of every buyer, in one currency (see
+        `scoring.summary`); on margin with `margins` (or the reporting default)."""
+        currency, rates = self._money(currency, rates)
+        margins = margins or self.margins
+        with self.crm.reading() as uow:
+            if margins is not None:
+                return margin_summary(uow, self._as_of(as_of), margins, unit_days=unit_days,
+                                      currency=currency, rates=rates)
+            return summarize(uow, self._as_of(as_of), unit_days=unit_days, currency=currency,
+                             rates=rates)
+
+    def margin_report(self, as_of: When | None = None, *, rule: MarginRule | None = None,
+                level: str = "category") -> list[MarginRow]:
+        """Revenue and margin per category (or product) and currency."""
+        with self.crm.reading() as uow:
+            return margins_by(uow, self._as_of(as_of), rule or self.margins or MarginRule(),
+                              level=level)
+
+    def currencies(self, as_of: When | None = None) -> list[str]:
+        """The currencies purchases were made in up to `as_of`."""
+        with self.crm.reading() as uow:
+            return currencies(uow, self._as_of(as_of))
 
     def rfm(self, as_of: When | None = None, *, bins: int = 5,
-            segments: Mapping[str, str] = SEGMENTS) -> list[RFM]:
-        """RFM scores (1..bins) and segment of every buyer, as of an instant."""
-        return rfm(self.summary(as_of, unit_days=1), bins=bins, segments=segments)
+            segments: Mapping[str, str] = SEGMENTS, currency: str | None = None,
+            rates: ExchangeRates | None = None, margins: MarginRule | None = None) -> list[RFM]:
+        """RFM scores (1..bins) and segment of every buyer, as of an instant; monetary in
+        one currency (each RFM names it), on margin with `margins`.
+
+        With purchases in several currencies and no currency chosen (here or by
+        `reporting`), each currency's buyers are scored among themselves, on that
+        currency's purchases: ranks never compare two currencies, and a customer who
+        bought in two currencies is scored in each.
+        """
+        try:
+            base = self.summary(as_of, unit_days=1, currency=currency, rates=rates, margins=margins)
+        except MixedCurrencies:
+            scored = [score for code in self.currencies(as_of)
+                      for score in self.rfm(as_of, bins=bins, segments=segments, currency=code,
+                                            margins=margins)]
+            return sorted(scored, key=lambda s: (s.customer_id, s.currency or ""))
+        return rfm(base, bins=bins, segments=segments)
 
     def fit_clv(self, as_of: When | None = None, *, unit_days: float = 7.0,
-                counts: str = "bg/nbd") -> LifetimeModel:
-        """Fit BG/NBD (or Pareto/NBD) and Gamma-Gamma on the history up to `as_of`."""
+                counts: str = "bg/nbd", currency: str | None = None,
+                rates: ExchangeRates | None = None, margins: MarginRule | None = None) -> LifetimeModel:
+        """Fit BG/NBD (or Pareto/NBD) and Gamma-Gamma on the history up to `as_of` (spend
+        on margin with `margins`)."""
         from crmcore.scoring.clv import LifetimeModel
 
-        return LifetimeModel.fit(self.summary(as_of, unit_days=unit_days), counts=counts)
+        base = self.summary(as_of, unit_days=unit_days, currency=currency, rates=rates,
+                            margins=margins)
+        return LifetimeModel.fit(base, counts=counts)
 
     def clv(self, as_of: When | None = None, *, model: LifetimeModel | None = None,
-            periods: int = 12, period_days: float = 30.0, discount: float = 0.01) -> Valuation:
-        """P(alive), expected purchases and spend, and discounted CLV of every buyer.
+            periods: int = 12, period: str | float = CALENDAR_MONTH, discount: float = 0.01,
+            level: float | None = None, currency: str | None = None,
+            rates: ExchangeRates | None = None, margins: MarginRule | None = None) -> Valuation:
+        """P(alive), expected purchases and spend, and discounted CLV of every buyer over
+        `periods` periods of `period` (calendar months by default; see `scoring.horizon`),
+        with delta-method intervals at `level` when asked.
 
-        Without a `model`, BG/NBD and Gamma-Gamma are fitted on the same history (in weeks).
+        Without a `model`, BG/NBD and Gamma-Gamma are fitted on the same history (in
+        weeks); with one, the summary is taken in the model's unit and currency.
         """
         from crmcore.scoring.clv import require
 
         require()
-        base = self.summary(as_of, unit_days=7.0 if model is None else model.unit_days)
-        return self._value(base, model, periods=periods, period_days=period_days, discount=discount)
+        horizon = Horizon(periods, period, discount)
+        if model is not None and currency is None and rates is None and self.rates is None:
+            currency = model.currency
+        base = self.summary(as_of, unit_days=7.0 if model is None else model.unit_days,
+                            currency=currency, rates=rates, margins=margins)
+        return self._value(base, model, horizon=horizon, level=level)
+
+    def clv_by_currency(self, as_of: When | None = None, *, periods: int = 12,
+                        period: str | float = CALENDAR_MONTH,
+                        discount: float = 0.01) -> dict[str, Valuation]:
+        """One fit and valuation per currency, on that currency's purchases alone: what a
+        report shows when no rates are at hand (a currency too thin to fit is left out
+        and logged)."""
+        from crmcore.scoring.clv import FitError
+
+        found = {}
+        for code in self.currencies(as_of):
+            try:
+                found[code] = self.clv(as_of, periods=periods, period=period, discount=discount,
+                                       currency=code)
+            except FitError as error:
+                log.warning("no lifetime value in %s: %s", code, error)
+        return found
 
     @staticmethod
-    def _value(base: Summary, model: LifetimeModel | None, **horizon: float) -> Valuation:
+    def _value(base: Summary, model: LifetimeModel | None, *, horizon: Horizon | None = None,
+               level: float | None = None) -> Valuation:
         from crmcore.scoring.clv import LifetimeModel
 
         model = model or LifetimeModel.fit(base)
-        return model.value(base, **horizon)  # type: ignore[arg-type]
+        return model.value(base, horizon=horizon, level=level)
 
     def churn_alerts(
         self, as_of: datetime | None = None, threshold: float = 0.3, *,
@@ -92,7 +186,9 @@ class Analytical:
         """
         moment = Period.as_of(self._as_of(as_of)).end
         check_churn(threshold, top_share)
-        base = self.summary(moment, unit_days=7.0 if model is None else model.unit_days)
+        currency = None if model is None or self.rates is not None else model.currency
+        base = self.summary(moment, unit_days=7.0 if model is None else model.unit_days,
+                            currency=currency)
         if not len(base):
             return []
         valuation = self._value(base, model)
@@ -115,9 +211,26 @@ class Analytical:
                                   threshold=threshold, **alert.explain())
         return alerts
 
+    def cohorts(self, as_of: When | None = None, *, currency: str | None = None,
+                rates: ExchangeRates | None = None) -> list[Cohort]:
+        """Retention and revenue by acquisition month and months since (see `scoring.cohorts`);
+        revenue per currency, or converted with the reporting rates."""
+        currency, rates = self._money(currency, rates)
+        with self.crm.reading() as uow:
+            return cohort_table(uow, self._as_of(as_of), currency=currency if rates else None,
+                                rates=rates)
+
+    def churn_rates(self, as_of: When | None = None, *, window: int = 3,
+                    segment: Callable[[Customer], str | None] | None = None) -> list[ChurnRate]:
+        """Monthly churn rate, for everyone and per tier (or per `segment(customer)`)."""
+        with self.crm.reading() as uow:
+            return churn_rates(uow, self._as_of(as_of), window=window, segment=segment)
+
     def repurchase(self, as_of: When | None = None) -> list[Repurchase]:
         """Each buyer's typical repurchase interval and the day the next purchase is due."""
-        return repurchase_intervals(self.summary(as_of, unit_days=1))
+        with self.crm.reading() as uow:
+            days = summarize(uow, self._as_of(as_of), unit_days=1, amounts=False)
+        return repurchase_intervals(days)
 
     def cross_sell_rules(self, as_of: When | None = None, *, level: str = "product",
                          min_support: float = 0.01, min_confidence: float = 0.1) -> list[Rule]:
@@ -188,7 +301,7 @@ class Analytical:
         for name in chosen:
             try:
                 results = list(known[name].score(self.crm, moment))
-            except (MissingExtra, FitError) as exc:
+            except (MissingExtra, FitError, MixedCurrencies) as exc:
                 if names is not None:
                     raise
                 log.warning("scorer %s skipped: %s", name, exc)

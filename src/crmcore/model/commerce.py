@@ -14,12 +14,24 @@ from crmcore.errors import LimitExceeded, ValidationError
 from crmcore.model.channels import Channel
 
 
+def _cost(instance: OrderLine, attribute: attrs.Attribute[Any], value: v.Money | None) -> None:
+    if value is None:
+        return
+    if not isinstance(value, v.Money):
+        raise ValidationError(attribute.name, value, "must be Money or None")
+    if value.currency != instance.unit_price.currency:
+        raise ValidationError(attribute.name, value.currency,
+                              f"differs from the price's currency {instance.unit_price.currency}")
+
+
 @attrs.frozen
 class OrderLine:
     product: str = attrs.field(validator=v.is_text(100))
     unit_price: v.Money
     quantity: int = attrs.field(default=1, validator=v.integer(1, 1_000_000))
     category: str = attrs.field(default="", validator=v.is_text(100, empty=True))
+    unit_cost: v.Money | None = attrs.field(default=None, validator=_cost)
+    """What one unit cost the company (for margins), in the price's currency; None: unknown."""
 
     @property
     def total(self) -> v.Money:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from typing import Any
@@ -194,16 +195,28 @@ class Customer:
         """
         first = next(iter(fields.get("addresses") or ()), None)
         region = region or (first.country if isinstance(first, PostalAddress) else None)
+        stamped = "created_at" not in fields
         moment = v.now()
         fields.setdefault("created_at", moment)
         fields.setdefault("updated_at", fields["created_at"])
-        return cls(
+        built = cls(
             id=id or v.new_id(),
             name=name,
             emails=_dedupe(v.email(e, f"emails[{i}]") for i, e in enumerate(emails)),
             phones=_dedupe(v.phone(p, f"phones[{i}]", region) for i, p in enumerate(phones)),
             **fields,
         )
+        if stamped:
+            _WALL_CLOCK_STAMPED[id_of(built)] = built
+        return built
+
+    def times_from(self, moment: datetime) -> Customer:
+        """This customer with `moment` as its creation time, when `new` stamped it from the
+        wall clock (no time given); otherwise unchanged. The CRM calls it with its own
+        clock when the customer is added, so an injected clock governs new records."""
+        if _WALL_CLOCK_STAMPED.get(id_of(self)) is not self:
+            return self
+        return attrs.evolve(self, created_at=moment, updated_at=moment)
 
     def consent(self, purpose: str, channel: Channel) -> Consent | None:
         return next((c for c in self.consents if (c.purpose, c.channel) == (purpose, channel)), None)
@@ -229,6 +242,12 @@ class Customer:
     @property
     def country(self) -> str | None:
         return self.addresses[0].country if self.addresses else None
+
+
+_WALL_CLOCK_STAMPED: weakref.WeakValueDictionary[int, Customer] = weakref.WeakValueDictionary()
+"""Customers `new` stamped from the wall clock, by object identity (a weak reference: the
+entry goes with the object; an evolved copy is a new object, with times of its own)."""
+id_of = id  # the builtin, under a name `new` (which takes an `id` argument) can reach
 
 
 def _dedupe(items: Iterable[str]) -> tuple[str, ...]:

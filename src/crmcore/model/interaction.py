@@ -26,6 +26,9 @@ class Interaction:
     outcome: str | None = attrs.field(default=None, validator=v.optional(v.check(v.name)))
     satisfaction: int | None = attrs.field(default=None, validator=v.optional(v.integer(1, 5)))
     nps: int | None = attrs.field(default=None, validator=v.optional(v.integer(0, 10)))
+    expectation: int | None = attrs.field(default=None, validator=v.optional(v.integer(1, 5)))
+    """What the customer expected, on the satisfaction scale (1-5), when a survey asks both:
+    the service-quality gap is satisfaction (perception) minus expectation."""
     case_id: str | None = attrs.field(default=None, validator=v.optional(v.is_text(64)))
     reference: str | None = attrs.field(default=None, validator=v.optional(v.is_text(998)))
     """The channel's own id: a Message-ID, a SIP Call-ID; replies thread on it."""

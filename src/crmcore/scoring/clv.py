@@ -18,13 +18,16 @@ Expressions"; Fader & Hardie (2013), "The Gamma-Gamma Model of Monetary Value".
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import attrs
 
 from crmcore.errors import CRMError, MissingExtra, ValidationError
+from crmcore.scoring import uncertainty
+from crmcore.scoring.horizon import Horizon
 
 if TYPE_CHECKING:
     import numpy as np
@@ -33,6 +36,9 @@ if TYPE_CHECKING:
     from crmcore.scoring.summary import Summary
 
     Array = NDArray[np.float64]
+
+log = logging.getLogger(__name__)
+Covariance = tuple[tuple[float, ...], ...]
 
 
 def require() -> None:
@@ -126,6 +132,44 @@ def _maximise(
     return np.exp(result.x)  # type: ignore[no-any-return]
 
 
+class _Parameters:
+    """What every fitted model shares: its parameters by name, their covariance (in
+    log-parameters, see `crmcore.scoring.uncertainty`) and a copy at other values."""
+
+    NAMES: ClassVar[tuple[str, ...]]
+    log_covariance: Covariance | None
+
+    @property
+    def params(self) -> dict[str, float]:
+        return {name: float(getattr(self, name)) for name in self.NAMES}
+
+    def log_params(self) -> Array:
+        import numpy as np
+
+        found: Array = np.log(np.array([getattr(self, name) for name in self.NAMES], dtype=np.float64))
+        return found
+
+    def at(self, log_params: Array) -> Any:
+        """The same model with other (log-)parameters: what the delta method perturbs."""
+        import numpy as np
+
+        return attrs.evolve(self, **dict(zip(self.NAMES, map(float, np.exp(log_params)), strict=True)))  # type: ignore[misc]
+
+    def summary(self, level: float = 0.95) -> dict[str, dict[str, float]]:
+        """Estimate, standard error and `level` interval of each parameter (NaN when the
+        likelihood is flat at the optimum)."""
+        return uncertainty.parameter_table(self.NAMES, list(self.params.values()),
+                                           self.log_covariance, level)
+
+    @property
+    def standard_errors(self) -> dict[str, float]:
+        return {name: row["se"] for name, row in self.summary().items()}
+
+
+def _information(negative_hessian: Array) -> Covariance | None:
+    return uncertainty.as_rows(uncertainty.covariance(negative_hessian))
+
+
 class PurchaseModel(Protocol):
     """What lifetime value needs of a purchase-count model."""
 
@@ -158,16 +202,18 @@ def _forecast_from_matrix(
 
 
 @attrs.frozen
-class BetaGeo:
+class BetaGeo(_Parameters):
     """BG/NBD: purchases while alive are Poisson (gamma-distributed rates r, alpha); after
     each purchase the customer drops out with a beta-distributed probability (a, b)."""
 
+    NAMES: ClassVar[tuple[str, ...]] = ("r", "alpha", "a", "b")
     r: float
     alpha: float
     a: float
     b: float
     log_likelihood: float = math.nan
     customers: int = 0
+    log_covariance: Covariance | None = attrs.field(default=None, eq=False, repr=False)
 
     @classmethod
     def fit(
@@ -187,11 +233,49 @@ class BetaGeo:
         found = _maximise(objective, start, gradient=True)
         ll = likelihood(np.log(found))[0]
         r, alpha, a, b = map(float, found)
-        return cls(r, alpha, a, b, log_likelihood=float(ll), customers=int(n))
+        curvature = uncertainty.hessian_from_gradient(lambda p: likelihood(p)[1], np.log(found))
+        return cls(r, alpha, a, b, log_likelihood=float(ll), customers=int(n),
+                   log_covariance=_information(-curvature))
 
-    @property
-    def params(self) -> dict[str, float]:
-        return {"r": self.r, "alpha": self.alpha, "a": self.a, "b": self.b}
+    def probability_of_purchases(self, n: int | Sequence[int], t: float) -> Array:
+        """P(X(t) = n): the probability that a customer picked at random makes exactly n
+        purchases in a period of length t from their first (Fader, Hardie & Lee 2005, eq. 8)."""
+        import numpy as np
+        from scipy.special import betainc, betaln, gammaln
+
+        require()
+        counts = np.atleast_1d(np.asarray(n, dtype=np.float64))
+        if np.any(counts < 0) or np.any(counts != np.floor(counts)):
+            raise ValidationError("n", n, "must be whole numbers >= 0")
+        if not t > 0:
+            raise ValidationError("t", t, "must be > 0")
+        r, alpha, a, b = self.r, self.alpha, self.a, self.b
+        log_stay = r * np.log(alpha / (alpha + t))
+        log_ratio = np.log(t / (alpha + t))
+
+        def log_nbd(k: Array) -> Array:  # log of the NBD probability of k purchases by t
+            return gammaln(r + k) - gammaln(r) - gammaln(k + 1) + log_stay + k * log_ratio  # type: ignore[no-any-return]
+
+        alive = np.exp(betaln(a, b + counts) - betaln(a, b) + log_nbd(counts))
+        # P(NBD >= n) = I_{t/(alpha+t)}(n, r): the regularised incomplete beta, not 1 - a sum
+        with np.errstate(divide="ignore", invalid="ignore"):
+            tail = betainc(np.maximum(counts, 1.0), r, t / (alpha + t))
+            died = np.where(counts > 0, np.exp(betaln(a + 1, b + counts - 1) - betaln(a, b)), 0.0)
+        out = alive + died * np.where(counts > 0, tail, 0.0)
+        return out  # type: ignore[no-any-return]
+
+    def expected_purchases_from_start(self, t: float | Sequence[float]) -> Array:
+        """E[X(t)]: purchases expected from a new customer in a period of length t after
+        their first purchase (eq. 9; NaN on its removable singularities a = 1, a + b = 1)."""
+        import numpy as np
+        from scipy.special import hyp2f1
+
+        require()
+        ts = np.atleast_1d(np.asarray(t, dtype=np.float64))
+        r, alpha, a, b = self.r, self.alpha, self.a, self.b
+        z = ts / (alpha + ts)
+        out = (a + b - 1) / (a - 1) * (1 - (alpha / (alpha + ts)) ** r * hyp2f1(r, b, a + b - 1, z))
+        return out  # type: ignore[no-any-return]
 
     def log_likelihoods(self, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> Array:
         """Each customer's log-likelihood under the model."""
@@ -346,16 +430,18 @@ class _BgObjective:
 
 
 @attrs.frozen
-class ParetoNBD:
+class ParetoNBD(_Parameters):
     """Pareto/NBD: Poisson purchases (gamma rates r, alpha) and an exponential lifetime
     (gamma dropout rates s, beta); the original "buy till you die" model."""
 
+    NAMES: ClassVar[tuple[str, ...]] = ("r", "alpha", "s", "beta")
     r: float
     alpha: float
     s: float
     beta: float
     log_likelihood: float = math.nan
     customers: int = 0
+    log_covariance: Covariance | None = attrs.field(default=None, eq=False, repr=False)
 
     @classmethod
     def fit(
@@ -372,18 +458,31 @@ class ParetoNBD:
             value = float(weight @ _pareto_ll(r, alpha, s, beta, ux, utx, uT))
             return -value / n if np.isfinite(value) else math.inf
 
-        r, alpha, s, beta = _maximise(objective, start, gradient=False)
-        model = cls(float(r), float(alpha), float(s), float(beta), customers=int(n))
-        return attrs.evolve(model, log_likelihood=float(model.log_likelihoods(x, tx, age).sum()))
+        found = _maximise(objective, start, gradient=False)
+        r, alpha, s, beta = map(float, found)
+        import numpy as np
 
-    @property
-    def params(self) -> dict[str, float]:
-        return {"r": self.r, "alpha": self.alpha, "s": self.s, "beta": self.beta}
+        curvature = uncertainty.hessian_from_value(lambda p: -objective(p) * n, np.log(found))
+        model = cls(r, alpha, s, beta, customers=int(n), log_covariance=_information(-curvature))
+        return attrs.evolve(model, log_likelihood=float(model.log_likelihoods(x, tx, age).sum()))
 
     def log_likelihoods(self, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> Array:
         require()
         x, tx, age = _arrays(frequency, recency, T)
         return _pareto_ll(self.r, self.alpha, self.s, self.beta, x, tx, age)
+
+    def expected_purchases_from_start(self, t: float | Sequence[float]) -> Array:
+        """E[X(t)]: purchases expected from a new customer in a period of length t after
+        their first purchase (Fader & Hardie 2005, eq. 17)."""
+        import numpy as np
+
+        require()
+        ts = np.atleast_1d(np.asarray(t, dtype=np.float64))
+        r, alpha, s, beta = self.r, self.alpha, self.s, self.beta
+        shrink = np.log1p(ts / beta)
+        share = shrink if abs(s - 1) < 1e-12 else -np.expm1(-(s - 1) * shrink) / (s - 1)
+        found: Array = r * beta / alpha * share
+        return found
 
     def p_alive(self, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> Array:
         import numpy as np
@@ -463,26 +562,74 @@ def _pareto_ll(r: float, alpha: float, s: float, beta: float, x: Array, tx: Arra
 
 
 @attrs.frozen
-class GammaGamma:
+class Exclusion:
+    """Customers a fit left out, and why."""
+
+    reason: str
+    customer_ids: tuple[str, ...]
+
+    @property
+    def count(self) -> int:
+        return len(self.customer_ids)
+
+    def explain(self) -> dict[str, str | int]:
+        shown = ", ".join(self.customer_ids[:5]) + (", ..." if self.count > 5 else "")
+        return {"reason": self.reason, "count": self.count, "customers": shown}
+
+
+def _excluded(
+    model: str, reasons: Sequence[tuple[str, Any]], customer_ids: Sequence[str] | None
+) -> tuple[Exclusion, ...]:
+    """An Exclusion per reason with any customer in its mask, each logged once."""
+    import numpy as np
+
+    found = []
+    for reason, mask in reasons:
+        rows = np.flatnonzero(mask)
+        if rows.size:
+            ids = tuple(customer_ids[int(i)] for i in rows) if customer_ids is not None else tuple(
+                f"#{i}" for i in rows)
+            found.append(Exclusion(reason, ids))
+            log.warning("%s fit leaves out %d customer(s): %s (%s)", model, rows.size, reason,
+                        found[-1].explain()["customers"])
+    return tuple(found)
+
+
+@attrs.frozen
+class GammaGamma(_Parameters):
     """Spend per purchase: gamma around each customer's mean (shape p), whose rates are
     gamma across customers (q, gamma); independent of the purchase counts."""
 
+    NAMES: ClassVar[tuple[str, ...]] = ("p", "q", "gamma")
     p: float
     q: float
     gamma: float
     log_likelihood: float = math.nan
     customers: int = 0
+    excluded: tuple[Exclusion, ...] = ()
+    """Repeat buyers left out of the fit (without positive repeat spend), named and counted."""
+    log_covariance: Covariance | None = attrs.field(default=None, eq=False, repr=False)
+
+    ZERO = "repeat purchases worth 0 in total (the model needs a positive mean spend)"
+    NEGATIVE = "repeat purchases worth less than 0 in total (refunds exceed purchases)"
 
     @classmethod
     def fit(
-        cls, frequency: ArrayLike, monetary: ArrayLike, start: Sequence[float] = (1.0, 1.0, 1.0)
+        cls, frequency: ArrayLike, monetary: ArrayLike, start: Sequence[float] = (1.0, 1.0, 1.0),
+        *, customer_ids: Sequence[str] | None = None,
     ) -> GammaGamma:
-        """Fit on the customers with repeat purchases of positive mean value."""
+        """Fit on the customers with repeat purchases of positive mean value; repeat buyers
+        without are counted and named in `excluded` and logged (customers without a repeat
+        purchase have no repeat spend to describe and are not part of this model)."""
         import numpy as np
 
         require()
         x, m = _arrays(frequency, monetary)
+        if customer_ids is not None and len(customer_ids) != x.size:
+            raise ValidationError("customer_ids", len(customer_ids), f"needs one id per row ({x.size})")
         keep = (x > 0) & (m > 0)
+        excluded = _excluded("Gamma-Gamma", [(cls.ZERO, (x > 0) & (m == 0)),
+                                             (cls.NEGATIVE, (x > 0) & (m < 0))], customer_ids)
         if not np.any(keep):
             raise FitError("no customer has repeat purchases of positive value")
         (ux, um), weight = _compress(x[keep], m[keep])
@@ -495,11 +642,9 @@ class GammaGamma:
 
         p, q, gamma = _maximise(objective, start, gradient=True)
         ll, _ = likelihood(np.log([p, q, gamma]))
-        return cls(float(p), float(q), float(gamma), float(ll), int(n))
-
-    @property
-    def params(self) -> dict[str, float]:
-        return {"p": self.p, "q": self.q, "gamma": self.gamma}
+        curvature = uncertainty.hessian_from_gradient(lambda v: likelihood(v)[1], np.log([p, q, gamma]))
+        return cls(float(p), float(q), float(gamma), float(ll), int(n), excluded,
+                   _information(-curvature))
 
     def expected_spend(self, frequency: ArrayLike, monetary: ArrayLike) -> Array:
         """Expected value of a customer's future purchase: the population mean shrunk
@@ -553,6 +698,22 @@ def _gg_ll(log_params: Array, x: Array, m: Array, weight: Array) -> tuple[float,
     return _GgObjective(x, m, weight)(log_params)
 
 
+def purchases_interval(
+    model: BetaGeo | ParetoNBD, t: float, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike,
+    level: float = 0.95,
+) -> tuple[Array, Array, Array]:
+    """Expected purchases in (T, T + t] of each history, with a `level` interval by the
+    delta method (see `crmcore.scoring.uncertainty`): estimate, lower, upper."""
+    import numpy as np
+
+    if model.log_covariance is None:
+        raise FitError("the model has no covariance (not fitted here, or a flat likelihood)")
+    x, tx, age = _arrays(frequency, recency, T)
+    return uncertainty.delta_interval(
+        lambda v: model.at(v).expected_purchases(t, x, tx, age), model.log_params(),
+        np.asarray(model.log_covariance), level)
+
+
 # ---- lifetime value ----
 
 
@@ -592,49 +753,115 @@ def lifetime_value(
 
 @attrs.frozen
 class LifetimeModel:
-    """A purchase-count model and a spend model fitted together, with the time unit they use."""
+    """A purchase-count model and a spend model fitted together, with the time unit and the
+    currency they use, and the customers each fit left out."""
 
     purchases: BetaGeo | ParetoNBD
     spend: GammaGamma
     unit_days: float
+    currency: str | None = None
+    excluded: tuple[Exclusion, ...] = ()
+    """Customers left out of both fits (see `NEGATIVE_TOTAL`); those the spend fit alone
+    left out are in `spend.excluded`."""
+
+    NEGATIVE_TOTAL: ClassVar[str] = "total spend below 0 (refunds exceed purchases)"
 
     @classmethod
     def fit(cls, summary: Summary, *, counts: str = "bg/nbd") -> LifetimeModel:
         """Fit both models on a summary; `counts` is "bg/nbd" or "pareto/nbd"."""
+
         kinds: dict[str, type[BetaGeo] | type[ParetoNBD]] = {"bg/nbd": BetaGeo, "pareto/nbd": ParetoNBD}
         if counts not in kinds:
             raise ValidationError("counts", counts, f"must be one of {sorted(kinds)}")
-        purchases = kinds[counts].fit(summary.frequency, summary.recency, summary.T)
-        spend = GammaGamma.fit(summary.frequency, summary.monetary)
-        return cls(purchases, spend, summary.period.unit_days)
+        require()
+        x, tx, age, m, total = _columns(summary, "frequency", "recency", "T", "monetary", "total")
+        negative = total < 0
+        excluded = _excluded("lifetime value", [(cls.NEGATIVE_TOTAL, negative)], summary.customer_ids)
+        keep = ~negative
+        ids = [c for c, k in zip(summary.customer_ids, keep, strict=True) if k]
+        purchases = kinds[counts].fit(x[keep], tx[keep], age[keep])
+        spend = GammaGamma.fit(x[keep], m[keep], customer_ids=ids)
+        return cls(purchases, spend, summary.period.unit_days, summary.currency, excluded)
+
+    def explain(self) -> dict[str, Any]:
+        """What was fitted on what: parameters, customers, currency, and who was left out."""
+        return {
+            "purchases": type(self.purchases).__name__, "purchase_params": self.purchases.params,
+            "spend_params": self.spend.params, "currency": self.currency,
+            "customers": self.purchases.customers, "spend_customers": self.spend.customers,
+            "excluded": [e.explain() for e in (*self.excluded, *self.spend.excluded)],
+        }
 
     def value(
-        self, summary: Summary, *, periods: int = 12, period_days: float = 30.0,
-        discount: float = 0.01,
+        self, summary: Summary, *, horizon: Horizon | None = None, level: float | None = None,
     ) -> Valuation:
-        """P(alive), expected purchases, expected spend and discounted CLV of every customer."""
+        """P(alive), expected purchases, expected spend and discounted CLV of every customer
+        over `horizon` (default: 12 calendar months at 1% a month); with `level`, delta-method
+        intervals on expected purchases and CLV."""
         import numpy as np
 
+        horizon = horizon or Horizon()
         if summary.period.unit_days != self.unit_days:
             raise ValidationError("summary", summary.period.unit_days,
                                   f"is in units of {summary.period.unit_days} days, "
                                   f"the model in units of {self.unit_days}")
-        x, tx, age, m = (np.frombuffer(c, dtype=np.float64) if len(c) else np.zeros(0)
-                         for c in (summary.frequency, summary.recency, summary.T, summary.monetary))
-        _check_horizon(periods, period_days, discount)
-        steps = np.arange(1, periods + 1, dtype=np.float64)
-        total, discounted = self.purchases.forecast(
-            list(steps * period_days / self.unit_days), list((1.0 + discount) ** -steps), x, tx, age)
-        spend = self.spend.expected_spend(x, m)
-        return Valuation(
+        if summary.currency is not None and self.currency is not None and summary.currency != self.currency:
+            raise ValidationError("summary", summary.currency,
+                                  f"is in {summary.currency}, the model in {self.currency}")
+        x, tx, age, m = _columns(summary, "frequency", "recency", "T", "monetary")
+        ends, weights = horizon.ends(summary.period.through, self.unit_days), horizon.weights()
+
+        def forecast(purchases: PurchaseModel, spend: GammaGamma) -> tuple[Array, Array, Array]:
+            total, discounted = purchases.forecast(ends, weights, x, tx, age)
+            expected = spend.expected_spend(x, m)
+            return total, expected, discounted * expected
+
+        total, spend, clv = forecast(self.purchases, self.spend)
+        valuation = Valuation(
             customer_ids=summary.customer_ids, p_alive=self.purchases.p_alive(x, tx, age),
-            expected_purchases=total, expected_spend=spend, clv=discounted * spend,
+            expected_purchases=total, expected_spend=spend, clv=clv, horizon=horizon,
+            currency=summary.currency or self.currency,
         )
+        if level is None:
+            return valuation
+        covariance = self._covariance()
+        k = len(self.purchases.NAMES)
+        at = np.concatenate([self.purchases.log_params(), self.spend.log_params()])
+
+        def varied(index: int) -> Callable[[Array], Array]:
+            def predict(v: Array) -> Array:
+                return forecast(self.purchases.at(v[:k]), self.spend.at(v[k:]))[index]
+            return predict
+
+        _, low_n, high_n = uncertainty.delta_interval(varied(0), at, covariance, level)
+        _, low_v, high_v = uncertainty.delta_interval(varied(2), at, covariance, level)
+        return attrs.evolve(valuation, level=level, purchases_interval=(low_n, high_n),
+                            clv_interval=(low_v, high_v))
+
+    def _covariance(self) -> Array:
+        """Both fits' covariances side by side (the fits are independent)."""
+        import numpy as np
+
+        parts = (self.purchases.log_covariance, self.spend.log_covariance)
+        if any(c is None for c in parts):
+            raise FitError("the likelihood is flat at the optimum: no interval can be given")
+        a, b = (np.asarray(c) for c in parts)
+        out = np.zeros((a.shape[0] + b.shape[0],) * 2)
+        out[:a.shape[0], :a.shape[0]], out[a.shape[0]:, a.shape[0]:] = a, b
+        return out
+
+
+def _columns(summary: Summary, *names: str) -> list[Array]:
+    import numpy as np
+
+    return [np.frombuffer(getattr(summary, name), dtype=np.float64) if len(summary) else np.zeros(0)
+            for name in names]
 
 
 @attrs.frozen(eq=False)
 class Valuation:
-    """Columns, one row per customer, in the summary's order."""
+    """Columns, one row per customer, in the summary's order; the horizon and the currency
+    say what the figures mean."""
 
     customer_ids: list[str]
     p_alive: Array
@@ -642,16 +869,28 @@ class Valuation:
     """Over the whole horizon."""
     expected_spend: Array
     clv: Array
+    horizon: Horizon = attrs.field(factory=Horizon)
+    currency: str | None = None
+    level: float | None = None
+    """Confidence level of the intervals (delta method), when asked for."""
+    purchases_interval: tuple[Array, Array] | None = None
+    clv_interval: tuple[Array, Array] | None = None
 
     def __len__(self) -> int:
         return len(self.customer_ids)
 
     def explain(self, index: int) -> dict[str, str | int | float]:
-        return {
+        found: dict[str, str | int | float] = {
             "p_alive": float(self.p_alive[index]),
             "expected_purchases": float(self.expected_purchases[index]),
             "expected_spend": float(self.expected_spend[index]),
+            "horizon": self.horizon.describe(),
         }
+        if self.currency is not None:
+            found["currency"] = self.currency
+        if self.clv_interval is not None and self.level is not None:
+            found["clv_lower"], found["clv_upper"] = (float(b[index]) for b in self.clv_interval)
+        return found
 
     def as_dict(self) -> dict[str, float]:
         return dict(zip(self.customer_ids, map(float, self.clv), strict=True))

@@ -7,12 +7,9 @@ ties scored alike, so it is a function of the data and not of its order:
 
 from __future__ import annotations
 
-import bisect
 import re
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
-
-import attrs
+from typing import TYPE_CHECKING, NamedTuple
 
 from crmcore.errors import ValidationError
 
@@ -40,19 +37,23 @@ OTHER = "other"
 """The segment of a code no pattern matches."""
 
 
-@attrs.frozen
-class RFM:
+class RFM(NamedTuple):
+    """One customer's scores (a named tuple: a base of millions is scored in a blink)."""
+
     customer_id: str
     recency_days: float
     """Days since the last purchase day."""
     frequency: int
     """Purchase days."""
     monetary: float
-    """Total spend."""
+    """Total spend, in `currency` (on margin instead when the summary is of margins)."""
     r: int
     f: int
     m: int
     segment: str
+    currency: str | None = None
+    measure: str = "revenue"
+    """What `monetary` measures: "revenue" or "margin"."""
 
     @property
     def code(self) -> str:
@@ -64,10 +65,15 @@ class RFM:
         return (self.r + self.f + self.m) / 3
 
     def explain(self) -> dict[str, str | int | float]:
-        return {
+        found: dict[str, str | int | float] = {
             "recency_days": self.recency_days, "frequency": self.frequency,
             "monetary": self.monetary, "r": self.r, "f": self.f, "m": self.m, "code": self.code,
         }
+        if self.currency is not None:
+            found["currency"] = self.currency
+        if self.measure != "revenue":
+            found["measure"] = self.measure
+        return found
 
 
 def quantile_scores(values: Sequence[float], bins: int = 5, *, higher_is_better: bool = True) -> list[int]:
@@ -76,12 +82,17 @@ def quantile_scores(values: Sequence[float], bins: int = 5, *, higher_is_better:
     if isinstance(bins, bool) or not isinstance(bins, int) or not 1 <= bins <= 100:
         raise ValidationError("bins", bins, "must be a whole number from 1 to 100")
     ordered = sorted(values)
-    others = max(len(ordered) - 1, 1)
+    n = len(ordered)
+    others = max(n - 1, 1)
+    # others strictly worse, per distinct value, in one pass over the sorted values: the
+    # last write of a key wins, so walking down keeps each value's first position and
+    # walking up its last
     if higher_is_better:
-        worse = [bisect.bisect_left(ordered, v) for v in values]
+        score = {v: min(bins, 1 + bins * i // others)
+                 for i, v in zip(range(n - 1, -1, -1), reversed(ordered), strict=True)}
     else:
-        worse = [len(ordered) - bisect.bisect_right(ordered, v) for v in values]
-    return [min(bins, 1 + bins * w // others) for w in worse]
+        score = {v: min(bins, 1 + bins * (n - 1 - i) // others) for i, v in enumerate(ordered)}
+    return list(map(score.__getitem__, values))
 
 
 def compile_segments(segments: Mapping[str, str]) -> list[tuple[re.Pattern[str], str]]:
@@ -109,9 +120,13 @@ def rfm(summary: Summary, *, bins: int = 5, segments: Mapping[str, str] = SEGMEN
     r = quantile_scores(recency, bins, higher_is_better=False)
     f = quantile_scores(frequency, bins)
     m = quantile_scores(list(summary.total), bins)
+    named: dict[str, str] = {}  # at most bins^3 codes: match each once, not once per customer
     out = []
     for i, customer_id in enumerate(summary.customer_ids):
         code = f"{r[i]}{f[i]}{m[i]}"
+        segment = named.get(code)
+        if segment is None:
+            segment = named[code] = segment_of(code, rules)
         out.append(RFM(customer_id, recency[i], frequency[i], summary.total[i], r[i], f[i], m[i],
-                       segment_of(code, rules)))
+                       segment, summary.currency, summary.measure))
     return out

@@ -7,10 +7,14 @@ first-contact resolution and SLA compliance.
 - first-contact resolution: percent of resolved cases closed at their first contact.
 - SLA compliance: percent of cases with a deadline met, counting a case still open
   past its deadline as missed.
+- gap: mean of perception minus expectation (satisfaction - expectation, both 1-5)
+  over the answers that carry both scores, the SERVQUAL reading: below 0, the
+  service falls short of what customers expected.
 
 Interactions are grouped by their own channel and service point and dated by
-when they happened; cases by theirs and dated by when they were opened. SQL
-storage aggregates in the database.
+when they happened; cases by theirs and dated by when they were opened. The tier
+is the customer's tier now (the record does not keep past tiers). SQL storage
+aggregates in the database.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from crmcore.scoring.summary import Period, every
 from crmcore.sql.dialect import Dialect, Unsupported, dialect_of
 
 DIMENSIONS = ("service_point", "channel", "period")
+"""The default grouping; "tier" (the customer's) may be asked for as well."""
+ALL_DIMENSIONS = (*DIMENSIONS, "tier")
 PERIODS = {"day": "%Y-%m-%d", "month": "%Y-%m", "year": "%Y"}
 
 
@@ -48,22 +54,28 @@ class Quality:
     sla_compliance: float | None = None
     counts: dict[str, int] = attrs.field(factory=dict)
     """The raw counts behind the figures (answers, promoters, cases, ...)."""
+    tier: str | None = None
+    gap: float | None = None
+    """Mean perception minus expectation where surveys carry both (see the module)."""
 
     def explain(self) -> dict[str, str | int | float]:
         return dict(self.counts)
 
 
 _COUNTS = ("interactions", "rated", "satisfied", "nps_answers", "promoters", "detractors",
-           "cases", "complaints", "resolved", "first_contact", "with_sla", "sla_met")
+           "gap_answers", "gap_sum", "cases", "complaints", "resolved", "first_contact", "with_sla",
+           "sla_met")
+_INTERACTION_COUNTS = 8
 
 
 def _pct(part: int, whole: int) -> float | None:
     return 100 * part / whole if whole else None
 
 
-def _figures(key: tuple[str | None, str | None, str | None], c: dict[str, int]) -> Quality:
+def _figures(key: tuple[str | None, ...], c: dict[str, int]) -> Quality:
     return Quality(
-        *key,
+        key[0], key[1], key[2], tier=key[3],
+        gap=c["gap_sum"] / c["gap_answers"] if c["gap_answers"] else None,
         interactions=c["interactions"],
         csat=_pct(c["satisfied"], c["rated"]),
         nps=None if not c["nps_answers"] else 100 * (c["promoters"] - c["detractors"]) / c["nps_answers"],
@@ -76,18 +88,20 @@ def _figures(key: tuple[str | None, str | None, str | None], c: dict[str, int]) 
 
 def _check(by: Sequence[str], period: str) -> None:
     for name in by:
-        if name not in DIMENSIONS:
-            raise ValidationError("by", name, f"must be among {DIMENSIONS}")
+        if name not in ALL_DIMENSIONS:
+            raise ValidationError("by", name, f"must be among {ALL_DIMENSIONS}")
     if period not in PERIODS:
         raise ValidationError("period", period, f"must be one of {sorted(PERIODS)}")
 
 
 def _interaction_counts(i: Interaction) -> dict[str, int]:
+    both = i.satisfaction is not None and i.expectation is not None
     return {
         "interactions": 1,
         "rated": i.satisfaction is not None, "satisfied": (i.satisfaction or 0) >= 4,
         "nps_answers": i.nps is not None, "promoters": i.nps is not None and i.nps >= 9,
         "detractors": i.nps is not None and i.nps <= 6,
+        "gap_answers": both, "gap_sum": (i.satisfaction or 0) - (i.expectation or 0) if both else 0,
     }
 
 
@@ -106,18 +120,19 @@ def _case_counts(c: Case, end: datetime) -> dict[str, int]:
 def _python(uow: UnitOfWork, by: Sequence[str], period: str, since: datetime | None,
             end: datetime) -> Iterable[tuple[tuple[Any, ...], dict[str, int]]]:
     fmt = PERIODS[period]
+    tiers = {c.id: c.tier for c in every(uow, "customers")} if "tier" in by else {}
 
-    def key(service_point: str | None, channel: Any, at: datetime) -> tuple[Any, ...]:
+    def key(service_point: str | None, channel: Any, at: datetime, customer_id: str) -> tuple[Any, ...]:
         full = {"service_point": service_point, "channel": None if channel is None else str(channel),
-                "period": at.strftime(fmt)}
-        return tuple(full[d] if d in by else None for d in DIMENSIONS)
+                "period": at.strftime(fmt), "tier": tiers.get(customer_id)}
+        return tuple(full[d] if d in by else None for d in ALL_DIMENSIONS)
 
     for i in every(uow, "interactions"):
         if (since is None or i.occurred_at >= since) and i.occurred_at < end:
-            yield key(i.service_point, i.channel, i.occurred_at), _interaction_counts(i)
+            yield key(i.service_point, i.channel, i.occurred_at, i.customer_id), _interaction_counts(i)
     for c in every(uow, "cases"):
         if (since is None or c.opened_at >= since) and c.opened_at < end:
-            yield key(c.service_point, c.channel, c.opened_at), _case_counts(c, end)
+            yield key(c.service_point, c.channel, c.opened_at, c.customer_id), _case_counts(c, end)
 
 
 def _sql(uow: Any, dialect: Dialect, by: Sequence[str], period: str, since: datetime | None,
@@ -127,43 +142,53 @@ def _sql(uow: Any, dialect: Dialect, by: Sequence[str], period: str, since: date
     mark = dialect.placeholder
 
     def keys(column: str) -> str:
-        bucket = dialect.period(column, period) if "period" in by else "NULL"
-        chosen = {"service_point": "service_point", "channel": "channel", "period": bucket}
-        return ", ".join(chosen[d] if d in by else "NULL" for d in DIMENSIONS)
+        bucket = dialect.period(f"t.{column}", period) if "period" in by else "NULL"
+        chosen = {"service_point": "t.service_point", "channel": "t.channel", "period": bucket,
+                  "tier": "c.tier"}
+        return ", ".join(chosen[d] if d in by else "NULL" for d in ALL_DIMENSIONS)
 
     def window(column: str) -> tuple[str, list[Any]]:
-        where, params = f"{column} < {mark}", [dialect.instant(end)]
+        where, params = f"t.{column} < {mark}", [dialect.instant(end)]
         if since is not None:
-            where += f" AND {column} >= {mark}"
+            where += f" AND t.{column} >= {mark}"
             params.append(dialect.instant(since))
         return where, params
 
-    found: list[tuple[tuple[Any, ...], dict[str, int]]] = []
+    def source(table: str) -> str:
+        joined = " LEFT JOIN customers AS c ON c.id = t.customer_id" if "tier" in by else ""
+        return f"{table} AS t{joined}"
 
+    found: list[tuple[tuple[Any, ...], dict[str, int]]] = []
+    expectation = dialect.json_integer("t.doc", "expectation")
+    both = f"t.satisfaction IS NOT NULL AND {expectation} IS NOT NULL"
     where, params = window("occurred_at")
     interactions = uow.select(
-        f"SELECT {keys('occurred_at')}, COUNT(*), COUNT(satisfaction), "  # noqa: S608
-        "SUM(CASE WHEN satisfaction >= 4 THEN 1 ELSE 0 END), COUNT(nps), "
-        "SUM(CASE WHEN nps >= 9 THEN 1 ELSE 0 END), SUM(CASE WHEN nps <= 6 THEN 1 ELSE 0 END) "
-        f"FROM interactions WHERE {where} GROUP BY 1, 2, 3",
+        f"SELECT {keys('occurred_at')}, COUNT(*), COUNT(t.satisfaction), "  # noqa: S608
+        "SUM(CASE WHEN t.satisfaction >= 4 THEN 1 ELSE 0 END), COUNT(t.nps), "
+        "SUM(CASE WHEN t.nps >= 9 THEN 1 ELSE 0 END), SUM(CASE WHEN t.nps <= 6 THEN 1 ELSE 0 END), "
+        f"SUM(CASE WHEN {both} THEN 1 ELSE 0 END), "
+        f"SUM(CASE WHEN {both} THEN t.satisfaction - {expectation} ELSE 0 END) "
+        f"FROM {source('interactions')} WHERE {where} GROUP BY 1, 2, 3, 4",
         params,
     )
     for row in interactions:
-        found.append((tuple(row[:3]), dict(zip(_COUNTS[:6], map(int, row[3:]), strict=True))))
+        found.append((tuple(row[:4]),
+                      dict(zip(_COUNTS[:_INTERACTION_COUNTS], map(int, row[4:]), strict=True))))
     where, params = window("opened_at")
-    done = f"(resolved_at IS NOT NULL AND resolved_at < {mark})"
+    done = f"(t.resolved_at IS NOT NULL AND t.resolved_at < {mark})"
     cases = uow.select(
         f"SELECT {keys('opened_at')}, COUNT(*), "  # noqa: S608
-        "SUM(CASE WHEN kind = 'complaint' THEN 1 ELSE 0 END), "
-        f"SUM(CASE WHEN {done} AND status <> 'open' THEN 1 ELSE 0 END), "
-        f"SUM(CASE WHEN {done} AND status <> 'open' AND contacts = 1 THEN 1 ELSE 0 END), "
-        f"SUM(CASE WHEN sla_due IS NOT NULL AND ({done} OR sla_due < {mark}) THEN 1 ELSE 0 END), "
-        f"SUM(CASE WHEN sla_due IS NOT NULL AND {done} AND resolved_at <= sla_due THEN 1 ELSE 0 END) "
-        f"FROM cases WHERE {where} GROUP BY 1, 2, 3",
+        "SUM(CASE WHEN t.kind = 'complaint' THEN 1 ELSE 0 END), "
+        f"SUM(CASE WHEN {done} AND t.status <> 'open' THEN 1 ELSE 0 END), "
+        f"SUM(CASE WHEN {done} AND t.status <> 'open' AND t.contacts = 1 THEN 1 ELSE 0 END), "
+        f"SUM(CASE WHEN t.sla_due IS NOT NULL AND ({done} OR t.sla_due < {mark}) THEN 1 ELSE 0 END), "
+        f"SUM(CASE WHEN t.sla_due IS NOT NULL AND {done} AND t.resolved_at <= t.sla_due "
+        f"THEN 1 ELSE 0 END) FROM {source('cases')} WHERE {where} GROUP BY 1, 2, 3, 4",
         [dialect.instant(end)] * 5 + params,
     )
     for row in cases:
-        found.append((tuple(row[:3]), dict(zip(_COUNTS[6:], map(int, row[3:]), strict=True))))
+        found.append((tuple(row[:4]),
+                      dict(zip(_COUNTS[_INTERACTION_COUNTS:], map(int, row[4:]), strict=True))))
     return found
 
 
@@ -181,7 +206,7 @@ def service_quality(
     dialect = dialect_of(uow)
     rows: Iterable[tuple[tuple[Any, ...], dict[str, int]]] | None = None
     if dialect is not None:
-        with suppress(Unsupported):  # a dialect without calendar periods: the same figures from Python
+        with suppress(Unsupported):  # no calendar periods or JSON reads: the same figures from Python
             rows = _sql(uow, dialect, by, period, since, end)
     if rows is None:
         rows = _python(uow, by, period, since, end)

@@ -7,17 +7,26 @@ purchase days), `recency` (time from the first to the last purchase day), `T`
 spend). Purchases of one customer on one UTC day count as one purchase (the
 CDNOW rule); times are in a configurable unit (7 days for CDNOW's weeks).
 
+Money is never added across currencies: a summary is of one currency, either
+because every purchase is in it (checked in the same pass), because the others
+are left out (`currency=`), or because every purchase day is converted to it at
+that day's rate (`currency=` with `rates=`, see `crmcore.exchange`).
+
 SQL storage computes it with one aggregation query, never by loading every
-purchase; the memory adapter gets the same figures from Python.
+purchase; the memory adapter gets the same figures from Python. A conversion
+reads one total per customer, day and currency (not every purchase) and
+converts in Python, the one place conversion is done.
 """
 
 from __future__ import annotations
 
 import array
 import itertools
+import math
 import operator
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import suppress
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
@@ -26,6 +35,7 @@ import attrs
 
 from crmcore import values as v
 from crmcore.errors import ValidationError
+from crmcore.exchange import ExchangeRates, convert
 from crmcore.model import Purchase
 from crmcore.ports import UnitOfWork
 from crmcore.sql.dialect import BUILTIN, Dialect, Unsupported, dialect_of
@@ -74,6 +84,12 @@ class Summary:
     T: array.array[float]
     monetary: array.array[float]
     total: array.array[float]
+    currency: str | None = None
+    """What `monetary` and `total` are in (None: no purchase at all)."""
+    converted: bool = False
+    """True when amounts in other currencies were converted into `currency` at their day's rate."""
+    measure: str = "revenue"
+    """What the money figures measure: "revenue", or "margin" (see `scoring.margin`)."""
 
     def __len__(self) -> int:
         return len(self.customer_ids)
@@ -91,21 +107,30 @@ class Summary:
 
     @classmethod
     def from_days(
-        cls, period: Period, rows: Iterable[tuple[Any, ...]], money: Callable[[Any], float] = float,
+        cls, period: Period, rows: Iterable[Sequence[Any]], scale: float = 1.0,
+        *, currency: str | None = None, converted: bool = False,
     ) -> Summary:
-        """Build from rows (customer id, purchase days, first day, last day, total, repeat
-        total), days counted from the epoch; `money` turns a stored amount into a float."""
-        columns = list(zip(*rows, strict=True)) or [()] * 6
-        ids, days, firsts, lasts, spent, repeat = columns
+        """Build from rows starting (customer id, purchase days, first day, last day, total,
+        repeat total), days counted from the epoch, amounts in units of 1/`scale` (further
+        columns are ignored). The repeat total of a customer with one purchase day is 0."""
+        table = rows if isinstance(rows, list) else list(rows)
+        # a column at a time (itemgetter in C): transposing with zip(*rows) is ten times slower
+        ids, days, firsts, lasts, spent, repeat = (list(map(operator.itemgetter(k), table))
+                                                   for k in range(6))
         units = itertools.repeat(period.unit_days)
+        scales = itertools.repeat(scale)
         # map() over C functions: several times faster than a loop for a million customers
+        repeats = list(map((1).__rsub__, days))
         return cls(
             period, list(map(str, ids)),
-            _doubles(map((1).__rsub__, days)),
+            _doubles(repeats),
             _doubles(map(operator.truediv, map(operator.sub, lasts, firsts), units)),
             _doubles(map(operator.truediv, map(period.through_day.__sub__, firsts), units)),
-            _doubles(money(r) / (n - 1) if n > 1 else 0.0 for n, r in zip(days, repeat, strict=True)),
-            _doubles(map(money, spent)),
+            # repeat total / scale / max(repeats, 1): 0 for a single purchase day
+            _doubles(map(operator.truediv, map(operator.truediv, repeat, scales),
+                         map(max, repeats, itertools.repeat(1)))),
+            _doubles(map(operator.truediv, spent, itertools.repeat(scale))),
+            currency, converted,
         )
 
 
@@ -121,34 +146,91 @@ def _dialect(dialect: str | Dialect) -> Dialect:
 
 
 def summary_sql(dialect: str | Dialect, *, currency: bool = False) -> str:
-    """Purchases grouped by customer in one pass along the (customer, time) index, and the
-    first purchase day's value looked up by an index range per customer: repeat value is
-    total minus that. Parameters: the end of the period and (optionally) the currency,
-    twice over."""
+    """Purchases grouped by customer in one pass along the (customer, time, currency, total)
+    covering index, and the first purchase day's value looked up by an index range per
+    customer: repeat value is total minus that. First and last instants are turned into
+    days once per customer; the lowest and highest currency code come out of the same
+    pass, so a mix of currencies is seen without a second scan. Parameters: the end of the
+    period and (optionally) the currency, twice over. Rows come in no promised order: the
+    caller sorts them by id in Python (code-point order on every backend, and cheaper
+    than a second sort in the database, since they mostly arrive in index order already)."""
     d = _dialect(dialect)
 
     def where(table: str) -> str:
         return f"{table}.ordered_at < ?" + (f" AND {table}.currency = ?" if currency else "")
 
-    day = d.epoch_day("p.ordered_at")
+    first = d.epoch_day("g.first_at")
     # built from the dialect's constants only; every value is a bound parameter
+    repeat = (
+        "spent - (SELECT SUM(q.total) FROM purchases AS q WHERE q.customer_id = g.customer_id "  # noqa: S608
+        f"AND q.ordered_at >= {d.day_start(first)} "
+        f"AND q.ordered_at < {d.day_start(first + ' + 1')} AND {where('q')})"
+    )
     return d.sql(
-        "SELECT customer_id, days, first_day, last_day, spent, spent - ("  # noqa: S608
-        "SELECT SUM(q.total) FROM purchases AS q WHERE q.customer_id = g.customer_id "
-        f"AND q.ordered_at >= {d.day_start('g.first_day')} "
-        f"AND q.ordered_at < {d.day_start('g.first_day + 1')} AND {where('q')}"
-        ") FROM ("
-        f"SELECT p.customer_id, COUNT(DISTINCT {day}) AS days, MIN({day}) AS first_day, "
-        f"MAX({day}) AS last_day, SUM(p.total) AS spent FROM purchases AS p WHERE {where('p')} "
-        f"GROUP BY p.customer_id) AS g ORDER BY customer_id"
+        f"SELECT customer_id, days, {first}, {d.epoch_day('g.last_at')}, "  # noqa: S608
+        f"{d.money_number('spent')}, {d.money_number(repeat)}, low, high FROM ("
+        f"SELECT p.customer_id, COUNT(DISTINCT {d.day_key('p.ordered_at')}) AS days, "
+        "MIN(p.ordered_at) AS first_at, MAX(p.ordered_at) AS last_at, SUM(p.total) AS spent, "
+        "MIN(p.currency) AS low, MAX(p.currency) AS high "
+        f"FROM purchases AS p WHERE {where('p')} GROUP BY p.customer_id) AS g"
     )
 
 
-def _sql_summary(uow: Any, dialect: Dialect, period: Period, currency: str | None) -> Summary:
+def day_totals_sql(dialect: str | Dialect) -> str:
+    """One total per customer, purchase day and currency, in customer and day order: what a
+    conversion needs (rates are per day). Parameter: the end of the period."""
+    d = _dialect(dialect)
+    return d.sql(
+        f"SELECT customer_id, {d.epoch_day('ordered_at')} AS day, currency, SUM(total) "  # noqa: S608
+        "FROM purchases WHERE ordered_at < ? GROUP BY customer_id, day, currency "
+        "ORDER BY customer_id, day"
+    )
+
+
+class MixedCurrencies(ValidationError):
+    """The purchases are in several currencies and no one currency was chosen."""
+
+
+def _one_currency(found: Iterable[tuple[str, str]]) -> str | None:
+    """The one currency of (lowest, highest) code pairs, or MixedCurrencies naming the mix."""
+    codes = set(itertools.chain.from_iterable(found))
+    if len(codes) > 1:
+        raise MixedCurrencies(
+            "currency", None,
+            f"the purchases are in {', '.join(sorted(codes))}: keep one (currency=) or convert "
+            "them to one (currency= with rates=); amounts of two currencies are never added")
+    return next(iter(codes), None)
+
+
+def _sql_summary(uow: Any, dialect: Dialect, period: Period, currency: str | None,
+                 amounts: bool) -> Summary:
     end = dialect.instant(period.end)
     params: list[Any] = [end] if currency is None else [end, currency]
     rows = uow.select(summary_sql(dialect, currency=currency is not None), params * 2)
-    return Summary.from_days(period, rows, dialect.from_money)
+    rows.sort(key=operator.itemgetter(0))
+    if not amounts:
+        return _without_amounts(Summary.from_days(period, rows))
+    code = currency or _one_currency(zip(map(operator.itemgetter(6), rows),
+                                         map(operator.itemgetter(7), rows), strict=True))
+    return Summary.from_days(period, rows, 10.0**dialect.money_scale, currency=code)
+
+
+def _without_amounts(summary: Summary) -> Summary:
+    """Purchase days only: amounts of several currencies are not figures, so they go."""
+    nothing = _doubles(itertools.repeat(math.nan, len(summary)))
+    return attrs.evolve(summary, monetary=nothing, total=_doubles(nothing), currency=None)
+
+
+def currencies(uow: UnitOfWork, as_of: date | datetime) -> list[str]:
+    """The currencies of the purchases before `as_of`, in code order."""
+    period = Period.as_of(as_of)
+    dialect = dialect_of(uow)
+    if dialect is None:
+        return sorted({p.currency for p in every(uow, "purchases") if p.ordered_at < period.end})
+    rows = uow.select(  # type: ignore[attr-defined]
+        dialect.sql("SELECT DISTINCT currency FROM purchases WHERE ordered_at < ?"),
+        [dialect.instant(period.end)])
+    return sorted(str(row[0]) for row in rows)
 
 
 # ---- Python, for storage without SQL ----
@@ -164,23 +246,73 @@ def every(uow: UnitOfWork, attribute: str, page: int = 1000) -> Iterator[Any]:
         after = batch[-1].id
 
 
+DayTotal = tuple[str, int, str, Decimal]
+"""(customer id, day since the epoch, currency, total of that customer's purchases that day)."""
+
+
+def python_day_totals(purchases: Iterable[Purchase], period: Period) -> list[DayTotal]:
+    """The day totals of purchases in hand, in customer and day order."""
+    found: dict[tuple[str, int, str], Decimal] = defaultdict(Decimal)
+    for purchase in purchases:
+        if purchase.ordered_at < period.end:
+            day = (purchase.ordered_at.date() - EPOCH_DAY).days
+            found[purchase.customer_id, day, purchase.currency] += purchase.total.amount
+    return [(c, d, code, amount) for (c, d, code), amount in sorted(found.items())]
+
+
+def rows_of_day_totals(
+    day_totals: Iterable[DayTotal], *, currency: str | None = None,
+    rates: ExchangeRates | None = None,
+) -> tuple[list[tuple[str, int, int, int, float, float]], str | None]:
+    """Summary rows and their currency from day totals in customer order.
+
+    Without `rates`, `currency` keeps that currency's purchases only, and None requires
+    a single currency; with `rates`, every amount is converted into `currency` at the
+    rate of its own day before anything is added.
+    """
+    if rates is not None and currency is None:
+        raise ValidationError("currency", None, "name the currency to convert into")
+    by_customer: dict[str, dict[int, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+    seen: set[str] = set()
+    for customer_id, day, code, amount in day_totals:
+        if rates is not None and code != currency:
+            on = EPOCH_DAY + timedelta(days=day)
+            amount = convert(v.Money(amount, code), currency, on, rates).amount  # type: ignore[arg-type]
+        elif currency is not None and code != currency:
+            continue
+        else:
+            seen.add(code)
+        by_customer[customer_id][day] += amount
+    found = currency or _one_currency((code, code) for code in seen)
+    rows = []
+    for customer_id in sorted(by_customer):
+        days = by_customer[customer_id]
+        first, last = min(days), max(days)
+        spent = sum(days.values(), Decimal(0))
+        rows.append((customer_id, len(days), first, last, float(spent), float(spent - days[first])))
+    return rows, found
+
+
+def stored_day_totals(uow: UnitOfWork, period: Period) -> list[DayTotal]:
+    """The day totals of the stored purchases before the end of `period`: one aggregation
+    in SQL, a paged pass in Python without it."""
+    dialect = dialect_of(uow)
+    if dialect is not None:
+        with suppress(Unsupported):  # no day arithmetic in this dialect: the same totals from Python
+            sql = day_totals_sql(dialect)
+            return [
+                (str(c), int(d), str(code), dialect.exact_money(amount))
+                for c, d, code, amount in uow.select(  # type: ignore[attr-defined]
+                    sql, [dialect.instant(period.end)])
+            ]
+    return python_day_totals(every(uow, "purchases"), period)
+
+
 def python_rows(
     purchases: Iterable[Purchase], period: Period, currency: str | None = None
 ) -> list[tuple[str, int, int, int, float, float]]:
     """The summary rows computed in Python: the reference the SQL must agree with."""
-    by_day: dict[str, dict[int, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
-    for purchase in purchases:
-        if purchase.ordered_at >= period.end or (currency and purchase.currency != currency):
-            continue
-        day = (purchase.ordered_at.date() - EPOCH_DAY).days
-        by_day[purchase.customer_id][day] += purchase.total.amount
-    rows = []
-    for customer_id in sorted(by_day):
-        days = by_day[customer_id]
-        first, last = min(days), max(days)
-        spent = sum(days.values(), Decimal(0))
-        rows.append((customer_id, len(days), first, last, float(spent), float(spent - days[first])))
-    return rows
+    return rows_of_day_totals(python_day_totals(purchases, period), currency=currency)[0]
 
 
 def summarize(
@@ -189,25 +321,35 @@ def summarize(
     *,
     unit_days: float = 7.0,
     currency: str | None = None,
+    rates: ExchangeRates | None = None,
+    amounts: bool = True,
 ) -> Summary:
-    """The summary of every customer who bought before `as_of` (see `Period.as_of`).
+    """The summary of every customer who bought before `as_of` (see `Period.as_of`), in one
+    currency: the only one there is, `currency` alone, or everything converted into
+    `currency` with `rates`. A mix of currencies without either raises MixedCurrencies.
 
-    Amounts of different currencies are added as they are; pass `currency` to
-    keep one.
+    `amounts=False` asks for purchase days only (any currency, `monetary` and `total` NaN):
+    what repurchase intervals need.
     """
     period = Period.as_of(as_of, unit_days)
     dialect = dialect_of(uow)
-    if dialect is not None:
-        try:
-            return _sql_summary(uow, dialect, period, currency)
-        except Unsupported:
-            pass  # the dialect has no day arithmetic: the same figures from Python
-    return Summary.from_days(period, python_rows(every(uow, "purchases"), period, currency))
+    if dialect is not None and rates is None:
+        with suppress(Unsupported):  # no day arithmetic in this dialect: the same figures from Python
+            return _sql_summary(uow, dialect, period, currency, amounts)
+    day_totals = stored_day_totals(uow, period)
+    if not amounts:
+        keep = [(c, d, "", amount) for c, d, _, amount in day_totals]
+        return _without_amounts(Summary.from_days(period, rows_of_day_totals(keep)[0]))
+    rows, found = rows_of_day_totals(day_totals, currency=currency, rates=rates)
+    return Summary.from_days(period, rows, currency=found, converted=rates is not None)
 
 
 def summary_of(
-    purchases: Sequence[Purchase], as_of: date | datetime, *, unit_days: float = 7.0
+    purchases: Sequence[Purchase], as_of: date | datetime, *, unit_days: float = 7.0,
+    currency: str | None = None, rates: ExchangeRates | None = None,
 ) -> Summary:
     """The summary of purchases already in hand (tests, small imports)."""
     period = Period.as_of(as_of, unit_days)
-    return Summary.from_days(period, python_rows(purchases, period))
+    rows, found = rows_of_day_totals(python_day_totals(purchases, period), currency=currency,
+                                     rates=rates)
+    return Summary.from_days(period, rows, currency=found, converted=rates is not None)

@@ -37,6 +37,8 @@ MICROS_PER_DAY = 86_400_000_000
 PERIODS = ("day", "month", "year")
 """Calendar buckets `Dialect.period` knows."""
 _PLAIN = re.compile(r"[a-z_][a-z0-9_]*")
+EPOCH_SHIFT_DAYS = 719_163
+"""Days from 0001-01-01 to the epoch: shifted by them, every instant Python can hold is positive."""
 
 
 class Unsupported(Exception):
@@ -129,6 +131,12 @@ class Dialect:
         """A stored amount (or a sum of them) as a float in currency units."""
         return float(value) / 10**self.money_scale if self.money_scale else float(value)
 
+    def exact_money(self, value: int | float | Decimal) -> Decimal:
+        """A stored amount (or a sum of them) as an exact Decimal in currency units."""
+        if self.money_scale:
+            return Decimal(value).scaleb(-self.money_scale)
+        return value if isinstance(value, Decimal) else Decimal(str(value))
+
     def day(self, value: date) -> Any:
         """A calendar date as stored and bound."""
         return value
@@ -162,6 +170,12 @@ class Dialect:
         "date": "DATE", "instant": "TIMESTAMP WITH TIME ZONE", "money": "NUMERIC",
     }
     """The column type that holds each kind of value (text, int, money, real, instant, date, bool)."""
+
+    def money_number(self, sql: str) -> str:
+        """A stored amount (or a sum of them) as the number it leaves the database as: a
+        double, or the stored integer units; dividing it by 10**money_scale gives currency
+        units (an exact decimal costs more to read than it is worth for statistics)."""
+        return self.cast(sql, "real")
 
     def cast(self, sql: str, kind: str) -> str:
         """`sql` (often a bound parameter, whose type a server cannot guess when it is NULL)
@@ -198,6 +212,12 @@ class Dialect:
         """The UTC day of a stored instant, counted from 1970-01-01 (an integer)."""
         return f"(CAST(({instant} AT TIME ZONE 'UTC') AS DATE) - DATE '1970-01-01')"
 
+    def day_key(self, instant: str) -> str:
+        """A value that is the same for two stored instants exactly when they fall on the same
+        UTC day (what counting distinct days needs, run once per row): the epoch day, unless
+        the dialect has something cheaper."""
+        return self.epoch_day(instant)
+
     def day_start(self, day: str) -> str:
         """The stored instant at which epoch day `day` (an integer expression) begins."""
         return f"(CAST(DATE '1970-01-01' + ({day}) AS TIMESTAMP) AT TIME ZONE 'UTC')"
@@ -215,6 +235,11 @@ class Dialect:
         return f"(strpos({haystack}, {needle}) > 0)"
 
     # ---- JSON documents (customers' `doc` column) ----
+
+    def json_integer(self, doc: str, key: str) -> str:
+        """The integer `doc.key` (a top-level key of a record's document; `key` is a constant
+        name), NULL when absent."""
+        raise Unsupported(f"no JSON reads in {self.name}")
 
     def json_array_contains(self, doc: str, key: str, needle: str) -> str:
         """True when the array `doc.key` (texts) holds `needle`; `key` is a constant name."""
@@ -287,8 +312,15 @@ class SQLite(Dialect):
         # floor division: integer division in SQLite truncates towards zero
         return f"({instant} / {MICROS_PER_DAY} - ({instant} % {MICROS_PER_DAY} < 0))"
 
+    def day_key(self, instant: str) -> str:
+        # shifted so that every instant Python can hold is positive: truncating division floors
+        return f"(({instant} + {EPOCH_SHIFT_DAYS * MICROS_PER_DAY}) / {MICROS_PER_DAY})"
+
     def day_start(self, day: str) -> str:
         return f"(({day}) * {MICROS_PER_DAY})"
+
+    def money_number(self, sql: str) -> str:
+        return sql  # integer units, read as they are
 
     def period(self, instant: str, unit: str) -> str:
         fmt = {"day": "%Y-%m-%d", "month": "%Y-%m", "year": "%Y"}[unit]
@@ -300,6 +332,9 @@ class SQLite(Dialect):
 
     def contains_text(self, haystack: str, needle: str) -> str:
         return f"(instr({haystack}, {needle}) > 0)"
+
+    def json_integer(self, doc: str, key: str) -> str:
+        return f"json_extract({doc}, '$.{key}')"
 
     def json_array_contains(self, doc: str, key: str, needle: str) -> str:
         return f"EXISTS (SELECT 1 FROM json_each({doc}, '$.{key}') AS t WHERE t.value = {needle})"
@@ -368,6 +403,9 @@ class PostgreSQL(Dialect):
     def epoch_day(self, instant: str) -> str:
         return f"(({instant} AT TIME ZONE 'UTC')::date - DATE '1970-01-01')"
 
+    def day_key(self, instant: str) -> str:
+        return f"({instant} AT TIME ZONE 'UTC')::date"
+
     def day_start(self, day: str) -> str:
         return f"((DATE '1970-01-01' + ({day}))::timestamp AT TIME ZONE 'UTC')"
 
@@ -377,6 +415,9 @@ class PostgreSQL(Dialect):
 
     def month_day(self, day: str) -> str:
         return f"to_char({day}, 'MM-DD')"
+
+    def json_integer(self, doc: str, key: str) -> str:
+        return f"({doc} ->> '{key}')::integer"
 
     def json_array_contains(self, doc: str, key: str, needle: str) -> str:
         return (f"EXISTS (SELECT 1 FROM json_array_elements_text({doc} -> '{key}') AS t(v) "

@@ -14,15 +14,18 @@ there. Both bases hold the same `crmcore.synthetic.SyntheticBase`.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import date, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
 
 import crmcore
 from crmcore import CRM
+from crmcore.exchange import Rate, RateTable
 from crmcore.plugins import make_plugin_manager
 from crmcore.ports import Storage
+from crmcore.scoring.summary import MixedCurrencies, Summary
 from crmcore.synthetic import AS_OF, SyntheticBase
 
 RULES = (
@@ -50,6 +53,12 @@ RULES = (
 
 def _rows(found: list[Any]) -> list[Any]:
     return [repr(item) for item in found]
+
+
+def _same_summary(got: Summary, expected: Summary) -> None:
+    assert got.customer_ids == expected.customer_ids
+    for column in ("frequency", "recency", "T", "monetary", "total"):
+        assert list(getattr(got, column)) == pytest.approx(list(getattr(expected, column))), column
 
 
 class AnalyticsContract:
@@ -93,20 +102,33 @@ class AnalyticsContract:
 
     @pytest.mark.parametrize("unit_days", [1, 7])
     def test_summary(self, pair: tuple[CRM, CRM], unit_days: int) -> None:
+        """One summary per currency; a mix without a currency chosen is refused on both."""
         subject, reference = pair
-        got = subject.analytical.summary(AS_OF, unit_days=unit_days)
-        expected = reference.analytical.summary(AS_OF, unit_days=unit_days)
-        assert len(expected) > 0
-        assert got.customer_ids == expected.customer_ids
-        for column in ("frequency", "recency", "T", "monetary", "total"):
-            assert list(getattr(got, column)) == pytest.approx(list(getattr(expected, column))), column
+        codes = reference.analytical.currencies(AS_OF)
+        assert len(codes) > 1 and subject.analytical.currencies(AS_OF) == codes
+        for crm in pair:
+            with pytest.raises(MixedCurrencies):
+                crm.analytical.summary(AS_OF, unit_days=unit_days)
+        for code in codes:
+            got = subject.analytical.summary(AS_OF, unit_days=unit_days, currency=code)
+            expected = reference.analytical.summary(AS_OF, unit_days=unit_days, currency=code)
+            assert len(expected) > 0 and got.currency == expected.currency == code
+            _same_summary(got, expected)
 
-    def test_summary_in_one_currency_and_an_earlier_instant(self, pair: tuple[CRM, CRM]) -> None:
+    def test_summary_converted_and_an_earlier_instant(self, pair: tuple[CRM, CRM]) -> None:
+        """Every purchase converted into one currency at its day's rate, and each currency alone."""
         subject, reference = pair
         earlier = AS_OF - timedelta(days=200)
-        for currency in ("EUR", None):
-            got = subject.analytical.summary(earlier, currency=currency)
-            expected = reference.analytical.summary(earlier, currency=currency)
+        codes = reference.analytical.currencies(earlier)
+        rates = RateTable([Rate(codes[0], code, date(1970, 1, 1), Decimal(n + 2) / 3)
+                           for n, code in enumerate(codes[1:])])
+        got = subject.analytical.summary(earlier, currency=codes[0], rates=rates)
+        expected = reference.analytical.summary(earlier, currency=codes[0], rates=rates)
+        assert got.converted and expected.converted and len(expected) > 0
+        _same_summary(got, expected)
+        for code in codes:
+            got = subject.analytical.summary(earlier, currency=code)
+            expected = reference.analytical.summary(earlier, currency=code)
             assert got.customer_ids == expected.customer_ids
             assert list(got.total) == pytest.approx(list(expected.total))
 
@@ -119,9 +141,11 @@ class AnalyticsContract:
     def test_lifetime_value(self, pair: tuple[CRM, CRM]) -> None:
         pytest.importorskip("scipy")
         subject, reference = pair
-        got, expected = subject.analytical.clv(AS_OF), reference.analytical.clv(AS_OF)
-        assert got.customer_ids == expected.customer_ids
-        assert got.clv.tolist() == pytest.approx(expected.clv.tolist(), rel=1e-6)
+        got, expected = subject.analytical.clv_by_currency(AS_OF), reference.analytical.clv_by_currency(AS_OF)
+        assert expected and got.keys() == expected.keys()
+        for code, valuation in expected.items():
+            assert got[code].customer_ids == valuation.customer_ids
+            assert got[code].clv.tolist() == pytest.approx(valuation.clv.tolist(), rel=1e-6)
 
     def test_repurchase_intervals(self, pair: tuple[CRM, CRM]) -> None:
         subject, reference = pair
@@ -131,6 +155,7 @@ class AnalyticsContract:
         (("service_point", "channel", "period"), "month"),
         (("channel",), "day"),
         (("period",), "year"),
+        (("tier", "channel"), "month"),
         ((), "month"),
     ])
     def test_service_quality(self, pair: tuple[CRM, CRM], by: tuple[str, ...], period: str) -> None:

@@ -307,7 +307,7 @@ class StorageContract(OperationalStorageContract, LifecycleContract):
     def test_compiled_queries_mean_what_python_computes(self, crm: CRM) -> None:
         """Segments and the purchase summary, through the CRM on this storage, give what the
         Python engines give on the same records (`AnalyticsContract` checks every analysis)."""
-        from crmcore.scoring.summary import every, summarize, summary_of
+        from crmcore.scoring.summary import MixedCurrencies, currencies, every, summarize, summary_of
         from crmcore.segments import select_ids
         from crmcore.synthetic import AS_OF, SyntheticBase
         from crmcore.testing.analytics import RULES
@@ -317,10 +317,18 @@ class StorageContract(OperationalStorageContract, LifecycleContract):
             for rule in RULES:
                 expected = select_ids(uow, rule, as_of=AS_OF, engine="python")
                 assert select_ids(uow, rule, as_of=AS_OF) == expected, rule
-            got, reference = summarize(uow, AS_OF), summary_of(list(every(uow, "purchases")), AS_OF)
-        assert got.customer_ids == reference.customer_ids and len(got) > 0
-        for column in ("frequency", "recency", "T", "monetary", "total"):
-            assert list(getattr(got, column)) == pytest.approx(list(getattr(reference, column))), column
+            purchases = list(every(uow, "purchases"))
+            codes = currencies(uow, AS_OF)
+            assert codes == sorted({p.currency for p in purchases}) and len(codes) > 1
+            with pytest.raises(MixedCurrencies):
+                summarize(uow, AS_OF)  # amounts of two currencies are never added
+            pairs = [(summarize(uow, AS_OF, currency=code), summary_of(purchases, AS_OF, currency=code))
+                     for code in codes]
+        for got, reference in pairs:
+            assert got.customer_ids == reference.customer_ids and len(got) > 0
+            assert got.currency == reference.currency
+            for column in ("frequency", "recency", "T", "monetary", "total"):
+                assert list(getattr(got, column)) == pytest.approx(list(getattr(reference, column))), column
 
     # ---- outbox ----
 

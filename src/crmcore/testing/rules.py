@@ -146,11 +146,16 @@ class ScorerContract:
     def scorer(self) -> Scorer:
         raise NotImplementedError("return the scorer under test")
 
+    def prepare(self, crm: CRM) -> None:
+        """Set the loaded CRM up as the scorer needs (the base mixes currencies: a scorer of
+        money may need `crm.analytical.reporting(currency, rates)`)."""
+
     @pytest.fixture(scope="class")
     @classmethod
     def crm(cls) -> Iterator[CRM]:
         opened = crmcore.open(cls.storage_url, clock=lambda: AS_OF)
         SyntheticBase(size=cls.customers, seed=11).load(opened)
+        cls().prepare(opened)
         yield opened
         opened.close()
 

@@ -207,6 +207,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX merges_merged ON merges (merged_id)",
         f"CREATE TABLE erasures (id {TEXT} PRIMARY KEY, at timestamptz NOT NULL)",
     ),
+    # analytics: the purchase summary reads this index alone (an index-only scan)
+    ("CREATE INDEX purchases_summary ON purchases (customer_id, ordered_at) INCLUDE (currency, total)",),
 )
 """Migration N brings the schema from version N to N+1 (mirrors sqlite.MIGRATIONS)."""
 

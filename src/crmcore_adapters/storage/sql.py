@@ -179,15 +179,10 @@ TABLES: tuple[Table[Any], ...] = (
 )
 
 
-def _name(column: str) -> str:
-    """A column name as every dialect reads it (`at` is reserved in some)."""
-    return f'"{column}"' if column in ("at", "left") else column
-
-
-def insert_sql(table: Table[Any]) -> str:
-    names = ("id", *map(_name, table.columns), "doc")
+def insert_sql(table: Table[Any], dialect: Dialect) -> str:
+    names = ("id", *table.columns, "doc")
     marks = ", ".join("?" for _ in names)
-    return f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({marks})"  # noqa: S608
+    return f"INSERT INTO {table.name} ({', '.join(map(dialect.quote, names))}) VALUES ({marks})"  # noqa: S608
 
 
 def _load(table: Table[T], doc: Any) -> T:
@@ -211,7 +206,7 @@ class SqlRepository(Generic[T]):
             raise ValidationError("version", version, "a new record must have version 0")
         stored = _renumbered(item, 1) if self.t.versioned else item
         # one round trip: a clash inserts nothing (and, on PostgreSQL, aborts nothing)
-        self._run(insert_sql(self.t) + " ON CONFLICT DO NOTHING", self.t.row(self.d, stored))
+        self._run(insert_sql(self.t, self.d) + " ON CONFLICT DO NOTHING", self.t.row(self.d, stored))
         if self.cur.rowcount != 1:
             raise IntegrityError(f"{self.t.kind} {item.id!r} exists already")  # type: ignore[attr-defined]
         return stored
@@ -250,7 +245,7 @@ class SqlRepository(Generic[T]):
         current: int = item.version  # type: ignore[attr-defined]
         stored = _renumbered(item, current + 1)
         row = self.t.row(self.d, stored)
-        assignments = ", ".join(f"{_name(c)} = ?" for c in (*self.t.columns, "doc"))
+        assignments = ", ".join(f"{self.d.quote(c)} = ?" for c in (*self.t.columns, "doc"))
         self._run(
             f"UPDATE {self.t.name} SET {assignments} WHERE id = ? AND version = ?",  # noqa: S608
             (*row[1:], stored.id, current),  # type: ignore[attr-defined]
@@ -347,7 +342,7 @@ class SqlCustomers(SqlRepository[Customer]):
         self._run("SELECT 1 FROM customers WHERE id = ?", (item.id,))
         if self.cur.fetchone() is not None:
             raise IntegrityError(f"customer {item.id!r} exists already")
-        self._run(insert_sql(self.t), self.t.row(self.d, item))
+        self._run(insert_sql(self.t, self.d), self.t.row(self.d, item))
         self._index(item)
         return item
 
@@ -450,7 +445,7 @@ class SqlTasks(SqlRepository[Task]):
         self._run(
             f"SELECT doc FROM tasks WHERE {where} "  # noqa: S608 - fixed text, bound values
             "ORDER BY (due_at IS NULL), due_at, id LIMIT ?",
-            (*params, -1 if limit is None and self.d.name == "sqlite" else limit),
+            (*params, self.d.limit(limit)),
         )
         return [_load(self.t, row[0]) for row in self.cur.fetchall()]
 
@@ -524,13 +519,14 @@ class SqlAutomationRuns:
         )
         if self.cur.fetchone() is not None:
             return False
-        self.cur.execute(self.d.sql(insert_sql(AUTOMATION_RUNS)), AUTOMATION_RUNS.row(self.d, run))
+        self.cur.execute(self.d.sql(insert_sql(AUTOMATION_RUNS, self.d)), AUTOMATION_RUNS.row(self.d, run))
         return True
 
     def for_rule(self, rule: str, *, limit: int | None = None) -> builtins.list[AutomationRun]:
         self.cur.execute(
-            self.d.sql('SELECT doc FROM automation_runs WHERE rule = ? ORDER BY "at", id LIMIT ?'),
-            (rule, -1 if limit is None and self.d.name == "sqlite" else limit),
+            self.d.sql("SELECT doc FROM automation_runs WHERE rule = ? "  # noqa: S608
+                       f"ORDER BY {self.d.quote('at')}, id LIMIT ?"),
+            (rule, self.d.limit(limit)),
         )
         return [_load_doc(row[0], AutomationRun) for row in self.cur.fetchall()]
 
@@ -573,7 +569,7 @@ class SqlOpportunities(SqlRepository[Opportunity]):
 
         self._run("SELECT count(*) FROM opportunity_history WHERE opportunity_id = ?", (item.id,))
         written = int(self.cur.fetchone()[0])
-        self.cur.executemany(self.d.sql(HISTORY_INSERT), [
+        self.d.executemany(self.cur, HISTORY_INSERT.format(at=self.d.quote("at")), [
             (r.opportunity_id, r.seq, self.d.instant(r.at), r.pipeline, r.stage, r.probability,
              _day(r.close_date), r.currency, None if r.amount is None else self.d.money(r.amount),
              r.owner, r.team)
@@ -582,7 +578,7 @@ class SqlOpportunities(SqlRepository[Opportunity]):
 
 
 HISTORY_INSERT = (
-    'INSERT INTO opportunity_history (opportunity_id, seq, "at", pipeline, stage, probability, '
+    "INSERT INTO opportunity_history (opportunity_id, seq, {at}, pipeline, stage, probability, "
     "close_date, currency, amount, owner, team) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
@@ -1170,7 +1166,7 @@ def bulk_statements(
     """(INSERT statement, rows, records) for a bulk import, customer lookup rows included;
     `records` counts the stream's records behind the rows (0 for lookup rows)."""
     for table, batch in bulk_batches(items, size):
-        yield insert_sql(table), bulk_rows(dialect, table, batch), len(batch)
+        yield insert_sql(table, dialect), bulk_rows(dialect, table, batch), len(batch)
         if table is CUSTOMERS:
             for statement, rows in index_rows(batch):
                 if rows:  # an empty batch is refused by some drivers' executemany

@@ -167,6 +167,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX merges_merged ON merges (merged_id)",
         "CREATE TABLE erasures (id TEXT PRIMARY KEY, at INTEGER NOT NULL)",
     ),
+    # analytics: the purchase summary reads this index alone, never the wide table rows
+    ("CREATE INDEX purchases_summary ON purchases (customer_id, ordered_at, currency, total)",),
 )
 """Migration N brings the schema from version N to N+1; never edit one that has shipped."""
 

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from crmcore.sql import Cursor, Dialect, SQLite
-from crmcore.sql.dialect import MICROS_PER_DAY
+from crmcore.sql.dialect import EPOCH_SHIFT_DAYS, MICROS_PER_DAY
 
 _PLAIN_INSERT = re.compile(r"(INSERT INTO [^()]+ \([^()]+\) VALUES )(\(\?(?:, \?)*\))")
 ROWS_PER_STATEMENT = 500
@@ -52,9 +52,16 @@ class DuckDB(SQLite):
         return (f"({instant} // {MICROS_PER_DAY} - "
                 f"CASE WHEN {instant} % {MICROS_PER_DAY} < 0 THEN 1 ELSE 0 END)")
 
+    def day_key(self, instant: str) -> str:
+        # `/` divides as reals in DuckDB: the integer division is `//`
+        return f"(({instant} + {EPOCH_SHIFT_DAYS * MICROS_PER_DAY}) // {MICROS_PER_DAY})"
+
     def period(self, instant: str, unit: str) -> str:
         fmt = {"day": "%Y-%m-%d", "month": "%Y-%m", "year": "%Y"}[unit]
         return f"strftime(make_timestamp({instant}), '{fmt}')"
+
+    def json_integer(self, doc: str, key: str) -> str:
+        return f"CAST(json_extract_string({doc}, '$.{key}') AS BIGINT)"
 
     def json_array_contains(self, doc: str, key: str, needle: str) -> str:
         return (f"EXISTS (SELECT 1 FROM json_each({doc}, '$.{key}') AS t "
