@@ -307,6 +307,21 @@ def _pipeline(demo: Demo) -> Iterable[str]:
     closed = count[Stage.WON] + count[Stage.LOST]
     if closed:
         yield f"  win rate {count[Stage.WON] / closed:.0%} of {closed:,} closed"
+    try:  # funnel, cycle, velocity and the weighted forecast from the stage history
+        yield from (f"  {line}" for line in demo.crm.sales.summary())
+    except CRMError as error:
+        yield f"  forecast skipped: {error}"
+
+
+@section("Campaign measurement (an A/A rehearsal: held out, nothing sent)")
+def _rehearsal(demo: Demo) -> Iterable[str]:
+    try:
+        report = demo.crm.marketing.rehearse(days=90)
+    except CRMError as error:
+        yield f"  skipped: {error}"
+        return
+    overall = report.explain().split("\n-- stratum")[0]
+    yield from (f"  {line}" for line in overall.splitlines()[1:4])
 
 
 DEMO_RULES = {
@@ -329,24 +344,26 @@ def _rfm(demo: Demo) -> Iterable[str]:
     yield from table(counts.most_common())
 
 
-@section("Lifetime value and churn (BG/NBD + Gamma-Gamma)")
+@section("Lifetime value and churn (BG/NBD + Gamma-Gamma), per currency")
 def _clv(demo: Demo) -> Iterable[str]:
     analytical = demo.crm.analytical
     try:
-        model = analytical.fit_clv()
-        value = analytical.clv(model=model)
-        alerts = analytical.churn_alerts(model=model, threshold=0.3, emit=False)
+        valuations = analytical.clv_by_currency()
     except CRMError as error:  # no `analytics` extra, or too little history to fit
         yield f"  skipped: {error}"
         return
-    fitted = attrs.asdict(model.purchases)
-    parameters = ", ".join(
-        f"{k}={x:.3f}" for k, x in fitted.items() if k != "log_likelihood" and isinstance(x, float)
-    )
-    yield f"  purchase model ({type(model.purchases).__name__}): {parameters}"
-    total, alive = float(value.clv.sum()), float(value.p_alive.mean())
-    yield f"  12-month CLV of the base: {total:,.0f}; mean P(alive) {alive:.2f}"
-    yield f"  {len(alerts):,} valuable customers about to leave (P(alive) < 0.3), e.g.:"
+    for currency, value in sorted(valuations.items()):
+        total, alive = float(value.clv.sum()), float(value.p_alive.mean())
+        yield (f"  {currency}: {len(value.customer_ids):,} customers, {value.horizon.describe()} CLV "
+               f"{total:,.0f} {currency}; mean P(alive) {alive:.2f}")
+    try:
+        first = min(valuations) if valuations else None
+        model = analytical.fit_clv(currency=first) if first else None
+        alerts = analytical.churn_alerts(model=model, threshold=0.3, emit=False) if model else []
+    except CRMError as error:
+        yield f"  churn alerts skipped: {error}"
+        return
+    yield f"  {len(alerts):,} valuable {first} customers about to leave (P(alive) < 0.3), e.g.:"
     rows = ((a.customer_id, f"P(alive) {a.p_alive:.2f}", f"value {a.value:,.0f}") for a in alerts[:3])
     yield from table(rows, indent=4)
 

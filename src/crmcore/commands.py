@@ -87,8 +87,16 @@ def register(app: typer.Typer) -> None:
     scores.command("fit")(scores_fit)
     scores.command("refresh")(scores_refresh)
     app.add_typer(scores, name="scores")
-    # Hook point for `crmcore cases sweep`: the cases branch adds `crm.operational.cases.sweep(now)`;
-    # once it exists, register `cases = typer.Typer(...)` with a `sweep` command calling it here.
+    scores.command("leads")(scores_leads)
+    cases = typer.Typer(help="Cases: escalate what is due.", no_args_is_help=True)
+    cases.command("sweep")(cases_sweep)
+    app.add_typer(cases, name="cases")
+    tasks = typer.Typer(help="Tasks: send the reminders that are due.", no_args_is_help=True)
+    tasks.command("remind")(tasks_remind)
+    app.add_typer(tasks, name="tasks")
+    retention = typer.Typer(help="Retention rules: erase what is kept too long.", no_args_is_help=True)
+    retention.command("erase-leads")(retention_erase_leads)
+    app.add_typer(retention, name="retention")
     app._crmcore_commands = True  # type: ignore[attr-defined]
 
 
@@ -270,17 +278,23 @@ def segments_explain(
 # ---- scores ----
 
 
-def scores_fit(url: Url, as_of: AsOf = None,
-               counts: Annotated[str, typer.Option(help="bg/nbd or pareto/nbd")] = "bg/nbd") -> None:
-    """Fit the lifetime-value models (purchases and spend) and print their parameters."""
+def scores_fit(
+    url: Url, as_of: AsOf = None,
+    counts: Annotated[str, typer.Option(help="bg/nbd or pareto/nbd")] = "bg/nbd",
+    currency: Annotated[str | None, typer.Option(help="Fit this currency only (default: each one).")]
+    = None,
+) -> None:
+    """Fit the lifetime-value models (purchases and spend), one per currency, and print them."""
     import attrs
 
     with opened(url) as crm:
-        model = crm.analytical.fit_clv(as_of, counts=counts)
-    for part in (model.purchases, model.spend):
-        fitted = attrs.asdict(part)
-        values = ", ".join(f"{k}={x:.4g}" for k, x in fitted.items() if isinstance(x, float))
-        out.print(f"{type(part).__name__}: {values}", markup=False)
+        codes = [currency] if currency else crm.analytical.currencies(as_of)
+        models = {code: crm.analytical.fit_clv(as_of, counts=counts, currency=code) for code in codes}
+    for code, model in models.items():
+        for part in (model.purchases, model.spend):
+            fitted = attrs.asdict(part)
+            values = ", ".join(f"{k}={x:.4g}" for k, x in fitted.items() if isinstance(x, float))
+            out.print(f"{code} {type(part).__name__}: {values}", markup=False)
 
 
 def scores_refresh(
@@ -294,6 +308,49 @@ def scores_refresh(
     for name, count in sorted(written.items()):
         table.add_row(name, f"{count:,}")
     out.print(table)
+
+
+def scores_leads(url: Url, as_of: AsOf = None) -> None:
+    """Refresh the lead scores (win probability of each customer's best open opportunity)."""
+    with opened(url) as crm:
+        written = crm.sales.leads.refresh_scores(as_of)
+    out.print(f"{written:,} lead scores stored", markup=False)
+
+
+# ---- operational sweeps and retention (safe to run as often as you like) ----
+
+
+def cases_sweep(url: Url, as_of: AsOf = None) -> None:
+    """Take every escalation step that is due (warn, breach, escalate), each exactly once."""
+    with opened(url) as crm:
+        report = crm.operational.cases.sweep(as_of)
+    out.print(f"{report.examined:,} cases examined, {report.steps:,} steps taken, "
+              f"{report.escalated:,} escalated", markup=False)
+
+
+def tasks_remind(url: Url, as_of: AsOf = None) -> None:
+    """Emit the task reminders that have come, each exactly once."""
+    with opened(url) as crm:
+        sent = crm.operational.tasks.remind(as_of)
+    out.print(f"{sent:,} reminders sent", markup=False)
+
+
+def retention_erase_leads(
+    url: Url,
+    months: Annotated[int, typer.Option(help="Erase leads inactive for this many months.", min=1)],
+    as_of: AsOf = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List them, erase nothing.")] = False,
+) -> None:
+    """Erase every lead inactive for MONTHS months (a tombstone records only that it happened)."""
+    from crmcore.lifecycle import retention
+
+    with opened(url) as crm:
+        if dry_run:
+            found = retention.inactive_leads(crm, months, as_of)
+            out.print(f"{len(found):,} leads would be erased", markup=False)
+            return
+        erased = retention.erase_inactive_leads(crm, months, as_of)
+    out.print(f"{len(erased):,} leads erased", markup=False)
 
 
 # ---- report, migrate, worker ----

@@ -19,7 +19,8 @@ from crmcore.synthetic import SyntheticBase
 
 TITLES = ("Customers", "Service points", "Interactions by channel", "Purchases", "Cases",
           "Sales pipeline", "Segments (company rules, run as SQL)", "RFM segments",
-          "Lifetime value and churn (BG/NBD + Gamma-Gamma)", "Next best offers (mined from baskets)",
+          "Lifetime value and churn (BG/NBD + Gamma-Gamma), per currency",
+          "Next best offers (mined from baskets)",
           "Service quality by channel", "A customer's timeline")
 
 

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -168,3 +169,39 @@ def test_a_plugin_adds_a_command(greeter: None, capsys: pytest.CaptureFixture[st
     assert capsys.readouterr().out == "hello Ada\n"
     assert cli.main(["--help"]) == 0
     assert "hello" in capsys.readouterr().out
+
+
+def test_sweeps_lead_scores_and_retention(tmp_path: Path) -> None:
+    """The operational sweeps, the lead-score refresh and the retention rule, through the
+    real entry point: a breached case escalates once however often the sweep runs, and an
+    inactive lead is erased."""
+    import crmcore
+    from crmcore import CaseKind, CasePriority, Customer
+
+    url = f"sqlite:///{tmp_path}/ops.db"
+    crm = crmcore.open(url)
+    ada = crm.customers.add(Customer.new("Ada", emails=["ada@example.org"], lifecycle="customer"))
+    old = Customer.new("Old lead", emails=["old@example.org"],
+                       created_at=datetime(2020, 1, 1, tzinfo=UTC))
+    crm.customers.add(old)
+    crm.operational.cases.open(ada.id, CaseKind.COMPLAINT, "Broken", priority=CasePriority.URGENT)
+    crm.close()
+    later = "2099-01-01T00:00:00+00:00"
+    first = crmcore_cli("cases", "sweep", "--as-of", later, "--url", url)
+    assert first.returncode == 0, first.stderr
+    again = crmcore_cli("cases", "sweep", "--as-of", later, "--url", url)
+    assert again.returncode == 0 and "0 steps taken" in again.stdout, again.stdout
+    assert "steps taken" in first.stdout and "0 steps taken" not in first.stdout, first.stdout
+    assert crmcore_cli("tasks", "remind", "--url", url).returncode == 0
+    leads = crmcore_cli("scores", "leads", "--url", url)  # nothing won or lost yet to learn from
+    assert leads.returncode == 2 and "needs both won and lost" in one_line_error(leads)
+    dry = crmcore_cli("retention", "erase-leads", "--months", "12", "--dry-run", "--url", url)
+    assert dry.returncode == 0 and "1 leads would be erased" in dry.stdout, dry.stdout + dry.stderr
+    erased = crmcore_cli("retention", "erase-leads", "--months", "12", "--url", url)
+    assert erased.returncode == 0 and "1 leads erased" in erased.stdout, erased.stdout + erased.stderr
+    bad = crmcore_cli("retention", "erase-leads", "--months", "0", "--url", url)
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    crm = crmcore.open(url)
+    assert crm.customers.by_email("old@example.org") is None
+    assert crm.customers.by_email("ada@example.org") is not None
+    crm.close()
