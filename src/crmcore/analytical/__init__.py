@@ -235,7 +235,7 @@ class Analytical:
     def cross_sell_rules(self, as_of: When | None = None, *, level: str = "product",
                          min_support: float = 0.01, min_confidence: float = 0.1) -> list[Rule]:
         """Association rules between items bought together (support, confidence, lift)."""
-        with self.crm.transaction() as uow:
+        with self.crm.reading() as uow:
             found = cross_sell.baskets(cross_sell.basket_items(uow, self._as_of(as_of), level))
             return cross_sell.mine_rules((items for _, items in found), min_support=min_support,
                                          min_confidence=min_confidence)
@@ -244,7 +244,7 @@ class Analytical:
                     min_support: float = 0.01, min_confidence: float = 0.1) -> dict[str, Offer]:
         """The next-best offer of every customer a rule applies to; never an item they own."""
         moment = self._as_of(as_of)
-        with self.crm.transaction() as uow:
+        with self.crm.reading() as uow:
             per_purchase = list(cross_sell.baskets(cross_sell.basket_items(uow, moment, level)))
         rules = cross_sell.mine_rules((items for _, items in per_purchase), min_support=min_support,
                                       min_confidence=min_confidence)
@@ -264,14 +264,14 @@ class Analytical:
         return sorted(scored, key=lambda s: (-s.probability, s.opportunity_id))
 
     def _opportunities(self) -> list[Opportunity]:
-        with self.crm.transaction() as uow:
+        with self.crm.reading() as uow:
             return list(every(uow, "opportunities"))
 
     def service_quality(self, as_of: When | None = None, *,
                         by: Sequence[str] = DIMENSIONS, period: str = "month",
                         since: datetime | None = None) -> list[Quality]:
         """CSAT, NPS, complaint rate, first-contact resolution and SLA compliance per group."""
-        with self.crm.transaction() as uow:
+        with self.crm.reading() as uow:
             return service_quality(uow, self._as_of(as_of), by=by, period=period,
                                                    since=since)
 
@@ -312,11 +312,11 @@ class Analytical:
 
     def latest_scores(self, customer_id: str, as_of: datetime | None = None) -> dict[str, Score]:
         """The newest snapshot of every score of a customer, by score name."""
-        with self.crm.transaction() as uow:
+        with self.crm.reading() as uow:
             return {s.scorer: s for s in uow.scores.for_customer(customer_id, as_of)}
 
     def next_offer(self, customer_id: str, as_of: datetime | None = None) -> Score | None:
         """The stored next-best offer of a customer (label: the item), if one was scored."""
-        with self.crm.transaction() as uow:
+        with self.crm.reading() as uow:
             return uow.scores.latest(customer_id, "next_offer", as_of)
 
