@@ -83,7 +83,7 @@ def run_raw(folder: Path, customers: int, purchases: int, seed: int, repeat: int
     statements: dict[str, list[tuple[Any, ...]]] = {}
     rows = 0
     for table, batch in sql.bulk_batches(stream(customers, purchases, seed), BULK_BATCH):
-        statements.setdefault(sql.insert_sql(table), []).extend(sql.bulk_rows(DIALECT, table, batch))
+        statements.setdefault(sql.insert_sql(table, DIALECT), []).extend(sql.bulk_rows(DIALECT, table, batch))
         if table is sql.CUSTOMERS:
             for statement, index_rows in sql.index_rows(batch):
                 statements.setdefault(statement, []).extend(index_rows)

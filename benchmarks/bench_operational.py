@@ -90,7 +90,7 @@ def seed(crm: crmcore.CRM, count: int, prefix: str, due_every: int) -> None:
         with crm.storage.transaction() as uow:
             dialect = _dialect(uow)
             cursor: Any = getattr(uow, "cur")  # noqa: B009 - the SQL adapters' cursor
-            cursor.executemany(dialect.sql(sql.insert_sql(sql.CASES)),
+            cursor.executemany(dialect.sql(sql.insert_sql(sql.CASES, dialect)),
                                [sql.CASES.row(dialect, c) for c in batch])
         batch.clear()
 
@@ -103,11 +103,9 @@ def seed(crm: crmcore.CRM, count: int, prefix: str, due_every: int) -> None:
 
 
 def _dialect(uow: Any) -> sql.Dialect:
-    if uow.dialect == "sqlite":
-        from crmcore_adapters.storage.sqlite import DIALECT
-    else:
-        from crmcore_adapters.storage.postgres import DIALECT
-    return DIALECT
+    """The storage's own dialect object (the SQL adapters hand it to the core)."""
+    found: sql.Dialect = uow.dialect
+    return found
 
 
 def timed(work: Callable[[], Any]) -> tuple[Any, float]:

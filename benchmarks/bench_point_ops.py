@@ -7,8 +7,8 @@ Read: `crm.customers.get(id)` against the driver running the same SELECT of the 
 document plus `json.loads`, in one transaction each (SQLite: a deferred BEGIN/COMMIT in
 autocommit mode; PostgreSQL: a pooled connection and a READ ONLY transaction).
 Write: `crm.customers.add(customer)` (document, e-mail and phone lookup rows, one
-outbox event) against the driver writing the same four rows with the same settings in
-one transaction (SQLite WAL, synchronous=NORMAL, BEGIN IMMEDIATE). Events are not
+outbox event, one history change) against the driver writing the same five rows with
+the same settings in one transaction (SQLite WAL, synchronous=NORMAL, BEGIN IMMEDIATE). Events are not
 delivered in either run (no subscriber). CPU seconds of the process, so load on a shared
 machine skews both sides alike; the ratio is library/driver throughput (aims: read
 >= 0.3, write >= 0.5).
@@ -66,7 +66,9 @@ def sqlite_runs(args: argparse.Namespace, directory: Path) -> dict[str, float]:
             crm.customers.get(id)
 
     fresh_raw, fresh_crm = people(args.writes, "r"), people(args.writes, "w")
-    insert = sql.insert_sql(sql.CUSTOMERS)
+    insert = sql.insert_sql(sql.CUSTOMERS, SQLITE)
+    history = ('INSERT INTO history (kind, aggregate_id, version, op, "at", diff, actor) '
+               "VALUES (?, ?, ?, ?, ?, ?, ?)")
     outbox = ("INSERT INTO outbox (id, topic, aggregate_id, occurred_at, available_at, doc) "
               "VALUES (?, ?, ?, ?, ?, ?)")
 
@@ -85,6 +87,8 @@ def sqlite_runs(args: argparse.Namespace, directory: Path) -> dict[str, float]:
             conn.execute(outbox, (event.id, event.topic, event.aggregate_id,
                                   SQLITE.instant(event.occurred_at), SQLITE.instant(event.occurred_at),
                                   serialization.dumps(event)))
+            conn.execute(history, ("customer", customer.id, 1, "added", SQLITE.instant(customer.created_at),
+                                   json.dumps({k: [None, v] for k, v in sorted(stored.items())}), None))
             conn.execute("COMMIT")
 
     def crm_writes() -> None:

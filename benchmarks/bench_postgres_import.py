@@ -78,10 +78,10 @@ def raw_rows(people: list[Customer], bought: list[Purchase]) -> list[tuple[str, 
     """The rows crmcore would write, prepared up front as a hand-written loader would have them."""
     stored = [attrs.evolve(c, version=1) for c in people]
     tables: list[tuple[str, list[tuple[Any, ...]]]] = [
-        (sql.insert_sql(sql.CUSTOMERS),
+        (sql.insert_sql(sql.CUSTOMERS, DIALECT),
          [(c.id, *sql.CUSTOMERS.values(DIALECT, c), serialization.dumps(c)) for c in stored]),
         *sql.index_rows(stored),
-        (sql.insert_sql(sql.PURCHASES),
+        (sql.insert_sql(sql.PURCHASES, DIALECT),
          [(p.id, *sql.PURCHASES.values(DIALECT, p), serialization.dumps(p)) for p in bought]),
     ]
     return tables
