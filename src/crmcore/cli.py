@@ -473,6 +473,8 @@ def _replace(path: Path) -> None:
     """Remove an earlier demo file, refusing to delete anything that is not SQLite."""
     if any(mark in str(path) for mark in "?#"):
         raise ValidationError("db", str(path), "must not contain '?' or '#'")
+    if path.is_dir():
+        raise ValidationError("db", str(path), "is a directory, not a database file")
     if path.exists():
         with path.open("rb") as f:
             header = f.read(16)

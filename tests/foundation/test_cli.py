@@ -156,3 +156,11 @@ def test_a_reader_that_leaves_early_gets_no_traceback(tmp_path: Path) -> None:
         errors = proc.stderr.read()
         assert proc.wait(timeout=120) == 1
     assert b"Traceback" not in errors and b"Exception ignored" not in errors
+
+
+def test_a_directory_as_the_demo_database_is_one_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(capsys, "demo", "--db", str(tmp_path), "--customers", "5")
+    assert code == 2 and out == ""
+    assert "is a directory" in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
