@@ -37,7 +37,7 @@ def columns(result: Any) -> dict[str, Any]:
     rows = list(result.values()) if isinstance(result, Mapping) else list(result)
     if not rows:
         return {}
-    if not all(attrs.has(type(row)) for row in rows):
+    if not all(attrs.has(type(row)) or hasattr(row, "_asdict") for row in rows):
         raise ValidationError("result", type(rows[0]).__name__, "is not a list of crmcore records")
     flat = [_flatten(row) for row in rows]
     names = list(flat[0])
@@ -49,13 +49,15 @@ def _is_column(value: Any, length: int) -> bool:
 
 
 def _flatten(record: Any, prefix: str = "") -> dict[str, Any]:
+    """One row: an attrs record's fields (nested ones prefixed), or a named tuple's."""
+    names = record._fields if hasattr(record, "_asdict") else [f.name for f in attrs.fields(type(record))]
     row: dict[str, Any] = {}
-    for field in attrs.fields(type(record)):
-        value = getattr(record, field.name)
+    for name in names:
+        value = getattr(record, name)
         if attrs.has(type(value)):
-            row.update(_flatten(value, f"{prefix}{field.name}_"))
+            row.update(_flatten(value, f"{prefix}{name}_"))
         else:
-            row[prefix + field.name] = value.value if isinstance(value, Enum) else value
+            row[prefix + name] = value.value if isinstance(value, Enum) else value
     return row
 
 

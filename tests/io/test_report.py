@@ -44,7 +44,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     url = f"sqlite:///{folder / 'crm.db'}"
     with crmcore.open(url, clock=lambda: base.as_of) as crm:
         base.load(crm)
-        model = crm.analytical.fit_clv()
+        model = crm.analytical.fit_clv(currency="EUR")
         [first, *_] = crm.analytical.churn_alerts(model=model, emit=False)
         crm.customers.change(first.customer_id, name=HOSTILE_NAME)  # first on the churn list
         crm.interactions.log(first.customer_id, channel="visit", direction="inbound",

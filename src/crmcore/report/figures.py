@@ -84,10 +84,13 @@ def gather(crm: CRM, as_of: datetime | None = None) -> Figures:
     valuation: list[Any] = []
 
     def clv() -> Rows:
-        model = analytical.fit_clv(moment)
-        value = analytical.clv(moment, model=model)
-        valuation.append(model)
-        return _histogram([float(x) for x in value.clv])
+        # one currency's customers (the largest): lifetime values of two currencies never mix
+        values = analytical.clv_by_currency(moment)
+        if not values:
+            raise CRMError("no currency has enough purchase history to fit a lifetime-value model")
+        main = max(values, key=lambda code: len(values[code].customer_ids))
+        valuation.append(analytical.fit_clv(moment, currency=main))
+        return _histogram([float(x) for x in values[main].clv])
 
     def churn() -> Rows:
         if not valuation:
