@@ -4,7 +4,6 @@ SQLite on a file, and PostgreSQL, each compared with SQLite in memory."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,10 +11,8 @@ import pytest
 from crmcore.ports import Storage
 from crmcore.testing.analytics import AnalyticsContract
 from crmcore_adapters.storage.memory import MemoryStorage
-from crmcore_adapters.storage.postgres import PostgresStorage
 from crmcore_adapters.storage.sqlite import SQLiteStorage
-from tests.postgres.conftest import Schemas
-from tests.support import postgres_url
+from tests.postgres.conftest import OnPostgres
 
 
 class TestMemoryAnalytics(AnalyticsContract):
@@ -37,15 +34,5 @@ class TestSQLiteFileAnalytics(AnalyticsContract):
 
 
 @pytest.mark.postgres
-class TestPostgresAnalytics(AnalyticsContract):
-    schemas: Schemas
-
-    @pytest.fixture(scope="class", autouse=True)
-    @classmethod
-    def _schemas(cls) -> Iterator[None]:
-        cls.schemas = Schemas(postgres_url())
-        yield
-        cls.schemas.drop_all()
-
-    def open_storage(self) -> Storage:
-        return PostgresStorage(self.schemas.url())
+class TestPostgresAnalytics(OnPostgres, AnalyticsContract):
+    """The analytics contract on the real PostgreSQL server."""

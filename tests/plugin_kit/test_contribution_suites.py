@@ -3,7 +3,6 @@ on SQLite and PostgreSQL, and the built-in scorers."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
 
@@ -18,10 +17,8 @@ from crmcore.scoring.summary import MixedCurrencies
 from crmcore.segments.functions import BUILTINS
 from crmcore.synthetic import AS_OF, SyntheticBase
 from crmcore.testing.rules import RuleFunctionContract, ScorerContract
-from crmcore_adapters.storage.postgres import PostgresStorage
 from crmcore_adapters.storage.sqlite import SQLiteStorage
-from tests.postgres.conftest import Schemas
-from tests.support import postgres_url
+from tests.postgres.conftest import OnPostgres
 
 
 class TestBuiltinFunctionsOnSQLite(RuleFunctionContract):
@@ -32,19 +29,8 @@ class TestBuiltinFunctionsOnSQLite(RuleFunctionContract):
 
 
 @pytest.mark.postgres
-class TestBuiltinFunctionsOnPostgres(RuleFunctionContract):
+class TestBuiltinFunctionsOnPostgres(OnPostgres, RuleFunctionContract):
     functions = BUILTINS
-    schemas: Schemas
-
-    @pytest.fixture(scope="class", autouse=True)
-    @classmethod
-    def _schemas(cls) -> Iterator[None]:
-        cls.schemas = Schemas(postgres_url())
-        yield
-        cls.schemas.drop_all()
-
-    def open_storage(self) -> Storage:
-        return PostgresStorage(self.schemas.url())
 
 
 @pytest.mark.parametrize("name", [s.name for s in BUILT_IN])

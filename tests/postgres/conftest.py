@@ -87,3 +87,20 @@ def sessions(admin: psycopg.Connection[Any], application: str, state: str | None
         (application, state, state, state),
     ).fetchall()
     return [int(row[0]) for row in rows]
+
+
+class OnPostgres:
+    """Mix into a shipped contract class: every storage it opens gets a fresh schema on the
+    test server, and the class drops them all when it is done."""
+
+    schemas: Schemas
+
+    @pytest.fixture(scope="class", autouse=True)
+    @classmethod
+    def _schemas(cls) -> Iterator[None]:
+        cls.schemas = Schemas(postgres_url())
+        yield
+        cls.schemas.drop_all()
+
+    def open_storage(self) -> PostgresStorage:
+        return PostgresStorage(self.schemas.url())
