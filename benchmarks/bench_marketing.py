@@ -39,6 +39,7 @@ from bench_email import raw_send, sink_server
 import crmcore
 from crmcore.marketing import analysis, audience
 from crmcore.model import Channel, Consent, ConsentStatus, Customer, OrderLine, Purchase
+from crmcore.sql.dialect import dialect_of
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 CREATED = NOW - timedelta(days=400)
@@ -140,8 +141,8 @@ def analyse(crm: crmcore.CRM, id: str, rounds: int) -> tuple[float, float]:
         report = crm.marketing.analyse(id)
         ours.append(time.perf_counter() - began)
         with crm.reading() as uow:
-            dialect = uow.dialect  # type: ignore[attr-defined]
-            d = analysis.DIALECTS[dialect]
+            d = dialect_of(uow)
+            assert d is not None
             params = (
                 d.instant(start),
                 d.instant(end),
@@ -152,7 +153,7 @@ def analyse(crm: crmcore.CRM, id: str, rounds: int) -> tuple[float, float]:
                 *(str(s) for s in analysis.ANALYSED),
             )
             began = time.perf_counter()
-            rows = uow.select(hand_written(dialect), params)  # type: ignore[attr-defined]
+            rows = uow.select(hand_written(d.name), params)  # type: ignore[attr-defined]
             theirs.append(time.perf_counter() - began)
     converters = sum(int(r[4]) for r in rows)
     assert converters == report.overall.target.converters + report.overall.control.converters, converters

@@ -8,6 +8,7 @@ from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -46,9 +47,10 @@ people = st.lists(
 )
 
 
+@pytest.mark.parametrize("scheme", ["sqlite", "duckdb"])  # duckdb: the example third-party dialect
 @settings(max_examples=25, deadline=None)
 @given(people)
-def test_sql_and_python_count_the_same_and_as_defined(rows: list[dict[str, object]]) -> None:
+def test_sql_and_python_count_the_same_and_as_defined(scheme: str, rows: list[dict[str, object]]) -> None:
     campaign = Campaign(
         "c",
         "C",
@@ -61,7 +63,7 @@ def test_sql_and_python_count_the_same_and_as_defined(rows: list[dict[str, objec
     )
     expected: dict[tuple[str, str], analysis.Tally] = {}
     with tempfile.TemporaryDirectory() as folder:
-        crm = crmcore.open(f"sqlite:///{Path(folder) / 'crm.db'}", clock=lambda: END + timedelta(days=5))
+        crm = crmcore.open(f"{scheme}:///{Path(folder) / 'crm.db'}", clock=lambda: END + timedelta(days=5))
         records: list[crmcore.Customer | crmcore.Purchase | Interaction] = []
         members = []
         for i, row in enumerate(rows):
@@ -92,7 +94,8 @@ def test_sql_and_python_count_the_same_and_as_defined(rows: list[dict[str, objec
             uow.campaigns.add(campaign)
             uow.campaign_members.put_many(members)
         with crm.reading() as uow:
-            sql, _ = analysis.tallies(uow, campaign, START, END)
+            sql, engine = analysis.tallies(uow, campaign, START, END)
             python, _ = analysis.tallies(uow, campaign, START, END, engine="python")
         crm.close()
+    assert engine == "sql"
     assert sql == python == expected

@@ -120,3 +120,29 @@ def test_truthful_analytics_run_in_duckdb_sql() -> None:
     assert duck == lite
     assert [r[:4] for r in duck[0]] == [("ann", 2, 19732, 19735), ("cyd", 2, 19332, 19734)]
     assert sum(counts.get("gap_sum", 0) for _, counts in duck[2]) == (4 - 5) + (5 - 3)
+
+
+def test_sales_forecast_and_cycle_run_in_duckdb_sql_with_pythons_answers() -> None:
+    """The sales queries take every database-specific spelling from the dialect, so a
+    third-party dialect gets them in SQL, with the answers the Python engine gives."""
+    from datetime import UTC, datetime
+
+    from crmcore.sales import query, synthetic
+
+    deals = list(synthetic.opportunities(400, seed=5))
+    moment = datetime(2024, 9, 1, tzinfo=UTC)
+    answers = []
+    for url in ("duckdb://", "memory://"):
+        with crmcore.open(url) as crm:
+            with crm.transaction() as uow:
+                for deal in deals:
+                    uow.opportunities.add(deal)
+                assert (query.plan(uow, moment, None) is not None) == (url == "duckdb://")
+            answers.append((crm.sales.forecast(moment, by="owner"), crm.sales.cycle("default", moment)))
+    (forecast, cycle), (python_forecast, python_cycle) = answers
+    assert forecast == python_forecast and len(forecast) > 0
+    for exact in ("open", "won", "lost", "won_amounts", "won_by_currency", "slipped"):
+        assert getattr(cycle, exact) == getattr(python_cycle, exact), exact
+    assert cycle.mean_cycle_days == pytest.approx(python_cycle.mean_cycle_days)
+    assert cycle.slipped_days == pytest.approx(python_cycle.slipped_days)
+    assert [s.mean_days for s in cycle.stages] == pytest.approx([s.mean_days for s in python_cycle.stages])

@@ -30,8 +30,8 @@ from crmcore import values as v
 from crmcore.errors import ValidationError
 from crmcore.marketing import stats
 from crmcore.model import Campaign, CampaignMember, Direction, MemberGroup, MemberStatus
-from crmcore.ports import UnitOfWork, sql_dialect
-from crmcore.segments.sql import DIALECTS
+from crmcore.ports import UnitOfWork
+from crmcore.sql.dialect import Dialect, Unsupported, dialect_of
 
 ANALYSED = (
     MemberStatus.SENT,
@@ -293,11 +293,14 @@ def tallies(
     if population not in POPULATIONS:
         raise ValidationError("population", population, f"must be one of {', '.join(POPULATIONS)}")
     statuses = POPULATIONS[population]
-    dialect = sql_dialect(uow)
-    if engine == "auto" and dialect in DIALECTS:
-        return _sql_tallies(uow, campaign, start, end, dialect or "", statuses), "sql"
     if engine not in ("auto", "python"):
         raise ValidationError("engine", engine, 'must be "auto" or "python"')
+    dialect = dialect_of(uow) if engine == "auto" else None
+    if dialect is not None:
+        try:
+            return _sql_tallies(uow, campaign, start, end, dialect, statuses), "sql"
+        except Unsupported:
+            pass  # the dialect cannot spell it: the same tallies in Python
     return _python_tallies(uow, campaign, start, end, statuses), "python"
 
 
@@ -305,21 +308,20 @@ def currency_of(campaign: Campaign) -> str:
     return campaign.budget.currency if campaign.budget is not None else "EUR"
 
 
-def analysis_sql(dialect: str, statuses: int = len(ANALYSED)) -> str:
+def analysis_sql(dialect: Dialect, statuses: int = len(ANALYSED)) -> str:
     """The one grouped query (parameters: start, end, currency, start, end, campaign id, statuses).
 
     Spend and contacts are aggregated once over the window and joined to the
     members (hash joins), which beats a lookup per member once a campaign is a
     sizeable part of the base.
     """
-    d = DIALECTS[dialect]
+    d = dialect
     ph = d.placeholder
-    stratum = "json_extract(m.doc, '$.stratum')" if dialect == "sqlite" else "(m.doc ->> 'stratum')"
-    scale = "10000.0" if d.money_scale else "1.0"
-    real = "REAL" if dialect == "sqlite" else "double precision"
+    stratum = d.json_text("m.doc", "stratum")
+    revenue = f"{d.cast('sum(total)', 'real')} / {10 ** d.money_scale}.0"
     listed = ", ".join(ph for _ in range(statuses))
     return (  # constants and placeholders only; every value is bound
-        f"WITH spend AS (SELECT customer_id, CAST(sum(total) AS {real}) / {scale} AS revenue "  # noqa: S608
+        f"WITH spend AS (SELECT customer_id, {revenue} AS revenue "  # noqa: S608
         f"FROM purchases WHERE ordered_at >= {ph} AND ordered_at < {ph} AND currency = {ph} "
         "GROUP BY customer_id), "
         "contacted AS (SELECT DISTINCT customer_id FROM interactions "
@@ -336,10 +338,9 @@ def analysis_sql(dialect: str, statuses: int = len(ANALYSED)) -> str:
 
 
 def _sql_tallies(
-    uow: UnitOfWork, campaign: Campaign, start: datetime, end: datetime, dialect: str,
+    uow: UnitOfWork, campaign: Campaign, start: datetime, end: datetime, d: Dialect,
     statuses: tuple[MemberStatus, ...],
 ) -> dict[tuple[str, str], Tally]:
-    d = DIALECTS[dialect]
     params: Sequence[Any] = (
         d.instant(start),
         d.instant(end),
@@ -349,7 +350,7 @@ def _sql_tallies(
         campaign.id,
         *(str(s) for s in statuses),
     )
-    rows: list[tuple[Any, ...]] = uow.select(analysis_sql(dialect, len(statuses)), params)  # type: ignore[attr-defined]
+    rows: list[tuple[Any, ...]] = uow.select(analysis_sql(d, len(statuses)), params)  # type: ignore[attr-defined]
     return {
         (str(group), str(stratum or "")): Tally(
             int(n), int(r), int(c), float(total or 0), float(squares or 0)

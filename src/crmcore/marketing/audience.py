@@ -14,11 +14,12 @@ from typing import Any
 
 from crmcore.errors import ValidationError
 from crmcore.model import Customer
-from crmcore.ports import UnitOfWork, sql_dialect
+from crmcore.ports import UnitOfWork
 from crmcore.segments import Rule, select
 from crmcore.segments.context import Context
 from crmcore.segments.parse import Functions, checked
-from crmcore.segments.sql import DIALECTS, plan
+from crmcore.segments.sql import plan
+from crmcore.sql.dialect import dialect_of
 
 FIELDS = ("tier", "lifecycle", "country", "language", "service_point", "kind")
 """Customer fields a holdout may be stratified by (or `score.<scorer>`: the score's label)."""
@@ -58,9 +59,8 @@ def _rows(
     uow: UnitOfWork, rule: Rule, as_of: datetime, functions: Functions, field: str | None, page: int
 ) -> Iterator[tuple[str, Any]]:
     tree, types = checked(rule, functions)
-    dialect = sql_dialect(uow)
-    if dialect in DIALECTS:
-        d = DIALECTS[dialect or ""]
+    d = dialect_of(uow)
+    if d is not None:
         columns = "c.id" if field is None else f"c.id, c.{field}"
         found = plan(tree, types, Context(as_of), d, columns=columns)
         order = f" ORDER BY c.id{d.text_order}"

@@ -20,8 +20,9 @@ import attrs
 from crmcore.errors import CRMError
 from crmcore.model import Stage
 from crmcore.ports import UnitOfWork
-from crmcore.ports.storage import SqlUnitOfWork, sql_dialect
+from crmcore.ports.storage import SqlUnitOfWork
 from crmcore.scoring.summary import every
+from crmcore.sql.dialect import Unsupported, dialect_of
 
 if TYPE_CHECKING:
     from crmcore.crm import CRM
@@ -142,16 +143,14 @@ def gather(crm: CRM, as_of: datetime | None = None) -> Figures:
     )
 
 
-_COUNTS = {
-    "sqlite": "strftime('%Y-%m', created_at / 1000000, 'unixepoch')",
-    "postgresql": "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM')",
-}
-
-
 def customer_counts(uow: UnitOfWork) -> list[tuple[str, str, str | None, int]]:
     """(month created, lifecycle, tier, customers): counted in the database when it speaks SQL,
     so a large base is not loaded record by record."""
-    month = _COUNTS.get(sql_dialect(uow) or "")
+    dialect = dialect_of(uow)
+    try:
+        month = None if dialect is None else dialect.period("created_at", "month")
+    except Unsupported:
+        month = None
     if month is not None:
         rows = cast(SqlUnitOfWork, uow).select(
             f"SELECT {month}, lifecycle, tier, count(*) FROM customers GROUP BY 1, 2, 3")  # noqa: S608

@@ -107,7 +107,7 @@ def _sql(uow: UnitOfWork, sql: SqlPlan, pipeline: Pipeline) -> _Raw:
     end = sql.instant(sql.as_of)
     days = sql.run(uow, (
         f"SELECT stage, count(DISTINCT opportunity_id), "  # noqa: S608
-        f"sum({sql.spell('days', 'COALESCE(next_at, ?)', 'at')}) FROM h WHERE {open_} GROUP BY stage"
+        f"sum({sql.days('COALESCE(next_at, ?)', 'taken_at')}) FROM h WHERE {open_} GROUP BY stage"
     ), [end])
     whens = " ".join("WHEN ? THEN ?" for _ in ranks)
     furthest = sql.run(uow, (
@@ -116,11 +116,11 @@ def _sql(uow: UnitOfWork, sql: SqlPlan, pipeline: Pipeline) -> _Raw:
     ), [x for pair in ranks.items() for x in pair], needs=())
     outcomes = sql.run(uow, (
         "SELECT CASE WHEN stage IN ('won', 'lost') THEN stage ELSE 'open' END, currency, "  # noqa: S608
-        f"count(*), sum(amount), sum({sql.spell('days', 'at', 'opened_at')}) "
+        f"count(*), sum(amount), sum({sql.days('taken_at', 'opened_at')}) "
         "FROM h WHERE next_at IS NULL GROUP BY 1, 2"
     ), needs=("next_at", "opened_at"))
     slipped = sql.run(uow, (
-        f"SELECT count(DISTINCT opportunity_id), sum({sql.spell('date_days', 'close_date', 'prev_close')}) "  # noqa: S608
+        f"SELECT count(DISTINCT opportunity_id), sum({sql.date_days('close_date', 'prev_close')}) "  # noqa: S608
         f"FROM h WHERE {open_} AND close_date > prev_close"
     ), needs=("prev_close",))
     return _Raw(

@@ -71,12 +71,12 @@ def _sql(uow: UnitOfWork, sql: SqlPlan, by: str | None, commit: float,
          best_case: float) -> list[ForecastLine]:
     open_ = "stage NOT IN ('won', 'lost')"
     rows = sql.run(uow, (
-        f"SELECT {sql.spell('month', 'close_date')}, {by or 'NULL'}, currency, count(*), "  # noqa: S608
+        f"SELECT {sql.month('close_date')}, {by or 'NULL'}, currency, count(*), "  # noqa: S608
         "sum(CASE WHEN stage = 'won' THEN amount ELSE 0 END), "
         f"sum(CASE WHEN {open_} THEN amount ELSE 0 END), "
         f"sum(CASE WHEN {open_} AND probability >= ? THEN amount ELSE 0 END), "
         f"sum(CASE WHEN {open_} AND probability >= ? THEN amount ELSE 0 END), "
-        f"sum(CASE WHEN {open_} THEN amount * {sql.spell('exact', 'probability')} ELSE 0 END) "
+        f"sum(CASE WHEN {open_} THEN amount * {sql.exact('probability')} ELSE 0 END) "
         "FROM h WHERE next_at IS NULL AND amount IS NOT NULL AND stage <> 'lost' "
         "GROUP BY 1, 2, 3"
     ), [best_case, commit])

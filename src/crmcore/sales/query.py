@@ -4,7 +4,7 @@ In SQL, a CTE `h` holds every step taken at or before the instant with, as a que
 needs them (joined by key), the next step's time (`next_at`, NULL for the step an opportunity stands
 in), the previous close date and the time it opened; the figures are GROUP BYs over it. Without SQL
 (the memory adapter) the same steps are built in Python from the opportunities.
-Values are bound parameters; the few spellings that differ by dialect are below.
+Values are bound parameters; what differs by database is spelt by its `Dialect`.
 """
 
 from __future__ import annotations
@@ -17,29 +17,12 @@ from typing import Any
 
 import attrs
 
-from crmcore.ports import UnitOfWork, sql_dialect
+from crmcore.ports import UnitOfWork
 from crmcore.sales.history import HistoryRow, all_rows
 from crmcore.scoring.summary import every
-from crmcore.sql.dialect import BUILTIN
-from crmcore.values import MONEY_SCALE
+from crmcore.sql.dialect import Dialect, Unsupported, dialect_of
 
-UNITS = Decimal(10) ** MONEY_SCALE
 CENT = Decimal("0.01")
-
-SPELLING: dict[str, dict[str, str]] = {
-    "sqlite": {
-        "month": "substr({0}, 1, 7)",
-        "days": "(({0}) - ({1})) / 86400000000.0",
-        "date_days": "(julianday({0}) - julianday({1}))",
-        "exact": "{0}",
-    },
-    "postgresql": {
-        "month": "to_char({0}, 'YYYY-MM')",
-        "days": "extract(epoch from (({0}) - ({1}))) / 86400.0",
-        "date_days": "(({0}) - ({1}))",
-        "exact": "CAST({0} AS numeric)",
-    },
-}
 
 JOINED = {
     "next_at": ("n.at AS next_at", "LEFT JOIN opportunity_history n ON n.opportunity_id = "
@@ -59,15 +42,24 @@ function as one more pass over the rows.)"""
 class SqlPlan:
     """A query over the history CTE, for one dialect, with its parameters."""
 
-    dialect: str
+    dialect: Dialect
     as_of: datetime
     pipeline: str | None
 
-    def spell(self, name: str, *args: str) -> str:
-        return SPELLING[self.dialect][name].format(*args)
+    def month(self, day: str) -> str:
+        return self.dialect.date_month(day)
+
+    def days(self, later: str, earlier: str) -> str:
+        return self.dialect.days_between(later, earlier)
+
+    def date_days(self, later: str, earlier: str) -> str:
+        return self.dialect.dates_between(later, earlier)
+
+    def exact(self, factor: str) -> str:
+        return self.dialect.money_factor(factor)
 
     def cte(self, needs: Sequence[str]) -> tuple[str, list[Any]]:
-        end = BUILTIN[self.dialect].instant(self.as_of)
+        end = self.dialect.instant(self.as_of)
         columns = "".join(f", {JOINED[name][0]}" for name in needs)
         joins = "".join(f" {JOINED[name][1]}" for name in needs)
         params: list[Any] = [end for name in needs if JOINED[name][2]]
@@ -77,7 +69,7 @@ class SqlPlan:
             params.append(self.pipeline)
             where += " AND o.pipeline = ?"
         return (
-            "WITH h AS (SELECT o.opportunity_id, o.seq, o.at, o.stage, o.probability, "  # noqa: S608
+            "WITH h AS (SELECT o.opportunity_id, o.seq, o.at AS taken_at, o.stage, o.probability, "  # noqa: S608
             "o.close_date, o.currency, o.amount, o.owner, o.team"
             f"{columns} FROM opportunity_history o{joins} WHERE {where}) ",
             params,
@@ -86,30 +78,28 @@ class SqlPlan:
     def run(self, uow: UnitOfWork, body: str, params: Sequence[Any] = (),
             needs: Sequence[str] = ("next_at",)) -> list[tuple[Any, ...]]:
         cte, first = self.cte(needs)
-        sql = cte + body
-        if self.dialect == "postgresql":
-            sql = sql.replace("?", "%s")
-        return uow.select(sql, [*first, *params])  # type: ignore[attr-defined, no-any-return]
+        return uow.select(self.dialect.sql(cte + body), [*first, *params])  # type: ignore[attr-defined, no-any-return]
 
     def money(self, value: Any) -> Decimal:
-        """A sum of stored amounts as an exact Decimal (SQLite keeps 1/10,000ths)."""
+        """A sum of stored amounts as an exact Decimal."""
         if value is None:
             return Decimal(0)
-        if self.dialect == "sqlite":
-            exact = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
-            return exact / UNITS
-        return Decimal(value) if not isinstance(value, float) else Decimal(repr(value))
+        return self.dialect.exact_money(Decimal(repr(value)) if isinstance(value, float) else value)
 
     def instant(self, moment: datetime) -> Any:
-        return BUILTIN[self.dialect].instant(moment)
+        return self.dialect.instant(moment)
 
 
 def plan(uow: UnitOfWork, as_of: datetime, pipeline: str | None) -> SqlPlan | None:
-    """The SQL plan when the storage speaks a dialect these queries know, else None (Python)."""
-    dialect = sql_dialect(uow)
+    """The SQL plan when the storage's dialect spells what these queries need, else None:
+    the same figures are then computed in Python."""
+    dialect = dialect_of(uow)
     if dialect is None:
         return None
-    if dialect not in SPELLING:  # a third-party dialect: the same figures, computed in Python
+    try:
+        dialect.date_month("d"), dialect.days_between("a", "b"), dialect.dates_between("a", "b")
+        dialect.money_factor("p")
+    except Unsupported:
         return None
     return SqlPlan(dialect, as_of, pipeline)
 

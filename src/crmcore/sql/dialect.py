@@ -230,11 +230,32 @@ class Dialect:
         """The 'MM-DD' text of a stored date."""
         raise Unsupported(f"no month-day in {self.name}")
 
+    def date_month(self, day: str) -> str:
+        """The 'YYYY-MM' text of a stored date."""
+        raise Unsupported(f"no date months in {self.name}")
+
+    def days_between(self, later: str, earlier: str) -> str:
+        """The days (a real) from stored instant `earlier` to stored instant `later`."""
+        raise Unsupported(f"no instant arithmetic in {self.name}")
+
+    def dates_between(self, later: str, earlier: str) -> str:
+        """The days (a number) from stored date `earlier` to stored date `later`."""
+        return f"({later} - {earlier})"
+
+    def money_factor(self, sql: str) -> str:
+        """A real factor (a probability) that multiplies a stored amount and keeps its kind:
+        an exact decimal stays exact."""
+        return self.cast(sql, "money")
+
     def contains_text(self, haystack: str, needle: str) -> str:
         """True when `needle` occurs in `haystack` (both texts; NULL when either is)."""
         return f"(strpos({haystack}, {needle}) > 0)"
 
     # ---- JSON documents (customers' `doc` column) ----
+
+    def json_text(self, doc: str, key: str) -> str:
+        """The text `doc.key` (a top-level key; `key` is a constant name), NULL when absent."""
+        raise Unsupported(f"no JSON reads in {self.name}")
 
     def json_integer(self, doc: str, key: str) -> str:
         """The integer `doc.key` (a top-level key of a record's document; `key` is a constant
@@ -322,6 +343,18 @@ class SQLite(Dialect):
     def money_number(self, sql: str) -> str:
         return sql  # integer units, read as they are
 
+    def money_factor(self, sql: str) -> str:
+        return sql  # integer units times a real: the product is read back through exact_money
+
+    def date_month(self, day: str) -> str:
+        return f"substr({day}, 1, 7)"  # dates are ISO texts
+
+    def days_between(self, later: str, earlier: str) -> str:
+        return f"(({later}) - ({earlier})) / {float(MICROS_PER_DAY)!r}"
+
+    def dates_between(self, later: str, earlier: str) -> str:
+        return f"(julianday({later}) - julianday({earlier}))"
+
     def period(self, instant: str, unit: str) -> str:
         fmt = {"day": "%Y-%m-%d", "month": "%Y-%m", "year": "%Y"}[unit]
         # whole seconds by floor division (SQLite's truncates towards zero: wrong before 1970)
@@ -332,6 +365,9 @@ class SQLite(Dialect):
 
     def contains_text(self, haystack: str, needle: str) -> str:
         return f"(instr({haystack}, {needle}) > 0)"
+
+    def json_text(self, doc: str, key: str) -> str:
+        return f"json_extract({doc}, '$.{key}')"
 
     def json_integer(self, doc: str, key: str) -> str:
         return f"json_extract({doc}, '$.{key}')"
@@ -415,6 +451,15 @@ class PostgreSQL(Dialect):
 
     def month_day(self, day: str) -> str:
         return f"to_char({day}, 'MM-DD')"
+
+    def date_month(self, day: str) -> str:
+        return f"to_char({day}, 'YYYY-MM')"
+
+    def days_between(self, later: str, earlier: str) -> str:
+        return f"extract(epoch from (({later}) - ({earlier}))) / 86400.0"
+
+    def json_text(self, doc: str, key: str) -> str:
+        return f"({doc} ->> '{key}')"
 
     def json_integer(self, doc: str, key: str) -> str:
         return f"({doc} ->> '{key}')::integer"

@@ -60,6 +60,12 @@ class DuckDB(SQLite):
         fmt = {"day": "%Y-%m-%d", "month": "%Y-%m", "year": "%Y"}[unit]
         return f"strftime(make_timestamp({instant}), '{fmt}')"
 
+    def dates_between(self, later: str, earlier: str) -> str:
+        return f"(CAST({later} AS DATE) - CAST({earlier} AS DATE))"
+
+    def json_text(self, doc: str, key: str) -> str:
+        return f"json_extract_string({doc}, '$.{key}')"
+
     def json_integer(self, doc: str, key: str) -> str:
         return f"CAST(json_extract_string({doc}, '$.{key}') AS BIGINT)"
 

@@ -33,8 +33,8 @@ from crmcore_duckdb.dialect import DUCKDB
 DIALECT = DUCKDB
 BULK_BATCH = 5_000
 _WRITES = ("INSERT", "UPDATE", "DELETE")
-_READS = ("SELECT", "WITH", "EXPLAI", "PRAGMA")
-"""Statements a read-only transaction may run (the first six letters)."""
+_READS = ("SELECT", "WITH", "EXPLAIN", "PRAGMA")
+"""Statements a read-only transaction may run (by their first word)."""
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
@@ -155,7 +155,7 @@ class Cursor:
         self.rowcount = -1
 
     def execute(self, statement: str, params: Sequence[Any] = ()) -> Cursor:
-        if self.readonly and statement.lstrip()[:6].upper() not in _READS:
+        if self.readonly and not statement.lstrip()[:8].upper().startswith(_READS):
             raise StorageError("duckdb: a read-only transaction tried to write")
         self.con.execute(statement, list(params))
         if statement.lstrip()[:6].upper() in _WRITES:
