@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import os
-from typing import NoReturn
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NoReturn
 
 import pytest
+
+import crmcore
 
 
 def in_ci() -> bool:
@@ -37,3 +42,26 @@ def postgres_url() -> str:
     except psycopg.Error as exc:
         unavailable(f"PostgreSQL at {POSTGRES_ENV} does not answer: {exc}")
     return url
+
+
+@contextmanager
+def open_crm(kind: str, directory: Path, **options: Any) -> Iterator[crmcore.CRM]:
+    """A fresh, empty CRM on one backend ("memory", "sqlite" in `directory`, or "postgresql"
+    in a schema of its own, dropped afterwards); `options` go to `crmcore.open`."""
+    schemas = None
+    if kind == "memory":
+        url = "memory://"
+    elif kind == "sqlite":
+        url = f"sqlite:///{directory / 'crm.db'}"
+    else:
+        from tests.postgres.conftest import Schemas
+
+        schemas = Schemas(postgres_url())
+        url = schemas.url()
+    crm = crmcore.open(url, **options)
+    try:
+        yield crm
+    finally:
+        crm.close()
+        if schemas is not None:
+            schemas.drop_all()

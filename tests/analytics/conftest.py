@@ -11,7 +11,7 @@ import pytest
 import crmcore
 from crmcore.crm import Clock
 from crmcore.scoring.datasets import cdnow
-from tests.support import unavailable
+from tests.support import open_crm, unavailable
 
 BACKENDS = ("memory", "sqlite", "postgresql")
 
@@ -28,24 +28,8 @@ def cdnow_dir() -> Path:
 
 
 def open_backend(name: str, tmp: Path, clock: Clock | None = None) -> Iterator[crmcore.CRM]:
-    """A fresh, empty CRM on the named backend; PostgreSQL gets a schema of its own."""
-    if name == "memory":
-        url = "memory://"
-    elif name == "sqlite":
-        url = f"sqlite:///{tmp / 'crm.db'}"
-    else:
-        from tests.postgres.conftest import Schemas
-        from tests.support import postgres_url
-
-        schemas = Schemas(postgres_url())
-        url = schemas.url()
-    crm = crmcore.open(url, clock=clock)
-    try:
+    with open_crm(name, tmp, clock=clock) as crm:
         yield crm
-    finally:
-        crm.close()
-        if name == "postgresql":
-            schemas.drop_all()
 
 
 @pytest.fixture(params=BACKENDS)

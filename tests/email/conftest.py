@@ -12,32 +12,18 @@ from typing import Any
 import pytest
 
 import crmcore
-from crmcore.events import Event
 from crmcore.plugins import make_plugin_manager
+from crmcore.testing.pytest_plugin import EventLog
 from tests.email.servers import Dovecot, Recorder, self_signed, smtp_server
 
 
-class Events:
-    """A crmcore_on_event subscriber that keeps every event it is given."""
-
-    def __init__(self) -> None:
-        self.seen: list[Event] = []
-
-    @crmcore.hookimpl
-    def crmcore_on_event(self, event: Event) -> None:
-        self.seen.append(event)
-
-    def topic(self, topic: str) -> list[Event]:
-        return [e for e in self.seen if e.topic == topic]
+@pytest.fixture
+def events() -> EventLog:
+    return EventLog()
 
 
 @pytest.fixture
-def events() -> Events:
-    return Events()
-
-
-@pytest.fixture
-def crm(tmp_path: Path, events: Events) -> Iterator[crmcore.CRM]:
+def crm(tmp_path: Path, events: EventLog) -> Iterator[crmcore.CRM]:
     plugins = make_plugin_manager()
     plugins.register(events, name="test-events")
     with crmcore.open(f"sqlite:///{tmp_path / 'crm.db'}", plugins=plugins) as opened:

@@ -11,8 +11,9 @@ import crmcore
 from crmcore import CaseKind, Channel, Direction, LifecycleStage
 from crmcore.operational.mail import Handled, Poller, Status, Template
 from crmcore.ports.email import Cursor, MailboxError
+from crmcore.testing.pytest_plugin import EventLog
 from crmcore_adapters.email.imap import ImapMailbox
-from tests.email.conftest import Events, customer
+from tests.email.conftest import customer
 from tests.email.servers import Dovecot, Recorder, free_port
 
 SUPPORT = "support@shop.example"
@@ -88,7 +89,7 @@ def test_a_reply_threads_to_the_message_it_answers(
 
 @pytest.mark.parametrize("unknown", ["lead", "park"])
 def test_unknown_senders_become_leads_or_are_parked(
-    crm: crmcore.CRM, dovecot: Dovecot, folder: str, tmp_path: Path, events: Events, unknown: str
+    crm: crmcore.CRM, dovecot: Dovecot, folder: str, tmp_path: Path, events: EventLog, unknown: str
 ) -> None:
     dovecot.append(folder, mail('"Newcomer, Nora" <nora@example.net>', "Prices?", to=SUPPORT))
 
@@ -102,7 +103,7 @@ def test_unknown_senders_become_leads_or_are_parked(
         assert logged.subject == "Prices?" and logged.case_id is not None  # written to support
     else:
         assert report.handled == {Handled.PARKED: 1} and nora is None
-        [parked] = events.topic("email.parked")
+        [parked] = events.of("email.parked")
         assert parked.payload["uid"] == 1 and parked.payload["reason"] == "unknown sender"
         assert parked.payload["sender"] == '"Newcomer, Nora" <nora@example.net>'
 
@@ -133,7 +134,7 @@ Status: 5.1.1\r
 
 
 def test_a_hard_bounce_withdraws_email_consent(
-    crm: crmcore.CRM, dovecot: Dovecot, folder: str, tmp_path: Path, events: Events
+    crm: crmcore.CRM, dovecot: Dovecot, folder: str, tmp_path: Path, events: EventLog
 ) -> None:
     ada = customer(crm, "Ada", "ada@example.org", "marketing", "surveys")
     delayed = DSN.replace("failed", "delayed").replace("5.1.1", "4.4.1")
@@ -147,13 +148,13 @@ def test_a_hard_bounce_withdraws_email_consent(
     assert not stored.has_consent("marketing", Channel.EMAIL)
     assert not stored.has_consent("surveys", Channel.EMAIL)
     assert {c.source for c in stored.consents} == {"bounce 5.1.1"}
-    [bounced] = events.topic("email.bounced")
+    [bounced] = events.of("email.bounced")
     assert bounced.payload["withdrawn"] == ["marketing", "surveys"]
     assert crm.interactions.timeline(ada.id) == []  # a bounce is not a contact
 
 
 def test_a_bounce_read_again_withdraws_nothing_twice_and_names_its_report(
-    crm: crmcore.CRM, dovecot: Dovecot, folder: str, tmp_path: Path, events: Events
+    crm: crmcore.CRM, dovecot: Dovecot, folder: str, tmp_path: Path, events: EventLog
 ) -> None:
     """After a crash before the cursor write the reports are read again: consent is not touched
     twice, and each `email.bounced` names its report by an id that is the same on every read."""
@@ -165,16 +166,16 @@ def test_a_bounce_read_again_withdraws_nothing_twice_and_names_its_report(
     state = tmp_path / "cursor"
     assert poller(crm, dovecot, folder, state).poll().handled == {Handled.BOUNCE: 2}
     stored = {c.id: crm.customers.get(c.id) for c in (ada, bob)}
-    changes = len(events.topic("consent.changed"))
+    changes = len(events.of("consent.changed"))
 
     state.unlink()
     again = poller(crm, dovecot, folder, state).poll()
 
     assert again.total == 2
     assert {c: crm.customers.get(c) for c in stored} == stored
-    assert len(events.topic("consent.changed")) == changes
+    assert len(events.of("consent.changed")) == changes
     named: dict[str, set[str]] = {ada.id: set(), bob.id: set()}
-    for event in events.topic("email.bounced"):
+    for event in events.of("email.bounced"):
         named[event.aggregate_id].add(event.payload["message_id"])
     assert named[ada.id] == {"<dsn1@mx.example>"}
     [digest] = named[bob.id]
@@ -267,7 +268,7 @@ HOSTILE = [
 
 
 def test_hostile_messages_never_stop_the_poller_and_none_is_lost(
-    crm: crmcore.CRM, dovecot: Dovecot, folder: str, tmp_path: Path, events: Events
+    crm: crmcore.CRM, dovecot: Dovecot, folder: str, tmp_path: Path, events: EventLog
 ) -> None:
     ada = customer(crm, "Ada", "ada@example.org")
     dovecot.append(folder, *HOSTILE)
@@ -275,7 +276,7 @@ def test_hostile_messages_never_stop_the_poller_and_none_is_lost(
     report = poller(crm, dovecot, folder, tmp_path / "cursor", max_bytes=200_000).poll()
 
     assert report.total == len(HOSTILE) and report.cursor is not None and report.cursor.uid == len(HOSTILE)
-    parked = {e.payload["uid"]: e.payload for e in events.topic("email.parked")}
+    parked = {e.payload["uid"]: e.payload for e in events.of("email.parked")}
     assert report.handled == {Handled.PARKED: len(parked), Handled.LOGGED: len(HOSTILE) - len(parked)}
     assert sorted(parked) == [1, 2, 9]  # no header, empty sender, no address
     assert {p["reason"] for p in parked.values()} == {"no usable sender address"}

@@ -14,7 +14,8 @@ import crmcore
 from crmcore import Channel, ConsentError, ConsentStatus, Direction, ValidationError
 from crmcore.operational.mail import Mailer, Status, Template
 from crmcore.ports.email import DeliveryError
-from tests.email.conftest import Events, customer
+from crmcore.testing.pytest_plugin import EventLog
+from tests.email.conftest import customer
 from tests.email.servers import Recorder, free_port, server_tls, smtp_server
 
 SENDER = "Shop <news@shop.example>"
@@ -87,7 +88,7 @@ def test_each_customer_gets_the_template_in_their_language(
 
 
 def test_without_consent_nothing_leaves_and_the_refusal_is_recorded(
-    crm: crmcore.CRM, recorder: Recorder, smtp_port: int, events: Events
+    crm: crmcore.CRM, recorder: Recorder, smtp_port: int, events: EventLog
 ) -> None:
     silent = customer(crm, "Silent", "silent@example.org")
     withdrawn = customer(crm, "Gone", "gone@example.org", "marketing")
@@ -104,7 +105,7 @@ def test_without_consent_nothing_leaves_and_the_refusal_is_recorded(
         outcomes[0].raise_for_status()
     assert recorder.messages == []
     assert all(crm.interactions.timeline(c.id) == [] for c in (silent, withdrawn, other_purpose))
-    refused = events.topic("email.refused")
+    refused = events.of("email.refused")
     assert [e.aggregate_id for e in refused] == [silent.id, withdrawn.id, other_purpose.id]
     assert refused[0].payload["purpose"] == "marketing" and refused[0].payload["template"] == "news"
 
@@ -146,7 +147,7 @@ def test_temporary_failures_are_retried_with_backoff(crm: crmcore.CRM, recorder:
     ids=["permanent", "exhausted"],
 )
 def test_a_failed_send_is_never_logged_as_sent(
-    crm: crmcore.CRM, recorder: Recorder, smtp_port: int, events: Events,
+    crm: crmcore.CRM, recorder: Recorder, smtp_port: int, events: EventLog,
     replies: list[str], attempts: int, temporary: bool,
 ) -> None:
     ada = customer(crm, "Ada", "ada@example.org", "marketing")
@@ -158,7 +159,7 @@ def test_a_failed_send_is_never_logged_as_sent(
     assert outcome.status is Status.FAILED and outcome.attempts == attempts
     assert isinstance(outcome.error, DeliveryError) and outcome.error.temporary is temporary
     assert recorder.messages == [] and crm.interactions.timeline(ada.id) == []
-    [failed] = events.topic("email.failed")
+    [failed] = events.of("email.failed")
     assert failed.aggregate_id == ada.id and failed.payload["message_id"] == outcome.message_id
 
 
@@ -323,7 +324,7 @@ class _NoTransport:
 
 
 def test_send_many_keeps_order_and_every_rule_of_send(
-    crm: crmcore.CRM, recorder: Recorder, smtp_port: int, events: Events
+    crm: crmcore.CRM, recorder: Recorder, smtp_port: int, events: EventLog
 ) -> None:
     people = [
         customer(crm, "Ada", "ada@example.org", "marketing"),
@@ -348,7 +349,7 @@ def test_send_many_keeps_order_and_every_rule_of_send(
         expected = [outcome.message_id] if outcome.status is Status.SENT else []
         assert [i.reference for i in logged] == expected
     assert parsed(recorder.messages[-1][2])["To"].addresses[0].addr_spec == "cy@example.org"
-    assert len(events.topic("email.failed")) == 2 and len(events.topic("email.refused")) == 1
+    assert len(events.of("email.failed")) == 2 and len(events.of("email.refused")) == 1
 
 
 def test_stopping_send_many_early_still_logs_what_went_out(

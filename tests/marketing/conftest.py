@@ -14,8 +14,9 @@ import pytest
 
 import crmcore
 from crmcore import values as v
-from crmcore.events import Event
 from crmcore.plugins import make_plugin_manager
+from crmcore.testing.pytest_plugin import EventLog
+from tests.support import open_crm as open_backend
 
 BACKENDS = ("memory", "sqlite", "postgresql")
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
@@ -35,45 +36,12 @@ class Clock:
         return self.at
 
 
-class Events:
-    """A crmcore_on_event subscriber keeping every event."""
-
-    def __init__(self) -> None:
-        self.seen: list[Event] = []
-
-    @crmcore.hookimpl
-    def crmcore_on_event(self, event: Event) -> None:
-        self.seen.append(event)
-
-    def topic(self, topic: str) -> list[Event]:
-        return [e for e in self.seen if e.topic == topic]
-
-    def topics(self) -> set[str]:
-        return {e.topic for e in self.seen}
-
-
-def open_crm(name: str, tmp: Path, clock: Clock, events: Events | None = None) -> Iterator[crmcore.CRM]:
+def open_crm(name: str, tmp: Path, clock: Clock, events: EventLog | None = None) -> Iterator[crmcore.CRM]:
     plugins = make_plugin_manager()
     if events is not None:
         plugins.register(events, name="test-events")
-    schemas = None
-    if name == "memory":
-        url = "memory://"
-    elif name == "sqlite":
-        url = f"sqlite:///{tmp / 'crm.db'}"
-    else:
-        from tests.postgres.conftest import Schemas
-        from tests.support import postgres_url
-
-        schemas = Schemas(postgres_url())
-        url = schemas.url()
-    crm = crmcore.open(url, plugins=plugins, clock=clock)
-    try:
+    with open_backend(name, tmp, plugins=plugins, clock=clock) as crm:
         yield crm
-    finally:
-        crm.close()
-        if schemas is not None:
-            schemas.drop_all()
 
 
 @pytest.fixture
@@ -82,13 +50,13 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def events() -> Events:
-    return Events()
+def events() -> EventLog:
+    return EventLog()
 
 
 @pytest.fixture(params=BACKENDS)
 def crm(
-    request: pytest.FixtureRequest, tmp_path: Path, clock: Clock, events: Events
+    request: pytest.FixtureRequest, tmp_path: Path, clock: Clock, events: EventLog
 ) -> Iterator[crmcore.CRM]:
     yield from open_crm(request.param, tmp_path, clock, events)
 

@@ -14,7 +14,8 @@ from crmcore.errors import NotFound, RuleError, ValidationError
 from crmcore.marketing import UnderpoweredCampaign
 from crmcore.model import MemberGroup, MemberStatus, Score
 from crmcore.model.marketing import CampaignStatus
-from tests.marketing.conftest import Clock, Events, populate, purchase
+from crmcore.testing.pytest_plugin import EventLog
+from tests.marketing.conftest import Clock, populate, purchase
 
 TEXT = "Hello $first_name, spring is here: $link_shop"
 LINKS = {"shop": "https://shop.example.org/spring"}
@@ -75,7 +76,7 @@ def test_a_template_field_a_member_lacks_is_refused_before_anything_is_sent(crm:
 
 
 def test_launch_freezes_the_audience_as_of_its_instant(
-    crm: crmcore.CRM, clock: Clock, events: Events
+    crm: crmcore.CRM, clock: Clock, events: EventLog
 ) -> None:
     populate(crm, 120)
     crm.segments.save("everyone", "Everyone", 'tier in ("gold", "silver")')
@@ -95,7 +96,7 @@ def test_launch_freezes_the_audience_as_of_its_instant(
     )
     assert {m.stratum for m in members} == {"gold", "silver"}
     assert crm.marketing.audit("spring") == []
-    [event] = events.topic("campaign.launched")
+    [event] = events.of("campaign.launched")
     assert event.payload["target"] == launched.target and event.payload["control"] == launched.control
     with pytest.raises(ValidationError, match="launched already"):
         crm.marketing.launch("spring")

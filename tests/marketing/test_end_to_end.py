@@ -17,15 +17,16 @@ from crmcore.marketing import Links
 from crmcore.marketing.tracking import serve
 from crmcore.model import MemberGroup, MemberStatus
 from crmcore.model.marketing import CampaignStatus
+from crmcore.testing.pytest_plugin import EventLog
 from tests.email.servers import Dovecot, Recorder, smtp_server
-from tests.marketing.conftest import Clock, Events, open_crm, populate, purchase
+from tests.marketing.conftest import Clock, open_crm, populate, purchase
 
 UNSUBSCRIBE = "unsub@shop.example.org"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def crm(
-    request: pytest.FixtureRequest, tmp_path: Path, clock: Clock, events: Events
+    request: pytest.FixtureRequest, tmp_path: Path, clock: Clock, events: EventLog
 ) -> Iterator[crmcore.CRM]:
     yield from open_crm(request.param, tmp_path, clock, events)
 
@@ -42,7 +43,7 @@ def reply(sender: str, message_id: str, subject: str, to: str = "news@shop.examp
 
 
 def test_the_whole_loop(
-    crm: crmcore.CRM, clock: Clock, events: Events, dovecot: Dovecot, folder: str, tmp_path: Path
+    crm: crmcore.CRM, clock: Clock, events: EventLog, dovecot: Dovecot, folder: str, tmp_path: Path
 ) -> None:
     customers = populate(crm, 120)
     by_id = {c.id: c for c in customers}
@@ -152,9 +153,9 @@ def test_the_whole_loop(
         "campaign.responded",
         "campaign.converted",
         "campaign.closed",
-    } <= events.topics()
-    assert len(events.topic("campaign.converted")) == 27
-    assert {e.payload["kind"] for e in events.topic("campaign.responded")} == {
+    } <= set(events.topics())
+    assert len(events.of("campaign.converted")) == 27
+    assert {e.payload["kind"] for e in events.of("campaign.responded")} == {
         "clicked",
         "replied",
         "unsubscribed",

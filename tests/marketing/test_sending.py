@@ -18,15 +18,16 @@ from crmcore.errors import ValidationError
 from crmcore.marketing import Links, Policy
 from crmcore.model import Direction, MemberGroup, MemberStatus
 from crmcore.ports.email import EmailTransport
+from crmcore.testing.pytest_plugin import EventLog
 from tests.email.servers import Recorder, smtp_server
-from tests.marketing.conftest import Clock, Events, open_crm, populate
+from tests.marketing.conftest import Clock, open_crm, populate
 
 LINKS = Links(b"0123456789abcdef-secret", "http://127.0.0.1:9/")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def crm(
-    request: pytest.FixtureRequest, tmp_path: Path, clock: Clock, events: Events
+    request: pytest.FixtureRequest, tmp_path: Path, clock: Clock, events: EventLog
 ) -> Iterator[crmcore.CRM]:
     yield from open_crm(request.param, tmp_path, clock, events)
 
@@ -62,7 +63,7 @@ def recipients(recorder: Recorder) -> list[str]:
 
 
 def test_a_send_reaches_the_eligible_targets_only_and_says_why_not_the_others(
-    crm: crmcore.CRM, clock: Clock, events: Events, recorder: Recorder, smtp_url: str
+    crm: crmcore.CRM, clock: Clock, events: EventLog, recorder: Recorder, smtp_url: str
 ) -> None:
     customers = populate(crm, 40, consent_every=10)  # 4 without consent
     crm.customers.change(customers[1].id, tags=frozenset({"do-not-mail"}))
@@ -92,9 +93,9 @@ def test_a_send_reaches_the_eligible_targets_only_and_says_why_not_the_others(
     [entry] = crm.interactions.timeline(customer_id)
     assert entry.campaign_id == "spring" and entry.direction is Direction.OUTBOUND
     assert entry.reference == members[customer_id].reference == message["Message-ID"]
-    announced = [c for e in events.topic("campaign.sent") for c in e.payload["customers"]]
+    announced = [c for e in events.of("campaign.sent") for c in e.payload["customers"]]
     assert sorted(announced) == sorted(sent)  # one event a page, naming its customers
-    assert {e.payload["reason"] for e in events.topic("campaign.member_skipped")} >= set(skipped.values())
+    assert {e.payload["reason"] for e in events.of("campaign.member_skipped")} >= set(skipped.values())
     again = crm.marketing.send("spring", mailer=mailer, links=LINKS, policy=policy)
     assert again.sent == 0 and len(recorder.messages) == len(sent)
 

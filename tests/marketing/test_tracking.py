@@ -17,7 +17,8 @@ import crmcore
 from crmcore.marketing import LinkRefused, Links
 from crmcore.marketing.tracking import serve
 from crmcore.model import Direction, MemberGroup, MemberStatus
-from tests.marketing.conftest import T0, Clock, Events, open_crm, populate
+from crmcore.testing.pytest_plugin import EventLog
+from tests.marketing.conftest import T0, Clock, open_crm, populate
 
 SECRET = b"a-secret-of-enough-bytes"
 
@@ -49,7 +50,7 @@ def test_a_signed_link_verifies_and_any_change_to_it_is_refused(
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def crm(
-    request: pytest.FixtureRequest, tmp_path: Path, clock: Clock, events: Events
+    request: pytest.FixtureRequest, tmp_path: Path, clock: Clock, events: EventLog
 ) -> Iterator[crmcore.CRM]:
     yield from open_crm(request.param, tmp_path, clock, events)
 
@@ -77,7 +78,7 @@ def get(port: int, path: str, method: str = "GET") -> http.client.HTTPResponse:
 
 
 def test_clicks_through_a_real_server(
-    crm: crmcore.CRM, clock: Clock, events: Events, server: tuple[Links, int]
+    crm: crmcore.CRM, clock: Clock, events: EventLog, server: tuple[Links, int]
 ) -> None:
     links, port = server
     populate(crm, 10)
@@ -110,7 +111,7 @@ def test_clicks_through_a_real_server(
     )
     stored = next(m for m in crm.marketing.members("spring") if m.customer_id == member.customer_id)
     assert stored.status is MemberStatus.RESPONDED and stored.response == "clicked"
-    assert len(events.topic("campaign.responded")) == 1
+    assert len(events.of("campaign.responded")) == 1
     payload, signature = path.rsplit("/", 1)[1].split(".")
     assert get(port, f"/c/{payload}.{signature[:-2]}xy").status == 403
     other = links.url("spring", "nobody", "shop", now=clock.at).removeprefix("http://127.0.0.1")
