@@ -487,8 +487,9 @@ class SqlAccounts(SqlRepository[Account]):
 
     def _index(self, account: Account) -> None:
         self.cur.executemany(
-            self.d.sql("INSERT INTO account_members (account_id, customer_id, role) VALUES (?, ?, ?)"),
-            [(account.id, m.customer_id, m.role) for m in account.members],
+            self.d.sql("INSERT INTO account_members (account_id, customer_id, role, is_primary) "
+                       "VALUES (?, ?, ?, ?)"),
+            [(account.id, m.customer_id, m.role, self.d.boolean(m.primary)) for m in account.members],
         )
 
     def _unindex(self, account_id: str) -> None:
