@@ -81,7 +81,8 @@ def test_explain_shows_the_member_index_in_the_sql(crm: CRM, backend: str) -> No
 
 
 def test_account_rules_print_and_parse_back() -> None:
-    text = 'sum(account.purchases.total where channel = "portal", last 365 days) > 1000 and household.tier = "gold"'
+    text = ('sum(account.purchases.total where channel = "portal", last 365 days) > 1000 '
+            'and household.tier = "gold"')
     rule = parse(text)
     assert to_text(rule) == text
     assert parse(to_text(rule)) == rule

@@ -126,7 +126,8 @@ def test_strategies_reach_every_node_kind() -> None:
     @given(rule=rules)
     def collect(rule: a.Predicate) -> None:
         seen.update(type(node).__name__ for node in walk(rule))
-        seen.update(f"{node.of}.aggregate" for node in walk(rule) if isinstance(node, a.Aggregate) and node.of)
+        seen.update(f"{node.of}.aggregate" for node in walk(rule)
+                    if isinstance(node, a.Aggregate) and node.of)
         seen.update(f"{node.path[0]}.field" for node in walk(rule)
                     if isinstance(node, a.Field) and node.path[0] in a.GROUPS)
 

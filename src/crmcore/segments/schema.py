@@ -311,8 +311,9 @@ class _Checker:
             raise self.fail(node, f"{group}.{rest[0]} is counted or added up, as in "
                                   f"count({group}.{rest[0]}) or sum({group}.purchases.total)")
         shown = ".".join(rest) or "(nothing)"
+        near = _near(rest[0] if rest else "", [*ACCOUNT, "attributes"])
         raise self.fail(node, f"{group} has no field {shown!r} (write {group}.FIELD or "
-                              f"{group}.attributes.NAME)", _near(rest[0] if rest else "", [*ACCOUNT, "attributes"]))
+                              f"{group}.attributes.NAME)", near)
 
     def name(self, node: a.Field, value: str, what: str) -> None:
         try:
