@@ -15,6 +15,7 @@ from crmcore.model import (
     Campaign,
     CampaignMember,
     Case,
+    ConfigVersion,
     Customer,
     Interaction,
     Lead,
@@ -181,6 +182,28 @@ class AutomationLog(Protocol):
 
     def for_rule(self, rule: str, *, limit: int | None = None) -> list[AutomationRun]:
         """The rule's runs, oldest first (runs at the same instant in no set order)."""
+        ...
+
+
+class Configurations(Protocol):
+    """Stored configuration (SLA policies, automation rules, mail templates): every version
+    of each (kind, name) kept, the newest in force."""
+
+    def add(self, entry: ConfigVersion) -> None:
+        """Write a new version; ConflictError (nothing written) if that version of (kind,
+        name) exists already: another writer saved first."""
+        ...
+
+    def current(self, kind: str, name: str) -> ConfigVersion | None:
+        """The newest version (a retired one too: its doc is None), or None if never saved."""
+        ...
+
+    def in_force(self, kind: str) -> list[ConfigVersion]:
+        """The newest version of each name of this kind, retired ones left out, by name."""
+        ...
+
+    def history(self, kind: str, name: str) -> list[ConfigVersion]:
+        """Every version of one name, oldest first."""
         ...
 
 
@@ -397,6 +420,8 @@ class UnitOfWork(Protocol):
     def accounts(self) -> AccountRepository: ...
     @property
     def automation_runs(self) -> AutomationLog: ...
+    @property
+    def configurations(self) -> Configurations: ...
     # sales: pipelines, leads, the catalogue, quotes and exchange rates
     @property
     def pipelines(self) -> Repository[Pipeline]: ...

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from crmcore import model as m
 from crmcore.errors import ConflictError
+from crmcore.segments import select_ids
 from crmcore.ports import Storage
 from crmcore.testing import strategies as s
 
@@ -63,6 +64,7 @@ def accounts(draw: st.DrawFn) -> m.Account:
         id=draw(s.ids), name=draw(s.texts), kind=draw(st.sampled_from(list(m.AccountKind))),
         members=tuple(m.AccountMember(p, draw(s.machine_names), p == primary) for p in people),
         tier=draw(st.none() | s.machine_names), owner=draw(st.none() | s.machine_names),
+        attributes=draw(st.dictionaries(s.machine_names, s.attribute_values, max_size=3)),
     )
 
 
@@ -171,6 +173,53 @@ class OperationalStorageContract:
             uow.accounts.remove(uow.accounts.get("s"))
         with storage.transaction() as uow:
             assert [a.id for a in uow.accounts.of_customer("c1")] == ["g"]
+
+    def test_account_rules_see_the_primary_contact_in_the_member_index(self, storage: Storage) -> None:
+        """Segment rules pick a customer's account by the index (SQL) or the members (Python):
+        both must agree, so the index must hold who is the primary contact, through updates."""
+        with storage.transaction() as uow:
+            for n in (1, 2):
+                uow.customers.add(m.Customer(id=f"c{n}", name=f"N{n}", created_at=T0, updated_at=T0))
+            uow.accounts.add(m.Account("a", "A", tier="gold", members=(m.AccountMember("c1"),)))
+            uow.accounts.add(m.Account("b", "B", tier="silver",
+                                       members=(m.AccountMember("c1", primary=True), m.AccountMember("c2"))))
+        rule, later = 'account.tier = "silver"', T0 + timedelta(days=1)
+        with storage.transaction() as uow:
+            assert select_ids(uow, rule, as_of=later) == ["c1", "c2"]
+            assert select_ids(uow, rule, as_of=later, engine="python") == ["c1", "c2"]
+            b = uow.accounts.get("b")
+            uow.accounts.update(b.with_member(m.AccountMember("c2", primary=True)))
+        with storage.transaction() as uow:
+            assert select_ids(uow, rule, as_of=later) == ["c2"]
+            assert select_ids(uow, rule, as_of=later, engine="python") == ["c2"]
+
+    def test_configuration_keeps_every_version(self, storage: Storage) -> None:
+        def version(name: str, n: int, doc: dict[str, Any] | None, kind: str = "sla_policy") -> m.ConfigVersion:
+            return m.ConfigVersion(kind, name, n, T0 + timedelta(minutes=n), doc, actor="ana")
+
+        with storage.transaction() as uow:
+            assert uow.configurations.current("sla_policy", "default") is None
+            uow.configurations.add(version("default", 1, {"warn_at": 0.5}))
+            uow.configurations.add(version("paris", 1, {"warn_at": 0.8, "nested": {"x": [1, "é"]}}))
+            uow.configurations.add(version("default", 1, {"steps": []}, kind="automation_rule"))
+        with storage.transaction() as uow:
+            with pytest.raises(ConflictError):  # a second writer of version 1
+                uow.configurations.add(version("default", 1, {"warn_at": 0.9}))
+        with storage.transaction() as uow:
+            uow.configurations.add(version("default", 2, {"warn_at": 0.6}))
+            uow.configurations.add(version("paris", 2, None))
+        with pytest.raises(RuntimeError), storage.transaction() as uow:
+            uow.configurations.add(version("default", 3, {"warn_at": 0.7}))
+            raise RuntimeError("roll back")
+        with storage.transaction() as uow:
+            current = uow.configurations.current("sla_policy", "default")
+            assert current == version("default", 2, {"warn_at": 0.6})
+            assert [e.doc for e in uow.configurations.history("sla_policy", "default")] == [
+                {"warn_at": 0.5}, {"warn_at": 0.6}]
+            assert [e.name for e in uow.configurations.in_force("sla_policy")] == ["default"]
+            assert uow.configurations.current("sla_policy", "paris") == version("paris", 2, None)
+            assert [e.name for e in uow.configurations.in_force("automation_rule")] == ["default"]
+            assert uow.configurations.history("mail_template", "default") == []
 
     def test_a_rule_runs_once_per_event_in_the_automation_log(self, storage: Storage) -> None:
         with storage.transaction() as uow:

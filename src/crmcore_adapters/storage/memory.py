@@ -27,6 +27,7 @@ from crmcore.model import (
     AutomationRun,
     CampaignMember,
     Case,
+    ConfigVersion,
     Customer,
     Interaction,
     MemberStatus,
@@ -327,6 +328,31 @@ class MemoryAutomationRuns:
         return runs[:limit]
 
 
+class MemoryConfigurations:
+    def __init__(self, rows: dict[tuple[str, str, int], ConfigVersion], journal: Journal) -> None:
+        self.rows = rows
+        self.journal = journal
+
+    def add(self, entry: ConfigVersion) -> None:
+        key = (str(entry.kind), entry.name, entry.version)
+        if key in self.rows:
+            raise ConflictError(str(entry.kind), entry.name, entry.version - 1, entry.version)
+        self.journal.set(self.rows, key, entry)
+
+    def history(self, kind: str, name: str) -> builtins.list[ConfigVersion]:
+        return sorted((e for (k, n, _), e in self.rows.items() if (k, n) == (kind, name)),
+                      key=lambda e: e.version)
+
+    def current(self, kind: str, name: str) -> ConfigVersion | None:
+        found = self.history(kind, name)
+        return found[-1] if found else None
+
+    def in_force(self, kind: str) -> builtins.list[ConfigVersion]:
+        names = sorted({n for (k, n, _) in self.rows if k == kind})
+        newest = [self.current(kind, n) for n in names]
+        return [e for e in newest if e is not None and not e.retired]
+
+
 class MemoryCampaignMembers:
     def __init__(self, rows: dict[tuple[str, str], CampaignMember], journal: Journal) -> None:
         self.rows = rows
@@ -606,6 +632,7 @@ class MemoryUnitOfWork:
         self.tasks = MemoryTasks(t["tasks"], journal, "task", True)
         self.accounts = MemoryAccounts(t["accounts"], journal, "account", True)
         self.automation_runs = MemoryAutomationRuns(store.automation_runs, journal)
+        self.configurations = MemoryConfigurations(store.configurations, journal)
         self.pipelines = MemoryRepository[Any](t["pipelines"], journal, "pipeline", True)
         self.leads = MemoryRepository[Any](t["leads"], journal, "lead", True)
         self.products = MemoryRepository[Any](t["products"], journal, "product", True)
@@ -640,6 +667,7 @@ class MemoryStorage:
         self.segment_members: dict[str, frozenset[str]] = {}
         self.segment_runs: dict[tuple[str, datetime], SegmentRun] = {}
         self.automation_runs: dict[tuple[str, str], AutomationRun] = {}
+        self.configurations: dict[tuple[str, str, int], ConfigVersion] = {}
         self.history: dict[int, Change] = {}
         self.merges: dict[str, MergeRecord] = {}
         self.erasures: dict[str, Tombstone] = {}

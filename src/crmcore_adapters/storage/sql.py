@@ -33,6 +33,7 @@ from crmcore.model import (
     CampaignMember,
     Case,
     CaseStatus,
+    ConfigVersion,
     Customer,
     Interaction,
     Lead,
@@ -506,6 +507,47 @@ class SqlAccounts(SqlRepository[Account]):
     def children(self, parent_id: str) -> builtins.list[Account]:
         self._run("SELECT doc FROM accounts WHERE parent_id = ? ORDER BY id", (parent_id,))
         return [_load(self.t, row[0]) for row in self.cur.fetchall()]
+
+
+class SqlConfigurations:
+    """Stored configuration, one row per version (the key refuses a second writer of it)."""
+
+    def __init__(self, cur: Cursor, dialect: Dialect) -> None:
+        self.cur = cur
+        self.d = dialect
+        self._columns = f"kind, name, version, {dialect.quote('at')}, actor, doc"
+
+    def add(self, entry: ConfigVersion) -> None:
+        doc = None if entry.doc is None else self.d.json_column(json.dumps(entry.doc))
+        self.cur.execute(
+            self.d.sql(f"INSERT INTO configurations ({self._columns}) VALUES (?, ?, ?, ?, ?, ?) "
+                       "ON CONFLICT DO NOTHING"),
+            (str(entry.kind), entry.name, entry.version, self.d.instant(entry.at), entry.actor, doc),
+        )
+        if self.cur.rowcount != 1:
+            raise ConflictError(str(entry.kind), entry.name, entry.version - 1, entry.version)
+
+    def _entries(self, where: str, params: Sequence[Any]) -> builtins.list[ConfigVersion]:
+        self.cur.execute(self.d.sql(f"SELECT {self._columns} FROM configurations AS x WHERE {where}"), params)  # noqa: S608
+        return [
+            ConfigVersion(kind, name, int(version), self.d.from_instant(at),
+                          None if doc is None else doc if isinstance(doc, dict) else json.loads(doc), actor)
+            for kind, name, version, at, actor, doc in self.cur.fetchall()
+        ]
+
+    def history(self, kind: str, name: str) -> builtins.list[ConfigVersion]:
+        return self._entries("kind = ? AND name = ? ORDER BY version", (kind, name))
+
+    def current(self, kind: str, name: str) -> ConfigVersion | None:
+        found = self._entries("kind = ? AND name = ? ORDER BY version DESC LIMIT 1", (kind, name))
+        return found[0] if found else None
+
+    def in_force(self, kind: str) -> builtins.list[ConfigVersion]:
+        return self._entries(
+            "kind = ? AND doc IS NOT NULL AND version = (SELECT max(y.version) FROM configurations "
+            f"AS y WHERE y.kind = x.kind AND y.name = x.name) ORDER BY name{self.d.text_order}",
+            (kind,),
+        )
 
 
 class SqlAutomationRuns:
@@ -1094,6 +1136,10 @@ class SqlUnitOfWork:
     @functools.cached_property
     def automation_runs(self) -> SqlAutomationRuns:
         return SqlAutomationRuns(self.cur, self.d)
+
+    @functools.cached_property
+    def configurations(self) -> SqlConfigurations:
+        return SqlConfigurations(self.cur, self.d)
 
     @functools.cached_property
     def pipelines(self) -> SqlRepository[Pipeline]:
