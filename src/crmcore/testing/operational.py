@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 
 from crmcore import model as m
 from crmcore.errors import ConflictError
-from crmcore.segments import select_ids
 from crmcore.ports import Storage
+from crmcore.segments import select_ids
 from crmcore.testing import strategies as s
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
@@ -194,7 +194,8 @@ class OperationalStorageContract:
             assert select_ids(uow, rule, as_of=later, engine="python") == ["c2"]
 
     def test_configuration_keeps_every_version(self, storage: Storage) -> None:
-        def version(name: str, n: int, doc: dict[str, Any] | None, kind: str = "sla_policy") -> m.ConfigVersion:
+        def version(name: str, n: int, doc: dict[str, Any] | None,
+                    kind: str = "sla_policy") -> m.ConfigVersion:
             return m.ConfigVersion(kind, name, n, T0 + timedelta(minutes=n), doc, actor="ana")
 
         with storage.transaction() as uow:
@@ -202,9 +203,8 @@ class OperationalStorageContract:
             uow.configurations.add(version("default", 1, {"warn_at": 0.5}))
             uow.configurations.add(version("paris", 1, {"warn_at": 0.8, "nested": {"x": [1, "é"]}}))
             uow.configurations.add(version("default", 1, {"steps": []}, kind="automation_rule"))
-        with storage.transaction() as uow:
-            with pytest.raises(ConflictError):  # a second writer of version 1
-                uow.configurations.add(version("default", 1, {"warn_at": 0.9}))
+        with storage.transaction() as uow, pytest.raises(ConflictError):  # a second writer of version 1
+            uow.configurations.add(version("default", 1, {"warn_at": 0.9}))
         with storage.transaction() as uow:
             uow.configurations.add(version("default", 2, {"warn_at": 0.6}))
             uow.configurations.add(version("paris", 2, None))

@@ -520,7 +520,7 @@ class SqlConfigurations:
     def add(self, entry: ConfigVersion) -> None:
         doc = None if entry.doc is None else self.d.json_column(json.dumps(entry.doc))
         self.cur.execute(
-            self.d.sql(f"INSERT INTO configurations ({self._columns}) VALUES (?, ?, ?, ?, ?, ?) "
+            self.d.sql(f"INSERT INTO configurations ({self._columns}) VALUES (?, ?, ?, ?, ?, ?) "  # noqa: S608
                        "ON CONFLICT DO NOTHING"),
             (str(entry.kind), entry.name, entry.version, self.d.instant(entry.at), entry.actor, doc),
         )
@@ -528,7 +528,8 @@ class SqlConfigurations:
             raise ConflictError(str(entry.kind), entry.name, entry.version - 1, entry.version)
 
     def _entries(self, where: str, params: Sequence[Any]) -> builtins.list[ConfigVersion]:
-        self.cur.execute(self.d.sql(f"SELECT {self._columns} FROM configurations AS x WHERE {where}"), params)  # noqa: S608
+        query = f"SELECT {self._columns} FROM configurations AS x WHERE {where}"  # noqa: S608
+        self.cur.execute(self.d.sql(query), params)
         return [
             ConfigVersion(kind, name, int(version), self.d.from_instant(at),
                           None if doc is None else doc if isinstance(doc, dict) else json.loads(doc), actor)
@@ -544,7 +545,7 @@ class SqlConfigurations:
 
     def in_force(self, kind: str) -> builtins.list[ConfigVersion]:
         return self._entries(
-            "kind = ? AND doc IS NOT NULL AND version = (SELECT max(y.version) FROM configurations "
+            "kind = ? AND doc IS NOT NULL AND version = (SELECT max(y.version) FROM configurations "  # noqa: S608
             f"AS y WHERE y.kind = x.kind AND y.name = x.name) ORDER BY name{self.d.text_order}",
             (kind,),
         )
