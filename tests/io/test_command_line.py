@@ -222,8 +222,8 @@ def test_stored_sla_policies_and_automation_rules(tmp_path: Path) -> None:
     (tmp_path / "sla.json").write_text(json.dumps(policy), encoding="utf-8")
     policy["targets"]["low"]["first_response"] = -5  # type: ignore[index]
     (tmp_path / "bad.json").write_text(json.dumps(policy), encoding="utf-8")
-    rule = {"name": "vip_tag", "on": "case.opened", "steps": [{"action": "add_tag", "params": {"tag": "vip"}}],
-            "condition": 'tier = "platinum"'}
+    rule = {"name": "vip_tag", "on": "case.opened",
+            "steps": [{"action": "add_tag", "params": {"tag": "vip"}}], "condition": 'tier = "platinum"'}
     (tmp_path / "rule.json").write_text(json.dumps(rule), encoding="utf-8")
     saved = crmcore_cli("sla", "save", "default", str(tmp_path / "sla.json"), "--actor", "ana", "--url", url)
     assert saved.returncode == 0 and "version 1 saved" in saved.stdout, saved.stderr

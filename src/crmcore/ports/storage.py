@@ -145,6 +145,16 @@ class CaseRepository(CustomerOwned[Case], Protocol):
         """How many open cases each agent owns (agents with none are absent)."""
         ...
 
+    def find_many(self, ids: Sequence[str]) -> list[Case]:
+        """The cases with these ids (those that exist), in no set order: a sweep reads a
+        page of cases in one query rather than one per case."""
+        ...
+
+    def update_many(self, items: Sequence[Case]) -> list[Case]:
+        """`update` for cases with distinct ids, in one batch: all written, or ConflictError
+        when one was stale (and the transaction must be undone)."""
+        ...
+
 
 class TaskRepository(Repository[Task], Protocol):
     def open_for(self, owner: str, *, limit: int | None = None) -> list[Task]:
@@ -302,6 +312,10 @@ class Outbox(Protocol):
     """Events written with the data; drained after commit, at least once."""
 
     def append(self, event: Event) -> None: ...
+
+    def append_many(self, events: Sequence[Event]) -> None:
+        """Append events in this order (one batch: a sweep emits thousands)."""
+        ...
 
     def claim(self, now: datetime, lease: timedelta, limit: int) -> list[OutboxEntry]:
         """Pending entries not claimed by another dispatcher, now leased to the caller."""

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from crmcore import model as m
 from crmcore.errors import ConflictError
+from crmcore.events import Event
 from crmcore.ports import Storage
 from crmcore.segments import select_ids
 from crmcore.testing import strategies as s
@@ -130,6 +131,32 @@ class OperationalStorageContract:
         with storage.transaction() as uow:
             assert "k01" not in [i for _, i in uow.cases.due(at)]
             assert uow.cases.due(T0 + timedelta(hours=2))[-1] == (T0 + timedelta(hours=2), "k01")
+
+    def test_a_sweep_page_is_read_and_its_events_written_in_batches(self, storage: Storage) -> None:
+        with storage.transaction() as uow:
+            for n in range(3):
+                uow.cases.add(m.Case(f"k{n}", "c1", "complaint", "s", T0))
+        with storage.transaction() as uow:
+            found = uow.cases.find_many(["k2", "nope", "k0", "k2"])
+            assert sorted(c.id for c in found) == ["k0", "k2"]
+            assert uow.cases.find_many([]) == []
+            events = [Event(f"case.t{n}", f"k{n}", {"n": n}, T0) for n in range(3)]
+            uow.outbox.append_many(events)
+            uow.outbox.append_many([])
+            uow.outbox.append(Event("case.t3", "k3", {}, T0))
+        with storage.transaction() as uow:
+            claimed = uow.outbox.claim(T0 + timedelta(seconds=1), timedelta(minutes=1), 10)
+            assert [e.event.topic for e in claimed] == ["case.t0", "case.t1", "case.t2", "case.t3"]
+            assert [e.event.payload for e in claimed][:3] == [{"n": 0}, {"n": 1}, {"n": 2}]
+            k0, k1 = uow.cases.get("k0"), uow.cases.get("k1")
+            written = uow.cases.update_many([attrs.evolve(k0, subject="a"), attrs.evolve(k1, subject="b")])
+            assert [(c.id, c.version, c.subject) for c in written] == [("k0", 2, "a"), ("k1", 2, "b")]
+            assert uow.cases.update_many([]) == []
+        with pytest.raises(ConflictError), storage.transaction() as uow:  # k0 is stale: nothing stays
+            fresh = attrs.evolve(uow.cases.get("k2"), subject="c")
+            uow.cases.update_many([fresh, attrs.evolve(k0, subject="x")])
+        with storage.transaction() as uow:
+            assert [uow.cases.get(k).subject for k in ("k0", "k1", "k2")] == ["a", "b", "s"]
 
     def test_my_open_tasks_overdue_and_reminders(self, storage: Storage) -> None:
         day = timedelta(days=1)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import builtins
 import contextvars
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
@@ -272,6 +272,12 @@ class MemoryCases(MemoryRepository[Case]):
     ) -> builtins.list[tuple[datetime, str]]:
         return _due(self.rows, lambda c: c.next_check, now, after, limit)
 
+    def find_many(self, ids: Sequence[str]) -> builtins.list[Case]:
+        return [self.rows[i] for i in dict.fromkeys(ids) if i in self.rows]
+
+    def update_many(self, items: Sequence[Case]) -> builtins.list[Case]:
+        return [self.update(item) for item in items]
+
     def open_load(self) -> dict[str, int]:
         load: dict[str, int] = {}
         for case in self.rows.values():
@@ -500,6 +506,10 @@ class MemoryOutbox:
     def append(self, event: Event) -> None:
         seq = self.store.next_seq()
         self.journal.set(self.rows, seq, _Pending(OutboxEntry(seq, event), event.occurred_at))
+
+    def append_many(self, events: Sequence[Event]) -> None:
+        for event in events:
+            self.append(event)
 
     def claim(self, now: datetime, lease: timedelta, limit: int) -> list[OutboxEntry]:
         ready = [p for _, p in sorted(self.rows.items()) if not p.done and p.available_at <= now]

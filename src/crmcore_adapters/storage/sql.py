@@ -243,17 +243,32 @@ class SqlRepository(Generic[T]):
         raise ConflictError(self.t.kind, item.id, item.version, actual)
 
     def update(self, item: T) -> T:
-        current: int = item.version  # type: ignore[attr-defined]
-        stored = _renumbered(item, current + 1)
-        row = self.t.row(self.d, stored)
-        assignments = ", ".join(f"{self.d.quote(c)} = ?" for c in (*self.t.columns, "doc"))
-        self._run(
-            f"UPDATE {self.t.name} SET {assignments} WHERE id = ? AND version = ?",  # noqa: S608
-            (*row[1:], stored.id, current),  # type: ignore[attr-defined]
-        )
+        stored, row = self._updated(item)
+        self._run(self._update_sql(), row)
         if self.cur.rowcount != 1:
             self._check_version(item)
         return stored
+
+    def update_many(self, items: Sequence[T]) -> builtins.list[T]:
+        """`update` for many records with distinct ids in one batch; ConflictError if any
+        was stale (the caller's transaction then undoes the rest)."""
+        done = [self._updated(item) for item in items]
+        self.d.executemany(self.cur, self._update_sql(), [row for _, row in done])
+        if items and self.cur.rowcount != len(items):
+            for item, (stored, _) in zip(items, done, strict=True):
+                if self._stored_version(stored.id) != stored.version:  # type: ignore[attr-defined]
+                    self._check_version(item)
+            raise ConflictError(self.t.kind, "(batch)", len(items), self.cur.rowcount)
+        return [stored for stored, _ in done]
+
+    def _updated(self, item: T) -> tuple[T, tuple[Any, ...]]:
+        current: int = item.version  # type: ignore[attr-defined]
+        stored = _renumbered(item, current + 1)
+        return stored, (*self.t.row(self.d, stored)[1:], stored.id, current)  # type: ignore[attr-defined]
+
+    def _update_sql(self) -> str:
+        assignments = ", ".join(f"{self.d.quote(c)} = ?" for c in (*self.t.columns, "doc"))
+        return f"UPDATE {self.t.name} SET {assignments} WHERE id = ? AND version = ?"  # noqa: S608
 
     def remove(self, item: T) -> None:
         self._run(
@@ -430,6 +445,16 @@ class SqlCases(SqlRepository[Case]):
         self, now: datetime, *, after: tuple[datetime, str] | None = None, limit: int = 500
     ) -> builtins.list[tuple[datetime, str]]:
         return _due(self, "next_check", now, after, limit)
+
+    def find_many(self, ids: Sequence[str]) -> builtins.list[Case]:
+        found: builtins.list[Case] = []
+        unique = list(dict.fromkeys(ids))
+        for start in range(0, len(unique), _IN_BATCH):
+            chunk = unique[start:start + _IN_BATCH]
+            marks = ", ".join("?" for _ in chunk)
+            self._run(f"SELECT doc FROM cases WHERE id IN ({marks})", chunk)  # noqa: S608 - marks only
+            found += [_load(self.t, row[0]) for row in self.cur.fetchall()]
+        return found
 
     def open_load(self) -> dict[str, int]:
         marks = ", ".join("?" for _ in _OPEN_CASES)
@@ -856,6 +881,12 @@ def _load_doc(doc: Any, cls: type[T]) -> T:
     return serialization.load_stored(doc, cls)
 
 
+_OUTBOX_INSERT = ("INSERT INTO outbox (id, topic, aggregate_id, occurred_at, available_at, doc) "
+                  "VALUES (?, ?, ?, ?, ?, ?)")
+_IN_BATCH = 500
+"""Ids bound in one `IN (...)` list."""
+
+
 class SqlOutbox:
     """The outbox table; `claim` leases entries so concurrent dispatchers skip each other's."""
 
@@ -866,14 +897,14 @@ class SqlOutbox:
         """Appended to the claim's SELECT (PostgreSQL: FOR UPDATE SKIP LOCKED)."""
 
     def append(self, event: Event) -> None:
-        self.cur.execute(
-            self.d.sql(
-                "INSERT INTO outbox (id, topic, aggregate_id, occurred_at, available_at, doc) "
-                "VALUES (?, ?, ?, ?, ?, ?)"
-            ),
-            (event.id, event.topic, event.aggregate_id, self.d.instant(event.occurred_at),
-             self.d.instant(event.occurred_at), self.d.json_column(serialization.dumps(event))),
-        )
+        self.cur.execute(self.d.sql(_OUTBOX_INSERT), self._row(event))
+
+    def append_many(self, events: Sequence[Event]) -> None:
+        self.d.executemany(self.cur, _OUTBOX_INSERT, [self._row(e) for e in events])
+
+    def _row(self, event: Event) -> tuple[Any, ...]:
+        return (event.id, event.topic, event.aggregate_id, self.d.instant(event.occurred_at),
+                self.d.instant(event.occurred_at), self.d.json_column(serialization.dumps(event)))
 
     def claim(self, now: datetime, lease: timedelta, limit: int) -> list[OutboxEntry]:
         query = "SELECT seq, doc, attempts, delivered_to, last_error FROM outbox WHERE done = 0 "

@@ -177,11 +177,21 @@ class Cursor:
         return self
 
     def executemany(self, statement: str, rows: Iterable[Sequence[Any]]) -> Cursor:
+        """`rowcount` becomes the rows touched by all of them together (as sqlite3 and
+        psycopg count), so a batch of versioned UPDATEs can tell a stale one."""
         if self.readonly:
             raise StorageError("duckdb: a read-only transaction tried to write")
         batch = [list(row) for row in rows]
-        if batch:  # DuckDB refuses an empty batch
+        if not batch:  # DuckDB refuses an empty batch
+            return self
+        if statement.lstrip()[:6].upper() not in ("UPDATE", "DELETE"):
             self.con.executemany(statement, batch)
+            self.rowcount = -1
+            return self
+        touched = 0
+        for row in batch:  # DuckDB's executemany runs one statement a row too, and counts none
+            touched += self.execute(statement, row).rowcount
+        self.rowcount = touched
         return self
 
     def fetchone(self) -> Any:
