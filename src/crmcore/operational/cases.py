@@ -6,7 +6,9 @@ each target, a breach when it passes (and then the case goes to its team's lead)
 rung taken is written on the case in the same transaction as its events, so a sweep run
 twice, or by two workers at once, emits each event exactly once. Storage picks the cases
 due by an indexed column (`Case.next_check`) and the sweep streams their ids in pages, so
-its memory does not grow with the number of open cases.
+its memory does not grow with the number of open cases; a page is read, written back and
+its events logged in a few batched statements, not several per case (a database across
+a network charges a round trip for each).
 """
 
 from __future__ import annotations
