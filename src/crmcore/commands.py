@@ -91,6 +91,17 @@ def register(app: typer.Typer) -> None:
     cases = typer.Typer(help="Cases: escalate what is due.", no_args_is_help=True)
     cases.command("sweep")(cases_sweep)
     app.add_typer(cases, name="cases")
+    sla = typer.Typer(help="Stored SLA policies: list, save (a JSON file), history.", no_args_is_help=True)
+    sla.command("list")(sla_list)
+    sla.command("save")(sla_save)
+    sla.command("history")(sla_history)
+    app.add_typer(sla, name="sla")
+    automation = typer.Typer(help="Stored automation rules and mail templates: list, save.",
+                             no_args_is_help=True)
+    automation.command("list")(automation_list)
+    automation.command("save")(automation_save)
+    automation.command("template")(automation_template)
+    app.add_typer(automation, name="automation")
     tasks = typer.Typer(help="Tasks: send the reminders that are due.", no_args_is_help=True)
     tasks.command("remind")(tasks_remind)
     app.add_typer(tasks, name="tasks")
@@ -326,6 +337,81 @@ def cases_sweep(url: Url, as_of: AsOf = None) -> None:
         report = crm.operational.cases.sweep(as_of)
     out.print(f"{report.examined:,} cases examined, {report.steps:,} steps taken, "
               f"{report.escalated:,} escalated", markup=False)
+
+
+# ---- stored configuration (SLA policies, automation rules, templates) ----
+
+JsonFile = Annotated[Path, typer.Argument(help="A JSON file: the configuration's stored form.")]
+Actor = Annotated[str | None, typer.Option(help="Who is saving it (kept with the version).")]
+
+
+def _json(file: Path) -> Any:
+    import json
+
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValidationError("file", str(file), f"is not a readable JSON file: {exc}") from None
+
+
+def _saved(what: str, entry: Any) -> None:
+    out.print(f"{what} {entry.name} version {entry.version} saved", markup=False)
+
+
+def sla_list(url: Url) -> None:
+    """The stored SLA policies in force (`default`, or named after a service point)."""
+    from crmcore.operational.sla import policy_data
+
+    with opened(url) as crm:
+        policies = crm.operational.cases.policies.all()
+    table = Table("name", "warn at", "escalation team", "targets (first response / resolution, hours)")
+    for name, policy in policies.items():
+        targets = ", ".join(f"{p}: {t['first_response'] / 3600:g}/{t['resolution'] / 3600:g}"
+                            for p, t in policy_data(policy)["targets"].items())
+        table.add_row(name, f"{policy.warn_at:.0%}", policy.escalation_team or "-", targets)
+    out.print(table)
+
+
+def sla_save(name: Annotated[str, typer.Argument()], file: JsonFile, url: Url, actor: Actor = None) -> None:
+    """Save an SLA policy (checked first: nothing is written if it is wrong)."""
+    with opened(url) as crm:
+        _saved("sla policy", crm.operational.cases.policies.save(name, _json(file), actor=actor))
+
+
+def sla_history(name: Annotated[str, typer.Argument()], url: Url) -> None:
+    """Every version of one SLA policy, oldest first."""
+    with opened(url) as crm:
+        versions = crm.operational.cases.policies.history(name)
+    table = Table("version", "at", "by", "state")
+    for entry in versions:
+        table.add_row(str(entry.version), f"{entry.at:%Y-%m-%d %H:%M}", entry.actor or "-",
+                      "retired" if entry.retired else "saved")
+    out.print(table)
+
+
+def automation_list(url: Url) -> None:
+    """The stored automation rules in force."""
+    with opened(url) as crm:
+        rules = crm.operational.automation.stored.all()
+    table = Table("name", "on", "actions", "condition")
+    for name, rule in rules.items():
+        table.add_row(name, rule.on, ", ".join(s.action for s in rule.steps), rule.condition or "-")
+    out.print(table)
+
+
+def automation_save(file: JsonFile, url: Url, actor: Actor = None) -> None:
+    """Save an automation rule: {"name", "on", "steps": [{"action", "params"}], "condition"}."""
+    data = _json(file)
+    with opened(url) as crm:
+        name = data.get("name") if isinstance(data, dict) else None
+        _saved("automation rule", crm.operational.automation.stored.save(str(name), data, actor=actor))
+
+
+def automation_template(name: Annotated[str, typer.Argument()], file: JsonFile, url: Url,
+                        actor: Actor = None) -> None:
+    """Save a mail template for `send_template`: {"subject", "text", "html", "translations"}."""
+    with opened(url) as crm:
+        _saved("mail template", crm.operational.mail.templates.save(name, _json(file), actor=actor))
 
 
 def tasks_remind(url: Url, as_of: AsOf = None) -> None:

@@ -99,6 +99,9 @@ class CRM:
         self._emitted: contextvars.ContextVar[bool] = contextvars.ContextVar(
             "crmcore_emitted", default=False
         )
+        self._batch: contextvars.ContextVar[list[Event] | None] = contextvars.ContextVar(
+            "crmcore_event_batch", default=None
+        )
         self._dispatching = threading.local()
         self._dispatcher: Dispatcher | None = None
         self.customers = Customers(self)
@@ -262,8 +265,33 @@ class CRM:
             raise RuntimeError("emit() needs an open transaction")
         if CAUSED_BY.get():  # operational: automation's loop detection
             payload.setdefault("caused_by", list(CAUSED_BY.get()))
-        uow.outbox.append(Event(topic, aggregate_id, payload, self.clock()))
+        event = Event(topic, aggregate_id, payload, self.clock())
+        batch = self._batch.get()
+        if batch is None:
+            uow.outbox.append(event)
+        else:
+            batch.append(event)
         self._emitted.set(True)
+
+    @contextmanager
+    def batched_events(self) -> Iterator[None]:
+        """Inside a transaction: the events emitted in the block go into the outbox together
+        as it ends, in order (one batch where a sweep emits thousands); an exception drops
+        them with the transaction it undoes."""
+        uow = self._current.get()
+        if uow is None:
+            raise RuntimeError("batched_events() needs an open transaction")
+        if self._batch.get() is not None:  # already batching
+            yield
+            return
+        batch: list[Event] = []
+        token = self._batch.set(batch)
+        try:
+            yield
+        finally:
+            self._batch.reset(token)
+        if batch:
+            uow.outbox.append_many(batch)
 
     def dispatch_events(self, limit: int = 500) -> int:
         """Deliver pending outbox events to subscribers; returns how many were settled."""

@@ -205,3 +205,36 @@ def test_sweeps_lead_scores_and_retention(tmp_path: Path) -> None:
     assert crm.customers.by_email("old@example.org") is None
     assert crm.customers.by_email("ada@example.org") is not None
     crm.close()
+
+
+def test_stored_sla_policies_and_automation_rules(tmp_path: Path) -> None:
+    """Save, list and trace stored configuration through the real entry point; a faulty
+    file is one error line and nothing saved."""
+    import json
+
+    import crmcore
+
+    url = f"sqlite:///{tmp_path}/config.db"
+    crmcore.open(url).close()
+    hour = 3600
+    policy = {"targets": {p: {"first_response": hour, "resolution": 4 * hour}
+                          for p in ("urgent", "high", "normal", "low")}, "warn_at": 0.5}
+    (tmp_path / "sla.json").write_text(json.dumps(policy), encoding="utf-8")
+    policy["targets"]["low"]["first_response"] = -5  # type: ignore[index]
+    (tmp_path / "bad.json").write_text(json.dumps(policy), encoding="utf-8")
+    rule = {"name": "vip_tag", "on": "case.opened",
+            "steps": [{"action": "add_tag", "params": {"tag": "vip"}}], "condition": 'tier = "platinum"'}
+    (tmp_path / "rule.json").write_text(json.dumps(rule), encoding="utf-8")
+    saved = crmcore_cli("sla", "save", "default", str(tmp_path / "sla.json"), "--actor", "ana", "--url", url)
+    assert saved.returncode == 0 and "version 1 saved" in saved.stdout, saved.stderr
+    bad = crmcore_cli("sla", "save", "default", str(tmp_path / "bad.json"), "--url", url)
+    assert bad.returncode != 0 and "targets.low.first_response" in one_line_error(bad)
+    listed = crmcore_cli("sla", "list", "--url", url)
+    assert "default" in listed.stdout and "50%" in listed.stdout and "1/4" in listed.stdout, listed.stdout
+    history = crmcore_cli("sla", "history", "default", "--url", url)
+    assert history.stdout.count("saved") == 1 and "ana" in history.stdout, history.stdout
+    assert crmcore_cli("automation", "save", str(tmp_path / "rule.json"), "--url", url).returncode == 0
+    rules = crmcore_cli("automation", "list", "--url", url)
+    assert "vip_tag" in rules.stdout and "add_tag" in rules.stdout, rules.stdout
+    missing = crmcore_cli("automation", "save", str(tmp_path / "nope.json"), "--url", url)
+    assert "not a readable JSON file" in one_line_error(missing)

@@ -91,7 +91,8 @@ def test_the_call_centre_scenario(
             for block in _blocks(DOC.read_text().split(SCENARIO)[1]):
                 exec(compile(block, str(DOC), "exec"), namespace)
             case = namespace["case"]
-            assert len(outbound.messages) == 1 and b"Your complaint" in outbound.messages[0][2]
+            assert len(outbound.messages) == 2 and b"Your complaint" in outbound.messages[0][2]
+            assert b"We are sorry, Ada" in outbound.messages[1][2]  # the stored rule's apology
             assert crm.cases.get(case.id).contacts == 3  # the call, the reply, the merged duplicate
     finally:
         phones.stop()

@@ -14,6 +14,8 @@ from typing import Any
 from hypothesis import strategies as st
 
 from crmcore.model import (
+    Account,
+    AccountMember,
     Case,
     Channel,
     Consent,
@@ -125,7 +127,32 @@ def bases(draw: st.DrawFn) -> dict[str, list[Any]]:
                                     draw(st.sampled_from((0.1, 0.5, 0.75, 3.0))),
                                     draw(st.none() | st.sampled_from(LABELS))))
     return {"customers": people, "purchases": purchases, "interactions": interactions,
-            "cases": cases, "scores": scores}
+            "cases": cases, "scores": scores, "accounts": draw(accounts(people))}
+
+
+ACCOUNT_NAMES = ("Acme", "acme", "Ærø AS", "Zeta")
+ROLES = ("buyer", "billing", "head")
+
+
+@st.composite
+def accounts(draw: st.DrawFn, people: list[Customer]) -> list[Account]:
+    """Organisations and households sharing members, so a customer often has several
+    (and a rule has to pick one) and sometimes is their primary contact."""
+    found = []
+    ids = [p.id for p in people]
+    for n in range(draw(st.integers(0, 4 if ids else 0))):
+        members = draw(st.lists(st.sampled_from(ids), unique=True, max_size=4))
+        primary = draw(st.none() | st.sampled_from(members)) if members else None
+        found.append(Account(
+            # ids drawn out of order, so "the smallest id" is not the first added
+            id=draw(st.sampled_from(("b", "a", "B", "é", "a0"))) + str(n),
+            name=draw(st.sampled_from(ACCOUNT_NAMES)),
+            kind=draw(st.sampled_from(("organisation", "household"))),
+            tier=draw(st.sampled_from((*TIERS, None))),
+            members=tuple(AccountMember(m, draw(st.sampled_from(ROLES)), m == primary) for m in members),
+            attributes=draw(st.dictionaries(st.sampled_from(KEYS), attribute_values, max_size=2)),
+        ))
+    return found
 
 
 # ---- rules ----
@@ -181,6 +208,7 @@ ORDERED_FIELDS = {
 @st.composite
 def aggregates(draw: st.DrawFn) -> a.Aggregate:
     source = draw(st.sampled_from(a.SOURCES))
+    of = draw(st.sampled_from((None, None, *a.GROUPS)))
     func = draw(st.sampled_from(a.AGGREGATES))
     field = None
     if func in ("sum", "avg"):
@@ -188,7 +216,7 @@ def aggregates(draw: st.DrawFn) -> a.Aggregate:
     elif func in ("min", "max"):
         field = draw(st.sampled_from(ORDERED_FIELDS[source]))
     where = draw(st.none() | RECORD_TESTS[source])
-    return a.Aggregate(func, source, field, where, draw(windows))
+    return a.Aggregate(func, source, field, where, draw(windows), of)
 
 
 def compared_with(aggregate: a.Aggregate) -> st.SearchStrategy[a.Term]:
@@ -218,7 +246,8 @@ def aggregate_tests(draw: st.DrawFn) -> a.Predicate:
 
 @st.composite
 def attribute_tests(draw: st.DrawFn) -> a.Predicate:
-    key = f("attributes", draw(st.sampled_from(KEYS)))
+    owner = draw(st.sampled_from(((), (), *((g,) for g in a.GROUPS))))
+    key = f(*owner, "attributes", draw(st.sampled_from(KEYS)))
     constant = draw(st.one_of(
         numbers, st.booleans().map(a.Bool), text(("x", "xl", "XL", "", "é")), dates.map(a.Day),
         instants.map(a.Instant),
@@ -232,6 +261,26 @@ def attribute_tests(draw: st.DrawFn) -> a.Predicate:
         return a.Contains(key, draw(text(("x", "l", ""))))
     op = "=" if isinstance(constant, a.Bool) else draw(ops)
     return a.Compare(key, op, constant)
+
+
+groups = st.sampled_from(a.GROUPS)
+
+
+@st.composite
+def account_tests(draw: st.DrawFn) -> a.Predicate:
+    group = draw(groups)
+    name = draw(st.sampled_from(("id", "name", "tier", "owner", "parent_id", "role")))
+    field = f(group, name)
+    values = {"id": ("a0", "b1", "é2", "B0"), "name": ACCOUNT_NAMES, "tier": TIERS, "owner": ("x",),
+              "parent_id": ("a0",), "role": ROLES}[name]
+    shape = draw(st.sampled_from(("compare", "in", "null", "contains")))
+    if shape == "null":
+        return a.IsNull(field)
+    if shape == "in":
+        return a.In(field, tuple(draw(st.lists(text(values), min_size=1, max_size=3))))
+    if shape == "contains":
+        return a.Contains(field, draw(text(("a", "A", "ø", ""))))
+    return a.Compare(field, draw(ops), draw(text(values)))
 
 
 leaves = st.one_of(
@@ -266,6 +315,7 @@ leaves = st.one_of(
               text((*NAMES, "ADA", "zoé", "ZOé", "ærø"))),
     attribute_tests(),
     aggregate_tests(),
+    account_tests(),
 )
 
 rules: st.SearchStrategy[a.Predicate] = st.recursive(

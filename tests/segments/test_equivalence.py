@@ -25,7 +25,7 @@ from tests.segments.strategies import AS_OF, bases, rules
 from tests.support import postgres_url
 
 TABLES = ("customers", "customer_emails", "customer_phones", "customer_external_ids", "purchases",
-          "interactions", "cases", "scores", "outbox")
+          "interactions", "cases", "scores", "outbox", "accounts", "account_members")
 
 
 def load(crm: crmcore.CRM, base: dict[str, list[Any]]) -> None:
@@ -33,6 +33,8 @@ def load(crm: crmcore.CRM, base: dict[str, list[Any]]) -> None:
     with crm.transaction() as uow:
         for case in base["cases"]:
             uow.cases.add(case)
+        for account in base["accounts"]:
+            uow.accounts.add(account)
         uow.scores.put(base["scores"])
 
 
@@ -124,9 +126,14 @@ def test_strategies_reach_every_node_kind() -> None:
     @given(rule=rules)
     def collect(rule: a.Predicate) -> None:
         seen.update(type(node).__name__ for node in walk(rule))
+        seen.update(f"{node.of}.aggregate" for node in walk(rule)
+                    if isinstance(node, a.Aggregate) and node.of)
+        seen.update(f"{node.path[0]}.field" for node in walk(rule)
+                    if isinstance(node, a.Field) and node.path[0] in a.GROUPS)
 
     collect()
     expected = {"And", "Or", "Not", "Compare", "In", "Contains", "Between", "IsNull", "IsEmpty", "Birthday",
                 "Truth", "Field", "Text", "Number", "Bool", "Day", "Instant", "Now", "Today", "Ago",
-                "Aggregate", "Call", "Last", "Since"}
+                "Aggregate", "Call", "Last", "Since", "account.aggregate", "household.aggregate",
+                "account.field", "household.field"}
     assert expected <= seen, expected - seen

@@ -7,6 +7,7 @@ from crmcore.model.calendar import BusinessCalendar, CalendarError, OpeningHours
 from crmcore.model.catalogue import PriceBook, Product, Quote, QuoteLine, QuoteStatus
 from crmcore.model.channels import Channel, ChannelFamily, Direction
 from crmcore.model.commerce import OrderLine, Purchase
+from crmcore.model.configuration import ConfigKind, ConfigVersion
 from crmcore.model.customer import (
     Consent,
     ConsentStatus,
@@ -53,6 +54,8 @@ __all__ = [
     "CaseStatus",
     "Channel",
     "ChannelFamily",
+    "ConfigKind",
+    "ConfigVersion",
     "Consent",
     "ConsentStatus",
     "ContactKind",

@@ -11,6 +11,7 @@ import attrs
 
 from crmcore import values as v
 from crmcore.errors import ValidationError
+from crmcore.model.customer import _attributes
 from crmcore.model.staff import Assignment
 
 
@@ -54,6 +55,8 @@ class Account:
     assignment: Assignment | None = attrs.field(default=None)
     service_point: str | None = attrs.field(default=None, validator=v.optional(v.is_text(64)))
     version: int = attrs.field(default=0, validator=v.integer(0, 2**62))
+    attributes: dict[str, v.AttributeValue] = attrs.field(factory=dict, validator=_attributes)
+    """Company-defined fields, as on customers (segment rules read `account.attributes.NAME`)."""
 
     def __attrs_post_init__(self) -> None:
         _members(self)

@@ -1,7 +1,9 @@
 """Automation: "when event E happens and rule R holds for the customer, do actions A".
 
-Rules are configured in code (`crm.operational.automation.add(rule)`) and run as an
-event subscriber once `enable()` is called, so they act after the triggering write has
+Rules are configured in code (`crm.operational.automation.add(rule)`) or stored
+(`automation.stored.save(...)`, checked against the base and kept with every version; a
+stored rule replaces a code rule of the same name), and run as an event subscriber once
+`enable()` is called, so they act after the triggering write has
 committed, at least once per event; the automation log (storage) lets each rule run
 at most once per event. A rule's actions run in one transaction with the log line that
 records them: if one fails, everything it wrote is undone and the run is logged
@@ -9,25 +11,36 @@ records them: if one fails, everything it wrote is undone and the run is logged
 such an event would trigger the same rule again, the run is logged `loop` and stops.
 
 Actions are plugins (`crmcore_register_actions`); the built-in ones create a task,
-assign an owner, and add a tag to the customer.
+assign an owner, add a tag to the customer, and e-mail them a template. An action may
+also offer `check(uow, params)`, run when a rule using it is stored.
+
+Side effects outside the base (a message on the wire) cannot be rolled back, so an
+action defers them with `after_commit`: they happen once the run is logged, and never
+for a run undone (a failure, or a redelivered event the log already holds).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
+from contextvars import ContextVar
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
 from crmcore import values as v
-from crmcore.errors import NotFound, ValidationError
+from crmcore.errors import CRMError, NotFound, ValidationError
 from crmcore.events import CAUSED_BY, Event
 from crmcore.hookspecs import hookimpl
-from crmcore.model import AutomationRun, Customer, RunOutcome
+from crmcore.model import AutomationRun, ConfigKind, Customer, RunOutcome
+from crmcore.operational.configuration import Stored
 
 if TYPE_CHECKING:
     from crmcore.crm import CRM
+    from crmcore.operational.mail import Mailer, Template
+    from crmcore.ports import UnitOfWork
 
 log = logging.getLogger(__name__)
 MAX_CHAIN = 8
@@ -75,6 +88,18 @@ class Rule:
     """A segment rule the customer must satisfy at the time of the event (None: always)."""
 
 
+_AFTER_COMMIT: ContextVar[list[Callable[[], None]] | None] = ContextVar("crmcore_after_commit", default=None)
+
+
+def after_commit(work: Callable[[], None]) -> None:
+    """Do `work` once the running rule's log line has committed (at once, outside a rule)."""
+    pending = _AFTER_COMMIT.get()
+    if pending is None:
+        work()
+    else:
+        pending.append(work)
+
+
 # ---- built-in actions ----
 
 
@@ -99,6 +124,14 @@ class CreateTask:
         )
         return f"task {task.id} for {owner or 'nobody'}"
 
+    def check(self, uow: UnitOfWork, params: dict[str, str]) -> None:
+        _known(params, {"title", "due_in_hours", "owner"})
+        owner = params.get("owner")
+        if owner not in (None, "customer_owner", "case_agent") and uow.agents.find(owner) is None:
+            raise ValidationError("owner", owner, "no such agent (nor customer_owner, case_agent)")
+        if "due_in_hours" in params:
+            _number(params["due_in_hours"], "due_in_hours")
+
 
 @attrs.frozen
 class Assign:
@@ -119,6 +152,12 @@ class Assign:
         decided = assigner.customer(customer.id, **wanted)
         return f"customer {customer.id} to {decided.agent}"
 
+    def check(self, uow: UnitOfWork, params: dict[str, str]) -> None:
+        _known(params, {"rule", "skills", "language", "team"})
+        team = params.get("team")
+        if team is not None and uow.teams.find(team) is None:
+            raise ValidationError("team", team, "no such team")
+
 
 @attrs.frozen
 class AddTag:
@@ -132,8 +171,76 @@ class AddTag:
         crm.customers.update(attrs.evolve(current, tags=current.tags | {tag}))
         return f"tagged {tag}"
 
+    def check(self, uow: UnitOfWork, params: dict[str, str]) -> None:
+        _known(params, {"tag"})
+        v.name(params.get("tag"), "tag")
 
-BUILT_IN: tuple[Action, ...] = (CreateTask(), Assign(), AddTag())
+
+@attrs.frozen
+class SendTemplate:
+    """`send_template`: e-mail the customer a stored template (`template`, its name) or one
+    given (`subject`, `text`), for `purpose`, through the automation's Mailer.
+
+    The Mailer checks consent for the purpose (a refusal is recorded, nothing sent) and
+    refuses any value that would bend a header. The message is composed in the run (a
+    fault fails the run) and handed over after it commits, so a run undone sends nothing.
+    """
+
+    name: str = "send_template"
+
+    def run(self, crm: CRM, event: Event, customer: Customer, params: dict[str, str]) -> str:
+        mailer = crm.operational.automation.mailer
+        if mailer is None:
+            raise ValidationError("mailer", None, "send_template needs automation.use_mailer(...) first")
+        template = self._template(crm, params)
+        purpose = v.name(params.get("purpose"), "purpose")
+        case_id = event.aggregate_id if event.topic.startswith("case.") else None
+        mailer.compose(customer, template, purpose=purpose)  # a value that cannot be sent fails the run now
+
+        def send() -> None:
+            sent = mailer.send(customer.id, template, purpose=purpose, case_id=case_id)
+            log.info("automation e-mail %s to %s: %s", template.name, customer.id, sent.status)
+
+        after_commit(send)
+        return f"e-mail {template.name} for {purpose} handed to the mailer"
+
+    def check(self, uow: UnitOfWork, params: dict[str, str]) -> None:
+        _known(params, {"template", "subject", "text", "purpose"})
+        v.name(params.get("purpose"), "purpose")
+        if "template" in params:
+            if {"subject", "text"} & set(params):
+                raise ValidationError("template", params["template"], "name a stored template or give "
+                                      "subject and text, not both")
+            current = uow.configurations.current(str(ConfigKind.MAIL_TEMPLATE), params["template"])
+            if current is None or current.retired:
+                raise ValidationError("template", params["template"], "no such stored template")
+        else:
+            _given(params)
+
+    def _template(self, crm: CRM, params: dict[str, str]) -> Template:
+        if "template" not in params:
+            return _given(params)
+        found = crm.operational.mail.templates.get(params["template"])
+        if found is None:
+            raise ValidationError("template", params["template"], "no such stored template")
+        return found
+
+
+def _given(params: dict[str, str]) -> Template:
+    from crmcore.operational.mail import Template
+
+    if "subject" not in params or "text" not in params:
+        raise ValidationError("params", sorted(params), "send_template needs template, or subject and text")
+    return Template(params["subject"], params["text"], name="automation")
+
+
+def _known(params: dict[str, str], names: set[str]) -> None:
+    unknown = sorted(set(params) - names)
+    if unknown:
+        raise ValidationError("params", unknown, f"not understood; known: {', '.join(sorted(names))}")
+
+
+BUILT_IN: tuple[Action, ...] = (CreateTask(), Assign(), AddTag(), SendTemplate())
 
 
 def _number(text: str, field: str) -> float:
@@ -149,7 +256,19 @@ class Automation:
     def __init__(self, crm: CRM) -> None:
         self.crm = crm
         self.rules: dict[str, Rule] = {}
+        """Rules configured in code, by name (stored ones: `stored`)."""
+        self.mailer: Mailer | None = None
+        """Where `send_template` hands its messages (`use_mailer`)."""
         self._enabled = False
+
+    @functools.cached_property
+    def stored(self) -> Stored[Rule]:
+        """Rules kept in storage, checked when saved (actions, parameters, condition)."""
+        return Stored(self.crm, ConfigKind.AUTOMATION_RULE, Rule, check=self._check_stored)
+
+    def use_mailer(self, mailer: Mailer) -> None:
+        """The Mailer `send_template` sends through (its consent rules apply)."""
+        self.mailer = mailer
 
     def actions(self) -> dict[str, Action]:
         """Built-in actions, then those of plugins (a plugin may replace a built-in one)."""
@@ -161,6 +280,11 @@ class Automation:
 
     def add(self, rule: Rule) -> Rule:
         """Check a rule (its actions exist, its condition parses) and start applying it."""
+        self._check(rule)
+        self.rules[rule.name] = rule
+        return rule
+
+    def _check(self, rule: Rule) -> None:
         from crmcore.segments.functions import registry
         from crmcore.segments.parse import checked
 
@@ -172,8 +296,6 @@ class Automation:
                 raise ValidationError("action", step.action, f"unknown; known: {', '.join(sorted(known))}")
         if rule.condition is not None:
             checked(rule.condition, registry(self.crm.plugins))
-        self.rules[rule.name] = rule
-        return rule
 
     def enable(self) -> None:
         """Subscribe to events (once); rules then run after each transaction commits."""
@@ -185,10 +307,25 @@ class Automation:
         with self.crm.reading() as uow:
             return uow.automation_runs.for_rule(rule, limit=limit)
 
+    def _check_stored(self, uow: UnitOfWork, name: str, rule: Rule) -> None:
+        if name != rule.name:
+            raise ValidationError("name", name, f"differs from the rule's own name {rule.name!r}")
+        self._check(rule)
+        known = self.actions()
+        for step in rule.steps:
+            check = getattr(known[step.action], "check", None)
+            if check is not None:
+                check(uow, step.params)
+
+    def in_force(self) -> dict[str, Rule]:
+        """The rules that apply: those configured in code, replaced by stored ones of the same name."""
+        with self.crm.reading() as uow:
+            return {**self.rules, **self.stored.in_force(uow)}
+
     def handle(self, event: Event) -> list[AutomationRun]:
         """Run every rule listening to this event's topic; returns the runs logged."""
         done = []
-        for rule in [r for r in self.rules.values() if r.on == event.topic]:
+        for rule in [r for r in self.in_force().values() if r.on == event.topic]:
             found = self._run(rule, event)
             if found is not None:
                 done.append(found)
@@ -213,23 +350,33 @@ class Automation:
         actions = self.actions()
         token = CAUSED_BY.set((*chain, rule.name))
         try:
-            with self.crm.transaction() as uow:
-                if not self._holds(rule, customer):
-                    run = record(RunOutcome.SKIPPED, "condition false")
-                else:
-                    outcomes = [actions[s.action].run(self.crm, event, customer, s.params)
-                                for s in rule.steps]
-                    run = record(RunOutcome.DONE, "; ".join(outcomes),
-                                 tuple(s.action for s in rule.steps))
-                if not uow.automation_runs.record(run):
-                    raise _AlreadyRan
-                self.crm.emit("automation.ran", rule.name, event_id=event.id, outcome=str(run.outcome))
-                return run
-        except _AlreadyRan:
-            return None
-        except Exception as exc:  # an action failed: its writes are undone, the failure logged
-            log.warning("automation rule %s failed on %s: %r", rule.name, event.id, exc)
-            return self._log(record(RunOutcome.FAILED, repr(exc)))
+            deferred: list[Callable[[], None]] = []
+            pending = _AFTER_COMMIT.set(deferred)
+            try:
+                with self.crm.transaction() as uow:
+                    if not self._holds(rule, customer):
+                        run = record(RunOutcome.SKIPPED, "condition false")
+                    else:
+                        outcomes = [actions[s.action].run(self.crm, event, customer, s.params)
+                                    for s in rule.steps]
+                        run = record(RunOutcome.DONE, "; ".join(outcomes),
+                                     tuple(s.action for s in rule.steps))
+                    if not uow.automation_runs.record(run):
+                        raise _AlreadyRan
+                    self.crm.emit("automation.ran", rule.name, event_id=event.id, outcome=str(run.outcome))
+            except _AlreadyRan:
+                return None
+            except Exception as exc:  # an action failed: its writes are undone, the failure logged
+                log.warning("automation rule %s failed on %s: %r", rule.name, event.id, exc)
+                return self._log(record(RunOutcome.FAILED, repr(exc)))
+            finally:
+                _AFTER_COMMIT.reset(pending)
+            for work in deferred:  # the run is logged: now what cannot be undone, still as the rule
+                try:
+                    work()
+                except CRMError as exc:
+                    log.warning("automation rule %s on %s: after commit: %r", rule.name, event.id, exc)
+            return run
         finally:
             CAUSED_BY.reset(token)
 

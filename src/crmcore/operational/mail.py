@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import functools
 import hashlib
 import html
 import json
@@ -68,6 +69,7 @@ from crmcore.ports.email import (
 
 if TYPE_CHECKING:
     from crmcore.crm import CRM
+    from crmcore.operational.configuration import Stored
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +83,14 @@ class Mail:
 
     def __init__(self, crm: CRM) -> None:
         self.crm = crm
+
+    @functools.cached_property
+    def templates(self) -> Stored[Template]:
+        """Stored templates by name (automation's `send_template` sends them)."""
+        from crmcore.model import ConfigKind
+        from crmcore.operational.configuration import Stored
+
+        return Stored(self.crm, ConfigKind.MAIL_TEMPLATE, Template)
 
     def mailer(self, transport: str | EmailTransport, *, sender: str, **options: Any) -> Mailer:
         """A `Mailer` over a transport URL (`smtp://...`) or an open `EmailTransport`."""

@@ -15,6 +15,7 @@ from crmcore.model import (
     Campaign,
     CampaignMember,
     Case,
+    ConfigVersion,
     Customer,
     Interaction,
     Lead,
@@ -144,6 +145,16 @@ class CaseRepository(CustomerOwned[Case], Protocol):
         """How many open cases each agent owns (agents with none are absent)."""
         ...
 
+    def find_many(self, ids: Sequence[str]) -> list[Case]:
+        """The cases with these ids (those that exist), in no set order: a sweep reads a
+        page of cases in one query rather than one per case."""
+        ...
+
+    def update_many(self, items: Sequence[Case]) -> list[Case]:
+        """`update` for cases with distinct ids, in one batch: all written, or ConflictError
+        when one was stale (and the transaction must be undone)."""
+        ...
+
 
 class TaskRepository(Repository[Task], Protocol):
     def open_for(self, owner: str, *, limit: int | None = None) -> list[Task]:
@@ -181,6 +192,28 @@ class AutomationLog(Protocol):
 
     def for_rule(self, rule: str, *, limit: int | None = None) -> list[AutomationRun]:
         """The rule's runs, oldest first (runs at the same instant in no set order)."""
+        ...
+
+
+class Configurations(Protocol):
+    """Stored configuration (SLA policies, automation rules, mail templates): every version
+    of each (kind, name) kept, the newest in force."""
+
+    def add(self, entry: ConfigVersion) -> None:
+        """Write a new version; ConflictError (nothing written) if that version of (kind,
+        name) exists already: another writer saved first."""
+        ...
+
+    def current(self, kind: str, name: str) -> ConfigVersion | None:
+        """The newest version (a retired one too: its doc is None), or None if never saved."""
+        ...
+
+    def in_force(self, kind: str) -> list[ConfigVersion]:
+        """The newest version of each name of this kind, retired ones left out, by name."""
+        ...
+
+    def history(self, kind: str, name: str) -> list[ConfigVersion]:
+        """Every version of one name, oldest first."""
         ...
 
 
@@ -279,6 +312,10 @@ class Outbox(Protocol):
     """Events written with the data; drained after commit, at least once."""
 
     def append(self, event: Event) -> None: ...
+
+    def append_many(self, events: Sequence[Event]) -> None:
+        """Append events in this order (one batch: a sweep emits thousands)."""
+        ...
 
     def claim(self, now: datetime, lease: timedelta, limit: int) -> list[OutboxEntry]:
         """Pending entries not claimed by another dispatcher, now leased to the caller."""
@@ -397,6 +434,8 @@ class UnitOfWork(Protocol):
     def accounts(self) -> AccountRepository: ...
     @property
     def automation_runs(self) -> AutomationLog: ...
+    @property
+    def configurations(self) -> Configurations: ...
     # sales: pipelines, leads, the catalogue, quotes and exchange rates
     @property
     def pipelines(self) -> Repository[Pipeline]: ...

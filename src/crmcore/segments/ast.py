@@ -26,6 +26,8 @@ UNITS = ("hours", "days", "weeks", "months", "years")
 
 AGGREGATES = ("count", "sum", "avg", "min", "max", "first", "last")
 SOURCES = ("purchases", "interactions", "cases")
+GROUPS = ("account", "household")
+"""`account.tier`, `sum(household.purchases.total)`: the customer's organisation or household."""
 COMPARISONS = ("=", "!=", "<", "<=", ">", ">=")
 KEYWORDS = frozenset((
     "and", "or", "not", "in", "contains", "between", "is", "null", "empty", "true", "false",
@@ -216,6 +218,8 @@ class Aggregate:
     field: str | None = attrs.field(default=None, validator=_word)
     where: Predicate | None = None
     window: Window | None = None
+    of: str | None = attrs.field(default=None, validator=attrs.validators.optional(_one_of(GROUPS)))
+    """None: the customer's own records; `account` or `household`: every member's of that account."""
 
 
 @attrs.frozen

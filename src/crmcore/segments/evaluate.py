@@ -17,10 +17,10 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any, Protocol
 
-from crmcore.model import CaseStatus, ConsentStatus, Customer
+from crmcore.model import Account, CaseStatus, ConsentStatus, Customer
 from crmcore.segments import ast as a
 from crmcore.segments.context import Context
-from crmcore.segments.schema import TIME_OF, Checked, Type, constant_type, natural
+from crmcore.segments.schema import GROUP_KINDS, TIME_OF, Checked, Type, constant_type, natural
 
 Value = Any
 Getter = Callable[[Any], Value]
@@ -40,21 +40,50 @@ class Source(Protocol):
 
     def score(self, customer_id: str, scorer: str, as_of: datetime) -> Any: ...
 
+    def accounts(self, customer_id: str) -> list[Account]:
+        """Every account the customer is a member of."""
+        ...
+
+
+def chosen_account(accounts: Iterable[Account], customer_id: str, group: str) -> Account | None:
+    """The one account `group` (`account`, `household`) means for this customer (see
+    `schema.GROUP_KINDS`): the one they are the primary contact of, else the smallest id."""
+    kind = GROUP_KINDS[group]
+
+    def primary(account: Account) -> bool:
+        return any(m.customer_id == customer_id and m.primary for m in account.members)
+
+    return min((x for x in accounts if str(x.kind) == kind), key=lambda x: (not primary(x), x.id),
+               default=None)
+
 
 class Subject:
     """One customer as the closures see it; related records are read once, on first use."""
 
-    __slots__ = ("_records", "customer", "source")
+    __slots__ = ("_accounts", "_records", "customer", "source")
 
     def __init__(self, customer: Customer, source: Source) -> None:
         self.customer = customer
         self.source = source
-        self._records: dict[str, list[Any]] = {}
+        self._records: dict[tuple[str | None, str], list[Any]] = {}
+        self._accounts: list[Account] | None = None
 
-    def records(self, name: str) -> list[Any]:
-        found = self._records.get(name)
+    def account(self, group: str) -> Account | None:
+        if self._accounts is None:
+            self._accounts = self.source.accounts(self.customer.id)
+        return chosen_account(self._accounts, self.customer.id, group)
+
+    def records(self, name: str, of: str | None = None) -> list[Any]:
+        """The customer's records of one source, or (`of`) those of every member of their account."""
+        found = self._records.get((of, name))
         if found is None:
-            found = self._records[name] = self.source.records(name, self.customer.id)
+            if of is None:
+                found = self.source.records(name, self.customer.id)
+            else:
+                account = self.account(of)
+                members = () if account is None else account.members
+                found = [r for m in members for r in self.source.records(name, m.customer_id)]
+            self._records[(of, name)] = found
         return found
 
 
@@ -71,6 +100,11 @@ class UowSource:
     def score(self, customer_id: str, scorer: str, as_of: datetime) -> Any:
         scores = getattr(self.uow, "scores", None)
         return None if scores is None else scores.latest(customer_id, scorer, as_of)
+
+    def accounts(self, customer_id: str) -> list[Account]:
+        accounts = getattr(self.uow, "accounts", None)
+        found: list[Account] = [] if accounts is None else accounts.of_customer(customer_id)
+        return found
 
 
 def kleene(tests: list[Test], decisive: bool) -> Test:
@@ -182,6 +216,8 @@ class Compiler:
 
     def field(self, path: tuple[str, ...], domain: Type | None) -> Getter:
         head = path[0]
+        if head in GROUP_KINDS:
+            return _account_field(head, path[1:], domain)
         if head == "attributes":
             return _attribute(path[1], domain)
         if head == "consent":
@@ -237,10 +273,10 @@ class Compiler:
         end = self.context.now
         start = self.context.start(node.window)
         keep = None if node.where is None else self.predicate(node.where, node.source)
-        name = node.source
+        name, of = node.source, node.of
 
         def selected(subject: Subject) -> Iterable[Any]:
-            for item in subject.records(name):
+            for item in subject.records(name, of):
                 moment = when(item)
                 if moment > end or (start is not None and moment < start):
                     continue
@@ -289,11 +325,30 @@ def _compare(left: Getter, op: Callable[[Any, Any], bool], right: Getter) -> Tes
     return test
 
 
-def _attribute(key: str, domain: Type | None) -> Getter:
-    """A custom attribute read in a domain; a value of another type there is unknown."""
+def _account_field(group: str, rest: tuple[str, ...], domain: Type | None) -> Getter:
+    """A field of the customer's account (None when they have none)."""
+    name = rest[0]
+    if name == "attributes":
+        return _attribute(rest[1], domain, lambda s: s.account(group))
+    if name == "role":
+        def role(subject: Subject) -> str | None:
+            account = subject.account(group)
+            roles = () if account is None else account.members
+            return next((m.role for m in roles if m.customer_id == subject.customer.id), None)
+
+        return role
+    return lambda s: None if (x := s.account(group)) is None else getattr(x, name)
+
+
+def _attribute(key: str, domain: Type | None,
+               holder: Callable[[Subject], Customer | Account | None] = operator.attrgetter("customer"),
+               ) -> Getter:
+    """A custom attribute (of the customer, or of `holder`) read in a domain; a value of
+    another type there is unknown."""
 
     def raw(subject: Subject) -> Any:
-        return subject.customer.attributes.get(key)
+        found = holder(subject)
+        return None if found is None else found.attributes.get(key)
 
     if domain is None:
         return raw

@@ -313,8 +313,14 @@ class _Parser:
 
     def aggregate(self, func: str) -> a.Aggregate:
         source = self.next()
+        of = None
+        if source.kind == "word" and source.text in a.GROUPS and self.at("."):
+            of = source.text
+            self.next()
+            source = self.next()
         if source.kind != "word" or source.text not in a.SOURCES:
-            raise self.fail(f"expected what to {func}: {', '.join(a.SOURCES)}", source)
+            raise self.fail(f"expected what to {func}: {', '.join(a.SOURCES)} (or account.SOURCE, "
+                            "household.SOURCE)", source)
         field = None
         if self.at("."):
             self.next()
@@ -332,7 +338,7 @@ class _Parser:
             window = self.window()
         self.expect(")", "')' (or ', last 90 days' before it)")
         try:
-            return a.Aggregate(func, source.text, field, where, window)
+            return a.Aggregate(func, source.text, field, where, window, of)
         except (TypeError, ValueError) as exc:
             raise self.fail(str(exc), source) from None
 

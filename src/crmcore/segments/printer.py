@@ -85,8 +85,10 @@ def term(node: a.Term) -> str:
             return "today"
         case a.Ago(amount, unit):
             return f"{_span(amount, unit)} ago"
-        case a.Aggregate(func, source, name, where, span):
+        case a.Aggregate(func, source, name, where, span, of):
             inner = source if name is None else f"{source}.{name}"
+            if of is not None:
+                inner = f"{of}.{inner}"
             if where is not None:
                 inner += f" where {_predicate(where)}"
             if span is not None:

@@ -71,7 +71,27 @@ CUSTOMER: dict[str, Column] = {
 }
 """Plain customer fields; `attributes.*`, `consent.*.*` and `score.*` are paths."""
 
-PATHS = ("attributes", "consent", "score")
+PATHS = ("attributes", "consent", "score", *a.GROUPS)
+
+ACCOUNT: dict[str, Column] = {
+    "id": Column(Type.TEXT),
+    "name": Column(Type.TEXT),
+    "tier": Column(Type.TEXT),
+    "owner": Column(Type.TEXT),
+    "parent_id": Column(Type.TEXT),
+    "role": Column(Type.TEXT),
+}
+"""Fields of the customer's account (`account.tier`); `role` is the customer's role in it,
+`account.attributes.NAME` its custom attributes."""
+
+GROUP_KINDS = {"account": "organisation", "household": "household"}
+"""The kind of account each group word reaches.
+
+A customer may belong to several organisations (or households): a rule reaches ONE of
+them, the one they are the primary contact of, else the one with the smallest id
+(byte order), so a rule always means one thing and SQL finds it through the member index.
+A customer in none has every field unknown (null) and empty roll-ups (count 0, sum null).
+"""
 
 _CHANNEL = Column(Type.TEXT, _choices(Channel))
 RECORDS: dict[str, dict[str, Column]] = {
@@ -259,6 +279,8 @@ class _Checker:
         head = path[0]
         if head in CUSTOMER and len(path) == 1:
             return CUSTOMER[head]
+        if head in GROUP_KINDS:
+            return self.account_column(node, head, path[1:])
         if head == "attributes" and len(path) == 2:
             self.name(node, path[1], "an attribute name")
             return Column(Type.ANY)
@@ -278,6 +300,20 @@ class _Checker:
         if head in shapes:
             raise self.fail(node, f"write {shapes[head]}")
         raise self.fail(node, f"unknown field {'.'.join(path)!r}", _near(head, [*CUSTOMER, *PATHS]))
+
+    def account_column(self, node: a.Field, group: str, rest: tuple[str, ...]) -> Column:
+        if len(rest) == 1 and rest[0] in ACCOUNT:
+            return ACCOUNT[rest[0]]
+        if len(rest) == 2 and rest[0] == "attributes":
+            self.name(node, rest[1], "an attribute name")
+            return Column(Type.ANY)
+        if rest and rest[0] in RECORDS:
+            raise self.fail(node, f"{group}.{rest[0]} is counted or added up, as in "
+                                  f"count({group}.{rest[0]}) or sum({group}.purchases.total)")
+        shown = ".".join(rest) or "(nothing)"
+        near = _near(rest[0] if rest else "", [*ACCOUNT, "attributes"])
+        raise self.fail(node, f"{group} has no field {shown!r} (write {group}.FIELD or "
+                              f"{group}.attributes.NAME)", near)
 
     def name(self, node: a.Field, value: str, what: str) -> None:
         try:

@@ -28,7 +28,16 @@ from crmcore.model import CaseStatus
 from crmcore.segments import ast as a
 from crmcore.segments.context import Context
 from crmcore.segments.evaluate import OPERATORS
-from crmcore.segments.schema import CUSTOMER, RECORDS, TIME_OF, Checked, Type, constant_type, natural
+from crmcore.segments.schema import (
+    CUSTOMER,
+    GROUP_KINDS,
+    RECORDS,
+    TIME_OF,
+    Checked,
+    Type,
+    constant_type,
+    natural,
+)
 from crmcore.sql.dialect import BUILTIN, POSTGRESQL, SQLITE, Dialect, Parameters, Unsupported
 
 DIALECTS = BUILTIN
@@ -103,6 +112,11 @@ class Compiler:
             case a.IsNull(subject):
                 if isinstance(subject, a.Field) and subject.path[0] == "attributes":
                     return f"({self.json_type(subject.path[1])} IS NULL)"
+                if _is_attribute(subject):
+                    assert isinstance(subject, a.Field)
+                    group, _, key = subject.path
+                    kind = self.d.attribute_kind("k.doc", key, self.bind)
+                    return f"({self.of_account(group, kind)} IS NULL)"
                 maybe = self.number(subject, self.checked.type(subject), record).num
                 return f"({maybe} IS NULL)"
             case a.IsEmpty(subject):
@@ -214,6 +228,8 @@ class Compiler:
 
     def field(self, path: tuple[str, ...], domain: Type) -> str:
         head = path[0]
+        if head in GROUP_KINDS:
+            return self.account_field(head, path[1:], domain)
         if head == "attributes":
             return self.attribute(path[1], domain)
         if head == "consent":
@@ -226,6 +242,26 @@ class Compiler:
         if head in _CUSTOMER_COLUMNS:
             return f"c.{head}"
         raise Unsupported(f"no column for {head}")
+
+    def account_id(self, group: str) -> str:
+        """The id of the one account `group` means for the customer (`schema.GROUP_KINDS`)."""
+        kind = self.bind(GROUP_KINDS[group])
+        return ("(SELECT m.account_id FROM account_members AS m JOIN accounts AS k ON k.id = m.account_id "
+                f"WHERE m.customer_id = c.id AND k.kind = {kind} "
+                f"ORDER BY m.is_primary DESC, m.account_id{self.d.text_order} LIMIT 1)")
+
+    def of_account(self, group: str, value: str) -> str:
+        """`value` (over `k`, the accounts table) for the customer's account."""
+        return f"(SELECT {value} FROM accounts AS k WHERE k.id = {self.account_id(group)})"
+
+    def account_field(self, group: str, rest: tuple[str, ...], domain: Type) -> str:
+        name = rest[0]
+        if name == "attributes":
+            return self.of_account(group, self.d.attribute("k.doc", rest[1], str(natural(domain)), self.bind))
+        if name == "role":
+            return (f"(SELECT m.role FROM account_members AS m WHERE m.customer_id = c.id "
+                    f"AND m.account_id = {self.account_id(group)})")
+        return self.of_account(group, f"k.{name}")
 
     def consent(self, purpose: str, channel: str) -> str:
         at = self.bind(self.context.now.isoformat())
@@ -251,7 +287,10 @@ class Compiler:
         """A correlated subquery over the customer's records up to the evaluation instant."""
         source, func = node.source, func or node.func
         when = f"r.{TIME_OF[source]}"
-        conditions = ["r.customer_id = c.id", f"{when} <= {self.bind(self.d.instant(self.context.now))}"]
+        whose = "r.customer_id = c.id" if node.of is None else (
+            "r.customer_id IN (SELECT g.customer_id FROM account_members AS g "
+            f"WHERE g.account_id = {self.account_id(node.of)})")
+        conditions = [whose, f"{when} <= {self.bind(self.d.instant(self.context.now))}"]
         start = self.context.start(node.window)
         if start is not None:
             conditions.append(f"{when} >= {self.bind(self.d.instant(start))}")
@@ -272,7 +311,11 @@ class Compiler:
 
 
 def _is_attribute(node: a.Term | None) -> bool:
-    return isinstance(node, a.Field) and node.path[0] == "attributes"
+    """A custom attribute: the customer's (`attributes.X`) or their account's."""
+    if not isinstance(node, a.Field):
+        return False
+    path = node.path
+    return path[0] == "attributes" or (path[0] in GROUP_KINDS and len(path) == 3)
 
 
 def _times(x: str, y: str | None) -> str:

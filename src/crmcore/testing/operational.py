@@ -17,7 +17,9 @@ from hypothesis import strategies as st
 
 from crmcore import model as m
 from crmcore.errors import ConflictError
+from crmcore.events import Event
 from crmcore.ports import Storage
+from crmcore.segments import select_ids
 from crmcore.testing import strategies as s
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
@@ -63,6 +65,7 @@ def accounts(draw: st.DrawFn) -> m.Account:
         id=draw(s.ids), name=draw(s.texts), kind=draw(st.sampled_from(list(m.AccountKind))),
         members=tuple(m.AccountMember(p, draw(s.machine_names), p == primary) for p in people),
         tier=draw(st.none() | s.machine_names), owner=draw(st.none() | s.machine_names),
+        attributes=draw(st.dictionaries(s.machine_names, s.attribute_values, max_size=3)),
     )
 
 
@@ -129,6 +132,32 @@ class OperationalStorageContract:
             assert "k01" not in [i for _, i in uow.cases.due(at)]
             assert uow.cases.due(T0 + timedelta(hours=2))[-1] == (T0 + timedelta(hours=2), "k01")
 
+    def test_a_sweep_page_is_read_and_its_events_written_in_batches(self, storage: Storage) -> None:
+        with storage.transaction() as uow:
+            for n in range(3):
+                uow.cases.add(m.Case(f"k{n}", "c1", "complaint", "s", T0))
+        with storage.transaction() as uow:
+            found = uow.cases.find_many(["k2", "nope", "k0", "k2"])
+            assert sorted(c.id for c in found) == ["k0", "k2"]
+            assert uow.cases.find_many([]) == []
+            events = [Event(f"case.t{n}", f"k{n}", {"n": n}, T0) for n in range(3)]
+            uow.outbox.append_many(events)
+            uow.outbox.append_many([])
+            uow.outbox.append(Event("case.t3", "k3", {}, T0))
+        with storage.transaction() as uow:
+            claimed = uow.outbox.claim(T0 + timedelta(seconds=1), timedelta(minutes=1), 10)
+            assert [e.event.topic for e in claimed] == ["case.t0", "case.t1", "case.t2", "case.t3"]
+            assert [e.event.payload for e in claimed][:3] == [{"n": 0}, {"n": 1}, {"n": 2}]
+            k0, k1 = uow.cases.get("k0"), uow.cases.get("k1")
+            written = uow.cases.update_many([attrs.evolve(k0, subject="a"), attrs.evolve(k1, subject="b")])
+            assert [(c.id, c.version, c.subject) for c in written] == [("k0", 2, "a"), ("k1", 2, "b")]
+            assert uow.cases.update_many([]) == []
+        with pytest.raises(ConflictError), storage.transaction() as uow:  # k0 is stale: nothing stays
+            fresh = attrs.evolve(uow.cases.get("k2"), subject="c")
+            uow.cases.update_many([fresh, attrs.evolve(k0, subject="x")])
+        with storage.transaction() as uow:
+            assert [uow.cases.get(k).subject for k in ("k0", "k1", "k2")] == ["a", "b", "s"]
+
     def test_my_open_tasks_overdue_and_reminders(self, storage: Storage) -> None:
         day = timedelta(days=1)
         with storage.transaction() as uow:
@@ -171,6 +200,53 @@ class OperationalStorageContract:
             uow.accounts.remove(uow.accounts.get("s"))
         with storage.transaction() as uow:
             assert [a.id for a in uow.accounts.of_customer("c1")] == ["g"]
+
+    def test_account_rules_see_the_primary_contact_in_the_member_index(self, storage: Storage) -> None:
+        """Segment rules pick a customer's account by the index (SQL) or the members (Python):
+        both must agree, so the index must hold who is the primary contact, through updates."""
+        with storage.transaction() as uow:
+            for n in (1, 2):
+                uow.customers.add(m.Customer(id=f"c{n}", name=f"N{n}", created_at=T0, updated_at=T0))
+            uow.accounts.add(m.Account("a", "A", tier="gold", members=(m.AccountMember("c1"),)))
+            uow.accounts.add(m.Account("b", "B", tier="silver",
+                                       members=(m.AccountMember("c1", primary=True), m.AccountMember("c2"))))
+        rule, later = 'account.tier = "silver"', T0 + timedelta(days=1)
+        with storage.transaction() as uow:
+            assert select_ids(uow, rule, as_of=later) == ["c1", "c2"]
+            assert select_ids(uow, rule, as_of=later, engine="python") == ["c1", "c2"]
+            b = uow.accounts.get("b")
+            uow.accounts.update(b.with_member(m.AccountMember("c2", primary=True)))
+        with storage.transaction() as uow:
+            assert select_ids(uow, rule, as_of=later) == ["c2"]
+            assert select_ids(uow, rule, as_of=later, engine="python") == ["c2"]
+
+    def test_configuration_keeps_every_version(self, storage: Storage) -> None:
+        def version(name: str, n: int, doc: dict[str, Any] | None,
+                    kind: str = "sla_policy") -> m.ConfigVersion:
+            return m.ConfigVersion(kind, name, n, T0 + timedelta(minutes=n), doc, actor="ana")
+
+        with storage.transaction() as uow:
+            assert uow.configurations.current("sla_policy", "default") is None
+            uow.configurations.add(version("default", 1, {"warn_at": 0.5}))
+            uow.configurations.add(version("paris", 1, {"warn_at": 0.8, "nested": {"x": [1, "é"]}}))
+            uow.configurations.add(version("default", 1, {"steps": []}, kind="automation_rule"))
+        with storage.transaction() as uow, pytest.raises(ConflictError):  # a second writer of version 1
+            uow.configurations.add(version("default", 1, {"warn_at": 0.9}))
+        with storage.transaction() as uow:
+            uow.configurations.add(version("default", 2, {"warn_at": 0.6}))
+            uow.configurations.add(version("paris", 2, None))
+        with pytest.raises(RuntimeError), storage.transaction() as uow:
+            uow.configurations.add(version("default", 3, {"warn_at": 0.7}))
+            raise RuntimeError("roll back")
+        with storage.transaction() as uow:
+            current = uow.configurations.current("sla_policy", "default")
+            assert current == version("default", 2, {"warn_at": 0.6})
+            assert [e.doc for e in uow.configurations.history("sla_policy", "default")] == [
+                {"warn_at": 0.5}, {"warn_at": 0.6}]
+            assert [e.name for e in uow.configurations.in_force("sla_policy")] == ["default"]
+            assert uow.configurations.current("sla_policy", "paris") == version("paris", 2, None)
+            assert [e.name for e in uow.configurations.in_force("automation_rule")] == ["default"]
+            assert uow.configurations.history("mail_template", "default") == []
 
     def test_a_rule_runs_once_per_event_in_the_automation_log(self, storage: Storage) -> None:
         with storage.transaction() as uow:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import builtins
 import contextvars
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
@@ -27,6 +27,7 @@ from crmcore.model import (
     AutomationRun,
     CampaignMember,
     Case,
+    ConfigVersion,
     Customer,
     Interaction,
     MemberStatus,
@@ -271,6 +272,12 @@ class MemoryCases(MemoryRepository[Case]):
     ) -> builtins.list[tuple[datetime, str]]:
         return _due(self.rows, lambda c: c.next_check, now, after, limit)
 
+    def find_many(self, ids: Sequence[str]) -> builtins.list[Case]:
+        return [self.rows[i] for i in dict.fromkeys(ids) if i in self.rows]
+
+    def update_many(self, items: Sequence[Case]) -> builtins.list[Case]:
+        return [self.update(item) for item in items]
+
     def open_load(self) -> dict[str, int]:
         load: dict[str, int] = {}
         for case in self.rows.values():
@@ -325,6 +332,31 @@ class MemoryAutomationRuns:
         runs = sorted((r for (name, _), r in self.rows.items() if name == rule),
                       key=lambda r: (r.at, r.id))
         return runs[:limit]
+
+
+class MemoryConfigurations:
+    def __init__(self, rows: dict[tuple[str, str, int], ConfigVersion], journal: Journal) -> None:
+        self.rows = rows
+        self.journal = journal
+
+    def add(self, entry: ConfigVersion) -> None:
+        key = (str(entry.kind), entry.name, entry.version)
+        if key in self.rows:
+            raise ConflictError(str(entry.kind), entry.name, entry.version - 1, entry.version)
+        self.journal.set(self.rows, key, entry)
+
+    def history(self, kind: str, name: str) -> builtins.list[ConfigVersion]:
+        return sorted((e for (k, n, _), e in self.rows.items() if (k, n) == (kind, name)),
+                      key=lambda e: e.version)
+
+    def current(self, kind: str, name: str) -> ConfigVersion | None:
+        found = self.history(kind, name)
+        return found[-1] if found else None
+
+    def in_force(self, kind: str) -> builtins.list[ConfigVersion]:
+        names = sorted({n for (k, n, _) in self.rows if k == kind})
+        newest = [self.current(kind, n) for n in names]
+        return [e for e in newest if e is not None and not e.retired]
 
 
 class MemoryCampaignMembers:
@@ -475,6 +507,10 @@ class MemoryOutbox:
         seq = self.store.next_seq()
         self.journal.set(self.rows, seq, _Pending(OutboxEntry(seq, event), event.occurred_at))
 
+    def append_many(self, events: Sequence[Event]) -> None:
+        for event in events:
+            self.append(event)
+
     def claim(self, now: datetime, lease: timedelta, limit: int) -> list[OutboxEntry]:
         ready = [p for _, p in sorted(self.rows.items()) if not p.done and p.available_at <= now]
         for pending in ready[:limit]:
@@ -606,6 +642,7 @@ class MemoryUnitOfWork:
         self.tasks = MemoryTasks(t["tasks"], journal, "task", True)
         self.accounts = MemoryAccounts(t["accounts"], journal, "account", True)
         self.automation_runs = MemoryAutomationRuns(store.automation_runs, journal)
+        self.configurations = MemoryConfigurations(store.configurations, journal)
         self.pipelines = MemoryRepository[Any](t["pipelines"], journal, "pipeline", True)
         self.leads = MemoryRepository[Any](t["leads"], journal, "lead", True)
         self.products = MemoryRepository[Any](t["products"], journal, "product", True)
@@ -640,6 +677,7 @@ class MemoryStorage:
         self.segment_members: dict[str, frozenset[str]] = {}
         self.segment_runs: dict[tuple[str, datetime], SegmentRun] = {}
         self.automation_runs: dict[tuple[str, str], AutomationRun] = {}
+        self.configurations: dict[tuple[str, str, int], ConfigVersion] = {}
         self.history: dict[int, Change] = {}
         self.merges: dict[str, MergeRecord] = {}
         self.erasures: dict[str, Tombstone] = {}

@@ -209,6 +209,18 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # analytics: the purchase summary reads this index alone (an index-only scan)
     ("CREATE INDEX purchases_summary ON purchases (customer_id, ordered_at) INCLUDE (currency, total)",),
+    # operational: which member is an account's primary contact (segment rules pick a
+    # customer's account by it), and stored configuration, every version kept
+    (
+        "ALTER TABLE account_members ADD COLUMN is_primary boolean NOT NULL DEFAULT false",
+        """UPDATE account_members AS am SET is_primary = true
+            FROM accounts AS a, json_array_elements(a.doc -> 'members') AS m(v)
+            WHERE a.id = am.account_id AND m.v ->> 'customer_id' = am.customer_id
+              AND m.v ->> 'primary' = 'true'""",
+        f"""CREATE TABLE configurations (kind {TEXT} NOT NULL, name {TEXT} NOT NULL,
+            version bigint NOT NULL, at timestamptz NOT NULL, actor {TEXT}, doc json,
+            PRIMARY KEY (kind, name, version))""",
+    ),
 )
 """Migration N brings the schema from version N to N+1 (mirrors sqlite.MIGRATIONS)."""
 

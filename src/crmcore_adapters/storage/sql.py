@@ -33,6 +33,7 @@ from crmcore.model import (
     CampaignMember,
     Case,
     CaseStatus,
+    ConfigVersion,
     Customer,
     Interaction,
     Lead,
@@ -242,17 +243,32 @@ class SqlRepository(Generic[T]):
         raise ConflictError(self.t.kind, item.id, item.version, actual)
 
     def update(self, item: T) -> T:
-        current: int = item.version  # type: ignore[attr-defined]
-        stored = _renumbered(item, current + 1)
-        row = self.t.row(self.d, stored)
-        assignments = ", ".join(f"{self.d.quote(c)} = ?" for c in (*self.t.columns, "doc"))
-        self._run(
-            f"UPDATE {self.t.name} SET {assignments} WHERE id = ? AND version = ?",  # noqa: S608
-            (*row[1:], stored.id, current),  # type: ignore[attr-defined]
-        )
+        stored, row = self._updated(item)
+        self._run(self._update_sql(), row)
         if self.cur.rowcount != 1:
             self._check_version(item)
         return stored
+
+    def update_many(self, items: Sequence[T]) -> builtins.list[T]:
+        """`update` for many records with distinct ids in one batch; ConflictError if any
+        was stale (the caller's transaction then undoes the rest)."""
+        done = [self._updated(item) for item in items]
+        self.d.executemany(self.cur, self._update_sql(), [row for _, row in done])
+        if items and self.cur.rowcount != len(items):
+            for item, (stored, _) in zip(items, done, strict=True):
+                if self._stored_version(stored.id) != stored.version:  # type: ignore[attr-defined]
+                    self._check_version(item)
+            raise ConflictError(self.t.kind, "(batch)", len(items), self.cur.rowcount)
+        return [stored for stored, _ in done]
+
+    def _updated(self, item: T) -> tuple[T, tuple[Any, ...]]:
+        current: int = item.version  # type: ignore[attr-defined]
+        stored = _renumbered(item, current + 1)
+        return stored, (*self.t.row(self.d, stored)[1:], stored.id, current)  # type: ignore[attr-defined]
+
+    def _update_sql(self) -> str:
+        assignments = ", ".join(f"{self.d.quote(c)} = ?" for c in (*self.t.columns, "doc"))
+        return f"UPDATE {self.t.name} SET {assignments} WHERE id = ? AND version = ?"  # noqa: S608
 
     def remove(self, item: T) -> None:
         self._run(
@@ -430,6 +446,16 @@ class SqlCases(SqlRepository[Case]):
     ) -> builtins.list[tuple[datetime, str]]:
         return _due(self, "next_check", now, after, limit)
 
+    def find_many(self, ids: Sequence[str]) -> builtins.list[Case]:
+        found: builtins.list[Case] = []
+        unique = list(dict.fromkeys(ids))
+        for start in range(0, len(unique), _IN_BATCH):
+            chunk = unique[start:start + _IN_BATCH]
+            marks = ", ".join("?" for _ in chunk)
+            self._run(f"SELECT doc FROM cases WHERE id IN ({marks})", chunk)  # noqa: S608 - marks only
+            found += [_load(self.t, row[0]) for row in self.cur.fetchall()]
+        return found
+
     def open_load(self) -> dict[str, int]:
         marks = ", ".join("?" for _ in _OPEN_CASES)
         self._run(
@@ -487,8 +513,9 @@ class SqlAccounts(SqlRepository[Account]):
 
     def _index(self, account: Account) -> None:
         self.cur.executemany(
-            self.d.sql("INSERT INTO account_members (account_id, customer_id, role) VALUES (?, ?, ?)"),
-            [(account.id, m.customer_id, m.role) for m in account.members],
+            self.d.sql("INSERT INTO account_members (account_id, customer_id, role, is_primary) "
+                       "VALUES (?, ?, ?, ?)"),
+            [(account.id, m.customer_id, m.role, self.d.boolean(m.primary)) for m in account.members],
         )
 
     def _unindex(self, account_id: str) -> None:
@@ -505,6 +532,48 @@ class SqlAccounts(SqlRepository[Account]):
     def children(self, parent_id: str) -> builtins.list[Account]:
         self._run("SELECT doc FROM accounts WHERE parent_id = ? ORDER BY id", (parent_id,))
         return [_load(self.t, row[0]) for row in self.cur.fetchall()]
+
+
+class SqlConfigurations:
+    """Stored configuration, one row per version (the key refuses a second writer of it)."""
+
+    def __init__(self, cur: Cursor, dialect: Dialect) -> None:
+        self.cur = cur
+        self.d = dialect
+        self._columns = f"kind, name, version, {dialect.quote('at')}, actor, doc"
+
+    def add(self, entry: ConfigVersion) -> None:
+        doc = None if entry.doc is None else self.d.json_column(json.dumps(entry.doc))
+        self.cur.execute(
+            self.d.sql(f"INSERT INTO configurations ({self._columns}) VALUES (?, ?, ?, ?, ?, ?) "  # noqa: S608
+                       "ON CONFLICT DO NOTHING"),
+            (str(entry.kind), entry.name, entry.version, self.d.instant(entry.at), entry.actor, doc),
+        )
+        if self.cur.rowcount != 1:
+            raise ConflictError(str(entry.kind), entry.name, entry.version - 1, entry.version)
+
+    def _entries(self, where: str, params: Sequence[Any]) -> builtins.list[ConfigVersion]:
+        query = f"SELECT {self._columns} FROM configurations AS x WHERE {where}"  # noqa: S608
+        self.cur.execute(self.d.sql(query), params)
+        return [
+            ConfigVersion(kind, name, int(version), self.d.from_instant(at),
+                          None if doc is None else doc if isinstance(doc, dict) else json.loads(doc), actor)
+            for kind, name, version, at, actor, doc in self.cur.fetchall()
+        ]
+
+    def history(self, kind: str, name: str) -> builtins.list[ConfigVersion]:
+        return self._entries("kind = ? AND name = ? ORDER BY version", (kind, name))
+
+    def current(self, kind: str, name: str) -> ConfigVersion | None:
+        found = self._entries("kind = ? AND name = ? ORDER BY version DESC LIMIT 1", (kind, name))
+        return found[0] if found else None
+
+    def in_force(self, kind: str) -> builtins.list[ConfigVersion]:
+        return self._entries(
+            "kind = ? AND doc IS NOT NULL AND version = (SELECT max(y.version) FROM configurations "  # noqa: S608
+            f"AS y WHERE y.kind = x.kind AND y.name = x.name) ORDER BY name{self.d.text_order}",
+            (kind,),
+        )
 
 
 class SqlAutomationRuns:
@@ -812,6 +881,12 @@ def _load_doc(doc: Any, cls: type[T]) -> T:
     return serialization.load_stored(doc, cls)
 
 
+_OUTBOX_INSERT = ("INSERT INTO outbox (id, topic, aggregate_id, occurred_at, available_at, doc) "
+                  "VALUES (?, ?, ?, ?, ?, ?)")
+_IN_BATCH = 500
+"""Ids bound in one `IN (...)` list."""
+
+
 class SqlOutbox:
     """The outbox table; `claim` leases entries so concurrent dispatchers skip each other's."""
 
@@ -822,14 +897,14 @@ class SqlOutbox:
         """Appended to the claim's SELECT (PostgreSQL: FOR UPDATE SKIP LOCKED)."""
 
     def append(self, event: Event) -> None:
-        self.cur.execute(
-            self.d.sql(
-                "INSERT INTO outbox (id, topic, aggregate_id, occurred_at, available_at, doc) "
-                "VALUES (?, ?, ?, ?, ?, ?)"
-            ),
-            (event.id, event.topic, event.aggregate_id, self.d.instant(event.occurred_at),
-             self.d.instant(event.occurred_at), self.d.json_column(serialization.dumps(event))),
-        )
+        self.cur.execute(self.d.sql(_OUTBOX_INSERT), self._row(event))
+
+    def append_many(self, events: Sequence[Event]) -> None:
+        self.d.executemany(self.cur, _OUTBOX_INSERT, [self._row(e) for e in events])
+
+    def _row(self, event: Event) -> tuple[Any, ...]:
+        return (event.id, event.topic, event.aggregate_id, self.d.instant(event.occurred_at),
+                self.d.instant(event.occurred_at), self.d.json_column(serialization.dumps(event)))
 
     def claim(self, now: datetime, lease: timedelta, limit: int) -> list[OutboxEntry]:
         query = "SELECT seq, doc, attempts, delivered_to, last_error FROM outbox WHERE done = 0 "
@@ -1093,6 +1168,10 @@ class SqlUnitOfWork:
     @functools.cached_property
     def automation_runs(self) -> SqlAutomationRuns:
         return SqlAutomationRuns(self.cur, self.d)
+
+    @functools.cached_property
+    def configurations(self) -> SqlConfigurations:
+        return SqlConfigurations(self.cur, self.d)
 
     @functools.cached_property
     def pipelines(self) -> SqlRepository[Pipeline]:

@@ -169,6 +169,20 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # analytics: the purchase summary reads this index alone, never the wide table rows
     ("CREATE INDEX purchases_summary ON purchases (customer_id, ordered_at, currency, total)",),
+    # operational: which member is an account's primary contact (segment rules pick a
+    # customer's account by it), and stored configuration (SLA policies, automation rules,
+    # mail templates), every version kept
+    (
+        "ALTER TABLE account_members ADD COLUMN is_primary INTEGER NOT NULL DEFAULT 0",
+        """UPDATE account_members SET is_primary = 1 WHERE EXISTS (
+            SELECT 1 FROM accounts AS a, json_each(a.doc, '$.members') AS m
+            WHERE a.id = account_members.account_id
+              AND json_extract(m.value, '$.customer_id') = account_members.customer_id
+              AND json_extract(m.value, '$.primary') = 1)""",
+        """CREATE TABLE configurations (kind TEXT NOT NULL, name TEXT NOT NULL,
+            version INTEGER NOT NULL, at INTEGER NOT NULL, actor TEXT, doc TEXT,
+            PRIMARY KEY (kind, name, version)) WITHOUT ROWID""",
+    ),
 )
 """Migration N brings the schema from version N to N+1; never edit one that has shipped."""
 

@@ -141,6 +141,19 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             merged_id VARCHAR NOT NULL, "at" BIGINT NOT NULL, doc VARCHAR NOT NULL)""",
         'CREATE TABLE erasures (id VARCHAR PRIMARY KEY, "at" BIGINT NOT NULL)',
     ),
+    # crmcore's account primary contacts in the member index, and stored configuration
+    (
+        "ALTER TABLE account_members ADD COLUMN is_primary BOOLEAN DEFAULT false",
+        """UPDATE account_members SET is_primary = true WHERE EXISTS (
+            SELECT 1 FROM accounts AS a,
+              unnest(CAST(json_extract(a.doc, '$.members') AS JSON[])) AS m(v)
+            WHERE a.id = account_members.account_id
+              AND json_extract_string(m.v, '$.customer_id') = account_members.customer_id
+              AND json_extract_string(m.v, '$.primary') = 'true')""",
+        """CREATE TABLE configurations (kind VARCHAR NOT NULL, name VARCHAR NOT NULL,
+            version BIGINT NOT NULL, "at" BIGINT NOT NULL, actor VARCHAR, doc VARCHAR,
+            PRIMARY KEY (kind, name, version))""",
+    ),
 )
 """Migration N brings the schema from version N to N+1."""
 
@@ -164,11 +177,21 @@ class Cursor:
         return self
 
     def executemany(self, statement: str, rows: Iterable[Sequence[Any]]) -> Cursor:
+        """`rowcount` becomes the rows touched by all of them together (as sqlite3 and
+        psycopg count), so a batch of versioned UPDATEs can tell a stale one."""
         if self.readonly:
             raise StorageError("duckdb: a read-only transaction tried to write")
         batch = [list(row) for row in rows]
-        if batch:  # DuckDB refuses an empty batch
+        if not batch:  # DuckDB refuses an empty batch
+            return self
+        if statement.lstrip()[:6].upper() not in ("UPDATE", "DELETE"):
             self.con.executemany(statement, batch)
+            self.rowcount = -1
+            return self
+        touched = 0
+        for row in batch:  # DuckDB's executemany runs one statement a row too, and counts none
+            touched += self.execute(statement, row).rowcount
+        self.rowcount = touched
         return self
 
     def fetchone(self) -> Any:
