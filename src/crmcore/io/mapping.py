@@ -188,19 +188,31 @@ class ColumnMapping:
 
     def value(self, target: Target, cell: Any) -> Any:
         """The typed value of one cell (None when empty); ValidationError names the field."""
-        if cell.__class__ is str:
-            cell = cell.strip()
-            if not cell:
+        return self.converter(target)(cell)
+
+    def converter(self, target: Target) -> Callable[[Any], Any]:
+        """`value` for one column, with the conversion chosen once (an import compiles its
+        columns into these before the first row)."""
+        kind = target.type
+        convert: Callable[[ColumnMapping, Any], Any] = _CONVERTERS.get(kind, _text)
+        spelled = target.spelled
+        text = kind == "text"
+
+        def value(cell: Any) -> Any:
+            if cell.__class__ is str:
+                cell = cell.strip()
+                if not cell:
+                    return None
+                if text:  # the common case, without a call
+                    return cell
+            elif cell is None:
                 return None
-            if target.type == "text":  # the common case, without a call
-                return cell
-        elif cell is None:
-            return None
-        convert: Callable[[ColumnMapping, Any], Any] = _CONVERTERS.get(target.type, _text)
-        try:
-            return convert(self, cell)
-        except ValidationError as exc:
-            raise ValidationError(target.spelled, cell, exc.reason) from None
+            try:
+                return convert(self, cell)
+            except ValidationError as exc:
+                raise ValidationError(spelled, cell, exc.reason) from None
+
+        return value
 
     def instant(self, cell: Any) -> datetime:
         if isinstance(cell, datetime):

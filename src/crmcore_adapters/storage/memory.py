@@ -10,7 +10,7 @@ from __future__ import annotations
 import builtins
 import contextvars
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
@@ -100,6 +100,11 @@ class MemoryRepository(Generic[T]):
         stored = attrs.evolve(item, version=1) if self.versioned else item  # type: ignore[misc]
         self.journal.set(self.rows, key, stored)
         return stored
+
+    def add_many(self, items: Sequence[T]) -> int:
+        for item in items:
+            self.add(item)
+        return len(items)
 
     def find(self, id: str) -> T | None:
         return self.rows.get(id)
