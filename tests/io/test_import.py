@@ -248,7 +248,7 @@ def test_unknown_kinds_keys_and_targets_are_refused(tmp_path: Path) -> None:
     crm = crmcore.open("memory://")
     source = write(tmp_path / "c.csv", "name\nAnn\n")
     with pytest.raises(ValidationError, match="kind"):
-        import_file(crm, "accounts", source)
+        import_file(crm, "leads", source)
     with pytest.raises(ValidationError, match="key"):
         import_file(crm, "customers", source, key="name")
     with pytest.raises(ValidationError, match="not a customers field"):
@@ -342,3 +342,52 @@ def test_a_batch_the_storage_refuses_is_retried_row_by_row(sql_crm: crmcore.CRM,
     assert (result.inserted, result.refused) == (1, 1)
     assert result.refusals[0].line == 3 and result.refusals[0].field == "row"
     assert sql_crm.customers.count() == 2
+
+
+# ---- accounts ----
+
+
+def test_accounts_are_checked_like_the_facade_checks_them(sql_crm: crmcore.CRM, tmp_path: Path) -> None:
+    """Parents before children, members and parents must exist, no loop; an id-less row gets
+    an id from its name, so a second run changes nothing; members are added, never dropped."""
+    crm = sql_crm
+    ada = crm.customers.add(crmcore.Customer.new("Ada", id="ada"))
+    bob = crm.customers.add(crmcore.Customer.new("Bob", id="bob"))
+    source = write(tmp_path / "accounts.csv", (
+        "id,name,kind,parent_id,tier,members\n"
+        'group,Group,organisation,,key-account,"[{""customer_id"": ""ada"", ""role"": ""buyer""}]"\n'
+        "site,Site,organisation,group,,\n"
+        "lost,Lost,organisation,nowhere,,\n"                                   # unknown parent
+        'ghost,Ghost,organisation,,,"[{""customer_id"": ""nobody""}]"\n'        # unknown member
+        ",Smiths,household,,,\n"                                                # an id-less row
+        "group,Group,organisation,site,,\n"                                     # would be a loop
+    ))
+    result = import_file(crm, "accounts", source)
+    assert (result.inserted, result.refused) == (3, 3), result.refusals
+    assert [(r.line, r.field) for r in result.refusals] == [
+        (4, "parent_id"), (5, "members"), (7, "parent_id")]
+    assert "loop" in result.refusals[2].reason
+    assert [a.id for a in crm.operational.accounts.children("group")] == ["site"]
+    assert crm.operational.accounts.of_customer(ada.id)[0].id == "group"
+    again = import_file(crm, "accounts", source)
+    assert (again.inserted, again.updated, again.unchanged, again.refused) == (0, 0, 3, 3)
+    more = write(tmp_path / "more.csv", (
+        'id,name,members\ngroup,Group plc,"[{""customer_id"": ""bob"", ""role"": ""billing""}]"\n'))
+    assert import_file(crm, "accounts", more).updated == 1
+    group = crm.operational.accounts.get("group")
+    assert group.name == "Group plc" and group.tier == "key-account"
+    assert {(m.customer_id, m.role) for m in group.members} == {(ada.id, "buyer"), (bob.id, "billing")}
+
+
+def test_accounts_export_parents_first(sql_crm: crmcore.CRM, tmp_path: Path) -> None:
+    from crmcore.io import export_file
+    from crmcore.model import Account
+
+    accounts = sql_crm.operational.accounts
+    accounts.add(Account("z-top", "Top"))
+    accounts.add(Account("a-child", "Child", parent_id="z-top"))
+    accounts.add(Account("0-grandchild", "Grandchild", parent_id="a-child"))
+    target = tmp_path / "accounts.jsonl"
+    assert export_file(sql_crm, "accounts", target) == 3
+    assert [line.split('"id": "')[1].split('"')[0] for line in target.read_text().splitlines()] == \
+        ["z-top", "a-child", "0-grandchild"]

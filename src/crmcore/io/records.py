@@ -19,9 +19,19 @@ import attrs
 from crmcore import serialization
 from crmcore import values as v
 from crmcore.errors import NotFound, ValidationError
-from crmcore.io.mapping import FIELDS, ColumnMapping, Target
+from crmcore.io.mapping import FIELDS, OWNED, ColumnMapping, Target
 from crmcore.io.sources import Row
-from crmcore.model import Case, Consent, Customer, Interaction, OrderLine, PostalAddress, Purchase
+from crmcore.model import (
+    Account,
+    AccountMember,
+    Case,
+    Consent,
+    Customer,
+    Interaction,
+    OrderLine,
+    PostalAddress,
+    Purchase,
+)
 from crmcore.ports import UnitOfWork
 from crmcore.ports.storage import SqlUnitOfWork, sql_dialect
 from crmcore.segments.sql import DIALECTS
@@ -150,7 +160,7 @@ def parse(plan: Plan, row: Row) -> Parsed:
             fields[target.field] = [*fields[target.field], *value]
         else:
             fields[target.field] = value
-    if plan.kind != "customers" and customer is None:
+    if plan.kind in OWNED and customer is None:
         raise Refused("customer_id", None, "names no customer (map customer_id, customer_email, "
                                            "customer_phone or customer_external_id.SOURCE)")
     lines: tuple[dict[str, Any], ...] = ()
@@ -275,6 +285,43 @@ def merge(stored: Customer, parsed: Parsed, *, region: str | None, now: Any) -> 
         raise (Refused.of(exc) if isinstance(exc, ValidationError) else Refused("row", None, str(exc))) \
             from None
     return changed if changed == stored else attrs.evolve(changed, updated_at=now)
+
+
+def account_id(parsed: Parsed) -> str:
+    """The id the file gives an account, else one derived from its name, kind and parent
+    (so the same id-less row imported twice is one account)."""
+    given = parsed.fields.get("id")
+    if given:
+        return str(given)
+    named = {k: parsed.fields.get(k) for k in ("name", "kind", "parent_id")}
+    return hashlib.sha256(serialization.dumps(["account", named]).encode()).hexdigest()[:32]
+
+
+def new_account(parsed: Parsed) -> Account:
+    f = dict(parsed.fields)
+    f.pop("id", None)
+    members = _structured(f, "members", AccountMember) or ()
+    try:
+        return Account(account_id(parsed), f.pop("name", None) or _missing("name"), members=members, **f)
+    except ValidationError as exc:
+        raise Refused.of(exc) from None
+    except TypeError as exc:
+        raise Refused("row", None, str(exc)) from None
+
+
+def merge_account(stored: Account, parsed: Parsed) -> Account:
+    """The stored account with the file's values: the file wins where it has a value; its
+    members are added, or their role replaced (members missing from the file stay)."""
+    f = dict(parsed.fields)
+    f.pop("id", None)
+    members = _structured(f, "members", AccountMember) or ()
+    try:
+        changed = attrs.evolve(stored, **f)
+        for member in members:
+            changed = changed.with_member(member)
+    except ValidationError as exc:
+        raise Refused.of(exc) from None
+    return changed
 
 
 def _unique(items: list[str]) -> tuple[str, ...]:
