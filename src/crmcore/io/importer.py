@@ -1,12 +1,15 @@
 """Importing a record file: good rows go in, refused rows are reported, a crash can resume.
 
 Rows are read one at a time and written in batches, one transaction per batch, so
-memory stays flat and a failure loses at most one batch. Each refused row is written
+memory stays flat and a failure loses at most one batch. A batch looks its keys up in a
+few queries (`lookups`) and writes its new records together (`add_many`, the path
+`bulk_import` takes). Each refused row is written
 to the error file with its line, field, value and reason, and the rest still go in;
 `all_or_nothing` instead writes nothing unless every row is good, and `dry_run` does
 all the work in a transaction that is rolled back. After every committed batch a
 checkpoint records the last line written, so `resume=True` picks up after a crash.
-Imports write no events (an import is not a business event per record).
+Imports write no events (an import is not a business event per record), and, like
+`bulk_import`, no history for new records; an update is written with its change.
 """
 
 from __future__ import annotations
