@@ -113,7 +113,8 @@ def register(app: typer.Typer) -> None:
 
 # ---- import / export ----
 
-Kind = Annotated[str, typer.Argument(metavar="KIND", help="customers, purchases, interactions or cases")]
+Kind = Annotated[str, typer.Argument(
+    metavar="KIND", help="customers, accounts, purchases, interactions or cases")]
 
 
 def import_command(
@@ -207,7 +208,7 @@ def _progress(quiet: bool, title: str) -> Iterator[Any]:
 
 def export_command(
     kind: Annotated[str, typer.Argument(
-        metavar="KIND", help="customers, purchases, interactions, cases or campaign_members")],
+        metavar="KIND", help="customers, accounts, purchases, interactions, cases or campaign_members")],
     file: Annotated[str, typer.Argument(help="A .csv or .jsonl file, or - for standard output.")],
     url: Url,
     format: Annotated[str | None, typer.Option(help="csv or jsonl (default: from the file name).")] = None,

@@ -60,17 +60,26 @@ def email(value: object, field: str = "email") -> str:
     """Canonical e-mail address: trimmed, domain lower-cased (the local part is the owner's)."""
     if not isinstance(value, str):
         raise ValidationError(field, value, "must be a string")
+    known = _EMAILS.get(value)
+    if known is not None:
+        return known
     text = value.strip()
     if not _EMAIL.match(text) or ".." in text.split("@")[-1] or not _encodable(text):
         raise ValidationError(field, value, "is not an e-mail address")
     local, domain = text.rsplit("@", 1)
-    return f"{local}@{domain.lower()}"
+    canonical = f"{local}@{domain.lower()}"
+    _remember(_EMAILS, value, canonical)
+    _remember(_EMAILS, canonical, canonical)  # the model's validator checks it again
+    return canonical
 
 
 def phone(value: object, field: str = "phone", region: str | None = None) -> str:
     """E.164 form of a phone number written in any format (region for national numbers)."""
     if not isinstance(value, str):
         raise ValidationError(field, value, "must be a string")
+    known = _PHONES.get((value, region))
+    if known is not None:
+        return known
     try:
         parsed = phonenumbers.parse(value, region)
     except phonenumbers.NumberParseException as exc:
@@ -78,7 +87,25 @@ def phone(value: object, field: str = "phone", region: str | None = None) -> str
         raise ValidationError(field, value, f"is not a phone number: {exc}{hint}") from None
     if not phonenumbers.is_possible_number(parsed):
         raise ValidationError(field, value, "is not a possible phone number")
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    _remember(_PHONES, (value, region), e164)
+    _remember(_PHONES, (e164, None), e164)  # the model's validator checks it again
+    return e164
+
+
+NORMALISED = 1 << 16
+"""Normalised e-mails and phones remembered (parsing a phone costs ~40 µs; imports and
+the model's own validators see the same values again and again)."""
+_EMAILS: dict[str, str] = {}
+_PHONES: dict[tuple[str, str | None], str] = {}
+
+
+def _remember(cache: dict[Any, str], key: Any, canonical: str) -> None:
+    """Keep a good value's canonical form; the cache starts over when full (bounded memory;
+    only good values are kept, so a refusal always says why)."""
+    if len(cache) >= NORMALISED:
+        cache.clear()
+    cache[key] = canonical
 
 
 def utc(value: object, field: str = "time") -> datetime:

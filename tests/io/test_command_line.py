@@ -77,6 +77,22 @@ def test_import_reports_refused_rows_and_exits_3(tmp_path: Path) -> None:
     assert "inserted" in done.stdout and "import good.jsonl" in done.stderr  # the progress bar
 
 
+def test_accounts_go_out_and_back_in_through_the_command(base_url: str, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'accounts.db'}"
+    with crmcore.open(url) as crm:
+        crm.customers.add(crmcore.Customer.new("Ada", id="ada"))
+    source = tmp_path / "accounts.csv"
+    source.write_text('id,name,members\nacme,Acme,"[{""customer_id"": ""ada""}]"\n'
+                      'bad,Bad,"[{""customer_id"": ""x""}]"\n')
+    done = crmcore_cli("import", "accounts", str(source), "--url", url, "--quiet")
+    assert done.returncode == 3, done.stderr  # a refused row
+    assert "line 3: members" in done.stdout
+    out = tmp_path / "out.jsonl"
+    done = crmcore_cli("export", "accounts", str(out), "--url", url)
+    assert done.returncode == 0, done.stderr
+    assert '"id": "acme"' in out.read_text() and '"customer_id": "ada"' in out.read_text()
+
+
 def test_an_interrupted_import_asks_to_resume(tmp_path: Path) -> None:
     source = tmp_path / "c.csv"
     source.write_text("name,email\nAnn,ann@example.org\nBen,ben@example.org\n")
@@ -94,7 +110,7 @@ def test_an_interrupted_import_asks_to_resume(tmp_path: Path) -> None:
     (["export", "customers", "-"], "Missing option '--url'"),
     (["export", "customers", "-", "--url", "nosuch://x"], "no storage adapter for scheme 'nosuch'"),
     (["export", "customers", "-", "--url", "sqlite:///does/not/exist.db"], "no SQLite base at"),
-    (["export", "accounts", "-", "--url", "memory://"], "kind: must be one of customers"),
+    (["export", "leads", "-", "--url", "memory://"], "kind: must be one of customers, accounts"),
     (["segments", "explain", "tier = ", "--url", "memory://"], "rule: line 1"),
     (["import", "customers", "missing.csv", "--url", "memory://"], "cannot be read"),
     (["frobnicate"], "No such command 'frobnicate'"),

@@ -248,7 +248,7 @@ def test_unknown_kinds_keys_and_targets_are_refused(tmp_path: Path) -> None:
     crm = crmcore.open("memory://")
     source = write(tmp_path / "c.csv", "name\nAnn\n")
     with pytest.raises(ValidationError, match="kind"):
-        import_file(crm, "accounts", source)
+        import_file(crm, "leads", source)
     with pytest.raises(ValidationError, match="key"):
         import_file(crm, "customers", source, key="name")
     with pytest.raises(ValidationError, match="not a customers field"):
@@ -278,3 +278,116 @@ def test_progress_reports_bytes_and_records_after_each_batch(tmp_path: Path) -> 
     assert all(size == source.stat().st_size for _, size, _ in seen)
     done = [read for read, _, _ in seen]
     assert done == sorted(done) and done[-1] == source.stat().st_size
+
+
+# ---- batches: one lookup per kind of key, new records written together ----
+
+
+def test_rows_of_one_batch_see_the_records_written_before_them(crm: crmcore.CRM, tmp_path: Path) -> None:
+    """A batch writes its new records at its end; a later row naming one of them (same
+    e-mail, same external id, a purchase of a customer of the batch) still finds it."""
+    customers = write(tmp_path / "c.csv", (
+        "name,email,external_id.erp,tier\n"
+        "Ada,ada@example.org,E1,\n"
+        "Ada Again,ada@example.org,,gold\n"       # the same customer: an update of the pending one
+        "Bob,bob@example.org,E1,\n"               # E1 is Ada's: refused, not stolen
+        "Cy,cy@example.org,E3,\n"
+    ))
+    result = import_file(crm, "customers", customers, batch=100)
+    assert (result.inserted, result.updated, result.refused) == (2, 1, 1)
+    assert result.refusals[0].line == 4 and result.refusals[0].field == "external_id.erp"
+    ada = crm.customers.by_email("ada@example.org")
+    assert ada is not None and ada.name == "Ada Again" and ada.tier == "gold"
+    purchases = write(tmp_path / "p.csv", (
+        "customer_id,ordered_at,product,unit_price,currency\n"
+        f"{ada.id},2024-01-02T10:00:00Z,Tea,3.50,EUR\n"
+        f"{ada.id},2024-01-02T10:00:00Z,Tea,3.50,EUR\n"   # the same row again: one purchase
+        "nobody,2024-01-02T10:00:00Z,Tea,3.50,EUR\n"
+    ))
+    bought = import_file(crm, "purchases", purchases, batch=100)
+    assert (bought.inserted, bought.unchanged, bought.refused) == (1, 1, 1)
+    assert [p.amount for p in crm.purchases.for_customer(ada.id)] == [Decimal("3.50")]
+
+
+def test_an_import_update_is_in_the_history_and_an_insert_is_not(crm: crmcore.CRM, tmp_path: Path) -> None:
+    """Like `bulk_import`, new records come in without history; an update is a change of a
+    stored record, written with its diff so as-of reads see the value before it."""
+    first = write(tmp_path / "a.csv", "name,email,tier\nAda,ada@example.org,silver\n")
+    import_file(crm, "customers", first)
+    ada = crm.customers.by_email("ada@example.org")
+    assert ada is not None and crm.customers.history(ada.id) == []
+    second = write(tmp_path / "b.csv", "name,email,tier\nAda,ada@example.org,gold\n")
+    assert import_file(crm, "customers", second).updated == 1
+    (change,) = crm.customers.history(ada.id)
+    assert change.op.value == "updated" and change.diff["tier"] == ["silver", "gold"]
+
+
+def test_a_batch_the_storage_refuses_is_retried_row_by_row(sql_crm: crmcore.CRM, tmp_path: Path) -> None:
+    """A clash only the database sees (an e-mail claimed between lookup and write) fails
+    the batch's insert; each record is then tried alone and the culprit is named by line."""
+    import crmcore.io.importer as importer
+
+    source = write(tmp_path / "c.csv", "name,email\nAda,ada@example.org\nBob,bob@example.org\n")
+    original = importer._Batch.email_owner
+
+    def blind(self: Any, address: str) -> str | None:  # the lookup misses Bob's e-mail owner
+        return None if address == "bob@example.org" else original(self, address)
+
+    sql_crm.customers.add(crmcore.Customer.new("Bob", emails=["bob@example.org"]))
+    importer._Batch.email_owner = blind  # type: ignore[method-assign]
+    try:
+        result = import_file(sql_crm, "customers", source, key="id")
+    finally:
+        importer._Batch.email_owner = original  # type: ignore[method-assign]
+    assert (result.inserted, result.refused) == (1, 1)
+    assert result.refusals[0].line == 3 and result.refusals[0].field == "row"
+    assert sql_crm.customers.count() == 2
+
+
+# ---- accounts ----
+
+
+def test_accounts_are_checked_like_the_facade_checks_them(sql_crm: crmcore.CRM, tmp_path: Path) -> None:
+    """Parents before children, members and parents must exist, no loop; an id-less row gets
+    an id from its name, so a second run changes nothing; members are added, never dropped."""
+    crm = sql_crm
+    ada = crm.customers.add(crmcore.Customer.new("Ada", id="ada"))
+    bob = crm.customers.add(crmcore.Customer.new("Bob", id="bob"))
+    source = write(tmp_path / "accounts.csv", (
+        "id,name,kind,parent_id,tier,members\n"
+        'group,Group,organisation,,key-account,"[{""customer_id"": ""ada"", ""role"": ""buyer""}]"\n'
+        "site,Site,organisation,group,,\n"
+        "lost,Lost,organisation,nowhere,,\n"                                   # unknown parent
+        'ghost,Ghost,organisation,,,"[{""customer_id"": ""nobody""}]"\n'        # unknown member
+        ",Smiths,household,,,\n"                                                # an id-less row
+        "group,Group,organisation,site,,\n"                                     # would be a loop
+    ))
+    result = import_file(crm, "accounts", source)
+    assert (result.inserted, result.refused) == (3, 3), result.refusals
+    assert [(r.line, r.field) for r in result.refusals] == [
+        (4, "parent_id"), (5, "members"), (7, "parent_id")]
+    assert "loop" in result.refusals[2].reason
+    assert [a.id for a in crm.operational.accounts.children("group")] == ["site"]
+    assert crm.operational.accounts.of_customer(ada.id)[0].id == "group"
+    again = import_file(crm, "accounts", source)
+    assert (again.inserted, again.updated, again.unchanged, again.refused) == (0, 0, 3, 3)
+    more = write(tmp_path / "more.csv", (
+        'id,name,members\ngroup,Group plc,"[{""customer_id"": ""bob"", ""role"": ""billing""}]"\n'))
+    assert import_file(crm, "accounts", more).updated == 1
+    group = crm.operational.accounts.get("group")
+    assert group.name == "Group plc" and group.tier == "key-account"
+    assert {(m.customer_id, m.role) for m in group.members} == {(ada.id, "buyer"), (bob.id, "billing")}
+
+
+def test_accounts_export_parents_first(sql_crm: crmcore.CRM, tmp_path: Path) -> None:
+    from crmcore.io import export_file
+    from crmcore.model import Account
+
+    accounts = sql_crm.operational.accounts
+    accounts.add(Account("z-top", "Top"))
+    accounts.add(Account("a-child", "Child", parent_id="z-top"))
+    accounts.add(Account("0-grandchild", "Grandchild", parent_id="a-child"))
+    target = tmp_path / "accounts.jsonl"
+    assert export_file(sql_crm, "accounts", target) == 3
+    assert [line.split('"id": "')[1].split('"')[0] for line in target.read_text().splitlines()] == \
+        ["z-top", "a-child", "0-grandchild"]

@@ -49,6 +49,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
         crm.customers.change(first.customer_id, name=HOSTILE_NAME)  # first on the churn list
         crm.interactions.log(first.customer_id, channel="visit", direction="inbound",
                              service_point=HOSTILE_POINT, satisfaction=5, at=base.as_of - timedelta(days=1))
+        crm.marketing.rehearse(days=120, control_fraction=0.3)  # a launched campaign, for the lift chart
     out = folder / "report.html"
     done = crmcore_cli("report", "--url", url, "--out", str(out), "--as-of", base.as_of.isoformat())
     assert done.returncode == 0, done.stderr
@@ -86,6 +87,15 @@ def test_chromium_renders_every_chart_without_console_errors(report: Path, tmp_p
         opening = element.group(0).split(">", 1)[0]
         assert 'data-rendered="yes"' in opening, chart
         assert "<svg" in element.group(1) and "role-mark" in element.group(1), chart
+    lift = re.search(r'id="chart-campaign_lift".*?</section>', dom, re.S)
+    assert lift is not None and "A/A rehearsal" in lift.group(0)
+    # each measure's interval is a rule from low to high (a line of non-zero length) with its point estimate
+    intervals = re.search(r'<g class="mark-rule role-mark layer_0_marks"[^>]*>(.*?)</g>', lift.group(0), re.S)
+    points = re.search(r'<g class="mark-symbol role-mark layer_1_marks"[^>]*>(.*?)</g>', lift.group(0), re.S)
+    assert intervals is not None and points is not None
+    lengths = [float(x) for x in re.findall(r'<line [^>]*x2="([-0-9.]+)"', intervals.group(1))]
+    assert len(lengths) == 2 and all(length > 0 for length in lengths)  # response and conversion
+    assert points.group(1).count("<path") == 2
     assert "<title>Customer report</title>" in dom  # the hostile name did not run
     outside_scripts = re.sub(r"<script\b.*?</script>", "", dom, flags=re.S)
     assert "<img" not in outside_scripts and "HOSTILE" not in outside_scripts

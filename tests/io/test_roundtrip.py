@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 import crmcore
 from crmcore.io import export_file, import_file
-from crmcore.model import Customer
+from crmcore.model import Account, AccountKind, AccountMember, Customer
 from crmcore.synthetic import SyntheticBase
 from crmcore.testing import strategies as s
 from tests.analytics.conftest import open_backend
@@ -115,3 +115,49 @@ def test_a_segments_members_and_a_timeline(tmp_path: Path) -> None:
         with timeline.open(newline="") as f:
             dates = [row["occurred_at"] for row in csv.DictReader(f)]
         assert dates == sorted(dates)  # oldest first, as a timeline is read
+
+
+# ---- accounts: organisations and households, their hierarchy and members ----
+
+ROLES = st.sampled_from(("member", "buyer", "billing", "head"))
+
+
+@st.composite
+def account_trees(draw: st.DrawFn, customers: list[str]) -> list[Account]:
+    """Accounts whose parents come from earlier in the list (a forest, never a loop),
+    members drawn from the given customers, at most one primary contact each."""
+    count = draw(st.integers(0, 5))
+    accounts: list[Account] = []
+    for index in range(count):
+        chosen = draw(st.lists(st.sampled_from(customers), unique=True, max_size=3)) if customers else []
+        primary = draw(st.integers(-1, len(chosen) - 1)) if chosen else -1
+        members = tuple(AccountMember(c, draw(ROLES), i == primary) for i, c in enumerate(chosen))
+        parent = draw(st.sampled_from([None, *(a.id for a in accounts)]))
+        accounts.append(Account(
+            f"acc-{index}-{draw(st.integers(0, 99))}", plain_text(draw(st.text(
+                st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=20))),
+            kind=draw(st.sampled_from(list(AccountKind))), parent_id=parent, members=members,
+            tier=draw(st.sampled_from((None, "gold", "key-account"))),
+            service_point=draw(st.sampled_from((None, "paris"))),
+        ))
+    return accounts
+
+
+@settings(max_examples=25, deadline=None)
+@given(data=st.data(), format=st.sampled_from(("csv", "jsonl")))
+def test_export_then_import_gives_the_same_accounts(data: st.DataObject, format: str) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        before = crmcore.open("memory://")
+        people = [before.customers.add(Customer.new(f"C{i}", id=f"c{i}")).id for i in range(4)]
+        for account in data.draw(account_trees(people)):
+            before.operational.accounts.add(account)
+        for kind in ("customers", "accounts"):
+            export_file(before, kind, Path(folder) / f"{kind}.{format}")
+        after = crmcore.open(f"sqlite:///{folder}/after.db")
+        for kind in ("customers", "accounts"):
+            result = import_file(after, kind, Path(folder) / f"{kind}.{format}")
+            assert result.refused == 0, result.refusals
+        assert records(after, "accounts") == records(before, "accounts")
+        again = import_file(after, "accounts", Path(folder) / f"accounts.{format}")
+        assert again.unchanged == again.read and again.inserted == again.updated == 0
+        after.close()

@@ -24,7 +24,7 @@ from crmcore import serialization
 from crmcore.errors import ValidationError
 from crmcore.io.mapping import FIELDS, JSON_FIELDS, KINDS, ColumnMapping
 from crmcore.io.sources import Sink, file_format
-from crmcore.model import CampaignMember, Case, Customer, Interaction, Purchase
+from crmcore.model import Account, CampaignMember, Case, Customer, Interaction, Purchase
 from crmcore.scoring.summary import every
 from crmcore.values import AttributeValue
 
@@ -70,6 +70,8 @@ def export_file(
         elif kind == "customers" and (segment or rule):
             ids = sorted(crm.segments.members(segment) if segment else crm.customers.ids_matching(rule))
             items = (uow.customers.get(i) for i in ids)
+        elif kind == "accounts":
+            items = _parents_first(uow.accounts.of_customer(customer) if customer else every(uow, "accounts"))
         elif customer:
             repo = getattr(uow, kind)
             found = repo.for_customer(customer) if kind == "cases" else \
@@ -146,6 +148,10 @@ def _rows(kind: str, item: Any, columns: list[str]) -> Iterator[dict[str, Any]]:
         for line in item.lines:
             yield {**base, "product": line.product, "unit_price": line.unit_price.amount,
                    "currency": line.unit_price.currency, "quantity": line.quantity, "category": line.category}
+    elif isinstance(item, Account):
+        yield {"id": item.id, "name": item.name, "kind": item.kind, "parent_id": item.parent_id,
+               "tier": item.tier, "owner": item.owner, "service_point": item.service_point,
+               "members": serialization.unstructure(item.members) if item.members else None}
     elif isinstance(item, CampaignMember):
         yield {f: getattr(item, f) for f in _EXPORTED[kind]}
     elif isinstance(item, Interaction | Case):
@@ -153,6 +159,26 @@ def _rows(kind: str, item: Any, columns: list[str]) -> Iterator[dict[str, Any]]:
         if isinstance(item, Interaction) and item.duration is not None:
             row["duration"] = item.duration.total_seconds()
         yield row
+
+
+def _parents_first(accounts: Iterable[Account]) -> list[Account]:
+    """Accounts ordered so each comes after its parent (by depth, then id): the order an
+    import checks them in. Account tables are small, so they are held whole here."""
+    by_id = {a.id: a for a in accounts}
+    depth: dict[str, int] = {}
+
+    def depth_of(account_id: str) -> int:
+        chain: list[str] = []
+        current: str | None = account_id
+        while current is not None and current in by_id and current not in depth and current not in chain:
+            chain.append(current)
+            current = by_id[current].parent_id
+        base = depth.get(current, -1) if current is not None else -1
+        for offset, name in enumerate(reversed(chain), start=1):
+            depth[name] = base + offset
+        return depth[account_id]
+
+    return sorted(by_id.values(), key=lambda a: (depth_of(a.id), a.id))
 
 
 def _customer_row(c: Customer, columns: list[str]) -> dict[str, Any]:

@@ -1,12 +1,15 @@
 """Importing a record file: good rows go in, refused rows are reported, a crash can resume.
 
 Rows are read one at a time and written in batches, one transaction per batch, so
-memory stays flat and a failure loses at most one batch. Each refused row is written
+memory stays flat and a failure loses at most one batch. A batch looks its keys up in a
+few queries (`lookups`) and writes its new records together (`add_many`, the path
+`bulk_import` takes). Each refused row is written
 to the error file with its line, field, value and reason, and the rest still go in;
 `all_or_nothing` instead writes nothing unless every row is good, and `dry_run` does
 all the work in a transaction that is rolled back. After every committed batch a
 checkpoint records the last line written, so `resume=True` picks up after a crash.
-Imports write no events (an import is not a business event per record).
+Imports write no events (an import is not a business event per record), and, like
+`bulk_import`, no history for new records; an update is written with its change.
 """
 
 from __future__ import annotations
@@ -17,15 +20,18 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 import attrs
 
+from crmcore import values as v
 from crmcore.errors import CRMError, ValidationError
 from crmcore.io import records as r
-from crmcore.io.mapping import ColumnMapping, Target
+from crmcore.io.lookups import UNKNOWN, Known
+from crmcore.io.mapping import ColumnMapping
 from crmcore.io.sources import Row, Source
-from crmcore.model import Case, Customer
+from crmcore.lifecycle import history
+from crmcore.model import Account, Case, Customer, Interaction, Purchase
 from crmcore.ports import UnitOfWork
 
 if TYPE_CHECKING:
@@ -83,12 +89,15 @@ def import_file(
     checkpoint: Path | str | None = None, resume: bool | None = None, batch: int = 1000,
     progress: Progress | None = None,
 ) -> ImportResult:
-    """Import a CSV or JSON Lines file of `kind` records (customers, purchases, interactions, cases).
+    """Import a CSV or JSON Lines file of `kind` records (customers, accounts, purchases,
+    interactions, cases).
 
     Customers are matched on `key` ("id", "email", "phone" or "external_id.SOURCE"; default
     "id" when the file has an id column, else "email") and updated when found. Purchases,
     interactions and cases name their customer by a `customer_*` column; a row without an
     id gets one derived from its content, so importing the same rows twice adds them once.
+    Accounts are matched on id (an id-less row gets one from its name, kind and parent) and
+    checked as `crm.operational.accounts` checks them; members come as JSON records.
     `checkpoint` (default: beside the file) is written after each batch unless `dry_run`
     or `all_or_nothing`; with a checkpoint present, `resume` must say whether to go on
     from it (True) or start over (False).
@@ -125,8 +134,7 @@ def import_file(
             try:
                 with crm.transaction() as uow:
                     for chunk in _chunks(records, batch):
-                        for item in chunk:
-                            importer.apply_or_refuse(uow, item, single=True)
+                        importer.apply_alone(uow, chunk)
                         _report(progress, source, result)
                     if dry_run or result.refused:
                         raise _Rollback
@@ -162,6 +170,14 @@ def _chunks(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
         yield chunk
 
 
+Item = r.Parsed | tuple[int, r.Refused]
+"""A record read from the file, or the refusal of a row that could not be read."""
+STORED_AS = {"purchases": Purchase, "interactions": Interaction, "cases": Case}
+HISTORY_KIND = {"customers": "customer", "cases": "case"}
+"""The history's name of each kind an import updates (imports add without history, as
+`bulk_import` does; an update is written with its change, so as-of reads stay true)."""
+
+
 class _Importer:
     def __init__(self, crm: CRM, mapping: ColumnMapping, key: str | None, result: ImportResult,
                  sink: _Errors) -> None:
@@ -170,111 +186,138 @@ class _Importer:
         self.key = key
         self.result = result
         self.sink = sink
-        self._plans: dict[tuple[str, ...], dict[str, Target]] = {}
+        self._plans: dict[tuple[str, ...], r.Plan] = {}
 
-    def records(self, source: Source, after: int) -> Iterator[r.Parsed | tuple[int, r.Refused]]:
-        def parsed() -> Iterator[r.Parsed | tuple[int, r.Refused]]:
+    def records(self, source: Source, after: int) -> Iterator[Item]:
+        def parsed() -> Iterator[Item]:
+            parse = r.parse
             for row in source:
                 if row.line <= after:
                     self.result.skipped += 1
                     continue
                 try:
-                    yield r.parse(self.mapping, {} if "" in row.cells else self._plan(row), row)
+                    yield parse(self._plan(row), row)
                 except r.Refused as refused:
                     yield (row.line, refused)
 
         return r.grouped(parsed())
 
-    def _plan(self, row: Row) -> dict[str, Target]:
+    def _plan(self, row: Row) -> r.Plan:
         columns = tuple(row.cells)
         plan = self._plans.get(columns)
         if plan is None:
-            plan, ignored = self.mapping.plan(columns)
+            if "" in row.cells:  # an unreadable row: `parse` refuses it before using the plan
+                return r.Plan(self.mapping.kind, ())
+            planned, ignored = self.mapping.plan(columns)
             self.result.ignored_columns.extend(c for c in ignored if c not in self.result.ignored_columns)
             if self.key is None:
-                self.key = "id" if "id" in {t.field for t in plan.values()} else "email"
+                self.key = "id" if "id" in {t.field for t in planned.values()} else "email"
             _check_key(self.mapping.kind, self.key)
-            self._plans[columns] = plan
+            plan = self._plans[columns] = r.Plan.of(self.mapping, planned)
         return plan
 
-    def write_batch(self, chunk: list[r.Parsed | tuple[int, r.Refused]]) -> None:
+    def write_batch(self, chunk: list[Item]) -> None:
         """One transaction for the batch; if storage refuses it, one transaction per record."""
-        before = attrs.evolve(self.result, refusals=list(self.result.refusals))
-        pending: list[Refusal] = []
+        refusals: list[Refusal] = []
         try:
             with self.crm.transaction() as uow:
-                for item in chunk:
-                    self.apply_or_refuse(uow, item, single=False, pending=pending)
+                outcomes = self.apply(uow, chunk, refusals, single=False)
         except CRMError:
-            for name in (*OUTCOMES, "refused"):
-                setattr(self.result, name, getattr(before, name))
-            self.result.refusals = before.refusals
-            pending = []
+            refusals, outcomes = [], []
             for item in chunk:
+                alone: list[Refusal] = []
                 try:
                     with self.crm.transaction() as uow:
-                        self.apply_or_refuse(uow, item, single=False, pending=pending)
+                        outcomes += self.apply(uow, [item], alone, single=False)
                 except CRMError as exc:
                     line = item.line if isinstance(item, r.Parsed) else item[0]
-                    self._refuse(Refusal(line, "row", None, str(exc)), pending)
-        for refusal in pending:
-            self.sink.write(refusal)
+                    alone = [Refusal(line, "row", None, str(exc))]
+                refusals += alone
+        self._count(outcomes)
+        self._emit(refusals)
 
-    def apply_or_refuse(self, uow: UnitOfWork, item: r.Parsed | tuple[int, r.Refused], *, single: bool,
-                        pending: list[Refusal] | None = None) -> None:
-        if isinstance(item, tuple):
-            line, refused = item
-            self._refuse(Refusal(line, refused.field, refused.value, refused.reason), pending)
-            return
+    def apply_alone(self, uow: UnitOfWork, chunk: list[Item]) -> None:
+        """A batch of a single-transaction import (dry run, all or nothing): a storage failure
+        refuses the whole import at the row it hit."""
+        refusals: list[Refusal] = []
         try:
-            self.result.count(self.apply(uow, item))
-        except r.Refused as refused:
-            self._refuse(Refusal(item.line, refused.field, refused.value, refused.reason), pending)
-        except ValidationError as exc:
-            self._refuse(Refusal(item.line, exc.field, exc.value, exc.reason), pending)
+            self._count(self.apply(uow, chunk, refusals, single=True))
+        finally:
+            self._emit(refusals)
+
+    def apply(self, uow: UnitOfWork, chunk: list[Item], refusals: list[Refusal], *,
+              single: bool) -> list[str]:
+        """Apply a batch: the outcome of each good record, once its writes are done."""
+        batch = _Batch(self, uow)
+        batch.prepare([item for item in chunk if isinstance(item, r.Parsed)])
+        outcomes: list[str] = []
+        for item in chunk:
+            if isinstance(item, tuple):
+                line, refused = item
+                refusals.append(Refusal(line, refused.field, refused.value, refused.reason))
+                continue
+            try:
+                outcomes.append(self._apply(batch, item))
+            except r.Refused as refused:
+                refusals.append(Refusal(item.line, refused.field, refused.value, refused.reason))
+            except ValidationError as exc:
+                refusals.append(Refusal(item.line, exc.field, exc.value, exc.reason))
+            except CRMError as exc:
+                if single:  # the transaction cannot go on; the whole import is refused at this row
+                    refusals.append(Refusal(item.line, "row", None, str(exc)))
+                    raise _Rollback from None
+                raise
+        try:
+            batch.flush()
         except CRMError as exc:
-            if single:  # the transaction cannot go on; the whole import is refused at this row
-                self._refuse(Refusal(item.line, "row", None, str(exc)), pending)
+            if single:
+                first, last = batch.lines
+                refusals.append(Refusal(first, "row", None, f"{exc} (a record of lines {first}-{last})"))
                 raise _Rollback from None
             raise
+        return outcomes
 
-    def _refuse(self, refusal: Refusal, pending: list[Refusal] | None) -> None:
-        self.result.refused += 1
-        if len(self.result.refusals) < KEPT_REFUSALS:
-            self.result.refusals.append(refusal)
-        if pending is None:
+    def _count(self, outcomes: list[str]) -> None:
+        for outcome in outcomes:
+            self.result.count(outcome)
+
+    def _emit(self, refusals: list[Refusal]) -> None:
+        for refusal in sorted(refusals, key=lambda refused: refused.line):
+            self.result.refused += 1
+            if len(self.result.refusals) < KEPT_REFUSALS:
+                self.result.refusals.append(refusal)
             self.sink.write(refusal)
-        else:
-            pending.append(refusal)
 
-    def apply(self, uow: UnitOfWork, parsed: r.Parsed) -> str:
-        """Write one record; returns its outcome ("inserted", "updated" or "unchanged")."""
+    def _apply(self, batch: _Batch, parsed: r.Parsed) -> str:
+        """Apply one record; returns its outcome ("inserted", "updated" or "unchanged")."""
         now = self.crm.clock()
         region = self.mapping.region
         if parsed.kind == "customers":
             assert self.key is not None
             key = r.customer_key(parsed, self.key)
-            found = r.find_customer(uow, key, region=region) if key else None
+            found = batch.customer(key) if key else None
             if found is None:
                 customer = r.new_customer(parsed, region=region, now=now)
-                if "id" in parsed.fields and self.key != "id" and uow.customers.find(customer.id):
+                if "id" in parsed.fields and self.key != "id" and batch.customer_exists(customer.id):
                     raise r.Refused("id", customer.id, f"belongs to a customer with another {self.key}")
-                self._check_owners(uow, customer, skip=key[1] if key and key[0] == "email" else None)
+                self._check_owners(batch, customer, skip=key[1] if key and key[0] == "email" else None)
                 self.crm.plugins.hook.crmcore_validate_customer(customer=customer)
-                uow.customers.add(customer)
+                batch.add("customers", customer, parsed)
                 return "inserted"
             changed = r.merge(found, parsed, region=region, now=now)
             if changed == found:
                 return "unchanged"
-            self._check_owners(uow, changed)
+            self._check_owners(batch, changed)
             self.crm.plugins.hook.crmcore_validate_customer(customer=changed)
-            uow.customers.update(changed)
+            batch.update("customers", found, changed, now)
             return "updated"
-        customer_id = r.resolve(uow, parsed, region=region)
-        record = r.owned_record(parsed, customer_id, now=now)
-        stored = r.stored_record(uow, parsed.kind, record.id)
+        if parsed.kind == "accounts":
+            return self._apply_account(batch, parsed, now)
+        customer_id = batch.resolve(parsed)
+        record = r.owned_record(parsed, customer_id, now=now, id=batch.record_ids.get(id(parsed)))
+        stored = batch.record(parsed.kind, record.id)
         if stored is None:
-            getattr(uow, parsed.kind).add(record)
+            batch.add(parsed.kind, record, parsed)
             return "inserted"
         if parsed.kind != "cases":
             if stored == record:
@@ -285,22 +328,182 @@ class _Importer:
         case = attrs.evolve(stored, **{k: getattr(record, k) for k in parsed.fields if k != "id"})
         if case == stored:
             return "unchanged"
-        uow.cases.update(case)
+        batch.update("cases", stored, case, now)
+        return "updated"
+
+    def _apply_account(self, batch: _Batch, parsed: r.Parsed, now: Any) -> str:
+        """Accounts are checked as `crm.operational.accounts` checks them (parent, members,
+        owner, no loop), which reads the batch's earlier accounts: they are written first."""
+        batch.flush()
+        accounts = self.crm.operational.accounts
+        stored = batch.record("accounts", r.account_id(parsed))
+        if stored is None:
+            account = r.new_account(parsed)
+            accounts.check(batch.uow, account)
+            batch.add("accounts", account, parsed)
+            return "inserted"
+        changed = r.merge_account(stored, parsed)
+        if changed == stored:
+            return "unchanged"
+        accounts.check(batch.uow, changed)
+        batch.update("accounts", stored, changed, now)
         return "updated"
 
     @staticmethod
-    def _check_owners(uow: UnitOfWork, customer: Customer, skip: str | None = None) -> None:
+    def _check_owners(batch: _Batch, customer: Customer, skip: str | None = None) -> None:
         for address in customer.emails:
             if address == skip:
                 continue
-            owner = uow.customers.by_email(address)
-            if owner is not None and owner.id != customer.id:
-                raise r.Refused("emails", address, f"belongs to another customer ({owner.id})")
+            owner = batch.email_owner(address)
+            if owner is not None and owner != customer.id:
+                raise r.Refused("emails", address, f"belongs to another customer ({owner})")
         for source, external in customer.external_ids.items():
-            owner = uow.customers.by_external_id(source, external)
-            if owner is not None and owner.id != customer.id:
+            owner = batch.external_owner(source, external)
+            if owner is not None and owner != customer.id:
                 raise r.Refused(f"external_id.{source}", external,
-                                f"belongs to another customer ({owner.id})")
+                                f"belongs to another customer ({owner})")
+
+
+class _Batch:
+    """One batch in one unit of work: its stored keys read together (`Known`), its new
+    records written together (`add_many`, the path `bulk_import` takes) when it ends, or
+    sooner when a lookup must see them. A key the batch wrote is forgotten, so the next
+    row naming it reads storage after the pending records are written."""
+
+    def __init__(self, importer: _Importer, uow: UnitOfWork) -> None:
+        self.uow = uow
+        self.region = importer.mapping.region
+        self.known = Known(uow)
+        self.new: dict[str, list[Any]] = {}
+        self.record_ids: dict[int, str] = {}
+        """Content ids computed while preparing, by the parsed record's identity."""
+        self.lines = (0, 0)
+        """First and last line of the records waiting to be written."""
+
+    def prepare(self, items: list[r.Parsed]) -> None:
+        """Ask storage, in a few queries, about every key the batch names."""
+        if not items or not self.known.speaks_sql:
+            return
+        known = self.known
+        if items[0].kind == "customers":
+            emails: list[str] = []
+            for parsed in items:
+                for address in parsed.fields.get("emails") or ():
+                    try:
+                        emails.append(v.email(address, "emails").lower())
+                    except ValidationError:
+                        continue  # refused when its row is applied
+            known.load_emails(emails)
+            known.load_externals((s, e) for parsed in items for s, e in parsed.external_ids.items())
+            owners = [o for o in (*known.emails.values(), *known.externals.values()) if o is not None]
+            known.load_customers([*(str(p.fields["id"]) for p in items if "id" in p.fields), *owners])
+            return
+        if items[0].kind == "accounts":
+            known.load_records("accounts", Account, (r.account_id(p) for p in items))
+            return
+        by_id = [p for p in items if p.customer is not None and p.customer[0] == "id"]
+        known.load_customer_ids(p.customer[1] for p in by_id if p.customer is not None)
+        for parsed in by_id:
+            if "id" not in parsed.fields and parsed.customer is not None:
+                self.record_ids[id(parsed)] = r.record_id(parsed, parsed.customer[1])
+        ids = [str(p.fields["id"]) for p in items if "id" in p.fields]
+        known.load_records(items[0].kind, STORED_AS[items[0].kind], [*ids, *self.record_ids.values()])
+
+    def flush(self) -> None:
+        """Write the pending new records, a statement per table."""
+        for kind, items in self.new.items():
+            repo = getattr(self.uow, kind)
+            add_many = getattr(repo, "add_many", None)
+            if add_many is None:  # a storage plugin without the batch path
+                for item in items:
+                    repo.add(item)
+            else:
+                add_many(items)
+        self.new = {}
+
+    def add(self, kind: str, record: Any, parsed: r.Parsed) -> None:
+        first = self.lines[0] if any(self.new.values()) else parsed.line
+        self.lines = (first, parsed.end)
+        self.new.setdefault(kind, []).append(record)
+        self._forget(record)
+
+    def update(self, kind: str, before: Any, after: Any, now: Any) -> None:
+        stored = getattr(self.uow, kind).update(after)
+        if kind in HISTORY_KIND:  # as the facade does: accounts keep no history
+            history.record(self.uow, HISTORY_KIND[kind], before, stored, now)
+        self._forget(stored)
+
+    def _forget(self, record: Any) -> None:
+        if isinstance(record, Customer):
+            self.known.forget_customer(record)
+        else:
+            self.known.forget_record(record.id)
+
+    def customer(self, key: tuple[str, str]) -> Customer | None:
+        """The customer a key names (see `records.find_customer`)."""
+        how, value = key
+        known = self.known
+        owner: Any = UNKNOWN
+        if how == "id":
+            owner = value
+        elif how == "email":
+            try:
+                owner = known.emails.get(v.email(value, "emails").lower(), UNKNOWN)
+            except ValidationError as exc:
+                raise r.Refused.of(exc) from None
+        elif how.startswith("external_id."):
+            owner = known.externals.get((how.removeprefix("external_id."), value), UNKNOWN)
+        if owner is None:
+            return None
+        found = UNKNOWN if owner is UNKNOWN else known.customers.get(owner, UNKNOWN)
+        if found is not UNKNOWN:
+            return cast(Customer | None, found)
+        self.flush()
+        return r.find_customer(self.uow, key, region=self.region)
+
+    def customer_exists(self, customer_id: str) -> bool:
+        found = self.known.customer_ids.get(customer_id, UNKNOWN)
+        if found is UNKNOWN:
+            self.flush()
+            return r.customer_exists(self.uow, customer_id)
+        return bool(found)
+
+    def resolve(self, parsed: r.Parsed) -> str:
+        """The id of the customer a purchase, interaction or case names; `Refused` if nobody."""
+        assert parsed.customer is not None
+        how, value = parsed.customer
+        if how == "id":
+            if self.customer_exists(value):
+                return value
+            found = None
+        else:
+            found = self.customer(parsed.customer)
+        if found is None:
+            raise r.Refused(f"customer_{how}", value, f"no customer with {how} {value!r}")
+        return found.id
+
+    def record(self, kind: str, record_id: str) -> Any:
+        found = self.known.records.get(record_id, UNKNOWN)
+        if found is UNKNOWN:
+            self.flush()
+            return r.stored_record(self.uow, kind, record_id)
+        return found
+
+    def email_owner(self, address: str) -> str | None:
+        found = self.known.emails.get(address.lower(), UNKNOWN)
+        if found is UNKNOWN:
+            self.flush()
+            owner = self.uow.customers.by_email(address)
+            return None if owner is None else owner.id
+        return cast(str | None, found)
+
+    def external_owner(self, source: str, external: str) -> str | None:
+        found = self.known.externals.get((source, external), UNKNOWN)
+        if found is UNKNOWN:
+            self.flush()
+            owner = self.uow.customers.by_external_id(source, external)
+            return None if owner is None else owner.id
+        return cast(str | None, found)
 
 
 def _check_key(kind: str, key: str) -> None:

@@ -33,7 +33,9 @@ from crmcore import serialization
 from crmcore import values as v
 from crmcore.errors import ValidationError
 
-KINDS = ("customers", "purchases", "interactions", "cases")
+KINDS = ("customers", "accounts", "purchases", "interactions", "cases")
+OWNED = ("purchases", "interactions", "cases")
+"""Kinds whose records belong to a customer a `customer_*` column names."""
 LIST_SEPARATOR = "|"
 """Separator of several values in one CSV cell (e-mails, phones, tags)."""
 
@@ -42,6 +44,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "customers": ("id", "name", "kind", "emails", "phones", "country", "city", "postal_code", "street",
                   "address_region", "address_kind", "birth_date", "language", "lifecycle", "tier", "tags",
                   "service_point", "created_at", "other_addresses", "consents"),
+    "accounts": ("id", "name", "kind", "parent_id", "tier", "owner", "service_point", "members"),
     "purchases": ("id", *_REFERENCES, "ordered_at", "product", "unit_price", "currency", "quantity",
                   "category", "channel", "service_point"),
     "interactions": ("id", *_REFERENCES, "channel", "direction", "occurred_at", "service_point", "agent",
@@ -63,7 +66,7 @@ _FIELD_TYPES = {
     "opened_at": "datetime", "sla_due": "datetime", "resolved_at": "datetime", "quantity": "int",
     "unit_price": "decimal", "duration": "float", "satisfaction": "int", "nps": "int",
     "priority": "int", "contacts": "int", "emails": "list", "phones": "list", "tags": "list",
-    "other_addresses": "records", "consents": "records",
+    "other_addresses": "records", "consents": "records", "members": "records",
 }
 JSON_FIELDS = frozenset(f for f, t in _FIELD_TYPES.items() if t == "records")
 """Fields that hold a list of records: JSON text in a CSV cell, a JSON list in JSON Lines."""
@@ -101,14 +104,14 @@ def target(kind: str, spec: str) -> Target | None:
         if kind_of not in TYPES:
             raise ValidationError("mapping", spec, f"attribute type must be one of {', '.join(TYPES)}")
         return Target("attributes", name, kind_of)
-    if head in ("external_id", "customer_external_id") and (head == "external_id") == (kind == "customers"):
+    if (head == "external_id" and kind == "customers") or (head == "customer_external_id" and kind in OWNED):
         return Target(head, v.name(rest, "external id source"))
     field = ALIASES.get(spec, spec)
     if field not in FIELDS[kind]:
-        extra = "attributes.NAME[:type], external_id.SOURCE" if kind == "customers" \
-            else "customer_external_id.SOURCE"
+        extra = ", attributes.NAME[:type], external_id.SOURCE" if kind == "customers" \
+            else ", customer_external_id.SOURCE" if kind in OWNED else ""
         raise ValidationError("mapping", spec, f"is not a {kind} field; known: "
-                              f"{', '.join(FIELDS[kind])}, {extra}")
+                              f"{', '.join(FIELDS[kind])}{extra}")
     return Target(field, type=_FIELD_TYPES.get(field, "text"))
 
 
@@ -188,19 +191,31 @@ class ColumnMapping:
 
     def value(self, target: Target, cell: Any) -> Any:
         """The typed value of one cell (None when empty); ValidationError names the field."""
-        if cell.__class__ is str:
-            cell = cell.strip()
-            if not cell:
+        return self.converter(target)(cell)
+
+    def converter(self, target: Target) -> Callable[[Any], Any]:
+        """`value` for one column, with the conversion chosen once (an import compiles its
+        columns into these before the first row)."""
+        kind = target.type
+        convert: Callable[[ColumnMapping, Any], Any] = _CONVERTERS.get(kind, _text)
+        spelled = target.spelled
+        text = kind == "text"
+
+        def value(cell: Any) -> Any:
+            if cell.__class__ is str:
+                cell = cell.strip()
+                if not cell:
+                    return None
+                if text:  # the common case, without a call
+                    return cell
+            elif cell is None:
                 return None
-            if target.type == "text":  # the common case, without a call
-                return cell
-        elif cell is None:
-            return None
-        convert: Callable[[ColumnMapping, Any], Any] = _CONVERTERS.get(target.type, _text)
-        try:
-            return convert(self, cell)
-        except ValidationError as exc:
-            raise ValidationError(target.spelled, cell, exc.reason) from None
+            try:
+                return convert(self, cell)
+            except ValidationError as exc:
+                raise ValidationError(spelled, cell, exc.reason) from None
+
+        return value
 
     def instant(self, cell: Any) -> datetime:
         if isinstance(cell, datetime):

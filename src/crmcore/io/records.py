@@ -11,7 +11,7 @@ ids and custom attributes are added or replaced key by key.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, cast
 
 import attrs
@@ -19,9 +19,19 @@ import attrs
 from crmcore import serialization
 from crmcore import values as v
 from crmcore.errors import NotFound, ValidationError
-from crmcore.io.mapping import FIELDS, ColumnMapping, Target
+from crmcore.io.mapping import FIELDS, OWNED, ColumnMapping, Target
 from crmcore.io.sources import Row
-from crmcore.model import Case, Consent, Customer, Interaction, OrderLine, PostalAddress, Purchase
+from crmcore.model import (
+    Account,
+    AccountMember,
+    Case,
+    Consent,
+    Customer,
+    Interaction,
+    OrderLine,
+    PostalAddress,
+    Purchase,
+)
 from crmcore.ports import UnitOfWork
 from crmcore.ports.storage import SqlUnitOfWork, sql_dialect
 from crmcore.segments.sql import DIALECTS
@@ -66,47 +76,104 @@ class Refused(Exception):
         return cls(error.field, error.value, error.reason)
 
 
-def parse(mapping: ColumnMapping, planned: Mapping[str, Target], row: Row) -> Parsed:
+_REFERENCE_FIELDS = frozenset(("customer_id", "customer_email", "customer_phone"))
+
+
+@attrs.frozen
+class Plan:
+    """A file's columns compiled once: per column, its target, converter and where the value goes."""
+
+    kind: str
+    columns: tuple[tuple[str, Target, Callable[[Any], Any], str, dict[str, Any] | None, bool], ...]
+    """(column, target, converter, slot, memo, text); slot: plain, list, attribute, external,
+    reference; memo: the typed values of the column's recent cells; text: a plain text column."""
+
+    @classmethod
+    def of(cls, mapping: ColumnMapping, planned: Mapping[str, Target]) -> Plan:
+        def slot(target: Target) -> str:
+            if target.field in _PLAIN:
+                return "plain"
+            if target.field == "attributes":
+                return "attribute"
+            if target.field == "external_id":
+                return "external"
+            if target.field == "customer_external_id" or target.field in _REFERENCE_FIELDS:
+                return "reference"
+            return "list"
+
+        return cls(mapping.kind, tuple(
+            (column, target, mapping.converter(target), slot(target),
+             {} if target.type in _MEMO_TYPES else None, target.type == "text")
+            for column, target in planned.items()
+        ))
+
+
+MEMO = 4096
+"""Cells remembered per typed column: dates, prices, quantities and flags repeat (the lines
+of one order, a catalogue's prices), and a converted value is immutable, so it is shared."""
+_MISS: Any = object()
+_MEMO_TYPES = frozenset(("int", "float", "decimal", "bool", "date", "datetime"))
+"""Types whose values are immutable (lists and JSON records are not shared)."""
+
+
+def parse(plan: Plan, row: Row) -> Parsed:
     """The typed record of a row; raises `Refused` naming the first bad cell."""
-    if "" in row.cells:
-        problem = row.cells[""]
+    cells = row.cells
+    if "" in cells:
+        problem = cells[""]
         reason = problem if isinstance(problem, str) else "has more cells than the header has columns"
         raise Refused("row", None, reason)
     fields: dict[str, Any] = {}
     attributes: dict[str, v.AttributeValue] = {}
     external: dict[str, str] = {}
     customer: tuple[str, str] | None = None
-    cells = row.cells
-    for column, target in planned.items():
-        try:
-            value = mapping.value(target, cells.get(column))
-        except ValidationError as exc:
-            raise Refused.of(exc) from None
+    get = cells.get
+    for column, target, convert, slot, memo, text in plan.columns:
+        cell = get(column)
+        if cell.__class__ is not str:
+            value = _converted(convert, cell)
+        elif text:  # trimmed; empty is no value
+            value = cell.strip() or None
+        elif memo is None:
+            value = _converted(convert, cell)
+        else:
+            value = memo.get(cell, _MISS)
+            if value is _MISS:
+                value = _converted(convert, cell)
+                if len(memo) >= MEMO:
+                    memo.clear()
+                memo[cell] = value
         if value is None:
             continue
-        if target.field in _PLAIN:
+        if slot == "plain":
             fields[target.field] = value
-        elif target.field == "attributes":
+        elif slot == "attribute":
             if isinstance(value, str) and "\x00" in value:
                 raise Refused(target.spelled, value, "must not contain NUL characters")
             attributes[target.name] = value
-        elif target.field == "external_id":
+        elif slot == "external":
             external[target.name] = value
-        elif target.field == "customer_external_id":
-            customer = (f"external_id.{target.name}", value)
-        elif target.field in ("customer_id", "customer_email", "customer_phone"):
-            customer = (target.field.removeprefix("customer_"), value)
+        elif slot == "reference":
+            customer = (f"external_id.{target.name}" if target.field == "customer_external_id"
+                        else target.field.removeprefix("customer_"), value)
         elif target.field in fields and isinstance(value, list):
             fields[target.field] = [*fields[target.field], *value]
         else:
             fields[target.field] = value
-    if mapping.kind != "customers" and customer is None:
+    if plan.kind in OWNED and customer is None:
         raise Refused("customer_id", None, "names no customer (map customer_id, customer_email, "
                                            "customer_phone or customer_external_id.SOURCE)")
     lines: tuple[dict[str, Any], ...] = ()
-    if mapping.kind == "purchases":
+    if plan.kind == "purchases":
         lines = ({k: fields.pop(k) for k in _LINE if k in fields},)
-    return Parsed(row.line, mapping.kind, fields, attributes, external, customer, lines)
+    return Parsed(row.line, plan.kind, fields, attributes, external, customer, lines)
+
+
+def _converted(convert: Callable[[Any], Any], cell: Any) -> Any:
+    try:
+        return convert(cell)
+    except ValidationError as exc:
+        raise Refused.of(exc) from None
 
 
 def grouped(records: Iterable[Parsed | tuple[int, Refused]]) -> Iterator[Parsed | tuple[int, Refused]]:
@@ -118,7 +185,8 @@ def grouped(records: Iterable[Parsed | tuple[int, Refused]]) -> Iterator[Parsed 
                 and item.customer == pending.customer)
         if same:
             assert pending is not None and isinstance(item, Parsed)
-            pending = attrs.evolve(pending, lines=(*pending.lines, *item.lines), end=item.end)
+            pending = Parsed(pending.line, pending.kind, pending.fields, pending.attributes,
+                             pending.external_ids, pending.customer, (*pending.lines, *item.lines), item.end)
             continue
         if pending is not None:
             yield pending
@@ -219,6 +287,43 @@ def merge(stored: Customer, parsed: Parsed, *, region: str | None, now: Any) -> 
     return changed if changed == stored else attrs.evolve(changed, updated_at=now)
 
 
+def account_id(parsed: Parsed) -> str:
+    """The id the file gives an account, else one derived from its name, kind and parent
+    (so the same id-less row imported twice is one account)."""
+    given = parsed.fields.get("id")
+    if given:
+        return str(given)
+    named = {k: parsed.fields.get(k) for k in ("name", "kind", "parent_id")}
+    return hashlib.sha256(serialization.dumps(["account", named]).encode()).hexdigest()[:32]
+
+
+def new_account(parsed: Parsed) -> Account:
+    f = dict(parsed.fields)
+    f.pop("id", None)
+    members = _structured(f, "members", AccountMember) or ()
+    try:
+        return Account(account_id(parsed), f.pop("name", None) or _missing("name"), members=members, **f)
+    except ValidationError as exc:
+        raise Refused.of(exc) from None
+    except TypeError as exc:
+        raise Refused("row", None, str(exc)) from None
+
+
+def merge_account(stored: Account, parsed: Parsed) -> Account:
+    """The stored account with the file's values: the file wins where it has a value; its
+    members are added, or their role replaced (members missing from the file stay)."""
+    f = dict(parsed.fields)
+    f.pop("id", None)
+    members = _structured(f, "members", AccountMember) or ()
+    try:
+        changed = attrs.evolve(stored, **f)
+        for member in members:
+            changed = changed.with_member(member)
+    except ValidationError as exc:
+        raise Refused.of(exc) from None
+    return changed
+
+
 def _unique(items: list[str]) -> tuple[str, ...]:
     first: dict[str, str] = {}
     for item in items:
@@ -250,24 +355,33 @@ def content_id(kind: str, parsed: Parsed, customer_id: str) -> str:
     return hashlib.sha256(data.encode()).hexdigest()[:32]
 
 
-def owned_record(parsed: Parsed, customer_id: str, *, now: Any) -> Purchase | Interaction | Case:
+def record_id(parsed: Parsed, customer_id: str) -> str:
+    """The id the file gives a purchase, interaction or case, else its content id."""
+    given = parsed.fields.get("id")
+    return str(given) if given else content_id(parsed.kind, parsed, customer_id)
+
+
+def owned_record(
+    parsed: Parsed, customer_id: str, *, now: Any, id: str | None = None
+) -> Purchase | Interaction | Case:
     """The purchase, interaction or case a parsed row describes, for the customer it names."""
     f = dict(parsed.fields)
-    record_id = f.pop("id", None) or content_id(parsed.kind, parsed, customer_id)
+    f.pop("id", None)
+    key = id or record_id(parsed, customer_id)
     try:
         if parsed.kind == "purchases":
             lines = tuple(_order_line(line) for line in parsed.lines)
-            return Purchase(record_id, customer_id, f.pop("ordered_at", None) or _missing("ordered_at"),
+            return Purchase(key, customer_id, f.pop("ordered_at", None) or _missing("ordered_at"),
                             lines, **f)
         if parsed.kind == "interactions":
             if "duration" in f:
                 from datetime import timedelta
 
                 f["duration"] = timedelta(seconds=f["duration"])
-            return Interaction(record_id, customer_id, f.pop("channel", None) or _missing("channel"),
+            return Interaction(key, customer_id, f.pop("channel", None) or _missing("channel"),
                                f.pop("direction", None) or _missing("direction"),
                                f.pop("occurred_at", None) or _missing("occurred_at"), **f)
-        return Case(record_id, customer_id, f.pop("kind", None) or _missing("kind"),
+        return Case(key, customer_id, f.pop("kind", None) or _missing("kind"),
                     f.pop("subject", None) or _missing("subject"), f.pop("opened_at", now), **f)
     except ValidationError as exc:
         raise Refused.of(exc) from None
@@ -275,7 +389,24 @@ def owned_record(parsed: Parsed, customer_id: str, *, now: Any) -> Purchase | In
         raise Refused("row", None, str(exc)) from None
 
 
+LINES_KEPT = 1 << 14
+"""Order lines remembered by their cells: a catalogue repeats (product, price, quantity),
+and a frozen line is shared safely, so each is built and validated once."""
+_LINES: dict[tuple[Any, ...], OrderLine] = {}
+
+
 def _order_line(line: dict[str, Any]) -> OrderLine:
+    key = tuple((name, str(value)) for name, value in line.items())
+    known = _LINES.get(key)
+    if known is None:
+        known = _built_line(line)
+        if len(_LINES) >= LINES_KEPT:
+            _LINES.clear()
+        _LINES[key] = known
+    return known
+
+
+def _built_line(line: dict[str, Any]) -> OrderLine:
     price = line.get("unit_price")
     if price is None:
         _missing("unit_price")

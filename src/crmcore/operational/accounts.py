@@ -118,6 +118,11 @@ class Accounts:
                     return _sql_rollup(uow, DIALECTS[dialect], account_id, ids, start)
             return _python_rollup(uow, account_id, ids, start)
 
+    def check(self, uow: UnitOfWork, account: Account) -> None:
+        """ValidationError unless the account's parent, members and owner exist and its parent
+        makes no loop: what `add` and `update` check, for writers below the facade (imports)."""
+        self._check(uow, account)
+
     def _check(self, uow: UnitOfWork, account: Account) -> None:
         if not isinstance(account, Account):
             raise ValidationError("account", account, "must be an Account")

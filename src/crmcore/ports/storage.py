@@ -45,6 +45,11 @@ class Repository(Protocol[T]):
         """Store a new item (its version must be 0); IntegrityError if the id exists."""
         ...
 
+    def add_many(self, items: Sequence[T]) -> int:
+        """Store new items at once (an import's batch); IntegrityError if an id exists,
+        after which the transaction must roll back."""
+        ...
+
     def get(self, id: str) -> T:
         """The item, or NotFound."""
         ...
@@ -105,6 +110,8 @@ class CustomerLog(CustomerRows, Protocol[T]):
     """Append-only records that belong to a customer (interactions, purchases)."""
 
     def add(self, item: T) -> T: ...
+
+    def add_many(self, items: Sequence[T]) -> int: ...
 
     def get(self, id: str) -> T: ...
 

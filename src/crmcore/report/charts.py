@@ -71,4 +71,20 @@ def specs(figures: Figures) -> dict[str, dict[str, Any] | Missing]:
     chart("pipeline", figures.pipeline, lambda c: c.mark_bar().encode(
         y=alt.Y("stage:N", sort=alt.SortField("order"), title="stage"), x=alt.X("opportunities:Q"),
         color=alt.Color("stage:N", legend=None), tooltip=["stage:N", "opportunities:Q", "amounts:N"]))
+    chart("campaign_lift", figures.campaign_lift, lambda c: _lift(alt, c))
     return built
+
+
+def _lift(alt: Any, base: Any) -> Any:
+    """Each campaign's lift as a point on its confidence interval, beside the line of no effect."""
+    y = alt.Y("label:N", title=None, sort=None)
+    interval = base.mark_rule(strokeWidth=2).encode(
+        x=alt.X("low:Q", title="lift, percentage points (target rate - control rate)"), x2="high:Q", y=y,
+        color=alt.Color("significant:N", title="real difference",
+                        scale=alt.Scale(domain=[True, False], range=["#2ca02c", "#999999"])))
+    point = base.mark_point(filled=True, size=70).encode(
+        x="lift:Q", y=y, color=alt.Color("significant:N"),
+        tooltip=["campaign:N", "campaign_id:N", "measure:N", "lift:Q", "low:Q", "high:Q", "target:Q",
+                 "control:Q", "p_value:Q", "members:N", "population:N", "confidence:N"])
+    zero = base.mark_rule(strokeDash=[4, 3], color="#444").encode(x=alt.datum(0))
+    return alt.layer(interval, point, zero).properties(height=alt.Step(22))

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 Rows = list[dict[str, Any]]
 TOP = 20
 """Rows of the churn-risk list and items of the next-offer chart."""
+CAMPAIGNS = 8
+"""Campaigns in the lift chart: the most recently launched."""
 
 
 @attrs.frozen
@@ -51,6 +53,7 @@ class Figures:
     quality_by_channel: Rows | Missing
     quality_by_point: Rows | Missing
     pipeline: Rows | Missing
+    campaign_lift: Rows | Missing = Missing("not computed")
 
 
 def _guard(compute: Callable[[], Rows]) -> Rows | Missing:
@@ -139,8 +142,46 @@ def gather(crm: CRM, as_of: datetime | None = None) -> Figures:
     return Figures(
         moment, count, lifecycle, tier_rows, _guard(rfm), _guard(clv), _guard(churn), _guard(repurchase),
         _guard(offers), _guard(lambda: quality("channel")), _guard(lambda: quality("service_point")),
-        _guard(pipeline),
+        _guard(pipeline), _guard(lambda: campaign_lift(crm, moment)),
     )
+
+
+def campaign_lift(crm: CRM, moment: datetime) -> Rows:
+    """Response and conversion lift (target rate minus control rate, in percentage points)
+    with its confidence interval, for the campaigns launched most recently before `moment`,
+    each measured over its response window so far (`crm.marketing.analyse`): among the
+    members the send reached, or, for a campaign that reached nobody (an A/A rehearsal on
+    history), among everyone assigned at launch."""
+    with crm.reading() as uow:
+        launched = sorted((c for c in every(uow, "campaigns")
+                           if c.launched_at is not None and c.launched_at <= moment),
+                          key=lambda c: (c.launched_at, c.id), reverse=True)[:CAMPAIGNS]
+    rows: Rows = []
+    for campaign in launched:
+        result = None
+        for population in ("reachable", "assigned"):
+            try:
+                result = crm.marketing.analyse(campaign.id, population=population)
+                break
+            except CRMError:  # too few members in a group to compare
+                continue
+        if result is None:
+            continue
+        overall = result.overall
+        for measure, lift in (("response", overall.response), ("conversion", overall.conversion)):
+            rows.append({
+                "campaign": campaign.name, "campaign_id": campaign.id, "measure": measure,
+                "label": f"{campaign.name}: {measure}",
+                "lift": round(100 * lift.difference, 3), "low": round(100 * lift.low, 3),
+                "high": round(100 * lift.high, 3), "target": round(100 * lift.target.value, 3),
+                "control": round(100 * lift.control.value, 3), "p_value": round(lift.p_value, 4),
+                "significant": lift.significant(1 - lift.confidence),
+                "members": f"{overall.target.members:,} / {overall.control.members:,}",
+                "confidence": f"{lift.confidence:.0%}", "population": population,
+            })
+    if not rows:
+        raise CRMError("no launched campaign with a target and a control group to compare")
+    return rows
 
 
 def customer_counts(uow: UnitOfWork) -> list[tuple[str, str, str | None, int]]:

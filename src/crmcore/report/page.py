@@ -31,6 +31,9 @@ SECTIONS = (
     ("quality_service_point", "Service quality by service point",
      "Satisfaction (CSAT) per month and service point."),
     ("pipeline", "Sales pipeline", "Opportunities by stage, in the order of the sales cycle."),
+    ("campaign_lift", "Campaign lift",
+     "What each recent campaign changed: target rate minus control rate, with its confidence "
+     "interval (Newcombe); green where the interval excludes no effect."),
 )
 
 _STYLE = """
@@ -114,6 +117,11 @@ def render(title: str, figures: Figures, charts: dict[str, dict[str, Any] | Miss
             parts.append(_table(figures.churn_risk,
                                 ("customer", "customer_id", "p_alive", "value", "since_last"),
                                 ("customer", "id", "P(alive)", "value at risk", "weeks since last purchase")))
+        if name == "campaign_lift" and not isinstance(figures.campaign_lift, Missing):
+            parts.append(_table(figures.campaign_lift, ("campaign", "measure", "target", "control", "lift",
+                                                        "low", "high", "p_value"),
+                                ("campaign", "measure", "target %", "control %", "lift (points)", "low",
+                                 "high", "p")))
         if name == "pipeline" and not isinstance(figures.pipeline, Missing):
             parts.append(_table(figures.pipeline, ("stage", "opportunities", "amounts"),
                                 ("stage", "opportunities", "amount")))

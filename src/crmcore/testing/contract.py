@@ -209,6 +209,25 @@ class StorageContract(OperationalStorageContract, LifecycleContract):
         with storage.transaction() as uow:
             assert uow.customers.count() == 1
 
+    def test_add_many_stores_like_add_and_refuses_a_clash(self, storage: Storage) -> None:
+        """An import's batch path: the same rows and lookups as one `add` each; a taken id or
+        e-mail is an IntegrityError and the transaction keeps nothing of the batch."""
+        people = [customer(n, external_ids={"erp": f"E{n}"}) for n in range(1, 6)]
+        with storage.transaction() as uow:
+            assert uow.customers.add_many(people) == 5
+            bought = [purchase(n, "c0001", T0 + timedelta(days=n)) for n in range(3)]
+            assert uow.purchases.add_many(bought) == 3
+        with storage.transaction() as uow:
+            assert uow.customers.get("c0003") == attrs.evolve(people[2], version=1)
+            assert uow.customers.by_email("USER4@example.org") == attrs.evolve(people[3], version=1)
+            assert uow.customers.by_external_id("erp", "E5") == attrs.evolve(people[4], version=1)
+            assert len(uow.purchases.for_customer("c0001")) == 3
+        for clash in ([customer(6), customer(2)], [customer(7), customer(8, emails=("user1@example.org",))]):
+            with pytest.raises(IntegrityError), storage.transaction() as uow:
+                uow.customers.add_many(clash)
+        with storage.transaction() as uow:
+            assert uow.customers.count() == 5 and uow.customers.find("c0006") is None
+
     # ---- customer logs ----
 
     def test_timeline_is_newest_first(self, storage: Storage) -> None:

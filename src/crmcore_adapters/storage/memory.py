@@ -102,6 +102,11 @@ class MemoryRepository(Generic[T]):
         self.journal.set(self.rows, key, stored)
         return stored
 
+    def add_many(self, items: Sequence[T]) -> int:
+        for item in items:
+            self.add(item)
+        return len(items)
+
     def find(self, id: str) -> T | None:
         return self.rows.get(id)
 

@@ -212,6 +212,19 @@ class SqlRepository(Generic[T]):
             raise IntegrityError(f"{self.t.kind} {item.id!r} exists already")  # type: ignore[attr-defined]
         return stored
 
+    def add_many(self, items: Sequence[T]) -> int:
+        """Store new items with one statement for the lot (the bulk import's rows and path);
+        IntegrityError if an id exists, and the caller's transaction should then roll back."""
+        if type(self).add is not SqlRepository.add:  # more to write than the row (members, steps)
+            for item in items:
+                self.add(item)
+        else:
+            self._insert_many(items)
+        return len(items)
+
+    def _insert_many(self, items: Sequence[T]) -> None:
+        self.d.executemany(self.cur, insert_sql(self.t, self.d), bulk_rows(self.d, self.t, list(items)))
+
     def find(self, id: str) -> T | None:
         self._run(f"SELECT doc FROM {self.t.name} WHERE id = ?", (id,))  # noqa: S608
         row = self.cur.fetchone()
@@ -343,6 +356,14 @@ class SqlCustomers(SqlRepository[Customer]):
         stored = super().add(item)
         self._index(stored)
         return stored
+
+    def add_many(self, items: Sequence[Customer]) -> int:
+        """Many new customers and their lookup rows, a statement per table; a taken id,
+        e-mail or external id is an IntegrityError (the lookup tables' keys refuse it)."""
+        self._insert_many(items)
+        for sql, rows in index_rows(items):
+            self.d.executemany(self.cur, sql, rows)
+        return len(items)
 
     def update(self, item: Customer) -> Customer:
         stored = super().update(item)
