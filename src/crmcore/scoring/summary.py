@@ -12,10 +12,16 @@ because every purchase is in it (checked in the same pass), because the others
 are left out (`currency=`), or because every purchase day is converted to it at
 that day's rate (`currency=` with `rates=`, see `crmcore.exchange`).
 
-SQL storage computes it with one aggregation query, never by loading every
-purchase; the memory adapter gets the same figures from Python. A conversion
-reads one total per customer, day and currency (not every purchase) and
-converts in Python, the one place conversion is done.
+Storage keeps per customer and currency totals in step with every purchase write
+(`scoring.totals`): the summary of everything bought so far (no purchase at or
+after the end of the period, e.g. as of now) reads those, one row per customer
+and currency, without touching the purchases. A summary the totals cannot answer
+(a cutoff before the latest purchase, such as a calibration period; a
+conversion; purchase days across currencies) is aggregated from the purchases:
+in SQL with one aggregation query, never by loading every purchase; in Python
+for the memory adapter. `Summary.source` says which. A conversion reads one
+total per customer, day and currency (not every purchase) and converts in
+Python, the one place conversion is done.
 """
 
 from __future__ import annotations
@@ -90,6 +96,16 @@ class Summary:
     """True when amounts in other currencies were converted into `currency` at their day's rate."""
     measure: str = "revenue"
     """What the money figures measure: "revenue", or "margin" (see `scoring.margin`)."""
+    source: str = "purchases"
+    """Where the figures were read: "purchase_totals" (the totals kept with every purchase
+    write: everything bought so far) or "purchases" (aggregated from them: a cutoff before
+    the latest purchase, a conversion, margins)."""
+
+    def explain(self) -> dict[str, str | int | bool | None]:
+        """What the summary is of and where it was read."""
+        return {"customers": len(self), "end": self.period.end.isoformat(),
+                "unit_days": self.period.unit_days, "currency": self.currency,
+                "converted": self.converted, "measure": self.measure, "source": self.source}
 
     def __len__(self) -> int:
         return len(self.customer_ids)
@@ -108,7 +124,7 @@ class Summary:
     @classmethod
     def from_days(
         cls, period: Period, rows: Iterable[Sequence[Any]], scale: float = 1.0,
-        *, currency: str | None = None, converted: bool = False,
+        *, currency: str | None = None, converted: bool = False, source: str = "purchases",
     ) -> Summary:
         """Build from rows starting (customer id, purchase days, first day, last day, total,
         repeat total), days counted from the epoch, amounts in units of 1/`scale` (further
@@ -130,7 +146,7 @@ class Summary:
             _doubles(map(operator.truediv, map(operator.truediv, repeat, scales),
                          map(max, repeats, itertools.repeat(1)))),
             _doubles(map(operator.truediv, spent, itertools.repeat(scale))),
-            currency, converted,
+            currency, converted, source=source,
         )
 
 
@@ -213,6 +229,38 @@ def _sql_summary(uow: Any, dialect: Dialect, period: Period, currency: str | Non
     code = currency or _one_currency(zip(map(operator.itemgetter(6), rows),
                                          map(operator.itemgetter(7), rows), strict=True))
     return Summary.from_days(period, rows, 10.0**dialect.money_scale, currency=code)
+
+
+def _from_totals(uow: Any, dialect: Dialect | None, period: Period, currency: str | None,
+                 amounts: bool) -> Summary | None:
+    """The summary read from the kept totals, or None when they cannot answer it: a purchase
+    at or after the end of the period, or purchase days of several currencies together."""
+    kept = getattr(uow, "purchase_totals", None)
+    if kept is None:
+        return None
+    latest = kept.latest()
+    if latest is not None and latest >= period.end:
+        return None
+    if dialect is not None:
+        where, params = (" WHERE currency = ?", [currency]) if currency is not None else ("", [])
+        rows = uow.select(dialect.sql(
+            f"SELECT customer_id, days, first_day, last_day, {dialect.money_number('total')}, "  # noqa: S608
+            f"{dialect.money_number('total - first_day_total')}, currency "
+            f"FROM purchase_totals{where}"), params)
+        scale = 10.0**dialect.money_scale
+    else:
+        rows = [(t.customer_id, t.days, t.first_day, t.last_day, float(t.total),
+                 float(t.total - t.first_day_total), t.currency) for t in kept.all(currency)]
+        scale = 1.0
+    rows.sort(key=operator.itemgetter(0))
+    codes = set(map(operator.itemgetter(6), rows))
+    if not amounts:
+        if len(codes) > 1:  # one customer's days in two currencies may coincide
+            return None
+        return attrs.evolve(_without_amounts(Summary.from_days(period, rows)),
+                            source="purchase_totals")
+    code = currency or _one_currency((c, c) for c in codes)
+    return Summary.from_days(period, rows, scale, currency=code, source="purchase_totals")
 
 
 def _without_amounts(summary: Summary) -> Summary:
@@ -333,6 +381,8 @@ def summarize(
     """
     period = Period.as_of(as_of, unit_days)
     dialect = dialect_of(uow)
+    if rates is None and (kept := _from_totals(uow, dialect, period, currency, amounts)) is not None:
+        return kept
     if dialect is not None and rates is None:
         with suppress(Unsupported):  # no day arithmetic in this dialect: the same figures from Python
             return _sql_summary(uow, dialect, period, currency, amounts)

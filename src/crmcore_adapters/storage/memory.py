@@ -38,6 +38,8 @@ from crmcore.model import (
 )
 from crmcore.model.history import Change, MergeRecord, Tombstone
 from crmcore.ports import Storage
+from crmcore.scoring import totals
+from crmcore.scoring.totals import PurchaseTotal
 
 TURN_TIMEOUT = 30.0
 """Seconds a transaction waits for the one before it."""
@@ -172,6 +174,54 @@ class MemoryRepository(Generic[T]):
         for key in mine:
             self.journal.delete(self.rows, key)
         return len(mine)
+
+
+class MemoryPurchases(MemoryRepository[Purchase]):
+    """Purchases, with the per customer and currency totals kept in step (as in SQL)."""
+
+    def __init__(self, store: MemoryStorage, journal: Journal) -> None:
+        super().__init__(store.tables["purchases"], journal, "purchase", False, lambda p: p.ordered_at)
+        self.totals = store.purchase_totals
+
+    def add(self, item: Purchase) -> Purchase:
+        stored = super().add(item)
+        key = (stored.customer_id, stored.currency)
+        after = totals.added(self.totals.get(key), stored)
+        if after is None:
+            self._recount([stored.customer_id])
+        else:
+            self.journal.set(self.totals, key, after)
+        return stored
+
+    def reassign(
+        self, customer_id: str, to: str, ids: Iterable[str] | None = None
+    ) -> builtins.list[str]:
+        moved = super().reassign(customer_id, to, ids)
+        if moved:
+            self._recount([customer_id, to])
+        return moved
+
+    def purge(self, customer_id: str) -> int:
+        count = super().purge(customer_id)
+        self._recount([customer_id])
+        return count
+
+    def _recount(self, customer_ids: builtins.list[str]) -> None:
+        for key in [k for k in self.totals if k[0] in customer_ids]:
+            self.journal.delete(self.totals, key)
+        for row in totals.recount(p for p in self.rows.values() if p.customer_id in customer_ids):
+            self.journal.set(self.totals, (row.customer_id, row.currency), row)
+
+
+class MemoryPurchaseTotals:
+    def __init__(self, rows: dict[tuple[str, str], PurchaseTotal]) -> None:
+        self.rows = rows
+
+    def all(self, currency: str | None = None) -> builtins.list[PurchaseTotal]:
+        return [self.rows[k] for k in sorted(self.rows) if currency is None or k[1] == currency]
+
+    def latest(self) -> datetime | None:
+        return max((row.last_at for row in self.rows.values()), default=None)
 
 
 class MemoryInteractions(MemoryRepository[Interaction]):
@@ -589,8 +639,8 @@ class MemoryUnitOfWork:
         self.customers = MemoryCustomers(store, journal)
         self.interactions = MemoryInteractions(
             t["interactions"], journal, "interaction", False, lambda i: i.occurred_at)
-        self.purchases = MemoryRepository[Purchase](
-            t["purchases"], journal, "purchase", False, lambda p: p.ordered_at)
+        self.purchases = MemoryPurchases(store, journal)
+        self.purchase_totals = MemoryPurchaseTotals(store.purchase_totals)
         self.cases = MemoryCases(t["cases"], journal, "case", True)
         self.opportunities = MemoryRepository[Any](t["opportunities"], journal, "opportunity", True)
         self.campaigns = MemoryRepository[Any](t["campaigns"], journal, "campaign", True)
@@ -631,6 +681,7 @@ class MemoryStorage:
             )
         }
         self.rates: dict[tuple[str, str, Any], Rate] = {}
+        self.purchase_totals: dict[tuple[str, str], PurchaseTotal] = {}
         self.emails: dict[str, str] = {}
         self.phones: dict[str, frozenset[str]] = {}
         self.external: dict[tuple[str, str], str] = {}

@@ -44,7 +44,7 @@ else:
 from crmcore.hookspecs import Adapter, hookimpl
 from crmcore.ports import Storage
 from crmcore.sql import POSTGRESQL, PostgreSQL
-from crmcore_adapters.storage import sql
+from crmcore_adapters.storage import sql, totals
 
 
 def _same(text: str) -> str:
@@ -209,6 +209,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # analytics: the purchase summary reads this index alone (an index-only scan)
     ("CREATE INDEX purchases_summary ON purchases (customer_id, ordered_at) INCLUDE (currency, total)",),
+    # analytics: per customer and currency purchase totals, kept with every purchase write
+    (
+        f"""CREATE TABLE purchase_totals (customer_id {TEXT} NOT NULL, currency {TEXT} NOT NULL,
+            first_day integer NOT NULL, first_day_total numeric NOT NULL,
+            last_day integer NOT NULL, last_at timestamptz NOT NULL, days integer NOT NULL,
+            total numeric NOT NULL, PRIMARY KEY (customer_id, currency))""",
+        "CREATE INDEX purchase_totals_last ON purchase_totals (last_at)",
+        totals.recount_sql(DIALECT),
+    ),
 )
 """Migration N brings the schema from version N to N+1 (mirrors sqlite.MIGRATIONS)."""
 
@@ -440,7 +449,7 @@ class PostgresStorage:
                 for statement, rows, records in sql.bulk_statements(COPY_DIALECT, items, BULK_BATCH):
                     copies.add(statement, rows)
                     count += records
-            sql.check_owners(cur)
+            sql.finish_import(cur, DIALECT)
         return count
 
     def close(self) -> None:
