@@ -101,7 +101,7 @@ class Summary:
     write: everything bought so far) or "purchases" (aggregated from them: a cutoff before
     the latest purchase, a conversion, margins)."""
 
-    def explain(self) -> dict[str, str | int | bool | None]:
+    def explain(self) -> dict[str, str | int | float | bool | None]:
         """What the summary is of and where it was read."""
         return {"customers": len(self), "end": self.period.end.isoformat(),
                 "unit_days": self.period.unit_days, "currency": self.currency,
