@@ -163,6 +163,9 @@ def polars_summary(frame: Any) -> Any:
 
 def measure(what: str, url: str, repeat: int) -> dict[str, Any]:
     """One measurement, in this (fresh) process."""
+    from crmcore.scoring.clv import require
+
+    require()  # scipy imported before any timing, in every process alike
     if what == "crmcore":
         crm = crmcore.open(url)
 
