@@ -129,3 +129,31 @@ def test_a_mix_of_currencies_read_from_the_totals_is_refused(tmp_path: Path) -> 
             with crm.reading() as uow:
                 days = summarize(uow, T0 + timedelta(days=5), amounts=False)
             assert days.source == "purchases" and list(days.frequency) == [0.0]
+
+
+def test_merge_unmerge_erasure_and_import_keep_the_totals(crm: crmcore.CRM) -> None:
+    """Through the lifecycle facade and `bulk_import`, as an application would."""
+    crm.bulk_import([Customer(id=c, name=c, created_at=T0, updated_at=T0) for c in ("ann", "bob", "cy")])
+    bought = [("buy", "ann", 30, 1000, "EUR"), ("buy", "bob", 2, 500, "EUR"),
+              ("buy", "bob", 50, 700, "USD"), ("buy", "ann", 2, 100, "EUR"), ("buy", "cy", 9, 300, "EUR")]
+    crm.bulk_import([_purchase("", n, step) for n, step in enumerate(bought)])
+    with crm.transaction() as uow:  # a later purchase dated before ann's last day
+        uow.purchases.add(_purchase("", 9, ("buy", "ann", 1, 50, "EUR")))
+    end = T0 + timedelta(days=9)
+
+    def check(customers: set[str]) -> None:
+        with crm.reading() as uow:
+            purchases = [p for c in ("ann", "bob", "cy") for p in uow.purchases.for_customer(c)]
+            assert uow.purchase_totals.all() == recount(purchases)
+            assert {t.customer_id for t in uow.purchase_totals.all()} == customers
+            kept = summarize(uow, end, currency="EUR")
+        assert kept.explain()["source"] == "purchase_totals"
+        _same(_rows(kept), _rows(summary_of(purchases, end, currency="EUR")))
+
+    check({"ann", "bob", "cy"})
+    record = crm.lifecycle.merge("ann", "bob")
+    check({"ann", "cy"})
+    crm.lifecycle.unmerge(record.id)
+    check({"ann", "bob", "cy"})
+    crm.lifecycle.erase_person("cy")
+    check({"ann", "bob"})
