@@ -182,15 +182,18 @@ class MemoryPurchases(MemoryRepository[Purchase]):
     def __init__(self, store: MemoryStorage, journal: Journal) -> None:
         super().__init__(store.tables["purchases"], journal, "purchase", False, lambda p: p.ordered_at)
         self.totals = store.purchase_totals
+        self.owned = store.purchases_of
+        """Purchase ids by customer: a recount reads one customer's purchases, not all."""
 
     def add(self, item: Purchase) -> Purchase:
         stored = super().add(item)
-        key = (stored.customer_id, stored.currency)
-        after = totals.added(self.totals.get(key), stored)
+        self._own(stored.customer_id, [stored.id])
+        mine = self.totals.get(stored.customer_id, {})
+        after = totals.added(mine.get(stored.currency), stored)
         if after is None:
             self._recount([stored.customer_id])
         else:
-            self.journal.set(self.totals, key, after)
+            self.journal.set(self.totals, stored.customer_id, {**mine, stored.currency: after})
         return stored
 
     def reassign(
@@ -198,30 +201,41 @@ class MemoryPurchases(MemoryRepository[Purchase]):
     ) -> builtins.list[str]:
         moved = super().reassign(customer_id, to, ids)
         if moved:
+            self._own(customer_id, [], drop=moved)
+            self._own(to, moved)
             self._recount([customer_id, to])
         return moved
 
     def purge(self, customer_id: str) -> int:
         count = super().purge(customer_id)
+        if customer_id in self.owned:
+            self.journal.delete(self.owned, customer_id)
         self._recount([customer_id])
         return count
 
+    def _own(self, customer_id: str, ids: builtins.list[str], drop: Iterable[str] = ()) -> None:
+        self.journal.set(self.owned, customer_id,
+                         (self.owned.get(customer_id, frozenset()) - frozenset(drop)) | frozenset(ids))
+
     def _recount(self, customer_ids: builtins.list[str]) -> None:
-        for key in [k for k in self.totals if k[0] in customer_ids]:
-            self.journal.delete(self.totals, key)
-        for row in totals.recount(p for p in self.rows.values() if p.customer_id in customer_ids):
-            self.journal.set(self.totals, (row.customer_id, row.currency), row)
+        for customer_id in customer_ids:
+            rows = totals.recount(self.rows[id] for id in self.owned.get(customer_id, frozenset()))
+            if rows:
+                self.journal.set(self.totals, customer_id, {row.currency: row for row in rows})
+            elif customer_id in self.totals:
+                self.journal.delete(self.totals, customer_id)
 
 
 class MemoryPurchaseTotals:
-    def __init__(self, rows: dict[tuple[str, str], PurchaseTotal]) -> None:
+    def __init__(self, rows: dict[str, dict[str, PurchaseTotal]]) -> None:
         self.rows = rows
 
     def all(self, currency: str | None = None) -> builtins.list[PurchaseTotal]:
-        return [self.rows[k] for k in sorted(self.rows) if currency is None or k[1] == currency]
+        return [row for customer_id in sorted(self.rows)
+                for code, row in sorted(self.rows[customer_id].items()) if currency in (None, code)]
 
     def latest(self) -> datetime | None:
-        return max((row.last_at for row in self.rows.values()), default=None)
+        return max((row.last_at for mine in self.rows.values() for row in mine.values()), default=None)
 
 
 class MemoryInteractions(MemoryRepository[Interaction]):
@@ -681,7 +695,9 @@ class MemoryStorage:
             )
         }
         self.rates: dict[tuple[str, str, Any], Rate] = {}
-        self.purchase_totals: dict[tuple[str, str], PurchaseTotal] = {}
+        self.purchase_totals: dict[str, dict[str, PurchaseTotal]] = {}
+        """Customer -> currency -> totals; an inner dict is replaced whole, never changed."""
+        self.purchases_of: dict[str, frozenset[str]] = {}
         self.emails: dict[str, str] = {}
         self.phones: dict[str, frozenset[str]] = {}
         self.external: dict[tuple[str, str], str] = {}
