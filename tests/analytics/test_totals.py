@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import crmcore
 from crmcore import Customer, Money, OrderLine, Purchase
-from crmcore.scoring.summary import MixedCurrencies, Summary, summarize, summary_of
+from crmcore.scoring.summary import MixedCurrencies, Summary, currencies, summarize, summary_of
 from crmcore.scoring.totals import added, recount
 from tests.analytics.conftest import BACKENDS, open_backend
 
@@ -129,6 +129,9 @@ def test_a_mix_of_currencies_read_from_the_totals_is_refused(tmp_path: Path) -> 
             with crm.reading() as uow:
                 days = summarize(uow, T0 + timedelta(days=5), amounts=False)
             assert days.source == "purchases" and list(days.frequency) == [0.0]
+            with crm.reading() as uow:  # from the kept totals, then from the purchases
+                assert currencies(uow, T0 + timedelta(days=5)) == ["EUR", "USD"]
+                assert currencies(uow, T0 + timedelta(hours=3)) == ["EUR"]
 
 
 def test_merge_unmerge_erasure_and_import_keep_the_totals(crm: crmcore.CRM) -> None:

@@ -273,11 +273,19 @@ def currencies(uow: UnitOfWork, as_of: date | datetime) -> list[str]:
     """The currencies of the purchases before `as_of`, in code order."""
     period = Period.as_of(as_of)
     dialect = dialect_of(uow)
+    kept = getattr(uow, "purchase_totals", None)
+    latest = None if kept is None else kept.latest()
+    everything = kept is not None and (latest is None or latest < period.end)
     if dialect is None:
+        if everything:
+            return sorted({row.currency for row in kept.all()})  # type: ignore[union-attr]
         return sorted({p.currency for p in every(uow, "purchases") if p.ordered_at < period.end})
-    rows = uow.select(  # type: ignore[attr-defined]
-        dialect.sql("SELECT DISTINCT currency FROM purchases WHERE ordered_at < ?"),
-        [dialect.instant(period.end)])
+    if everything:  # the kept totals: one row per customer and currency, not every purchase
+        rows = uow.select("SELECT DISTINCT currency FROM purchase_totals")  # type: ignore[attr-defined]
+    else:
+        rows = uow.select(  # type: ignore[attr-defined]
+            dialect.sql("SELECT DISTINCT currency FROM purchases WHERE ordered_at < ?"),
+            [dialect.instant(period.end)])
     return sorted(str(row[0]) for row in rows)
 
 
