@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 from crmcore.errors import ValidationError
+from crmcore.scoring.bulk import paused_collection
 
 if TYPE_CHECKING:
     from crmcore.scoring.summary import Summary
@@ -117,6 +118,11 @@ def segment_of(code: str, segments: list[tuple[re.Pattern[str], str]]) -> str:
 def rfm(summary: Summary, *, bins: int = 5, segments: Mapping[str, str] = SEGMENTS) -> list[RFM]:
     """Every summarised customer's RFM scores and segment, in the summary's order."""
     rules = compile_segments(segments)
+    with paused_collection():
+        return _scored(summary, bins, rules)
+
+
+def _scored(summary: Summary, bins: int, rules: list[tuple[re.Pattern[str], str]]) -> list[RFM]:
     unit = summary.period.unit_days
     # a column at a time with map() over C functions: a million customers in a few seconds
     recency = list(map(round, map(operator.mul, map(operator.sub, summary.T, summary.recency),

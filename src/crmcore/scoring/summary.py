@@ -44,6 +44,7 @@ from crmcore.errors import ValidationError
 from crmcore.exchange import ExchangeRates, convert
 from crmcore.model import Purchase
 from crmcore.ports import UnitOfWork
+from crmcore.scoring.bulk import paused_collection
 from crmcore.sql.dialect import BUILTIN, Dialect, Unsupported, dialect_of
 
 EPOCH_DAY = date(1970, 1, 1)
@@ -241,6 +242,12 @@ def _from_totals(uow: Any, dialect: Dialect | None, period: Period, currency: st
     latest = kept.latest()
     if latest is not None and latest >= period.end:
         return None
+    with paused_collection():  # a million fetched rows: see scoring.bulk
+        return _read_totals(uow, kept, dialect, period, currency, amounts)
+
+
+def _read_totals(uow: Any, kept: Any, dialect: Dialect | None, period: Period, currency: str | None,
+                 amounts: bool) -> Summary | None:
     if dialect is not None:
         where, params = (" WHERE currency = ?", [currency]) if currency is not None else ("", [])
         rows = uow.select(dialect.sql(
