@@ -248,26 +248,33 @@ def _from_totals(uow: Any, dialect: Dialect | None, period: Period, currency: st
 
 def _read_totals(uow: Any, kept: Any, dialect: Dialect | None, period: Period, currency: str | None,
                  amounts: bool) -> Summary | None:
-    if dialect is not None:
+    if dialect is None:
+        totals = kept.all(currency)
+        codes = {t.currency for t in totals}
+    elif currency is None:  # which currencies there are, before a million rows are read
+        codes = {str(row[0]) for row in uow.select("SELECT DISTINCT currency FROM purchase_totals")}
+    else:
+        codes = {currency}
+    if len(codes) > 1:
+        if not amounts:  # one customer's days in two currencies may coincide: the purchases say
+            return None
+        _one_currency((code, code) for code in codes)  # raises MixedCurrencies, naming them
+    if dialect is None:
+        rows = [(t.customer_id, t.days, t.first_day, t.last_day, float(t.total),
+                 float(t.total - t.first_day_total)) for t in totals]
+        scale = 1.0
+    else:
         where, params = (" WHERE currency = ?", [currency]) if currency is not None else ("", [])
         rows = uow.select(dialect.sql(
             f"SELECT customer_id, days, first_day, last_day, {dialect.money_number('total')}, "  # noqa: S608
-            f"{dialect.money_number('total - first_day_total')}, currency "
-            f"FROM purchase_totals{where}"), params)
+            f"{dialect.money_number('total - first_day_total')} FROM purchase_totals{where}"), params)
         scale = 10.0**dialect.money_scale
-    else:
-        rows = [(t.customer_id, t.days, t.first_day, t.last_day, float(t.total),
-                 float(t.total - t.first_day_total), t.currency) for t in kept.all(currency)]
-        scale = 1.0
     rows.sort(key=operator.itemgetter(0))
-    codes = set(map(operator.itemgetter(6), rows))
     if not amounts:
-        if len(codes) > 1:  # one customer's days in two currencies may coincide
-            return None
         return attrs.evolve(_without_amounts(Summary.from_days(period, rows)),
                             source="purchase_totals")
-    code = currency or _one_currency((c, c) for c in codes)
-    return Summary.from_days(period, rows, scale, currency=code, source="purchase_totals")
+    return Summary.from_days(period, rows, scale, currency=currency or next(iter(codes), None),
+                             source="purchase_totals")
 
 
 def _without_amounts(summary: Summary) -> Summary:
