@@ -4,6 +4,8 @@ SQL on SQLite and PostgreSQL, against pandas (and polars, when installed) on the
     python benchmarks/bench_summary.py                                   # 20,000 / 200,000
     python benchmarks/bench_summary.py --customers 1000000 --purchases 10000000
     python benchmarks/bench_summary.py --postgres postgresql://postgres@127.0.0.1/test
+    python benchmarks/bench_summary.py --direct ...       # purchases written by the driver (fast)
+    python benchmarks/bench_summary.py --cutoff-days 30   # a past as-of: the full query
 
 The base is imported once through `crm.bulk_import` (kept in the temp folder, reused,
 `--fresh` rebuilds it; on PostgreSQL a schema of its own). Each measurement runs in a
@@ -295,7 +297,7 @@ def build(url: str, customers: int, purchases: int, direct: bool = False) -> Non
     print(f"  imported {count:,} records ({stored:,} purchases) in {time.perf_counter() - began:.1f} s")
 
 
-def compare(name: str, url: str, repeat: int) -> None:
+def compare(name: str, url: str, repeat: int, cutoff: int = 0) -> None:
     baselines = ["pandas"]
     try:
         import polars  # noqa: F401
@@ -306,7 +308,8 @@ def compare(name: str, url: str, repeat: int) -> None:
     figures = {}
     for what in ["crmcore", *baselines]:
         done = subprocess.run([sys.executable, __file__, "--measure", what, "--url", url,
-                               "--repeat", str(repeat)], capture_output=True, text=True, check=False)
+                               "--repeat", str(repeat), "--cutoff-days", str(cutoff)],
+                              capture_output=True, text=True, check=False)
         if done.returncode:
             print(f"  {what} failed: {done.stderr.strip().splitlines()[-3:]}")
             continue
@@ -349,11 +352,16 @@ def main() -> None:
     parser.add_argument("--postgres", help="a PostgreSQL URL: also measure there")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--fresh", action="store_true")
+    parser.add_argument("--cutoff-days", type=int, default=0,
+                        help="end the period this many days before the last purchase day: a "
+                             "past as-of, which the kept totals cannot answer (the full query)")
     parser.add_argument("--direct", action="store_true",
                         help="write the purchases with the driver, not bulk_import (see build_direct)")
     parser.add_argument("--measure", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    global AS_OF
+    AS_OF -= timedelta(days=args.cutoff_days)
     if args.measure:
         print(json.dumps(measure(args.measure, args.url, args.repeat)))
         return
@@ -364,7 +372,7 @@ def main() -> None:
     print(f"{args.customers:,} customers, about {args.purchases:,} purchases")
     if not path.exists():
         build(f"sqlite:///{path}", args.customers, args.purchases, args.direct)
-    compare("SQLite", f"sqlite:///{path}", args.repeat)
+    compare("SQLite", f"sqlite:///{path}", args.repeat, args.cutoff_days)
     if args.postgres:
         from psycopg import connect
 
@@ -379,7 +387,7 @@ def main() -> None:
             build(url, args.customers, args.purchases, args.direct)
             with connect(args.postgres, autocommit=True) as conn:
                 conn.execute(f'VACUUM ANALYZE "{schema}".purchases')
-        compare("PostgreSQL", url, args.repeat)
+        compare("PostgreSQL", url, args.repeat, args.cutoff_days)
 
 
 if __name__ == "__main__":
