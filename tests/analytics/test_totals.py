@@ -160,3 +160,48 @@ def test_merge_unmerge_erasure_and_import_keep_the_totals(crm: crmcore.CRM) -> N
     check({"ann", "bob", "cy"})
     crm.lifecycle.erase_person("cy")
     check({"ann", "bob"})
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_the_migration_backfills_the_totals_of_an_existing_base(backend: str, tmp_path: Path) -> None:
+    """A base from before the totals: the migration that creates them counts what is there."""
+    for crm in open_backend(backend, tmp_path):
+        crm.bulk_import([Customer(id=c, name=c, created_at=T0, updated_at=T0) for c in ("ann", "bob")])
+        bought = [("buy", "ann", 30, 1000, "EUR"), ("buy", "ann", 2, 100, "EUR"),
+                  ("buy", "ann", 5, 100, "EUR"), ("buy", "bob", 50, 700, "USD")]
+        crm.bulk_import([_purchase("", n, step) for n, step in enumerate(bought)])
+        url = crm.storage.url
+        with crm.reading() as uow:
+            expected = recount([p for c in ("ann", "bob") for p in uow.purchases.for_customer(c)])
+        crm.close()
+        _forget_the_last_migration(backend, url)
+        again = crmcore.open(url)
+        try:
+            with again.reading() as uow:
+                assert uow.purchase_totals.all() == expected
+        finally:
+            again.close()
+
+
+def _forget_the_last_migration(backend: str, url: str) -> None:
+    """Drop the totals table and step the schema version back, as a base from before it."""
+    if backend == "sqlite":
+        import sqlite3
+
+        from crmcore_adapters.storage.sqlite import MIGRATIONS
+
+        con = sqlite3.connect(url.removeprefix("sqlite:///"))
+        con.execute("DROP TABLE purchase_totals")
+        con.execute(f"PRAGMA user_version = {len(MIGRATIONS) - 1}")
+        con.commit()
+        con.close()
+        return
+    import psycopg
+
+    from crmcore_adapters.storage.postgres import MIGRATIONS as PG_MIGRATIONS
+
+    server, _, query = url.partition("?")
+    schema = dict(part.split("=", 1) for part in query.split("&"))["schema"]
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f'DROP TABLE "{schema}".purchase_totals')
+        conn.execute(f'UPDATE "{schema}".schema_version SET version = %s', (len(PG_MIGRATIONS) - 1,))
