@@ -114,6 +114,40 @@ def test_the_facade_keeps_currencies_apart_or_converts(tmp_path: object) -> None
         crm.close()
 
 
+@pytest.mark.parametrize("url", ["memory://", "sqlite:///:memory:"])
+def test_rfm_snapshots_of_a_customer_in_two_currencies_are_one_per_currency(url: str) -> None:
+    when = datetime(2024, 6, 1, tzinfo=UTC)
+    crm = crmcore.open(url, clock=lambda: when)
+    try:
+        crm.bulk_import([Customer.new(c, id=c) for c in ("ann", "bob", "cy")])
+        crm.bulk_import([purchase("ann", 0, "10"), purchase("ann", 5, "20"), purchase("ann", 9, "1", "USD"),
+                         purchase("bob", 1, "100", "USD"), purchase("bob", 2, "5", "USD"),
+                         purchase("bob", 3, "7"), purchase("cy", 4, "3", "USD"), purchase("cy", 4, "3")])
+        scores = {(r.customer_id, r.currency): r for r in crm.analytical.rfm()}
+        assert crm.analytical.score(names=["rfm"]) == {"rfm": 3 + 6}
+        for who in ("ann", "bob", "cy"):
+            stored = crm.analytical.latest_scores(who)
+            bought = sorted(code for (c, code) in scores if c == who)
+            assert sorted(k for k in stored if k.startswith("rfm_")) == [f"rfm_{c.lower()}" for c in bought]
+            for code in bought:  # each currency's scores, as ranked among that currency's buyers
+                assert stored[f"rfm_{code.lower()}"].value == scores[who, code].value
+                assert stored[f"rfm_{code.lower()}"].details["currency"] == code
+            # `rfm`: the currency of the most purchase days (the lower code on a tie)
+            main = {"ann": "EUR", "bob": "USD", "cy": "EUR"}[who]
+            assert stored["rfm"].details["currency"] == main
+            assert stored["rfm"].details["currencies"] == ",".join(bought)
+            assert (stored["rfm"].value, stored["rfm"].label) == (scores[who, main].value,
+                                                                 scores[who, main].segment)
+        # with one reporting currency, one snapshot per customer under `rfm` alone
+        crm.analytical.reporting("EUR", RateTable([Rate("EUR", "USD", date(2020, 1, 1), Decimal("1.25"))]))
+        later = when + timedelta(days=1)
+        assert crm.analytical.score(later, ["rfm"]) == {"rfm": 3}
+        assert {s.details["currency"] for s in (crm.analytical.latest_scores(c, later)["rfm"]
+                                                for c in ("ann", "bob", "cy"))} == {"EUR"}
+    finally:
+        crm.close()
+
+
 # ---- uncertainty and P(X(t) = n) ----
 
 bg_models = st.builds(BetaGeo, st.floats(0.1, 5), st.floats(1, 50), st.floats(0.2, 5), st.floats(0.2, 5))

@@ -34,6 +34,7 @@ from crmcore.model import (
     Team,
 )
 from crmcore.model.history import Change, MergeRecord, Tombstone
+from crmcore.scoring.totals import PurchaseTotal
 
 T = TypeVar("T")
 
@@ -403,6 +404,19 @@ class Tombstones(Protocol):
         ...
 
 
+class PurchaseTotals(Protocol):
+    """Per customer and currency purchase totals, written with every purchase write in the
+    same transaction (`crmcore.scoring.totals`): what the purchase summary reads."""
+
+    def all(self, currency: str | None = None) -> list[PurchaseTotal]:
+        """Every row (of one currency), in customer and currency order."""
+        ...
+
+    def latest(self) -> datetime | None:
+        """The latest purchase instant of any row (None: no purchase)."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One transaction's view of every repository (read-only members, so any implementation fits)."""
 
@@ -462,6 +476,8 @@ class UnitOfWork(Protocol):
     def merges(self) -> MergeJournal: ...
     @property
     def erasures(self) -> Tombstones: ...
+    @property
+    def purchase_totals(self) -> PurchaseTotals: ...
 
 
 class SqlUnitOfWork(UnitOfWork, Protocol):

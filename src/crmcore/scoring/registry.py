@@ -8,6 +8,8 @@ A plugin's scorer with a built-in's name replaces the built-in.
 
 from __future__ import annotations
 
+import itertools
+import operator
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
@@ -35,13 +37,34 @@ class Scorer(Protocol):
 
 @attrs.frozen
 class RfmScorer:
-    """Label: the RFM segment; value: the mean of the three scores."""
+    """Label: the RFM segment; value: the mean of the three scores.
+
+    RFM ranks customers within one currency (`Analytical.rfm`). When the purchases are
+    in several currencies and no reporting currency converts them, a customer who bought
+    in two is scored in each, and a snapshot is keyed by (customer, scorer, instant): so
+    each currency's scores are stored under a scorer of their own, `rfm_<code>` (e.g.
+    `rfm_eur`), and `rfm` holds one per customer, those of the currency the customer
+    bought in on the most days (the lower code on a tie), its `details` naming the
+    currency and every currency the customer bought in. One currency (or a reporting
+    currency): `rfm` only.
+    """
 
     name: str = "rfm"
 
     def score(self, crm: CRM, as_of: datetime) -> Iterator[Score]:
-        for item in crm.analytical.rfm(as_of):
-            yield Score(item.customer_id, self.name, as_of, item.value, item.segment, item.explain())
+        scores = crm.analytical.rfm(as_of)
+        mixed = len({item.currency for item in scores}) > 1
+        for customer_id, group in itertools.groupby(scores, key=operator.attrgetter("customer_id")):
+            items = list(group)
+            main = min(items, key=lambda item: (-item.frequency, item.currency or ""))
+            details = main.explain()
+            if mixed:
+                details["currencies"] = ",".join(sorted(item.currency or "" for item in items))
+            yield Score(customer_id, self.name, as_of, main.value, main.segment, details)
+            if mixed:
+                for item in items:
+                    yield Score(customer_id, f"{self.name}_{(item.currency or '').lower()}", as_of,
+                                item.value, item.segment, item.explain())
 
 
 @attrs.frozen

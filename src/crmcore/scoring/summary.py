@@ -12,10 +12,16 @@ because every purchase is in it (checked in the same pass), because the others
 are left out (`currency=`), or because every purchase day is converted to it at
 that day's rate (`currency=` with `rates=`, see `crmcore.exchange`).
 
-SQL storage computes it with one aggregation query, never by loading every
-purchase; the memory adapter gets the same figures from Python. A conversion
-reads one total per customer, day and currency (not every purchase) and
-converts in Python, the one place conversion is done.
+Storage keeps per customer and currency totals in step with every purchase write
+(`scoring.totals`): the summary of everything bought so far (no purchase at or
+after the end of the period, e.g. as of now) reads those, one row per customer
+and currency, without touching the purchases. A summary the totals cannot answer
+(a cutoff before the latest purchase, such as a calibration period; a
+conversion; purchase days across currencies) is aggregated from the purchases:
+in SQL with one aggregation query, never by loading every purchase; in Python
+for the memory adapter. `Summary.source` says which. A conversion reads one
+total per customer, day and currency (not every purchase) and converts in
+Python, the one place conversion is done.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from crmcore.errors import ValidationError
 from crmcore.exchange import ExchangeRates, convert
 from crmcore.model import Purchase
 from crmcore.ports import UnitOfWork
+from crmcore.scoring.bulk import paused_collection
 from crmcore.sql.dialect import BUILTIN, Dialect, Unsupported, dialect_of
 
 EPOCH_DAY = date(1970, 1, 1)
@@ -90,6 +97,16 @@ class Summary:
     """True when amounts in other currencies were converted into `currency` at their day's rate."""
     measure: str = "revenue"
     """What the money figures measure: "revenue", or "margin" (see `scoring.margin`)."""
+    source: str = "purchases"
+    """Where the figures were read: "purchase_totals" (the totals kept with every purchase
+    write: everything bought so far) or "purchases" (aggregated from them: a cutoff before
+    the latest purchase, a conversion, margins)."""
+
+    def explain(self) -> dict[str, str | int | float | bool | None]:
+        """What the summary is of and where it was read."""
+        return {"customers": len(self), "end": self.period.end.isoformat(),
+                "unit_days": self.period.unit_days, "currency": self.currency,
+                "converted": self.converted, "measure": self.measure, "source": self.source}
 
     def __len__(self) -> int:
         return len(self.customer_ids)
@@ -108,7 +125,7 @@ class Summary:
     @classmethod
     def from_days(
         cls, period: Period, rows: Iterable[Sequence[Any]], scale: float = 1.0,
-        *, currency: str | None = None, converted: bool = False,
+        *, currency: str | None = None, converted: bool = False, source: str = "purchases",
     ) -> Summary:
         """Build from rows starting (customer id, purchase days, first day, last day, total,
         repeat total), days counted from the epoch, amounts in units of 1/`scale` (further
@@ -130,7 +147,7 @@ class Summary:
             _doubles(map(operator.truediv, map(operator.truediv, repeat, scales),
                          map(max, repeats, itertools.repeat(1)))),
             _doubles(map(operator.truediv, spent, itertools.repeat(scale))),
-            currency, converted,
+            currency, converted, source=source,
         )
 
 
@@ -215,6 +232,51 @@ def _sql_summary(uow: Any, dialect: Dialect, period: Period, currency: str | Non
     return Summary.from_days(period, rows, 10.0**dialect.money_scale, currency=code)
 
 
+def _from_totals(uow: Any, dialect: Dialect | None, period: Period, currency: str | None,
+                 amounts: bool) -> Summary | None:
+    """The summary read from the kept totals, or None when they cannot answer it: a purchase
+    at or after the end of the period, or purchase days of several currencies together."""
+    kept = getattr(uow, "purchase_totals", None)
+    if kept is None:
+        return None
+    latest = kept.latest()
+    if latest is not None and latest >= period.end:
+        return None
+    with paused_collection():  # a million fetched rows: see scoring.bulk
+        return _read_totals(uow, kept, dialect, period, currency, amounts)
+
+
+def _read_totals(uow: Any, kept: Any, dialect: Dialect | None, period: Period, currency: str | None,
+                 amounts: bool) -> Summary | None:
+    if dialect is None:
+        totals = kept.all(currency)
+        codes = {t.currency for t in totals}
+    elif currency is None:  # which currencies there are, before a million rows are read
+        codes = {str(row[0]) for row in uow.select("SELECT DISTINCT currency FROM purchase_totals")}
+    else:
+        codes = {currency}
+    if len(codes) > 1:
+        if not amounts:  # one customer's days in two currencies may coincide: the purchases say
+            return None
+        _one_currency((code, code) for code in codes)  # raises MixedCurrencies, naming them
+    if dialect is None:
+        rows = [(t.customer_id, t.days, t.first_day, t.last_day, float(t.total),
+                 float(t.total - t.first_day_total)) for t in totals]
+        scale = 1.0
+    else:
+        where, params = (" WHERE currency = ?", [currency]) if currency is not None else ("", [])
+        rows = uow.select(dialect.sql(
+            f"SELECT customer_id, days, first_day, last_day, {dialect.money_number('total')}, "  # noqa: S608
+            f"{dialect.money_number('total - first_day_total')} FROM purchase_totals{where}"), params)
+        scale = 10.0**dialect.money_scale
+    rows.sort(key=operator.itemgetter(0))
+    if not amounts:
+        return attrs.evolve(_without_amounts(Summary.from_days(period, rows)),
+                            source="purchase_totals")
+    return Summary.from_days(period, rows, scale, currency=currency or next(iter(codes), None),
+                             source="purchase_totals")
+
+
 def _without_amounts(summary: Summary) -> Summary:
     """Purchase days only: amounts of several currencies are not figures, so they go."""
     nothing = _doubles(itertools.repeat(math.nan, len(summary)))
@@ -225,11 +287,19 @@ def currencies(uow: UnitOfWork, as_of: date | datetime) -> list[str]:
     """The currencies of the purchases before `as_of`, in code order."""
     period = Period.as_of(as_of)
     dialect = dialect_of(uow)
+    kept = getattr(uow, "purchase_totals", None)
+    latest = None if kept is None else kept.latest()
+    everything = kept is not None and (latest is None or latest < period.end)
     if dialect is None:
+        if everything:
+            return sorted({row.currency for row in kept.all()})  # type: ignore[union-attr]
         return sorted({p.currency for p in every(uow, "purchases") if p.ordered_at < period.end})
-    rows = uow.select(  # type: ignore[attr-defined]
-        dialect.sql("SELECT DISTINCT currency FROM purchases WHERE ordered_at < ?"),
-        [dialect.instant(period.end)])
+    if everything:  # the kept totals: one row per customer and currency, not every purchase
+        rows = uow.select("SELECT DISTINCT currency FROM purchase_totals")  # type: ignore[attr-defined]
+    else:
+        rows = uow.select(  # type: ignore[attr-defined]
+            dialect.sql("SELECT DISTINCT currency FROM purchases WHERE ordered_at < ?"),
+            [dialect.instant(period.end)])
     return sorted(str(row[0]) for row in rows)
 
 
@@ -333,6 +403,8 @@ def summarize(
     """
     period = Period.as_of(as_of, unit_days)
     dialect = dialect_of(uow)
+    if rates is None and (kept := _from_totals(uow, dialect, period, currency, amounts)) is not None:
+        return kept
     if dialect is not None and rates is None:
         with suppress(Unsupported):  # no day arithmetic in this dialect: the same figures from Python
             return _sql_summary(uow, dialect, period, currency, amounts)

@@ -427,6 +427,47 @@ class StorageContract(OperationalStorageContract, LifecycleContract):
             assert uow.customers.find("c0100") is None and uow.customers.find("c0102") is None
             assert uow.customers.find("c0103") is None and uow.purchases.count() == 121
 
+    def test_purchase_totals_follow_every_purchase_write(self, storage: Storage) -> None:
+        """`uow.purchase_totals` equals a recount of the purchases after each kind of write:
+        in order, the same day, earlier, another currency, a bulk import, a move, an
+        erasure, and a transaction rolled back."""
+        from crmcore.scoring.totals import recount
+
+        def dollars(n: int, customer_id: str, at: datetime) -> m.Purchase:
+            return m.Purchase(f"u{n:04d}", customer_id, at,
+                              (m.OrderLine("sku", Money(Decimal("4.50"), "USD")),))
+
+        def agree() -> None:
+            with storage.transaction(readonly=True) as uow:
+                everything = [p for c in ("c0001", "c0002") for p in uow.purchases.for_customer(c)]
+                assert uow.purchase_totals.all() == recount(everything)
+                dollar_rows = [t for t in recount(everything) if t.currency == "USD"]
+                assert uow.purchase_totals.all("USD") == dollar_rows
+                assert uow.purchase_totals.latest() == max((p.ordered_at for p in everything), default=None)
+
+        storage.bulk_import([customer(1), customer(2)])
+        agree()
+        day = timedelta(days=1)
+        writes = [purchase(1, "c0001", T0 + 3 * day), purchase(2, "c0001", T0 + 3 * day + timedelta(hours=2)),
+                  purchase(3, "c0001", T0 + day), dollars(4, "c0001", T0 + 2 * day),
+                  purchase(5, "c0002", T0 + 9 * day)]
+        for item in writes:
+            with storage.transaction() as uow:
+                uow.purchases.add(item)
+            agree()
+        storage.bulk_import([purchase(6, "c0002", T0), dollars(7, "c0002", T0 + timedelta(days=4))])
+        agree()
+        with pytest.raises(RuntimeError), storage.transaction() as uow:
+            uow.purchases.add(purchase(8, "c0001", T0 - timedelta(days=5)))
+            raise RuntimeError("rolled back")
+        agree()
+        with storage.transaction() as uow:
+            uow.purchases.reassign("c0002", "c0001", ["p000006"])
+        agree()
+        with storage.transaction() as uow:
+            uow.purchases.purge("c0002")
+        agree()
+
     # ---- concurrency ----
 
     def test_concurrent_writers_lose_no_update(self, storage: Storage) -> None:

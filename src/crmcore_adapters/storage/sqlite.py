@@ -22,7 +22,7 @@ from crmcore.hookspecs import Adapter, hookimpl
 from crmcore.ports import Storage
 from crmcore.sql import SQLITE
 from crmcore.values import MONEY_SCALE, new_id
-from crmcore_adapters.storage import sql
+from crmcore_adapters.storage import sql, totals
 
 SCALE = 10**MONEY_SCALE
 
@@ -183,6 +183,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             version INTEGER NOT NULL, at INTEGER NOT NULL, actor TEXT, doc TEXT,
             PRIMARY KEY (kind, name, version)) WITHOUT ROWID""",
     ),
+    # analytics: per customer and currency purchase totals, kept with every purchase write
+    (
+        """CREATE TABLE purchase_totals (customer_id TEXT NOT NULL, currency TEXT NOT NULL,
+            first_day INTEGER NOT NULL, first_day_total INTEGER NOT NULL,
+            last_day INTEGER NOT NULL, last_at INTEGER NOT NULL, days INTEGER NOT NULL,
+            total INTEGER NOT NULL, PRIMARY KEY (customer_id, currency)) WITHOUT ROWID""",
+        "CREATE INDEX purchase_totals_last ON purchase_totals (last_at)",
+        totals.recount_sql(DIALECT),
+    ),
 )
 """Migration N brings the schema from version N to N+1; never edit one that has shipped."""
 
@@ -314,7 +323,7 @@ class SQLiteStorage:
             for statement, rows, records in sql.bulk_statements(DIALECT, items, BULK_BATCH):
                 cur.executemany(statement, rows)
                 count += records
-            sql.check_owners(cur)
+            sql.finish_import(cur, DIALECT)
             cur.execute("DELETE FROM bulk_owners")
         return count
 

@@ -27,7 +27,7 @@ import duckdb
 from crmcore.errors import IntegrityError, StorageError, ValidationError
 from crmcore.hookspecs import Adapter, hookimpl
 from crmcore.ports import Storage
-from crmcore_adapters.storage import sql
+from crmcore_adapters.storage import sql, totals
 from crmcore_duckdb.dialect import DUCKDB
 
 DIALECT = DUCKDB
@@ -153,6 +153,16 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """CREATE TABLE configurations (kind VARCHAR NOT NULL, name VARCHAR NOT NULL,
             version BIGINT NOT NULL, "at" BIGINT NOT NULL, actor VARCHAR, doc VARCHAR,
             PRIMARY KEY (kind, name, version))""",
+    ),
+    # crmcore's purchase totals per customer and currency, kept with every purchase write;
+    # no key or index: DuckDB refuses to delete and insert one key in a transaction, and
+    # scans a column fast without one
+    (
+        """CREATE TABLE purchase_totals (customer_id VARCHAR NOT NULL, currency VARCHAR NOT NULL,
+            first_day INTEGER NOT NULL, first_day_total BIGINT NOT NULL,
+            last_day INTEGER NOT NULL, last_at BIGINT NOT NULL, days INTEGER NOT NULL,
+            total BIGINT NOT NULL)""",
+        totals.recount_sql(DIALECT),
     ),
 )
 """Migration N brings the schema from version N to N+1."""
@@ -291,7 +301,7 @@ class DuckDBStorage:
             for statement, rows, records in sql.bulk_statements(DIALECT, items, BULK_BATCH):
                 DIALECT.executemany(cur, statement, rows)
                 count += records
-            sql.check_owners(cur)
+            sql.finish_import(cur, DIALECT)
             cur.execute("DELETE FROM bulk_owners")
         return count
 

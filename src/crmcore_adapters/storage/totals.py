@@ -1,0 +1,106 @@
+"""`purchase_totals` in SQL: one row per customer and currency, written in the transaction of
+every purchase write (see `crmcore.scoring.totals` for what the columns hold and why).
+
+A purchase on or after the customer's last purchase day in its currency updates the row in
+place with one statement; any other write (an earlier purchase, a customer's first, a merge
+or unmerge, an erasure, a bulk import) recounts the customers it touched from the purchases
+with one set-based statement, the same one that backfills the table when it is created.
+Every value is a bound parameter; the SQL is built from the dialect's constants.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from crmcore.model import Purchase
+from crmcore.scoring.totals import PurchaseTotal, epoch_day
+from crmcore.sql.dialect import Cursor, Dialect
+
+COLUMNS = ("customer_id", "currency", "first_day", "first_day_total", "last_day", "last_at",
+           "days", "total")
+
+
+def recount_sql(dialect: Dialect, scope: str = "") -> str:
+    """INSERT the rows of the purchases matching `scope` (a condition on `p`, written with
+    `?`; empty: every purchase) from scratch, the first day's total looked up per row."""
+    d = dialect
+    first = d.epoch_day("g.first_at")
+    where = f"WHERE {scope} " if scope else ""
+    # built from the dialect's constants only; every value is a bound parameter
+    return d.sql(
+        f"INSERT INTO purchase_totals ({', '.join(COLUMNS)}) "  # noqa: S608
+        f"SELECT g.customer_id, g.currency, {first}, "
+        "(SELECT SUM(q.total) FROM purchases AS q WHERE q.customer_id = g.customer_id "
+        f"AND q.currency = g.currency AND q.ordered_at >= {d.day_start(first)} "
+        f"AND q.ordered_at < {d.day_start(first + ' + 1')}), "
+        f"{d.epoch_day('g.last_at')}, g.last_at, g.days, g.spent FROM ("
+        f"SELECT p.customer_id, p.currency, COUNT(DISTINCT {d.day_key('p.ordered_at')}) AS days, "
+        "MIN(p.ordered_at) AS first_at, MAX(p.ordered_at) AS last_at, SUM(p.total) AS spent "
+        f"FROM purchases AS p {where}GROUP BY p.customer_id, p.currency) AS g"
+    )
+
+
+def recount(cur: Cursor, dialect: Dialect, customer_ids: Sequence[str]) -> None:
+    """Rebuild these customers' rows from their purchases."""
+    marks = ", ".join("?" for _ in customer_ids)
+    cur.execute(dialect.sql(f"DELETE FROM purchase_totals WHERE customer_id IN ({marks})"),  # noqa: S608
+                customer_ids)
+    cur.execute(recount_sql(dialect, f"p.customer_id IN ({marks})"), customer_ids)
+
+
+def recount_imported(cur: Cursor, dialect: Dialect) -> None:
+    """After a bulk import: rebuild the rows of every customer it added records to (listed
+    in the import's `bulk_owners` table)."""
+    owners = "customer_id IN (SELECT customer_id FROM bulk_owners)"
+    cur.execute(f"DELETE FROM purchase_totals WHERE {owners}")  # noqa: S608
+    cur.execute(recount_sql(dialect, "p." + owners))
+
+
+def count_in(cur: Cursor, dialect: Dialect, purchase: Purchase) -> None:
+    """One more purchase: updated in place when it falls on or after the last purchase day
+    (`scoring.totals.added`), recounted otherwise."""
+    day, amount = epoch_day(purchase.ordered_at), dialect.money(purchase.amount)
+    at = dialect.instant(purchase.ordered_at)
+    cur.execute(dialect.sql(
+        "UPDATE purchase_totals SET "
+        "first_day_total = first_day_total + CASE WHEN first_day = ? THEN ? ELSE 0 END, "
+        "days = days + CASE WHEN last_day < ? THEN 1 ELSE 0 END, last_day = ?, "
+        "last_at = CASE WHEN last_at < ? THEN ? ELSE last_at END, total = total + ? "
+        "WHERE customer_id = ? AND currency = ? AND last_day <= ?"),
+        (day, amount, day, day, at, at, amount, purchase.customer_id, purchase.currency, day))
+    if cur.rowcount != 1:
+        recount(cur, dialect, [purchase.customer_id])
+
+
+def forget(cur: Cursor, dialect: Dialect, customer_id: str) -> None:
+    cur.execute(dialect.sql("DELETE FROM purchase_totals WHERE customer_id = ?"), (customer_id,))
+
+
+class SqlPurchaseTotals:
+    """The rows as values (what tests compare with a recount; the summary reads the table
+    with its own query)."""
+
+    def __init__(self, cur: Cursor, dialect: Dialect) -> None:
+        self.cur = cur
+        self.d = dialect
+
+    def all(self, currency: str | None = None) -> builtins.list[PurchaseTotal]:
+        where, params = ("WHERE currency = ? ", [currency]) if currency is not None else ("", [])
+        self.cur.execute(self.d.sql(
+            f"SELECT {', '.join(COLUMNS)} FROM purchase_totals {where}"  # noqa: S608
+            f"ORDER BY customer_id{self.d.text_order}, currency{self.d.text_order}"), params)
+        return [self._row(row) for row in self.cur.fetchall()]
+
+    def latest(self) -> datetime | None:
+        self.cur.execute("SELECT MAX(last_at) FROM purchase_totals")
+        found = self.cur.fetchone()[0]
+        return None if found is None else self.d.from_instant(found)
+
+    def _row(self, row: Iterable[Any]) -> PurchaseTotal:
+        customer_id, currency, first, first_total, last, last_at, days, total = row
+        return PurchaseTotal(str(customer_id), str(currency), int(first),
+                             self.d.exact_money(first_total), int(last),
+                             self.d.from_instant(last_at), int(days), self.d.exact_money(total))
