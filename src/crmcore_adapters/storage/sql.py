@@ -24,6 +24,8 @@ import attrs
 from crmcore import serialization
 from crmcore.errors import ConflictError, IntegrityError, NotFound, ValidationError
 from crmcore.events import Event, OutboxEntry
+from crmcore.lifecycle import history as lifecycle_history
+from crmcore.lifecycle import states
 from crmcore.exchange import Rate
 from crmcore.model import (
     Account,
@@ -51,7 +53,7 @@ from crmcore.model import (
     TaskStatus,
     Team,
 )
-from crmcore.model.history import Change, MergeRecord, Tombstone
+from crmcore.model.history import Change, ChangeKind, MergeRecord, Tombstone
 from crmcore.sql.dialect import Cursor, Dialect
 
 T = TypeVar("T")
@@ -85,8 +87,13 @@ class Table(Generic[T]):
     """Column the customer's records are ordered by, newest first."""
 
     def row(self, dialect: Dialect, item: T) -> tuple[Any, ...]:
-        doc = dialect.json_column(serialization.dumps(item))
-        return (item.id, *self.values(dialect, item), doc)  # type: ignore[attr-defined]
+        return self.row_and_data(dialect, item)[0]
+
+    def row_and_data(self, dialect: Dialect, item: T) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """The row, and the plain data its document was encoded from (history diffs it)."""
+        data: dict[str, Any] = serialization.unstructure(item)
+        doc = dialect.json_column(serialization.dumps_data(data))
+        return (item.id, *self.values(dialect, item), doc), data  # type: ignore[attr-defined]
 
 
 CUSTOMERS = Table(
@@ -196,6 +203,8 @@ class SqlRepository(Generic[T]):
         self.cur = cur
         self.d = dialect
         self.t = table
+        self.last_written: dict[str, Any] | None = None
+        """Plain data of the item this repository wrote last (`history.record` reuses it)."""
 
     def _run(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self.cur.execute(self.d.sql(sql), params)
@@ -205,10 +214,12 @@ class SqlRepository(Generic[T]):
         if self.t.versioned and version != 0:
             raise ValidationError("version", version, "a new record must have version 0")
         stored = _renumbered(item, 1) if self.t.versioned else item
+        row, data = self.t.row_and_data(self.d, stored)
         # one round trip: a clash inserts nothing (and, on PostgreSQL, aborts nothing)
-        self._run(insert_sql(self.t, self.d) + " ON CONFLICT DO NOTHING", self.t.row(self.d, stored))
+        self._run(insert_sql(self.t, self.d) + " ON CONFLICT DO NOTHING", row)
         if self.cur.rowcount != 1:
             raise IntegrityError(f"{self.t.kind} {item.id!r} exists already")  # type: ignore[attr-defined]
+        self.last_written = data
         return stored
 
     def find(self, id: str) -> T | None:
@@ -244,7 +255,7 @@ class SqlRepository(Generic[T]):
     def update(self, item: T) -> T:
         current: int = item.version  # type: ignore[attr-defined]
         stored = _renumbered(item, current + 1)
-        row = self.t.row(self.d, stored)
+        row, data = self.t.row_and_data(self.d, stored)
         assignments = ", ".join(f"{self.d.quote(c)} = ?" for c in (*self.t.columns, "doc"))
         self._run(
             f"UPDATE {self.t.name} SET {assignments} WHERE id = ? AND version = ?",  # noqa: S608
@@ -252,6 +263,7 @@ class SqlRepository(Generic[T]):
         )
         if self.cur.rowcount != 1:
             self._check_version(item)
+        self.last_written = data
         return stored
 
     def remove(self, item: T) -> None:
@@ -320,8 +332,45 @@ def _owned_by(item: T, customer_id: str, versioned: bool) -> T:
     return attrs.evolve(item, customer_id=customer_id)  # type: ignore[misc]
 
 
+class Superseded:
+    """The customer row a write just replaced, held between the customer repository and the
+    history of one unit of work: `SqlHistory` stores it as the state before the change."""
+
+    def __init__(self) -> None:
+        self.read: tuple[Any, ...] | None = None
+        """The row `data()` read last (the facade reads before it writes: no second read)."""
+        self.row: tuple[Any, ...] | None = None
+        """The row the last update or removal replaced."""
+
+
+_STATE_SELECT = f"SELECT {', '.join(states.COLUMNS)} FROM customers WHERE id = ?"  # noqa: S608
+
+
 class SqlCustomers(SqlRepository[Customer]):
     """Customers, with the lookup tables for e-mail, phone and external id kept in step."""
+
+    def __init__(self, cur: Cursor, dialect: Dialect, table: Table[Customer],
+                 superseded: Superseded | None = None) -> None:
+        super().__init__(cur, dialect, table)
+        self.superseded = superseded or Superseded()
+
+    def data(self, id: str) -> dict[str, Any] | None:
+        self._run(_STATE_SELECT, (id,))
+        row = self.cur.fetchone()
+        self.superseded.read = None if row is None else tuple(row)
+        if row is None:
+            return None
+        doc = row[-1]
+        return doc if isinstance(doc, dict) else json.loads(doc)
+
+    def _replaced(self, item: Customer) -> tuple[Any, ...] | None:
+        """The stored row `item` replaces (at its version), from `data()` or read now."""
+        read = self.superseded.read
+        if read is not None and read[0] == item.id and read[1] == item.version:
+            return read
+        self._run(_STATE_SELECT + " AND version = ?", (item.id, item.version))
+        row = self.cur.fetchone()
+        return None if row is None else tuple(row)
 
     def add(self, item: Customer) -> Customer:
         stored = super().add(item)
@@ -329,13 +378,17 @@ class SqlCustomers(SqlRepository[Customer]):
         return stored
 
     def update(self, item: Customer) -> Customer:
+        before = self._replaced(item)
         stored = super().update(item)
+        self.superseded.row = before
         self._unindex(stored.id)
         self._index(stored)
         return stored
 
     def remove(self, item: Customer) -> None:
+        before = self._replaced(item)
         super().remove(item)
+        self.superseded.row = before
         self._unindex(item.id)
 
     def restore(self, item: Customer) -> Customer:
@@ -905,13 +958,17 @@ class SqlOutbox:
 
 
 class SqlHistory:
-    """The `history` table: one row per change, its diff a JSON document."""
+    """The `history` table: one row per change, its diff a JSON document; and, for each
+    customer change, the row it superseded in `customer_states` (see `lifecycle.states`)."""
 
     COLUMNS = 'seq, kind, aggregate_id, version, op, "at", diff, actor'
+    keeps_states = True
+    """Segment rules read customers as of an instant from `customer_states`, in SQL."""
 
-    def __init__(self, cur: Cursor, dialect: Dialect) -> None:
+    def __init__(self, cur: Cursor, dialect: Dialect, superseded: Superseded | None = None) -> None:
         self.cur = cur
         self.d = dialect
+        self.superseded = superseded or Superseded()
 
     def append(self, change: Change) -> None:
         self.cur.execute(
@@ -922,6 +979,21 @@ class SqlHistory:
             (change.kind, change.aggregate_id, change.version, str(change.op),
              self.d.instant(change.at), self.d.json_column(json.dumps(change.diff)), change.actor),
         )
+        if change.kind == "customer":
+            self._keep_state(change)
+
+    def _keep_state(self, change: Change) -> None:
+        """The customer's row before `change`: none before an addition; the row the
+        repository replaced for an update or removal (a change appended without that
+        write, e.g. by hand, supersedes no known row and keeps nothing)."""
+        if change.op is ChangeKind.ADDED:
+            row: tuple[Any, ...] = (change.aggregate_id, *(None,) * (len(states.COLUMNS) - 1))
+        else:
+            replaced, self.superseded.row = self.superseded.row, None
+            if replaced is None or replaced[0] != change.aggregate_id:
+                return
+            row = (*replaced[:-1], _json_again(self.d, replaced[-1]))
+        insert_state(self.cur, self.d, [(self.d.instant(change.at), str(change.op), *row)])
 
     def _changes(self, where: str, params: Sequence[Any]) -> builtins.list[Change]:
         self.cur.execute(
@@ -952,7 +1024,73 @@ class SqlHistory:
         self.cur.execute(
             self.d.sql("DELETE FROM history WHERE kind = ? AND aggregate_id = ?"), (kind, aggregate_id)
         )
-        return int(self.cur.rowcount)
+        count = int(self.cur.rowcount)
+        if kind == "customer":
+            self.cur.execute(self.d.sql("DELETE FROM customer_states WHERE customer_id = ?"),
+                             (aggregate_id,))
+        return count
+
+
+_STATE_INSERT = (
+    f"INSERT INTO customer_states (\"at\", op, customer_id, {', '.join(states.COLUMNS[1:])}) "  # noqa: S608
+    f"VALUES ({', '.join('?' for _ in range(len(states.COLUMNS) + 2))})"
+)
+
+
+def insert_state(cur: Cursor, dialect: Dialect, rows: Sequence[Sequence[Any]]) -> None:
+    """Rows of `customer_states`: ("at", op, then the `states.COLUMNS` of the row superseded)."""
+    if rows:
+        dialect.executemany(cur, _STATE_INSERT, rows)
+
+
+def _json_again(dialect: Dialect, doc: Any) -> Any:
+    """A document read back, bound again (a driver may have decoded it)."""
+    return dialect.json_column(doc if isinstance(doc, str) else json.dumps(doc, separators=(",", ":")))
+
+
+Step = str | Callable[[Cursor, Dialect], None]
+"""One step of a migration: a statement, or a function (a data backfill) run on its cursor."""
+
+
+def run_step(cur: Cursor, dialect: Dialect, step: Step) -> None:
+    if isinstance(step, str):
+        cur.execute(step)
+    else:
+        step(cur, dialect)
+
+
+def backfill_states(cur: Cursor, dialect: Dialect, page: int = 500) -> None:
+    """Migration step: the superseded rows of the customer changes recorded before
+    `customer_states` existed, rebuilt by undoing each diff from today's record back."""
+    after = ""
+    while True:
+        cur.execute(dialect.sql(
+            "SELECT DISTINCT aggregate_id FROM history WHERE kind = 'customer' AND aggregate_id > ? "
+            "ORDER BY aggregate_id LIMIT ?"), (after, page))
+        ids = [str(row[0]) for row in cur.fetchall()]
+        if not ids:
+            return
+        rows: builtins.list[tuple[Any, ...]] = []
+        for customer_id in ids:
+            cur.execute(dialect.sql("SELECT doc FROM customers WHERE id = ?"), (customer_id,))
+            found = cur.fetchone()
+            state = None if found is None else _plain(found[0])
+            history = SqlHistory(cur, dialect)
+            for change in reversed(history.of("customer", customer_id)):
+                state = lifecycle_history.undo(state, change)
+                rows.append((dialect.instant(change.at), str(change.op), *_state_row(dialect, customer_id, state)))
+        insert_state(cur, dialect, rows)
+        after = ids[-1]
+
+
+def _plain(doc: Any) -> dict[str, Any]:
+    return doc if isinstance(doc, dict) else json.loads(doc)  # type: ignore[no-any-return]
+
+
+def _state_row(dialect: Dialect, customer_id: str, state: dict[str, Any] | None) -> tuple[Any, ...]:
+    if state is None:
+        return (customer_id, *(None,) * (len(states.COLUMNS) - 1))
+    return CUSTOMERS.row(dialect, _load_doc(state, Customer))
 
 
 class SqlMerges:
@@ -1024,11 +1162,12 @@ class SqlUnitOfWork:
         self.d = dialect
         self.dialect = dialect
         self.claim_lock = claim_lock
+        self._superseded = Superseded()
 
     # repositories are made on first use: a point read needs one, not fourteen
     @functools.cached_property
     def customers(self) -> SqlCustomers:
-        return SqlCustomers(self.cur, self.d, CUSTOMERS)
+        return SqlCustomers(self.cur, self.d, CUSTOMERS, self._superseded)
 
     @functools.cached_property
     def interactions(self) -> SqlInteractions:
@@ -1120,7 +1259,7 @@ class SqlUnitOfWork:
 
     @functools.cached_property
     def history(self) -> SqlHistory:
-        return SqlHistory(self.cur, self.d)
+        return SqlHistory(self.cur, self.d, self._superseded)
 
     @functools.cached_property
     def merges(self) -> SqlMerges:

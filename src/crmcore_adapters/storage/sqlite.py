@@ -29,7 +29,7 @@ SCALE = 10**MONEY_SCALE
 
 DIALECT = SQLITE
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
+MIGRATIONS: tuple[tuple[sql.Step, ...], ...] = (
     (
         """CREATE TABLE customers (
             id TEXT PRIMARY KEY, version INTEGER NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL,
@@ -169,6 +169,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # analytics: the purchase summary reads this index alone, never the wide table rows
     ("CREATE INDEX purchases_summary ON purchases (customer_id, ordered_at, currency, total)",),
+    # lifecycle: each customer change keeps the row it superseded (true as-of in SQL)
+    (
+        """CREATE TABLE customer_states (seq INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL,
+            op TEXT NOT NULL, customer_id TEXT NOT NULL, version INTEGER, kind TEXT, name TEXT,
+            tier TEXT, lifecycle TEXT, country TEXT, birth_date TEXT, language TEXT,
+            service_point TEXT, created_at INTEGER, updated_at INTEGER, doc TEXT)""",
+        "CREATE INDEX customer_states_customer ON customer_states (customer_id, at, seq)",
+        "CREATE INDEX customer_states_at ON customer_states (at)",
+        "CREATE INDEX customer_states_op ON customer_states (op, at)",
+        sql.backfill_states,
+    ),
 )
 """Migration N brings the schema from version N to N+1; never edit one that has shipped."""
 
@@ -239,7 +250,7 @@ class SQLiteStorage:
             version = cur.execute("PRAGMA user_version").fetchone()[0]
             for number, statements in enumerate(MIGRATIONS[version:], start=version):
                 for statement in statements:
-                    cur.execute(statement)
+                    sql.run_step(cur, DIALECT, statement)
                 cur.execute(f"PRAGMA user_version = {number + 1:d}")
             return int(cur.execute("PRAGMA user_version").fetchone()[0])
 
