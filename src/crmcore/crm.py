@@ -339,8 +339,11 @@ class Aggregates(Generic[T]):
     def update(self, item: T) -> T:
         with self.crm.transaction() as uow:
             repo = self._repo(uow)
-            before = repo.data(_id(item))
+            reports = hasattr(repo, "replaced")  # it hands over what it replaced: no read first
+            before = None if reports else repo.data(_id(item))
             stored = repo.update(self._checked(item))
+            if reports:
+                before = repo.replaced  # type: ignore[attr-defined]
             history.record(uow, self.topic, before, stored, self.crm.clock(), repo)
             self.crm.emit(f"{self.topic}.updated", _id(stored), version=_version(stored))
             return stored

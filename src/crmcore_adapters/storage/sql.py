@@ -349,8 +349,9 @@ class Superseded:
     history of one unit of work: `SqlHistory` stores it as the state before the change."""
 
     def __init__(self) -> None:
-        self.read: tuple[Any, ...] | None = None
-        """The row `data()` read last (the facade reads before it writes: no second read)."""
+        self.found: tuple[Customer, Any, dict[str, Any]] | None = None
+        """The customer `find`/`get` read last, with its stored document raw and decoded
+        (a read-change-write replaces that very row: no second read)."""
         self.row: tuple[Any, ...] | None = None
         """The row the last update or removal replaced."""
 
@@ -365,24 +366,30 @@ class SqlCustomers(SqlRepository[Customer]):
                  superseded: Superseded | None = None) -> None:
         super().__init__(cur, dialect, table)
         self.superseded = superseded or Superseded()
+        self.replaced: dict[str, Any] | None = None
+        """Plain data of the record the last `update` replaced: the history's "before",
+        read by the update itself (`Aggregates.update` needs no `data()` read first)."""
 
-    def data(self, id: str) -> dict[str, Any] | None:
-        self._run(_STATE_SELECT, (id,))
+    def find(self, id: str) -> Customer | None:
+        self._run("SELECT doc FROM customers WHERE id = ?", (id,))
         row = self.cur.fetchone()
-        self.superseded.read = None if row is None else tuple(row)
         if row is None:
             return None
-        doc = row[-1]
-        return doc if isinstance(doc, dict) else json.loads(doc)
+        data = _plain(row[0])
+        found = _load(self.t, data)
+        self.superseded.found = (found, row[0], data)
+        return found
 
-    def _replaced(self, item: Customer) -> tuple[Any, ...] | None:
-        """The stored row `item` replaces (at its version), from `data()` or read now."""
-        read = self.superseded.read
-        if read is not None and read[0] == item.id and read[1] == item.version:
-            return read
+    def _replaced(self, item: Customer) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
+        """The stored row `item` replaces (at its version) and its plain data: the one
+        `find` read, or read now."""
+        found = self.superseded.found
+        if found is not None and found[0].id == item.id and found[0].version == item.version:
+            customer, doc, data = found
+            return (customer.id, *self.t.values(self.d, customer), doc), data
         self._run(_STATE_SELECT + " AND version = ?", (item.id, item.version))
         row = self.cur.fetchone()
-        return None if row is None else tuple(row)
+        return None if row is None else (tuple(row), _plain(row[-1]))
 
     def add(self, item: Customer) -> Customer:
         stored = super().add(item)
@@ -392,7 +399,8 @@ class SqlCustomers(SqlRepository[Customer]):
     def update(self, item: Customer) -> Customer:
         before = self._replaced(item)
         stored = super().update(item)
-        self.superseded.row = before
+        self.superseded.row, self.replaced = before if before is not None else (None, None)
+        self.superseded.found = None
         self._unindex(stored.id)
         self._index(stored)
         return stored
@@ -400,7 +408,8 @@ class SqlCustomers(SqlRepository[Customer]):
     def remove(self, item: Customer) -> None:
         before = self._replaced(item)
         super().remove(item)
-        self.superseded.row = before
+        self.superseded.row = None if before is None else before[0]
+        self.superseded.found = None
         self._unindex(item.id)
 
     def lock(self, id: str) -> Customer:
@@ -996,7 +1005,8 @@ class SqlHistory:
                 "VALUES (?, ?, ?, ?, ?, ?, ?)"
             ),
             (change.kind, change.aggregate_id, change.version, str(change.op),
-             self.d.instant(change.at), self.d.json_column(json.dumps(change.diff)), change.actor),
+             self.d.instant(change.at), self.d.json_column(serialization.dumps_data(change.diff)),
+             change.actor),
         )
         if change.kind == "customer":
             self._keep_state(change)
@@ -1006,6 +1016,8 @@ class SqlHistory:
         repository replaced for an update or removal (a change appended without that
         write, e.g. by hand, supersedes no known row and keeps nothing)."""
         if change.op is ChangeKind.ADDED:
+            if not _created_before(change):
+                return  # as of any earlier instant its created_at leaves it out already
             row: tuple[Any, ...] = (change.aggregate_id, *(None,) * (len(states.COLUMNS) - 1))
         else:
             replaced, self.superseded.row = self.superseded.row, None
@@ -1048,6 +1060,13 @@ class SqlHistory:
             self.cur.execute(self.d.sql("DELETE FROM customer_states WHERE customer_id = ?"),
                              (aggregate_id,))
         return count
+
+
+def _created_before(change: Change) -> bool:
+    """Whether an added customer says it was created before it was added (an import of
+    old records, a merge undone): only then must "not there yet" be kept as a state."""
+    created = change.diff.get("created_at", [None, None])[1]
+    return not isinstance(created, str) or datetime.fromisoformat(created) < change.at
 
 
 _STATE_INSERT = (
