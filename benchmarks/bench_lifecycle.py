@@ -82,8 +82,9 @@ def writes(url: str | None, directory: Path, count: int) -> None:
         clock = Clock()
         with open_crm(url, directory, name, clock) as crm:
             crm.bulk_import(Customer(f"{name}{n:05d}", "W", created_at=T0, updated_at=T0) for n in range(100))
-            return cpu_timed(lambda: [crm.customers.change(f"{name}{n % 100:05d}", tier=("gold", "silver")[n % 2])
-                                  for n in range(count)])
+            return cpu_timed(lambda: [
+                crm.customers.change(f"{name}{n % 100:05d}", tier=("gold", "silver")[n % 2])
+                for n in range(count)])
 
     original = Aggregates.update
     recorded, bare = [], []
@@ -196,7 +197,9 @@ def as_of(url: str | None, directory: Path, customers: int, edits: int, direct: 
               f"{past * 1000:,.0f} ms ({past / now:.1f}x); aim <= 2x")
 
 
-def write_through_crm(crm: crmcore.CRM, clock: Clock, customers: int, edits: int) -> tuple[datetime, datetime]:
+def write_through_crm(
+    crm: crmcore.CRM, clock: Clock, customers: int, edits: int
+) -> tuple[datetime, datetime]:
     crm.bulk_import(Customer(f"a{n:07d}", "A", created_at=T0, updated_at=T0) for n in range(customers))
     middle = recent = T0
     for round in range(edits):
@@ -219,7 +222,8 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=2000, help="customers in the as-of base")
     parser.add_argument("--edits", type=int, default=10)
     parser.add_argument("--direct", action="store_true",
-                        help="load the as-of base's rows directly (a million customers) instead of through the CRM")
+                        help="load the as-of base's rows directly (for a million customers), "
+                             "not through the CRM")
     parser.add_argument("--only", choices=("writes", "dedupe", "as-of"), help="run one part")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=".") as directory:

@@ -70,7 +70,8 @@ def record(uow: UnitOfWork, kind: str, before: Any, after: Any, at: datetime,
 def _plain(item: Any, written: Any) -> dict[str, Any]:
     """`item` as plain data: the repository's own copy when it is the item's, else converted."""
     kept = getattr(written, "last_written", None)
-    if isinstance(kept, dict) and kept.get("id") == item.id and kept.get("version") == getattr(item, "version", None):
+    if isinstance(kept, dict) and (kept.get("id"), kept.get("version")) == (
+            item.id, getattr(item, "version", None)):
         return kept
     data: dict[str, Any] = serialization.unstructure(item)
     return data

@@ -24,9 +24,9 @@ import attrs
 from crmcore import serialization
 from crmcore.errors import ConflictError, IntegrityError, NotFound, ValidationError
 from crmcore.events import Event, OutboxEntry
+from crmcore.exchange import Rate
 from crmcore.lifecycle import history as lifecycle_history
 from crmcore.lifecycle import states
-from crmcore.exchange import Rate
 from crmcore.model import (
     Account,
     Agent,
@@ -1113,16 +1113,20 @@ def backfill_states(cur: Cursor, dialect: Dialect, page: int = 500) -> None:
             cur.execute(dialect.sql("SELECT doc FROM customers WHERE id = ?"), (customer_id,))
             found = cur.fetchone()
             state = None if found is None else _plain(found[0])
-            history = SqlHistory(cur, dialect)
-            for change in reversed(history.of("customer", customer_id)):
+            kept: builtins.list[tuple[Any, ...]] = []
+            for change in reversed(SqlHistory(cur, dialect).of("customer", customer_id)):
                 state = lifecycle_history.undo(state, change)
-                rows.append((dialect.instant(change.at), str(change.op), *_state_row(dialect, customer_id, state)))
+                if change.op is ChangeKind.ADDED and not _created_before(change):
+                    continue  # as `SqlHistory.append` does
+                at = dialect.instant(change.at)
+                kept.append((at, str(change.op), *_state_row(dialect, customer_id, state)))
+            rows.extend(reversed(kept))  # stored oldest first: seq follows the changes' order
         insert_state(cur, dialect, rows)
         after = ids[-1]
 
 
 def _plain(doc: Any) -> dict[str, Any]:
-    return doc if isinstance(doc, dict) else json.loads(doc)  # type: ignore[no-any-return]
+    return doc if isinstance(doc, dict) else json.loads(doc)
 
 
 def _state_row(dialect: Dialect, customer_id: str, state: dict[str, Any] | None) -> tuple[Any, ...]:
