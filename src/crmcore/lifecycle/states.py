@@ -29,7 +29,8 @@ COLUMNS = ("id", "version", "kind", "name", "tier", "lifecycle", "country", "bir
 """The `customers` columns, in the order a state row holds them (`id` as `customer_id`)."""
 
 FEW = 20_000
-"""Up to this many state rows after the instant, the relation reads just those."""
+"""Up to this many state rows after the instant (and fewer than customers), the relation
+reads just those."""
 
 
 def _kept(alias: str) -> str:
@@ -67,7 +68,14 @@ def kept(uow: Any) -> bool:
 
 def relation(uow: Any, at: Any, quote: Callable[[str], str], sql: Callable[[str], str]
              ) -> Callable[[Callable[[Any], str]], str]:
-    """`customers_at` for this storage, spelt for as many changes as there are after `at`."""
-    probe = f"SELECT count(*) FROM (SELECT 1 FROM {TABLE} WHERE {quote('at')} > ? LIMIT ?) AS p"
-    count = int(uow.select(sql(probe), (at, FEW + 1))[0][0])
-    return lambda bind: customers_at(bind, at, quote, few=count <= FEW)
+    """`customers_at` for this storage, spelt for as many changes as there are after `at`:
+    reading the changes costs about one index entry each, seeking costs one seek per
+    customer, so the changes are read when they are fewer than the customers (and than
+    `FEW`). Both counts stop early: they never cost more than `FEW` rows."""
+    later = f"SELECT count(*) FROM (SELECT 1 FROM {TABLE} WHERE {quote('at')} > ? LIMIT ?) AS p"
+    changes = int(uow.select(sql(later), (at, FEW + 1))[0][0])
+    few = changes <= FEW
+    if few:
+        people = "SELECT count(*) FROM (SELECT 1 FROM customers LIMIT ?) AS p"
+        few = int(uow.select(sql(people), (changes + 1,))[0][0]) > changes
+    return lambda bind: customers_at(bind, at, quote, few=few)
