@@ -358,16 +358,21 @@ class Aggregates(Generic[T]):
 
     def add(self, item: T) -> T:
         with self.crm.transaction() as uow:
-            stored = self._repo(uow).add(self._checked(item))
-            history.record(uow, self.topic, None, stored, self.crm.clock())
+            repo = self._repo(uow)
+            stored = repo.add(self._checked(item))
+            history.record(uow, self.topic, None, stored, self.crm.clock(), repo)
             self.crm.emit(f"{self.topic}.added", _id(stored))
             return stored
 
     def update(self, item: T) -> T:
         with self.crm.transaction() as uow:
-            before = self._repo(uow).data(_id(item))
-            stored = self._repo(uow).update(self._checked(item))
-            history.record(uow, self.topic, before, stored, self.crm.clock())
+            repo = self._repo(uow)
+            reports = hasattr(repo, "replaced")  # it hands over what it replaced: no read first
+            before = None if reports else repo.data(_id(item))
+            stored = repo.update(self._checked(item))
+            if reports:
+                before = repo.replaced  # type: ignore[attr-defined]
+            history.record(uow, self.topic, before, stored, self.crm.clock(), repo)
             self.crm.emit(f"{self.topic}.updated", _id(stored), version=_version(stored))
             return stored
 

@@ -241,6 +241,12 @@ def dumps(obj: Any) -> str:
     return _encoder().encode(unstructure(obj))
 
 
+def dumps_data(data: Any) -> str:
+    """Compact JSON of plain data `unstructure` gave (what `dumps` writes, for a caller that
+    keeps the plain data too)."""
+    return _encoder().encode(data)
+
+
 def loads(text: str | bytes, cls: type[T]) -> T:
     return structure(json.loads(text), cls)
 

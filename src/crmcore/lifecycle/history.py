@@ -51,16 +51,30 @@ def diff(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> d
     }
 
 
-def record(uow: UnitOfWork, kind: str, before: Any, after: Any, at: datetime) -> Change:
+def record(uow: UnitOfWork, kind: str, before: Any, after: Any, at: datetime,
+           written: Any = None) -> Change:
     """Write the change from `before` to `after` (None: absent; a mapping: plain data
-    already, as `Repository.data` gives it) into the unit's history."""
+    already, as `Repository.data` gives it) into the unit's history.
+
+    `written` is the repository that stored `after`: when it kept the plain data it
+    encoded (`last_written`), the record is not converted a second time."""
     old = before if before is None or isinstance(before, Mapping) else serialization.unstructure(before)
-    new = None if after is None else serialization.unstructure(after)
+    new = None if after is None else _plain(after, written)
     op = ChangeKind.ADDED if old is None else ChangeKind.REMOVED if new is None else ChangeKind.UPDATED
     subject: Mapping[str, Any] = new if new is not None else old or {}
     change = Change(kind, str(subject["id"]), int(subject["version"]), op, at, diff(old, new), ACTOR.get())
     uow.history.append(change)
     return change
+
+
+def _plain(item: Any, written: Any) -> dict[str, Any]:
+    """`item` as plain data: the repository's own copy when it is the item's, else converted."""
+    kept = getattr(written, "last_written", None)
+    if isinstance(kept, dict) and (kept.get("id"), kept.get("version")) == (
+            item.id, getattr(item, "version", None)):
+        return kept
+    data: dict[str, Any] = serialization.unstructure(item)
+    return data
 
 
 def undo(state: dict[str, Any] | None, change: Change) -> dict[str, Any] | None:

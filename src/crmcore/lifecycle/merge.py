@@ -103,8 +103,11 @@ def merge(crm: CRM, survivor_id: str, merged_id: str, policy: Policy = DEFAULT_P
         raise ValidationError("merged_id", merged_id, "a customer cannot be merged into itself")
     with crm.transaction() as uow:
         at = crm.clock()
-        survivor = uow.customers.get(survivor_id)
-        merged = uow.customers.get(merged_id)
+        # both held until commit (in id order: two merges of one pair cannot deadlock), so a
+        # contact, purchase or case added for the merged customer meanwhile is either moved
+        # by this merge or refused after it (see CustomerRows and Dialect.key_lock)
+        held = {id: uow.customers.lock(id) for id in sorted((survivor_id, merged_id))}
+        survivor, merged = held[survivor_id], held[merged_id]
         proposed = survive(survivor, merged, policy)
         chosen = crm.plugins.hook.crmcore_survivorship(
             survivor=survivor, merged=merged, proposed=proposed) or proposed

@@ -93,6 +93,11 @@ class CustomerRepository(Repository[Customer], Protocol):
         IntegrityError if the id or one of its e-mails is taken."""
         ...
 
+    def lock(self, id: str) -> Customer:
+        """`get`, and hold the customer until commit: writes to it, rows added for it and
+        its removal by other transactions wait (a merge reads both records this way)."""
+        ...
+
 
 class CustomerRows(Protocol):
     """Rows a customer owns, moved or deleted by owner (merge, unmerge, erasure)."""

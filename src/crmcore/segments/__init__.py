@@ -19,6 +19,7 @@ import attrs
 
 from crmcore import serialization
 from crmcore.errors import ValidationError
+from crmcore.lifecycle import states
 from crmcore.lifecycle.history import changed_since, customers_as_of
 from crmcore.model import Customer
 from crmcore.ports import UnitOfWork
@@ -30,8 +31,8 @@ from crmcore.segments.functions import RuleFunction, registry
 from crmcore.segments.parse import Functions, checked, parse, parse_json
 from crmcore.segments.printer import to_text
 from crmcore.segments.schema import Type
-from crmcore.segments.sql import plan
-from crmcore.sql import dialect_of
+from crmcore.segments.sql import Relation, plan
+from crmcore.sql import Dialect, dialect_of
 
 log = logging.getLogger("crmcore.segments")
 
@@ -55,11 +56,13 @@ def explain(uow: UnitOfWork, rule: Rule, *, as_of: datetime, functions: Function
     if dialect is None:
         spoken = getattr(uow, "dialect", None) or "memory"
         return Explanation("python", reasons=(f"the storage speaks no SQL ({spoken})",))
-    found = plan(tree, types, Context(as_of), dialect)
-    if _rewound(uow, as_of):
-        changed = len(changed_since(uow, Context(as_of).now))
+    context = Context(as_of)
+    if _rewound(uow, as_of) and not states.kept(uow):
+        found = plan(tree, types, context, dialect)
+        changed = len(changed_since(uow, context.now))
         reason = f"{changed} customer(s) changed after as_of: {REWOUND}"
         return Explanation("sql+python", found.query.sql, found.query.params, (*found.reasons, reason))
+    found = plan(tree, types, context, dialect, customers=_then(uow, dialect, context))
     return Explanation(found.engine, found.query.sql, found.query.params, found.reasons)
 
 
@@ -82,8 +85,9 @@ def select(
     source = UowSource(uow)
     if engine == "python" or dialect is None:
         return members(tree, types, context, customers_as_of(uow, context.now), source)
-    past = changed_since(uow, context.now) if _rewound(uow, as_of) else {}
-    found = plan(tree, types, context, dialect, columns="c.doc")
+    past = changed_since(uow, context.now) if _rewound(uow, as_of) and not states.kept(uow) else {}
+    found = plan(tree, types, context, dialect, columns="c.doc",
+                 customers=None if past else _then(uow, dialect, context))
     rows = _select(uow, found.query.sql, found.query.params)
     customers = [c for c in (_customer(row[0]) for row in rows) if c.id not in past]
     if found.residue is not None:
@@ -105,19 +109,29 @@ def select_ids(
     dialect = dialect_of(uow)
     if engine != "python" and dialect is not None:
         context = Context(as_of)
-        found = plan(tree, types, context, dialect)
+        rewound = _rewound(uow, as_of)
+        then = _then(uow, dialect, context) if rewound and states.kept(uow) else None
+        found = plan(tree, types, context, dialect, customers=then)
         if found.residue is None:
             ids = [str(row[0]) for row in _select(uow, found.query.sql, found.query.params)]
-            if not _rewound(uow, as_of):
+            if not rewound or then is not None:
                 return ids
             past = changed_since(uow, context.now)
-            then = members(tree, types, context, [c for c in past.values() if c is not None], UowSource(uow))
-            return sorted([*(i for i in ids if i not in past), *(c.id for c in then)])
+            back = members(tree, types, context, [c for c in past.values() if c is not None], UowSource(uow))
+            return sorted([*(i for i in ids if i not in past), *(c.id for c in back)])
     return [c.id for c in select(uow, tree, as_of=as_of, functions=functions, engine=engine)]
 
 
 REWOUND = ("SQL reads today's rows for everyone else; these are rewound through the history "
-           "and tested in Python")
+           "and tested in Python (the storage keeps no superseded rows to read them as of then)")
+
+
+def _then(uow: UnitOfWork, dialect: Dialect, context: Context) -> Relation | None:
+    """The customers as of the rule's instant in SQL, when some changed since (None: today's
+    table is the table of then)."""
+    if not _rewound(uow, context.now):
+        return None
+    return states.relation(uow, dialect.instant(context.now), dialect.quote, dialect.sql)
 
 
 def _rewound(uow: UnitOfWork, as_of: datetime) -> bool:

@@ -19,6 +19,7 @@ its `crmcore.sql.Dialect`; a part of a rule the dialect cannot spell raises
 # ruff: noqa: S608 - every identifier below is a constant of this module; values are bound
 from __future__ import annotations
 
+from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
 
@@ -345,9 +346,16 @@ class Plan:
         return "sql" if self.residue is None else "sql+python"
 
 
+Relation = Callable[[Callable[[Any], str]], str]
+"""SQL for a relation with the columns of `customers`, given the compiler's `bind`."""
+
+
 def plan(rule: a.Predicate, checked: Checked, context: Context, dialect: str | Dialect,
-         *, columns: str = "c.id") -> Plan:
-    """The query selecting candidates (all members, when nothing is left to Python), by id."""
+         *, columns: str = "c.id", customers: Relation | None = None) -> Plan:
+    """The query selecting candidates (all members, when nothing is left to Python), by id.
+
+    `customers` replaces today's table (e.g. by the customers as of the instant:
+    `lifecycle.states.customers_at`)."""
     d = dialect if isinstance(dialect, Dialect) else DIALECTS[dialect]
     compiler = Compiler(checked, context, d)
     pushed: list[str] = []
@@ -363,7 +371,8 @@ def plan(rule: a.Predicate, checked: Checked, context: Context, dialect: str | D
             reasons.append(str(exc))
     created = compiler.bind(d.instant(context.now))
     where = " AND ".join([f"c.created_at <= {created}", *pushed])
-    query = compiler.finish(f"SELECT {columns} FROM customers AS c WHERE {where} ORDER BY c.id{d.text_order}")
+    source = "customers" if customers is None else f"({customers(compiler.bind)})"
+    query = compiler.finish(f"SELECT {columns} FROM {source} AS c WHERE {where} ORDER BY c.id{d.text_order}")
     left = None if not residue else residue[0] if len(residue) == 1 else a.And(tuple(residue))
     return Plan(query, left, tuple(reasons))
 

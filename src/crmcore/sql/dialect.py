@@ -109,6 +109,12 @@ class Dialect:
         "trailing", "true", "union", "unique", "user", "using", "values", "when", "where", "with",
     })
     """Words that must be quoted to name a column (`at`, `left`, ...)."""
+    row_lock: ClassVar[str] = ""
+    """Appended to a SELECT of a row the transaction will change or delete, so concurrent
+    writers wait for it (PostgreSQL: FOR UPDATE); empty where writers are serialised anyway."""
+    key_lock: ClassVar[str] = ""
+    """Appended to a SELECT checking that a row exists until commit, as a foreign key would
+    (PostgreSQL: FOR KEY SHARE: it waits for a deletion, never for an update)."""
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
@@ -435,6 +441,8 @@ class PostgreSQL(Dialect):
     name = "postgresql"
     placeholder = "%s"
     text_order = ' COLLATE "C"'
+    row_lock = "FOR UPDATE"
+    key_lock = "FOR KEY SHARE"
 
     def epoch_day(self, instant: str) -> str:
         return f"(({instant} AT TIME ZONE 'UTC')::date - DATE '1970-01-01')"

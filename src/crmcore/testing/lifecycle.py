@@ -195,6 +195,47 @@ class LifecycleContract:
             assert [x.customer_id for x in uow.campaign_members.of("spring")] == ["c0002"]
             assert uow.merges.get(journal.id).undone_at is not None
 
+    def test_lock_reads_the_customer_and_holds_it(self, storage: Storage) -> None:
+        with storage.transaction() as uow:
+            uow.customers.add(_customer(1))
+        with storage.transaction() as uow:
+            assert uow.customers.lock("c0001").name == "Person 1"
+            with pytest.raises(NotFound):
+                uow.customers.lock("c0404")
+
+    def test_as_of_rule_reads_each_customer_as_they_were(self, storage: Storage) -> None:
+        """Added, imported without history, changed, removed: an as-of rule (in SQL where the
+        storage has it) sees each as they were, and agrees with the Python engine."""
+        from crmcore.plugins import make_plugin_manager
+        from crmcore.segments import select_ids
+
+        now = [T0]
+        crm = CRM(storage, plugins=make_plugin_manager(load_entry_points=False), clock=lambda: now[0])
+        hour = timedelta(hours=1)
+        crm.customers.add(_customer(1, tier="silver"))
+        storage.bulk_import([_customer(2, tier="silver")])           # no history
+        crm.customers.add(_customer(4, tier="gold"))
+        now[0] = T0 + hour
+        crm.customers.change("c0001", tier="gold")
+        now[0] = T0 + 2 * hour
+        crm.customers.change("c0002", tier="gold")
+        now[0] = T0 + 3 * hour
+        crm.customers.add(_customer(3, tier="gold", created_at=T0 + 3 * hour))
+        now[0] = T0 + 4 * hour
+        crm.customers.remove(crm.customers.get("c0004"))
+        now[0] = T0 + 5 * hour
+        crm.customers.change("c0001", tier="bronze")
+        expected = {
+            T0: ["c0004"], T0 + hour: ["c0001", "c0004"], T0 + 2 * hour: ["c0001", "c0002", "c0004"],
+            T0 + 3 * hour: ["c0001", "c0002", "c0003", "c0004"],
+            T0 + 4 * hour: ["c0001", "c0002", "c0003"], T0 + 5 * hour: ["c0002", "c0003"],
+        }
+        for instant, members in expected.items():
+            with storage.transaction() as uow:
+                for engine in ("auto", "python"):
+                    assert select_ids(uow, 'tier = "gold"', as_of=instant, engine=engine) == members, \
+                        (instant, engine)
+
     def test_erasure_leaves_only_a_tombstone(self, crm: CRM) -> None:
         crm.customers.add(_customer(1, name="Zelda Quist"))
         crm.customers.add(_customer(2))

@@ -69,7 +69,7 @@ TEXT = 'text COLLATE "C"'
 """Text compares and sorts by code point, as in SQLite and Python, whatever the database's locale
 (so ids page the same everywhere and segment rules on text mean the same in SQL and in Python)."""
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
+MIGRATIONS: tuple[tuple[sql.Step, ...], ...] = (
     (
         f"""CREATE TABLE customers (
             id {TEXT} PRIMARY KEY, version bigint NOT NULL, kind {TEXT} NOT NULL, name {TEXT} NOT NULL,
@@ -230,6 +230,18 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX purchase_totals_last ON purchase_totals (last_at)",
         totals.recount_sql(DIALECT),
     ),
+    # lifecycle: each customer change keeps the row it superseded (true as-of in SQL)
+    (
+        f"""CREATE TABLE customer_states (seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            at timestamptz NOT NULL, op {TEXT} NOT NULL, customer_id {TEXT} NOT NULL, version bigint,
+            kind {TEXT}, name {TEXT}, tier {TEXT}, lifecycle {TEXT}, country {TEXT}, birth_date date,
+            language {TEXT}, service_point {TEXT}, created_at timestamptz, updated_at timestamptz,
+            doc json)""",
+        "CREATE INDEX customer_states_customer ON customer_states (customer_id, at, seq)",
+        "CREATE INDEX customer_states_at ON customer_states (at)",
+        "CREATE INDEX customer_states_op ON customer_states (op, at)",
+        sql.backfill_states,
+    ),
 )
 """Migration N brings the schema from version N to N+1 (mirrors sqlite.MIGRATIONS)."""
 
@@ -364,7 +376,7 @@ class PostgresStorage:
             version = _version(cur)
             for number, statements in enumerate(MIGRATIONS[version:], start=version):
                 for statement in statements:
-                    cur.execute(statement)
+                    sql.run_step(cur, DIALECT, statement)
                 cur.execute("DELETE FROM schema_version")
                 cur.execute("INSERT INTO schema_version (version) VALUES (%s)", (number + 1,))
             return max(version, len(MIGRATIONS))

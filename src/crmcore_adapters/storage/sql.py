@@ -25,6 +25,8 @@ from crmcore import serialization
 from crmcore.errors import ConflictError, IntegrityError, NotFound, ValidationError
 from crmcore.events import Event, OutboxEntry
 from crmcore.exchange import Rate
+from crmcore.lifecycle import history as lifecycle_history
+from crmcore.lifecycle import states
 from crmcore.model import (
     Account,
     Agent,
@@ -52,7 +54,7 @@ from crmcore.model import (
     TaskStatus,
     Team,
 )
-from crmcore.model.history import Change, MergeRecord, Tombstone
+from crmcore.model.history import Change, ChangeKind, MergeRecord, Tombstone
 from crmcore.sql.dialect import Cursor, Dialect
 from crmcore_adapters.storage import totals
 
@@ -87,8 +89,13 @@ class Table(Generic[T]):
     """Column the customer's records are ordered by, newest first."""
 
     def row(self, dialect: Dialect, item: T) -> tuple[Any, ...]:
-        doc = dialect.json_column(serialization.dumps(item))
-        return (item.id, *self.values(dialect, item), doc)  # type: ignore[attr-defined]
+        return self.row_and_data(dialect, item)[0]
+
+    def row_and_data(self, dialect: Dialect, item: T) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """The row, and the plain data its document was encoded from (history diffs it)."""
+        data: dict[str, Any] = serialization.unstructure(item)
+        doc = dialect.json_column(serialization.dumps_data(data))
+        return (item.id, *self.values(dialect, item), doc), data  # type: ignore[attr-defined]
 
 
 CUSTOMERS = Table(
@@ -198,6 +205,8 @@ class SqlRepository(Generic[T]):
         self.cur = cur
         self.d = dialect
         self.t = table
+        self.last_written: dict[str, Any] | None = None
+        """Plain data of the item this repository wrote last (`history.record` reuses it)."""
 
     def _run(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self.cur.execute(self.d.sql(sql), params)
@@ -207,10 +216,14 @@ class SqlRepository(Generic[T]):
         if self.t.versioned and version != 0:
             raise ValidationError("version", version, "a new record must have version 0")
         stored = _renumbered(item, 1) if self.t.versioned else item
+        if self.t.owner:
+            self._hold_owner(getattr(item, "customer_id", None))
+        row, data = self.t.row_and_data(self.d, stored)
         # one round trip: a clash inserts nothing (and, on PostgreSQL, aborts nothing)
-        self._run(insert_sql(self.t, self.d) + " ON CONFLICT DO NOTHING", self.t.row(self.d, stored))
+        self._run(insert_sql(self.t, self.d) + " ON CONFLICT DO NOTHING", row)
         if self.cur.rowcount != 1:
             raise IntegrityError(f"{self.t.kind} {item.id!r} exists already")  # type: ignore[attr-defined]
+        self.last_written = data
         return stored
 
     def add_many(self, items: Sequence[T]) -> int:
@@ -225,6 +238,16 @@ class SqlRepository(Generic[T]):
 
     def _insert_many(self, items: Sequence[T]) -> None:
         self.d.executemany(self.cur, insert_sql(self.t, self.d), bulk_rows(self.d, self.t, list(items)))
+
+    def _hold_owner(self, customer_id: str | None) -> None:
+        """Where writers run concurrently, the owner must still exist when this row commits
+        (as a foreign key would insist): a merge or removal of the customer waits for us,
+        or we for it and then find the customer gone."""
+        if customer_id is None or not self.d.key_lock:
+            return
+        self._run(f"SELECT 1 FROM customers WHERE id = ? {self.d.key_lock}", (customer_id,))  # noqa: S608
+        if self.cur.fetchone() is None:
+            raise NotFound("customer", customer_id)
 
     def find(self, id: str) -> T | None:
         self._run(f"SELECT doc FROM {self.t.name} WHERE id = ?", (id,))  # noqa: S608
@@ -257,28 +280,31 @@ class SqlRepository(Generic[T]):
         raise ConflictError(self.t.kind, item.id, item.version, actual)
 
     def update(self, item: T) -> T:
-        stored, row = self._updated(item)
+        stored, row, data = self._updated(item)
         self._run(self._update_sql(), row)
         if self.cur.rowcount != 1:
             self._check_version(item)
+        self.last_written = data
         return stored
 
     def update_many(self, items: Sequence[T]) -> builtins.list[T]:
         """`update` for many records with distinct ids in one batch; ConflictError if any
         was stale (the caller's transaction then undoes the rest)."""
         done = [self._updated(item) for item in items]
-        self.d.executemany(self.cur, self._update_sql(), [row for _, row in done])
+        self.d.executemany(self.cur, self._update_sql(), [row for _, row, _ in done])
         if items and self.cur.rowcount != len(items):
-            for item, (stored, _) in zip(items, done, strict=True):
+            for item, (stored, _, _) in zip(items, done, strict=True):
                 if self._stored_version(stored.id) != stored.version:  # type: ignore[attr-defined]
                     self._check_version(item)
             raise ConflictError(self.t.kind, "(batch)", len(items), self.cur.rowcount)
-        return [stored for stored, _ in done]
+        return [stored for stored, _, _ in done]
 
-    def _updated(self, item: T) -> tuple[T, tuple[Any, ...]]:
+    def _updated(self, item: T) -> tuple[T, tuple[Any, ...], dict[str, Any]]:
+        """The stored form of `item`, its UPDATE parameters and its plain data."""
         current: int = item.version  # type: ignore[attr-defined]
         stored = _renumbered(item, current + 1)
-        return stored, (*self.t.row(self.d, stored)[1:], stored.id, current)  # type: ignore[attr-defined]
+        row, data = self.t.row_and_data(self.d, stored)
+        return stored, (*row[1:], stored.id, current), data  # type: ignore[attr-defined]
 
     def _update_sql(self) -> str:
         assignments = ", ".join(f"{self.d.quote(c)} = ?" for c in (*self.t.columns, "doc"))
@@ -358,6 +384,14 @@ class SqlPurchases(SqlRepository[Purchase]):
         totals.count_in(self.cur, self.d, stored)
         return stored
 
+    def add_many(self, items: Sequence[Purchase]) -> int:
+        """One statement for the lot, then one recount of the customers it touched."""
+        self._insert_many(items)
+        owners = sorted({p.customer_id for p in items})
+        for start in range(0, len(owners), 500):  # bound parameters per statement stay few
+            totals.recount(self.cur, self.d, owners[start:start + 500])
+        return len(items)
+
     def reassign(
         self, customer_id: str, to: str, ids: Iterable[str] | None = None
     ) -> builtins.list[str]:
@@ -372,8 +406,52 @@ class SqlPurchases(SqlRepository[Purchase]):
         return count
 
 
+class Superseded:
+    """The customer row a write just replaced, held between the customer repository and the
+    history of one unit of work: `SqlHistory` stores it as the state before the change."""
+
+    def __init__(self) -> None:
+        self.found: tuple[Customer, Any, dict[str, Any]] | None = None
+        """The customer `find`/`get` read last, with its stored document raw and decoded
+        (a read-change-write replaces that very row: no second read)."""
+        self.row: tuple[Any, ...] | None = None
+        """The row the last update or removal replaced."""
+
+
+_STATE_SELECT = f"SELECT {', '.join(states.COLUMNS)} FROM customers WHERE id = ?"  # noqa: S608
+
+
 class SqlCustomers(SqlRepository[Customer]):
     """Customers, with the lookup tables for e-mail, phone and external id kept in step."""
+
+    def __init__(self, cur: Cursor, dialect: Dialect, table: Table[Customer],
+                 superseded: Superseded | None = None) -> None:
+        super().__init__(cur, dialect, table)
+        self.superseded = superseded or Superseded()
+        self.replaced: dict[str, Any] | None = None
+        """Plain data of the record the last `update` replaced: the history's "before",
+        read by the update itself (`Aggregates.update` needs no `data()` read first)."""
+
+    def find(self, id: str) -> Customer | None:
+        self._run("SELECT doc FROM customers WHERE id = ?", (id,))
+        row = self.cur.fetchone()
+        if row is None:
+            return None
+        data = _plain(row[0])
+        found = _load(self.t, data)
+        self.superseded.found = (found, row[0], data)
+        return found
+
+    def _replaced(self, item: Customer) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
+        """The stored row `item` replaces (at its version) and its plain data: the one
+        `find` read, or read now."""
+        found = self.superseded.found
+        if found is not None and found[0].id == item.id and found[0].version == item.version:
+            customer, doc, data = found
+            return (customer.id, *self.t.values(self.d, customer), doc), data
+        self._run(_STATE_SELECT + " AND version = ?", (item.id, item.version))
+        row = self.cur.fetchone()
+        return None if row is None else (tuple(row), _plain(row[-1]))
 
     def add(self, item: Customer) -> Customer:
         stored = super().add(item)
@@ -389,14 +467,27 @@ class SqlCustomers(SqlRepository[Customer]):
         return len(items)
 
     def update(self, item: Customer) -> Customer:
+        before = self._replaced(item)
         stored = super().update(item)
+        self.superseded.row, self.replaced = before if before is not None else (None, None)
+        self.superseded.found = None
         self._unindex(stored.id)
         self._index(stored)
         return stored
 
     def remove(self, item: Customer) -> None:
+        before = self._replaced(item)
         super().remove(item)
+        self.superseded.row = None if before is None else before[0]
+        self.superseded.found = None
         self._unindex(item.id)
+
+    def lock(self, id: str) -> Customer:
+        self._run(f"SELECT doc FROM customers WHERE id = ? {self.d.row_lock}", (id,))  # noqa: S608
+        row = self.cur.fetchone()
+        if row is None:
+            raise NotFound(self.t.kind, id)
+        return _load(self.t, row[0])
 
     def restore(self, item: Customer) -> Customer:
         self._run("SELECT 1 FROM customers WHERE id = ?", (item.id,))
@@ -1024,13 +1115,17 @@ class SqlOutbox:
 
 
 class SqlHistory:
-    """The `history` table: one row per change, its diff a JSON document."""
+    """The `history` table: one row per change, its diff a JSON document; and, for each
+    customer change, the row it superseded in `customer_states` (see `lifecycle.states`)."""
 
     COLUMNS = 'seq, kind, aggregate_id, version, op, "at", diff, actor'
+    keeps_states = True
+    """Segment rules read customers as of an instant from `customer_states`, in SQL."""
 
-    def __init__(self, cur: Cursor, dialect: Dialect) -> None:
+    def __init__(self, cur: Cursor, dialect: Dialect, superseded: Superseded | None = None) -> None:
         self.cur = cur
         self.d = dialect
+        self.superseded = superseded or Superseded()
 
     def append(self, change: Change) -> None:
         self.cur.execute(
@@ -1039,8 +1134,26 @@ class SqlHistory:
                 "VALUES (?, ?, ?, ?, ?, ?, ?)"
             ),
             (change.kind, change.aggregate_id, change.version, str(change.op),
-             self.d.instant(change.at), self.d.json_column(json.dumps(change.diff)), change.actor),
+             self.d.instant(change.at), self.d.json_column(serialization.dumps_data(change.diff)),
+             change.actor),
         )
+        if change.kind == "customer":
+            self._keep_state(change)
+
+    def _keep_state(self, change: Change) -> None:
+        """The customer's row before `change`: none before an addition; the row the
+        repository replaced for an update or removal (a change appended without that
+        write, e.g. by hand, supersedes no known row and keeps nothing)."""
+        if change.op is ChangeKind.ADDED:
+            if not _created_before(change):
+                return  # as of any earlier instant its created_at leaves it out already
+            row: tuple[Any, ...] = (change.aggregate_id, *(None,) * (len(states.COLUMNS) - 1))
+        else:
+            replaced, self.superseded.row = self.superseded.row, None
+            if replaced is None or replaced[0] != change.aggregate_id:
+                return
+            row = (*replaced[:-1], _json_again(self.d, replaced[-1]))
+        insert_state(self.cur, self.d, [(self.d.instant(change.at), str(change.op), *row)])
 
     def _changes(self, where: str, params: Sequence[Any]) -> builtins.list[Change]:
         self.cur.execute(
@@ -1071,7 +1184,84 @@ class SqlHistory:
         self.cur.execute(
             self.d.sql("DELETE FROM history WHERE kind = ? AND aggregate_id = ?"), (kind, aggregate_id)
         )
-        return int(self.cur.rowcount)
+        count = int(self.cur.rowcount)
+        if kind == "customer":
+            self.cur.execute(self.d.sql("DELETE FROM customer_states WHERE customer_id = ?"),
+                             (aggregate_id,))
+        return count
+
+
+def _created_before(change: Change) -> bool:
+    """Whether an added customer says it was created before it was added (an import of
+    old records, a merge undone): only then must "not there yet" be kept as a state."""
+    created = change.diff.get("created_at", [None, None])[1]
+    return not isinstance(created, str) or datetime.fromisoformat(created) < change.at
+
+
+_STATE_INSERT = (
+    f"INSERT INTO customer_states (\"at\", op, customer_id, {', '.join(states.COLUMNS[1:])}) "  # noqa: S608
+    f"VALUES ({', '.join('?' for _ in range(len(states.COLUMNS) + 2))})"
+)
+
+
+def insert_state(cur: Cursor, dialect: Dialect, rows: Sequence[Sequence[Any]]) -> None:
+    """Rows of `customer_states`: ("at", op, then the `states.COLUMNS` of the row superseded)."""
+    if rows:
+        dialect.executemany(cur, _STATE_INSERT, rows)
+
+
+def _json_again(dialect: Dialect, doc: Any) -> Any:
+    """A document read back, bound again (a driver may have decoded it)."""
+    return dialect.json_column(doc if isinstance(doc, str) else json.dumps(doc, separators=(",", ":")))
+
+
+Step = str | Callable[[Cursor, Dialect], None]
+"""One step of a migration: a statement, or a function (a data backfill) run on its cursor."""
+
+
+def run_step(cur: Cursor, dialect: Dialect, step: Step) -> None:
+    if isinstance(step, str):
+        cur.execute(step)
+    else:
+        step(cur, dialect)
+
+
+def backfill_states(cur: Cursor, dialect: Dialect, page: int = 500) -> None:
+    """Migration step: the superseded rows of the customer changes recorded before
+    `customer_states` existed, rebuilt by undoing each diff from today's record back."""
+    after = ""
+    while True:
+        cur.execute(dialect.sql(
+            "SELECT DISTINCT aggregate_id FROM history WHERE kind = 'customer' AND aggregate_id > ? "
+            "ORDER BY aggregate_id LIMIT ?"), (after, page))
+        ids = [str(row[0]) for row in cur.fetchall()]
+        if not ids:
+            return
+        rows: builtins.list[tuple[Any, ...]] = []
+        for customer_id in ids:
+            cur.execute(dialect.sql("SELECT doc FROM customers WHERE id = ?"), (customer_id,))
+            found = cur.fetchone()
+            state = None if found is None else _plain(found[0])
+            kept: builtins.list[tuple[Any, ...]] = []
+            for change in reversed(SqlHistory(cur, dialect).of("customer", customer_id)):
+                state = lifecycle_history.undo(state, change)
+                if change.op is ChangeKind.ADDED and not _created_before(change):
+                    continue  # as `SqlHistory.append` does
+                at = dialect.instant(change.at)
+                kept.append((at, str(change.op), *_state_row(dialect, customer_id, state)))
+            rows.extend(reversed(kept))  # stored oldest first: seq follows the changes' order
+        insert_state(cur, dialect, rows)
+        after = ids[-1]
+
+
+def _plain(doc: Any) -> dict[str, Any]:
+    return doc if isinstance(doc, dict) else json.loads(doc)
+
+
+def _state_row(dialect: Dialect, customer_id: str, state: dict[str, Any] | None) -> tuple[Any, ...]:
+    if state is None:
+        return (customer_id, *(None,) * (len(states.COLUMNS) - 1))
+    return CUSTOMERS.row(dialect, _load_doc(state, Customer))
 
 
 class SqlMerges:
@@ -1143,11 +1333,12 @@ class SqlUnitOfWork:
         self.d = dialect
         self.dialect = dialect
         self.claim_lock = claim_lock
+        self._superseded = Superseded()
 
     # repositories are made on first use: a point read needs one, not fourteen
     @functools.cached_property
     def customers(self) -> SqlCustomers:
-        return SqlCustomers(self.cur, self.d, CUSTOMERS)
+        return SqlCustomers(self.cur, self.d, CUSTOMERS, self._superseded)
 
     @functools.cached_property
     def interactions(self) -> SqlInteractions:
@@ -1247,7 +1438,7 @@ class SqlUnitOfWork:
 
     @functools.cached_property
     def history(self) -> SqlHistory:
-        return SqlHistory(self.cur, self.d)
+        return SqlHistory(self.cur, self.d, self._superseded)
 
     @functools.cached_property
     def merges(self) -> SqlMerges:

@@ -29,7 +29,7 @@ SCALE = 10**MONEY_SCALE
 
 DIALECT = SQLITE
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
+MIGRATIONS: tuple[tuple[sql.Step, ...], ...] = (
     (
         """CREATE TABLE customers (
             id TEXT PRIMARY KEY, version INTEGER NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL,
@@ -192,6 +192,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX purchase_totals_last ON purchase_totals (last_at)",
         totals.recount_sql(DIALECT),
     ),
+    # lifecycle: each customer change keeps the row it superseded (true as-of in SQL)
+    (
+        """CREATE TABLE customer_states (seq INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL,
+            op TEXT NOT NULL, customer_id TEXT NOT NULL, version INTEGER, kind TEXT, name TEXT,
+            tier TEXT, lifecycle TEXT, country TEXT, birth_date TEXT, language TEXT,
+            service_point TEXT, created_at INTEGER, updated_at INTEGER, doc TEXT)""",
+        "CREATE INDEX customer_states_customer ON customer_states (customer_id, at, seq)",
+        "CREATE INDEX customer_states_at ON customer_states (at)",
+        "CREATE INDEX customer_states_op ON customer_states (op, at)",
+        sql.backfill_states,
+    ),
 )
 """Migration N brings the schema from version N to N+1; never edit one that has shipped."""
 
@@ -262,7 +273,7 @@ class SQLiteStorage:
             version = cur.execute("PRAGMA user_version").fetchone()[0]
             for number, statements in enumerate(MIGRATIONS[version:], start=version):
                 for statement in statements:
-                    cur.execute(statement)
+                    sql.run_step(cur, DIALECT, statement)
                 cur.execute(f"PRAGMA user_version = {number + 1:d}")
             return int(cur.execute("PRAGMA user_version").fetchone()[0])
 

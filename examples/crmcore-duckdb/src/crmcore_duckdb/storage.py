@@ -36,7 +36,7 @@ _WRITES = ("INSERT", "UPDATE", "DELETE")
 _READS = ("SELECT", "WITH", "EXPLAIN", "PRAGMA")
 """Statements a read-only transaction may run (by their first word)."""
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
+MIGRATIONS: tuple[tuple[sql.Step, ...], ...] = (
     (
         """CREATE TABLE customers (
             id VARCHAR PRIMARY KEY, version BIGINT NOT NULL, kind VARCHAR NOT NULL,
@@ -164,6 +164,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             total BIGINT NOT NULL)""",
         totals.recount_sql(DIALECT),
     ),
+    # crmcore's true as-of: each customer change keeps the row it superseded
+    (
+        "CREATE SEQUENCE customer_states_seq START 1",
+        """CREATE TABLE customer_states (seq BIGINT PRIMARY KEY DEFAULT nextval('customer_states_seq'),
+            "at" BIGINT NOT NULL, op VARCHAR NOT NULL, customer_id VARCHAR NOT NULL, version BIGINT,
+            kind VARCHAR, name VARCHAR, tier VARCHAR, lifecycle VARCHAR, country VARCHAR,
+            birth_date VARCHAR, language VARCHAR, service_point VARCHAR, created_at BIGINT,
+            updated_at BIGINT, doc VARCHAR)""",
+        'CREATE INDEX customer_states_customer ON customer_states (customer_id, "at", seq)',
+        sql.backfill_states,
+    ),
 )
 """Migration N brings the schema from version N to N+1."""
 
@@ -249,7 +260,7 @@ class DuckDBStorage:
                 version = int(cur.fetchone()[0])
             for number, statements in enumerate(MIGRATIONS[version:], start=version):
                 for statement in statements:
-                    cur.execute(statement)
+                    sql.run_step(cur, DIALECT, statement)
                 cur.execute("UPDATE schema_version SET version = ?", (number + 1,))
             return len(MIGRATIONS)
 
