@@ -185,3 +185,28 @@ def _policies(draw: st.DrawFn) -> SlaPolicy:
 def test_a_policy_reads_back_from_its_stored_form(policy: SlaPolicy) -> None:
     """The law the store relies on: the JSON form (through a JSON text) gives the same policy."""
     assert policy_from_data(json.loads(json.dumps(policy_data(policy)))) == policy
+
+
+def test_rules_stored_elsewhere_apply_once_the_cached_read_expires(
+    crm: CRM, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stored rules are not read per event: a save through this CRM applies at once, one
+    written by another process (here: straight into storage) after STORED_RULES_TTL."""
+    from crmcore import serialization
+    from crmcore.model import ConfigVersion
+    from crmcore.operational import automation as module
+
+    _desk(crm)
+    automation = crm.operational.automation
+    assert automation.in_force() == {}
+    elsewhere = _rule("add_tag", tag="x")
+    with crm.transaction() as uow:
+        uow.configurations.add(
+            ConfigVersion("automation_rule", "r", 1, MONDAY, serialization.unstructure(elsewhere)))
+    assert automation.in_force() == {}  # still the read of a moment ago
+    monkeypatch.setattr(module, "STORED_RULES_TTL", -1.0)
+    assert automation.in_force() == {"r": elsewhere}
+    monkeypatch.setattr(module, "STORED_RULES_TTL", 3600.0)
+    mine = _rule("add_tag", tag="y")
+    automation.stored.save("r", mine)
+    assert automation.in_force() == {"r": mine}

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import timedelta
@@ -45,6 +46,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 MAX_CHAIN = 8
 """Rules triggering rules deeper than this are stopped as a loop, even without repetition."""
+STORED_RULES_TTL = 5.0
+"""Seconds the stored rules are kept between reads (not one read per event); a save or
+retirement through this CRM takes effect at once, one made elsewhere within this time."""
 
 
 class Action(Protocol):
@@ -260,11 +264,16 @@ class Automation:
         self.mailer: Mailer | None = None
         """Where `send_template` hands its messages (`use_mailer`)."""
         self._enabled = False
+        self._stored_read: tuple[float, dict[str, Rule]] | None = None
 
     @functools.cached_property
     def stored(self) -> Stored[Rule]:
         """Rules kept in storage, checked when saved (actions, parameters, condition)."""
-        return Stored(self.crm, ConfigKind.AUTOMATION_RULE, Rule, check=self._check_stored)
+        return Stored(self.crm, ConfigKind.AUTOMATION_RULE, Rule, check=self._check_stored,
+                      on_change=self._forget_stored)
+
+    def _forget_stored(self) -> None:
+        self._stored_read = None
 
     def use_mailer(self, mailer: Mailer) -> None:
         """The Mailer `send_template` sends through (its consent rules apply)."""
@@ -318,9 +327,13 @@ class Automation:
                 check(uow, step.params)
 
     def in_force(self) -> dict[str, Rule]:
-        """The rules that apply: those configured in code, replaced by stored ones of the same name."""
-        with self.crm.reading() as uow:
-            return {**self.rules, **self.stored.in_force(uow)}
+        """The rules that apply: those configured in code, replaced by stored ones of the same
+        name (read at most every `STORED_RULES_TTL` seconds)."""
+        now, read = time.monotonic(), self._stored_read
+        if read is None or now - read[0] > STORED_RULES_TTL:
+            with self.crm.reading() as uow:
+                read = self._stored_read = (now, self.stored.in_force(uow))
+        return {**self.rules, **read[1]}
 
     def handle(self, event: Event) -> list[AutomationRun]:
         """Run every rule listening to this event's topic; returns the runs logged."""

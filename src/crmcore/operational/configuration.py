@@ -31,8 +31,11 @@ class Stored(Generic[T]):
     def __init__(
         self, crm: CRM, kind: ConfigKind, cls: type[T], *, check: Check[T] | None = None,
         dump: Callable[[T], dict[str, Any]] | None = None, load: Callable[[Any], T] | None = None,
+        on_change: Callable[[], None] | None = None,
     ) -> None:
         self.crm = crm
+        self._on_change = on_change or (lambda: None)
+        """Called after each save or retirement commits (a reader may drop what it cached)."""
         self.kind = kind
         self.cls = cls
         self._check = check
@@ -50,7 +53,8 @@ class Stored(Generic[T]):
             entry = ConfigVersion(self.kind, name, 1 if current is None else current.version + 1,
                                   self.crm.clock(), self._dump(value), actor)
             uow.configurations.add(entry)
-            return entry
+        self._on_change()
+        return entry
 
     def parse(self, item: T | Mapping[str, Any]) -> T:
         """A configuration from itself or its JSON form; ValidationError when it is neither."""
@@ -68,7 +72,8 @@ class Stored(Generic[T]):
                 raise NotFound(str(self.kind), name)
             entry = ConfigVersion(self.kind, name, current.version + 1, self.crm.clock(), None, actor)
             uow.configurations.add(entry)
-            return entry
+        self._on_change()
+        return entry
 
     def get(self, name: str) -> T | None:
         """The version in force, or None."""
