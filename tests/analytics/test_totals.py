@@ -7,7 +7,8 @@ imported."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -183,16 +184,28 @@ def test_the_migration_backfills_the_totals_of_an_existing_base(backend: str, tm
             again.close()
 
 
+def _since_the_totals(migrations: Sequence[tuple[object, ...]]) -> tuple[int, list[str]]:
+    """The schema version before the totals migration, and the tables it and every later
+    migration create (dropped, so those migrations run again)."""
+    first = next(i for i, steps in enumerate(migrations)
+                 if any(isinstance(s, str) and "CREATE TABLE purchase_totals" in s for s in steps))
+    tables = [m.group(1) for steps in migrations[first:] for s in steps if isinstance(s, str)
+              for m in [re.match(r"\s*CREATE TABLE (\w+)", s)] if m]
+    return first, tables
+
+
 def _forget_the_last_migration(backend: str, url: str) -> None:
-    """Drop the totals table and step the schema version back, as a base from before it."""
+    """Step the schema version back to before the totals, as a base from before them."""
     if backend == "sqlite":
         import sqlite3
 
         from crmcore_adapters.storage.sqlite import MIGRATIONS
 
+        version, tables = _since_the_totals(MIGRATIONS)
         con = sqlite3.connect(url.removeprefix("sqlite:///"))
-        con.execute("DROP TABLE purchase_totals")
-        con.execute(f"PRAGMA user_version = {len(MIGRATIONS) - 1}")
+        for table in tables:
+            con.execute(f"DROP TABLE {table}")
+        con.execute(f"PRAGMA user_version = {version}")
         con.commit()
         con.close()
         return
@@ -200,8 +213,10 @@ def _forget_the_last_migration(backend: str, url: str) -> None:
 
     from crmcore_adapters.storage.postgres import MIGRATIONS as PG_MIGRATIONS
 
+    version, tables = _since_the_totals(PG_MIGRATIONS)
     server, _, query = url.partition("?")
     schema = dict(part.split("=", 1) for part in query.split("&"))["schema"]
     with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(f'DROP TABLE "{schema}".purchase_totals')
-        conn.execute(f'UPDATE "{schema}".schema_version SET version = %s', (len(PG_MIGRATIONS) - 1,))
+        for table in tables:
+            conn.execute(f'DROP TABLE "{schema}".{table}')
+        conn.execute(f'UPDATE "{schema}".schema_version SET version = %s', (version,))
