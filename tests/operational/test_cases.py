@@ -78,6 +78,10 @@ def test_the_sweep_takes_each_rung_once_however_often_it_runs(
     ]
     assert swept.agent == "lea" and swept.escalation == 2 and swept.next_check is None
     assert swept.assignment is not None and swept.assignment.rule == "escalation"
+    changes = crm.lifecycle.history("case", case.id)  # each sweep that climbed left its change
+    assert [c.version for c in changes] == list(range(1, swept.version + 1))
+    handed = [c for c in changes[1:] if "agent" in c.diff]  # after the addition
+    assert [c.diff["agent"] for c in handed] == [[None, "bo"], ["bo", "lea"]]
 
 
 def test_a_met_promise_is_never_breached(crm: CRM, recorder: Recorder) -> None:

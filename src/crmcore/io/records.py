@@ -33,8 +33,8 @@ from crmcore.model import (
     Purchase,
 )
 from crmcore.ports import UnitOfWork
-from crmcore.ports.storage import SqlUnitOfWork, sql_dialect
-from crmcore.segments.sql import DIALECTS
+from crmcore.ports.storage import SqlUnitOfWork
+from crmcore.sql.dialect import dialect_of
 
 _ADDRESS = {"country": "country", "city": "city", "postal_code": "postal_code", "street": "lines",
             "address_region": "region", "address_kind": "kind"}
@@ -432,7 +432,7 @@ def resolve(uow: UnitOfWork, parsed: Parsed, *, region: str | None) -> str:
 
 def customer_exists(uow: UnitOfWork, customer_id: str) -> bool:
     """Whether a customer id is stored, without loading the record where the storage speaks SQL."""
-    dialect = DIALECTS.get(sql_dialect(uow) or "")
+    dialect = dialect_of(uow)
     if dialect is None:
         return uow.customers.find(customer_id) is not None
     sql = f"SELECT 1 FROM customers WHERE id = {dialect.placeholder}"  # noqa: S608 (the id is bound)

@@ -9,7 +9,7 @@ the members' records; both give the same figures (the tests hold them to it).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -18,8 +18,7 @@ import attrs
 from crmcore import values as v
 from crmcore.errors import ValidationError
 from crmcore.model import Account, AccountMember, CaseStatus
-from crmcore.ports import sql_dialect
-from crmcore.values import from_micros
+from crmcore.sql.dialect import Dialect, dialect_of
 
 if TYPE_CHECKING:
     from crmcore.crm import CRM
@@ -110,12 +109,9 @@ class Accounts:
         start = v.utc(since, "since") if since is not None else None
         with self.crm.reading() as uow:
             ids = _tree(uow, account_id) if descendants else [uow.accounts.get(account_id).id]
-            dialect = sql_dialect(uow)
+            dialect = dialect_of(uow)
             if dialect is not None:
-                from crmcore.segments.sql import DIALECTS
-
-                if dialect in DIALECTS:
-                    return _sql_rollup(uow, DIALECTS[dialect], account_id, ids, start)
+                return _sql_rollup(uow, dialect, account_id, ids, start)
             return _python_rollup(uow, account_id, ids, start)
 
     def check(self, uow: UnitOfWork, account: Account) -> None:
@@ -185,8 +181,9 @@ def _python_rollup(uow: UnitOfWork, account_id: str, ids: list[str], since: date
                   interactions, last)
 
 
-def _sql_rollup(uow: Any, d: Any, account_id: str, ids: list[str], since: datetime | None) -> Rollup:
-    """Four aggregate queries over the member index; every value a bound parameter."""
+def _sql_rollup(uow: Any, d: Dialect, account_id: str, ids: list[str], since: datetime | None) -> Rollup:
+    """Four aggregate queries over the member index (standard SQL: any dialect spells it);
+    every value a bound parameter."""
     p = d.placeholder
     marks = ", ".join(p for _ in ids)
     members = f"SELECT DISTINCT customer_id FROM account_members WHERE account_id IN ({marks})"  # noqa: S608
@@ -201,7 +198,7 @@ def _sql_rollup(uow: Any, d: Any, account_id: str, ids: list[str], since: dateti
         f"{when} GROUP BY currency ORDER BY currency",
         (*ids, *low),
     )
-    spend = {str(c): Decimal(total) / Decimal(10) ** d.money_scale for c, _, total in rows}
+    spend = {str(c): d.exact_money(total) for c, _, total in rows}
     purchases = sum(int(n) for _, n, _ in rows)
     states = ", ".join(p for _ in _OPEN)
     when, low = window("opened_at")
@@ -217,6 +214,6 @@ def _sql_rollup(uow: Any, d: Any, account_id: str, ids: list[str], since: dateti
         (*ids, *low),
     )
     if last is not None:
-        last = last.astimezone(UTC) if isinstance(last, datetime) else from_micros(int(last))
+        last = d.from_instant(last)
     return Rollup(account_id, len(ids), int(count), purchases, spend, int(cases), int(open_cases),
                   int(interactions), last)

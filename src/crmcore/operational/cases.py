@@ -21,6 +21,7 @@ import attrs
 
 from crmcore import values as v
 from crmcore.errors import ValidationError
+from crmcore.lifecycle import history
 from crmcore.model import (
     Assignment,
     Case,
@@ -268,7 +269,9 @@ class ServiceCases:
                 taken, moved = self._climb(uow, case, at, leads, climbed)
                 steps += taken
                 escalated += moved
-            uow.cases.update_many(climbed)
+            stored = uow.cases.update_many(climbed)
+            for case in stored:  # each step in the case's history, as any write through crm.cases
+                history.record(uow, "case", found[case.id], case, at)
         return SweepReport(report.examined + len(ids), report.steps + steps,
                            report.escalated + escalated)
 
