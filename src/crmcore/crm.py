@@ -496,7 +496,7 @@ class Interactions:
     ) -> Interaction:
         """Put one contact on the customer's timeline (the customer must exist)."""
         with self.crm.transaction() as uow:
-            uow.customers.get(customer_id)
+            uow.customers.lock(customer_id, shared=True)  # it stays until we commit
             item = Interaction(
                 id=fields.pop("id", None) or v.new_id(), customer_id=customer_id,
                 channel=Channel(channel), direction=Direction(direction),
@@ -533,7 +533,7 @@ class Purchases:
     def record(self, purchase: Purchase) -> Purchase:
         """Store an order; a lead or prospect who buys becomes a customer."""
         with self.crm.transaction() as uow:
-            buyer = uow.customers.get(purchase.customer_id)
+            buyer = uow.customers.lock(purchase.customer_id, shared=True)
             uow.purchases.add(purchase)
             if buyer.lifecycle in (LifecycleStage.LEAD, LifecycleStage.PROSPECT):
                 self.crm.customers.update(attrs.evolve(buyer, lifecycle=LifecycleStage.CUSTOMER))
@@ -578,7 +578,7 @@ class Cases(Aggregates[Case]):
         if sla is not None and (not isinstance(sla, timedelta) or sla <= timedelta(0)):
             raise ValidationError("sla", sla, "must be a positive timedelta")  # operational
         with self.crm.transaction() as uow:
-            uow.customers.get(customer_id)
+            uow.customers.lock(customer_id, shared=True)  # it stays until we commit
             return self.add(Case(
                 id=fields.pop("id", None) or v.new_id(), customer_id=customer_id,
                 kind=CaseKind(kind), subject=subject, opened_at=opened, priority=priority,
@@ -601,7 +601,7 @@ class Opportunities(Aggregates[Opportunity]):
 
     def open(self, customer_id: str, title: str, **fields: Any) -> Opportunity:
         with self.crm.transaction() as uow:
-            uow.customers.get(customer_id)
+            uow.customers.lock(customer_id, shared=True)  # it stays until we commit
             return self.add(Opportunity.open(
                 fields.pop("id", None) or v.new_id(), customer_id, title, self.crm.clock(), **fields
             ))
