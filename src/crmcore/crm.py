@@ -329,10 +329,14 @@ class Aggregates(Generic[T]):
             return self._repo(uow).count()
 
     def add(self, item: T) -> T:
+        return self._add(item, None)
+
+    def _add(self, item: T, at: datetime | None) -> T:
+        """`add`, its change dated `at` (default: now)."""
         with self.crm.transaction() as uow:
             repo = self._repo(uow)
             stored = repo.add(self._checked(item))
-            history.record(uow, self.topic, None, stored, self.crm.clock(), repo)
+            history.record(uow, self.topic, None, stored, at or self.crm.clock(), repo)
             self.crm.emit(f"{self.topic}.added", _id(stored))
             return stored
 
@@ -384,9 +388,12 @@ class Customers(Aggregates[Customer]):
     def add(self, item: Customer) -> Customer:
         """Store a new customer; one built by `Customer.new` without a time is stamped with
         the CRM's clock, not the wall clock."""
+        now = self.crm.clock()
         if isinstance(item, Customer):
-            item = item.times_from(self.crm.clock())
-        return super().add(item)
+            item = item.times_from(now)
+        # one instant for the stamp and the change: a record created when it was added
+        # needs no "not there yet" state in SQL storages (see lifecycle.states)
+        return self._add(item, now)
 
     def update(self, item: Customer) -> Customer:
         return super().update(attrs.evolve(item, updated_at=self.crm.clock()))
