@@ -357,10 +357,14 @@ class Aggregates(Generic[T]):
             return self._repo(uow).count()
 
     def add(self, item: T) -> T:
+        return self._add(item, None)
+
+    def _add(self, item: T, at: datetime | None) -> T:
+        """`add`, its change dated `at` (default: now)."""
         with self.crm.transaction() as uow:
             repo = self._repo(uow)
             stored = repo.add(self._checked(item))
-            history.record(uow, self.topic, None, stored, self.crm.clock(), repo)
+            history.record(uow, self.topic, None, stored, at or self.crm.clock(), repo)
             self.crm.emit(f"{self.topic}.added", _id(stored))
             return stored
 
@@ -412,9 +416,12 @@ class Customers(Aggregates[Customer]):
     def add(self, item: Customer) -> Customer:
         """Store a new customer; one built by `Customer.new` without a time is stamped with
         the CRM's clock, not the wall clock."""
+        now = self.crm.clock()
         if isinstance(item, Customer):
-            item = item.times_from(self.crm.clock())
-        return super().add(item)
+            item = item.times_from(now)
+        # one instant for the stamp and the change: a record created when it was added
+        # needs no "not there yet" state in SQL storages (see lifecycle.states)
+        return self._add(item, now)
 
     def update(self, item: Customer) -> Customer:
         return super().update(attrs.evolve(item, updated_at=self.crm.clock()))
@@ -524,7 +531,7 @@ class Interactions:
     ) -> Interaction:
         """Put one contact on the customer's timeline (the customer must exist)."""
         with self.crm.transaction() as uow:
-            uow.customers.get(customer_id)
+            uow.customers.lock(customer_id, shared=True)  # it stays until we commit
             item = Interaction(
                 id=fields.pop("id", None) or v.new_id(), customer_id=customer_id,
                 channel=Channel(channel), direction=Direction(direction),
@@ -561,7 +568,7 @@ class Purchases:
     def record(self, purchase: Purchase) -> Purchase:
         """Store an order; a lead or prospect who buys becomes a customer."""
         with self.crm.transaction() as uow:
-            buyer = uow.customers.get(purchase.customer_id)
+            buyer = uow.customers.lock(purchase.customer_id, shared=True)
             uow.purchases.add(purchase)
             if buyer.lifecycle in (LifecycleStage.LEAD, LifecycleStage.PROSPECT):
                 self.crm.customers.update(attrs.evolve(buyer, lifecycle=LifecycleStage.CUSTOMER))
@@ -606,7 +613,7 @@ class Cases(Aggregates[Case]):
         if sla is not None and (not isinstance(sla, timedelta) or sla <= timedelta(0)):
             raise ValidationError("sla", sla, "must be a positive timedelta")  # operational
         with self.crm.transaction() as uow:
-            uow.customers.get(customer_id)
+            uow.customers.lock(customer_id, shared=True)  # it stays until we commit
             return self.add(Case(
                 id=fields.pop("id", None) or v.new_id(), customer_id=customer_id,
                 kind=CaseKind(kind), subject=subject, opened_at=opened, priority=priority,
@@ -629,7 +636,7 @@ class Opportunities(Aggregates[Opportunity]):
 
     def open(self, customer_id: str, title: str, **fields: Any) -> Opportunity:
         with self.crm.transaction() as uow:
-            uow.customers.get(customer_id)
+            uow.customers.lock(customer_id, shared=True)  # it stays until we commit
             return self.add(Opportunity.open(
                 fields.pop("id", None) or v.new_id(), customer_id, title, self.crm.clock(), **fields
             ))

@@ -21,7 +21,7 @@ from crmcore.errors import StorageError, ValidationError
 from crmcore.events import Event
 from crmcore.plugins import make_plugin_manager, open_adapter
 from crmcore.testing.contract import T0, customer, interaction, purchase
-from crmcore_adapters.storage import postgres, sqlite
+from crmcore_adapters.storage import postgres, sql, sqlite
 from crmcore_adapters.storage.postgres import PostgresStorage
 
 from .conftest import Schemas, with_options
@@ -107,7 +107,7 @@ def _sqlite_schema() -> tuple[dict[str, set[str]], set[str]]:
     conn = sqlite3.connect(":memory:")
     for statements in sqlite.MIGRATIONS:
         for statement in statements:
-            conn.execute(statement)
+            sql.run_step(conn.cursor(), sqlite.DIALECT, statement)
     tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
     indexes = {r[0] for r in conn.execute(
         "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")}

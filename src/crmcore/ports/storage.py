@@ -93,9 +93,10 @@ class CustomerRepository(Repository[Customer], Protocol):
         IntegrityError if the id or one of its e-mails is taken."""
         ...
 
-    def lock(self, id: str) -> Customer:
-        """`get`, and hold the customer until commit: writes to it, rows added for it and
-        its removal by other transactions wait (a merge reads both records this way)."""
+    def lock(self, id: str, *, shared: bool = False) -> Customer:
+        """`get`, and hold the customer until commit: other transactions' writes to it and
+        its removal wait (a merge reads both records this way). `shared`: only its removal
+        waits, as a foreign key would hold it (adding a row the customer owns)."""
         ...
 
 

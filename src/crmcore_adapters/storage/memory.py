@@ -275,7 +275,7 @@ class MemoryCustomers(MemoryRepository[Customer]):
         self._unindex(self.rows[item.id])
         super().remove(item)
 
-    def lock(self, id: str) -> Customer:
+    def lock(self, id: str, *, shared: bool = False) -> Customer:
         return self.get(id)  # transactions on memory take turns: nothing to wait for
 
     def restore(self, item: Customer) -> Customer:

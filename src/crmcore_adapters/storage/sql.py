@@ -216,8 +216,6 @@ class SqlRepository(Generic[T]):
         if self.t.versioned and version != 0:
             raise ValidationError("version", version, "a new record must have version 0")
         stored = _renumbered(item, 1) if self.t.versioned else item
-        if self.t.owner:
-            self._hold_owner(getattr(item, "customer_id", None))
         row, data = self.t.row_and_data(self.d, stored)
         # one round trip: a clash inserts nothing (and, on PostgreSQL, aborts nothing)
         self._run(insert_sql(self.t, self.d) + " ON CONFLICT DO NOTHING", row)
@@ -238,16 +236,6 @@ class SqlRepository(Generic[T]):
 
     def _insert_many(self, items: Sequence[T]) -> None:
         self.d.executemany(self.cur, insert_sql(self.t, self.d), bulk_rows(self.d, self.t, list(items)))
-
-    def _hold_owner(self, customer_id: str | None) -> None:
-        """Where writers run concurrently, the owner must still exist when this row commits
-        (as a foreign key would insist): a merge or removal of the customer waits for us,
-        or we for it and then find the customer gone."""
-        if customer_id is None or not self.d.key_lock:
-            return
-        self._run(f"SELECT 1 FROM customers WHERE id = ? {self.d.key_lock}", (customer_id,))  # noqa: S608
-        if self.cur.fetchone() is None:
-            raise NotFound("customer", customer_id)
 
     def find(self, id: str) -> T | None:
         self._run(f"SELECT doc FROM {self.t.name} WHERE id = ?", (id,))  # noqa: S608
@@ -433,7 +421,10 @@ class SqlCustomers(SqlRepository[Customer]):
         read by the update itself (`Aggregates.update` needs no `data()` read first)."""
 
     def find(self, id: str) -> Customer | None:
-        self._run("SELECT doc FROM customers WHERE id = ?", (id,))
+        return self._read(id, "")
+
+    def _read(self, id: str, lock: str) -> Customer | None:
+        self._run(f"SELECT doc FROM customers WHERE id = ? {lock}", (id,))  # noqa: S608 - a constant
         row = self.cur.fetchone()
         if row is None:
             return None
@@ -482,12 +473,11 @@ class SqlCustomers(SqlRepository[Customer]):
         self.superseded.found = None
         self._unindex(item.id)
 
-    def lock(self, id: str) -> Customer:
-        self._run(f"SELECT doc FROM customers WHERE id = ? {self.d.row_lock}", (id,))  # noqa: S608
-        row = self.cur.fetchone()
-        if row is None:
+    def lock(self, id: str, *, shared: bool = False) -> Customer:
+        found = self._read(id, self.d.key_lock if shared else self.d.row_lock)
+        if found is None:
             raise NotFound(self.t.kind, id)
-        return _load(self.t, row[0])
+        return found
 
     def restore(self, item: Customer) -> Customer:
         self._run("SELECT 1 FROM customers WHERE id = ?", (item.id,))
