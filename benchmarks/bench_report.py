@@ -54,7 +54,9 @@ def step_analytics(folder: Path, customers: int, seed: int) -> dict[str, float]:
 
         def work() -> None:
             a.rfm()
-            a.clv(model=a.fit_clv())
+            values = a.clv_by_currency()  # as the report does: the largest currency's model
+            main = max(values, key=lambda code: len(values[code].customer_ids))
+            a.fit_clv(currency=main)
             a.repurchase()
             a.next_offers()
             a.service_quality(by=("channel", "period"))

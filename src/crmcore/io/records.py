@@ -415,21 +415,6 @@ def _built_line(line: dict[str, Any]) -> OrderLine:
                      line.get("category", ""))
 
 
-def resolve(uow: UnitOfWork, parsed: Parsed, *, region: str | None) -> str:
-    """The id of the customer a purchase, interaction or case names; `Refused` if nobody."""
-    assert parsed.customer is not None
-    how, value = parsed.customer
-    if how == "id":
-        if customer_exists(uow, value):
-            return value
-        found = None
-    else:
-        found = find_customer(uow, parsed.customer, region=region)
-    if found is None:
-        raise Refused(f"customer_{how}", value, f"no customer with {how} {value!r}")
-    return found.id
-
-
 def customer_exists(uow: UnitOfWork, customer_id: str) -> bool:
     """Whether a customer id is stored, without loading the record where the storage speaks SQL."""
     dialect = dialect_of(uow)
