@@ -88,3 +88,14 @@ def test_last_touch_credits_at_most_the_latest_open_touch_whatever_the_order(
         assert winner is not None and winner in open_ones
         assert winner.at == max(t.at for t in open_ones)
         assert winner.campaign_id == min(t.campaign_id for t in open_ones if t.at == winner.at)
+
+
+@given(st.sampled_from([0.0, 0.1, 0.25, 0.5]), st.text(max_size=5))
+def test_a_late_joiner_is_drawn_alone_with_the_designs_fraction(fraction: float, seed: str) -> None:
+    design = holdout.Design.of("spring", seed, fraction)
+    ids = [f"{i:08x}" for i in range(4000)]
+    groups = [holdout.joined_group(design, c) for c in ids]
+    assert groups == [holdout.joined_group(holdout.Design.of("spring", seed, fraction), c) for c in ids]
+    held = Counter(groups)[MemberGroup.CONTROL]
+    spread = (len(ids) * fraction * (1 - fraction)) ** 0.5
+    assert abs(held - len(ids) * fraction) <= 5 * spread  # binomial: five standard deviations

@@ -123,3 +123,26 @@ def test_bad_rules_are_refused(crm: CRM) -> None:
     with pytest.raises(ValidationError):
         Rule("r", "case.opened", ())
     assert automation.rules == {}
+
+
+def test_a_rule_makes_the_customer_a_campaign_member_drawn_alone(crm: CRM, recorder: Recorder) -> None:
+    _desk(crm)
+    crm.marketing.create("winback", "Win back", channel="email", subject="Hello", text="Hi",
+                         rule='tier = "platinum"', control_fraction=0.5)
+    crm.marketing.launch("winback")
+    automation = crm.operational.automation
+    automation.add(Rule("join-on-gold", "customer.updated", (
+        ActionCall("join_campaign", {"campaign": "winback"}),), condition='tier = "gold"'))
+    automation.enable()
+    crm.customers.change("std", tier="gold")
+    drain(crm)
+    [run] = automation.runs("join-on-gold")
+    assert run.outcome is RunOutcome.DONE
+    members = {m.customer_id: m for m in crm.marketing.members("winback")}
+    assert set(members) == {"vip", "std"}  # the launch's audience, then the joiner
+    assert members["std"].joined and not members["vip"].joined
+    assert crm.marketing.audit("winback") == []  # the launch's blocks and the joiner, both redrawn
+    assert "campaign.joined" in recorder.topics("winback")
+    with pytest.raises(ValidationError, match="no such campaign"):
+        automation.stored.save("join-nowhere", Rule("join-nowhere", "customer.updated", (
+            ActionCall("join_campaign", {"campaign": "nope"}),)))

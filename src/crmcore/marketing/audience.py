@@ -55,6 +55,19 @@ def stream(
         yield customer_id, "" if value is None else str(value)
 
 
+def stratum_of(uow: UnitOfWork, customer: Customer, stratify: str | None, as_of: datetime) -> str:
+    """One customer's stratum, as `stream` gives it."""
+    check_stratify(stratify)
+    if stratify is None:
+        return ""
+    if stratify in FIELDS:
+        value = _field(customer, stratify)
+    else:
+        score = uow.scores.latest(customer.id, stratify[len("score."):], as_of)
+        value = None if score is None else score.label or str(score.value)
+    return "" if value is None else str(value)
+
+
 def _rows(
     uow: UnitOfWork, rule: Rule, as_of: datetime, functions: Functions, field: str | None, page: int
 ) -> Iterator[tuple[str, Any]]:

@@ -218,6 +218,34 @@ class Marketing:
             )
             return Launch(launched, target, control, {s: (t, c) for s, (t, c) in strata.items()}, needed)
 
+    def join(self, id: str, customer_id: str, *, at: datetime | None = None) -> CampaignMember:
+        """Add a customer to a launched campaign (a trigger, an automation rule): their group
+        is drawn alone (`holdout.joined_group`), so the control group keeps its fraction and
+        the audit its proof. A member already there is returned as they are."""
+        moment = v.utc(at, "at") if at is not None else self.crm.clock()
+        with self.crm.transaction() as uow:
+            campaign = uow.campaigns.get(id)
+            if campaign.status is not CampaignStatus.LAUNCHED:
+                raise ValidationError("campaign", id,
+                                      f"is {campaign.status}: only a launched campaign takes members")
+            if campaign.ends_at is not None and campaign.ends_at <= moment:
+                raise ValidationError("at", moment, f"campaign {id} ended at {campaign.ends_at}")
+            customer = uow.customers.get(customer_id)
+            found = uow.campaign_members.find(id, customer.id)
+            if found is not None:
+                return found
+            design = holdout.Design.of(campaign.id, campaign.seed, campaign.control_fraction)
+            group = holdout.joined_group(design, customer.id)
+            custom = sending.custom_fields(campaign)
+            if custom and group is MemberGroup.TARGET:
+                _check_fields(customer.attributes, custom, customer.id)
+            stratum = audience.stratum_of(uow, customer, campaign.stratify, moment)
+            member = CampaignMember(campaign.id, customer.id, group, MemberStatus.SELECTED, moment, stratum,
+                                    joined=True)
+            uow.campaign_members.put_many([member])
+            self.crm.emit("campaign.joined", id, customer=customer.id, group=str(group), stratum=stratum)
+            return member
+
     def members(
         self, id: str, *, after: str | None = None, limit: int = 1000
     ) -> builtins.list[CampaignMember]:
@@ -233,8 +261,12 @@ class Marketing:
         """Customers whose recorded group differs from a fresh draw (campaign id, seed): none, normally."""
         campaign = self.get(id)
         design = holdout.Design.of(campaign.id, campaign.seed, campaign.control_fraction)
-        stored = sorted(((m.customer_id, m.stratum, m.group) for m in self._all(id)), key=lambda row: row[0])
-        return holdout.audit(design, stored)
+        members = builtins.list(self._all(id))
+        drawn = sorted(((m.customer_id, m.stratum, m.group) for m in members if not m.joined),
+                       key=lambda row: row[0])
+        late = [m.customer_id for m in members
+                if m.joined and m.group is not holdout.joined_group(design, m.customer_id)]
+        return sorted([*holdout.audit(design, drawn), *late])
 
     def _all(self, id: str) -> Iterator[CampaignMember]:
         after: str | None = None

@@ -71,6 +71,14 @@ def assign(design: Design, members: Iterable[tuple[str, str]]) -> Iterator[tuple
         yield customer_id, stratum, MemberGroup.CONTROL if held else MemberGroup.TARGET
 
 
+def joined_group(design: Design, customer_id: str) -> MemberGroup:
+    """The group of a customer who joins after launch: drawn alone from the campaign, seed
+    and customer id (control with the design's fraction), so an audit can draw it again."""
+    text = f"{design.campaign_id}|{design.seed}|joined|{customer_id}"
+    draw = int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big")
+    return MemberGroup.CONTROL if draw * design.size < design.held * 2**64 else MemberGroup.TARGET
+
+
 def audit(design: Design, members: Iterable[tuple[str, str, MemberGroup]]) -> list[str]:
     """Customer ids whose stored group differs from a fresh draw (empty: the draw is as recorded).
 

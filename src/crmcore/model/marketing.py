@@ -148,3 +148,5 @@ class CampaignMember:
         default=None, converter=attrs.converters.optional(v.as_utc), validator=v.optional(v.is_utc)
     )
     revenue: Decimal | None = attrs.field(default=None, converter=attrs.converters.optional(v.decimal))
+    joined: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+    """Joined after launch (`crm.marketing.join`): its group was drawn alone, not in the launch's blocks."""

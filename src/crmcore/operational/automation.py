@@ -11,7 +11,8 @@ records them: if one fails, everything it wrote is undone and the run is logged
 such an event would trigger the same rule again, the run is logged `loop` and stops.
 
 Actions are plugins (`crmcore_register_actions`); the built-in ones create a task,
-assign an owner, add a tag to the customer, and e-mail them a template. An action may
+assign an owner, add a tag to the customer, make them a campaign member, and e-mail
+them a template. An action may
 also offer `check(uow, params)`, run when a rule using it is stored.
 
 Side effects outside the base (a message on the wire) cannot be rolled back, so an
@@ -181,6 +182,24 @@ class AddTag:
 
 
 @attrs.frozen
+class JoinCampaign:
+    """`join_campaign`: make the customer a member of the launched `campaign` (its id), in
+    the group drawn for them alone (`crm.marketing.join`)."""
+
+    name: str = "join_campaign"
+
+    def run(self, crm: CRM, event: Event, customer: Customer, params: dict[str, str]) -> str:
+        member = crm.marketing.join(v.text(params.get("campaign"), "campaign", max_length=64), customer.id)
+        return f"member of {member.campaign_id} ({member.group})"
+
+    def check(self, uow: UnitOfWork, params: dict[str, str]) -> None:
+        _known(params, {"campaign"})
+        campaign = uow.campaigns.find(v.text(params.get("campaign"), "campaign", max_length=64))
+        if campaign is None:
+            raise ValidationError("campaign", params.get("campaign"), "no such campaign")
+
+
+@attrs.frozen
 class SendTemplate:
     """`send_template`: e-mail the customer a stored template (`template`, its name) or one
     given (`subject`, `text`), for `purpose`, through the automation's Mailer.
@@ -244,7 +263,7 @@ def _known(params: dict[str, str], names: set[str]) -> None:
         raise ValidationError("params", unknown, f"not understood; known: {', '.join(sorted(names))}")
 
 
-BUILT_IN: tuple[Action, ...] = (CreateTask(), Assign(), AddTag(), SendTemplate())
+BUILT_IN: tuple[Action, ...] = (CreateTask(), Assign(), AddTag(), JoinCampaign(), SendTemplate())
 
 
 def _number(text: str, field: str) -> float:
