@@ -1441,7 +1441,10 @@ class SqlUnitOfWork:
     def select(self, sql: str, params: Sequence[Any] = ()) -> builtins.list[tuple[Any, ...]]:
         """Rows of a read-only query written in this dialect."""
         self.cur.execute(sql, params)
-        return [tuple(row) for row in self.cur.fetchall()]
+        rows = self.cur.fetchall()
+        if rows and type(rows[0]) is not tuple:  # drivers that return their own row type
+            return [tuple(row) for row in rows]
+        return rows
 
 
 BULK_TABLES: dict[type, Table[Any]] = {
