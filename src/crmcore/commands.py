@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -76,38 +76,26 @@ def register(app: typer.Typer) -> None:
     app.command("report")(report_command)
     app.command("migrate")(migrate_command)
     app.command("worker")(worker_command)
-    segments = typer.Typer(help="Saved segments: list, save, run, explain.", no_args_is_help=True)
-    segments.command("list")(segments_list)
-    segments.command("save")(segments_save)
-    segments.command("run")(segments_run)
-    segments.command("explain")(segments_explain)
-    app.add_typer(segments, name="segments")
-    scores = typer.Typer(help="Scores: fit the lifetime-value model, refresh stored scores.",
-                         no_args_is_help=True)
-    scores.command("fit")(scores_fit)
-    scores.command("refresh")(scores_refresh)
-    app.add_typer(scores, name="scores")
-    scores.command("leads")(scores_leads)
-    cases = typer.Typer(help="Cases: escalate what is due.", no_args_is_help=True)
-    cases.command("sweep")(cases_sweep)
-    app.add_typer(cases, name="cases")
-    sla = typer.Typer(help="Stored SLA policies: list, save (a JSON file), history.", no_args_is_help=True)
-    sla.command("list")(sla_list)
-    sla.command("save")(sla_save)
-    sla.command("history")(sla_history)
-    app.add_typer(sla, name="sla")
-    automation = typer.Typer(help="Stored automation rules and mail templates: list, save.",
-                             no_args_is_help=True)
-    automation.command("list")(automation_list)
-    automation.command("save")(automation_save)
-    automation.command("template")(automation_template)
-    app.add_typer(automation, name="automation")
-    tasks = typer.Typer(help="Tasks: send the reminders that are due.", no_args_is_help=True)
-    tasks.command("remind")(tasks_remind)
-    app.add_typer(tasks, name="tasks")
-    retention = typer.Typer(help="Retention rules: erase what is kept too long.", no_args_is_help=True)
-    retention.command("erase-leads")(retention_erase_leads)
-    app.add_typer(retention, name="retention")
+    groups: dict[str, tuple[str, dict[str, Callable[..., Any]]]] = {
+        "segments": ("Saved segments: list, save, run, explain.", {
+            "list": segments_list, "save": segments_save, "run": segments_run,
+            "explain": segments_explain}),
+        "scores": ("Scores: fit the lifetime-value model, refresh stored scores, score leads.", {
+            "fit": scores_fit, "refresh": scores_refresh, "leads": scores_leads}),
+        "cases": ("Cases: escalate what is due.", {"sweep": cases_sweep}),
+        "sla": ("Stored SLA policies: list, save (a JSON file), history.", {
+            "list": sla_list, "save": sla_save, "history": sla_history}),
+        "automation": ("Stored automation rules and mail templates: list, save.", {
+            "list": automation_list, "save": automation_save, "template": automation_template}),
+        "tasks": ("Tasks: send the reminders that are due.", {"remind": tasks_remind}),
+        "retention": ("Retention rules: erase what is kept too long.", {
+            "erase-leads": retention_erase_leads}),
+    }
+    for name, (summary, commands) in groups.items():
+        group = typer.Typer(help=summary, no_args_is_help=True)
+        for command, function in commands.items():
+            group.command(command)(function)
+        app.add_typer(group, name=name)
     app._crmcore_commands = True  # type: ignore[attr-defined]
 
 
@@ -147,7 +135,7 @@ def import_command(
     batch: Annotated[int, typer.Option(help="Records per transaction.")] = 1000,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Import customers, purchases, interactions or cases from CSV or JSON Lines.
+    """Import customers, accounts, purchases, interactions or cases from CSV or JSON Lines.
 
     Good rows go in; each refused row is listed with its line, field and reason.
     Exit code 0 when every row went in, 3 when some were refused, 2 on an error.
