@@ -375,9 +375,7 @@ class SqlPurchases(SqlRepository[Purchase]):
     def add_many(self, items: Sequence[Purchase]) -> int:
         """One statement for the lot, then one recount of the customers it touched."""
         self._insert_many(items)
-        owners = sorted({p.customer_id for p in items})
-        for start in range(0, len(owners), 500):  # bound parameters per statement stay few
-            totals.recount(self.cur, self.d, owners[start:start + 500])
+        totals.recount(self.cur, self.d, sorted({p.customer_id for p in items}))
         return len(items)
 
     def reassign(
@@ -1008,7 +1006,7 @@ def _load_doc(doc: Any, cls: type[T]) -> T:
 
 _OUTBOX_INSERT = ("INSERT INTO outbox (id, topic, aggregate_id, occurred_at, available_at, doc) "
                   "VALUES (?, ?, ?, ?, ?, ?)")
-_IN_BATCH = 500
+_IN_BATCH = totals.IN_BATCH
 """Ids bound in one `IN (...)` list."""
 
 

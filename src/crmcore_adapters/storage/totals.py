@@ -43,12 +43,19 @@ def recount_sql(dialect: Dialect, scope: str = "") -> str:
     )
 
 
+IN_BATCH = 500
+"""Customer ids bound in one `IN (...)` list: however many a write touched, each statement
+stays within every driver's limit on bound parameters."""
+
+
 def recount(cur: Cursor, dialect: Dialect, customer_ids: Sequence[str]) -> None:
     """Rebuild these customers' rows from their purchases."""
-    marks = ", ".join("?" for _ in customer_ids)
-    cur.execute(dialect.sql(f"DELETE FROM purchase_totals WHERE customer_id IN ({marks})"),  # noqa: S608
-                customer_ids)
-    cur.execute(recount_sql(dialect, f"p.customer_id IN ({marks})"), customer_ids)
+    for start in range(0, len(customer_ids), IN_BATCH):
+        chunk = customer_ids[start:start + IN_BATCH]
+        marks = ", ".join("?" for _ in chunk)
+        cur.execute(dialect.sql(f"DELETE FROM purchase_totals WHERE customer_id IN ({marks})"),  # noqa: S608
+                    chunk)
+        cur.execute(recount_sql(dialect, f"p.customer_id IN ({marks})"), chunk)
 
 
 def recount_imported(cur: Cursor, dialect: Dialect) -> None:
