@@ -3,8 +3,9 @@ the test moves, and a subscriber that keeps every event delivered."""
 
 from __future__ import annotations
 
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -102,3 +103,22 @@ def crm(storage: Storage, clock: Clock, recorder: Recorder) -> CRM:
     plugins = make_plugin_manager(load_entry_points=False)
     plugins.register(recorder, name="recorder")
     return CRM(storage, plugins=plugins, clock=clock)
+
+
+def at_once(work: Callable[[], None], *, workers: int = 2, rounds: int = 3) -> None:
+    """Run `work` `rounds` times in each of `workers` threads at once; any error fails the test."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            for _ in range(rounds):
+                work()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors

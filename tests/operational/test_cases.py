@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from crmcore.plugins import make_plugin_manager
 from crmcore_adapters.storage import sqlite as sqlite_adapter
 from crmcore_adapters.storage.sqlite import SQLiteStorage
 
-from .conftest import MONDAY, Clock, Recorder, drain, drop_schema, open_backend
+from .conftest import MONDAY, Clock, Recorder, at_once, drain, drop_schema, open_backend
 
 PARIS = BusinessCalendar.weekly("Europe/Paris", {"mon-fri": "09:00-17:00"},
                                 holidays=(date(2025, 6, 9),))  # Whit Monday
@@ -220,21 +219,7 @@ def test_two_sweepers_at_once_emit_each_rung_once(kind: str, tmp_path: Path) -> 
         ids = [crm.operational.cases.open("c", "complaint", f"n{n}", priority="urgent").id
                for n in range(40)]
         later = MONDAY + timedelta(days=2)
-        errors: list[BaseException] = []
-
-        def run() -> None:
-            try:
-                for _ in range(3):
-                    crm.operational.cases.sweep(later, page=7)
-            except BaseException as exc:
-                errors.append(exc)
-
-        workers = [threading.Thread(target=run) for _ in range(2)]
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join()
-        assert not errors
+        at_once(lambda: crm.operational.cases.sweep(later, page=7))
         drain(crm)
         breaches = [(e.aggregate_id, e.payload["target"]) for e in recorder.events
                     if e.topic == "case.sla_breached"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from crmcore.errors import NotFound
 from crmcore.model import Agent, TaskStatus
 from crmcore.plugins import make_plugin_manager
 
-from .conftest import MONDAY, Clock, Recorder, drain, drop_schema, open_backend
+from .conftest import MONDAY, Clock, Recorder, at_once, drain, drop_schema, open_backend
 
 
 def _people(crm: CRM) -> None:
@@ -92,21 +91,7 @@ def test_two_reminder_sweeps_at_once_remind_each_task_once(kind: str, tmp_path: 
         ids = [crm.operational.tasks.create(f"t{n}", owner="ana",
                                             remind_at=MONDAY + timedelta(minutes=n)).id
                for n in range(30)]
-        errors: list[BaseException] = []
-
-        def run() -> None:
-            try:
-                for _ in range(3):
-                    crm.operational.tasks.remind(MONDAY + timedelta(hours=1), page=4)
-            except BaseException as exc:
-                errors.append(exc)
-
-        workers = [threading.Thread(target=run) for _ in range(2)]
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join()
-        assert not errors
+        at_once(lambda: crm.operational.tasks.remind(MONDAY + timedelta(hours=1), page=4))
         drain(crm)
         reminded = [e.aggregate_id for e in recorder.events if e.topic == "task.reminder"]
         assert sorted(reminded) == sorted(ids)
