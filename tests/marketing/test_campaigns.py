@@ -218,3 +218,11 @@ def test_a_send_policy_is_checked_where_it_is_written() -> None:
         with pytest.raises(ValidationError):
             Policy(**bad)  # type: ignore[arg-type]
     assert Policy(quiet_hours=[time(21), time(8)]).quiet_hours == (time(21), time(8))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("campaign, customer", [(None, "k"), (["c"], "k"), ("c", 5), ("c", "\x00" * 100)])
+def test_join_refuses_hostile_ids_with_a_typed_error(
+    crm: crmcore.CRM, campaign: object, customer: object
+) -> None:
+    with pytest.raises(crmcore.CRMError):
+        crm.marketing.join(campaign, customer)  # type: ignore[arg-type]

@@ -223,6 +223,8 @@ class Marketing:
         is drawn alone (`holdout.joined_group`), so the control group keeps its fraction and
         the audit its proof. A member already there is returned as they are."""
         moment = v.utc(at, "at") if at is not None else self.crm.clock()
+        id = v.text(id, "campaign", max_length=64)
+        customer_id = v.text(customer_id, "customer_id", max_length=64)
         with self.crm.transaction() as uow:
             campaign = uow.campaigns.get(id)
             if campaign.status is not CampaignStatus.LAUNCHED:
