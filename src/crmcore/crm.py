@@ -382,8 +382,22 @@ class Aggregates(Generic[T]):
 
     def change(self, id: str, **fields: Any) -> T:
         """Read, evolve and write back in one transaction."""
-        with self.crm.transaction():
-            return self.update(attrs.evolve(self.get(id), **fields))  # type: ignore[misc]
+        return self.edit(id, lambda item: _evolved(item, fields))
+
+    def edit(self, id: str, edit: Callable[[T], T]) -> T:
+        """Read, apply `edit` (a function of the stored item), write back in one transaction.
+        Customers are read under a row lock, so concurrent edits of one customer take turns
+        (a counter incremented by many requests loses nothing and retries nothing); other
+        records keep the optimistic check: a concurrent edit is a `ConflictError`."""
+        with self.crm.transaction() as uow:
+            current = self._locked(uow, v.text(id, "id"))
+            edited = edit(current)
+            if type(edited) is not type(current) or _id(edited) != _id(current):
+                raise ValidationError("edit", edited, f"must return {self.topic} {_id(current)!r}, edited")
+            return self.update(edited)
+
+    def _locked(self, uow: UnitOfWork, id: str) -> T:
+        return self._repo(uow).get(id)
 
     def remove(self, item: T) -> None:
         with self.crm.transaction() as uow:
@@ -393,6 +407,13 @@ class Aggregates(Generic[T]):
 
     def _checked(self, item: T) -> T:
         return item
+
+
+def _evolved(item: Any, fields: dict[str, Any]) -> Any:
+    known = {a.name for a in attrs.fields(type(item))}
+    for name in sorted(set(fields) - known):
+        raise ValidationError(name, fields[name], f"is not a field of {type(item).__name__}")
+    return attrs.evolve(item, **fields)
 
 
 def _id(item: Any) -> str:
@@ -425,6 +446,9 @@ class Customers(Aggregates[Customer]):
 
     def update(self, item: Customer) -> Customer:
         return super().update(attrs.evolve(item, updated_at=self.crm.clock()))
+
+    def _locked(self, uow: UnitOfWork, id: str) -> Customer:
+        return uow.customers.lock(id)
 
     def remove(self, item: Customer) -> None:
         """Delete the customer with every row they own (no orphans); history keeps the removal."""

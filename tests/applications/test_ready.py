@@ -14,6 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 import crmcore
@@ -125,6 +126,42 @@ def test_asyncio_tasks_interleave_transactions_on_one_crm(url: str) -> None:
     results = asyncio.run(main())
     assert results[:40] == ["Ada"] * 40
     assert crm.customers.count() == 21
+    crm.close()
+
+
+def test_changes_to_one_customer_take_turns(url: str) -> None:
+    """Threads incrementing one counter through `customers.edit`: no ConflictError, no
+    lost increment; an edit returning another customer is refused with nothing written."""
+    crm = crmcore.open(url)
+    crm.customers.add(Customer.new("Counter", id="counter"))
+    failures: list[BaseException] = []
+
+    def one_more(current: Customer) -> Customer:
+        visits = int(current.attributes.get("visits", 0)) + 1
+        return attrs.evolve(current, attributes={**current.attributes, "visits": visits})
+
+    def client() -> None:
+        try:
+            for _ in range(15):
+                crm.customers.edit("counter", one_more)
+        except BaseException as exc:  # collected and asserted below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=client) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+    counter = crm.customers.get("counter")
+    assert counter.attributes["visits"] == 8 * 15 and counter.version == 1 + 8 * 15
+    with pytest.raises(ValidationError, match="edit"):
+        crm.customers.edit("counter", lambda c: attrs.evolve(c, id="other"))
+    with pytest.raises(NotFound):
+        crm.customers.edit("nobody", one_more)
+    with pytest.raises(ValidationError, match="bogus"):
+        crm.customers.change("counter", bogus=1)
+    assert crm.customers.get("counter").version == counter.version
     crm.close()
 
 
