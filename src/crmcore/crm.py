@@ -489,13 +489,13 @@ class Customers(Aggregates[Customer]):
         limit: int = PAGE,
     ) -> list[Customer]:
         """One page (in id order) of the customers for whom a segment rule (text, or AST)
-        is true, now or as of an instant; `iter_matching` streams them all."""
+        is true, now or as of an instant (then as they were at that instant, removed ones
+        included); `iter_matching` streams them all."""
         size = page_size(limit)
         with self.crm.reading() as uow:
             ids = self.ids_matching(rule, as_of=as_of)
             start = bisect.bisect_right(ids, after) if after is not None else 0
-            found = (uow.customers.find(id) for id in ids[start:start + size])
-            return [c for c in found if c is not None]
+            return self._records(uow, ids[start:start + size], as_of)
 
     def iter_matching(
         self, rule: Any, *, as_of: datetime | None = None, batch: int = 1_000
@@ -506,8 +506,16 @@ class Customers(Aggregates[Customer]):
         ids = self.ids_matching(rule, as_of=at)
         for start in range(0, len(ids), page_size(batch)):
             with self.crm.reading() as uow:  # closed before the page is handed out
-                found = [uow.customers.find(id) for id in ids[start:start + batch]]
-            yield from [c for c in found if c is not None]
+                found = self._records(uow, ids[start:start + batch], as_of)
+            yield from found
+
+    def _records(self, uow: UnitOfWork, ids: list[str], as_of: datetime | None) -> list[Customer]:
+        found = [uow.customers.find(id) for id in ids]
+        if as_of is not None:
+            at = v.utc(as_of, "as_of")
+            found = [history.as_of(uow, "customer", id, current, at, Customer)
+                     for id, current in zip(ids, found, strict=True)]
+        return [c for c in found if c is not None]
 
     def ids_matching(self, rule: Any, *, as_of: datetime | None = None) -> list[str]:
         """Ids of `matching` customers in id order, computed in the database when the

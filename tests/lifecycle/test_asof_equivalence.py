@@ -149,9 +149,12 @@ def check(crm: crmcore.CRM, recorded: Recorded, chosen: list[a.Predicate], picks
             with patch.object(states, "FEW", few):
                 assert members(crm, rule, instant) == expected, (to_text(rule), instant, few)
         assert members(crm, rule, instant, "python") == expected, (to_text(rule), instant)
-        # matching hands out today's records: those removed since have none
-        today = [i for i in expected if i not in recorded.gone]
-        assert sorted(c.id for c in crm.customers.matching(rule, as_of=instant)) == today
+        # matching hands out the records as they were then, those removed since included
+        then = {c.id: c for c in recorded.at(instant)["customers"]}
+        found = crm.customers.matching(rule, as_of=instant)
+        assert [c.id for c in found] == expected
+        assert [(c.name, c.tier, c.lifecycle, c.tags) for c in found] == [
+            (then[i].name, then[i].tier, then[i].lifecycle, then[i].tags) for i in expected]
 
 
 @settings(max_examples=50, deadline=None)
