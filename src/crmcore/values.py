@@ -124,7 +124,10 @@ def name(value: object, field: str = "name") -> str:
     return value
 
 
-def text(value: object, field: str, *, max_length: int = 1000, empty: bool = False) -> str:
+def text(value: object, field: str, *, max_length: int = 1000, empty: bool = False,
+         one_line: bool = False) -> str:
+    """`one_line`: a name or an id, refused with control characters or line breaks (it ends
+    up in mail headers, CSV cells and log lines, where a break starts something new)."""
     if not isinstance(value, str):
         raise ValidationError(field, value, "must be a string")
     if not empty and not value.strip():
@@ -133,9 +136,16 @@ def text(value: object, field: str, *, max_length: int = 1000, empty: bool = Fal
         raise LimitExceeded("length", field, value, max_length, f"is longer than {max_length} characters")
     if "\x00" in value:
         raise ValidationError(field, value, "must not contain NUL characters")
+    if one_line and _BREAKS.search(value):
+        raise ValidationError(field, value, "must be one line, without control characters")
     if not _encodable(value):
         raise ValidationError(field, value, "must not contain lone surrogates (it is not valid Unicode)")
     return value
+
+
+_BREAKS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+"""C0 and C1 control characters (tab, CR and LF among them) and the Unicode line and
+paragraph separators."""
 
 
 def _encodable(value: str) -> bool:
@@ -244,9 +254,9 @@ def is_utc(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
         raise ValidationError(attribute.name, value, "must be in UTC")
 
 
-def is_text(max_length: int = 1000, empty: bool = False) -> Callable[..., None]:
+def is_text(max_length: int = 1000, empty: bool = False, one_line: bool = False) -> Callable[..., None]:
     def validator(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-        text(value, attribute.name, max_length=max_length, empty=empty)
+        text(value, attribute.name, max_length=max_length, empty=empty, one_line=one_line)
 
     return validator
 

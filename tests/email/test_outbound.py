@@ -249,7 +249,11 @@ def test_smtps_implicit_tls(crm: crmcore.CRM, recorder: Recorder, certificate: t
 def test_header_injection_is_a_clear_error_and_nothing_is_sent(
     crm: crmcore.CRM, recorder: Recorder, smtp_port: int
 ) -> None:
-    evil = customer(crm, "Eve\r\nBcc: all@victims.example", "eve@example.org", "marketing")
+    with pytest.raises(ValidationError) as raised:  # a raw line break never gets stored
+        customer(crm, "Eve\r\nBcc: all@victims.example", "eve@example.org", "marketing")
+    assert raised.value.field == "name"
+    # an encoded word decodes into one once in the header: the mailer checks what it means
+    evil = customer(crm, "=?utf-8?q?Eve=0D=0ABcc:_all@victims.example?=", "eve@example.org", "marketing")
     fine = customer(crm, "Fine", "fine@example.org", "marketing")
     out = mailer(crm, f"smtp://127.0.0.1:{smtp_port}")
 
@@ -329,7 +333,7 @@ def test_send_many_keeps_order_and_every_rule_of_send(
     people = [
         customer(crm, "Ada", "ada@example.org", "marketing"),
         customer(crm, "Silent", "silent@example.org"),
-        customer(crm, "Eve\nBcc: x@y.z", "eve@example.org", "marketing"),
+        customer(crm, "=?utf-8?q?Eve=0ABcc:_x@y.z?=", "eve@example.org", "marketing"),
         customer(crm, "Bob", "bob@example.org", "marketing"),
         customer(crm, "Cy", "cy@example.org", "marketing"),
     ]

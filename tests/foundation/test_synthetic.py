@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import statistics
-import tracemalloc
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 
 import attrs
@@ -148,17 +149,24 @@ def test_channels_of_both_families_appear() -> None:
     assert any(i.satisfaction is not None for i in interactions)
 
 
+PEAK = """
+import sys, tracemalloc
+from crmcore.synthetic import SyntheticBase
+base = SyntheticBase(size=int(sys.argv[1]), seed=1, purchases_per_customer=3)
+next(base.records())  # warm the caches
+tracemalloc.start()
+for _ in base.records():
+    pass
+print(tracemalloc.get_traced_memory()[1])
+"""
+
+
 def test_streams_hold_one_customer_at_a_time() -> None:
     def peak(size: int) -> int:
-        base = SyntheticBase(size=size, seed=1, purchases_per_customer=3)
-        next(base.records())  # warm the caches
-        tracemalloc.start()
-        try:
-            for _ in base.records():
-                pass
-            return tracemalloc.get_traced_memory()[1]
-        finally:
-            tracemalloc.stop()
+        """In a process of its own: threads other tests left behind allocate too."""
+        done = subprocess.run([sys.executable, "-c", PEAK, str(size)], capture_output=True,
+                              text=True, check=True)
+        return int(done.stdout)
 
     small, large = peak(100), peak(800)
     assert large < 1.5 * small + 200_000, (small, large)

@@ -141,8 +141,8 @@ class Customer:
     refuses a write based on a stale version.
     """
 
-    id: str = attrs.field(validator=v.is_text(64))
-    name: str = attrs.field(validator=v.is_text(200))
+    id: str = attrs.field(validator=v.is_text(64, one_line=True))
+    name: str = attrs.field(validator=v.is_text(200, one_line=True))
     kind: PartyKind = attrs.field(default=PartyKind.PERSON, converter=PartyKind)
     emails: tuple[str, ...] = attrs.field(
         default=(), converter=v.as_tuple, validator=[v.each(v.email), _unique]
