@@ -4,17 +4,25 @@ Blocking keeps the comparisons few: each record gets a handful of keys (the
 normalised local part of each e-mail, the last seven digits of each phone, each
 name token's first four letters with the other token's initial), and only records
 sharing a key are compared. A key shared by more than `max_block` records (a common
-name, whose block grows with the base) is not compared whole but split by a second
-key: the birth date and each postcode. Of a crowd of "Maria Garcia"s, those born the
-same day or living in the same postcode are compared, which are the ones whose
-evidence could reach review: two records sharing only a common name never do. This
-keeps blocks small however large the base (sorted neighbourhood over the block was
-the other way; its window is blind to which neighbours matter, and a crowd of
-identical names fills any window).
+name, whose block grows with the base) is not compared whole but split by birth date:
+of a crowd of "Maria Garcia"s, those born the same day are compared. Those are the
+ones whose evidence could reach review: two records sharing only a common name never
+do. Birth dates split finely (some 25,000 days for 70 years of births), so blocks stay
+small however large the base. Measured on `noisy_base` at 100,000 records, splitting
+by postcode as well doubled the pairs compared (617,000 to 1.4 million: postcodes are
+coarse) and found no more pairs at review; a sorted neighbourhood over the block
+(compare each record with the next few in name order) was the other way, but a crowd
+of identical names fills any window, which is blind to the birth date that matters.
 
 Each pair gets evidence per field, added up (a Fellegi-Sunter-style sum of
 agreement and disagreement weights) and squashed to a score in [0, 1]; the
 `Comparison` keeps each field's similarity and weight, so a reviewer sees why.
+Agreeing on a common name or e-mail local weighs less the more records hold it
+(`frequencies`), down to a floor (`COMMON_NAME`, `NEAR_LOCAL`), never below: without
+one, a base of a million (ten times the namesakes of one of 100,000) turned agreement
+into evidence against a match, and recall at review fell from 0.95 to 0.90; of the
+true pairs lost there, nine in ten were compared and scored too low, one in ten was
+never compared.
 
 String similarity comes from rapidfuzz rather than jellyfish: one C++ library with
 the normalised ratios we need (token-sorted Levenshtein ratio, Jaro-Winkler), a
@@ -149,11 +157,8 @@ def keys(p: Profile) -> set[str]:
 
 
 def refinements(p: Profile) -> set[str]:
-    """The keys that split a block too large to compare whole: birth date and postcodes."""
-    found = {f"z:{code}" for code in p.postal}
-    if p.birth:
-        found.add(f"b:{p.birth}")
-    return found
+    """The keys that split a block too large to compare whole: the birth date."""
+    return {f"b:{p.birth}"} if p.birth else set()
 
 
 def blocks(profiles: Iterable[Profile], max_block: int = 50) -> Iterator[list[str]]:
