@@ -227,9 +227,12 @@ def compare(a: Profile, b: Profile, counts: Mapping[str, int] | None = None) -> 
         ratio = fuzz.token_sort_ratio(left, right) / 100
         similar = max(ratio, JaroWinkler.normalized_similarity(left, right))
         weight = (similar - 0.75) * 12
+        note = f"{left!r} vs {right!r}"
         if left == right:  # a common name is weaker evidence, never evidence against
-            weight = max(COMMON_NAME, weight - 0.5 * _rarity(counts.get(f"n:{left}", 2)))
-        evidence.append(FieldEvidence("name", similar, weight, f"{left!r} vs {right!r}"))
+            holders = counts.get(f"n:{left}", 2)
+            weight = max(COMMON_NAME, weight - 0.5 * _rarity(holders))
+            note += f" ({holders} records have it)"
+        evidence.append(FieldEvidence("name", similar, weight, note))
     else:
         evidence.append(FieldEvidence("name", None, 0.0, "a name is missing"))
 
