@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import crmcore
 from crmcore.errors import ValidationError
@@ -61,16 +63,72 @@ def test_each_kind_of_noise_is_caught_and_explained() -> None:
     assert namesake.decision == "distinct", namesake.explain()
     weights = {e.field: e.weight for e in namesake.fields}
     assert weights["name"] > 0 and weights["birth_date"] < 0 and weights["phone"] < 0
-    assert "birth_date" in namesake.explain()
+    assert "birth_date" in namesake.explain() and "(4 records have it)" in namesake.explain()  # a, b, c, z
 
 
-def test_blocking_skips_huge_blocks_and_checks_threshold() -> None:
+def test_a_huge_block_is_split_by_birth_date() -> None:
     crowd = [person(f"p{n:03d}", "Jean Martin", emails=[f"x{n}@example.org"]) for n in range(60)]
     assert d.scan(crowd, max_block=50).compared == 0  # one shared name says nothing
     assert d.scan(crowd, max_block=100).compared == 60 * 59 // 2
+    born = date(1975, 3, 9)
+    lyon = PostalAddress("FR", ("1 rue Neuve",), "Lyon", "69003")
+    crowd[3] = person("p003", "Jean Martin", birth_date=born)
+    crowd[41] = person("p041", "Jean Martin", birth_date=born, addresses=[lyon])
+    crowd[17] = person("p017", "Jean Martin", addresses=[lyon])
+    found = d.scan(crowd, threshold=0.0, max_block=50)
+    assert {(c.left, c.right) for c in found.pairs} == {("p003", "p041")}  # a postcode is too coarse
     for bad in ({"threshold": 1.5}, {"threshold": "high"}, {"max_block": 0}, {"max_block": "50"}):
         with pytest.raises(ValidationError):
             d.scan(crowd, **bad)  # type: ignore[arg-type]
+
+
+profiles = st.builds(
+    d.Profile,
+    id=st.text("abcdefgh", min_size=1, max_size=3),
+    tokens=st.lists(st.sampled_from(("maria", "marie", "garcia", "martin", "li")), max_size=2).map(
+        lambda words: tuple(sorted(words))),
+    locals=st.frozensets(st.sampled_from(("mg", "maria.garcia")), max_size=1),
+    phones=st.frozensets(st.sampled_from(("+33611111111", "+33622222222")), max_size=1),
+    postal=st.frozensets(st.sampled_from(("69003", "75016")), max_size=2),
+    lines=st.just(()),
+    birth=st.sampled_from((None, "1980-01-01", "1990-02-02")),
+)
+bases = st.lists(profiles, max_size=14, unique_by=lambda p: p.id)
+
+
+@given(bases, st.integers(2, 8))
+def test_candidates_are_the_pairs_sharing_a_small_block(base: list[d.Profile], max_block: int) -> None:
+    """Against a plain statement of blocking: two records are compared when they share a
+    key held by at most `max_block` records, or a key and a refinement held together
+    by at most `max_block` records."""
+    def size(key: str, refinement: str | None = None) -> int:
+        return sum(key in d.keys(p) and (refinement is None or refinement in d.refinements(p)) for p in base)
+
+    expected = {
+        (min(x.id, y.id), max(x.id, y.id)) for x in base for y in base if x.id != y.id and any(
+            size(k) <= max_block or any(size(k, r) <= max_block for r in d.refinements(x) & d.refinements(y))
+            for k in d.keys(x) & d.keys(y))}
+    assert d.candidate_pairs(base, max_block) == expected
+    assert d.candidate_pairs(reversed(base), max_block) == expected  # the order read is no matter
+
+
+@given(bases, st.integers(2, 8), st.integers(0, 8))
+def test_a_larger_block_limit_only_adds_candidates(base: list[d.Profile], smaller: int, more: int) -> None:
+    assert d.candidate_pairs(base, smaller) <= d.candidate_pairs(base, smaller + more)
+
+
+@given(profiles, profiles, st.lists(st.integers(0, 10**9), min_size=4, max_size=4))
+def test_agreeing_never_counts_against_however_common(a: d.Profile, b: d.Profile, held: list[int]) -> None:
+    """A base of a million has more namesakes than one of a thousand: sharing a common
+    name or e-mail local weakens the evidence of a match but never turns it against one."""
+    counts = dict(zip(sorted(d.frequencies([a, b])), held, strict=False))  # any number of holders
+    weights = {e.field: e.weight for e in d.compare(a, b, counts).fields}
+    if a.tokens and a.tokens == b.tokens:
+        assert weights["name"] >= d.COMMON_NAME
+    if a.locals & b.locals:
+        assert weights["email"] >= d.NEAR_LOCAL
+    rare = {e.field: e.weight for e in d.compare(a, b).fields}
+    assert all(weights[field] <= rare[field] for field in rare)  # and common is never stronger
 
 
 def test_the_crm_scans_its_own_base() -> None:

@@ -3,12 +3,26 @@
 Blocking keeps the comparisons few: each record gets a handful of keys (the
 normalised local part of each e-mail, the last seven digits of each phone, each
 name token's first four letters with the other token's initial), and only records
-sharing a key are compared; a key shared by more than `max_block` records (a very
-common name) says nothing and is skipped.
+sharing a key are compared. A key shared by more than `max_block` records (a common
+name, whose block grows with the base) is not compared whole but split by birth date:
+of a crowd of "Maria Garcia"s, those born the same day are compared. Those are the
+ones whose evidence could reach review: two records sharing only a common name never
+do. Birth dates split finely (some 25,000 days for 70 years of births), so blocks stay
+small however large the base. Measured on `noisy_base` at 100,000 records, splitting
+by postcode as well doubled the pairs compared (617,000 to 1.4 million: postcodes are
+coarse) and found no more pairs at review; a sorted neighbourhood over the block
+(compare each record with the next few in name order) was the other way, but a crowd
+of identical names fills any window, which is blind to the birth date that matters.
 
 Each pair gets evidence per field, added up (a Fellegi-Sunter-style sum of
 agreement and disagreement weights) and squashed to a score in [0, 1]; the
 `Comparison` keeps each field's similarity and weight, so a reviewer sees why.
+Agreeing on a common name or e-mail local weighs less the more records hold it
+(`frequencies`), down to a floor (`COMMON_NAME`, `NEAR_LOCAL`), never below: without
+one, a base of a million (ten times the namesakes of one of 100,000) turned agreement
+into evidence against a match, and recall at review fell from 0.95 to 0.90; of the
+true pairs lost there, nine in ten were compared and scored too low, one in ten was
+never compared.
 
 String similarity comes from rapidfuzz rather than jellyfish: one C++ library with
 the normalised ratios we need (token-sorted Levenshtein ratio, Jaro-Winkler), a
@@ -142,17 +156,35 @@ def keys(p: Profile) -> set[str]:
     return found
 
 
-def candidate_pairs(profiles: Iterable[Profile], max_block: int = 50) -> set[tuple[str, str]]:
-    """Pairs of ids (smaller first) sharing at least one blocking key."""
-    blocks: dict[str, list[str]] = defaultdict(list)
+def refinements(p: Profile) -> set[str]:
+    """The keys that split a block too large to compare whole: the birth date."""
+    return {f"b:{p.birth}"} if p.birth else set()
+
+
+def blocks(profiles: Iterable[Profile], max_block: int = 50) -> Iterator[list[str]]:
+    """Groups of ids to compare pairwise: each key's records, or where they are more
+    than `max_block`, those of them sharing a refinement too (still too many: skipped)."""
+    by_key: dict[str, list[Profile]] = defaultdict(list)
     for p in profiles:
         for key in keys(p):
-            blocks[key].append(p.id)
+            by_key[key].append(p)
+    for members in by_key.values():
+        if len(members) <= max_block:
+            groups: Iterable[list[str]] = [[p.id for p in members]]
+        else:
+            split: dict[str, list[str]] = defaultdict(list)
+            for p in members:
+                for key in refinements(p):
+                    split[key].append(p.id)
+            groups = split.values()
+        yield from (group for group in groups if 2 <= len(group) <= max_block)
+
+
+def candidate_pairs(profiles: Iterable[Profile], max_block: int = 50) -> set[tuple[str, str]]:
+    """Pairs of ids (smaller first) sharing at least one block."""
     pairs: set[tuple[str, str]] = set()
-    for members in blocks.values():
-        if len(members) > max_block or len(members) < 2:
-            continue
-        ordered = sorted(members)
+    for group in blocks(profiles, max_block):
+        ordered = sorted(group)
         for i, left in enumerate(ordered):
             for right in ordered[i + 1:]:
                 pairs.add((left, right))
@@ -167,6 +199,14 @@ def frequencies(profiles: Iterable[Profile]) -> Counter[str]:
         counts.update(f"e:{local}" for local in p.locals)
         counts[f"n:{' '.join(p.tokens)}"] += 1
     return counts
+
+
+COMMON_NAME = 1.0
+"""The least evidence of sharing a full name, however common: with a base's growth the
+namesakes multiply and the evidence shrinks, but it must not turn against a match, or
+recall falls with the size of the base (it did: F1 0.942 at a million records)."""
+NEAR_LOCAL = 1.0
+"""Evidence of e-mail locals that nearly agree; sharing one, however common, weighs no less."""
 
 
 def _rarity(count: int) -> float:
@@ -187,9 +227,12 @@ def compare(a: Profile, b: Profile, counts: Mapping[str, int] | None = None) -> 
         ratio = fuzz.token_sort_ratio(left, right) / 100
         similar = max(ratio, JaroWinkler.normalized_similarity(left, right))
         weight = (similar - 0.75) * 12
-        if left == right:
-            weight -= 0.5 * _rarity(counts.get(f"n:{left}", 2))
-        evidence.append(FieldEvidence("name", similar, weight, f"{left!r} vs {right!r}"))
+        note = f"{left!r} vs {right!r}"
+        if left == right:  # a common name is weaker evidence, never evidence against
+            holders = counts.get(f"n:{left}", 2)
+            weight = max(COMMON_NAME, weight - 0.5 * _rarity(holders))
+            note += f" ({holders} records have it)"
+        evidence.append(FieldEvidence("name", similar, weight, note))
     else:
         evidence.append(FieldEvidence("name", None, 0.0, "a name is missing"))
 
@@ -197,11 +240,12 @@ def compare(a: Profile, b: Profile, counts: Mapping[str, int] | None = None) -> 
         shared = a.locals & b.locals
         if shared:
             holders = min(counts.get(f"e:{local}", 2) for local in shared)
-            evidence.append(FieldEvidence("email", 1.0, 4.0 - 1.5 * _rarity(holders),
+            weight = max(NEAR_LOCAL, 4.0 - 1.5 * _rarity(holders))  # no less than nearly sharing it
+            evidence.append(FieldEvidence("email", 1.0, weight,
                                           f"same address before the @ ({holders} records have it)"))
         else:
             best = max(fuzz.ratio(x, y) / 100 for x in a.locals for y in b.locals)
-            weight = 1.0 if best >= 0.9 else -1.0
+            weight = NEAR_LOCAL if best >= 0.9 else -1.0
             evidence.append(FieldEvidence("email", best, weight, "addresses differ before the @"))
     else:
         evidence.append(FieldEvidence("email", None, 0.0, "an e-mail is missing"))
