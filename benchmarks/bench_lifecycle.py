@@ -34,7 +34,7 @@ from typing import Any
 
 import crmcore
 from crmcore.crm import Aggregates
-from crmcore.lifecycle import duplicates
+from crmcore.lifecycle import duplicates, states
 from crmcore.lifecycle.noisy import noisy_base
 from crmcore.model import Customer
 
@@ -149,6 +149,9 @@ def load_directly(crm: crmcore.CRM, customers: int, edits: int) -> tuple[datetim
     def at(round: int, n: int) -> datetime:
         return T0 + timedelta(seconds=1 + round * customers + n)
 
+    def since(round: int, n: int) -> datetime:
+        return states.EARLIEST if round == 0 else at(round - 1, n)
+
     templates: dict[tuple[Any, ...], tuple[tuple[Any, ...], str]] = {}
 
     def row(n: int, round: int, dialect: Any) -> tuple[Any, ...]:
@@ -168,7 +171,8 @@ def load_directly(crm: crmcore.CRM, customers: int, edits: int) -> tuple[datetim
             ids = range(start, min(customers, start + batch))
             d.executemany(cur, sql.insert_sql(sql.CUSTOMERS, d), [row(n, edits - 1, d) for n in ids])
             for round in range(edits):
-                sql.insert_state(cur, d, [(d.instant(at(round, n)), "updated", *row(n, round - 1, d))
+                sql.insert_state(cur, d, [(d.instant(at(round, n)), d.instant(since(round, n)), "updated",
+                                           *row(n, round - 1, d))
                                           for n in ids])
                 d.executemany(cur, 'INSERT INTO history (kind, aggregate_id, version, op, "at", diff, actor) '
                               "VALUES (?, ?, ?, ?, ?, ?, ?)",
