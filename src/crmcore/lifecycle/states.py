@@ -38,7 +38,11 @@ EARLIEST = datetime(1, 1, 1, tzinfo=UTC)
 
 
 def _kept(alias: str) -> str:
-    return ", ".join(f"{alias}.{'customer_id' if c == 'id' else c} AS {c}" for c in COLUMNS)
+    """The state row's columns as the `customers` columns. The id is an expression, not the
+    indexed column: SQLite would otherwise merge the union in id order by reading every
+    state row along the (customer_id, at, seq) index, instead of seeking the instant."""
+    return ", ".join(f"coalesce({alias}.customer_id, '') AS id" if c == "id" else f"{alias}.{c} AS {c}"
+                     for c in COLUMNS)
 
 
 def customers_at(bind: Callable[[Any], str], at: Any, quote: Callable[[str], str]) -> str:
