@@ -208,6 +208,8 @@ def as_of(url: str | None, directory: Path, customers: int, edits: int, direct: 
             middle, recent = instants(customers, edits)
         elif direct:
             middle, recent = load_directly(crm, customers, edits)
+        if loaded or direct:  # "now" after the loaded changes (they do not move the clock)
+            clock.now = changed(customers, edits, 0)
         else:
             middle, recent = write_through_crm(crm, clock, customers, edits)
         built = time.perf_counter() - started
