@@ -1141,11 +1141,8 @@ class SqlHistory:
             if replaced is None or replaced[0] != change.aggregate_id:
                 return
             row = (*replaced[:-1], _json_again(self.d, replaced[-1]))
-        self.cur.execute(self.d.sql('SELECT max("at") FROM customer_states WHERE customer_id = ?'),
-                         (change.aggregate_id,))
-        latest = self.cur.fetchone()[0]
-        since = self.d.instant(states.EARLIEST) if latest is None else latest
-        insert_state(self.cur, self.d, [(self.d.instant(change.at), since, str(change.op), *row)])
+        self.cur.execute(self.d.sql(_STATE_KEEP), (self.d.instant(change.at), self.d.instant(states.EARLIEST),
+                                                   change.aggregate_id, str(change.op), *row))
 
     def _changes(self, where: str, params: Sequence[Any]) -> builtins.list[Change]:
         self.cur.execute(
@@ -1190,10 +1187,13 @@ def _created_before(change: Change) -> bool:
     return not isinstance(created, str) or datetime.fromisoformat(created) < change.at
 
 
-_STATE_INSERT = (
-    f"INSERT INTO customer_states (\"at\", since, op, customer_id, {', '.join(states.COLUMNS[1:])}) "  # noqa: S608
-    f"VALUES ({', '.join('?' for _ in range(len(states.COLUMNS) + 3))})"
-)
+_STATE_INTO = f"INSERT INTO customer_states (\"at\", since, op, customer_id, {', '.join(states.COLUMNS[1:])})"
+_STATE_ROW = ", ".join("?" for _ in range(len(states.COLUMNS) + 1))
+"""op and the `states.COLUMNS`."""
+_STATE_INSERT = f"{_STATE_INTO} VALUES (?, ?, {_STATE_ROW})"
+_STATE_KEEP = (f"{_STATE_INTO} VALUES (?, (SELECT coalesce(max(x.\"at\"), ?) FROM customer_states AS x "  # noqa: S608
+               f"WHERE x.customer_id = ?), {_STATE_ROW})")
+"""One row kept on write, its `since` read in the same statement (no round trip of its own)."""
 
 
 def insert_state(cur: Cursor, dialect: Dialect, rows: Sequence[Sequence[Any]]) -> None:
