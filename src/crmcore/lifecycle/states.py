@@ -14,10 +14,11 @@ change that superseded it). The customer as of `t` is then:
 `since` is the greatest `at` of the customer's earlier rows, so the row valid at `t` is
 exactly their first change after `t`: the Python engine's rewind (`history.rewind`, newest
 change undone first) read forwards, so both engines agree by construction. The span makes
-validity a test on the row alone: the rule is pushed into both branches, the states are
-read by the (at, since) index, and no per-customer "first later change" is joined back
-to the states by key (which cost a random heap read per customer: 91x the current-state
-rule at a million customers on PostgreSQL). The relation has the columns of `customers`
+validity a test on the row alone: the rule's conditions filter the states as they are
+read (by the (at, since) index or a scan, the planner's choice), and no per-customer
+"first later change" is joined back to the states by key (a random heap read per
+customer: 76-84x the current-state rule at a million customers on PostgreSQL, against
+10-14x now; see benchmarks/README.md). The relation has the columns of `customers`
 and stands in for it in a compiled segment rule (`segments.sql.plan`).
 """
 
