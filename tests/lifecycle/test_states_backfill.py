@@ -5,15 +5,19 @@ through the CRM and backfilling it again, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 import crmcore
+from crmcore.lifecycle import states
 from crmcore.model import Customer
 from crmcore_adapters.storage import sql
+from crmcore_adapters.storage import sqlite as sqlite_adapter
 from tests.lifecycle.conftest import T0, Clock, storage_url
 
 
@@ -27,8 +31,8 @@ def crm(request: pytest.FixtureRequest) -> Iterator[crmcore.CRM]:
 
 
 def kept_rows(uow: Any) -> list[tuple[Any, ...]]:
-    uow.cur.execute('SELECT "at", op, customer_id, version, tier, created_at, doc FROM customer_states '
-                    "ORDER BY seq")
+    uow.cur.execute('SELECT "at", since, op, customer_id, version, tier, created_at, doc '
+                    "FROM customer_states ORDER BY seq")
     return [(*row[:-1], None if row[-1] is None else
              row[-1] if isinstance(row[-1], dict) else json.loads(row[-1]))
             for row in uow.cur.fetchall()]
@@ -46,13 +50,61 @@ def test_backfill_rebuilds_the_rows_kept_on_write(crm: crmcore.CRM) -> None:
     clock.now = T0 + timedelta(hours=9)
     crm.customers.remove(crm.customers.get("old"))
     with crm.transaction() as uow:
+        d = uow.dialect  # type: ignore[attr-defined]
         live = kept_rows(uow)
         uow.cur.execute("DELETE FROM customer_states")  # type: ignore[attr-defined]
         sql.backfill_states(uow.cur, uow.dialect, page=2)  # type: ignore[attr-defined]
         rebuilt = kept_rows(uow)
     assert len(live) == 6  # "old" added with an earlier created_at, 4 changes, 1 removal
     assert sorted(rebuilt, key=repr) == sorted(live, key=repr)
-    by_customer = [row[2] for row in rebuilt]
+    by_customer = [row[3] for row in rebuilt]
     assert by_customer.index("ann") < by_customer.index("imp")  # one customer after another...
-    ann = [row for row in rebuilt if row[2] == "ann"]
-    assert [row[4] for row in ann] == ["silver", "gold"]  # ...each oldest first
+    ann = [row for row in rebuilt if row[3] == "ann"]
+    assert [row[5] for row in ann] == ["silver", "gold"]  # ...each oldest first
+    assert [row[1] for row in ann] == [d.instant(states.EARLIEST), ann[0][0]]  # valid since
+
+
+def test_since_backfill_gives_each_row_the_latest_earlier_change(crm: crmcore.CRM) -> None:
+    """The migration that adds `since` to rows kept without it: the greatest "at" of the
+    customer's earlier rows, as the write path keeps it, even when the clock went back."""
+    clock: Clock = crm.test_clock  # type: ignore[attr-defined]
+    crm.customers.add(Customer.new("Ann", id="ann", tier="silver", created_at=T0 - timedelta(days=9)))
+    crm.customers.add(Customer.new("Bob", id="bob", created_at=T0))
+    for hours, who in [(3, "ann"), (1, "ann"), (2, "bob"), (5, "ann")]:  # ann's clock goes back once
+        clock.now = T0 + timedelta(hours=hours)
+        crm.customers.change(who, name=f"{who} {hours}")
+    with crm.transaction() as uow:
+        d = uow.dialect  # type: ignore[attr-defined]
+        live = kept_rows(uow)
+        uow.cur.execute("UPDATE customer_states SET since = NULL")  # type: ignore[attr-defined]
+        sql.backfill_since(uow.cur, d)  # type: ignore[attr-defined]
+        assert kept_rows(uow) == live
+    hours = [row[1] for row in live if row[3] == "ann"]
+    assert hours == [d.instant(x) for x in (states.EARLIEST, T0, T0 + timedelta(hours=3),
+                                             T0 + timedelta(hours=3))]
+
+
+def test_a_database_kept_states_before_since_migrates(tmp_path: Path) -> None:
+    """An SQLite file written before `since` existed: opening it runs the migration, which
+    gives the kept rows their span, and as-of rules read them."""
+    path = tmp_path / "old.db"
+    clock = Clock()
+    with crmcore.open(f"sqlite:///{path}", clock=clock) as crm:
+        crm.customers.add(Customer.new("Ann", id="ann", tier="silver", created_at=T0))
+        for hours, tier in [(1, "gold"), (2, "bronze")]:
+            clock.now = T0 + timedelta(hours=hours)
+            crm.customers.change("ann", tier=tier)
+        with crm.transaction() as uow:
+            live = kept_rows(uow)
+    with sqlite3.connect(path) as conn:  # back to the schema before the migration
+        conn.execute("DROP INDEX customer_states_valid")
+        conn.execute("ALTER TABLE customer_states DROP COLUMN since")
+        conn.execute("CREATE INDEX customer_states_at ON customer_states (at)")
+        conn.execute(f"PRAGMA user_version = {len(sqlite_adapter.MIGRATIONS) - 1}")
+    conn.close()
+    with crmcore.open(f"sqlite:///{path}", clock=clock) as crm:
+        with crm.transaction() as uow:
+            assert kept_rows(uow) == live
+        half = T0 + timedelta(minutes=90)
+        assert crm.customers.ids_matching('tier = "gold"', as_of=half) == ["ann"]
+        assert crm.customers.ids_matching('tier = "gold"') == []

@@ -131,7 +131,7 @@ def _then(uow: UnitOfWork, dialect: Dialect, context: Context) -> Relation | Non
     table is the table of then)."""
     if not _rewound(uow, context.now):
         return None
-    return states.relation(uow, dialect.instant(context.now), dialect.quote, dialect.sql)
+    return states.relation(dialect.instant(context.now), dialect.quote)
 
 
 def _rewound(uow: UnitOfWork, as_of: datetime) -> bool:

@@ -1141,7 +1141,8 @@ class SqlHistory:
             if replaced is None or replaced[0] != change.aggregate_id:
                 return
             row = (*replaced[:-1], _json_again(self.d, replaced[-1]))
-        insert_state(self.cur, self.d, [(self.d.instant(change.at), str(change.op), *row)])
+        self.cur.execute(self.d.sql(_STATE_KEEP), (self.d.instant(change.at), self.d.instant(states.EARLIEST),
+                                                   change.aggregate_id, str(change.op), *row))
 
     def _changes(self, where: str, params: Sequence[Any]) -> builtins.list[Change]:
         self.cur.execute(
@@ -1186,14 +1187,19 @@ def _created_before(change: Change) -> bool:
     return not isinstance(created, str) or datetime.fromisoformat(created) < change.at
 
 
-_STATE_INSERT = (
-    f"INSERT INTO customer_states (\"at\", op, customer_id, {', '.join(states.COLUMNS[1:])}) "  # noqa: S608
-    f"VALUES ({', '.join('?' for _ in range(len(states.COLUMNS) + 2))})"
-)
+_STATE_INTO = f"INSERT INTO customer_states (\"at\", since, op, customer_id, {', '.join(states.COLUMNS[1:])})"
+_STATE_ROW = ", ".join("?" for _ in range(len(states.COLUMNS) + 1))
+"""op and the `states.COLUMNS`."""
+_STATE_INSERT = f"{_STATE_INTO} VALUES (?, ?, {_STATE_ROW})"
+_STATE_KEEP = (f"{_STATE_INTO} VALUES (?, (SELECT coalesce(max(x.\"at\"), ?) FROM customer_states AS x "  # noqa: S608
+               f"WHERE x.customer_id = ?), {_STATE_ROW})")
+"""One row kept on write, its `since` read in the same statement (no round trip of its own)."""
 
 
 def insert_state(cur: Cursor, dialect: Dialect, rows: Sequence[Sequence[Any]]) -> None:
-    """Rows of `customer_states`: ("at", op, then the `states.COLUMNS` of the row superseded)."""
+    """Rows of `customer_states`: ("at", since, op, then the `states.COLUMNS` of the row
+    superseded); `since` is the greatest "at" of the customer's earlier rows, or
+    `states.EARLIEST` (see `lifecycle.states`)."""
     if rows:
         dialect.executemany(cur, _STATE_INSERT, rows)
 
@@ -1235,11 +1241,22 @@ def backfill_states(cur: Cursor, dialect: Dialect, page: int = 500) -> None:
                 state = lifecycle_history.undo(state, change)
                 if change.op is ChangeKind.ADDED and not _created_before(change):
                     continue  # as `SqlHistory.append` does
-                at = dialect.instant(change.at)
-                kept.append((at, str(change.op), *_state_row(dialect, customer_id, state)))
-            rows.extend(reversed(kept))  # stored oldest first: seq follows the changes' order
+                kept.append((change.at, str(change.op), *_state_row(dialect, customer_id, state)))
+            latest = states.EARLIEST
+            for at, *rest in reversed(kept):  # stored oldest first: seq follows the changes' order
+                rows.append((dialect.instant(at), dialect.instant(latest), *rest))
+                latest = max(latest, at)
         insert_state(cur, dialect, rows)
         after = ids[-1]
+
+
+def backfill_since(cur: Cursor, dialect: Dialect) -> None:
+    """Migration step: the `since` of the state rows kept before it existed, the greatest
+    "at" of the same customer's earlier rows (see `lifecycle.states`)."""
+    cur.execute(dialect.sql(
+        "UPDATE customer_states SET since = coalesce((SELECT max(x.\"at\") FROM customer_states AS x "
+        "WHERE x.customer_id = customer_states.customer_id AND x.seq < customer_states.seq), ?)"),
+        (dialect.instant(states.EARLIEST),))
 
 
 def _plain(doc: Any) -> dict[str, Any]:

@@ -203,6 +203,14 @@ MIGRATIONS: tuple[tuple[sql.Step, ...], ...] = (
         "CREATE INDEX customer_states_op ON customer_states (op, at)",
         sql.backfill_states,
     ),
+    # lifecycle: each state row also says since when it was valid, so the customers as of an
+    # instant are one range read of (at, since), not a first-later-change lookup per customer
+    (
+        "ALTER TABLE customer_states ADD COLUMN since INTEGER",
+        sql.backfill_since,
+        "CREATE INDEX customer_states_valid ON customer_states (at, since)",
+        "DROP INDEX customer_states_at",
+    ),
 )
 """Migration N brings the schema from version N to N+1; never edit one that has shipped."""
 

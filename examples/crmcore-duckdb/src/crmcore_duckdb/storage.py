@@ -175,6 +175,14 @@ MIGRATIONS: tuple[tuple[sql.Step, ...], ...] = (
         'CREATE INDEX customer_states_customer ON customer_states (customer_id, "at", seq)',
         sql.backfill_states,
     ),
+    # crmcore's as-of: each state row also says since when it was valid (DuckDB alters no
+    # table an index depends on: the index is dropped and made again around the change)
+    (
+        "DROP INDEX customer_states_customer",
+        "ALTER TABLE customer_states ADD COLUMN since BIGINT",
+        sql.backfill_since,
+        'CREATE INDEX customer_states_customer ON customer_states (customer_id, "at", seq)',
+    ),
 )
 """Migration N brings the schema from version N to N+1."""
 
