@@ -242,6 +242,12 @@ MIGRATIONS: tuple[tuple[sql.Step, ...], ...] = (
         "CREATE INDEX customer_states_op ON customer_states (op, at)",
         sql.backfill_states,
     ),
+    # lifecycle: only removals are looked up by op (customers as of an instant); indexing
+    # just those spares every customer change an index entry and a page written at commit
+    (
+        "DROP INDEX customer_states_op",
+        "CREATE INDEX customer_states_removed ON customer_states (at) WHERE op = 'removed'",
+    ),
 )
 """Migration N brings the schema from version N to N+1 (mirrors sqlite.MIGRATIONS)."""
 

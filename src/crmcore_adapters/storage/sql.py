@@ -1116,32 +1116,34 @@ class SqlHistory:
         self.superseded = superseded or Superseded()
 
     def append(self, change: Change) -> None:
-        self.cur.execute(
-            self.d.sql(
-                'INSERT INTO history (kind, aggregate_id, version, op, "at", diff, actor) '
-                "VALUES (?, ?, ?, ?, ?, ?, ?)"
-            ),
-            (change.kind, change.aggregate_id, change.version, str(change.op),
-             self.d.instant(change.at), self.d.json_column(serialization.dumps_data(change.diff)),
-             change.actor),
-        )
-        if change.kind == "customer":
-            self._keep_state(change)
+        """The change, and for a customer the row it superseded: one statement where the
+        dialect can run both writes as one (`Dialect.together`), else two."""
+        at = self.d.instant(change.at)
+        row = (change.kind, change.aggregate_id, change.version, str(change.op), at,
+               self.d.json_column(serialization.dumps_data(change.diff)), change.actor)
+        state = self._state(change, at) if change.kind == "customer" else None
+        if state is None:
+            self.cur.execute(self.d.sql(_HISTORY_INSERT), row)
+            return
+        both = self.d.together(_HISTORY_INSERT, _STATE_INSERT)
+        if both is None:
+            self.cur.execute(self.d.sql(_HISTORY_INSERT), row)
+            self.cur.execute(self.d.sql(_STATE_INSERT), state)
+        else:
+            self.cur.execute(self.d.sql(both), (*row, *state))
 
-    def _keep_state(self, change: Change) -> None:
-        """The customer's row before `change`: none before an addition; the row the
-        repository replaced for an update or removal (a change appended without that
-        write, e.g. by hand, supersedes no known row and keeps nothing)."""
+    def _state(self, change: Change, at: Any) -> tuple[Any, ...] | None:
+        """The `customer_states` row of `change` (the customer's row before it): none before
+        an addition; the row the repository replaced for an update or removal (a change
+        appended without that write, e.g. by hand, supersedes no known row and keeps nothing)."""
         if change.op is ChangeKind.ADDED:
             if not _created_before(change):
-                return  # as of any earlier instant its created_at leaves it out already
-            row: tuple[Any, ...] = (change.aggregate_id, *(None,) * (len(states.COLUMNS) - 1))
-        else:
-            replaced, self.superseded.row = self.superseded.row, None
-            if replaced is None or replaced[0] != change.aggregate_id:
-                return
-            row = (*replaced[:-1], _json_again(self.d, replaced[-1]))
-        insert_state(self.cur, self.d, [(self.d.instant(change.at), str(change.op), *row)])
+                return None  # as of any earlier instant its created_at leaves it out already
+            return (at, str(change.op), change.aggregate_id, *(None,) * (len(states.COLUMNS) - 1))
+        replaced, self.superseded.row = self.superseded.row, None
+        if replaced is None or replaced[0] != change.aggregate_id:
+            return None
+        return (at, str(change.op), *replaced[:-1], _json_again(self.d, replaced[-1]))
 
     def _changes(self, where: str, params: Sequence[Any]) -> builtins.list[Change]:
         self.cur.execute(
@@ -1190,6 +1192,8 @@ _STATE_INSERT = (
     f"INSERT INTO customer_states (\"at\", op, customer_id, {', '.join(states.COLUMNS[1:])}) "  # noqa: S608
     f"VALUES ({', '.join('?' for _ in range(len(states.COLUMNS) + 2))})"
 )
+_HISTORY_INSERT = ('INSERT INTO history (kind, aggregate_id, version, op, "at", diff, actor) '
+                   "VALUES (?, ?, ?, ?, ?, ?, ?)")
 
 
 def insert_state(cur: Cursor, dialect: Dialect, rows: Sequence[Sequence[Any]]) -> None:
