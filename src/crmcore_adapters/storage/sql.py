@@ -338,7 +338,10 @@ class SqlRepository(Generic[T]):
     def reassign(
         self, customer_id: str, to: str, ids: Iterable[str] | None = None
     ) -> builtins.list[str]:
-        self._run(f"SELECT doc FROM {self.t.name} WHERE customer_id = ?", (customer_id,))  # noqa: S608
+        # held until commit (Dialect.row_lock): a concurrent write to a row being moved
+        # waits, then finds it moved (a new version), instead of being overwritten by it
+        self._run(f"SELECT doc FROM {self.t.name} WHERE customer_id = ? {self.d.row_lock}",  # noqa: S608
+                  (customer_id,))
         rows = [_load(self.t, row[0]) for row in self.cur.fetchall()]
         if ids is not None:
             wanted = set(ids)
