@@ -26,6 +26,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import tempfile
 import time
@@ -93,15 +94,17 @@ def writes(url: str | None, directory: Path, count: int) -> None:
 
     original = Aggregates.update
     recorded, bare = [], []
+    run_id = f"{time.time_ns() % 10**9:09d}"  # ids of their own: a PostgreSQL schema may be reused
     for attempt in range(5):  # alternated, best of five: the machine is shared
-        recorded.append(run(f"with{attempt}"))
+        recorded.append(run(f"w{run_id}h{attempt}"))
         Aggregates.update = update_without_history  # type: ignore[method-assign]
         try:
-            bare.append(run(f"without{attempt}"))
+            bare.append(run(f"w{run_id}b{attempt}"))
         finally:
             Aggregates.update = original  # type: ignore[method-assign]
     print(f"writes: {count} changes; with history {count / min(recorded):,.0f}/s, "
-          f"without {count / min(bare):,.0f}/s, ratio {min(bare) / min(recorded):.2f} (aim >= 0.7)")
+          f"without {count / min(bare):,.0f}/s, ratio {min(bare) / min(recorded):.2f} (aim >= 0.7); "
+          f"load average {os.getloadavg()[0]:.1f}")
 
 
 def dedupe(people: int, url: str | None = None) -> None:

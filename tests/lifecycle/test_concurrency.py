@@ -1,4 +1,5 @@
-"""A merge racing with writes to either record loses nothing and commits whole or not at all.
+"""A merge or an unmerge racing with writes to either record loses nothing and commits
+whole or not at all.
 
 Writers keep changing both records and logging contacts to both while another thread
 merges them, retrying on conflicts as an
@@ -161,3 +162,147 @@ def test_contact_logged_after_merge_holds_the_record_is_refused(postgres_crm: cr
     assert len(outcome) == 1 and isinstance(outcome[0], NotFound), outcome
     with crm.reading() as uow:
         assert uow.interactions.for_customer("b") == []
+
+
+def merged_pair(crm: crmcore.CRM) -> tuple[Any, list[str], str]:
+    """Customers a and b (b with two contacts and a case), b merged into a: the journal,
+    b's contacts and b's case id."""
+    crm.customers.add(Customer.new("Ann", id="a", emails=["a@example.org"], created_at=T0))
+    crm.customers.add(Customer.new("Ann B", id="b", emails=["b@example.org"],
+                                   attributes={"b": -1}, created_at=T0))
+    contacts = [crm.interactions.log("b", channel="phone", direction="inbound").id for _ in range(2)]
+    case = crm.cases.open("b", "complaint", "Broken", id="k1")
+    return crm.lifecycle.merge("a", "b"), contacts, case.id
+
+
+def counted(crm: crmcore.CRM, case_id: str) -> int:
+    """One more contact on the case, read and written in one transaction; the new count."""
+    with crm.transaction():
+        case = crm.cases.get(case_id)
+        return crm.cases.update(attrs.evolve(case, contacts=case.contacts + 1)).contacts
+
+
+def test_unmerge_racing_with_writes_loses_nothing(crm: crmcore.CRM) -> None:
+    """Writers change both records, log contacts for both and count contacts on a case the
+    merge moved, while another thread undoes the merge. Afterwards each record holds its
+    writer's last successful write, every contact is on the customer it was logged for
+    (b's own back on b), the case counted every increment and went back to b."""
+    journal, contacts, case_id = merged_pair(crm)
+    last: dict[str, int] = {}
+    logged: dict[str, list[str]] = {"a": [], "b": []}
+    counts: list[int] = []
+    start = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def bump(who: str, n: int) -> Customer:
+        with crm.transaction():
+            current = crm.customers.get(who)
+            return crm.customers.update(attrs.evolve(current, attributes={**current.attributes, who: n}))
+
+    def writer(who: str) -> None:
+        start.wait()
+        try:
+            for n in range(ROUNDS):
+                try:
+                    retrying(lambda n=n: bump(who, n))
+                    last[who] = n
+                    logged[who].append(retrying(
+                        lambda: crm.interactions.log(who, channel="email", direction="inbound").id))
+                except NotFound:
+                    assert who == "b"  # not back yet: refused, nothing written
+        except BaseException as exc:
+            errors.append(exc)
+
+    def case_writer() -> None:
+        start.wait()
+        try:
+            for _ in range(ROUNDS):
+                counts.append(retrying(lambda: counted(crm, case_id)))
+        except BaseException as exc:
+            errors.append(exc)
+
+    def unmerger() -> None:
+        start.wait()
+        try:
+            retrying(lambda: crm.lifecycle.unmerge(journal.id))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in ("a", "b")]
+    threads += [threading.Thread(target=case_writer), threading.Thread(target=unmerger)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors, errors
+    assert crm.lifecycle.merges("b")[0].undone_at is not None
+    survivor, restored = crm.customers.get("a"), crm.customers.get("b")
+    assert survivor.attributes == {"a": ROUNDS - 1} and last["a"] == ROUNDS - 1
+    assert restored.attributes == {"b": last.get("b", -1)}  # before the merge, or its last write since
+    assert restored.emails == ("b@example.org",) and survivor.emails == ("a@example.org",)
+    with crm.reading() as uow:
+        owners = {i.id: i.customer_id for i in uow.interactions.list()}
+    assert owners == {**{i: "a" for i in logged["a"]}, **{i: "b" for i in [*contacts, *logged["b"]]}}
+    case = crm.cases.get(case_id)
+    assert case.customer_id == "b" and case.contacts == 1 + ROUNDS == counts[-1]
+
+
+def test_survivor_written_while_unmerge_runs_is_kept(postgres_crm: crmcore.CRM) -> None:
+    """An unmerge that meets a write to the survivor in flight waits for it and separates
+    the record as that write left it (it used to read the record before and then fail on
+    the version, or worse, undo a write it never saw)."""
+    crm = postgres_crm
+    journal, _, _ = merged_pair(crm)
+    errors: list[BaseException] = []
+    writing = threading.Event()
+
+    def unmerger() -> None:
+        writing.wait()
+        try:
+            crm.lifecycle.unmerge(journal.id)
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=unmerger)
+    thread.start()
+    with crm.transaction():
+        current = crm.customers.get("a")
+        crm.customers.update(attrs.evolve(current, tier="gold", attributes={**current.attributes, "x": 1}))
+        writing.set()
+        thread.join(timeout=1.0)  # the unmerge runs meanwhile (and now waits for this commit)
+    thread.join(timeout=60)
+    assert not errors, errors
+    survivor = crm.customers.get("a")
+    assert (survivor.tier, survivor.attributes) == ("gold", {"x": 1})
+    assert crm.customers.get("b").attributes == {"b": -1}
+
+
+@pytest.mark.parametrize("undo", [False, True], ids=["merge", "unmerge"])
+def test_moved_case_written_meanwhile_is_kept(postgres_crm: crmcore.CRM, undo: bool) -> None:
+    """A case written by a transaction that commits while a merge moves it (or an unmerge
+    moves it back): the move waits for that write and carries it along (it used to
+    overwrite it with the case as it had read it before)."""
+    crm = postgres_crm
+    journal, _, case_id = merged_pair(crm)
+    if not undo:
+        crm.lifecycle.unmerge(journal.id)  # the case is b's again: the merge below moves it
+    errors: list[BaseException] = []
+    writing = threading.Event()
+
+    def mover() -> None:
+        writing.wait()
+        try:
+            crm.lifecycle.unmerge(journal.id) if undo else crm.lifecycle.merge("a", "b")
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=mover)
+    thread.start()
+    with crm.transaction():
+        counted(crm, case_id)
+        writing.set()
+        thread.join(timeout=1.0)  # the move runs meanwhile (and now waits for this commit)
+    thread.join(timeout=60)
+    assert not errors, errors
+    case = crm.cases.get(case_id)
+    assert (case.customer_id, case.contacts) == ("b" if undo else "a", 2)

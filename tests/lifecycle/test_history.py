@@ -3,14 +3,19 @@ signed by the actor; `as_of` reads a record as it was."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import timedelta, timezone
+from typing import Any
 
+import attrs
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import crmcore
 from crmcore.errors import ConflictError, ValidationError
+from crmcore.lifecycle import history
 from crmcore.model import Channel, ConsentStatus, Customer, PostalAddress
-from crmcore.model.history import ChangeKind
+from crmcore.model.history import Change, ChangeKind
 from tests.lifecycle.conftest import T0, Clock
 
 
@@ -104,3 +109,37 @@ def test_removing_a_customer_leaves_no_orphans(crm: crmcore.CRM) -> None:
         assert uow.opportunities.count() == 0 and uow.scores.all_of("fay") == []
         assert uow.campaign_members.of("spring") == []
     assert crm.customers.history("fay")[-1].op is ChangeKind.REMOVED
+
+
+_values = st.one_of(st.none(), st.integers(-2, 2), st.sampled_from(["", "a", "b"]),
+                    st.lists(st.integers(0, 2), max_size=2))
+_records = st.dictionaries(st.sampled_from(["id", "version", "name", "tier", "tags", "x"]),
+                           _values, max_size=6)
+
+
+@given(before=st.none() | _records, after=st.none() | _records)
+def test_diff_lists_exactly_the_fields_that_differ(before: dict[str, Any] | None,
+                                                   after: dict[str, Any] | None) -> None:
+    """The law the diff keeps: a field is listed, in name order, with [old, new] exactly
+    when its value differs (a missing field reads as None), or on every field of an
+    addition or removal; the version never (it is the change's own column)."""
+    old, new = before or {}, after or {}
+    everything = before is None or after is None
+    expected = sorted(name for name in old.keys() | new.keys() if name != "version"
+                      and (everything or old.get(name) != new.get(name)))
+    changed = history.diff(before, after)
+    assert list(changed) == expected
+    assert all(changed[name] == [old.get(name), new.get(name)] for name in expected)
+
+
+def test_a_recorded_change_equals_one_built_with_its_checks(crm: crmcore.CRM) -> None:
+    """`record` builds the change without running its validators again: it must be the very
+    change they would have built (every field set, the instant in UTC)."""
+    with crm.acting_as("user:ann"):
+        crm.customers.add(Customer.new("Ann", id="ann"))
+        crm.customers.change("ann", tier="gold")
+    with crm.transaction() as uow:
+        written = history.record(uow, "customer", {"id": "ann", "version": 2},
+                                 crm.customers.get("ann"), T0.astimezone(timezone(timedelta(hours=2))))
+    assert written == Change(**attrs.asdict(written, recurse=False))
+    assert written.at.utcoffset() == timedelta(0) and written.at == T0 and written.seq == 0

@@ -42,13 +42,15 @@ def acting_as(actor: str) -> Iterator[None]:
 
 
 def diff(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> dict[str, list[Any]]:
-    """field -> [old, new] for every field that differs; an addition lists every field."""
+    """field -> [old, new] for every field that differs, in name order; an addition (or a
+    removal) lists every field."""
     old, new = before or {}, after or {}
-    return {
-        name: [old.get(name), new.get(name)]
-        for name in sorted(old.keys() | new.keys())
-        if name not in UNRECORDED and (before is None or after is None or old.get(name) != new.get(name))
-    }
+    if before is None or after is None:
+        names = old.keys() | new.keys()
+    else:  # one look-up per field, and only the differing names sorted (this runs per write)
+        names = {name for name, value in new.items() if old.get(name) != value}
+        names.update(name for name, value in old.items() if value is not None and name not in new)
+    return {name: [old.get(name), new.get(name)] for name in sorted(names - UNRECORDED)}
 
 
 def record(uow: UnitOfWork, kind: str, before: Any, after: Any, at: datetime,
@@ -62,8 +64,22 @@ def record(uow: UnitOfWork, kind: str, before: Any, after: Any, at: datetime,
     new = None if after is None else _plain(after, written)
     op = ChangeKind.ADDED if old is None else ChangeKind.REMOVED if new is None else ChangeKind.UPDATED
     subject: Mapping[str, Any] = new if new is not None else old or {}
-    change = Change(kind, str(subject["id"]), int(subject["version"]), op, at, diff(old, new), ACTOR.get())
+    change = _change(kind, str(subject["id"]), int(subject["version"]), op,
+                     v.utc(at, "at"), diff(old, new), ACTOR.get())
     uow.history.append(change)
+    return change
+
+
+def _change(kind: str, aggregate_id: str, version: int, op: ChangeKind, at: datetime,
+            changed: dict[str, list[Any]], actor: str | None) -> Change:
+    """A `Change` of values checked already (the stored record's id and version, an
+    instant in UTC, the actor `acting_as` took), built as stored records are read
+    (`serialization.trusted_converter`): its validators would check them a second
+    time on every write."""
+    change: Change = object.__new__(Change)
+    for name, value in (("kind", kind), ("aggregate_id", aggregate_id), ("version", version),
+                        ("op", op), ("at", at), ("diff", changed), ("actor", actor), ("seq", 0)):
+        object.__setattr__(change, name, value)
     return change
 
 

@@ -26,7 +26,7 @@ import attrs
 
 from crmcore import serialization
 from crmcore import values as v
-from crmcore.errors import IntegrityError, ValidationError
+from crmcore.errors import IntegrityError, NotFound, ValidationError
 from crmcore.lifecycle import history
 from crmcore.model import CampaignMember, Consent, Customer, Score
 from crmcore.model.history import MergeRecord
@@ -138,13 +138,18 @@ def unmerge(crm: CRM, merge_id: str) -> tuple[Customer, Customer]:
     """Undo a merge (see the module's rule for later writes); returns (survivor, merged)."""
     with crm.transaction() as uow:
         at = crm.clock()
-        record = uow.merges.get(merge_id)
-        if record.undone_at is not None:
-            raise ValidationError("merge_id", merge_id, "this merge was undone already")
-        survivor_now = uow.customers.find(record.survivor_id)
-        if survivor_now is None:
+        # the survivor is held until commit, as a merge holds it: writes to it wait, and so
+        # do contacts, purchases and cases added for it (CustomerRows.reassign holds the rows
+        # moved back). The merged id has no row until this commits: a write for it is
+        # refused (NotFound), as it was since the merge. The journal is read again once the
+        # survivor is held: a second unmerge of this merge, waiting here, then sees it undone.
+        survivor_id = _undoable(uow, merge_id).survivor_id
+        try:
+            survivor_now = uow.customers.lock(survivor_id)
+        except NotFound:
             raise ValidationError("merge_id", merge_id,
-                                  "its survivor was merged or removed since: undo that first")
+                                  "its survivor was merged or removed since: undo that first") from None
+        record = _undoable(uow, merge_id)
         if uow.customers.find(record.merged_id) is not None:
             raise IntegrityError(f"customer {record.merged_id!r} exists again; cannot restore it")
         merged = serialization.structure(record.merged, Customer)
@@ -161,6 +166,13 @@ def unmerge(crm: CRM, merge_id: str) -> tuple[Customer, Customer]:
         uow.merges.update(attrs.evolve(record, undone_at=at))
         crm.emit("customer.unmerged", record.survivor_id, merged_id=record.merged_id, merge_id=merge_id)
         return survivor, restored
+
+
+def _undoable(uow: UnitOfWork, merge_id: str) -> MergeRecord:
+    record = uow.merges.get(merge_id)
+    if record.undone_at is not None:
+        raise ValidationError("merge_id", merge_id, "this merge was undone already")
+    return record
 
 
 def merges_of(crm: CRM, customer_id: str) -> list[MergeRecord]:

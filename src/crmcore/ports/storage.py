@@ -105,7 +105,9 @@ class CustomerRows(Protocol):
 
     def reassign(self, customer_id: str, to: str, ids: Iterable[str] | None = None) -> list[str]:
         """Give the rows of `customer_id` (all, or only those in `ids`) to customer `to`;
-        returns the ids moved, sorted. A versioned row gets a new version."""
+        returns the ids moved, sorted. A versioned row gets a new version. The rows are
+        held until commit (SQL: `Dialect.row_lock`): a write to one in flight is waited
+        for and carried along, a later one meets the new version."""
         ...
 
     def purge(self, customer_id: str) -> int:

@@ -338,7 +338,10 @@ class SqlRepository(Generic[T]):
     def reassign(
         self, customer_id: str, to: str, ids: Iterable[str] | None = None
     ) -> builtins.list[str]:
-        self._run(f"SELECT doc FROM {self.t.name} WHERE customer_id = ?", (customer_id,))  # noqa: S608
+        # held until commit (Dialect.row_lock): a concurrent write to a row being moved
+        # waits, then finds it moved (a new version), instead of being overwritten by it
+        self._run(f"SELECT doc FROM {self.t.name} WHERE customer_id = ? {self.d.row_lock}",  # noqa: S608
+                  (customer_id,))
         rows = [_load(self.t, row[0]) for row in self.cur.fetchall()]
         if ids is not None:
             wanted = set(ids)
@@ -1116,33 +1119,36 @@ class SqlHistory:
         self.superseded = superseded or Superseded()
 
     def append(self, change: Change) -> None:
-        self.cur.execute(
-            self.d.sql(
-                'INSERT INTO history (kind, aggregate_id, version, op, "at", diff, actor) '
-                "VALUES (?, ?, ?, ?, ?, ?, ?)"
-            ),
-            (change.kind, change.aggregate_id, change.version, str(change.op),
-             self.d.instant(change.at), self.d.json_column(serialization.dumps_data(change.diff)),
-             change.actor),
-        )
-        if change.kind == "customer":
-            self._keep_state(change)
+        """The change, and for a customer the row it superseded: one statement where the
+        dialect can run both writes as one (`Dialect.together`), else two."""
+        at = self.d.instant(change.at)
+        row = (change.kind, change.aggregate_id, change.version, str(change.op), at,
+               self.d.json_column(serialization.dumps_data(change.diff)), change.actor)
+        state = self._state(change, at) if change.kind == "customer" else None
+        if state is None:
+            self.cur.execute(self.d.sql(_HISTORY_INSERT), row)
+            return
+        both = self.d.together(_HISTORY_INSERT, _STATE_KEEP)
+        if both is None:
+            self.cur.execute(self.d.sql(_HISTORY_INSERT), row)
+            self.cur.execute(self.d.sql(_STATE_KEEP), state)
+        else:
+            self.cur.execute(self.d.sql(both), (*row, *state))
 
-    def _keep_state(self, change: Change) -> None:
-        """The customer's row before `change`: none before an addition; the row the
-        repository replaced for an update or removal (a change appended without that
-        write, e.g. by hand, supersedes no known row and keeps nothing)."""
+    def _state(self, change: Change, at: Any) -> tuple[Any, ...] | None:
+        """The `customer_states` row of `change` (the customer's row before it): none before
+        an addition; the row the repository replaced for an update or removal (a change
+        appended without that write, e.g. by hand, supersedes no known row and keeps nothing)."""
         if change.op is ChangeKind.ADDED:
             if not _created_before(change):
-                return  # as of any earlier instant its created_at leaves it out already
+                return None  # as of any earlier instant its created_at leaves it out already
             row: tuple[Any, ...] = (change.aggregate_id, *(None,) * (len(states.COLUMNS) - 1))
         else:
             replaced, self.superseded.row = self.superseded.row, None
             if replaced is None or replaced[0] != change.aggregate_id:
-                return
+                return None
             row = (*replaced[:-1], _json_again(self.d, replaced[-1]))
-        self.cur.execute(self.d.sql(_STATE_KEEP), (self.d.instant(change.at), self.d.instant(states.EARLIEST),
-                                                   change.aggregate_id, str(change.op), *row))
+        return (at, self.d.instant(states.EARLIEST), change.aggregate_id, str(change.op), *row)
 
     def _changes(self, where: str, params: Sequence[Any]) -> builtins.list[Change]:
         self.cur.execute(
@@ -1194,6 +1200,8 @@ _STATE_INSERT = f"{_STATE_INTO} VALUES (?, ?, {_STATE_ROW})"
 _STATE_KEEP = (f"{_STATE_INTO} VALUES (?, (SELECT coalesce(max(x.\"at\"), ?) FROM customer_states AS x "  # noqa: S608
                f"WHERE x.customer_id = ?), {_STATE_ROW})")
 """One row kept on write, its `since` read in the same statement (no round trip of its own)."""
+_HISTORY_INSERT = ('INSERT INTO history (kind, aggregate_id, version, op, "at", diff, actor) '
+                   "VALUES (?, ?, ?, ?, ?, ?, ?)")
 
 
 def insert_state(cur: Cursor, dialect: Dialect, rows: Sequence[Sequence[Any]]) -> None:
