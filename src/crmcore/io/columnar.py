@@ -1,0 +1,235 @@
+"""The columnar path of a CSV import: a region of purchase rows checked column by column.
+
+The row path turns every cell into a Python value and every record into a model
+object; most of an import's time went there. Here a region of plain lines (see
+`regions`) is parsed by Arrow in one call, and each column is checked at once
+(`pyarrow.compute`) against rules *stricter* than the row path's: a cell passes only
+when the row path would read it to the very same value (no surrounding spaces, plain
+numbers, ISO 8601 instants with an offset, known channels, lengths within the model's
+limits). Passing rows become storage rows and JSON documents directly, no model object
+per row; the documents are those `serialization.dumps` writes (order lines are built
+as real `OrderLine`s, once per distinct line, and each region's first purchase is built
+as a real `Purchase` and compared). When any row of the region fails a check, or the
+mapping or file is one this path does not judge, `encode` answers None and the importer
+reads the region through the row path, which refuses rows with their line, field and
+reason as always.
+
+pyarrow is optional (the `dataframes` extra); without it every import takes the row path.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import attrs
+
+from crmcore import limits, serialization
+from crmcore.errors import CRMError
+from crmcore.io.mapping import Target
+from crmcore.model import Channel, OrderLine, Purchase
+from crmcore.values import Money
+
+try:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
+except ImportError:  # pragma: no cover - the row path serves
+    pa = None
+
+REQUIRED = ("id", "customer_id", "ordered_at", "product", "unit_price", "currency")
+OPTIONAL = ("quantity", "category", "channel", "service_point")
+_MAX_LENGTH = {"id": 64, "customer_id": 64, "product": 100, "category": 100, "service_point": 64}
+_WHITESPACE = "".join(f"\\x{{{ord(c):x}}}" for c in map(chr, range(0x110000)) if c.isspace())
+_UNTRIMMED = f"^[{_WHITESPACE}]|[{_WHITESPACE}]$|\\x00"
+"""Cells the row path would change (Python's `str.strip`) or refuse (NUL): left to it."""
+_PATTERNS = {
+    "unit_price": r"^-?(0|[1-9][0-9]{0,13})(\.[0-9]{1,4})?$",
+    "currency": r"^[A-Z]{3}$",
+    "quantity": r"^([1-9][0-9]{0,5}|1000000)?$",
+    "ordered_at": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?"
+                  r"(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$",
+}
+"""Plain spellings only: `Decimal(cell)` prints back as the cell, `int(cell)` is in the
+model's range, and Arrow and `datetime.fromisoformat` read the instant alike."""
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_BOUNDS = ((limits.FIRST_INSTANT - _EPOCH) // timedelta(microseconds=1),
+           (limits.LAST_INSTANT - _EPOCH) // timedelta(microseconds=1))
+_CHANNELS = tuple(c.value for c in Channel)
+_quote = json.encoder.encode_basestring  # what the compact encoder writes for a str (no ASCII escaping)
+LINES_KEPT = 1 << 14
+
+
+def available() -> bool:
+    return pa is not None
+
+
+def layout(kind: str, planned: Sequence[tuple[str, Target]]) -> dict[str, str] | None:
+    """Field -> column when this path can judge every mapped column of a file of `kind`."""
+    if pa is None or kind != "purchases":
+        return None
+    fields: dict[str, str] = {}
+    for column, target in planned:
+        if target.field not in REQUIRED + OPTIONAL or target.field in fields or not column:
+            return None
+        fields[target.field] = column
+    return fields if all(f in fields for f in REQUIRED) else None
+
+
+class PurchaseRow:
+    """What the purchases table indexes of one purchase (`EncodedRows.add_encoded`)."""
+
+    __slots__ = ("amount", "channel", "currency", "customer_id", "id", "ordered_at", "service_point")
+
+    def __init__(self, id: str, customer_id: str, ordered_at: datetime, channel: str | None,
+                 service_point: str | None, currency: str, amount: Decimal) -> None:
+        self.id = id
+        self.customer_id = customer_id
+        self.ordered_at = ordered_at
+        self.channel = channel
+        self.service_point = service_point
+        self.currency = currency
+        self.amount = amount
+
+
+@attrs.define
+class Encoded:
+    """A region's purchases, ready for storage: rows, their documents, and the keys to look up."""
+
+    rows: list[PurchaseRow]
+    docs: list[str]
+
+
+_LINES: dict[tuple[str, str, str, str, str], tuple[str, Decimal]] = {}
+
+
+def _line(product: str, price: str, currency: str, quantity: str, category: str) -> tuple[str, Decimal]:
+    """An order line's JSON and total, built (and validated) as a real `OrderLine` once."""
+    key = (product, price, currency, quantity, category)
+    known = _LINES.get(key)
+    if known is None:
+        line = OrderLine(product, Money(Decimal(price), currency), int(quantity or 1), category)
+        known = (serialization.dumps(line), line.unit_price.amount * line.quantity)
+        if len(_LINES) >= LINES_KEPT:
+            _LINES.clear()
+        _LINES[key] = known
+    return known
+
+
+def _checked(table: Any, fields: Mapping[str, str]) -> dict[str, Any] | None:
+    """The region's columns by field, when every cell passes; None at the first failure."""
+    columns = {field: table.column(column) for field, column in fields.items()}
+    for field, column in columns.items():
+        if pc.any(pc.match_substring_regex(column, _UNTRIMMED)).as_py():
+            return None
+        pattern = _PATTERNS.get(field)
+        if pattern is not None and not pc.all(pc.match_substring_regex(column, pattern)).as_py():
+            return None
+        lengths = None
+        if field in REQUIRED:
+            lengths = pc.utf8_length(column)
+            if pc.min(lengths).as_py() < 1:
+                return None
+        if field in _MAX_LENGTH:
+            lengths = pc.utf8_length(column) if lengths is None else lengths
+            if pc.max(lengths).as_py() > _MAX_LENGTH[field]:
+                return None
+    channel = columns.get("channel")
+    if channel is not None and not pc.all(pc.is_in(channel, pa.array(("", *_CHANNELS)))).as_py():
+        return None
+    try:
+        instants = pc.cast(pc.cast(columns["ordered_at"], pa.timestamp("us", tz="UTC")), pa.int64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    low, high = pc.min_max(instants).values()
+    if low.as_py() < _BOUNDS[0] or high.as_py() > _BOUNDS[1]:
+        return None
+    values = {field: column.to_pylist() for field, column in columns.items() if field != "ordered_at"}
+    values["ordered_at"] = instants.to_pylist()
+    return values
+
+
+def encode(data: bytes, columns: Sequence[str], delimiter: str, fields: Mapping[str, str],
+           lines: int) -> Encoded | None:
+    """The purchases of a region (`lines` plain lines of UTF-8 `data`), or None when the
+    row path must read it."""
+    try:
+        table = pacsv.read_csv(
+            pa.py_buffer(data),
+            read_options=pacsv.ReadOptions(column_names=list(columns), use_threads=False,
+                                           block_size=max(1 << 20, len(data) + 1)),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=False,
+                                             ignore_empty_lines=False),
+            convert_options=pacsv.ConvertOptions(
+                include_columns=list(dict.fromkeys(fields.values())),
+                column_types={column: pa.string() for column in fields.values()},
+                strings_can_be_null=False, quoted_strings_can_be_null=False),
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    if table.num_rows != lines:
+        return None
+    values = _checked(table, fields)
+    if values is None:
+        return None
+    return _purchases(values, table.num_rows)
+
+
+def _purchases(values: dict[str, Any], count: int) -> Encoded | None:
+    """Consecutive rows with one id and customer are one purchase (as `records.grouped`)."""
+    ids, customers, instants = values["id"], values["customer_id"], values["ordered_at"]
+    products, prices, currencies = values["product"], values["unit_price"], values["currency"]
+    quantities = values.get("quantity") or [""] * count
+    categories = values.get("category") or [""] * count
+    channels = values.get("channel") or [""] * count
+    points = values.get("service_point") or [""] * count
+    rows: list[PurchaseRow] = []
+    docs: list[str] = []
+    seen: set[str] = set()
+    quote = _quote
+    index = 0
+    try:
+        while index < count:
+            key, customer = ids[index], customers[index]
+            end = index + 1
+            while end < count and ids[end] == key and customers[end] == customer:
+                end += 1
+            currency = currencies[index]
+            parts: list[str] = []
+            amount = Decimal(0)
+            for at in range(index, end):
+                if currencies[at] != currency:
+                    return None
+                fragment, total = _line(products[at], prices[at], currency, quantities[at], categories[at])
+                parts.append(fragment)
+                amount += total
+            if key in seen or abs(amount) >= limits.MONEY:
+                return None
+            seen.add(key)
+            moment = _EPOCH + timedelta(microseconds=instants[index])
+            channel, point = channels[index] or None, points[index] or None
+            rows.append(PurchaseRow(key, customer, moment, channel, point, currency, amount))
+            docs.append(f'{{"id":{quote(key)},"customer_id":{quote(customer)},'
+                        f'"ordered_at":"{moment.isoformat()}","lines":[{",".join(parts)}],'
+                        f'"channel":{"null" if channel is None else quote(channel)},'
+                        f'"service_point":{"null" if point is None else quote(point)}}}')
+            index = end
+    except (CRMError, ValueError, ArithmeticError):
+        return None
+    return Encoded(rows, docs) if _same_as_model(rows[0], docs[0]) else None
+
+
+def _same_as_model(row: PurchaseRow, doc: str) -> bool:
+    """The first purchase built as the model builds it writes the same document: a guard
+    against this path and the model drifting apart."""
+    try:
+        lines = [serialization.structure(line, OrderLine)
+                 for line in json.loads(doc)["lines"]]
+        purchase = Purchase(row.id, row.customer_id, row.ordered_at, tuple(lines),
+                            row.channel, row.service_point)
+    except (CRMError, ValueError, TypeError, KeyError):
+        return False
+    return serialization.dumps(purchase) == doc and purchase.amount == row.amount
