@@ -71,6 +71,8 @@ class ImportResult:
     refused: int = 0
     skipped: int = 0
     """Records before the checkpoint of a resumed import (written by the earlier run)."""
+    columnar: int = 0
+    """Records this run inserted through the columnar path (the others took the row path)."""
     ignored_columns: list[str] = attrs.field(factory=list)
     refusals: list[Refusal] = attrs.field(factory=list)
     """The first `KEPT_REFUSALS` refusals."""
@@ -313,6 +315,7 @@ class _Importer:
                 written = False
             if written:
                 self.result.inserted += len(encoded.rows)
+                self.result.columnar += len(encoded.rows)
                 return
         for chunk in _chunks(self.records(unit.rows(), 0), self.batch):
             self.write_batch(chunk)
@@ -346,6 +349,7 @@ class _Importer:
             encoded = self._encoded(chunk)
             if encoded is not None and self._add_encoded_alone(uow, encoded, chunk):
                 self.result.inserted += len(encoded.rows)
+                self.result.columnar += len(encoded.rows)
                 return
             for part in _chunks(self.records(chunk.rows(), 0), self.batch):
                 self.apply_alone(uow, part)

@@ -268,10 +268,10 @@ class Regions:
                     return
                 start, cells = record
                 row = csv_row(start, cells, self.columns)
-                if row is not None:
+                if row is not None:  # a blank row is skipped: the rows around it are consecutive
                     yield row
-                if key is not None:
-                    previous = key(cells)
+                    if key is not None:
+                        previous = key(cells)
                 if self._at_end() or self.line < after:
                     break
                 plain, following = self._next_line(key)
