@@ -223,3 +223,11 @@ def test_both_paths_give_the_same_base_and_error_file(
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         folder = Path(tmp)
         both(two_bases(stack, backend, folder), folder, data, batch=batch)
+
+
+@pytest.mark.parametrize("bases", ["sqlite"], indirect=True)
+def test_an_encoding_whose_bytes_are_not_ascii_takes_the_row_path(
+        bases: tuple[crmcore.CRM, crmcore.CRM], tmp_path: Path) -> None:
+    data = render(purchase_rows(10)).encode("utf-16")
+    fast, _ = both(bases, tmp_path, data, batch=4, encoding="utf-16")
+    assert fast.inserted == 5 and fast.columnar == 0

@@ -18,6 +18,7 @@ Imports write no events (an import is not a business event per record), and, lik
 
 from __future__ import annotations
 
+import codecs
 import csv
 import itertools
 import json
@@ -35,7 +36,7 @@ from crmcore.io import columnar
 from crmcore.io import records as r
 from crmcore.io.lookups import UNKNOWN, Known
 from crmcore.io.mapping import ColumnMapping
-from crmcore.io.regions import Region, Regions
+from crmcore.io.regions import TRANSPARENT, Region, Regions
 from crmcore.io.sources import Row, Source
 from crmcore.lifecycle import history
 from crmcore.model import Account, Case, Customer, Interaction, Purchase
@@ -248,7 +249,8 @@ class _Importer:
     def regions(self, source: Source) -> tuple[Regions, dict[str, str]] | None:
         """The file opened for the columnar path, with the column of each field, when the
         kind, the mapping, pyarrow and the storage all allow it."""
-        if source.format != "csv" or not columnar.available():
+        if source.format != "csv" or not columnar.available() \
+                or codecs.lookup(source.encoding).name not in TRANSPARENT:
             return None
         regions = Regions(source.path, encoding=source.encoding, delimiter=source.delimiter)
         planned, _ = self.mapping.plan(regions.columns)

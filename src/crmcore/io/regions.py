@@ -12,6 +12,8 @@ order to what follows, and record-by-record reading goes on while the next row
 continues the order.
 
 Memory stays flat: the file is read in blocks, and a region is at most `batch` lines.
+Only encodings where a byte below 128 is always that ASCII character (`TRANSPARENT`)
+are read this way; the importer reads any other with `Source`.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ import attrs
 from crmcore.errors import ValidationError
 from crmcore.io.sources import Row, csv_row, encoding_error, header_columns
 
+TRANSPARENT = frozenset(("utf-8", "utf-8-sig", "cp1252", "iso8859-1", "iso8859-15", "ascii"))
+"""Encodings (as `codecs.lookup` names them) whose separators, quotes and line ends are
+the ASCII bytes, never part of another character: lines and cells can be cut as bytes."""
 BLOCK = 1 << 20
 """Bytes read from the file at a time."""
 MAX_REGION = 1 << 25
@@ -43,6 +48,8 @@ class Region:
     """Whole lines `first`..`last`, one record each, as read (`raw`) in the file's encoding."""
 
     raw: bytes
+    offset: int
+    """Where `raw` starts in the file (bytes)."""
     first: int
     last: int
     encoding: str
@@ -63,7 +70,7 @@ class Region:
         try:
             text = self.raw.decode(self.encoding)
         except UnicodeDecodeError as exc:
-            raise encoding_error(self.encoding, exc.start, exc) from None
+            raise encoding_error(self.encoding, self.offset + exc.start, exc) from None
         lines = [line + "\n" for line in text.split("\n")[:-1]]
         found = []
         for index, cells in enumerate(csv.reader(lines, delimiter=self.delimiter)):
@@ -92,14 +99,18 @@ class Regions:
         self._eof = False
         self.line = 0
         """Physical lines read so far (the header is line 1)."""
-        self._fill(1 << 16)
-        if self._buf.startswith(b"\xef\xbb\xbf"):
-            self._pos = 3
         self._reader = csv.reader(self._lines(), delimiter=delimiter)
         self.columns: tuple[str, ...] = ()
-        header = self._record()
-        if header is not None:
-            self.columns = header_columns(header[1])
+        try:
+            self._fill(1 << 16)
+            if self._buf.startswith(b"\xef\xbb\xbf"):
+                self._pos = 3
+            header = self._record()
+            if header is not None:
+                self.columns = header_columns(header[1])
+        except BaseException:
+            self._file.close()
+            raise
         field = re.escape(delimiter.encode())
         cell = rb'(?:"(?:[^"\r\n]|"")*"|[^"\r\n' + field + rb"]*)"
         line = cell + (rb"(?:" + field + cell + rb"){%d}" % (len(self.columns) - 1) if self.columns else b"")
@@ -228,10 +239,10 @@ class Regions:
                 lines -= self._buf.count(b"\n", kept, plain)
                 plain = kept
             raw = self._buf[self._pos:plain]
-            first = self.line + 1
+            offset, first = self._base + self._pos, self.line + 1
             self._pos = plain
             self.line += lines
-            return Region(raw, first, self.line, self.encoding, self.delimiter, self.columns)
+            return Region(raw, offset, first, self.line, self.encoding, self.delimiter, self.columns)
 
     def _without_last_record(self, end: int, key: Key) -> int:
         """Where the trailing lines sharing the last line's key start (they may go on)."""
