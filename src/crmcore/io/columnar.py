@@ -7,12 +7,14 @@ object; most of an import's time went there. Here a region of plain lines (see
 when the row path would read it to the very same value (no surrounding spaces, plain
 numbers, ISO 8601 instants with an offset, known channels, lengths within the model's
 limits). Passing rows become storage rows and JSON documents directly, no model object
-per row; the documents are those `serialization.dumps` writes (order lines are built
-as real `OrderLine`s, once per distinct line, and each region's first purchase is built
-as a real `Purchase` and compared). When any row of the region fails a check, or the
-mapping or file is one this path does not judge, `encode` answers None and the importer
-reads the region through the row path, which refuses rows with their line, field and
-reason as always.
+per row. The documents are those `serialization.dumps` writes: assembled column-wise
+(`_documents`) when no cell holds a character JSON escapes, else per purchase in Python
+with order lines built as real `OrderLine`s (`_purchases`); either way each region's
+first purchase is rebuilt as a real `Purchase` and must give the same document, a
+guard against this path and the model drifting apart. When any row of the region
+fails a check, or the mapping or file is one this path does not judge, `encode` answers
+None and the importer reads the region through the row path, which refuses rows with
+their line, field and reason as always.
 
 pyarrow is optional (the `dataframes` extra); without it every import takes the row path.
 """
@@ -100,7 +102,7 @@ class PurchaseRow:
 
 @attrs.define
 class Encoded:
-    """A region's purchases, ready for storage: rows, their documents, and the keys to look up."""
+    """A region's purchases, ready for storage: their rows and their documents."""
 
     rows: list[PurchaseRow]
     docs: list[str]
@@ -122,9 +124,10 @@ def _line(product: str, price: str, currency: str, quantity: str, category: str)
     return known
 
 
-def _checked(table: Any, fields: Mapping[str, str]) -> dict[str, Any] | None:
-    """The region's columns by field, when every cell passes; None at the first failure.
-    `plain` (an entry) says whether no cell holds a character JSON escapes."""
+def _checked(table: Any, fields: Mapping[str, str]) -> tuple[dict[str, Any], bool] | None:
+    """The region's columns by field (and `instants`, microseconds since the epoch), when
+    every cell passes, and whether no cell holds a character JSON escapes; None at the
+    first failure."""
     plain = True
     columns = {field: table.column(column).combine_chunks() for field, column in fields.items()}
     for field, column in columns.items():
@@ -155,7 +158,7 @@ def _checked(table: Any, fields: Mapping[str, str]) -> dict[str, Any] | None:
     if low.as_py() < _BOUNDS[0] or high.as_py() > _BOUNDS[1]:
         return None
     columns["instants"] = instants
-    return {**columns, "plain": plain}
+    return columns, plain
 
 
 def encode(data: bytes, columns: Sequence[str], delimiter: str, fields: Mapping[str, str],
@@ -181,13 +184,12 @@ def encode(data: bytes, columns: Sequence[str], delimiter: str, fields: Mapping[
     checked = _checked(table, fields)
     if checked is None:
         return None
-    if checked.pop("plain") and pc.min(pc.year(_as_time(checked["instants"]))).as_py() >= 1000:
-        return _documents(checked, table.num_rows)
-    values = {field: column.to_pylist() for field, column in checked.items() if field != "ordered_at"}
+    columns_of, plain = checked
+    if plain and pc.min(pc.year(_as_time(columns_of["instants"]))).as_py() >= 1000:
+        return _documents(columns_of, table.num_rows)
+    values = {field: column.to_pylist() for field, column in columns_of.items() if field != "ordered_at"}
     values["ordered_at"] = values.pop("instants")
     return _purchases(values, table.num_rows)
-
-
 
 
 def _as_time(instants: Any) -> Any:

@@ -199,6 +199,8 @@ def _last_line(unit: Unit) -> int:
     if isinstance(unit, Region):
         return unit.last
     return unit[-1].end if isinstance(unit[-1], r.Parsed) else unit[-1][0]
+
+
 STORED_AS = {"purchases": Purchase, "interactions": Interaction, "cases": Case}
 HISTORY_KIND = {"customers": "customer", "cases": "case"}
 """The history's name of each kind an import updates (imports add without history, as
@@ -215,6 +217,8 @@ class _Importer:
         self.result = result
         self.sink = sink
         self._plans: dict[tuple[str, ...], r.Plan] = {}
+        self.fields: dict[str, str] = {}
+        """The column of each field, on the columnar path."""
 
     def records(self, source: Iterable[Row], after: int) -> Iterator[Item]:
         def parsed() -> Iterator[Item]:
