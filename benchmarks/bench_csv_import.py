@@ -10,6 +10,8 @@ customers.csv and purchases.csv, and the files are imported into an empty base w
 checkpoints). Each timed step runs in its own process, so its peak RSS is its own;
 times are CPU seconds of the process (wall clock shown too). Prints records/s of both,
 their ratio (aim: 0.7) and the import's peak memory, which should not grow with the file.
+`--row-path` also imports the files with the columnar path off (`columnar=False`) and
+prints that ratio too, measured in the same run.
 """
 
 from __future__ import annotations
@@ -55,19 +57,24 @@ def step_export(folder: Path, *_: int) -> dict[str, float]:
                                    for kind in ("customers", "purchases")))
 
 
-def step_import(folder: Path, *_: int) -> dict[str, float]:
+def step_import(folder: Path, *_: int, columnar: bool = True) -> dict[str, float]:
+    (folder / "imported.db").unlink(missing_ok=True)
     with crmcore.open(f"sqlite:///{folder / 'imported.db'}") as crm:
         def work() -> int:
             done = 0
             for kind in ("customers", "purchases"):
-                result = import_file(crm, kind, folder / f"{kind}.csv", batch=5000)
+                result = import_file(crm, kind, folder / f"{kind}.csv", batch=5000, columnar=columnar)
                 assert result.refused == 0, result.refusals[:3]
                 done += result.inserted
             return done
         return measure(work)
 
 
-STEPS = {"bulk": step_bulk, "export": step_export, "import": step_import}
+def step_import_rows(folder: Path, *_: int) -> dict[str, float]:
+    return step_import(folder, columnar=False)
+
+
+STEPS = {"bulk": step_bulk, "export": step_export, "import": step_import, "import-rows": step_import_rows}
 
 
 def child(step: str, folder: Path, customers: int, purchases: int, seed: int) -> dict[str, float]:
@@ -84,6 +91,7 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=20_000)
     parser.add_argument("--purchases", type=int, default=200_000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--row-path", action="store_true", help="also time the row path (columnar=False)")
     parser.add_argument("--step", choices=tuple(STEPS), help=argparse.SUPPRESS)
     parser.add_argument("--dir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -92,7 +100,7 @@ def main() -> None:
         return
     print("CSV import (crmcore.io.import_file) vs crm.bulk_import of the same records, SQLite")
     header = ("customers", "purchases", "bulk rec/s", "import rec/s", "ratio", "ratio (wall)",
-              "import peak RSS", "bulk peak RSS", "CSV size")
+              "import peak RSS", "bulk peak RSS", "CSV size", *(("row path ratio",) if args.row_path else ()))
     print("  ".join(f"{h:>15}" for h in header))
     sizes = ((args.customers // 4, args.purchases // 4), (args.customers, args.purchases))
     for customers, purchases in sizes:
@@ -102,12 +110,15 @@ def main() -> None:
             child("export", folder, customers, purchases, args.seed)
             size = sum((folder / f"{k}.csv").stat().st_size for k in ("customers", "purchases"))
             imported = child("import", folder, customers, purchases, args.seed)
+            rows = child("import-rows", folder, customers, purchases, args.seed) if args.row_path else None
         assert imported["records"] == bulk["records"], (imported, bulk)
         n = bulk["records"]
         cells = (f"{customers:,}", f"{int(n) - customers:,}", f"{n / bulk['cpu']:,.0f}",
                  f"{n / imported['cpu']:,.0f}", f"{bulk['cpu'] / imported['cpu']:.2f}",
                  f"{bulk['wall'] / imported['wall']:.2f}", f"{imported['peak_rss_mb']:,.0f} MB",
                  f"{bulk['peak_rss_mb']:,.0f} MB", f"{size / 1e6:,.1f} MB")
+        if rows is not None:
+            cells += (f"{bulk['cpu'] / rows['cpu']:.2f}",)
         print("  ".join(f"{c:>15}" for c in cells), flush=True)
     print("records/s on CPU time; ratio = import rec/s / bulk rec/s (aim: 0.7). The bulk run holds its\n"
           "records in memory (built before the clock), the import streams: its peak RSS should not grow.")

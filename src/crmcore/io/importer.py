@@ -8,16 +8,22 @@ to the error file with its line, field, value and reason, and the rest still go 
 `all_or_nothing` instead writes nothing unless every row is good, and `dry_run` does
 all the work in a transaction that is rolled back. After every committed batch a
 checkpoint records the last line written, so `resume=True` picks up after a crash.
+A CSV of purchases takes the columnar path where it can (`regions`, `columnar`): runs of
+plain lines are checked column by column and written without a model object per row;
+any run with a row that path cannot vouch for is read by the row path, so refusals,
+line numbers and outcomes are the same either way.
 Imports write no events (an import is not a business event per record), and, like
 `bulk_import`, no history for new records; an update is written with its change.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
+import itertools
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, cast
@@ -26,13 +32,16 @@ import attrs
 
 from crmcore import values as v
 from crmcore.errors import CRMError, ValidationError
+from crmcore.io import columnar
 from crmcore.io import records as r
 from crmcore.io.lookups import UNKNOWN, Known
 from crmcore.io.mapping import ColumnMapping
+from crmcore.io.regions import TRANSPARENT, Region, Regions
 from crmcore.io.sources import Row, Source
 from crmcore.lifecycle import history
 from crmcore.model import Account, Case, Customer, Interaction, Purchase
 from crmcore.ports import UnitOfWork
+from crmcore.sql.dialect import dialect_of
 
 if TYPE_CHECKING:
     from crmcore.crm import CRM
@@ -63,6 +72,8 @@ class ImportResult:
     refused: int = 0
     skipped: int = 0
     """Records before the checkpoint of a resumed import (written by the earlier run)."""
+    columnar: int = 0
+    """Records this run inserted through the columnar path (the others took the row path)."""
     ignored_columns: list[str] = attrs.field(factory=list)
     refusals: list[Refusal] = attrs.field(factory=list)
     """The first `KEPT_REFUSALS` refusals."""
@@ -87,7 +98,7 @@ def import_file(
     format: str | None = None, encoding: str | None = None, delimiter: str | None = None,
     dry_run: bool = False, all_or_nothing: bool = False, errors: Path | str | None = None,
     checkpoint: Path | str | None = None, resume: bool | None = None, batch: int = 1000,
-    progress: Progress | None = None,
+    progress: Progress | None = None, columnar: bool = True,
 ) -> ImportResult:
     """Import a CSV or JSON Lines file of `kind` records (customers, accounts, purchases,
     interactions, cases).
@@ -100,7 +111,8 @@ def import_file(
     checked as `crm.operational.accounts` checks them; members come as JSON records.
     `checkpoint` (default: beside the file) is written after each batch unless `dry_run`
     or `all_or_nothing`; with a checkpoint present, `resume` must say whether to go on
-    from it (True) or start over (False).
+    from it (True) or start over (False). `columnar=False` keeps a CSV of purchases on the
+    row path (the columnar path gives the same result, faster; see `docs/io.md`).
     """
     path = Path(path)
     mapping = mapping or ColumnMapping(kind)
@@ -128,29 +140,36 @@ def import_file(
         source = stack.enter_context(Source(path, format=format, encoding=encoding, delimiter=delimiter))
         sink = _Errors(Path(errors) if errors else None, append=after > 0, result=result)
         stack.callback(sink.close)
-        importer = _Importer(crm, mapping, key, result, sink)
-        records = importer.records(source, after)
+        importer = _Importer(crm, mapping, key, result, sink, batch)
+        regions = importer.regions(source) if columnar else None
+        units: Iterator[Unit]
+        read: Source | Regions = source
+        if regions is not None:
+            read = stack.enter_context(regions[0])
+            units = importer.units(regions[0], regions[1], after)
+        else:
+            units = _chunks(importer.records(source, after), batch)
         if single:
             try:
                 with crm.transaction() as uow:
-                    for chunk in _chunks(records, batch):
-                        importer.apply_alone(uow, chunk)
-                        _report(progress, source, result)
+                    for unit in units:
+                        importer.apply_alone(uow, unit)
+                        _report(progress, read, result)
                     if dry_run or result.refused:
                         raise _Rollback
             except _Rollback:
                 result.written = False
         else:
             assert mark is not None
-            for chunk in _chunks(records, batch):
-                importer.write_batch(chunk)
-                mark.write(chunk[-1].end if isinstance(chunk[-1], r.Parsed) else chunk[-1][0], result)
-                _report(progress, source, result)
+            for unit in units:
+                importer.write(unit)
+                mark.write(_last_line(unit), result)
+                _report(progress, read, result)
             mark.clear()
     return result
 
 
-def _report(progress: Progress | None, source: Source, result: ImportResult) -> None:
+def _report(progress: Progress | None, source: Source | Regions, result: ImportResult) -> None:
     if progress is not None:
         progress(source.position, source.size, result.read + result.skipped)
 
@@ -172,6 +191,16 @@ def _chunks(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
 
 Item = r.Parsed | tuple[int, r.Refused]
 """A record read from the file, or the refusal of a row that could not be read."""
+Unit = list[Item] | Region
+"""What one transaction of an import writes: a batch of records, or a region of plain lines."""
+
+
+def _last_line(unit: Unit) -> int:
+    if isinstance(unit, Region):
+        return unit.last
+    return unit[-1].end if isinstance(unit[-1], r.Parsed) else unit[-1][0]
+
+
 STORED_AS = {"purchases": Purchase, "interactions": Interaction, "cases": Case}
 HISTORY_KIND = {"customers": "customer", "cases": "case"}
 """The history's name of each kind an import updates (imports add without history, as
@@ -180,15 +209,18 @@ HISTORY_KIND = {"customers": "customer", "cases": "case"}
 
 class _Importer:
     def __init__(self, crm: CRM, mapping: ColumnMapping, key: str | None, result: ImportResult,
-                 sink: _Errors) -> None:
+                 sink: _Errors, batch: int) -> None:
         self.crm = crm
+        self.batch = batch
         self.mapping = mapping
         self.key = key
         self.result = result
         self.sink = sink
         self._plans: dict[tuple[str, ...], r.Plan] = {}
+        self.fields: dict[str, str] = {}
+        """The column of each field, on the columnar path."""
 
-    def records(self, source: Source, after: int) -> Iterator[Item]:
+    def records(self, source: Iterable[Row], after: int) -> Iterator[Item]:
         def parsed() -> Iterator[Item]:
             parse = r.parse
             for row in source:
@@ -216,6 +248,86 @@ class _Importer:
             plan = self._plans[columns] = r.Plan.of(self.mapping, planned)
         return plan
 
+    # ---- the columnar path ----
+
+    def regions(self, source: Source) -> tuple[Regions, dict[str, str]] | None:
+        """The file opened for the columnar path, with the column of each field, when the
+        kind, the mapping, pyarrow and the storage all allow it."""
+        if source.format != "csv" or not columnar.available() \
+                or codecs.lookup(source.encoding).name not in TRANSPARENT:
+            return None
+        regions = Regions(source.path, encoding=source.encoding, delimiter=source.delimiter)
+        planned, _ = self.mapping.plan(regions.columns)
+        fields = columnar.layout(self.mapping.kind, list(planned.items()))
+        if fields is None or not self._takes_encoded():
+            regions.close()
+            return None
+        return regions, fields
+
+    def _takes_encoded(self) -> bool:
+        with self.crm.reading() as uow:
+            repo = getattr(uow, self.mapping.kind)
+            return dialect_of(uow) is not None and callable(getattr(repo, "add_encoded", None))
+
+    def units(self, regions: Regions, fields: dict[str, str], after: int) -> Iterator[Unit]:
+        """Regions as they come, and the rows between them in batches of records."""
+        self.fields = fields
+        ident, owner = (regions.columns.index(fields[f]) for f in ("id", "customer_id"))
+
+        def key(cells: Sequence[str]) -> object:
+            """What makes consecutive rows one purchase (`records.grouped`)."""
+            given = cells[ident].strip() if ident < len(cells) else ""
+            return (given, cells[owner].strip() if owner < len(cells) else "") if given else object()
+
+        pieces = regions.pieces(self.batch, key, after)
+        for is_region, group in itertools.groupby(pieces, key=lambda piece: isinstance(piece, Region)):
+            if is_region:
+                yield from cast(Iterator[Region], group)
+            else:
+                yield from _chunks(self.records(cast(Iterator[Row], group), after), self.batch)
+
+    def _encoded(self, region: Region) -> columnar.Encoded | None:
+        self._plan(Row(region.first, dict.fromkeys(region.columns, "")))  # reports ignored columns
+        data = region.utf8()
+        if data is None:
+            return None
+        return columnar.encode(data, region.columns, region.delimiter, self.fields,
+                               region.last - region.first + 1)
+
+    @staticmethod
+    def _add_encoded(uow: UnitOfWork, encoded: columnar.Encoded) -> bool:
+        """Write the region's purchases, if every customer is stored and no purchase is
+        (else the row path decides: a refusal, or "unchanged")."""
+        known = Known(uow)
+        owners = list(dict.fromkeys(row.customer_id for row in encoded.rows))
+        if len(known.stored("customers", owners)) != len(owners):
+            return False
+        if known.stored("purchases", [row.id for row in encoded.rows]):
+            return False
+        uow.purchases.add_encoded(encoded.rows, encoded.docs)  # type: ignore[attr-defined]
+        return True
+
+    def write(self, unit: Unit) -> None:
+        """One unit in its own transaction(s)."""
+        if not isinstance(unit, Region):
+            self.write_batch(unit)
+            return
+        encoded = self._encoded(unit)
+        if encoded is not None:
+            try:
+                with self.crm.transaction() as uow:
+                    written = self._add_encoded(uow, encoded)
+            except CRMError:
+                written = False
+            if written:
+                self.result.inserted += len(encoded.rows)
+                self.result.columnar += len(encoded.rows)
+                return
+        for chunk in _chunks(self.records(unit.rows(), 0), self.batch):
+            self.write_batch(chunk)
+
+    # ---- the row path ----
+
     def write_batch(self, chunk: list[Item]) -> None:
         """One transaction for the batch; if storage refuses it, one transaction per record."""
         refusals: list[Refusal] = []
@@ -236,14 +348,31 @@ class _Importer:
         self._count(outcomes)
         self._emit(refusals)
 
-    def apply_alone(self, uow: UnitOfWork, chunk: list[Item]) -> None:
+    def apply_alone(self, uow: UnitOfWork, chunk: Unit) -> None:
         """A batch of a single-transaction import (dry run, all or nothing): a storage failure
         refuses the whole import at the row it hit."""
+        if isinstance(chunk, Region):
+            encoded = self._encoded(chunk)
+            if encoded is not None and self._add_encoded_alone(uow, encoded, chunk):
+                self.result.inserted += len(encoded.rows)
+                self.result.columnar += len(encoded.rows)
+                return
+            for part in _chunks(self.records(chunk.rows(), 0), self.batch):
+                self.apply_alone(uow, part)
+            return
         refusals: list[Refusal] = []
         try:
             self._count(self.apply(uow, chunk, refusals, single=True))
         finally:
             self._emit(refusals)
+
+    def _add_encoded_alone(self, uow: UnitOfWork, encoded: columnar.Encoded, region: Region) -> bool:
+        try:
+            return self._add_encoded(uow, encoded)
+        except CRMError as exc:  # the transaction cannot go on: the import is refused here
+            self._emit([Refusal(region.first, "row", None,
+                                f"{exc} (a record of lines {region.first}-{region.last})")])
+            raise _Rollback from None
 
     def apply(self, uow: UnitOfWork, chunk: list[Item], refusals: list[Refusal], *,
               single: bool) -> list[str]:

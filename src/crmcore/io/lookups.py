@@ -57,6 +57,13 @@ class Known:
             rows += self._uow.select(self._dialect.sql(sql.format(marks)), (*before, *part))
         return rows
 
+    def stored(self, table: str, ids: Sequence[str]) -> set[str]:
+        """Which of these ids `table` holds (a read of the keys only, no document)."""
+        if table not in TABLES:
+            raise ValueError(table)
+        sql = f"SELECT id FROM {table} WHERE id IN ({{}})"  # noqa: S608 (a constant table name)
+        return {str(key) for (key,) in self._select_in(sql, ids)}
+
     def load_customers(self, ids: Iterable[str]) -> None:
         wanted = [i for i in dict.fromkeys(ids) if i not in self.customers]
         if self._dialect is None or not wanted:

@@ -57,6 +57,34 @@ def detect_encoding(sample: bytes) -> str:
     return "utf-8"
 
 
+def header_columns(cells: Sequence[str]) -> tuple[str, ...]:
+    """The column names of a CSV header; a name given twice is refused."""
+    columns = tuple(name.strip() for name in cells)
+    seen: set[str] = set()
+    for name in columns:
+        if name in seen:
+            raise ValidationError("columns", name, "appears twice in the header")
+        seen.add(name)
+    return columns
+
+
+def csv_row(line: int, cells: Sequence[str], columns: Sequence[str]) -> Row | None:
+    """The record of one CSV row starting on `line`; None for a row of blank cells (skipped)."""
+    if not any(cell.strip() for cell in cells):
+        return None
+    if len(cells) > len(columns):
+        return Row(line, {"": cells})  # refused by the importer, with its line
+    return Row(line, dict(zip(columns, cells, strict=False)))
+
+
+def encoding_error(encoding: str, position: int, exc: UnicodeDecodeError) -> ValidationError:
+    return ValidationError(
+        "encoding", encoding,
+        f"the file is not {encoding} near byte {position}: {exc.reason}; "
+        "pass the file's encoding (e.g. --encoding latin-1)",
+    )
+
+
 class Counted(io.RawIOBase):
     """A binary file that counts the bytes read from it, for progress."""
 
@@ -130,11 +158,7 @@ class Source:
         try:
             yield from (self._csv() if self.format == "csv" else self._jsonl())
         except UnicodeDecodeError as exc:
-            raise ValidationError(
-                "encoding", self.encoding,
-                f"the file is not {self.encoding} near byte {self.position}: {exc.reason}; "
-                "pass the file's encoding (e.g. --encoding latin-1)",
-            ) from None
+            raise encoding_error(self.encoding, self.position, exc) from None
 
     def _csv(self) -> Iterator[Row]:
         reader = csv.reader(self._text, delimiter=self.delimiter)
@@ -144,12 +168,7 @@ class Source:
             return
         except csv.Error as exc:
             raise ValidationError("file", str(self.path), f"line 1: {exc}") from None
-        self.columns = tuple(name.strip() for name in header)
-        seen: set[str] = set()
-        for name in self.columns:
-            if name in seen:
-                raise ValidationError("columns", name, "appears twice in the header")
-            seen.add(name)
+        self.columns = header_columns(header)
         start = reader.line_num + 1
         while True:
             try:
@@ -158,11 +177,9 @@ class Source:
                 return
             except csv.Error as exc:
                 raise ValidationError("file", str(self.path), f"line {start}: {exc}") from None
-            if any(cell.strip() for cell in cells):
-                if len(cells) > len(self.columns):
-                    yield Row(start, {"": cells})  # refused by the importer, with its line
-                else:
-                    yield Row(start, dict(zip(self.columns, cells, strict=False)))
+            row = csv_row(start, cells, self.columns)
+            if row is not None:
+                yield row
             start = reader.line_num + 1
 
     def _jsonl(self) -> Iterator[Row]:

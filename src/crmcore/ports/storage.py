@@ -115,6 +115,18 @@ class CustomerRows(Protocol):
         ...
 
 
+class EncodedRows(Protocol):
+    """An optional capability of a SQL storage's append-only repositories (purchases,
+    interactions): store new records without model objects. The CSV import's columnar
+    path checks its rows column by column and encodes each document itself; `items` need
+    only `id` and the attributes the table's indexed columns read (for a purchase:
+    customer_id, ordered_at, channel, service_point, currency, amount), and `docs[i]` must be
+    exactly `serialization.dumps` of the record `items[i]` stands for. A storage without
+    it gets the records through `add_many`."""
+
+    def add_encoded(self, items: Sequence[Any], docs: Sequence[str]) -> int: ...
+
+
 class CustomerLog(CustomerRows, Protocol[T]):
     """Append-only records that belong to a customer (interactions, purchases)."""
 

@@ -237,6 +237,17 @@ class SqlRepository(Generic[T]):
     def _insert_many(self, items: Sequence[T]) -> None:
         self.d.executemany(self.cur, insert_sql(self.t, self.d), bulk_rows(self.d, self.t, list(items)))
 
+    def add_encoded(self, items: Sequence[Any], docs: Sequence[str]) -> int:
+        """Store new unversioned records whose documents the caller encoded (see
+        `crmcore.ports.storage.EncodedRows`): one statement for the lot, like `add_many`."""
+        if self.t.versioned:
+            raise ValidationError("table", self.t.name, "takes versioned records through add_many")
+        d, t = self.d, self.t
+        rows = [(item.id, *t.values(d, item), d.json_column(doc))
+                for item, doc in zip(items, docs, strict=True)]
+        d.executemany(self.cur, insert_sql(t, d), rows)
+        return len(rows)
+
     def find(self, id: str) -> T | None:
         self._run(f"SELECT doc FROM {self.t.name} WHERE id = ?", (id,))  # noqa: S608
         row = self.cur.fetchone()
@@ -380,6 +391,11 @@ class SqlPurchases(SqlRepository[Purchase]):
         self._insert_many(items)
         totals.recount(self.cur, self.d, sorted({p.customer_id for p in items}))
         return len(items)
+
+    def add_encoded(self, items: Sequence[Any], docs: Sequence[str]) -> int:
+        count = super().add_encoded(items, docs)
+        totals.recount(self.cur, self.d, sorted({p.customer_id for p in items}))
+        return count
 
     def reassign(
         self, customer_id: str, to: str, ids: Iterable[str] | None = None

@@ -1,0 +1,233 @@
+"""The columnar path of a CSV import gives what the row path gives, on SQLite and PostgreSQL.
+
+Each file is imported twice into two fresh bases, once with the columnar path allowed
+and once on the row path only (`columnar=False`): the results (counts, refusals with
+their lines, fields and reasons), the error files and the stored rows (documents and
+purchase totals included) must be the same.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import crmcore
+from crmcore.io import import_file
+from crmcore.io.importer import ImportResult
+from tests.support import open_crm
+
+pytest.importorskip("pyarrow")
+
+SQL_BACKENDS = ("sqlite", "postgresql")
+CUSTOMERS = ("c0", "c1", "c2")
+HEADER = ("id", "customer_id", "ordered_at", "product", "unit_price", "currency", "quantity",
+          "category", "channel", "service_point", "notes")
+GOOD = ("o1", "c0", "2024-03-05T10:00:00+00:00", "Socks", "7.00", "EUR", "2", "fashion", "visit", "paris", "")
+
+
+def purchase_rows(count: int, start: int = 0) -> list[tuple[str, ...]]:
+    """Plain rows: orders of one or two lines, their customers and dates varied."""
+    rows = []
+    for n in range(start, start + count):
+        order = f"o{n // 2:05d}"
+        rows.append((order, CUSTOMERS[(n // 2) % 3], f"2024-03-{1 + (n // 2) % 28:02d}T10:{n % 60:02d}:00Z",
+                     f"Product {n % 7}", f"{1 + n % 9}.{n % 100:02d}", "EUR", str(1 + n % 3),
+                     "toys" if n % 2 else "", "app" if n % 4 else "", "web" if n % 5 else "", "note"))
+    return rows
+
+
+def render(rows: list[tuple[str, ...]], *, delimiter: str = ",", newline: str = "\n",
+           header: tuple[str, ...] = HEADER) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=delimiter, lineterminator=newline)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+@pytest.fixture
+def bases(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[crmcore.CRM, crmcore.CRM]]:
+    with ExitStack() as stack:
+        yield two_bases(stack, request.param, tmp_path)
+
+
+def two_bases(stack: ExitStack, backend: str, folder: Path) -> tuple[crmcore.CRM, crmcore.CRM]:
+    """Two fresh bases holding the same customers."""
+    pair = []
+    for side in ("columnar", "rows"):
+        (folder / side).mkdir()
+        crm = stack.enter_context(open_crm(backend, folder / side))
+        for name in CUSTOMERS:
+            crm.customers.add(crmcore.Customer.new(name.upper(), id=name))
+        pair.append(crm)
+    return pair[0], pair[1]
+
+
+def stored(crm: crmcore.CRM) -> tuple[list[Any], list[Any]]:
+    with crm.reading() as uow:
+        purchases = uow.select("SELECT id, customer_id, ordered_at, channel, service_point, currency, "  # type: ignore[attr-defined]
+                               "total, doc FROM purchases ORDER BY id")
+        totals = uow.select("SELECT * FROM purchase_totals ORDER BY customer_id, currency")  # type: ignore[attr-defined]
+    return purchases, totals
+
+
+def outcome(result: ImportResult) -> tuple[Any, ...]:
+    return (result.inserted, result.updated, result.unchanged, result.refused, result.skipped,
+            result.ignored_columns, result.refusals, result.written)
+
+
+def both(pair: tuple[crmcore.CRM, crmcore.CRM], folder: Path, data: bytes,
+         **options: Any) -> tuple[ImportResult, ImportResult]:
+    """The file imported by each path into its own base; asserts they agree in every way."""
+    source = folder / "purchases.csv"
+    source.write_bytes(data)
+    results = []
+    for crm, columnar in zip(pair, (True, False), strict=True):
+        errors = folder / f"errors-{columnar}.csv"
+        errors.unlink(missing_ok=True)
+        results.append(import_file(crm, "purchases", source, errors=errors, columnar=columnar, **options))
+    fast, slow = results
+    assert outcome(fast) == outcome(slow)
+    assert slow.columnar == 0
+    fast_errors, slow_errors = ((folder / f"errors-{c}.csv") for c in (True, False))
+    assert fast_errors.exists() == slow_errors.exists()
+    assert not fast_errors.exists() or fast_errors.read_bytes() == slow_errors.read_bytes()
+    assert stored(pair[0]) == stored(pair[1])
+    return fast, slow
+
+
+@pytest.mark.parametrize("bases", SQL_BACKENDS, indirect=True)
+def test_plain_rows_take_the_columnar_path_and_store_what_the_row_path_stores(
+        bases: tuple[crmcore.CRM, crmcore.CRM], tmp_path: Path) -> None:
+    fast, _ = both(bases, tmp_path, render(purchase_rows(60)).encode(), batch=7)
+    assert fast.inserted == 30 and fast.columnar == 30 and fast.ignored_columns == ["notes"]
+    again, _ = both(bases, tmp_path, render(purchase_rows(60)).encode(), batch=7)
+    assert (again.inserted, again.unchanged, again.columnar) == (0, 30, 0)
+    bought = bases[0].purchases.for_customer("c0", limit=None)
+    assert bought and all(len(p.lines) == 2 for p in bought)
+
+
+HOSTILE = [
+    GOOD,
+    ("o2", "c1", "2024-03-05T10:00:00+01:00", "Jeans; blue", "49,90", "EUR", "1", "", "app", "",
+     "decimal comma"),
+    ("o3", "c1", "2024-02-30T10:00:00Z", "Hat", "9.00", "EUR", "1", "", "", "", "bad date"),
+    ("o4", "c2", "2024-03-06T10:00:00Z", "Two\nlines", "5.00", "EUR", "1", "", "", "", "quoted newline"),
+    ("o5", "nobody", "2024-03-06T10:00:00Z", "Hat", "9.00", "EUR", "1", "", "", "", "no customer"),
+    ("o6", "c2", "2024-03-07T10:00:00Z", "Café crème", "3.50", "EUR", "", "", "kiosk", "", "Latin-1"),
+    ("o6", "c2", "2024-03-07T10:00:00Z", "Café crème", "3.50", "EUR", "", "", "kiosk", "", "second line"),
+    ("o7", "c0", "2024-03-08", "Hat", "9.00", "EUR", "1", "", "", "", "a date without time"),
+    ("o8", "c0", "2024-03-08T10:00:00Z", " Hat ", "abc", "EUR", "x", "", "pigeon", "", "bad cells"),
+    ("o9", "c0", "2024-03-08T10:00:00.250Z", 'Board "Go"', "12.00", "EUR", "1", "", "", "", "quotes"),
+    GOOD,
+]
+
+
+@pytest.mark.parametrize("bases", SQL_BACKENDS, indirect=True)
+@pytest.mark.parametrize(("encoding", "delimiter", "newline"),
+                         [("utf-8-sig", ";", "\r\n"), ("cp1252", ",", "\n"), ("utf-8", "\t", "\n")])
+def test_hostile_files_give_the_same_base_and_error_file(
+        bases: tuple[crmcore.CRM, crmcore.CRM], tmp_path: Path, encoding: str, delimiter: str,
+        newline: str) -> None:
+    rows = [*purchase_rows(20), *HOSTILE, *purchase_rows(20, start=100)]
+    text = render(rows, delimiter=delimiter, newline=newline)
+    text = text.replace(newline + "o00055", newline * 2 + "o00055")  # a blank line inside an order
+    fast, _ = both(bases, tmp_path, text.encode(encoding), batch=6)
+    assert fast.columnar > 0 and fast.refused > 0
+    assert {r.field for r in fast.refusals} >= {"ordered_at", "customer_id", "unit_price"}
+
+
+@pytest.mark.parametrize("bases", ["sqlite"], indirect=True)
+def test_dry_run_and_all_or_nothing_agree(bases: tuple[crmcore.CRM, crmcore.CRM], tmp_path: Path) -> None:
+    clean = render(purchase_rows(30)).encode()
+    dry, _ = both(bases, tmp_path, clean, batch=4, dry_run=True)
+    assert dry.inserted == 15 and dry.columnar == 15 and not dry.written
+    assert not stored(bases[0])[0]
+    dirty = render([*purchase_rows(30), HOSTILE[2]]).encode()
+    refused, _ = both(bases, tmp_path, dirty, batch=4, all_or_nothing=True)
+    assert refused.refused == 1 and not refused.written and not stored(bases[0])[0]
+    done, _ = both(bases, tmp_path, clean, batch=4, all_or_nothing=True)
+    assert done.written and len(stored(bases[0])[0]) == 15
+
+
+class Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("bases", SQL_BACKENDS, indirect=True)
+def test_an_interrupted_columnar_import_resumes(bases: tuple[crmcore.CRM, crmcore.CRM],
+                                                tmp_path: Path) -> None:
+    rows = [*purchase_rows(40), HOSTILE[3], *purchase_rows(40, start=200)]
+    source = tmp_path / "p.csv"
+    source.write_text(render(rows), encoding="utf-8")
+    seen = []
+
+    def power_cut(position: int, size: int, done: int) -> None:
+        seen.append(done)
+        if len(seen) == 3:
+            raise Stop
+
+    crm, reference = bases
+    with pytest.raises(Stop):
+        import_file(crm, "purchases", source, batch=10, progress=power_cut)
+    result = import_file(crm, "purchases", source, batch=10, resume=True)
+    assert result.skipped > 0
+    import_file(reference, "purchases", source, batch=10, columnar=False)
+    assert stored(crm) == stored(reference)
+    assert not (tmp_path / "p.csv.checkpoint").exists()
+
+
+cells = {
+    "id": st.sampled_from(["o1", "o2", "o3", "", " o1"]),
+    "customer_id": st.sampled_from(["c0", "c1", "c2", "cX", ""]),
+    "ordered_at": st.sampled_from(["2024-03-05T10:00:00+00:00", "2024-03-05T10:00:00Z",
+                                   "2024-03-05 23:30:00.5-02:00", "2024-03-05T10:00:00", "2024-03-05",
+                                   "2024-02-30T00:00:00Z", "05/03/2024", ""]),
+    "product": st.sampled_from(["Socks", " Socks", "Jeans, blue", 'Say "hi"', "Two\nlines", "Café", "",
+                                "x" * 101, "Tab\there", "back\\slash"]),
+    "unit_price": st.sampled_from(["7.00", "7", "0.5", "1,5", "abc", "-3.20", " 4.00", "1e3", "007",
+                                   "0.12345"]),
+    "currency": st.sampled_from(["EUR", "USD", "eur", ""]),
+    "quantity": st.sampled_from(["", "1", "3", "0", "1.0", "x", "1000001"]),
+    "category": st.sampled_from(["", "fashion"]),
+    "channel": st.sampled_from(["", "visit", "web", "VISIT"]),
+    "service_point": st.sampled_from(["", "paris", "p" * 65]),
+    "notes": st.text(max_size=3),
+}
+plain_row = st.builds(lambda n: purchase_rows(1, start=n)[0], st.integers(0, 40))
+odd_row = st.fixed_dictionaries(cells).map(lambda cell: tuple(cell[c] for c in HEADER))
+
+
+@pytest.mark.parametrize("backend", SQL_BACKENDS)
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.one_of(plain_row, plain_row, odd_row), min_size=1, max_size=25),
+       encoding=st.sampled_from(["utf-8", "utf-8-sig", "cp1252"]),
+       delimiter=st.sampled_from([",", ";"]), newline=st.sampled_from(["\n", "\r\n"]),
+       blank=st.integers(0, 30), batch=st.integers(1, 8))
+def test_both_paths_give_the_same_base_and_error_file(
+        backend: str, rows: list[tuple[str, ...]], encoding: str, delimiter: str, newline: str,
+        blank: int, batch: int) -> None:
+    lines = render(rows, delimiter=delimiter, newline=newline).split(newline)
+    if blank < len(lines) - 1:
+        lines.insert(blank + 1, "")  # a blank line somewhere
+    data = newline.join(lines).encode(encoding, errors="replace")
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
+        folder = Path(tmp)
+        both(two_bases(stack, backend, folder), folder, data, batch=batch)
+
+
+@pytest.mark.parametrize("bases", ["sqlite"], indirect=True)
+def test_an_encoding_whose_bytes_are_not_ascii_takes_the_row_path(
+        bases: tuple[crmcore.CRM, crmcore.CRM], tmp_path: Path) -> None:
+    data = render(purchase_rows(10)).encode("utf-16")
+    fast, _ = both(bases, tmp_path, data, batch=4, encoding="utf-16")
+    assert fast.inserted == 5 and fast.columnar == 0
