@@ -11,6 +11,7 @@ from email import message_from_bytes, policy
 import pytest
 
 from crmcore import CRM, Customer, Team
+from crmcore.errors import ValidationError
 from crmcore.model import Agent, Consent, RunOutcome
 from crmcore.operational.automation import ActionCall, Rule
 from crmcore.operational.mail import Template
@@ -98,18 +99,25 @@ HOSTILE_NAMES = [f"Eve{brk}Bcc: all@victims.example" for brk in LINE_BREAKS] + [
 @pytest.mark.parametrize("hostile", HOSTILE_NAMES)
 def test_hostile_values_never_reach_a_header(crm: CRM, smtp: tuple[SmtpRecorder, int], hostile: str) -> None:
     """The customer's name goes into To, an attribute into the Subject: a value that would
-    bend either fails the run (logged), and nothing goes out."""
+    bend either fails the run (logged), and nothing goes out. A name with a raw line break
+    is refused before it is stored; an encoded word is stored, and checked at the header."""
     received, port = smtp
     _customer(crm, "eve", "Eve", attributes={"note": hostile})
-    _customer(crm, "mal", hostile, attributes={"note": "your case"})
+    customers = {"eve": "subject"}
+    if any(brk in hostile for brk in LINE_BREAKS):
+        with pytest.raises(ValidationError, match="name"):
+            _customer(crm, "mal", hostile, attributes={"note": "your case"})
+    else:
+        _customer(crm, "mal", hostile, attributes={"note": "your case"})
+        customers["mal"] = "to name"
     _automate(crm, port, ActionCall("send_template", {"subject": "About $note", "text": "Hello",
                                                       "purpose": "service"}))
-    crm.operational.cases.open("eve", "request", "x")
-    crm.operational.cases.open("mal", "request", "y")
+    for id in customers:
+        crm.operational.cases.open(id, "request", "x")
     drain(crm)
     runs = {r.customer_id: r for r in crm.operational.automation.runs("ack")}
-    assert {c: r.outcome for c, r in runs.items()} == {"eve": RunOutcome.FAILED, "mal": RunOutcome.FAILED}
-    assert "subject" in runs["eve"].detail and "to name" in runs["mal"].detail
+    assert {c: r.outcome for c, r in runs.items()} == dict.fromkeys(customers, RunOutcome.FAILED)
+    assert all(field in runs[c].detail for c, field in customers.items())
     assert received.messages == []
 
 
