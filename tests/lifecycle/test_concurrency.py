@@ -39,13 +39,31 @@ def retrying(action: Any) -> Any:
             continue
 
 
-def test_merge_racing_with_writes_loses_nothing(crm: crmcore.CRM) -> None:
-    def bump(who: str, n: int) -> Customer:
-        """Read, change and write back in one transaction (a read outside it could be stale)."""
-        with crm.transaction():
-            current = crm.customers.get(who)
-            return crm.customers.update(attrs.evolve(current, attributes={**current.attributes, who: n}))
+def bump(crm: crmcore.CRM, who: str, n: int) -> Customer:
+    """Read, change and write back in one transaction (a read outside it could be stale)."""
+    with crm.transaction():
+        current = crm.customers.get(who)
+        return crm.customers.update(attrs.evolve(current, attributes={**current.attributes, who: n}))
 
+
+def write_rounds(crm: crmcore.CRM, who: str, channel: str, last: dict[str, int],
+                 logged: dict[str, list[str]], *, gone_for_good: bool) -> None:
+    """ROUNDS of: change the record, log a contact for it, as an application would. Only
+    "b" may be missing (merged away): refused, nothing written; with `gone_for_good` its
+    writer stops there, else it goes on (an unmerge brings the record back)."""
+    for n in range(ROUNDS):
+        try:
+            retrying(lambda n=n: bump(crm, who, n))
+            last[who] = n
+            logged[who].append(retrying(
+                lambda: crm.interactions.log(who, channel=channel, direction="inbound").id))
+        except NotFound:
+            assert who == "b"
+            if gone_for_good:
+                return
+
+
+def test_merge_racing_with_writes_loses_nothing(crm: crmcore.CRM) -> None:
     crm.customers.add(Customer.new("Ann", id="a", emails=["a@example.org"], created_at=T0))
     crm.customers.add(Customer.new("Ann B", id="b", emails=["b@example.org"], created_at=T0))
     last: dict[str, int] = {}
@@ -56,15 +74,7 @@ def test_merge_racing_with_writes_loses_nothing(crm: crmcore.CRM) -> None:
     def writer(who: str) -> None:
         start.wait()
         try:
-            for n in range(ROUNDS):
-                try:
-                    retrying(lambda n=n: bump(who, n))
-                    last[who] = n
-                    logged[who].append(retrying(
-                        lambda: crm.interactions.log(who, channel="phone", direction="inbound").id))
-                except NotFound:
-                    assert who == "b"  # merged away: later writes to it are refused, not lost
-                    return
+            write_rounds(crm, who, "phone", last, logged, gone_for_good=True)
         except BaseException as exc:
             errors.append(exc)
 
@@ -194,22 +204,10 @@ def test_unmerge_racing_with_writes_loses_nothing(crm: crmcore.CRM) -> None:
     start = threading.Barrier(4)
     errors: list[BaseException] = []
 
-    def bump(who: str, n: int) -> Customer:
-        with crm.transaction():
-            current = crm.customers.get(who)
-            return crm.customers.update(attrs.evolve(current, attributes={**current.attributes, who: n}))
-
     def writer(who: str) -> None:
         start.wait()
         try:
-            for n in range(ROUNDS):
-                try:
-                    retrying(lambda n=n: bump(who, n))
-                    last[who] = n
-                    logged[who].append(retrying(
-                        lambda: crm.interactions.log(who, channel="email", direction="inbound").id))
-                except NotFound:
-                    assert who == "b"  # not back yet: refused, nothing written
+            write_rounds(crm, who, "email", last, logged, gone_for_good=False)
         except BaseException as exc:
             errors.append(exc)
 
