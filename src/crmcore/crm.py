@@ -410,9 +410,9 @@ class Aggregates(Generic[T]):
 
 
 def _evolved(item: Any, fields: dict[str, Any]) -> Any:
-    known = {a.name for a in attrs.fields(type(item))}
-    for name in sorted(set(fields) - known):
-        raise ValidationError(name, fields[name], f"is not a field of {type(item).__name__}")
+    unknown = sorted(set(fields) - {a.name for a in attrs.fields(type(item))})
+    if unknown:
+        raise ValidationError(unknown[0], fields[unknown[0]], f"is not a field of {type(item).__name__}")
     return attrs.evolve(item, **fields)
 
 

@@ -143,9 +143,11 @@ def text(value: object, field: str, *, max_length: int = 1000, empty: bool = Fal
     return value
 
 
-_BREAKS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-"""C0 and C1 control characters (tab, CR and LF among them) and the Unicode line and
-paragraph separators."""
+LINE_BREAKING = "\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029"
+"""A regex character class body: control characters but tab (Unicode Cc: CR, LF, NEL...)
+and the line and paragraph separators (Zl, Zp), what some reader takes for a line's end
+or a hidden instruction. Header text may hold a tab; a one-line value may not."""
+_BREAKS = re.compile(f"[\t{LINE_BREAKING}]")
 
 
 def _encodable(value: str) -> bool:

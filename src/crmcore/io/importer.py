@@ -307,6 +307,11 @@ class _Importer:
         uow.purchases.add_encoded(encoded.rows, encoded.docs)  # type: ignore[attr-defined]
         return True
 
+    def _took(self, encoded: columnar.Encoded) -> None:
+        """Count a region written through the columnar path."""
+        self.result.inserted += len(encoded.rows)
+        self.result.columnar += len(encoded.rows)
+
     def write(self, unit: Unit) -> None:
         """One unit in its own transaction(s)."""
         if not isinstance(unit, Region):
@@ -320,8 +325,7 @@ class _Importer:
             except CRMError:
                 written = False
             if written:
-                self.result.inserted += len(encoded.rows)
-                self.result.columnar += len(encoded.rows)
+                self._took(encoded)
                 return
         for chunk in _chunks(self.records(unit.rows(), 0), self.batch):
             self.write_batch(chunk)
@@ -354,8 +358,7 @@ class _Importer:
         if isinstance(chunk, Region):
             encoded = self._encoded(chunk)
             if encoded is not None and self._add_encoded_alone(uow, encoded, chunk):
-                self.result.inserted += len(encoded.rows)
-                self.result.columnar += len(encoded.rows)
+                self._took(encoded)
                 return
             for part in _chunks(self.records(chunk.rows(), 0), self.batch):
                 self.apply_alone(uow, part)

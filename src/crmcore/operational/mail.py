@@ -475,8 +475,8 @@ def _values(customer: Customer, address: str, context: Mapping[str, object] | No
     return values
 
 
-_LINE_BREAKING = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
-"""Control characters but tab (Unicode Cc), U+2028/U+2029 (Zl, Zp) and lone surrogates (Cs)."""
+_LINE_BREAKING = re.compile(f"[{v.LINE_BREAKING}\ud800-\udfff]")
+"""`values.LINE_BREAKING` and lone surrogates (Cs)."""
 
 
 def _breaks_lines(value: str) -> bool:
