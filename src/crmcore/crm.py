@@ -389,6 +389,8 @@ class Aggregates(Generic[T]):
         Customers are read under a row lock, so concurrent edits of one customer take turns
         (a counter incremented by many requests loses nothing and retries nothing); other
         records keep the optimistic check: a concurrent edit is a `ConflictError`."""
+        if not callable(edit):
+            raise ValidationError("edit", edit, "must be a function of the stored record")
         with self.crm.transaction() as uow:
             current = self._locked(uow, v.text(id, "id"))
             edited = edit(current)

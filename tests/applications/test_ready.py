@@ -161,6 +161,8 @@ def test_changes_to_one_customer_take_turns(url: str) -> None:
         crm.customers.edit("nobody", one_more)
     with pytest.raises(ValidationError, match="bogus"):
         crm.customers.change("counter", bogus=1)
+    with pytest.raises(ValidationError, match="edit"):
+        crm.customers.edit("counter", 5)  # type: ignore[arg-type]
     assert crm.customers.get("counter").version == counter.version
     crm.close()
 
