@@ -18,7 +18,7 @@ import pytest
 
 import crmcore
 from crmcore.errors import ConflictError, NotFound, StorageError
-from crmcore.model import Customer
+from crmcore.model import CampaignMember, Customer, MemberStatus, Score
 from tests.lifecycle.conftest import T0, storage_url
 
 ROUNDS = 40
@@ -304,3 +304,147 @@ def test_moved_case_written_meanwhile_is_kept(postgres_crm: crmcore.CRM, undo: b
     assert not errors, errors
     case = crm.cases.get(case_id)
     assert (case.customer_id, case.contacts) == ("b" if undo else "a", 2)
+
+
+def member_and_snapshot_of_b(crm: crmcore.CRM) -> Any:
+    """Customers a and b, b in campaign "spring" and with an rfm snapshot; b merged into a:
+    the journal (the membership and the snapshot are a's now)."""
+    crm.customers.add(Customer.new("Ann", id="a", created_at=T0))
+    crm.customers.add(Customer.new("Ann B", id="b", created_at=T0))
+    with crm.transaction() as uow:
+        uow.campaign_members.put(CampaignMember("spring", "b", at=T0))
+        uow.scores.put([Score("b", "rfm", T0, 1)])
+    return crm.lifecycle.merge("a", "b")
+
+
+def change_status(crm: crmcore.CRM, owner: str, status: MemberStatus) -> None:
+    """A status change as the sending and response paths write one: the membership read
+    and written back, the customer not held."""
+    with crm.transaction() as uow:
+        member = uow.campaign_members.find("spring", owner)
+        assert member is not None
+        uow.campaign_members.put(attrs.evolve(member, status=status))
+
+
+@pytest.mark.parametrize("undo", [False, True], ids=["merge", "unmerge"])
+def test_membership_and_snapshot_written_meanwhile_are_moved(postgres_crm: crmcore.CRM, undo: bool) -> None:
+    """A membership status change (and, for a merge, a snapshot rewritten) by a transaction
+    that commits while a merge moves them, or an unmerge moves them back: the move waits for
+    that write and carries it along (it used to delete the row after the write and put back
+    the copy it had read before it: the change was lost)."""
+    crm = postgres_crm
+    journal = member_and_snapshot_of_b(crm)
+    if not undo:
+        crm.lifecycle.unmerge(journal.id)  # b's again: the merge below moves them
+    owner, to = ("a", "b") if undo else ("b", "a")
+    errors: list[BaseException] = []
+    writing = threading.Event()
+
+    def mover() -> None:
+        writing.wait()
+        try:
+            crm.lifecycle.unmerge(journal.id) if undo else crm.lifecycle.merge("a", "b")
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=mover)
+    thread.start()
+    with crm.transaction() as uow:
+        change_status(crm, owner, MemberStatus.RESPONDED)
+        if not undo:
+            uow.scores.put([Score("b", "rfm", T0, 7)])
+        writing.set()
+        thread.join(timeout=1.0)  # the move runs meanwhile (and now waits for this commit)
+    thread.join(timeout=60)
+    assert not errors, errors
+    with crm.reading() as uow:
+        assert uow.campaign_members.for_customer(owner) == []
+        assert [m.status for m in uow.campaign_members.for_customer(to)] == [MemberStatus.RESPONDED]
+        assert [s.value for s in uow.scores.all_of(to)] == [1 if undo else 7]
+        assert uow.scores.all_of(owner) == []
+
+
+def test_joining_after_merge_holds_the_record_is_refused(postgres_crm: crmcore.CRM) -> None:
+    """`marketing.join` for the merged customer while the merge holds it: the join waits,
+    then finds the customer gone (NotFound); no membership is written for a merged id (it
+    used to be, read before the merge committed)."""
+    crm = postgres_crm
+    crm.customers.add(Customer.new("Ann", id="a", created_at=T0))
+    crm.customers.add(Customer.new("Ann B", id="b", created_at=T0))
+    crm.customers.add(Customer.new("Cy", id="c", tier="gold", created_at=T0))
+    crm.marketing.create("spring", "Spring", channel="email", subject="Hi", text="Hello",
+                         rule='tier = "gold"')  # c alone: a and b may join
+    crm.marketing.launch("spring")
+    outcome: list[BaseException | CampaignMember] = []
+    holding = threading.Event()
+
+    def joiner() -> None:
+        holding.wait()
+        try:
+            outcome.append(crm.marketing.join("spring", "b"))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=joiner)
+    thread.start()
+    with crm.transaction():
+        crm.lifecycle.merge("a", "b")
+        holding.set()
+        thread.join(timeout=1.0)  # the join runs meanwhile (and now waits for this commit)
+    thread.join(timeout=60)
+    assert len(outcome) == 1 and isinstance(outcome[0], NotFound), outcome
+    with crm.reading() as uow:
+        assert uow.campaign_members.for_customer("b") == []
+
+
+def test_unmerge_racing_with_status_changes_loses_nothing(crm: crmcore.CRM) -> None:
+    """A writer keeps changing the status of a membership the merge moved, wherever it is
+    (held as `join` and `record_click` hold the customer), while another thread undoes the
+    merge: afterwards the membership is b's alone and carries the writer's last change."""
+    journal = member_and_snapshot_of_b(crm)
+    statuses = (MemberStatus.SENDING, MemberStatus.SENT, MemberStatus.RESPONDED)
+    last: list[MemberStatus] = []
+    start = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def held_change(status: MemberStatus) -> None:
+        with crm.transaction() as uow:
+            for owner in ("a", "b"):
+                try:
+                    uow.customers.lock(owner, shared=True)
+                except NotFound:  # b, merged away until the unmerge commits
+                    continue
+                member = uow.campaign_members.find("spring", owner)
+                if member is not None:
+                    uow.campaign_members.put(attrs.evolve(member, status=status))
+                    return
+            raise AssertionError("the membership is nowhere")
+
+    def writer() -> None:
+        start.wait()
+        try:
+            for n in range(ROUNDS):
+                status = statuses[n % len(statuses)]
+                retrying(lambda status=status: held_change(status))
+                last.append(status)
+        except BaseException as exc:
+            errors.append(exc)
+
+    def unmerger() -> None:
+        start.wait()
+        try:
+            retrying(lambda: crm.lifecycle.unmerge(journal.id))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer), threading.Thread(target=unmerger)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors, errors
+    assert len(last) == ROUNDS and crm.lifecycle.merges("b")[0].undone_at is not None
+    with crm.reading() as uow:
+        assert uow.campaign_members.for_customer("a") == []
+        assert [m.status for m in uow.campaign_members.for_customer("b")] == [last[-1]]
+        assert [s.customer_id for s in uow.scores.all_of("b")] == ["b"]

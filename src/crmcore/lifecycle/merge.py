@@ -213,9 +213,11 @@ def _without_theirs(value: Any, mine: Any, theirs: Any) -> Any:
 
 
 def _move_scores(uow: UnitOfWork, merged_id: str, survivor_id: str) -> tuple[list[Score], list[list[str]]]:
-    """Snapshots go to the survivor where it has none for the same scorer and instant."""
-    theirs = uow.scores.all_of(merged_id)
-    taken = {(s.scorer, s.as_of) for s in uow.scores.all_of(survivor_id)}
+    """Snapshots go to the survivor where it has none for the same scorer and instant. Both
+    customers' snapshots are read held (`lock`), as `reassign` holds the rows it moves: a
+    snapshot written meanwhile is waited for and moved as that write left it."""
+    theirs = uow.scores.all_of(merged_id, lock=True)
+    taken = {(s.scorer, s.as_of) for s in uow.scores.all_of(survivor_id, lock=True)}
     movable = [s for s in theirs if (s.scorer, s.as_of) not in taken]
     uow.scores.purge(merged_id)
     uow.scores.put(attrs.evolve(s, customer_id=survivor_id) for s in movable)
@@ -231,9 +233,10 @@ def _restore_scores(uow: UnitOfWork, record: MergeRecord) -> None:
 def _move_members(
     uow: UnitOfWork, merged_id: str, survivor_id: str
 ) -> tuple[list[CampaignMember], list[str]]:
-    """Memberships go to the survivor in campaigns it is not in already."""
-    theirs = uow.campaign_members.for_customer(merged_id)
-    taken = {m.campaign_id for m in uow.campaign_members.for_customer(survivor_id)}
+    """Memberships go to the survivor in campaigns it is not in already; read held, as the
+    snapshots are: a status change in flight is waited for and moved along."""
+    theirs = uow.campaign_members.for_customer(merged_id, lock=True)
+    taken = {m.campaign_id for m in uow.campaign_members.for_customer(survivor_id, lock=True)}
     moved = []
     for member in theirs:
         uow.campaign_members.remove(member.campaign_id, merged_id)
@@ -244,8 +247,9 @@ def _move_members(
 
 
 def _restore_members(uow: UnitOfWork, record: MergeRecord) -> None:
-    """Moved memberships go back with their later status; the others as they were."""
-    current = {m.campaign_id: m for m in uow.campaign_members.for_customer(record.survivor_id)}
+    """Moved memberships go back with their later status; the others as they were. The
+    survivor's are read held: a status change in flight is waited for and goes back too."""
+    current = {m.campaign_id: m for m in uow.campaign_members.for_customer(record.survivor_id, lock=True)}
     for data in record.members:
         original = serialization.structure(data, CampaignMember)
         now = current.get(original.campaign_id)

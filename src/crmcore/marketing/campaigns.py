@@ -232,7 +232,10 @@ class Marketing:
                                       f"is {campaign.status}: only a launched campaign takes members")
             if campaign.ends_at is not None and campaign.ends_at <= moment:
                 raise ValidationError("at", moment, f"campaign {id} ended at {campaign.ends_at}")
-            customer = uow.customers.get(customer_id)
+            # held as a foreign key would (Dialect.key_lock): a merge or unmerge moving this
+            # customer's memberships waits for this join, or this join for it (and then finds
+            # the customer gone, or the membership it moved)
+            customer = uow.customers.lock(customer_id, shared=True)
             found = uow.campaign_members.find(id, customer.id)
             if found is not None:
                 return found
@@ -323,6 +326,13 @@ class Marketing:
         with self.crm.transaction() as uow:
             campaign = uow.campaigns.get(campaign_id)
             destination = campaign.links.get(link)
+            # the customer held first, as in `join`: an unmerge moving the membership in
+            # the meantime is waited for, and the membership read where it went
+            if record:
+                try:
+                    uow.customers.lock(customer_id, shared=True)
+                except NotFound:
+                    raise NotFound("campaign link", f"{campaign_id}/{link}") from None
             member = uow.campaign_members.find(campaign_id, customer_id)
             if destination is None or member is None:
                 raise NotFound("campaign link", f"{campaign_id}/{link}")

@@ -269,8 +269,10 @@ class CampaignMembers(Protocol):
         """How many members by (group, status)."""
         ...
 
-    def for_customer(self, customer_id: str) -> list[CampaignMember]:
-        """The customer's memberships, by campaign id."""
+    def for_customer(self, customer_id: str, *, lock: bool = False) -> list[CampaignMember]:
+        """The customer's memberships, by campaign id. `lock`: hold them until commit
+        (SQL: `Dialect.row_lock`), as `CustomerRows.reassign` holds the rows it moves: a
+        write to one in flight is waited for and read as it left the row (merge, unmerge)."""
         ...
 
     def remove(self, campaign_id: str, customer_id: str) -> None:
@@ -297,8 +299,9 @@ class Scores(Protocol):
         """One scorer's snapshot taken exactly at `as_of`, by customer id."""
         ...
 
-    def all_of(self, customer_id: str) -> list[Score]:
-        """Every snapshot of the customer, by scorer then instant."""
+    def all_of(self, customer_id: str, *, lock: bool = False) -> list[Score]:
+        """Every snapshot of the customer, by scorer then instant. `lock`: hold them until
+        commit, as `CampaignMembers.for_customer` does."""
         ...
 
     def purge(self, customer_id: str, keys: Iterable[tuple[str, datetime]] | None = None) -> int:

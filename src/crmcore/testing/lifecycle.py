@@ -126,6 +126,10 @@ class LifecycleContract:
             uow.segment_members.apply(m.SegmentRun("vip", T0, 1, 2, 2, 0), ["c0001", "c0002"], [])
         with storage.transaction() as uow:
             assert [x.campaign_id for x in uow.campaign_members.for_customer("c0001")] == ["autumn", "spring"]
+            # held until commit (merge, unmerge): the same rows as read without holding them
+            assert uow.campaign_members.for_customer("c0001", lock=True) == uow.campaign_members.for_customer(
+                "c0001")
+            assert uow.scores.all_of("c0001", lock=True) == uow.scores.all_of("c0001")
             uow.campaign_members.remove("spring", "c0001")
             uow.campaign_members.remove("spring", "nobody")
             assert [x.customer_id for x in uow.campaign_members.of("spring")] == ["c0002"]

@@ -470,7 +470,8 @@ class MemoryCampaignMembers:
                 key = (str(m.group), str(m.status))
                 found[key] = found.get(key, 0) + 1
         return found
-    def for_customer(self, customer_id: str) -> list[CampaignMember]:
+    def for_customer(self, customer_id: str, *, lock: bool = False) -> list[CampaignMember]:
+        # `lock` needs nothing here: memory transactions take turns
         return [m for (_, c), m in sorted(self.rows.items()) if c == customer_id]
 
     def remove(self, campaign_id: str, customer_id: str) -> None:
@@ -508,7 +509,8 @@ class MemoryScores:
         found = [s for (name, _, at), s in self.rows.items() if name == scorer and at == as_of]
         return sorted(found, key=lambda s: s.customer_id)
 
-    def all_of(self, customer_id: str) -> builtins.list[Score]:
+    def all_of(self, customer_id: str, *, lock: bool = False) -> builtins.list[Score]:
+        # `lock` needs nothing here: memory transactions take turns
         return [s for (_, c, _), s in sorted(self.rows.items()) if c == customer_id]
 
     def purge(self, customer_id: str, keys: Iterable[tuple[str, datetime]] | None = None) -> int:

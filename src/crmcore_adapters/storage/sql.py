@@ -890,9 +890,10 @@ class SqlCampaignMembers:
         )
         return [_load_doc(row[0], CampaignMember) for row in self.cur.fetchall()]
 
-    def for_customer(self, customer_id: str) -> list[CampaignMember]:
+    def for_customer(self, customer_id: str, *, lock: bool = False) -> list[CampaignMember]:
         self.cur.execute(
-            self.d.sql("SELECT doc FROM campaign_members WHERE customer_id = ? ORDER BY campaign_id"),
+            self.d.sql("SELECT doc FROM campaign_members WHERE customer_id = ? ORDER BY campaign_id "  # noqa: S608
+                       + (self.d.row_lock if lock else "")),
             (customer_id,),
         )
         return [_load_doc(row[0], CampaignMember) for row in self.cur.fetchall()]
@@ -948,9 +949,10 @@ class SqlScores:
             (scorer, self.d.instant(as_of)),
         )
 
-    def all_of(self, customer_id: str) -> builtins.list[Score]:
+    def all_of(self, customer_id: str, *, lock: bool = False) -> builtins.list[Score]:
         return self._docs(
-            "SELECT doc FROM scores WHERE customer_id = ? ORDER BY scorer, as_of", (customer_id,)
+            "SELECT doc FROM scores WHERE customer_id = ? ORDER BY scorer, as_of "  # noqa: S608
+            + (self.d.row_lock if lock else ""), (customer_id,)
         )
 
     def purge(self, customer_id: str, keys: Iterable[tuple[str, datetime]] | None = None) -> int:
