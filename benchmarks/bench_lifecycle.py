@@ -257,7 +257,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", help="storage URL for writes and as-of (default: SQLite in a temp dir)")
     parser.add_argument("--writes", type=int, default=3000)
-    parser.add_argument("--pairs", type=int, default=6, help="alternated pairs of write runs")
+    parser.add_argument("--pairs", type=int, default=10, help="alternated pairs of write runs")
     parser.add_argument("--dedupe", type=int, default=20_000, help="customers in the duplicate scan")
     parser.add_argument("--customers", type=int, default=2000, help="customers in the as-of base")
     parser.add_argument("--edits", type=int, default=10)
