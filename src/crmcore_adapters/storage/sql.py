@@ -387,15 +387,15 @@ class SqlPurchases(SqlRepository[Purchase]):
         return stored
 
     def add_many(self, items: Sequence[Purchase]) -> int:
-        """One statement for the lot, then one recount of the customers it touched."""
+        """One statement for the lot, the totals of the customers it touched folded in
+        first (`totals.count_in_many` reads the purchases stored before these)."""
+        totals.count_in_many(self.cur, self.d, items)
         self._insert_many(items)
-        totals.recount(self.cur, self.d, sorted({p.customer_id for p in items}))
         return len(items)
 
     def add_encoded(self, items: Sequence[Any], docs: Sequence[str]) -> int:
-        count = super().add_encoded(items, docs)
-        totals.recount(self.cur, self.d, sorted({p.customer_id for p in items}))
-        return count
+        totals.count_in_many(self.cur, self.d, items)
+        return super().add_encoded(items, docs)
 
     def reassign(
         self, customer_id: str, to: str, ids: Iterable[str] | None = None
