@@ -132,7 +132,9 @@ def import_command(
     resume: Annotated[bool | None, typer.Option(
         "--resume/--restart", help="After an interrupted import: go on from its checkpoint, or start over.")]
     = None,
-    batch: Annotated[int, typer.Option(help="Records per transaction.")] = 1000,
+    batch: Annotated[int | None, typer.Option(
+        help="Records per transaction (default 1000); lines per region on the columnar path "
+             "(default 20000).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Import customers, accounts, purchases, interactions or cases from CSV or JSON Lines.

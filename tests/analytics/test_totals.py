@@ -30,9 +30,11 @@ PEOPLE = ("a", "b", "c")
 buy = st.tuples(st.just("buy"), st.sampled_from(PEOPLE), st.integers(0, 8 * 24 - 1),
                 st.integers(0, 50_000), st.sampled_from(["EUR", "USD"]))
 bulk = st.tuples(st.just("bulk"), st.lists(buy, min_size=1, max_size=6))
+many = st.tuples(st.just("many"), st.lists(buy, min_size=1, max_size=6))
+"""A batch through `add_many`, as an import writes it: folded into the totals, not recounted."""
 move = st.tuples(st.just("move"), st.sampled_from(PEOPLE), st.sampled_from(PEOPLE), st.booleans())
 erase = st.tuples(st.just("erase"), st.sampled_from(PEOPLE))
-steps = st.lists(st.one_of(buy, buy, bulk, move, erase), min_size=1, max_size=14)
+steps = st.lists(st.one_of(buy, buy, bulk, many, many, move, erase), min_size=1, max_size=14)
 
 _examples = itertools.count()
 
@@ -76,6 +78,9 @@ def test_kept_totals_equal_a_recount(store: crmcore.CRM, steps: list[tuple], cut
                 uow.purchases.add(_purchase(prefix, next(numbers), step))
         elif step[0] == "bulk":
             store.bulk_import([_purchase(prefix, next(numbers), s) for s in step[1]])
+        elif step[0] == "many":
+            with store.transaction() as uow:
+                uow.purchases.add_many([_purchase(prefix, next(numbers), s) for s in step[1]])
         elif step[0] == "move":  # a merge moves every purchase; an unmerge some of them
             _, source, target, some = step
             with store.transaction() as uow:

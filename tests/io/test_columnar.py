@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 import crmcore
 from crmcore.io import import_file
 from crmcore.io.importer import ImportResult
+from crmcore.scoring.totals import recount
 from tests.support import open_crm
 
 pytest.importorskip("pyarrow")
@@ -102,7 +103,15 @@ def both(pair: tuple[crmcore.CRM, crmcore.CRM], folder: Path, data: bytes,
     assert fast_errors.exists() == slow_errors.exists()
     assert not fast_errors.exists() or fast_errors.read_bytes() == slow_errors.read_bytes()
     assert stored(pair[0]) == stored(pair[1])
+    assert_totals_recounted(pair[0])
     return fast, slow
+
+
+def assert_totals_recounted(crm: crmcore.CRM) -> None:
+    """The purchase totals the import's batches folded in equal a recount from scratch."""
+    with crm.reading() as uow:
+        bought = [p for c in CUSTOMERS for p in uow.purchases.for_customer(c, limit=None)]
+        assert uow.purchase_totals.all() == recount(bought)
 
 
 @pytest.mark.parametrize("bases", SQL_BACKENDS, indirect=True)

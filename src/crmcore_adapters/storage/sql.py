@@ -381,21 +381,34 @@ def _owned_by(item: T, customer_id: str, versioned: bool) -> T:
 class SqlPurchases(SqlRepository[Purchase]):
     """Purchases, with `purchase_totals` kept in step in the same transaction."""
 
+    def __init__(self, cur: Cursor, dialect: Dialect, table: Table[Purchase], *,
+                 keyed_totals: bool = True) -> None:
+        super().__init__(cur, dialect, table)
+        self.keyed_totals = keyed_totals
+        """Whether `purchase_totals` has its (customer_id, currency) key, which folding a
+        batch in place upserts on; without it a batch's customers are recounted."""
+
     def add(self, item: Purchase) -> Purchase:
         stored = super().add(item)
         totals.count_in(self.cur, self.d, stored)
         return stored
 
     def add_many(self, items: Sequence[Purchase]) -> int:
-        """One statement for the lot, then one recount of the customers it touched."""
-        self._insert_many(items)
-        totals.recount(self.cur, self.d, sorted({p.customer_id for p in items}))
-        return len(items)
+        """One statement for the lot, the totals of the customers it touched folded in
+        first (`totals.count_in_many` reads the purchases stored before these)."""
+        return self._counted(items, lambda: self._insert_many(items))
 
     def add_encoded(self, items: Sequence[Any], docs: Sequence[str]) -> int:
-        count = super().add_encoded(items, docs)
-        totals.recount(self.cur, self.d, sorted({p.customer_id for p in items}))
-        return count
+        return self._counted(items, lambda: super(SqlPurchases, self).add_encoded(items, docs))
+
+    def _counted(self, items: Sequence[Any], insert: Callable[[], object]) -> int:
+        if self.keyed_totals:
+            totals.count_in_many(self.cur, self.d, items)
+            insert()
+        else:
+            insert()
+            totals.recount(self.cur, self.d, sorted({p.customer_id for p in items}))
+        return len(items)
 
     def reassign(
         self, customer_id: str, to: str, ids: Iterable[str] | None = None
@@ -1359,11 +1372,14 @@ class SqlUnitOfWork:
     is a bound parameter.
     """
 
-    def __init__(self, cur: Cursor, dialect: Dialect, claim_lock: str = "") -> None:
+    def __init__(self, cur: Cursor, dialect: Dialect, claim_lock: str = "", *,
+                 keyed_totals: bool = True) -> None:
         self.cur = cur
         self.d = dialect
         self.dialect = dialect
         self.claim_lock = claim_lock
+        self.keyed_totals = keyed_totals
+        """False for a schema whose `purchase_totals` has no key (`SqlPurchases`)."""
         self._superseded = Superseded()
 
     # repositories are made on first use: a point read needs one, not fourteen
@@ -1377,7 +1393,7 @@ class SqlUnitOfWork:
 
     @functools.cached_property
     def purchases(self) -> SqlPurchases:
-        return SqlPurchases(self.cur, self.d, PURCHASES)
+        return SqlPurchases(self.cur, self.d, PURCHASES, keyed_totals=self.keyed_totals)
 
     @functools.cached_property
     def purchase_totals(self) -> totals.SqlPurchaseTotals:

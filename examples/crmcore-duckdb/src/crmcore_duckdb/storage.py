@@ -310,7 +310,7 @@ class DuckDBStorage:
     def transaction(self, *, readonly: bool = False) -> Iterator[sql.SqlUnitOfWork]:
         """Transactions take turns; a read-only one refuses any statement but a read."""
         with self._begin(readonly) as cur:
-            yield sql.SqlUnitOfWork(cur, DIALECT)
+            yield sql.SqlUnitOfWork(cur, DIALECT, keyed_totals=False)  # purchase_totals has no key
 
     def bulk_import(self, items: Iterable[Any]) -> int:
         count = 0
