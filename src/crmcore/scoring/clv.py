@@ -763,6 +763,8 @@ class LifetimeModel:
     excluded: tuple[Exclusion, ...] = ()
     """Customers left out of both fits (see `NEGATIVE_TOTAL`); those the spend fit alone
     left out are in `spend.excluded`."""
+    measure: str = "revenue"
+    """What the spend model was fitted on: "revenue" or "margin" (the summary's measure)."""
 
     NEGATIVE_TOTAL: ClassVar[str] = "total spend below 0 (refunds exceed purchases)"
 
@@ -781,13 +783,14 @@ class LifetimeModel:
         ids = [c for c, k in zip(summary.customer_ids, keep, strict=True) if k]
         purchases = kinds[counts].fit(x[keep], tx[keep], age[keep])
         spend = GammaGamma.fit(x[keep], m[keep], customer_ids=ids)
-        return cls(purchases, spend, summary.period.unit_days, summary.currency, excluded)
+        return cls(purchases, spend, summary.period.unit_days, summary.currency, excluded,
+                   summary.measure)
 
     def explain(self) -> dict[str, Any]:
         """What was fitted on what: parameters, customers, currency, and who was left out."""
         return {
             "purchases": type(self.purchases).__name__, "purchase_params": self.purchases.params,
-            "spend_params": self.spend.params, "currency": self.currency,
+            "spend_params": self.spend.params, "currency": self.currency, "measure": self.measure,
             "customers": self.purchases.customers, "spend_customers": self.spend.customers,
             "excluded": [e.explain() for e in (*self.excluded, *self.spend.excluded)],
         }
@@ -808,6 +811,9 @@ class LifetimeModel:
         if summary.currency is not None and self.currency is not None and summary.currency != self.currency:
             raise ValidationError("summary", summary.currency,
                                   f"is in {summary.currency}, the model in {self.currency}")
+        if summary.measure != self.measure:  # a margin model never values revenue, nor back
+            raise ValidationError("summary", summary.measure,
+                                  f"measures {summary.measure}, the model {self.measure}")
         x, tx, age, m = _columns(summary, "frequency", "recency", "T", "monetary")
         ends, weights = horizon.ends(summary.period.through, self.unit_days), horizon.weights()
 
@@ -820,7 +826,7 @@ class LifetimeModel:
         valuation = Valuation(
             customer_ids=summary.customer_ids, p_alive=self.purchases.p_alive(x, tx, age),
             expected_purchases=total, expected_spend=spend, clv=clv, horizon=horizon,
-            currency=summary.currency or self.currency,
+            currency=summary.currency or self.currency, measure=self.measure,
         )
         if level is None:
             return valuation
@@ -875,6 +881,8 @@ class Valuation:
     """Confidence level of the intervals (delta method), when asked for."""
     purchases_interval: tuple[Array, Array] | None = None
     clv_interval: tuple[Array, Array] | None = None
+    measure: str = "revenue"
+    """What spend and CLV measure: "revenue" or "margin"."""
 
     def __len__(self) -> int:
         return len(self.customer_ids)
@@ -888,6 +896,8 @@ class Valuation:
         }
         if self.currency is not None:
             found["currency"] = self.currency
+        if self.measure != "revenue":
+            found["measure"] = self.measure
         if self.clv_interval is not None and self.level is not None:
             found["clv_lower"], found["clv_upper"] = (float(b[index]) for b in self.clv_interval)
         return found
