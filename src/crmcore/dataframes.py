@@ -9,7 +9,8 @@
 A result is either columnar (`Summary`, `Valuation`: one array per column, handed to
 the library as is, so numeric columns are not copied row by row; polars reads them
 through Arrow; the result's `currency` and `measure` repeated on every row, so money
-columns of two frames in two currencies are never taken for one), or a list (or dict) of attrs records (`RFM`, `Repurchase`, `ChurnAlert`,
+columns of two frames in two currencies are never taken for one), or a list (or dict)
+of attrs records (`RFM`, `Repurchase`, `ChurnAlert`,
 `Offer`, `Quality`, `LeadScore`, `Rule`, model records), one row each; nested records
 become `outer_inner` columns and dicts stay one column of dicts.
 """

@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 import attrs
 
 from crmcore.errors import CRMError, MissingExtra, ValidationError
-from crmcore.scoring import uncertainty
-from crmcore.scoring.horizon import Horizon
+from crmcore.scoring import arguments, uncertainty
+from crmcore.scoring.horizon import Horizon, discount_of, periods_of
 
 if TYPE_CHECKING:
     import numpy as np
@@ -58,7 +58,10 @@ class FitError(CRMError):
 def _arrays(*columns: ArrayLike) -> list[Array]:
     import numpy as np
 
-    out = [np.asarray(c, dtype=np.float64) for c in columns]
+    try:
+        out = [np.asarray(c, dtype=np.float64) for c in columns]
+    except (ValueError, TypeError):
+        raise ValidationError("columns", type(columns[0]).__name__, "must be columns of numbers") from None
     if len({a.shape for a in out}) > 1:
         raise ValidationError("columns", [a.shape for a in out], "must all have the same length")
     return out
@@ -127,8 +130,7 @@ def _maximise(
                               options={"xatol": 1e-7, "fatol": 1e-10, "maxiter": 20000,
                                        "maxfev": 40000})
     if not np.all(np.isfinite(result.x)) or not np.isfinite(result.fun):
-        raise FitError(f"the likelihood has no maximum on this data (too few or too alike "
-                       f"customers?): {result.message}")
+        raise FitError(f"{NO_MAXIMUM}: {result.message}")
     return np.exp(result.x)  # type: ignore[no-any-return]
 
 
@@ -166,8 +168,32 @@ class _Parameters:
         return {name: row["se"] for name, row in self.summary().items()}
 
 
-def _information(negative_hessian: Array) -> Covariance | None:
-    return uncertainty.as_rows(uncertainty.covariance(negative_hessian))
+RUN_OFF = 20.0
+"""A standard error of a log-parameter above this (an interval spanning e^±39) means the
+optimiser stopped on a ridge running off to a boundary, not at a maximum."""
+
+NO_MAXIMUM = "the likelihood has no maximum on this data (too few or too alike customers?)"
+
+
+def _information(negative_hessian: Array, names: Sequence[str]) -> Covariance:
+    """The covariance of the log-parameters at a fit's optimum; a FitError where the optimum
+    is no maximum: the observed information is not positive definite (flat or a saddle in
+    some direction, the parameters not identified), or a parameter runs off to a boundary.
+    Such a stop used to depend on the optimiser's version (running to infinity, or halting
+    on the ridge with NaN or meaningless figures); now it is refused either way."""
+    import numpy as np
+
+    found = uncertainty.covariance(negative_hessian)
+    if found is None:
+        raise FitError(f"{NO_MAXIMUM}: the observed information is not positive definite")
+    spread = np.sqrt(np.maximum(np.diag(found), 0.0))
+    if spread.max() > RUN_OFF:
+        worst = int(np.argmax(spread))
+        raise FitError(f"{NO_MAXIMUM}: {names[worst]} runs off (standard error of its log "
+                       f"{spread[worst]:.3g})")
+    rows = uncertainty.as_rows(found)
+    assert rows is not None
+    return rows
 
 
 class PurchaseModel(Protocol):
@@ -235,7 +261,7 @@ class BetaGeo(_Parameters):
         r, alpha, a, b = map(float, found)
         curvature = uncertainty.hessian_from_gradient(lambda p: likelihood(p)[1], np.log(found))
         return cls(r, alpha, a, b, log_likelihood=float(ll), customers=int(n),
-                   log_covariance=_information(-curvature))
+                   log_covariance=_information(-curvature, cls.NAMES))
 
     def probability_of_purchases(self, n: int | Sequence[int], t: float) -> Array:
         """P(X(t) = n): the probability that a customer picked at random makes exactly n
@@ -244,11 +270,8 @@ class BetaGeo(_Parameters):
         from scipy.special import betainc, betaln, gammaln
 
         require()
-        counts = np.atleast_1d(np.asarray(n, dtype=np.float64))
-        if np.any(counts < 0) or np.any(counts != np.floor(counts)):
-            raise ValidationError("n", n, "must be whole numbers >= 0")
-        if not t > 0:
-            raise ValidationError("t", t, "must be > 0")
+        counts = np.asarray(arguments.numbers(n, "n", whole=True), dtype=np.float64)
+        t = arguments.number(t, "t", low_open=True)
         r, alpha, a, b = self.r, self.alpha, self.a, self.b
         log_stay = r * np.log(alpha / (alpha + t))
         log_ratio = np.log(t / (alpha + t))
@@ -271,7 +294,7 @@ class BetaGeo(_Parameters):
         from scipy.special import hyp2f1
 
         require()
-        ts = np.atleast_1d(np.asarray(t, dtype=np.float64))
+        ts = np.asarray(arguments.numbers(t, "t"), dtype=np.float64)
         r, alpha, a, b = self.r, self.alpha, self.a, self.b
         z = ts / (alpha + ts)
         out = (a + b - 1) / (a - 1) * (1 - (alpha / (alpha + ts)) ** r * hyp2f1(r, b, a + b - 1, z))
@@ -463,7 +486,8 @@ class ParetoNBD(_Parameters):
         import numpy as np
 
         curvature = uncertainty.hessian_from_value(lambda p: -objective(p) * n, np.log(found))
-        model = cls(r, alpha, s, beta, customers=int(n), log_covariance=_information(-curvature))
+        model = cls(r, alpha, s, beta, customers=int(n),
+                    log_covariance=_information(-curvature, cls.NAMES))
         return attrs.evolve(model, log_likelihood=float(model.log_likelihoods(x, tx, age).sum()))
 
     def log_likelihoods(self, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> Array:
@@ -477,7 +501,7 @@ class ParetoNBD(_Parameters):
         import numpy as np
 
         require()
-        ts = np.atleast_1d(np.asarray(t, dtype=np.float64))
+        ts = np.asarray(arguments.numbers(t, "t"), dtype=np.float64)
         r, alpha, s, beta = self.r, self.alpha, self.s, self.beta
         shrink = np.log1p(ts / beta)
         share = shrink if abs(s - 1) < 1e-12 else -np.expm1(-(s - 1) * shrink) / (s - 1)
@@ -644,7 +668,7 @@ class GammaGamma(_Parameters):
         ll, _ = likelihood(np.log([p, q, gamma]))
         curvature = uncertainty.hessian_from_gradient(lambda v: likelihood(v)[1], np.log([p, q, gamma]))
         return cls(float(p), float(q), float(gamma), float(ll), int(n), excluded,
-                   _information(-curvature))
+                   _information(-curvature, cls.NAMES))
 
     def expected_spend(self, frequency: ArrayLike, monetary: ArrayLike) -> Array:
         """Expected value of a customer's future purchase: the population mean shrunk
@@ -706,9 +730,10 @@ def purchases_interval(
     delta method (see `crmcore.scoring.uncertainty`): estimate, lower, upper."""
     import numpy as np
 
+    t = arguments.number(t, "t")
+    x, tx, age = _arrays(frequency, recency, T)
     if model.log_covariance is None:
         raise FitError("the model has no covariance (not fitted here, or a flat likelihood)")
-    x, tx, age = _arrays(frequency, recency, T)
     return uncertainty.delta_interval(
         lambda v: model.at(v).expected_purchases(t, x, tx, age), model.log_params(),
         np.asarray(model.log_covariance), level)
@@ -718,12 +743,10 @@ def purchases_interval(
 
 
 def _check_horizon(periods: int, period: float, discount: float) -> None:
-    if isinstance(periods, bool) or not isinstance(periods, int) or periods < 1:
-        raise ValidationError("periods", periods, "must be a whole number >= 1")
-    if not period > 0:
-        raise ValidationError("period", period, "must be > 0")
-    if not discount > -1:
-        raise ValidationError("discount", discount, "must be > -1")
+    """The checks of `Horizon`, the period here in model units."""
+    periods_of(periods)
+    arguments.number(period, "period", low_open=True)
+    discount_of(discount)
 
 
 def lifetime_value(

@@ -12,10 +12,11 @@ import functools
 import itertools
 import operator
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, NamedTuple
 
 from crmcore.errors import ValidationError
+from crmcore.scoring import arguments
 from crmcore.scoring.bulk import paused_collection
 from crmcore.scoring.ranks import numpy_or_none, numpy_scores, quantile_scores
 
@@ -86,7 +87,7 @@ class RFM(NamedTuple):
 
 def compile_segments(segments: Mapping[str, str]) -> list[tuple[re.Pattern[str], str]]:
     compiled = []
-    for pattern, name in segments.items():
+    for pattern, name in arguments.mapping(segments, "segments").items():
         try:
             compiled.append((re.compile(pattern), name))
         except re.error as exc:
