@@ -5,6 +5,7 @@ silently empty result."""
 
 from __future__ import annotations
 
+import itertools
 import random
 import types
 from collections.abc import Callable, Iterator
@@ -25,27 +26,35 @@ from crmcore.scoring.summary import summary_of
 from tests.analytics.conftest import open_backend
 
 T0 = datetime(2024, 1, 1, 9, tzinfo=UTC)
+EUR_BUYERS = 300
+NUMBERS = itertools.count()
 AS_OF = date(2024, 12, 31)
 
 
 def purchase(who: str, day: int, amount: str, currency: str = "EUR", cost: str | None = None) -> Purchase:
     price = Money(Decimal(amount), currency)
     unit_cost = None if cost is None else Money(Decimal(cost), currency)
-    return Purchase(id=f"{who}-{day}-{currency}", customer_id=who, ordered_at=T0 + timedelta(days=day),
+    return Purchase(id=f"{who}-{next(NUMBERS)}", customer_id=who, ordered_at=T0 + timedelta(days=day),
                     lines=[OrderLine("x", price, unit_cost=unit_cost)])
 
 
 def two_currencies() -> list[Purchase]:
-    """Forty EUR buyers with irregular histories, and a few USD buyers who spend a lot."""
+    """EUR buyers drawn from the BG/NBD story (purchase rates from a gamma, a chance to leave
+    after each purchase from a beta), and a few USD buyers who spend a lot."""
     rng = random.Random(7)
     bought = []
-    for i in range(40):
-        day = rng.randrange(0, 200)
+    for i in range(EUR_BUYERS):
+        rate, leave = rng.gammavariate(0.8, 0.05), rng.betavariate(1, 3)  # purchases a day
+        spend = rng.gammavariate(3, 10)  # the customer's mean spend
+        day = rng.uniform(0, 150)
         while day < 360:
-            bought.append(purchase(f"e{i:02d}", day, str(rng.randrange(5, 80)), cost="3"))
-            day += rng.choice([1, 5, 20, 90, 400])
+            amount = max(1, round(rng.gammavariate(5, spend / 5)))
+            bought.append(purchase(f"e{i:03d}", int(day), str(amount), cost="3"))
+            if rng.random() < leave:
+                break
+            day += rng.expovariate(rate)
     bought += [purchase(f"u{i}", d, "900", "USD", cost="100") for i in range(3) for d in (5, 40 + i)]
-    bought += [purchase("e00", 70, "5000", "USD", cost="1")]  # a EUR buyer who also paid in USD
+    bought += [purchase("e000", 70, "5000", "USD", cost="1")]  # a EUR buyer who also paid in USD
     return bought
 
 
@@ -67,7 +76,7 @@ def test_the_report_rfm_grid_is_one_currency(shop: crmcore.CRM) -> None:
     grid = gather(shop, datetime(2025, 1, 1, tzinfo=UTC)).rfm_grid
     assert isinstance(grid, list) and {row["currency"] for row in grid} == {"EUR"}
     eur = [s for s in shop.analytical.rfm(AS_OF) if s.currency == "EUR"]
-    assert sum(row["customers"] for row in grid) == len(eur) == 40
+    assert sum(row["customers"] for row in grid) == len(eur) == EUR_BUYERS
     for row in grid:  # each cell's mean spend is of EUR amounts only
         cell = [s.monetary for s in eur if (s.r, s.f) == (row["recency"], row["frequency"])]
         assert row["mean_spend"] == round(sum(cell) / len(cell), 2)
@@ -79,7 +88,7 @@ def test_the_demo_counts_rfm_segments_per_currency(shop: crmcore.CRM) -> None:
     lines = list(_rfm(types.SimpleNamespace(crm=shop)))  # type: ignore[arg-type]
     assert lines[0].split() == ["segment", "EUR", "USD"]
     columns = [line.split()[-2:] for line in lines[1:]]
-    assert sum(int(eur) for eur, _ in columns) == 40 and sum(int(usd) for _, usd in columns) == 4
+    assert sum(int(eur) for eur, _ in columns) == EUR_BUYERS and sum(int(usd) for _, usd in columns) == 4
 
 
 def test_a_margin_model_values_margins_only_and_says_so(shop: crmcore.CRM) -> None:
@@ -93,6 +102,16 @@ def test_a_margin_model_values_margins_only_and_says_so(shop: crmcore.CRM) -> No
         a.clv(AS_OF, model=on_margin)
     assert raised.value.field == "summary"
     assert a.clv(AS_OF, currency="EUR").measure == "revenue"
+
+
+def test_churn_alerts_name_the_currency_of_their_value(shop: crmcore.CRM) -> None:
+    model = shop.analytical.fit_clv(AS_OF, currency="EUR")
+    alerts = shop.analytical.churn_alerts(datetime(2025, 1, 1, tzinfo=UTC), 0.9, model=model, top_share=1)
+    assert alerts and {(a.currency, a.explain()["currency"]) for a in alerts} == {("EUR", "EUR")}
+    with shop.transaction() as uow:  # and the events say it too
+        sent = [entry.event for entry in uow.outbox.claim(datetime(2025, 1, 2, tzinfo=UTC),
+                                                            timedelta(minutes=1), 1000)]
+    assert {e.payload["currency"] for e in sent if e.topic == "churn.alert"} == {"EUR"}
 
 
 def test_dataframes_of_columnar_results_carry_currency_and_measure(shop: crmcore.CRM) -> None:
@@ -134,6 +153,7 @@ def _calls(crm: crmcore.CRM) -> dict[str, tuple[Callable[[], object], str]]:
         "segments that are not a mapping": (lambda: a.rfm(AS_OF, currency="EUR", segments=5), "segments"),  # type: ignore[arg-type]
         "a model that is not one": (lambda: a.clv(AS_OF, model=5), "model"),  # type: ignore[arg-type]
         "a churn model that is not one": (lambda: a.churn_alerts(model="m", emit=False), "model"),  # type: ignore[arg-type]
+        "a NaN churn min_value": (lambda: a.churn_alerts(min_value=float("nan"), emit=False), "min_value"),
         "a margin rule that is not one": (lambda: a.margin_report(rule=5), "rule"),  # type: ignore[arg-type]
         "margin shares that are not a mapping": (lambda: margin.MarginRule(by_product=5), "margin"),  # type: ignore[arg-type]
         "a NaN margin share": (lambda: margin.MarginRule(default=Decimal("NaN")), "margin['default']"),  # type: ignore[arg-type]

@@ -196,7 +196,7 @@ class Analytical:
         threshold (not for those already under it at their previous snapshot).
         """
         moment = Period.as_of(self._as_of(as_of)).end
-        check_churn(threshold, top_share)
+        check_churn(threshold, top_share, min_value)
         model = self._model(model)
         currency = None if model is None or self.rates is not None else model.currency
         base = self.summary(moment, unit_days=7.0 if model is None else model.unit_days,

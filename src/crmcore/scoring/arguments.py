@@ -60,6 +60,13 @@ def calling(function: Callable[..., T], field: str, subject: str, *args: Any) ->
         raise ValidationError(field, subject, f"raised {type(exc).__name__}: {exc}") from exc
 
 
+def finite(value: float, field: str) -> float:
+    """A finite real number (NaN would make every comparison false, and so select nobody)."""
+    if isinstance(value, bool) or not isinstance(value, kinds.Real) or not math.isfinite(value):
+        raise ValidationError(field, value, "must be a finite number")
+    return float(value)
+
+
 def number(value: float, field: str, *, low: float = 0.0, low_open: bool = False) -> float:
     """A finite real number >= low (> low when `low_open`)."""
     if isinstance(value, bool) or not isinstance(value, kinds.Real) or not math.isfinite(value) \

@@ -175,25 +175,21 @@ optimiser stopped on a ridge running off to a boundary, not at a maximum."""
 NO_MAXIMUM = "the likelihood has no maximum on this data (too few or too alike customers?)"
 
 
-def _information(negative_hessian: Array, names: Sequence[str]) -> Covariance:
-    """The covariance of the log-parameters at a fit's optimum; a FitError where the optimum
-    is no maximum: the observed information is not positive definite (flat or a saddle in
-    some direction, the parameters not identified), or a parameter runs off to a boundary.
-    Such a stop used to depend on the optimiser's version (running to infinity, or halting
-    on the ridge with NaN or meaningless figures); now it is refused either way."""
+def _information(negative_hessian: Array, names: Sequence[str]) -> Covariance | None:
+    """The covariance of the log-parameters at a fit's optimum: None where the observed
+    information is not positive definite (flat in some direction: a limiting model, such as
+    Gamma-Gamma with q -> infinity when every customer's mean spend is alike, which still
+    predicts); a FitError where a parameter's standard error says it runs off."""
     import numpy as np
 
     found = uncertainty.covariance(negative_hessian)
-    if found is None:
-        raise FitError(f"{NO_MAXIMUM}: the observed information is not positive definite")
-    spread = np.sqrt(np.maximum(np.diag(found), 0.0))
-    if spread.max() > RUN_OFF:
-        worst = int(np.argmax(spread))
-        raise FitError(f"{NO_MAXIMUM}: {names[worst]} runs off (standard error of its log "
-                       f"{spread[worst]:.3g})")
-    rows = uncertainty.as_rows(found)
-    assert rows is not None
-    return rows
+    if found is not None:
+        spread = np.sqrt(np.maximum(np.diag(found), 0.0))
+        if spread.max() > RUN_OFF:
+            worst = int(np.argmax(spread))
+            raise FitError(f"{NO_MAXIMUM}: {names[worst]} runs off (standard error of its log "
+                           f"{spread[worst]:.3g})")
+    return uncertainty.as_rows(found)
 
 
 class PurchaseModel(Protocol):
@@ -846,6 +842,11 @@ class LifetimeModel:
             return total, expected, discounted * expected
 
         total, spend, clv = forecast(self.purchases, self.spend)
+        if not np.all(np.isfinite(clv)):  # a fit stopped on a ridge: no figure is better than NaN
+            row = int(np.argmax(~np.isfinite(clv)))
+            raise FitError(f"{NO_MAXIMUM}: the fitted models give no finite value for customer "
+                           f"{summary.customer_ids[row]!r} (parameters {self.purchases.params}, "
+                           f"{self.spend.params})")
         valuation = Valuation(
             customer_ids=summary.customer_ids, p_alive=self.purchases.p_alive(x, tx, age),
             expected_purchases=total, expected_spend=spend, clv=clv, horizon=horizon,
