@@ -141,13 +141,19 @@ def _python_columns(summary: Summary, bins: int, rules: list[tuple[re.Pattern[st
 
 
 def _numpy_columns(summary: Summary, bins: int, rules: list[tuple[re.Pattern[str], str]]) -> Columns:
-    """The same columns from numpy: the same IEEE operations, then Python's round() only
-    when a day count is not whole (with whole days, as RFM asks for, it changes nothing)."""
+    """The same columns from numpy: the same IEEE operations, then round(x, 6) as Python
+    does it. Days since the last purchase are whole days, give or take the error of the
+    unit's arithmetic (e.g. x/7*7): within 1e-7 of a whole k, round(x, 6) is k exactly, so
+    those are taken from rint; Python rounds only the others (none, from a stored summary)."""
     np = numpy_or_none()
     idle = (np.asarray(summary.T, dtype=np.float64) - np.asarray(summary.recency, dtype=np.float64)) \
         * summary.period.unit_days
-    if not np.array_equal(idle, np.floor(idle)):
-        idle = np.array(list(map(round, idle.tolist(), itertools.repeat(6))), dtype=np.float64)
+    whole = np.rint(idle)
+    near = np.abs(idle - whole) < 1e-7
+    idle = np.where(near, whole, idle)
+    if not near.all():
+        odd = np.flatnonzero(~near)
+        idle[odd] = list(map(round, idle[odd].tolist(), itertools.repeat(6)))
     days = np.asarray(summary.frequency, dtype=np.float64).astype(np.int64) + 1
     total = np.asarray(summary.total, dtype=np.float64)
     r, f, m = (numpy_scores(column, bins, better, name) for column, better, name in (
