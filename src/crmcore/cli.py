@@ -338,10 +338,13 @@ def _segments(demo: Demo) -> Iterable[str]:
     yield from table((name, len(demo.crm.customers.ids_matching(rule))) for name, rule in DEMO_RULES.items())
 
 
-@section("RFM segments")
+@section("RFM segments, per currency")
 def _rfm(demo: Demo) -> Iterable[str]:
-    counts = collections.Counter(score.segment for score in demo.crm.analytical.rfm())
-    yield from table(counts.most_common())
+    # each currency's buyers are ranked among themselves: one column of counts per currency
+    counts = collections.Counter((score.segment, score.currency or "") for score in demo.crm.analytical.rfm())
+    codes = sorted({code for _, code in counts})
+    segments = sorted({segment for segment, _ in counts}, key=lambda s: -sum(counts[s, c] for c in codes))
+    yield from table([("segment", *codes), *((s, *(counts[s, c] for c in codes)) for s in segments)])
 
 
 @section("Lifetime value and churn (BG/NBD + Gamma-Gamma), per currency")

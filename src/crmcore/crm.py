@@ -309,7 +309,8 @@ class CRM:
         """Stream many new records into storage in one all-or-nothing import.
 
         Company validation hooks run on every customer; no events are written
-        (an import is not a business event per record).
+        (an import is not a business event per record). A customer built by `Customer.new`
+        without a time is stamped with the CRM's clock, as `customers.add` does.
         """
         return self.storage.bulk_import(self._validated(items))
 
@@ -317,7 +318,10 @@ class CRM:
         self, items: Iterable[Customer | Purchase | Interaction]
     ) -> Iterator[Customer | Purchase | Interaction]:
         check = self.plugins.hook.crmcore_validate_customer
+        now = self.clock()
         for item in items:
+            if isinstance(item, Customer):
+                item = item.times_from(now)  # one built by `Customer.new`: the CRM's clock
             if type(item) is Customer:
                 check(customer=item)
             yield item

@@ -8,7 +8,9 @@
 
 A result is either columnar (`Summary`, `Valuation`: one array per column, handed to
 the library as is, so numeric columns are not copied row by row; polars reads them
-through Arrow), or a list (or dict) of attrs records (`RFM`, `Repurchase`, `ChurnAlert`,
+through Arrow; the result's `currency` and `measure` repeated on every row, so money
+columns of two frames in two currencies are never taken for one), or a list (or dict)
+of attrs records (`RFM`, `Repurchase`, `ChurnAlert`,
 `Offer`, `Quality`, `LeadScore`, `Rule`, model records), one row each; nested records
 become `outer_inner` columns and dicts stay one column of dicts.
 """
@@ -33,6 +35,9 @@ def columns(result: Any) -> dict[str, Any]:
             value = getattr(result, field.name)
             if field.name != "customer_ids" and _is_column(value, len(result.customer_ids)):
                 found[field.name] = value
+        for name in ("currency", "measure"):  # what the money columns are in: on every row
+            if name in attrs.fields_dict(type(result)):
+                found[name] = [getattr(result, name)] * len(result.customer_ids)
         return found
     rows = list(result.values()) if isinstance(result, Mapping) else list(result)
     if not rows:

@@ -87,7 +87,13 @@ def convert(
     """`money` in `currency` at the rate of day `on`, rounded half-even to `quantum`."""
     if money.currency == currency:
         return money
-    value = money.amount * rates.rate(money.currency, currency, on)
+    try:
+        rate = rates.rate(money.currency, currency, on)
+    except AttributeError:
+        if callable(getattr(rates, "rate", None)):
+            raise
+        raise ValidationError("rates", type(rates).__name__, "must be exchange rates (with rate())") from None
+    value = money.amount * rate
     return Money(value.quantize(quantum, rounding=ROUND_HALF_EVEN), currency)
 
 

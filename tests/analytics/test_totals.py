@@ -1,8 +1,8 @@
 """The purchase totals kept with every purchase write equal the totals recounted from the
 purchases, and the summary read from them equals the summary computed from scratch, on
 every backend, whatever the sequence of writes: purchases on the same day, dated out of
-order, in several currencies, merged away and back (reassign), erased (purge) and bulk
-imported."""
+order, refunds, in several currencies, merged away and back (reassign), erased (purge) and
+bulk imported; and as of an instant before the last purchase."""
 
 from __future__ import annotations
 
@@ -26,9 +26,10 @@ from tests.analytics.conftest import BACKENDS, open_backend
 T0 = datetime(2024, 3, 1, tzinfo=UTC)
 PEOPLE = ("a", "b", "c")
 
-# hours over 8 days: purchases on the same day and out of order are common
+# hours over 8 days: purchases on the same day and out of order are common; negative amounts
+# are refunds (a day's, and a customer's, total may fall to 0 or below)
 buy = st.tuples(st.just("buy"), st.sampled_from(PEOPLE), st.integers(0, 8 * 24 - 1),
-                st.integers(0, 50_000), st.sampled_from(["EUR", "USD"]))
+                st.integers(-20_000, 50_000), st.sampled_from(["EUR", "USD"]))
 bulk = st.tuples(st.just("bulk"), st.lists(buy, min_size=1, max_size=6))
 many = st.tuples(st.just("many"), st.lists(buy, min_size=1, max_size=6))
 """A batch through `add_many`, as an import writes it: folded into the totals, not recounted."""

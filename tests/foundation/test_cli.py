@@ -18,7 +18,7 @@ from crmcore import cli
 from crmcore.synthetic import SyntheticBase
 
 TITLES = ("Customers", "Service points", "Interactions by channel", "Purchases", "Cases",
-          "Sales pipeline", "Segments (company rules, run as SQL)", "RFM segments",
+          "Sales pipeline", "Segments (company rules, run as SQL)", "RFM segments, per currency",
           "Lifetime value and churn (BG/NBD + Gamma-Gamma), per currency",
           "Next best offers (mined from baskets)",
           "Service quality by channel", "A customer's timeline")

@@ -39,7 +39,9 @@ def test_records_become_rows(crm: crmcore.CRM) -> None:
 def test_columnar_results_keep_their_arrays(crm: crmcore.CRM) -> None:
     value = crm.analytical.clv(currency="EUR")
     frame = to_polars(value)
-    assert frame.columns == ["customer_id", "p_alive", "expected_purchases", "expected_spend", "clv"]
+    assert frame.columns == ["customer_id", "p_alive", "expected_purchases", "expected_spend", "clv",
+                             "currency", "measure"]  # what the money columns are in, on every row
+    assert set(frame["currency"]) == {"EUR"} and set(frame["measure"]) == {"revenue"}
     numpy.testing.assert_array_equal(frame["clv"].to_numpy(), value.clv)
     summary = crm.analytical.summary(currency="EUR")
     table = to_pandas(summary)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from crmcore.errors import MissingExtra, ValidationError
 from crmcore.exchange import ExchangeRates
 from crmcore.model import Customer, Opportunity, Score
-from crmcore.scoring import cross_sell
+from crmcore.scoring import arguments, cross_sell
 from crmcore.scoring.churn import ChurnAlert, churn_alerts
 from crmcore.scoring.churn import check as check_churn
 from crmcore.scoring.cohorts import ChurnRate, Cohort, churn_rates, cohort_table
@@ -57,6 +57,9 @@ class Analytical:
         """The currency money figures default to, and the rates that convert into it
         (None, None: each figure in the purchases' one currency, a mix refused); with
         `margins`, customer value is measured on margin."""
+        arguments.currency(currency)
+        arguments.rates(rates)
+        arguments.instance(margins, MarginRule, "margins")
         if rates is not None and currency is None:
             raise ValidationError("currency", None, "name the currency the rates convert into")
         self.currency, self.rates, self.margins = currency, rates, margins
@@ -76,7 +79,7 @@ class Analytical:
         """Frequency, recency, T and mean repeat value of every buyer, in one currency (see
         `scoring.summary`); on margin with `margins` (or the reporting default)."""
         currency, rates = self._money(currency, rates)
-        margins = margins or self.margins
+        margins = arguments.instance(margins, MarginRule, "margins") or self.margins
         with self.crm.reading() as uow:
             if margins is not None:
                 return margin_summary(uow, self._as_of(as_of), margins, unit_days=unit_days,
@@ -87,6 +90,7 @@ class Analytical:
     def margin_report(self, as_of: When | None = None, *, rule: MarginRule | None = None,
                 level: str = "category") -> list[MarginRow]:
         """Revenue and margin per category (or product) and currency."""
+        rule = arguments.instance(rule, MarginRule, "rule")
         with self.crm.reading() as uow:
             return margins_by(uow, self._as_of(as_of), rule or self.margins or MarginRule(),
                               level=level)
@@ -142,6 +146,7 @@ class Analytical:
 
         require()
         horizon = Horizon(periods, period, discount)
+        model = self._model(model)
         if model is not None and currency is None and rates is None and self.rates is None:
             currency = model.currency
         base = self.summary(as_of, unit_days=7.0 if model is None else model.unit_days,
@@ -166,6 +171,12 @@ class Analytical:
         return found
 
     @staticmethod
+    def _model(model: LifetimeModel | None) -> LifetimeModel | None:
+        from crmcore.scoring.clv import LifetimeModel
+
+        return arguments.instance(model, LifetimeModel, "model")
+
+    @staticmethod
     def _value(base: Summary, model: LifetimeModel | None, *, horizon: Horizon | None = None,
                level: float | None = None) -> Valuation:
         from crmcore.scoring.clv import LifetimeModel
@@ -185,7 +196,8 @@ class Analytical:
         threshold (not for those already under it at their previous snapshot).
         """
         moment = Period.as_of(self._as_of(as_of)).end
-        check_churn(threshold, top_share)
+        check_churn(threshold, top_share, min_value)
+        model = self._model(model)
         currency = None if model is None or self.rates is not None else model.currency
         base = self.summary(moment, unit_days=7.0 if model is None else model.unit_days,
                             currency=currency)
@@ -215,7 +227,7 @@ class Analytical:
                 rates: ExchangeRates | None = None) -> list[Cohort]:
         """Retention and revenue by acquisition month and months since (see `scoring.cohorts`);
         revenue per currency, or converted with the reporting rates."""
-        currency, rates = self._money(currency, rates)
+        currency, rates = self._money(arguments.currency(currency), arguments.rates(rates))
         with self.crm.reading() as uow:
             return cohort_table(uow, self._as_of(as_of), currency=currency if rates else None,
                                 rates=rates)

@@ -46,7 +46,8 @@ def specs(figures: Figures) -> dict[str, dict[str, Any] | Missing]:
         x=alt.X("frequency:O", title="frequency score (5 = most orders)"),
         y=alt.Y("recency:O", title="recency score (5 = most recent)", sort="descending"),
         color=alt.Color("customers:Q", scale=alt.Scale(scheme="blues")),
-        tooltip=["recency:O", "frequency:O", "customers:Q", "mean_spend:Q"]).properties(height=260))
+        tooltip=["recency:O", "frequency:O", "customers:Q", "mean_spend:Q", "currency:N"],
+    ).properties(height=260))
     chart("clv", figures.clv_histogram, lambda c: c.mark_bar().encode(
         x=alt.X("from:Q", bin="binned", title="12-month customer lifetime value"), x2="to:Q",
         y=alt.Y("customers:Q"), color=alt.Color("tail:N", title="top 1%"),

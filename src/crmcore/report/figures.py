@@ -79,11 +79,17 @@ def gather(crm: CRM, as_of: datetime | None = None) -> Figures:
     tier_rows = [{"tier": t, "lifecycle": s, "customers": n} for (t, s), n in sorted(tiers.items())]
 
     def rfm() -> Rows:
+        # one currency's buyers (the most numerous), as the CLV chart: with several currencies
+        # and no reporting currency each is scored apart, and two currencies' spend never mix
+        scores = analytical.rfm(moment)
+        buyers = collections.Counter(score.currency for score in scores)
+        main = min(buyers, key=lambda code: (-buyers[code], code or "")) if buyers else None
         cells: dict[tuple[int, int], list[float]] = collections.defaultdict(list)
-        for score in analytical.rfm(moment):
-            cells[score.r, score.f].append(score.monetary)
-        return [{"recency": r, "frequency": f, "customers": len(m), "mean_spend": round(sum(m) / len(m), 2)}
-                for (r, f), m in sorted(cells.items())]
+        for score in scores:
+            if score.currency == main:
+                cells[score.r, score.f].append(score.monetary)
+        return [{"recency": r, "frequency": f, "customers": len(m), "mean_spend": round(sum(m) / len(m), 2),
+                 "currency": main or ""} for (r, f), m in sorted(cells.items())]
 
     valuation: list[Any] = []
 

@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 import attrs
 
 from crmcore.errors import CRMError, MissingExtra, ValidationError
-from crmcore.scoring import uncertainty
-from crmcore.scoring.horizon import Horizon
+from crmcore.scoring import arguments, uncertainty
+from crmcore.scoring.horizon import Horizon, discount_of, periods_of
 
 if TYPE_CHECKING:
     import numpy as np
@@ -58,7 +58,10 @@ class FitError(CRMError):
 def _arrays(*columns: ArrayLike) -> list[Array]:
     import numpy as np
 
-    out = [np.asarray(c, dtype=np.float64) for c in columns]
+    try:
+        out = [np.asarray(c, dtype=np.float64) for c in columns]
+    except (ValueError, TypeError):
+        raise ValidationError("columns", type(columns[0]).__name__, "must be columns of numbers") from None
     if len({a.shape for a in out}) > 1:
         raise ValidationError("columns", [a.shape for a in out], "must all have the same length")
     return out
@@ -127,8 +130,7 @@ def _maximise(
                               options={"xatol": 1e-7, "fatol": 1e-10, "maxiter": 20000,
                                        "maxfev": 40000})
     if not np.all(np.isfinite(result.x)) or not np.isfinite(result.fun):
-        raise FitError(f"the likelihood has no maximum on this data (too few or too alike "
-                       f"customers?): {result.message}")
+        raise FitError(f"{NO_MAXIMUM}: {result.message}")
     return np.exp(result.x)  # type: ignore[no-any-return]
 
 
@@ -166,8 +168,28 @@ class _Parameters:
         return {name: row["se"] for name, row in self.summary().items()}
 
 
-def _information(negative_hessian: Array) -> Covariance | None:
-    return uncertainty.as_rows(uncertainty.covariance(negative_hessian))
+RUN_OFF = 20.0
+"""A standard error of a log-parameter above this (an interval spanning e^±39) means the
+optimiser stopped on a ridge running off to a boundary, not at a maximum."""
+
+NO_MAXIMUM = "the likelihood has no maximum on this data (too few or too alike customers?)"
+
+
+def _information(negative_hessian: Array, names: Sequence[str]) -> Covariance | None:
+    """The covariance of the log-parameters at a fit's optimum: None where the observed
+    information is not positive definite (flat in some direction: a limiting model, such as
+    Gamma-Gamma with q -> infinity when every customer's mean spend is alike, which still
+    predicts); a FitError where a parameter's standard error says it runs off."""
+    import numpy as np
+
+    found = uncertainty.covariance(negative_hessian)
+    if found is not None:
+        spread = np.sqrt(np.maximum(np.diag(found), 0.0))
+        if spread.max() > RUN_OFF:
+            worst = int(np.argmax(spread))
+            raise FitError(f"{NO_MAXIMUM}: {names[worst]} runs off (standard error of its log "
+                           f"{spread[worst]:.3g})")
+    return uncertainty.as_rows(found)
 
 
 class PurchaseModel(Protocol):
@@ -235,7 +257,7 @@ class BetaGeo(_Parameters):
         r, alpha, a, b = map(float, found)
         curvature = uncertainty.hessian_from_gradient(lambda p: likelihood(p)[1], np.log(found))
         return cls(r, alpha, a, b, log_likelihood=float(ll), customers=int(n),
-                   log_covariance=_information(-curvature))
+                   log_covariance=_information(-curvature, cls.NAMES))
 
     def probability_of_purchases(self, n: int | Sequence[int], t: float) -> Array:
         """P(X(t) = n): the probability that a customer picked at random makes exactly n
@@ -244,11 +266,8 @@ class BetaGeo(_Parameters):
         from scipy.special import betainc, betaln, gammaln
 
         require()
-        counts = np.atleast_1d(np.asarray(n, dtype=np.float64))
-        if np.any(counts < 0) or np.any(counts != np.floor(counts)):
-            raise ValidationError("n", n, "must be whole numbers >= 0")
-        if not t > 0:
-            raise ValidationError("t", t, "must be > 0")
+        counts = np.asarray(arguments.numbers(n, "n", whole=True), dtype=np.float64)
+        t = arguments.number(t, "t", low_open=True)
         r, alpha, a, b = self.r, self.alpha, self.a, self.b
         log_stay = r * np.log(alpha / (alpha + t))
         log_ratio = np.log(t / (alpha + t))
@@ -271,7 +290,7 @@ class BetaGeo(_Parameters):
         from scipy.special import hyp2f1
 
         require()
-        ts = np.atleast_1d(np.asarray(t, dtype=np.float64))
+        ts = np.asarray(arguments.numbers(t, "t"), dtype=np.float64)
         r, alpha, a, b = self.r, self.alpha, self.a, self.b
         z = ts / (alpha + ts)
         out = (a + b - 1) / (a - 1) * (1 - (alpha / (alpha + ts)) ** r * hyp2f1(r, b, a + b - 1, z))
@@ -463,7 +482,8 @@ class ParetoNBD(_Parameters):
         import numpy as np
 
         curvature = uncertainty.hessian_from_value(lambda p: -objective(p) * n, np.log(found))
-        model = cls(r, alpha, s, beta, customers=int(n), log_covariance=_information(-curvature))
+        model = cls(r, alpha, s, beta, customers=int(n),
+                    log_covariance=_information(-curvature, cls.NAMES))
         return attrs.evolve(model, log_likelihood=float(model.log_likelihoods(x, tx, age).sum()))
 
     def log_likelihoods(self, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> Array:
@@ -477,7 +497,7 @@ class ParetoNBD(_Parameters):
         import numpy as np
 
         require()
-        ts = np.atleast_1d(np.asarray(t, dtype=np.float64))
+        ts = np.asarray(arguments.numbers(t, "t"), dtype=np.float64)
         r, alpha, s, beta = self.r, self.alpha, self.s, self.beta
         shrink = np.log1p(ts / beta)
         share = shrink if abs(s - 1) < 1e-12 else -np.expm1(-(s - 1) * shrink) / (s - 1)
@@ -644,7 +664,7 @@ class GammaGamma(_Parameters):
         ll, _ = likelihood(np.log([p, q, gamma]))
         curvature = uncertainty.hessian_from_gradient(lambda v: likelihood(v)[1], np.log([p, q, gamma]))
         return cls(float(p), float(q), float(gamma), float(ll), int(n), excluded,
-                   _information(-curvature))
+                   _information(-curvature, cls.NAMES))
 
     def expected_spend(self, frequency: ArrayLike, monetary: ArrayLike) -> Array:
         """Expected value of a customer's future purchase: the population mean shrunk
@@ -706,9 +726,10 @@ def purchases_interval(
     delta method (see `crmcore.scoring.uncertainty`): estimate, lower, upper."""
     import numpy as np
 
+    t = arguments.number(t, "t")
+    x, tx, age = _arrays(frequency, recency, T)
     if model.log_covariance is None:
         raise FitError("the model has no covariance (not fitted here, or a flat likelihood)")
-    x, tx, age = _arrays(frequency, recency, T)
     return uncertainty.delta_interval(
         lambda v: model.at(v).expected_purchases(t, x, tx, age), model.log_params(),
         np.asarray(model.log_covariance), level)
@@ -718,12 +739,10 @@ def purchases_interval(
 
 
 def _check_horizon(periods: int, period: float, discount: float) -> None:
-    if isinstance(periods, bool) or not isinstance(periods, int) or periods < 1:
-        raise ValidationError("periods", periods, "must be a whole number >= 1")
-    if not period > 0:
-        raise ValidationError("period", period, "must be > 0")
-    if not discount > -1:
-        raise ValidationError("discount", discount, "must be > -1")
+    """The checks of `Horizon`, the period here in model units."""
+    periods_of(periods)
+    arguments.number(period, "period", low_open=True)
+    discount_of(discount)
 
 
 def lifetime_value(
@@ -763,6 +782,8 @@ class LifetimeModel:
     excluded: tuple[Exclusion, ...] = ()
     """Customers left out of both fits (see `NEGATIVE_TOTAL`); those the spend fit alone
     left out are in `spend.excluded`."""
+    measure: str = "revenue"
+    """What the spend model was fitted on: "revenue" or "margin" (the summary's measure)."""
 
     NEGATIVE_TOTAL: ClassVar[str] = "total spend below 0 (refunds exceed purchases)"
 
@@ -781,13 +802,14 @@ class LifetimeModel:
         ids = [c for c, k in zip(summary.customer_ids, keep, strict=True) if k]
         purchases = kinds[counts].fit(x[keep], tx[keep], age[keep])
         spend = GammaGamma.fit(x[keep], m[keep], customer_ids=ids)
-        return cls(purchases, spend, summary.period.unit_days, summary.currency, excluded)
+        return cls(purchases, spend, summary.period.unit_days, summary.currency, excluded,
+                   summary.measure)
 
     def explain(self) -> dict[str, Any]:
         """What was fitted on what: parameters, customers, currency, and who was left out."""
         return {
             "purchases": type(self.purchases).__name__, "purchase_params": self.purchases.params,
-            "spend_params": self.spend.params, "currency": self.currency,
+            "spend_params": self.spend.params, "currency": self.currency, "measure": self.measure,
             "customers": self.purchases.customers, "spend_customers": self.spend.customers,
             "excluded": [e.explain() for e in (*self.excluded, *self.spend.excluded)],
         }
@@ -808,6 +830,9 @@ class LifetimeModel:
         if summary.currency is not None and self.currency is not None and summary.currency != self.currency:
             raise ValidationError("summary", summary.currency,
                                   f"is in {summary.currency}, the model in {self.currency}")
+        if summary.measure != self.measure:  # a margin model never values revenue, nor back
+            raise ValidationError("summary", summary.measure,
+                                  f"measures {summary.measure}, the model {self.measure}")
         x, tx, age, m = _columns(summary, "frequency", "recency", "T", "monetary")
         ends, weights = horizon.ends(summary.period.through, self.unit_days), horizon.weights()
 
@@ -817,10 +842,15 @@ class LifetimeModel:
             return total, expected, discounted * expected
 
         total, spend, clv = forecast(self.purchases, self.spend)
+        if not np.all(np.isfinite(clv)):  # a fit stopped on a ridge: no figure is better than NaN
+            row = int(np.argmax(~np.isfinite(clv)))
+            raise FitError(f"{NO_MAXIMUM}: the fitted models give no finite value for customer "
+                           f"{summary.customer_ids[row]!r} (parameters {self.purchases.params}, "
+                           f"{self.spend.params})")
         valuation = Valuation(
             customer_ids=summary.customer_ids, p_alive=self.purchases.p_alive(x, tx, age),
             expected_purchases=total, expected_spend=spend, clv=clv, horizon=horizon,
-            currency=summary.currency or self.currency,
+            currency=summary.currency or self.currency, measure=self.measure,
         )
         if level is None:
             return valuation
@@ -875,6 +905,8 @@ class Valuation:
     """Confidence level of the intervals (delta method), when asked for."""
     purchases_interval: tuple[Array, Array] | None = None
     clv_interval: tuple[Array, Array] | None = None
+    measure: str = "revenue"
+    """What spend and CLV measure: "revenue" or "margin"."""
 
     def __len__(self) -> int:
         return len(self.customer_ids)
@@ -888,6 +920,8 @@ class Valuation:
         }
         if self.currency is not None:
             found["currency"] = self.currency
+        if self.measure != "revenue":
+            found["measure"] = self.measure
         if self.clv_interval is not None and self.level is not None:
             found["clv_lower"], found["clv_upper"] = (float(b[index]) for b in self.clv_interval)
         return found

@@ -27,6 +27,7 @@ import attrs
 from crmcore.errors import ValidationError
 from crmcore.exchange import ExchangeRates, convert
 from crmcore.ports import UnitOfWork
+from crmcore.scoring import arguments
 from crmcore.scoring.summary import EPOCH_DAY, DayTotal, Period, every, stored_day_totals
 from crmcore.sql.dialect import dialect_of
 from crmcore.values import Money
@@ -68,6 +69,7 @@ def cohort_table(
 ) -> list[Cohort]:
     """Cohorts by acquisition month, oldest first (see the module's definitions). Revenue is
     per currency, or all in `currency` with `rates`."""
+    currency, rates = arguments.currency(currency), arguments.rates(rates)
     if rates is not None and currency is None:
         raise ValidationError("currency", None, "name the currency to convert into")
     return cohorts_of(stored_day_totals(uow, Period.as_of(as_of)), Period.as_of(as_of).through,
@@ -132,6 +134,7 @@ def churn_rates(
     and per segment: the customer's tier unless `segment` maps a Customer to another label."""
     if isinstance(window, bool) or not isinstance(window, int) or window < 1:
         raise ValidationError("window", window, "must be a whole number of months >= 1")
+    arguments.function(segment, "segment")
     period = Period.as_of(as_of)
     months: dict[str, set[Month]] = defaultdict(set)
     for customer_id, day, _, _ in stored_day_totals(uow, period):
@@ -143,8 +146,12 @@ def churn_rates(
 def _segments(uow: UnitOfWork, segment: Callable[[Any], str | None] | None) -> Mapping[str, str | None]:
     if segment is None and dialect_of(uow) is not None:
         return {str(i): t for i, t in uow.select("SELECT id, tier FROM customers")}  # type: ignore[attr-defined]
-    label = segment or (lambda c: c.tier)
-    return {c.id: label(c) for c in every(uow, "customers")}
+    label = arguments.function(segment, "segment") or (lambda c: c.tier)
+    found = {c.id: arguments.calling(label, "segment", c.id, c) for c in every(uow, "customers")}
+    for customer_id, name in found.items():
+        if name is not None and not isinstance(name, str):
+            raise ValidationError("segment", customer_id, f"gave {name!r}: a label must be text or None")
+    return found
 
 
 def churn_of(

@@ -181,9 +181,17 @@ def goodness_of_fit(model: BetaGeo, frequency: ArrayLike, T: ArrayLike, bins: in
 
     if isinstance(bins, bool) or not isinstance(bins, int) or bins < 5:
         raise ValidationError("bins", bins, "must be a whole number >= 5 (four parameters are fitted)")
-    x, T = np.asarray(frequency, dtype=np.float64), np.asarray(T, dtype=np.float64)
-    if not x.size or x.shape != T.shape:
+    from crmcore.scoring.clv import _arrays
+
+    x, T = _arrays(frequency, T)
+    if not x.size:
         raise ValidationError("frequency", x.size, "needs one or more customers, each with a T")
+    for field, values, bad in (("frequency", x, ~np.isfinite(x) | (x < 0) | (x != np.floor(x))),
+                               ("T", T, ~np.isfinite(T) | (T <= 0))):
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise ValidationError(f"{field}[{row}]", float(values[row]), "must be a whole number >= 0"
+                                  if field == "frequency" else "must be a finite number > 0")
     observed = np.bincount(np.minimum(x, bins).astype(int), minlength=bins + 1)
     ages, counts = np.unique(T, return_counts=True)
     expected = np.zeros(bins + 1)

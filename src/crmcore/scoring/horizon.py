@@ -13,6 +13,7 @@ Discounting is per period: the purchases of period k are worth (1 + discount)^-k
 
 from __future__ import annotations
 
+import math
 from datetime import date
 
 import attrs
@@ -25,32 +26,36 @@ LIFETIMES_MONTH = "4.345 weeks"
 LIFETIMES_MONTH_DAYS = 4.345 * 7
 
 
+MAX_PERIODS = 1200
+"""A hundred years of months: a horizon is a forecast, and each period costs a column."""
+
+
 def _length(value: str | float) -> str | float:
-    if value in (CALENDAR_MONTH, LIFETIMES_MONTH):
+    if isinstance(value, str) and value in (CALENDAR_MONTH, LIFETIMES_MONTH):
         return value
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
         raise ValidationError("period", value,
                               f"must be {CALENDAR_MONTH!r}, {LIFETIMES_MONTH!r} or a number of days > 0")
     return float(value)
 
 
-def _periods(value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValidationError("periods", value, "must be a whole number >= 1")
+def periods_of(value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PERIODS:
+        raise ValidationError("periods", value, f"must be a whole number from 1 to {MAX_PERIODS}")
     return value
 
 
-def _discount(value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > -1:
-        raise ValidationError("discount", value, "must be a number > -1")
+def discount_of(value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not -1 < value < math.inf:
+        raise ValidationError("discount", value, "must be a finite number > -1")
     return float(value)
 
 
 @attrs.frozen
 class Horizon:
-    periods: int = attrs.field(default=12, converter=_periods)
+    periods: int = attrs.field(default=12, converter=periods_of)
     period: str | float = attrs.field(default=CALENDAR_MONTH, converter=_length)
-    discount: float = attrs.field(default=0.01, converter=_discount)
+    discount: float = attrs.field(default=0.01, converter=discount_of)
     """Per period."""
 
     def ends(self, through: date, unit_days: float) -> list[float]:

@@ -12,6 +12,7 @@ the revenue summary, which is aggregated in the database.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime
@@ -23,6 +24,7 @@ from crmcore.errors import ValidationError
 from crmcore.exchange import ExchangeRates
 from crmcore.model import OrderLine, Purchase
 from crmcore.ports import UnitOfWork
+from crmcore.scoring import arguments
 from crmcore.scoring.summary import (
     EPOCH_DAY,
     DayTotal,
@@ -37,8 +39,10 @@ QUANTUM = Decimal("0.0001")
 
 def _shares(value: Mapping[str, float]) -> dict[str, Decimal]:
     out = {}
-    for key, share in dict(value).items():
-        if isinstance(share, bool) or not isinstance(share, int | float | Decimal) or not -1 <= share <= 1:
+    for key, share in dict(arguments.mapping(value, "margin")).items():
+        finite = (isinstance(share, Decimal) and share.is_finite()) or (
+            isinstance(share, int | float) and not isinstance(share, bool) and math.isfinite(share))
+        if not finite or not -1 <= share <= 1:
             raise ValidationError(f"margin[{key!r}]", share, "must be a share of the price from -1 to 1")
         out[key] = Decimal(str(share))
     return out

@@ -27,6 +27,7 @@ from typing import Any
 
 import attrs
 
+from crmcore import values as v
 from crmcore.errors import ValidationError
 from crmcore.model import Case, CaseKind, CaseStatus, Interaction
 from crmcore.ports import UnitOfWork
@@ -202,6 +203,7 @@ def service_quality(
 ) -> list[Quality]:
     """The figures of each group (service point, channel, period: any of them) up to `as_of`."""
     _check(by, period)
+    since = None if since is None else v.utc(since, "since")
     end = Period.as_of(as_of).end
     dialect = dialect_of(uow)
     rows: Iterable[tuple[tuple[Any, ...], dict[str, int]]] | None = None

@@ -44,6 +44,7 @@ from crmcore.errors import ValidationError
 from crmcore.exchange import ExchangeRates, convert
 from crmcore.model import Purchase
 from crmcore.ports import UnitOfWork
+from crmcore.scoring import arguments
 from crmcore.scoring.bulk import paused_collection
 from crmcore.sql.dialect import BUILTIN, Dialect, Unsupported, dialect_of
 
@@ -426,6 +427,7 @@ def summarize(
     what repurchase intervals need.
     """
     period = Period.as_of(as_of, unit_days)
+    currency, rates = arguments.currency(currency), arguments.rates(rates)
     dialect = dialect_of(uow)
     if rates is None and (kept := _from_totals(uow, dialect, period, currency, amounts)) is not None:
         return kept
@@ -446,6 +448,7 @@ def summary_of(
 ) -> Summary:
     """The summary of purchases already in hand (tests, small imports)."""
     period = Period.as_of(as_of, unit_days)
+    currency, rates = arguments.currency(currency), arguments.rates(rates)
     rows, found = rows_of_day_totals(python_day_totals(purchases, period), currency=currency,
                                      rates=rates)
     return Summary.from_days(period, rows, currency=found, converted=rates is not None)
