@@ -11,6 +11,7 @@ import pytest
 
 import crmcore
 from crmcore import CaseKind, Channel, OrderLine, Purchase, Stage
+from crmcore.scoring.clv import FitError
 from crmcore.scoring.datasets import cdnow
 from tests.analytics.conftest import BACKENDS, cdnow_dir, open_backend
 
@@ -302,9 +303,21 @@ def test_segment_rules_read_the_stored_scores(shop: tuple[crmcore.CRM, Clock]) -
     strong = crm.customers.ids_matching("score.rfm > 3", as_of=when)
     assert strong == sorted(c for c, s in scores.items() if s.value > 3) and "dan" not in strong
     assert crm.customers.ids_matching("score.rfm > 3", as_of=when - timedelta(days=1)) == []
-    with pytest.raises(crmcore.CRMError, match="no maximum"):
-        crm.analytical.clv(when)  # three buyers: the likelihood runs off to infinity
-    with pytest.raises(crmcore.CRMError, match="no maximum"):
+
+
+def test_all_scorers_run_those_that_can(shop: tuple[crmcore.CRM, Clock]) -> None:
+    """No repeat purchase has a value, so there is nothing to fit spend on: CLV is refused
+    whatever the optimiser does with so few buyers, and the other scorers still run."""
+    crm, clock = shop
+    customers(crm, "ann", "bob", "cyd")
+    for cid, day in (("ann", 0), ("bob", 1), ("cyd", 2)):
+        buy(crm, cid, day, "phone", price="50")
+        buy(crm, cid, day + 7, "case", price="0")
+    when = datetime(2024, 2, 10, tzinfo=UTC)
+    clock.now = when
+    with pytest.raises(FitError):
+        crm.analytical.clv(when)
+    with pytest.raises(FitError):
         crm.analytical.score(when, ["clv"])
-    everything = crm.analytical.score(when)  # all scorers: those that can run, do
+    everything = crm.analytical.score(when)
     assert "clv" not in everything and everything["rfm"] == 3
