@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import crmcore
+from crmcore import segments
 from crmcore.errors import StorageError, ValidationError
 from crmcore.events import Event
 from crmcore.plugins import make_plugin_manager, open_adapter
@@ -72,6 +73,19 @@ def test_select_binds_parameters(storage: PostgresStorage) -> None:
     with storage.transaction() as uow:
         assert uow.select("SELECT %s::text, %s::int + 1", (hostile, 41)) == [(hostile, 42)]
         assert uow.customers.count() == 0
+
+
+def test_segment_rules_run_without_jit_in_their_own_transaction(storage: PostgresStorage) -> None:
+    """`Dialect.planner_settings` holds for the rule's transaction, not the session."""
+    jit = "SELECT current_setting('jit')"
+    with storage.transaction() as uow:
+        server = uow.select(jit)
+        uow.customers.add(customer(1, tags={"vip"}))
+        uow.customers.add(customer(2))
+        assert segments.select_ids(uow, 'tags contains "vip"', as_of=T0 + timedelta(days=1)) == ["c0001"]
+        assert uow.select(jit) == [("off",)]
+    with storage.transaction() as uow:
+        assert uow.select(jit) == server
 
 
 @pytest.mark.parametrize(

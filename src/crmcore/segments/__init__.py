@@ -145,6 +145,10 @@ def _engine(engine: str) -> None:
 
 
 def _select(uow: UnitOfWork, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    dialect = dialect_of(uow)
+    settings = None if dialect is None else dialect.planner_settings()
+    if settings is not None:
+        uow.select(settings)  # type: ignore[attr-defined]
     rows: list[tuple[Any, ...]] = uow.select(sql, params)  # type: ignore[attr-defined]
     return rows
 
