@@ -132,28 +132,30 @@ def naive(crm: crmcore.CRM) -> int:
 
 
 def bench_sweep(kind: str, count: int, due_every: int) -> None:
+    """Each figure is printed as soon as it is measured: the time first, then the memory."""
     small = max(count // 10, 1)
-    with backend(kind) as crm:  # memory at N/10, and the naive baseline there (it grows with N)
-        seed(crm, small, "m", due_every)
-        (_, naive_peak), = [peak(lambda: naive(crm))]
-        _, naive_time = timed(lambda: naive(crm))
-        _, small_peak = peak(lambda: crm.operational.cases.sweep(LATE))
-    with backend(kind) as crm:  # memory at N
-        seed(crm, count, "m", due_every)
-        _, big_peak = peak(lambda: crm.operational.cases.sweep(LATE))
     with backend(kind) as crm:  # time, without tracemalloc
         seed(crm, count, "t", due_every)
         report, spent = timed(lambda: crm.operational.cases.sweep(LATE))
         _, again = timed(lambda: crm.operational.cases.sweep(LATE))
     print(f"{kind}: sweep of {count:,} open cases, {report.examined:,} of them due: {spent:.1f} s = "
           f"{report.examined / spent:,.0f} due cases/s ({report.steps:,} steps, {report.escalated:,} "
-          f"escalations, 3 events a due case); loading all {small:,} cases of the N/10 run as the "
-          f"naive baseline took {naive_time:.1f} s")
+          f"escalations, 3 events a due case); {os.getloadavg()[0]:.1f} load", flush=True)
+    print(f"{kind}:   a second sweep, nothing left to do: {again * 1e6:,.0f} µs", flush=True)
+    with backend(kind) as crm:  # memory at N/10, and the naive baseline there (it grows with N)
+        seed(crm, small, "m", due_every)
+        (_, naive_peak), = [peak(lambda: naive(crm))]
+        _, naive_time = timed(lambda: naive(crm))
+        _, small_peak = peak(lambda: crm.operational.cases.sweep(LATE))
+    print(f"{kind}:   at {small:,} cases: sweep peak {small_peak:.1f} MiB; the naive baseline (every "
+          f"case in one list) {naive_peak:.1f} MiB, {naive_time:.1f} s", flush=True)
+    with backend(kind) as crm:  # memory at N
+        seed(crm, count, "m", due_every)
+        _, big_peak = peak(lambda: crm.operational.cases.sweep(LATE))
     print(f"{kind}:   peak Python memory of the sweep: {big_peak:.1f} MiB at {count:,} cases vs "
           f"{small_peak:.1f} MiB at {small:,} (ratio {big_peak / small_peak:.2f}; flat is ~1); the naive "
           f"load of the {small:,}: {naive_peak:.1f} MiB (sweep at N / naive at N/10: "
-          f"{big_peak / naive_peak:.3f})")
-    print(f"{kind}:   a second sweep, nothing left to do: {again * 1e6:,.0f} µs")
+          f"{big_peak / naive_peak:.3f}); {os.getloadavg()[0]:.1f} load", flush=True)
 
 
 def agents(count: int, rng: random.Random) -> list[Agent]:
@@ -204,7 +206,7 @@ def bench_assignment(agent_count: int, decisions: int) -> None:
     rate, base_rate = decisions / spent, decisions / base_spent
     print(f"assignment among {agent_count:,} agents: {rate:,.0f} decisions/s indexed vs "
           f"{base_rate:,.0f}/s scanning every agent (ratio {rate / base_rate:.1f}); "
-          f"{made:,} of {decisions:,} requests found someone")
+          f"{made:,} of {decisions:,} requests found someone; {os.getloadavg()[0]:.1f} load", flush=True)
 
 
 def main() -> None:

@@ -258,3 +258,18 @@ class OperationalStorageContract:
             assert uow.automation_runs.record(again) is False
             assert [r.event_id for r in uow.automation_runs.for_rule("tag")] == ["e1", "e2"]
             assert len(uow.automation_runs.for_rule("tag", limit=1)) == 1
+
+    def test_round_robin_turns_are_counted_per_pool_and_undone_with_the_transaction(
+        self, storage: Storage
+    ) -> None:
+        with storage.transaction() as uow:
+            assert uow.turns.peek("care") == 0
+            assert [uow.turns.take("care") for _ in range(3)] == [0, 1, 2]
+            assert uow.turns.take('["care", ["fr"]]') == 0
+        with pytest.raises(RuntimeError), storage.transaction() as uow:
+            assert uow.turns.take("care") == 3
+            raise RuntimeError("roll back")
+        with storage.transaction() as uow:
+            assert uow.turns.peek("care") == 3 and uow.turns.peek("care") == 3
+            assert uow.turns.take("care") == 3
+            assert uow.turns.peek('["care", ["fr"]]') == 1

@@ -183,6 +183,10 @@ MIGRATIONS: tuple[tuple[sql.Step, ...], ...] = (
         sql.backfill_since,
         'CREATE INDEX customer_states_customer ON customer_states (customer_id, "at", seq)',
     ),
+    # crmcore's round-robin turns, shared by every process assigning from this base
+    (
+        "CREATE TABLE assignment_turns (pool VARCHAR PRIMARY KEY, turn BIGINT NOT NULL)",
+    ),
 )
 """Migration N brings the schema from version N to N+1."""
 
