@@ -206,9 +206,9 @@ class Dialect:
         return None
 
     def recursive(self, name: str, columns: Sequence[str], anchor: str, step: str, body: str) -> str:
-        """A subquery: `body` (a SELECT) over `name`, the rows `anchor` gives and then, again
-        and again, the rows `step` (a SELECT that reads `name`) adds to them, each time; a
-        tree walk (an account and every account below it) in one statement."""
+        """A subquery: `body` (a SELECT) over `name`, which holds the rows of `anchor` and
+        those `step` (a SELECT reading `name`) adds from them, repeated until it adds none:
+        a tree walk (an account and every account below it) in one statement."""
         return (f"(WITH RECURSIVE {name}({', '.join(columns)}) AS ({anchor} UNION ALL {step}) "
                 f"{body})")
 
