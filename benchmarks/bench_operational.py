@@ -14,7 +14,9 @@ baseline that loads every open case into one list; and a second sweep that finds
 to do (the cost of running it often). Time is measured on its own run, without tracemalloc.
 
 Assignment: `Decider.choose` (least loaded) over the indexed `Staff` of --agents agents
-against the baseline of scanning every agent with the same filters, decisions per second.
+against the baseline of scanning every agent with the same filters, decisions per second;
+then the whole call (`crm.operational.assignment.decide` on SQLite), which reads the
+agents and the open load from storage for every decision.
 """
 
 from __future__ import annotations
@@ -209,17 +211,49 @@ def bench_assignment(agent_count: int, decisions: int) -> None:
           f"{made:,} of {decisions:,} requests found someone; {os.getloadavg()[0]:.1f} load", flush=True)
 
 
+def bench_assignment_stored(agent_count: int, decisions: int) -> None:
+    """The whole call, `crm.operational.assignment.decide`, on SQLite: it reads the agents and
+    the open load from storage on every decision, then runs the same Decider."""
+    rng = random.Random(11)
+    staff, work = agents(agent_count, rng), items(decisions, rng)
+    with tempfile.TemporaryDirectory() as directory:
+        crm = crmcore.open(f"sqlite:///{directory}/assign.db", clock=lambda: LATE,
+                           plugins=make_plugin_manager())
+        try:
+            for team in ("care", "sales", "back"):
+                crm.teams.add(crmcore.Team(team, team.title()))
+            with crm.storage.transaction() as uow:
+                uow.agents.add_many(staff)
+            made = 0
+            started = time.perf_counter()
+            for item in work:
+                try:
+                    crm.operational.assignment.decide(item)
+                    made += 1
+                except crmcore.CRMError:
+                    pass  # nobody qualified: a decision too
+            spent = time.perf_counter() - started
+        finally:
+            crm.close()
+    print(f"assignment through crm.operational.assignment.decide on SQLite, {agent_count:,} agents: "
+          f"{decisions / spent:,.0f} decisions/s ({made:,} of {decisions:,} found someone); "
+          f"{os.getloadavg()[0]:.1f} load", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=5_000)
     parser.add_argument("--agents", type=int, default=1_000)
     parser.add_argument("--decisions", type=int, default=20_000)
+    parser.add_argument("--stored-decisions", type=int, default=500,
+                        help="decisions made through the CRM (storage read each time)")
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--due-every", type=int, default=1,
                         help="one open case in this many is due (1: all of them)")
     args = parser.parse_args()
     bench_assignment(args.agents, args.decisions)
-    for kind in args.backends.split(","):
+    bench_assignment_stored(args.agents, args.stored_decisions)
+    for kind in filter(None, args.backends.split(",")):  # --backends "": assignment only
         if kind == "postgresql" and not os.environ.get("CRMCORE_TEST_POSTGRES_URL"):
             print("postgresql: skipped (set CRMCORE_TEST_POSTGRES_URL)")
             continue
