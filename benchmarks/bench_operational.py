@@ -14,7 +14,9 @@ baseline that loads every open case into one list; and a second sweep that finds
 to do (the cost of running it often). Time is measured on its own run, without tracemalloc.
 
 Assignment: `Decider.choose` (least loaded) over the indexed `Staff` of --agents agents
-against the baseline of scanning every agent with the same filters, decisions per second.
+against the baseline of scanning every agent with the same filters, decisions per second;
+then the whole call (`crm.operational.assignment.decide` on SQLite), which reads the
+agents and the open load from storage for every decision.
 """
 
 from __future__ import annotations
@@ -132,28 +134,33 @@ def naive(crm: crmcore.CRM) -> int:
 
 
 def bench_sweep(kind: str, count: int, due_every: int) -> None:
+    """Each figure is printed as soon as it is measured: the time first, then the memory."""
     small = max(count // 10, 1)
+    with backend(kind) as crm:  # time, without tracemalloc
+        seed(crm, count, "t", due_every)
+        cpu = time.process_time()
+        report, spent = timed(lambda: crm.operational.cases.sweep(LATE))
+        cpu = time.process_time() - cpu
+        _, again = timed(lambda: crm.operational.cases.sweep(LATE))
+    print(f"{kind}: sweep of {count:,} open cases, {report.examined:,} of them due: {spent:.1f} s = "
+          f"{report.examined / spent:,.0f} due cases/s ({report.steps:,} steps, {report.escalated:,} "
+          f"escalations, 3 events a due case); {cpu:.1f} s of this process's CPU (the database "
+          f"server's not counted); {os.getloadavg()[0]:.1f} load", flush=True)
+    print(f"{kind}:   a second sweep, nothing left to do: {again * 1e6:,.0f} µs", flush=True)
     with backend(kind) as crm:  # memory at N/10, and the naive baseline there (it grows with N)
         seed(crm, small, "m", due_every)
         (_, naive_peak), = [peak(lambda: naive(crm))]
         _, naive_time = timed(lambda: naive(crm))
         _, small_peak = peak(lambda: crm.operational.cases.sweep(LATE))
+    print(f"{kind}:   at {small:,} cases: sweep peak {small_peak:.1f} MiB; the naive baseline (every "
+          f"case in one list) {naive_peak:.1f} MiB, {naive_time:.1f} s", flush=True)
     with backend(kind) as crm:  # memory at N
         seed(crm, count, "m", due_every)
         _, big_peak = peak(lambda: crm.operational.cases.sweep(LATE))
-    with backend(kind) as crm:  # time, without tracemalloc
-        seed(crm, count, "t", due_every)
-        report, spent = timed(lambda: crm.operational.cases.sweep(LATE))
-        _, again = timed(lambda: crm.operational.cases.sweep(LATE))
-    print(f"{kind}: sweep of {count:,} open cases, {report.examined:,} of them due: {spent:.1f} s = "
-          f"{report.examined / spent:,.0f} due cases/s ({report.steps:,} steps, {report.escalated:,} "
-          f"escalations, 3 events a due case); loading all {small:,} cases of the N/10 run as the "
-          f"naive baseline took {naive_time:.1f} s")
     print(f"{kind}:   peak Python memory of the sweep: {big_peak:.1f} MiB at {count:,} cases vs "
           f"{small_peak:.1f} MiB at {small:,} (ratio {big_peak / small_peak:.2f}; flat is ~1); the naive "
           f"load of the {small:,}: {naive_peak:.1f} MiB (sweep at N / naive at N/10: "
-          f"{big_peak / naive_peak:.3f})")
-    print(f"{kind}:   a second sweep, nothing left to do: {again * 1e6:,.0f} µs")
+          f"{big_peak / naive_peak:.3f}); {os.getloadavg()[0]:.1f} load", flush=True)
 
 
 def agents(count: int, rng: random.Random) -> list[Agent]:
@@ -204,7 +211,36 @@ def bench_assignment(agent_count: int, decisions: int) -> None:
     rate, base_rate = decisions / spent, decisions / base_spent
     print(f"assignment among {agent_count:,} agents: {rate:,.0f} decisions/s indexed vs "
           f"{base_rate:,.0f}/s scanning every agent (ratio {rate / base_rate:.1f}); "
-          f"{made:,} of {decisions:,} requests found someone")
+          f"{made:,} of {decisions:,} requests found someone; {os.getloadavg()[0]:.1f} load", flush=True)
+
+
+def bench_assignment_stored(agent_count: int, decisions: int) -> None:
+    """The whole call, `crm.operational.assignment.decide`, on SQLite: it reads the agents and
+    the open load from storage on every decision, then runs the same Decider."""
+    rng = random.Random(11)
+    staff, work = agents(agent_count, rng), items(decisions, rng)
+    with tempfile.TemporaryDirectory() as directory:
+        crm = crmcore.open(f"sqlite:///{directory}/assign.db", clock=lambda: LATE,
+                           plugins=make_plugin_manager())
+        try:
+            for team in ("care", "sales", "back"):
+                crm.teams.add(crmcore.Team(team, team.title()))
+            with crm.storage.transaction() as uow:
+                uow.agents.add_many(staff)
+            made = 0
+            started = time.perf_counter()
+            for item in work:
+                try:
+                    crm.operational.assignment.decide(item)
+                    made += 1
+                except crmcore.CRMError:
+                    pass  # nobody qualified: a decision too
+            spent = time.perf_counter() - started
+        finally:
+            crm.close()
+    print(f"assignment through crm.operational.assignment.decide on SQLite, {agent_count:,} agents: "
+          f"{decisions / spent:,.0f} decisions/s ({made:,} of {decisions:,} found someone); "
+          f"{os.getloadavg()[0]:.1f} load", flush=True)
 
 
 def main() -> None:
@@ -212,12 +248,15 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=5_000)
     parser.add_argument("--agents", type=int, default=1_000)
     parser.add_argument("--decisions", type=int, default=20_000)
+    parser.add_argument("--stored-decisions", type=int, default=500,
+                        help="decisions made through the CRM (storage read each time)")
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--due-every", type=int, default=1,
                         help="one open case in this many is due (1: all of them)")
     args = parser.parse_args()
     bench_assignment(args.agents, args.decisions)
-    for kind in args.backends.split(","):
+    bench_assignment_stored(args.agents, args.stored_decisions)
+    for kind in filter(None, args.backends.split(",")):  # --backends "": assignment only
         if kind == "postgresql" and not os.environ.get("CRMCORE_TEST_POSTGRES_URL"):
             print("postgresql: skipped (set CRMCORE_TEST_POSTGRES_URL)")
             continue

@@ -60,6 +60,28 @@ def test_account_rules_mean_one_thing_in_python_and_sql(crm: CRM, rule: str) -> 
         assert select_ids(uow, rule, as_of=MONDAY, engine="python") == RULES[rule]
 
 
+def test_a_parent_organisations_roll_ups_include_its_sub_accounts(crm: CRM) -> None:
+    """Acme moves under a group, with a site of its own below it: the group's roll-up adds
+    up the purchases of all three accounts' members (each member once), Acme's its own and
+    its site's, as `accounts.rollup` (descendants included) does."""
+    _world(crm)
+    accounts = crm.operational.accounts
+    accounts.add(Account("group", "Acme Group", members=(AccountMember("c5", "ceo", primary=True),)))
+    accounts.move("b-acme", "group")
+    accounts.add(Account("site", "Acme Lyon", parent_id="b-acme",
+                         members=(AccountMember("c3", "buyer"), AccountMember("c2", "visitor"))))
+    # the tree under the group: c5, c1, c2, c3 bought 900 + 5000 (c2) + 150 (c3) = 6050
+    rules = {"sum(account.purchases.total) > 6000": ["c2", "c5"],
+             "sum(account.purchases.total, last 365 days) = 1050": ["c2", "c5"],
+             "count(account.purchases) = 3": ["c2", "c5"],
+             "sum(account.purchases.total) = 150": ["c1", "c3"]}  # Zeta: no account below it
+    with crm.reading() as uow:
+        for rule, expected in rules.items():
+            assert select_ids(uow, rule, as_of=MONDAY) == expected, rule
+            assert select_ids(uow, rule, as_of=MONDAY, engine="python") == expected, rule
+    assert accounts.rollup("group").spend == {"EUR": Decimal("6050")}
+
+
 def test_the_primary_contact_decides_which_account_a_rule_reaches(crm: CRM) -> None:
     _world(crm)
     crm.operational.accounts.add_member("b-acme", "c1", "buyer", primary=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections import Counter
 from datetime import UTC, datetime
 
 import pytest
@@ -12,8 +14,10 @@ from crmcore import CRM, Customer, Team, ValidationError, hookimpl
 from crmcore.errors import Unassignable
 from crmcore.model import Account, Agent, Assignment
 from crmcore.operational.assignment import Decider, Staff, WorkItem
+from crmcore.plugins import make_plugin_manager
+from crmcore.ports import Storage
 
-from .conftest import Recorder, drain
+from .conftest import Clock, Recorder, drain
 
 
 def _staff(crm: CRM) -> None:
@@ -49,9 +53,55 @@ def test_by_skill_and_language_the_least_loaded_qualified_agent(crm: CRM, record
 def test_round_robin_takes_turns_within_the_pool(crm: CRM) -> None:
     _staff(crm)
     assigner = crm.operational.assignment
-    picks = [assigner.decide(WorkItem("case", f"k{n}", team="care"), rule="round_robin").agent
-             for n in range(6)]
+    cases = [crm.operational.cases.open("c1", "complaint", f"k{n}", team="care") for n in range(6)]
+    picks = []
+    for case in cases:
+        due = assigner.decide(WorkItem("case", case.id, team="care"), rule="round_robin").agent
+        picks.append(assigner.case(case.id, rule="round_robin").agent)
+        assert picks[-1] == due  # deciding shows whose turn it is and takes no turn
     assert picks == ["ana", "ben", "cal"] * 2
+    billing = crm.operational.cases.open("c1", "complaint", "bill", team="care")
+    assert assigner.case(billing.id, rule="round_robin", skills=["billing"]).agent == "ben"  # its own pool
+
+
+def test_two_crms_on_one_base_share_the_round_robin_turns(
+    backend: str, storage: Storage, clock: Clock
+) -> None:
+    """Turns are a row in the base, taken in the assignment's transaction: two processes
+    (here two CRMs over one SQLite file or PostgreSQL schema) alternate instead of each
+    keeping its own turn; assigning at once from both, no turn is taken twice."""
+    if backend == "memory":
+        pytest.skip("a memory base is one process's")
+    first = CRM(storage, plugins=make_plugin_manager(load_entry_points=False), clock=clock)
+    _staff(first)
+    second_storage = type(storage)(storage.url)  # type: ignore[call-arg, attr-defined]
+    try:
+        second = CRM(second_storage, plugins=make_plugin_manager(load_entry_points=False), clock=clock)
+        desks = [first, second] * 3
+        cases = [first.operational.cases.open("c1", "complaint", f"k{n}", team="care") for n in range(12)]
+        picks = [crm.operational.assignment.case(c.id, rule="round_robin").agent
+                 for crm, c in zip(desks, cases[:6], strict=True)]
+        assert picks == ["ana", "ben", "cal"] * 2
+        rest, lock, errors = iter(cases[6:]), threading.Lock(), []
+
+        def assign(crm: CRM) -> None:
+            try:
+                with lock:
+                    case = next(rest)
+                crm.operational.assignment.case(case.id, rule="round_robin")
+            except Exception as exc:  # reported below: a thread's error must fail the test
+                errors.append(exc)
+
+        threads = [threading.Thread(target=assign, args=(crm,)) for crm in desks]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors, errors
+        # six consecutive turns among three agents: two each, whatever the order of the threads
+        assert Counter(first.cases.get(c.id).agent for c in cases[6:]) == {"ana": 2, "ben": 2, "cal": 2}
+    finally:
+        second_storage.close()
 
 
 def test_territory_and_ownership_of_customers_accounts_and_opportunities(crm: CRM) -> None:

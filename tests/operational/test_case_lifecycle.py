@@ -4,8 +4,11 @@ the escalation ladder is emitted exactly once, and none is missed after a sweep.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections import Counter
 from datetime import timedelta
+from pathlib import Path
 
 import attrs
 import pytest
@@ -16,10 +19,8 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule, 
 from crmcore import CRM, Customer, ServicePoint, ServicePointKind, ValidationError
 from crmcore.model import BusinessCalendar, CaseStatus, Rung
 from crmcore.plugins import make_plugin_manager
-from crmcore_adapters.storage.memory import MemoryStorage
-from crmcore_adapters.storage.sqlite import SQLiteStorage
 
-from .conftest import Clock, Recorder, drain
+from .conftest import Clock, Recorder, drain, drop_schema, open_backend
 
 OPEN, WORK, WAIT, DONE, SHUT = (CaseStatus.OPEN, CaseStatus.IN_PROGRESS, CaseStatus.WAITING,
                                 CaseStatus.RESOLVED, CaseStatus.CLOSED)
@@ -32,12 +33,13 @@ AFTER = {"respond": None, "pause": WAIT, "resume": WORK, "resolve": DONE, "close
 
 
 class CaseLifecycle(RuleBasedStateMachine):
-    storage_url = "memory://"
+    backend = "memory"
     cases = Bundle("cases")
 
     def __init__(self) -> None:
         super().__init__()
-        store = MemoryStorage() if self.storage_url == "memory://" else SQLiteStorage(self.storage_url)
+        self.directory = tempfile.mkdtemp(prefix="crmcore-cases-")
+        store, self.schema = open_backend(self.backend, Path(self.directory))
         self.store = store
         self.clock = Clock()
         self.recorder = Recorder()
@@ -57,6 +59,8 @@ class CaseLifecycle(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         self.store.close()
+        drop_schema(self.schema)
+        shutil.rmtree(self.directory, ignore_errors=True)
 
     @rule(target=cases, customer=st.sampled_from(["vip", "gold", "plain"]),
           priority=st.integers(1, 4), at_desk=st.booleans())
@@ -124,8 +128,9 @@ class CaseLifecycle(RuleBasedStateMachine):
             assert attrs.evolve(case) == case
 
 
-@pytest.mark.parametrize("url", ["memory://", "sqlite:///:memory:"])
-def test_case_lifecycles(url: str) -> None:
-    machine = type("Machine", (CaseLifecycle,), {"storage_url": url})
+@pytest.mark.parametrize(("backend", "examples"), [("memory", 40), ("sqlite", 40), ("postgresql", 15)])
+def test_case_lifecycles(backend: str, examples: int) -> None:
+    """On every backend (PostgreSQL: fewer runs, each makes a schema of its own)."""
+    machine = type("Machine", (CaseLifecycle,), {"backend": backend})
     run_state_machine_as_test(
-        machine, settings=settings(max_examples=40, stateful_step_count=30, deadline=None))
+        machine, settings=settings(max_examples=examples, stateful_step_count=30, deadline=None))

@@ -137,10 +137,11 @@ ROLES = ("buyer", "billing", "head")
 @st.composite
 def accounts(draw: st.DrawFn, people: list[Customer]) -> list[Account]:
     """Organisations and households sharing members, so a customer often has several
-    (and a rule has to pick one) and sometimes is their primary contact."""
-    found = []
+    (and a rule has to pick one) and sometimes is their primary contact; an account often
+    hangs under an earlier one, so roll-ups add up sub-accounts two or three levels down."""
+    found: list[Account] = []
     ids = [p.id for p in people]
-    for n in range(draw(st.integers(0, 4 if ids else 0))):
+    for n in range(draw(st.integers(0, 5 if ids else 0))):
         members = draw(st.lists(st.sampled_from(ids), unique=True, max_size=4))
         primary = draw(st.none() | st.sampled_from(members)) if members else None
         found.append(Account(
@@ -151,6 +152,7 @@ def accounts(draw: st.DrawFn, people: list[Customer]) -> list[Account]:
             tier=draw(st.sampled_from((*TIERS, None))),
             members=tuple(AccountMember(m, draw(st.sampled_from(ROLES)), m == primary) for m in members),
             attributes=draw(st.dictionaries(st.sampled_from(KEYS), attribute_values, max_size=2)),
+            parent_id=draw(st.none() | st.sampled_from([a.id for a in found])) if found else None,
         ))
     return found
 

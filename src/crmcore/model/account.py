@@ -7,6 +7,8 @@ purchases, cases and interactions roll up in SQL.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 import attrs
 
 from crmcore import values as v
@@ -72,3 +74,21 @@ class Account:
 
     def without_member(self, customer_id: str) -> Account:
         return attrs.evolve(self, members=tuple(m for m in self.members if m.customer_id != customer_id))
+
+
+MAX_DEPTH = 50
+"""Deepest hierarchy walked: a guard against a cycle slipping in through storage (the
+segment engine's SQL walks no deeper either)."""
+
+
+def subtree(root: Account, children: Callable[[str], Iterable[Account]]) -> list[Account]:
+    """The account and every account below it (`children` gives those directly under one),
+    breadth first: what a parent organisation's roll-ups add up."""
+    found, level, seen = [root], [root], {root.id}
+    for _ in range(MAX_DEPTH):
+        level = [c for parent in level for c in children(parent.id) if c.id not in seen]
+        if not level:
+            break
+        seen.update(c.id for c in level)
+        found.extend(level)
+    return found

@@ -18,14 +18,13 @@ import attrs
 from crmcore import values as v
 from crmcore.errors import ValidationError
 from crmcore.model import Account, AccountMember, CaseStatus
+from crmcore.model.account import MAX_DEPTH, subtree
 from crmcore.sql.dialect import Dialect, dialect_of
 
 if TYPE_CHECKING:
     from crmcore.crm import CRM
     from crmcore.ports import UnitOfWork
 
-MAX_DEPTH = 50
-"""Deepest hierarchy accepted: a guard against a cycle slipping in through storage."""
 _OPEN = tuple(str(s) for s in CaseStatus if s.is_open)
 
 
@@ -145,15 +144,7 @@ def _ancestors(uow: UnitOfWork, parent_id: str | None) -> list[Account]:
 
 
 def _tree(uow: UnitOfWork, account_id: str) -> list[str]:
-    uow.accounts.get(account_id)
-    ids, level, seen = [account_id], [account_id], {account_id}
-    for _ in range(MAX_DEPTH):
-        level = [c.id for parent in level for c in uow.accounts.children(parent) if c.id not in seen]
-        if not level:
-            break
-        seen.update(level)
-        ids.extend(level)
-    return ids
+    return [a.id for a in subtree(uow.accounts.get(account_id), uow.accounts.children)]
 
 
 def _member_ids(uow: UnitOfWork, account_ids: Iterable[str]) -> list[str]:

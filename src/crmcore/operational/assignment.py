@@ -11,7 +11,8 @@ an `assignment.made` event.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -92,27 +93,34 @@ class Staff:
         return [self.agents[i] for i in sorted(ids)], said
 
 
+Turn = Callable[[str], int]
+"""Takes the next turn of a pool of agents (`Turns.take`, or `peek` for a decision not kept)."""
+
+
 class Decider:
-    """Chooses among candidates; keeps the round-robin turn of each pool of agents."""
+    """Chooses among candidates. Round-robin turns are counted per pool of agents (the
+    team, skills, language and place asked for) by the `turn` given, the storage's shared
+    counter; without one, in this object (one process's turns)."""
 
     def __init__(self) -> None:
-        self._turns: dict[tuple[str, ...], int] = {}
+        self._turns: dict[str, int] = {}
+
+    def _local_turn(self, pool: str) -> int:
+        self._turns[pool] = self._turns.get(pool, -1) + 1
+        return self._turns[pool]
 
     def choose(
         self, rule: str, item: WorkItem, candidates: list[Agent], loads: dict[str, int],
-        filters: list[str], now: datetime,
+        filters: list[str], now: datetime, turn: Turn | None = None,
     ) -> Assignment:
         if not candidates:
             wanted = ", ".join(filters) or "any active agent"
             raise Unassignable(f"no agent can take {item.kind} {item.id}: none with {wanted}")
         qualified = f"{len(candidates)} agent(s) with {', '.join(filters) or 'no condition'}"
         if rule == "round_robin":
-            pool = (item.team or "", *sorted(item.skills), item.language or "",
-                    item.territory or item.service_point or "")
-            turn = self._turns.get(pool, -1) + 1
-            self._turns[pool] = turn
-            chosen = candidates[turn % len(candidates)]
-            reason = f"{qualified}; next in turn: {chosen.id}"
+            taken = (turn or self._local_turn)(pool_of(item))
+            chosen = candidates[taken % len(candidates)]
+            reason = f"{qualified}; next in turn ({taken}): {chosen.id}"
         elif rule == "least_loaded":
             chosen = min(candidates, key=lambda a: (loads.get(a.id, 0) / a.capacity, a.id))
             reason = (f"{qualified}; least loaded: {chosen.id} with {loads.get(chosen.id, 0)} "
@@ -123,6 +131,12 @@ class Decider:
         return Assignment(chosen.id, rule, reason[:500], now, team)
 
 
+def pool_of(item: WorkItem) -> str:
+    """The round-robin pool an item draws from: the same conditions, the same turns."""
+    place = item.territory or item.service_point
+    return json.dumps([item.team, sorted(item.skills), item.language, place])
+
+
 class Assigner:
     """`crm.operational.assignment`: assign records by rule, keep and announce why."""
 
@@ -131,11 +145,11 @@ class Assigner:
         self.decider = Decider()
 
     def decide(self, item: WorkItem, *, rule: str = "least_loaded") -> Assignment:
-        """Who should own `item`, and why; writes nothing."""
+        """Who should own `item`, and why; writes nothing (round-robin: whose turn it is)."""
         with self.crm.reading() as uow:
-            return self._decide(uow, item, rule)
+            return self._decide(uow, item, rule, keep=False)
 
-    def _decide(self, uow: UnitOfWork, item: WorkItem, rule: str) -> Assignment:
+    def _decide(self, uow: UnitOfWork, item: WorkItem, rule: str, *, keep: bool = True) -> Assignment:
         if rule not in RULES:
             raise ValidationError("rule", rule, f"must be one of {', '.join(RULES)}")
         if item.team is not None and uow.teams.find(item.team) is None:
@@ -150,7 +164,9 @@ class Assigner:
             if not isinstance(chosen, Assignment) or chosen.agent not in staff.agents:
                 raise ValidationError("crmcore_assign", chosen, "must name an active agent")
             return chosen
-        return self.decider.choose(rule, item, candidates, loads, filters, now)
+        turns = getattr(uow, "turns", None)  # a storage without shared turns: this process's
+        turn = None if turns is None else turns.take if keep else turns.peek
+        return self.decider.choose(rule, item, candidates, loads, filters, now, turn)
 
     def case(self, case_id: str, *, rule: str = "least_loaded", skills: Iterable[str] = (),
              language: str | None = None, team: str | None = None,

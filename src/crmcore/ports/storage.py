@@ -245,6 +245,20 @@ class Configurations(Protocol):
         ...
 
 
+class Turns(Protocol):
+    """Round-robin turns, one counter per pool of agents, kept in the base so that every
+    process assigning from it takes the same turns."""
+
+    def take(self, pool: str) -> int:
+        """The pool's next turn (0 the first time, then 1, 2...), counted in this transaction;
+        the pool's row stays locked until it ends, so two assignments never take one turn."""
+        ...
+
+    def peek(self, pool: str) -> int:
+        """The turn `take` would give now; counts nothing."""
+        ...
+
+
 class CampaignMembers(Protocol):
     def put(self, member: CampaignMember) -> None:
         """Add or replace the membership of one customer in one campaign."""
@@ -480,6 +494,8 @@ class UnitOfWork(Protocol):
     def automation_runs(self) -> AutomationLog: ...
     @property
     def configurations(self) -> Configurations: ...
+    @property
+    def turns(self) -> Turns: ...
     # sales: pipelines, leads, the catalogue, quotes and exchange rates
     @property
     def pipelines(self) -> Repository[Pipeline]: ...

@@ -18,6 +18,7 @@ from fractions import Fraction
 from typing import Any, Protocol
 
 from crmcore.model import Account, CaseStatus, ConsentStatus, Customer
+from crmcore.model.account import subtree
 from crmcore.segments import ast as a
 from crmcore.segments.context import Context
 from crmcore.segments.schema import GROUP_KINDS, TIME_OF, Checked, Type, constant_type, natural
@@ -42,6 +43,10 @@ class Source(Protocol):
 
     def accounts(self, customer_id: str) -> list[Account]:
         """Every account the customer is a member of."""
+        ...
+
+    def children(self, account_id: str) -> list[Account]:
+        """The accounts directly under one (its roll-ups include theirs)."""
         ...
 
 
@@ -74,15 +79,17 @@ class Subject:
         return chosen_account(self._accounts, self.customer.id, group)
 
     def records(self, name: str, of: str | None = None) -> list[Any]:
-        """The customer's records of one source, or (`of`) those of every member of their account."""
+        """The customer's records of one source, or (`of`) those of every member of their
+        account and of the accounts below it, each member's once."""
         found = self._records.get((of, name))
         if found is None:
             if of is None:
                 found = self.source.records(name, self.customer.id)
             else:
                 account = self.account(of)
-                members = () if account is None else account.members
-                found = [r for m in members for r in self.source.records(name, m.customer_id)]
+                tree = () if account is None else subtree(account, self.source.children)
+                members = dict.fromkeys(m.customer_id for a in tree for m in a.members)
+                found = [r for m in members for r in self.source.records(name, m)]
             self._records[(of, name)] = found
         return found
 
@@ -104,6 +111,10 @@ class UowSource:
     def accounts(self, customer_id: str) -> list[Account]:
         accounts = getattr(self.uow, "accounts", None)
         found: list[Account] = [] if accounts is None else accounts.of_customer(customer_id)
+        return found
+
+    def children(self, account_id: str) -> list[Account]:
+        found: list[Account] = self.uow.accounts.children(account_id)
         return found
 
 

@@ -26,6 +26,7 @@ from typing import Any
 import attrs
 
 from crmcore.model import CaseStatus
+from crmcore.model.account import MAX_DEPTH
 from crmcore.segments import ast as a
 from crmcore.segments.context import Context
 from crmcore.segments.evaluate import OPERATORS
@@ -251,6 +252,16 @@ class Compiler:
                 f"WHERE m.customer_id = c.id AND k.kind = {kind} "
                 f"ORDER BY m.is_primary DESC, m.account_id{self.d.text_order} LIMIT 1)")
 
+    def subtree(self, group: str) -> str:
+        """The ids of the customer's account and of every account below it (`model.subtree`),
+        at most MAX_DEPTH levels down, as a recursive query."""
+        return self.d.recursive(
+            "subtree", ("id", "depth"), f"SELECT {self.account_id(group)}, 0",
+            f"SELECT sa.id, st.depth + 1 FROM accounts AS sa JOIN subtree AS st ON sa.parent_id = st.id "
+            f"WHERE st.depth < {MAX_DEPTH}",
+            "SELECT id FROM subtree",
+        )
+
     def of_account(self, group: str, value: str) -> str:
         """`value` (over `k`, the accounts table) for the customer's account."""
         return f"(SELECT {value} FROM accounts AS k WHERE k.id = {self.account_id(group)})"
@@ -290,7 +301,7 @@ class Compiler:
         when = f"r.{TIME_OF[source]}"
         whose = "r.customer_id = c.id" if node.of is None else (
             "r.customer_id IN (SELECT g.customer_id FROM account_members AS g "
-            f"WHERE g.account_id = {self.account_id(node.of)})")
+            f"WHERE g.account_id IN {self.subtree(node.of)})")
         conditions = [whose, f"{when} <= {self.bind(self.d.instant(self.context.now))}"]
         start = self.context.start(node.window)
         if start is not None:

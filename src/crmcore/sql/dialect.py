@@ -210,6 +210,13 @@ class Dialect:
         of two. None where the database runs one at a time; the caller then runs both."""
         return None
 
+    def recursive(self, name: str, columns: Sequence[str], anchor: str, step: str, body: str) -> str:
+        """A subquery: `body` (a SELECT) over `name`, which holds the rows of `anchor` and
+        those `step` (a SELECT reading `name`) adds from them, repeated until it adds none:
+        a tree walk (an account and every account below it) in one statement."""
+        return (f"(WITH RECURSIVE {name}({', '.join(columns)}) AS ({anchor} UNION ALL {step}) "
+                f"{body})")
+
     def executemany(self, cursor: Cursor, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         """Run a statement (written with `?`) once per row; an empty batch runs nothing
         (some drivers refuse an empty `executemany`)."""

@@ -8,6 +8,7 @@ runs the storage contract runs them too.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import attrs
@@ -21,6 +22,7 @@ from crmcore.events import Event
 from crmcore.ports import Storage
 from crmcore.segments import select_ids
 from crmcore.testing import strategies as s
+from crmcore.values import Money
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -220,6 +222,28 @@ class OperationalStorageContract:
             assert select_ids(uow, rule, as_of=later) == ["c2"]
             assert select_ids(uow, rule, as_of=later, engine="python") == ["c2"]
 
+    def test_account_roll_ups_in_rules_reach_the_sub_accounts(self, storage: Storage) -> None:
+        """A group, its subsidiary and the subsidiary's site: a rule's roll-up over a
+        customer's account adds up every account below it, in SQL as in Python."""
+        with storage.transaction() as uow:
+            for n in (1, 2, 3):
+                uow.customers.add(m.Customer(id=f"c{n}", name=f"N{n}", created_at=T0, updated_at=T0))
+            uow.accounts.add(m.Account("g", "Group", members=(m.AccountMember("c1"),)))
+            uow.accounts.add(m.Account("s", "Subsidiary", parent_id="g", members=(m.AccountMember("c2"),)))
+            uow.accounts.add(m.Account("t", "Site", parent_id="s", members=(m.AccountMember("c3"),)))
+            bought = (("c1", "1000"), ("c2", "100"), ("c3", "10"), ("c3", "1"))
+            for n, (customer, amount) in enumerate(bought):
+                line = m.OrderLine("x", Money(Decimal(amount)))
+                uow.purchases.add(m.Purchase(f"p{n}", customer, T0, (line,)))
+        later = T0 + timedelta(days=1)
+        with storage.transaction() as uow:
+            for rule, expected in (("sum(account.purchases.total) = 1111", ["c1"]),
+                                   ("sum(account.purchases.total) = 111", ["c2"]),
+                                   ("count(account.purchases) = 3", ["c2"]),
+                                   ("count(account.purchases) = 2", ["c3"])):
+                assert select_ids(uow, rule, as_of=later) == expected, rule
+                assert select_ids(uow, rule, as_of=later, engine="python") == expected, rule
+
     def test_configuration_keeps_every_version(self, storage: Storage) -> None:
         def version(name: str, n: int, doc: dict[str, Any] | None,
                     kind: str = "sla_policy") -> m.ConfigVersion:
@@ -258,3 +282,18 @@ class OperationalStorageContract:
             assert uow.automation_runs.record(again) is False
             assert [r.event_id for r in uow.automation_runs.for_rule("tag")] == ["e1", "e2"]
             assert len(uow.automation_runs.for_rule("tag", limit=1)) == 1
+
+    def test_round_robin_turns_are_counted_per_pool_and_undone_with_the_transaction(
+        self, storage: Storage
+    ) -> None:
+        with storage.transaction() as uow:
+            assert uow.turns.peek("care") == 0
+            assert [uow.turns.take("care") for _ in range(3)] == [0, 1, 2]
+            assert uow.turns.take('["care", ["fr"]]') == 0
+        with pytest.raises(RuntimeError), storage.transaction() as uow:
+            assert uow.turns.take("care") == 3
+            raise RuntimeError("roll back")
+        with storage.transaction() as uow:
+            assert uow.turns.peek("care") == 3 and uow.turns.peek("care") == 3
+            assert uow.turns.take("care") == 3
+            assert uow.turns.peek('["care", ["fr"]]') == 1

@@ -431,6 +431,22 @@ class MemoryConfigurations:
         return [e for e in newest if e is not None and not e.retired]
 
 
+class MemoryTurns:
+    """Round-robin turns per pool; transactions take turns here anyway, so no lock of its own."""
+
+    def __init__(self, rows: dict[str, int], journal: Journal) -> None:
+        self.rows = rows
+        self.journal = journal
+
+    def take(self, pool: str) -> int:
+        turn = self.peek(pool)
+        self.journal.set(self.rows, pool, turn)
+        return turn
+
+    def peek(self, pool: str) -> int:
+        return self.rows.get(pool, -1) + 1
+
+
 class MemoryCampaignMembers:
     def __init__(self, rows: dict[tuple[str, str], CampaignMember], journal: Journal) -> None:
         self.rows = rows
@@ -717,6 +733,7 @@ class MemoryUnitOfWork:
         self.accounts = MemoryAccounts(t["accounts"], journal, "account", True)
         self.automation_runs = MemoryAutomationRuns(store.automation_runs, journal)
         self.configurations = MemoryConfigurations(store.configurations, journal)
+        self.turns = MemoryTurns(store.turns, journal)
         self.pipelines = MemoryRepository[Any](t["pipelines"], journal, "pipeline", True)
         self.leads = MemoryRepository[Any](t["leads"], journal, "lead", True)
         self.products = MemoryRepository[Any](t["products"], journal, "product", True)
@@ -755,6 +772,7 @@ class MemoryStorage:
         self.segment_runs: dict[tuple[str, datetime], SegmentRun] = {}
         self.automation_runs: dict[tuple[str, str], AutomationRun] = {}
         self.configurations: dict[tuple[str, str, int], ConfigVersion] = {}
+        self.turns: dict[str, int] = {}
         self.history: dict[int, Change] = {}
         self.merges: dict[str, MergeRecord] = {}
         self.erasures: dict[str, Tombstone] = {}

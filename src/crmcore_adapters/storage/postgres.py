@@ -256,6 +256,10 @@ MIGRATIONS: tuple[tuple[sql.Step, ...], ...] = (
         "DROP INDEX customer_states_op",
         "CREATE INDEX customer_states_removed ON customer_states (at) WHERE op = 'removed'",
     ),
+    # operational: round-robin turns, shared by every process assigning from this base
+    (
+        f"CREATE TABLE assignment_turns (pool {TEXT} PRIMARY KEY, turn bigint NOT NULL)",
+    ),
 )
 """Migration N brings the schema from version N to N+1 (mirrors sqlite.MIGRATIONS)."""
 

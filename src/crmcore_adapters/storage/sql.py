@@ -731,6 +731,28 @@ class SqlConfigurations:
         )
 
 
+class SqlTurns:
+    """Round-robin turns in `assignment_turns`: one upsert that counts and returns the turn,
+    taking the pool's row lock until commit (a second process waits, then counts on)."""
+
+    def __init__(self, cur: Cursor, dialect: Dialect) -> None:
+        self.cur = cur
+        self.d = dialect
+
+    def take(self, pool: str) -> int:
+        self.cur.execute(
+            self.d.sql("INSERT INTO assignment_turns (pool, turn) VALUES (?, 0) ON CONFLICT (pool) "
+                       "DO UPDATE SET turn = assignment_turns.turn + 1 RETURNING turn"),
+            (pool,),
+        )
+        return int(self.cur.fetchone()[0])
+
+    def peek(self, pool: str) -> int:
+        self.cur.execute(self.d.sql("SELECT turn FROM assignment_turns WHERE pool = ?"), (pool,))
+        row = self.cur.fetchone()
+        return 0 if row is None else int(row[0]) + 1
+
+
 class SqlAutomationRuns:
     def __init__(self, cur: Cursor, dialect: Dialect) -> None:
         self.cur = cur
@@ -1458,6 +1480,10 @@ class SqlUnitOfWork:
     @functools.cached_property
     def configurations(self) -> SqlConfigurations:
         return SqlConfigurations(self.cur, self.d)
+
+    @functools.cached_property
+    def turns(self) -> SqlTurns:
+        return SqlTurns(self.cur, self.d)
 
     @functools.cached_property
     def pipelines(self) -> SqlRepository[Pipeline]:

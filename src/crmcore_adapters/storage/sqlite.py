@@ -217,6 +217,10 @@ MIGRATIONS: tuple[tuple[sql.Step, ...], ...] = (
         "DROP INDEX customer_states_op",
         "CREATE INDEX customer_states_removed ON customer_states (at) WHERE op = 'removed'",
     ),
+    # operational: round-robin turns, shared by every process assigning from this base
+    (
+        "CREATE TABLE assignment_turns (pool TEXT PRIMARY KEY, turn INTEGER NOT NULL) WITHOUT ROWID",
+    ),
 )
 """Migration N brings the schema from version N to N+1; never edit one that has shipped."""
 

@@ -15,6 +15,7 @@ URL options: `threads` (DuckDB worker threads), and `memory_limit`.
 from __future__ import annotations
 
 import contextvars
+import re
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -33,6 +34,8 @@ from crmcore_duckdb.dialect import DUCKDB
 DIALECT = DUCKDB
 BULK_BATCH = 5_000
 _WRITES = ("INSERT", "UPDATE", "DELETE")
+_RETURNING = re.compile(r"\bRETURNING\b", re.IGNORECASE)
+"""A write that returns rows: its result is those rows, left for `fetchone`, not a count."""
 _READS = ("SELECT", "WITH", "EXPLAIN", "PRAGMA")
 """Statements a read-only transaction may run (by their first word)."""
 
@@ -183,13 +186,18 @@ MIGRATIONS: tuple[tuple[sql.Step, ...], ...] = (
         sql.backfill_since,
         'CREATE INDEX customer_states_customer ON customer_states (customer_id, "at", seq)',
     ),
+    # crmcore's round-robin turns, shared by every process assigning from this base
+    (
+        "CREATE TABLE assignment_turns (pool VARCHAR PRIMARY KEY, turn BIGINT NOT NULL)",
+    ),
 )
 """Migration N brings the schema from version N to N+1."""
 
 
 class Cursor:
     """A DuckDB cursor as the shared SQL expects a DB-API cursor: DuckDB answers a write with
-    a one-row result holding the count of rows it touched, which becomes `rowcount`."""
+    a one-row result holding the count of rows it touched, which becomes `rowcount` (unless
+    the write asks for rows back with RETURNING)."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, readonly: bool = False) -> None:
         self.con = con
@@ -200,7 +208,7 @@ class Cursor:
         if self.readonly and not statement.lstrip()[:8].upper().startswith(_READS):
             raise StorageError("duckdb: a read-only transaction tried to write")
         self.con.execute(statement, list(params))
-        if statement.lstrip()[:6].upper() in _WRITES:
+        if statement.lstrip()[:6].upper() in _WRITES and not _RETURNING.search(statement):
             row = self.con.fetchone()
             self.rowcount = -1 if row is None else int(row[0])
         return self
