@@ -10,7 +10,7 @@ every contact is on a living customer, and the merge journal agrees with the dat
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import attrs
@@ -275,6 +275,30 @@ def test_survivor_written_while_unmerge_runs_is_kept(postgres_crm: crmcore.CRM) 
     assert crm.customers.get("b").attributes == {"b": -1}
 
 
+def moved_while_writing(crm: crmcore.CRM, journal_id: str, undo: bool,
+                        write: Callable[[Any], None]) -> None:
+    """Merge a and b (or undo the merge `journal_id`) while `write` holds an open
+    transaction; the move runs meanwhile and must wait for that commit."""
+    errors: list[BaseException] = []
+    writing = threading.Event()
+
+    def mover() -> None:
+        writing.wait()
+        try:
+            crm.lifecycle.unmerge(journal_id) if undo else crm.lifecycle.merge("a", "b")
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=mover)
+    thread.start()
+    with crm.transaction() as uow:
+        write(uow)
+        writing.set()
+        thread.join(timeout=1.0)  # the move runs meanwhile (and now waits for this commit)
+    thread.join(timeout=60)
+    assert not errors, errors
+
+
 @pytest.mark.parametrize("undo", [False, True], ids=["merge", "unmerge"])
 def test_moved_case_written_meanwhile_is_kept(postgres_crm: crmcore.CRM, undo: bool) -> None:
     """A case written by a transaction that commits while a merge moves it (or an unmerge
@@ -284,24 +308,7 @@ def test_moved_case_written_meanwhile_is_kept(postgres_crm: crmcore.CRM, undo: b
     journal, _, case_id = merged_pair(crm)
     if not undo:
         crm.lifecycle.unmerge(journal.id)  # the case is b's again: the merge below moves it
-    errors: list[BaseException] = []
-    writing = threading.Event()
-
-    def mover() -> None:
-        writing.wait()
-        try:
-            crm.lifecycle.unmerge(journal.id) if undo else crm.lifecycle.merge("a", "b")
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=mover)
-    thread.start()
-    with crm.transaction():
-        counted(crm, case_id)
-        writing.set()
-        thread.join(timeout=1.0)  # the move runs meanwhile (and now waits for this commit)
-    thread.join(timeout=60)
-    assert not errors, errors
+    moved_while_writing(crm, journal.id, undo, lambda _: counted(crm, case_id))
     case = crm.cases.get(case_id)
     assert (case.customer_id, case.contacts) == ("b" if undo else "a", 2)
 
@@ -337,26 +344,13 @@ def test_membership_and_snapshot_written_meanwhile_are_moved(postgres_crm: crmco
     if not undo:
         crm.lifecycle.unmerge(journal.id)  # b's again: the merge below moves them
     owner, to = ("a", "b") if undo else ("b", "a")
-    errors: list[BaseException] = []
-    writing = threading.Event()
 
-    def mover() -> None:
-        writing.wait()
-        try:
-            crm.lifecycle.unmerge(journal.id) if undo else crm.lifecycle.merge("a", "b")
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=mover)
-    thread.start()
-    with crm.transaction() as uow:
+    def write(uow: Any) -> None:
         change_status(crm, owner, MemberStatus.RESPONDED)
         if not undo:
             uow.scores.put([Score("b", "rfm", T0, 7)])
-        writing.set()
-        thread.join(timeout=1.0)  # the move runs meanwhile (and now waits for this commit)
-    thread.join(timeout=60)
-    assert not errors, errors
+
+    moved_while_writing(crm, journal.id, undo, write)
     with crm.reading() as uow:
         assert uow.campaign_members.for_customer(owner) == []
         assert [m.status for m in uow.campaign_members.for_customer(to)] == [MemberStatus.RESPONDED]
