@@ -170,25 +170,23 @@ class _Parameters:
 
 RUN_OFF = 20.0
 """A standard error of a log-parameter above this (an interval spanning e^±39) means the
-optimiser stopped on a ridge running off to a boundary, not at a maximum."""
+optimiser stopped on a ridge running off to a boundary: no interval is given."""
 
 NO_MAXIMUM = "the likelihood has no maximum on this data (too few or too alike customers?)"
 
 
-def _information(negative_hessian: Array, names: Sequence[str]) -> Covariance | None:
+def _information(negative_hessian: Array) -> Covariance | None:
     """The covariance of the log-parameters at a fit's optimum: None where the observed
     information is not positive definite (flat in some direction: a limiting model, such as
     Gamma-Gamma with q -> infinity when every customer's mean spend is alike, which still
-    predicts); a FitError where a parameter's standard error says it runs off."""
+    predicts), and None too where a parameter's standard error says it runs off along a
+    ridge: the same limiting model, its interval meaningless. A fit whose predictions are
+    not finite is refused where they are made."""
     import numpy as np
 
     found = uncertainty.covariance(negative_hessian)
-    if found is not None:
-        spread = np.sqrt(np.maximum(np.diag(found), 0.0))
-        if spread.max() > RUN_OFF:
-            worst = int(np.argmax(spread))
-            raise FitError(f"{NO_MAXIMUM}: {names[worst]} runs off (standard error of its log "
-                           f"{spread[worst]:.3g})")
+    if found is not None and np.sqrt(np.maximum(np.diag(found), 0.0)).max() > RUN_OFF:
+        return None
     return uncertainty.as_rows(found)
 
 
@@ -257,7 +255,7 @@ class BetaGeo(_Parameters):
         r, alpha, a, b = map(float, found)
         curvature = uncertainty.hessian_from_gradient(lambda p: likelihood(p)[1], np.log(found))
         return cls(r, alpha, a, b, log_likelihood=float(ll), customers=int(n),
-                   log_covariance=_information(-curvature, cls.NAMES))
+                   log_covariance=_information(-curvature))
 
     def probability_of_purchases(self, n: int | Sequence[int], t: float) -> Array:
         """P(X(t) = n): the probability that a customer picked at random makes exactly n
@@ -483,7 +481,7 @@ class ParetoNBD(_Parameters):
 
         curvature = uncertainty.hessian_from_value(lambda p: -objective(p) * n, np.log(found))
         model = cls(r, alpha, s, beta, customers=int(n),
-                    log_covariance=_information(-curvature, cls.NAMES))
+                    log_covariance=_information(-curvature))
         return attrs.evolve(model, log_likelihood=float(model.log_likelihoods(x, tx, age).sum()))
 
     def log_likelihoods(self, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> Array:
@@ -664,7 +662,7 @@ class GammaGamma(_Parameters):
         ll, _ = likelihood(np.log([p, q, gamma]))
         curvature = uncertainty.hessian_from_gradient(lambda v: likelihood(v)[1], np.log([p, q, gamma]))
         return cls(float(p), float(q), float(gamma), float(ll), int(n), excluded,
-                   _information(-curvature, cls.NAMES))
+                   _information(-curvature))
 
     def expected_spend(self, frequency: ArrayLike, monetary: ArrayLike) -> Array:
         """Expected value of a customer's future purchase: the population mean shrunk
