@@ -115,6 +115,33 @@ def postgres_crm(request: pytest.FixtureRequest) -> Iterator[crmcore.CRM]:
     opened.close()
 
 
+def meanwhile(crm: crmcore.CRM, hold: Callable[[Any], Any], other: Callable[[], Any]) -> tuple[Any, Any]:
+    """Run `other` in a thread while `hold(uow)` keeps a transaction open: `other` starts
+    once `hold` has written and runs (or waits on its locks) until `hold` commits. What
+    `hold` returned, and what `other` returned or raised."""
+    outcome: list[Any] = []
+    held = threading.Event()
+
+    def run() -> None:
+        held.wait()
+        try:
+            outcome.append(other())
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    with crm.transaction() as uow:
+        try:
+            kept = hold(uow)
+        finally:
+            held.set()
+        thread.join(timeout=1.0)  # the other call runs meanwhile (and may wait for this commit)
+    thread.join(timeout=60)
+    assert len(outcome) == 1, "the call in the thread did not end"
+    return kept, outcome[0]
+
+
 def test_contact_logged_while_merge_runs_is_moved_not_stranded(postgres_crm: crmcore.CRM) -> None:
     """The race PostgreSQL's READ COMMITTED allowed: a contact for the merged customer,
     inserted by a transaction that commits after the merge moved the rows, stayed on the
@@ -122,28 +149,13 @@ def test_contact_logged_while_merge_runs_is_moved_not_stranded(postgres_crm: crm
     crm = postgres_crm
     crm.customers.add(Customer.new("Ann", id="a", created_at=T0))
     crm.customers.add(Customer.new("Ann B", id="b", created_at=T0))
-    journal: list[Any] = []
-    errors: list[BaseException] = []
-    inserted = threading.Event()
-
-    def merger() -> None:
-        inserted.wait()
-        try:
-            journal.append(crm.lifecycle.merge("a", "b"))
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=merger)
-    thread.start()
-    with crm.transaction():
-        contact = crm.interactions.log("b", channel="phone", direction="inbound")
-        inserted.set()
-        thread.join(timeout=1.0)  # the merge runs meanwhile (and now waits for this commit)
-    thread.join(timeout=60)
-    assert not errors, errors
+    contact, journal = meanwhile(
+        crm, lambda _: crm.interactions.log("b", channel="phone", direction="inbound"),
+        lambda: crm.lifecycle.merge("a", "b"))  # the merge now waits for the contact's commit
+    assert not isinstance(journal, BaseException), journal
     assert crm.customers.find("b") is None
     assert crm.interactions.get(contact.id).customer_id == "a"
-    assert journal[0].moved["interactions"] == [contact.id]
+    assert journal.moved["interactions"] == [contact.id]
 
 
 def test_contact_logged_after_merge_holds_the_record_is_refused(postgres_crm: crmcore.CRM) -> None:
@@ -152,24 +164,10 @@ def test_contact_logged_after_merge_holds_the_record_is_refused(postgres_crm: cr
     crm = postgres_crm
     crm.customers.add(Customer.new("Ann", id="a", created_at=T0))
     crm.customers.add(Customer.new("Ann B", id="b", created_at=T0))
-    outcome: list[BaseException | str] = []
-    holding = threading.Event()
-
-    def logger() -> None:
-        holding.wait()
-        try:
-            outcome.append(crm.interactions.log("b", channel="phone", direction="inbound").id)
-        except BaseException as exc:
-            outcome.append(exc)
-
-    thread = threading.Thread(target=logger)
-    thread.start()
-    with crm.transaction():
-        crm.lifecycle.merge("a", "b")
-        holding.set()
-        thread.join(timeout=1.0)  # logging runs meanwhile (and now waits for this commit)
-    thread.join(timeout=60)
-    assert len(outcome) == 1 and isinstance(outcome[0], NotFound), outcome
+    _, outcome = meanwhile(
+        crm, lambda _: crm.lifecycle.merge("a", "b"),
+        lambda: crm.interactions.log("b", channel="phone", direction="inbound").id)
+    assert isinstance(outcome, NotFound), outcome  # logging waited for the merge's commit
     with crm.reading() as uow:
         assert uow.interactions.for_customer("b") == []
 
@@ -251,25 +249,13 @@ def test_survivor_written_while_unmerge_runs_is_kept(postgres_crm: crmcore.CRM) 
     the version, or worse, undo a write it never saw)."""
     crm = postgres_crm
     journal, _, _ = merged_pair(crm)
-    errors: list[BaseException] = []
-    writing = threading.Event()
 
-    def unmerger() -> None:
-        writing.wait()
-        try:
-            crm.lifecycle.unmerge(journal.id)
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=unmerger)
-    thread.start()
-    with crm.transaction():
+    def write(_: Any) -> None:
         current = crm.customers.get("a")
         crm.customers.update(attrs.evolve(current, tier="gold", attributes={**current.attributes, "x": 1}))
-        writing.set()
-        thread.join(timeout=1.0)  # the unmerge runs meanwhile (and now waits for this commit)
-    thread.join(timeout=60)
-    assert not errors, errors
+
+    _, outcome = meanwhile(crm, write, lambda: crm.lifecycle.unmerge(journal.id))
+    assert not isinstance(outcome, BaseException), outcome
     survivor = crm.customers.get("a")
     assert (survivor.tier, survivor.attributes) == ("gold", {"x": 1})
     assert crm.customers.get("b").attributes == {"b": -1}
@@ -279,24 +265,9 @@ def moved_while_writing(crm: crmcore.CRM, journal_id: str, undo: bool,
                         write: Callable[[Any], None]) -> None:
     """Merge a and b (or undo the merge `journal_id`) while `write` holds an open
     transaction; the move runs meanwhile and must wait for that commit."""
-    errors: list[BaseException] = []
-    writing = threading.Event()
-
-    def mover() -> None:
-        writing.wait()
-        try:
-            crm.lifecycle.unmerge(journal_id) if undo else crm.lifecycle.merge("a", "b")
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=mover)
-    thread.start()
-    with crm.transaction() as uow:
-        write(uow)
-        writing.set()
-        thread.join(timeout=1.0)  # the move runs meanwhile (and now waits for this commit)
-    thread.join(timeout=60)
-    assert not errors, errors
+    _, outcome = meanwhile(crm, write, lambda: crm.lifecycle.unmerge(journal_id) if undo
+                           else crm.lifecycle.merge("a", "b"))
+    assert not isinstance(outcome, BaseException), outcome
 
 
 @pytest.mark.parametrize("undo", [False, True], ids=["merge", "unmerge"])
@@ -369,24 +340,9 @@ def test_joining_after_merge_holds_the_record_is_refused(postgres_crm: crmcore.C
     crm.marketing.create("spring", "Spring", channel="email", subject="Hi", text="Hello",
                          rule='tier = "gold"')  # c alone: a and b may join
     crm.marketing.launch("spring")
-    outcome: list[BaseException | CampaignMember] = []
-    holding = threading.Event()
-
-    def joiner() -> None:
-        holding.wait()
-        try:
-            outcome.append(crm.marketing.join("spring", "b"))
-        except BaseException as exc:
-            outcome.append(exc)
-
-    thread = threading.Thread(target=joiner)
-    thread.start()
-    with crm.transaction():
-        crm.lifecycle.merge("a", "b")
-        holding.set()
-        thread.join(timeout=1.0)  # the join runs meanwhile (and now waits for this commit)
-    thread.join(timeout=60)
-    assert len(outcome) == 1 and isinstance(outcome[0], NotFound), outcome
+    _, outcome = meanwhile(crm, lambda _: crm.lifecycle.merge("a", "b"),
+                           lambda: crm.marketing.join("spring", "b"))
+    assert isinstance(outcome, NotFound), outcome  # the join waited for the merge's commit
     with crm.reading() as uow:
         assert uow.campaign_members.for_customer("b") == []
 
