@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import attrs
@@ -63,37 +64,35 @@ def write_rounds(crm: crmcore.CRM, who: str, channel: str, last: dict[str, int],
                 return
 
 
-def test_merge_racing_with_writes_loses_nothing(crm: crmcore.CRM) -> None:
-    crm.customers.add(Customer.new("Ann", id="a", emails=["a@example.org"], created_at=T0))
-    crm.customers.add(Customer.new("Ann B", id="b", emails=["b@example.org"], created_at=T0))
-    last: dict[str, int] = {}
-    logged: dict[str, list[str]] = {"a": [], "b": []}
-    start = threading.Barrier(3)
+def race(*calls: Callable[[], Any]) -> None:
+    """Start every call at once, each in a thread of its own, and fail with whatever any raised."""
+    start = threading.Barrier(len(calls))
     errors: list[BaseException] = []
 
-    def writer(who: str) -> None:
+    def run(call: Callable[[], Any]) -> None:
         start.wait()
         try:
-            write_rounds(crm, who, "phone", last, logged, gone_for_good=True)
+            call()
         except BaseException as exc:
             errors.append(exc)
 
-    journal: list[Any] = []
-
-    def merger() -> None:
-        start.wait()
-        try:
-            journal.append(retrying(lambda: crm.lifecycle.merge("a", "b")))
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=writer, args=(w,)) for w in ("a", "b")]
-    threads.append(threading.Thread(target=merger))
+    threads = [threading.Thread(target=run, args=(call,)) for call in calls]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=120)
     assert not errors, errors
+
+
+def test_merge_racing_with_writes_loses_nothing(crm: crmcore.CRM) -> None:
+    crm.customers.add(Customer.new("Ann", id="a", emails=["a@example.org"], created_at=T0))
+    crm.customers.add(Customer.new("Ann B", id="b", emails=["b@example.org"], created_at=T0))
+    last: dict[str, int] = {}
+    logged: dict[str, list[str]] = {"a": [], "b": []}
+    journal: list[Any] = []
+    writers = (partial(write_rounds, crm, who, "phone", last, logged, gone_for_good=True) for who in "ab")
+    race(*writers,
+         lambda: journal.append(retrying(lambda: crm.lifecycle.merge("a", "b"))))
     survivor = crm.customers.get("a")
     assert crm.customers.find("b") is None and len(journal) == 1
     assert survivor.attributes["a"] == last["a"] == ROUNDS - 1
@@ -199,38 +198,13 @@ def test_unmerge_racing_with_writes_loses_nothing(crm: crmcore.CRM) -> None:
     last: dict[str, int] = {}
     logged: dict[str, list[str]] = {"a": [], "b": []}
     counts: list[int] = []
-    start = threading.Barrier(4)
-    errors: list[BaseException] = []
-
-    def writer(who: str) -> None:
-        start.wait()
-        try:
-            write_rounds(crm, who, "email", last, logged, gone_for_good=False)
-        except BaseException as exc:
-            errors.append(exc)
 
     def case_writer() -> None:
-        start.wait()
-        try:
-            for _ in range(ROUNDS):
-                counts.append(retrying(lambda: counted(crm, case_id)))
-        except BaseException as exc:
-            errors.append(exc)
+        for _ in range(ROUNDS):
+            counts.append(retrying(lambda: counted(crm, case_id)))
 
-    def unmerger() -> None:
-        start.wait()
-        try:
-            retrying(lambda: crm.lifecycle.unmerge(journal.id))
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=writer, args=(w,)) for w in ("a", "b")]
-    threads += [threading.Thread(target=case_writer), threading.Thread(target=unmerger)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not errors, errors
+    writers = (partial(write_rounds, crm, who, "email", last, logged, gone_for_good=False) for who in "ab")
+    race(*writers, case_writer, lambda: retrying(lambda: crm.lifecycle.unmerge(journal.id)))
     assert crm.lifecycle.merges("b")[0].undone_at is not None
     survivor, restored = crm.customers.get("a"), crm.customers.get("b")
     assert survivor.attributes == {"a": ROUNDS - 1} and last["a"] == ROUNDS - 1
@@ -354,8 +328,6 @@ def test_unmerge_racing_with_status_changes_loses_nothing(crm: crmcore.CRM) -> N
     journal = member_and_snapshot_of_b(crm)
     statuses = (MemberStatus.SENDING, MemberStatus.SENT, MemberStatus.RESPONDED)
     last: list[MemberStatus] = []
-    start = threading.Barrier(2)
-    errors: list[BaseException] = []
 
     def held_change(status: MemberStatus) -> None:
         with crm.transaction() as uow:
@@ -371,28 +343,12 @@ def test_unmerge_racing_with_status_changes_loses_nothing(crm: crmcore.CRM) -> N
             raise AssertionError("the membership is nowhere")
 
     def writer() -> None:
-        start.wait()
-        try:
-            for n in range(ROUNDS):
-                status = statuses[n % len(statuses)]
-                retrying(lambda status=status: held_change(status))
-                last.append(status)
-        except BaseException as exc:
-            errors.append(exc)
+        for n in range(ROUNDS):
+            status = statuses[n % len(statuses)]
+            retrying(lambda status=status: held_change(status))
+            last.append(status)
 
-    def unmerger() -> None:
-        start.wait()
-        try:
-            retrying(lambda: crm.lifecycle.unmerge(journal.id))
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=writer), threading.Thread(target=unmerger)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not errors, errors
+    race(writer, lambda: retrying(lambda: crm.lifecycle.unmerge(journal.id)))
     assert len(last) == ROUNDS and crm.lifecycle.merges("b")[0].undone_at is not None
     with crm.reading() as uow:
         assert uow.campaign_members.for_customer("a") == []
