@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -209,6 +210,42 @@ def test_territory_and_ownership_of_customers_accounts_and_opportunities(crm: CR
     deal = crm.opportunities.open("c1", "Fibre for ACME")
     assert assigner.opportunity(deal.id, team="care", rule="round_robin").agent in {"ana", "ben", "cal"}
     assert crm.opportunities.get(deal.id).owner is not None
+
+
+def test_every_owned_record_keeps_why_its_owner_was_chosen_and_its_history_says_so(
+    crm: CRM, clock: Clock
+) -> None:
+    """Customers, opportunities, accounts and cases keep the `Assignment` with the owner,
+    and the change is in the record's history: owner and explanation, old and new."""
+    _staff(crm)
+    assigner = crm.operational.assignment
+    crm.operational.accounts.add(Account("acme", "ACME", service_point="paris-cc"))
+    deal = crm.opportunities.open("c1", "Fibre for ACME")
+    case = crm.operational.cases.open("c1", "complaint", "x", team="care")
+    decided = {
+        "customer": ("c1", assigner.customer("c1", skills=["billing"]), crm.customers.get),
+        "opportunity": (deal.id, assigner.opportunity(deal.id, team="care", skills=["billing"]),
+                        crm.opportunities.get),
+        "account": ("acme", assigner.account("acme", language="en"), crm.operational.accounts.get),
+        "case": (case.id, assigner.case(case.id, language="en").assignment, crm.cases.get),
+    }
+    for kind, (record_id, assignment, read) in decided.items():
+        assert assignment is not None and assignment.at == clock.now, kind
+        stored: Any = read(record_id)
+        owner = stored.agent if kind == "case" else stored.owner
+        assert (owner, stored.assignment) == (assignment.agent, assignment), kind
+        assert assignment.reason.startswith("1 agent(s)") or "least loaded" in assignment.reason
+        last = crm.lifecycle.history(kind, record_id)[-1]
+        owned = "agent" if kind == "case" else "owner"
+        assert last.diff[owned] == [None, assignment.agent], kind
+        before, after = last.diff["assignment"]
+        assert before is None and after["reason"] == assignment.reason and after["rule"] == "least_loaded"
+    # a second assignment replaces the explanation; the history keeps both
+    crm.agents.change("cal", active=False)
+    again = assigner.customer("c1", skills=["complaints"], language="en", territory=None)
+    assert crm.customers.get("c1").assignment == again and again.agent == "ben"  # ana has the case
+    old, new = crm.lifecycle.history("customer", "c1")[-1].diff["assignment"]
+    assert old["agent"] == "cal" and new["agent"] == "ben"
 
 
 def test_an_unknown_team_or_nobody_qualified_is_refused_and_nothing_is_written(

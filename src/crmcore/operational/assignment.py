@@ -218,7 +218,7 @@ class Assigner:
             wanted.setdefault("language", _primary_language(customer.language))
             wanted.setdefault("territory", customer.service_point)
             decided, item = self._owner(uow, "customer", customer_id, customer_id, wanted)
-            self.crm.customers.update(attrs.evolve(customer, owner=decided.agent))
+            self.crm.customers.update(attrs.evolve(customer, owner=decided.agent, assignment=decided))
             self._announce(item, decided)
             return decided
 
@@ -227,7 +227,8 @@ class Assigner:
             account = uow.accounts.get(account_id)
             wanted.setdefault("territory", account.service_point)
             decided, item = self._owner(uow, "account", account_id, None, wanted)
-            uow.accounts.update(attrs.evolve(account, owner=decided.agent, assignment=decided))
+            self.crm.operational.accounts.update(
+                attrs.evolve(account, owner=decided.agent, assignment=decided))
             self._announce(item, decided)
             return decided
 
@@ -235,7 +236,7 @@ class Assigner:
         with self.crm.transaction() as uow:
             deal = uow.opportunities.get(opportunity_id)
             decided, item = self._owner(uow, "opportunity", opportunity_id, deal.customer_id, wanted)
-            self.crm.opportunities.update(attrs.evolve(deal, owner=decided.agent))
+            self.crm.opportunities.update(attrs.evolve(deal, owner=decided.agent, assignment=decided))
             self._announce(item, decided)
             return decided
 
