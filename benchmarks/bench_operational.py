@@ -15,8 +15,10 @@ to do (the cost of running it often). Time is measured on its own run, without t
 
 Assignment: `Decider.choose` (least loaded) over the indexed `Staff` of --agents agents
 against the baseline of scanning every agent with the same filters, decisions per second;
-then the whole call (`crm.operational.assignment.decide` on SQLite), which reads the
-agents and the open load from storage for every decision.
+then, per backend, the whole call (`crm.operational.assignment.decide`, which keeps the
+staff index while the storage's staff generation stands and reads the candidates' load)
+against the baseline that reads every agent and everybody's load for each decision,
+alternated in blocks among --open-cases open cases (--cases 0 skips the sweep).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import statistics
 import tempfile
 import time
 import tracemalloc
@@ -214,33 +217,76 @@ def bench_assignment(agent_count: int, decisions: int) -> None:
           f"{made:,} of {decisions:,} requests found someone; {os.getloadavg()[0]:.1f} load", flush=True)
 
 
-def bench_assignment_stored(agent_count: int, decisions: int) -> None:
-    """The whole call, `crm.operational.assignment.decide`, on SQLite: it reads the agents and
-    the open load from storage on every decision, then runs the same Decider."""
+def reread_decide(crm: crmcore.CRM, decider: Decider, item: WorkItem) -> Any:
+    """The baseline, as `decide` was before the kept index: every agent read and decoded,
+    the team looked up, and the open load of every agent counted, for each decision."""
+    with crm.reading() as uow:
+        if item.team is not None and uow.teams.find(item.team) is None:
+            raise crmcore.ValidationError("team", item.team, "no such team")
+        staff = Staff(_every(uow.agents))
+        candidates, filters = staff.candidates(item)
+        loads = uow.cases.open_load()
+        return decider.choose("least_loaded", item, candidates, loads, filters, LATE)
+
+
+def bench_assignment_stored(kind: str, agent_count: int, decisions: int, open_cases: int) -> None:
+    """The whole call, `crm.operational.assignment.decide`, against the baseline that reads
+    every agent and the load of all of them per decision: blocks of each, alternated in one
+    run (so both see the same load on the machine); medians of the blocks' rates."""
     rng = random.Random(11)
     staff, work = agents(agent_count, rng), items(decisions, rng)
-    with tempfile.TemporaryDirectory() as directory:
-        crm = crmcore.open(f"sqlite:///{directory}/assign.db", clock=lambda: LATE,
-                           plugins=make_plugin_manager())
-        try:
-            for team in ("care", "sales", "back"):
-                crm.teams.add(crmcore.Team(team, team.title()))
-            with crm.storage.transaction() as uow:
-                uow.agents.add_many(staff)
-            made = 0
-            started = time.perf_counter()
-            for item in work:
-                try:
-                    crm.operational.assignment.decide(item)
-                    made += 1
-                except crmcore.CRMError:
-                    pass  # nobody qualified: a decision too
-            spent = time.perf_counter() - started
-        finally:
-            crm.close()
-    print(f"assignment through crm.operational.assignment.decide on SQLite, {agent_count:,} agents: "
-          f"{decisions / spent:,.0f} decisions/s ({made:,} of {decisions:,} found someone); "
+    with backend(kind) as crm:
+        for team in ("care", "sales", "back"):
+            crm.teams.add(crmcore.Team(team, team.title()))
+        with crm.storage.transaction() as uow:
+            uow.agents.add_many(staff)
+            uow.cases.add_many([Case(f"open{n:07d}", f"cust{n % 5_000:05d}", "complaint", "x", T0,
+                                     team="care", agent=staff[n % agent_count].id)
+                                for n in range(open_cases)])
+        decider, assigner = Decider(), crm.operational.assignment
+        for item in work[:20]:  # warm both paths (connections, the kept index)
+            _attempt(lambda item=item: reread_decide(crm, decider, item))
+            _attempt(lambda item=item: assigner.decide(item))
+        block = max(decisions // 10, 1)
+        rates: dict[str, list[float]] = {"baseline": [], "kept index": []}
+        cpu = dict.fromkeys(rates, 0.0)
+        chosen: dict[str, list[str | None]] = {name: [] for name in rates}
+        ways = {"baseline": lambda item: reread_decide(crm, decider, item),
+                "kept index": lambda item: assigner.decide(item)}
+        for start in range(0, decisions, block):
+            chunk = work[start:start + block]
+            for name, way in ways.items():
+                started, cpu_started = time.perf_counter(), time.process_time()
+                chosen[name] += [_attempt(lambda item=item, way=way: way(item)) for item in chunk]
+                cpu[name] += time.process_time() - cpu_started
+                rates[name].append(len(chunk) / (time.perf_counter() - started))
+        assert chosen["baseline"] == chosen["kept index"], "both must choose the same agents"
+    base, kept = statistics.median(rates["baseline"]), statistics.median(rates["kept index"])
+    found = sum(1 for agent in chosen["kept index"] if agent is not None)
+    print(f"{kind}: assignment through crm.operational.assignment.decide, {agent_count:,} agents, "
+          f"{open_cases:,} open cases: {kept:,.0f} decisions/s with the kept index vs {base:,.0f}/s "
+          f"re-reading the staff (ratio {kept / base:.1f}; medians of {len(rates['baseline'])} "
+          f"alternated blocks of {block}); client CPU {cpu['kept index']:.2f} s vs "
+          f"{cpu['baseline']:.2f} s for {decisions:,} decisions each; {found:,} found someone; "
           f"{os.getloadavg()[0]:.1f} load", flush=True)
+
+
+def _attempt(decide: Callable[[], Any]) -> str | None:
+    """The agent chosen, or None when nobody qualified (a decision too)."""
+    try:
+        return str(decide().agent)
+    except crmcore.CRMError:
+        return None
+
+
+def _every(repository: Any, page: int = 1000) -> Iterator[Any]:
+    after: str | None = None
+    while True:
+        batch = repository.list(after=after, limit=page)
+        yield from batch
+        if len(batch) < page:
+            return
+        after = batch[-1].id
 
 
 def main() -> None:
@@ -249,17 +295,21 @@ def main() -> None:
     parser.add_argument("--agents", type=int, default=1_000)
     parser.add_argument("--decisions", type=int, default=20_000)
     parser.add_argument("--stored-decisions", type=int, default=500,
-                        help="decisions made through the CRM (storage read each time)")
+                        help="decisions made through the CRM, and as many by the baseline")
+    parser.add_argument("--open-cases", type=int, default=10_000,
+                        help="open cases spread over the agents for the decisions through the CRM")
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--due-every", type=int, default=1,
                         help="one open case in this many is due (1: all of them)")
     args = parser.parse_args()
     bench_assignment(args.agents, args.decisions)
-    bench_assignment_stored(args.agents, args.stored_decisions)
-    for kind in filter(None, args.backends.split(",")):  # --backends "": assignment only
-        if kind == "postgresql" and not os.environ.get("CRMCORE_TEST_POSTGRES_URL"):
-            print("postgresql: skipped (set CRMCORE_TEST_POSTGRES_URL)")
-            continue
+    kinds = [kind for kind in filter(None, args.backends.split(","))  # "": the Decider alone
+             if kind != "postgresql" or os.environ.get("CRMCORE_TEST_POSTGRES_URL")]
+    if "postgresql" in args.backends and "postgresql" not in kinds:
+        print("postgresql: skipped (set CRMCORE_TEST_POSTGRES_URL)")
+    for kind in kinds:
+        bench_assignment_stored(kind, args.agents, args.stored_decisions, args.open_cases)
+    for kind in kinds if args.cases else ():  # --cases 0: assignment only
         bench_sweep(kind, args.cases, max(args.due_every, 1))
 
 

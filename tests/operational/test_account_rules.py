@@ -10,13 +10,14 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
+import attrs
 import pytest
 
 from crmcore import CRM, Customer, Money, OrderLine, Purchase, RuleError
 from crmcore.model import Account, AccountKind, AccountMember
-from crmcore.segments import explain, parse, select_ids, to_text
+from crmcore.segments import explain, parse, select, select_ids, to_text
 
-from .conftest import MONDAY
+from .conftest import MONDAY, Clock
 
 
 def _world(crm: CRM) -> None:
@@ -58,6 +59,38 @@ def test_account_rules_mean_one_thing_in_python_and_sql(crm: CRM, rule: str) -> 
     with crm.reading() as uow:
         assert select_ids(uow, rule, as_of=MONDAY) == RULES[rule]
         assert select_ids(uow, rule, as_of=MONDAY, engine="python") == RULES[rule]
+
+
+def test_a_rule_as_of_an_instant_reads_the_accounts_as_they_were_then(
+    crm: CRM, clock: Clock, backend: str
+) -> None:
+    """A day later Acme is bronze with ten people, c1 has left Zeta, Zeta hangs under Acme
+    and a gold account was opened: every rule as of Monday still answers as on Monday, in
+    SQL and in Python alike, and as of today it sees the changes."""
+    _world(crm)
+    accounts = crm.operational.accounts
+    clock.advance(timedelta(days=1))
+    accounts.update(attrs.evolve(accounts.get("b-acme"), tier="bronze", attributes={"employees": 10}))
+    accounts.remove_member("a-zeta", "c1")
+    accounts.move("a-zeta", "b-acme")
+    accounts.add(Account("new", "New", tier="gold", members=(AccountMember("c5", "owner", primary=True),)))
+    with crm.reading() as uow:
+        for rule, expected in RULES.items():
+            assert select_ids(uow, rule, as_of=MONDAY) == expected, rule
+            assert select_ids(uow, rule, as_of=MONDAY, engine="python") == expected, rule
+            assert [c.id for c in select(uow, rule, as_of=MONDAY)] == expected, rule
+        today = {'account.tier = "gold"': ["c5"], 'account.tier = "bronze"': ["c1", "c2"],
+                 "account.attributes.employees >= 1000": [],
+                 # Acme's tree now holds Zeta: c1, c2 and c3 bought 900 + 150 this year
+                 "sum(account.purchases.total, last 365 days) = 1050": ["c1", "c2"]}
+        for rule, expected in today.items():
+            assert select_ids(uow, rule, as_of=clock.now) == expected, rule
+            assert select_ids(uow, rule, as_of=clock.now, engine="python") == expected, rule
+        if backend != "memory":
+            shown = explain(uow, 'account.tier = "gold"', as_of=MONDAY)
+            assert shown.engine == "sql+python" and "accounts changed after as_of" in shown.reasons[-1]
+            assert explain(uow, 'account.tier = "gold"', as_of=clock.now).engine == "sql"
+            assert explain(uow, 'tier = "gold"', as_of=MONDAY).engine == "sql"  # no account in it
 
 
 def test_a_parent_organisations_roll_ups_include_its_sub_accounts(crm: CRM) -> None:

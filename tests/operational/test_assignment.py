@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -104,6 +107,97 @@ def test_two_crms_on_one_base_share_the_round_robin_turns(
         second_storage.close()
 
 
+@contextmanager
+def _other_process(storage: Storage, clock: Clock) -> Iterator[CRM]:
+    """A second CRM on the same base, on its own connections, as another process has."""
+    other = type(storage)(storage.url)  # type: ignore[call-arg, attr-defined]
+    try:
+        yield CRM(other, plugins=make_plugin_manager(load_entry_points=False), clock=clock)
+    finally:
+        other.close()
+
+
+def test_the_kept_staff_index_follows_what_another_crm_changes(
+    backend: str, storage: Storage, clock: Clock
+) -> None:
+    """The index of the staff is kept between decisions while the storage's staff generation
+    stands; a change made through another CRM raises it, and the next decision sees it. The
+    load is read for every decision, so the other CRM's assignments count at once too."""
+    if backend == "memory":
+        pytest.skip("a memory base is one process's")
+    first = CRM(storage, plugins=make_plugin_manager(load_entry_points=False), clock=clock)
+    _staff(first)
+    assigner = first.operational.assignment
+    billing = WorkItem("case", "k", skills=frozenset({"billing"}), team="care")
+    with _other_process(storage, clock) as second:
+        assert assigner.decide(billing).agent == "ben"  # ben 0 of 2, cal 0 of 1: by id
+        with first.reading() as uow:
+            kept = assigner.staff(uow)
+        with first.reading() as uow:
+            assert assigner.staff(uow) is kept  # nothing changed: nothing read again
+        second.agents.change("ben", active=False)
+        assert assigner.decide(billing).agent == "cal"
+        second.agents.add(Agent("abe", "Abe", team="care", skills={"billing"}, capacity=2))
+        assert assigner.decide(billing).agent == "abe"
+        with pytest.raises(ValidationError):
+            assigner.decide(WorkItem("case", "k", team="night"))
+        second.teams.add(Team("night", "Night shift"))
+        with pytest.raises(Unassignable):  # a team now, with nobody in it
+            assigner.decide(WorkItem("case", "k", team="night"))
+        case = second.operational.cases.open("c1", "complaint", "bill", team="care")
+        assert second.operational.assignment.case(case.id, skills=["billing"]).agent == "abe"
+        assert assigner.decide(billing).agent == "cal"  # abe has 1 of 2 now, cal 0 of 1
+
+
+def test_a_staff_change_undone_is_never_kept(crm: CRM) -> None:
+    """Inside the transaction that changes the staff its decisions see the change, but that
+    index is not kept: undone, the number it would be kept under comes back with other staff."""
+    _staff(crm)
+    assigner = crm.operational.assignment
+    billing = WorkItem("case", "k", skills=frozenset({"billing"}), team="care")
+    assert assigner.decide(billing).agent == "ben"
+    with pytest.raises(RuntimeError), crm.transaction():
+        crm.agents.add(Agent("aaron", "Aaron", team="care", skills={"billing"}, capacity=5))
+        assert assigner.decide(billing).agent == "aaron"
+        raise RuntimeError("undone")
+    assert assigner.decide(billing).agent == "ben"
+    crm.agents.add(Agent("abe", "Abe", team="care", skills={"billing"}, capacity=5))
+    assert assigner.decide(billing).agent == "abe"
+    crm.agents.change("abe", skills={"fraud"})
+    assert assigner.decide(billing).agent == "ben"
+
+
+def test_two_crms_assigning_by_load_at_once_share_the_load(
+    backend: str, storage: Storage, clock: Clock
+) -> None:
+    """Assignments by load take turns on a row of the base, each reading the load the one
+    before it left: seven at once from two CRMs end as seven one after the other would,
+    in proportion to the capacities (ana 4, ben 2, cal 1)."""
+    if backend == "memory":
+        pytest.skip("a memory base is one process's")
+    first = CRM(storage, plugins=make_plugin_manager(load_entry_points=False), clock=clock)
+    _staff(first)
+    cases = [first.operational.cases.open("c1", "complaint", f"k{n}", team="care") for n in range(7)]
+    with _other_process(storage, clock) as second:
+        rest, lock, errors = iter(cases), threading.Lock(), []
+
+        def assign(crm: CRM) -> None:
+            try:
+                with lock:
+                    case = next(rest)
+                crm.operational.assignment.case(case.id)
+            except Exception as exc:  # reported below: a thread's error must fail the test
+                errors.append(exc)
+
+        threads = [threading.Thread(target=assign, args=(crm,)) for crm in [first, second] * 3 + [first]]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors, errors
+    assert Counter(first.cases.get(c.id).agent for c in cases) == {"ana": 4, "ben": 2, "cal": 1}
+
+
 def test_territory_and_ownership_of_customers_accounts_and_opportunities(crm: CRM) -> None:
     _staff(crm)
     assigner = crm.operational.assignment
@@ -116,6 +210,42 @@ def test_territory_and_ownership_of_customers_accounts_and_opportunities(crm: CR
     deal = crm.opportunities.open("c1", "Fibre for ACME")
     assert assigner.opportunity(deal.id, team="care", rule="round_robin").agent in {"ana", "ben", "cal"}
     assert crm.opportunities.get(deal.id).owner is not None
+
+
+def test_every_owned_record_keeps_why_its_owner_was_chosen_and_its_history_says_so(
+    crm: CRM, clock: Clock
+) -> None:
+    """Customers, opportunities, accounts and cases keep the `Assignment` with the owner,
+    and the change is in the record's history: owner and explanation, old and new."""
+    _staff(crm)
+    assigner = crm.operational.assignment
+    crm.operational.accounts.add(Account("acme", "ACME", service_point="paris-cc"))
+    deal = crm.opportunities.open("c1", "Fibre for ACME")
+    case = crm.operational.cases.open("c1", "complaint", "x", team="care")
+    decided = {
+        "customer": ("c1", assigner.customer("c1", skills=["billing"]), crm.customers.get),
+        "opportunity": (deal.id, assigner.opportunity(deal.id, team="care", skills=["billing"]),
+                        crm.opportunities.get),
+        "account": ("acme", assigner.account("acme", language="en"), crm.operational.accounts.get),
+        "case": (case.id, assigner.case(case.id, language="en").assignment, crm.cases.get),
+    }
+    for kind, (record_id, assignment, read) in decided.items():
+        assert assignment is not None and assignment.at == clock.now, kind
+        stored: Any = read(record_id)
+        owner = stored.agent if kind == "case" else stored.owner
+        assert (owner, stored.assignment) == (assignment.agent, assignment), kind
+        assert assignment.reason.startswith("1 agent(s)") or "least loaded" in assignment.reason
+        last = crm.lifecycle.history(kind, record_id)[-1]
+        owned = "agent" if kind == "case" else "owner"
+        assert last.diff[owned] == [None, assignment.agent], kind
+        before, after = last.diff["assignment"]
+        assert before is None and after["reason"] == assignment.reason and after["rule"] == "least_loaded"
+    # a second assignment replaces the explanation; the history keeps both
+    crm.agents.change("cal", active=False)
+    again = assigner.customer("c1", skills=["complaints"], language="en", territory=None)
+    assert crm.customers.get("c1").assignment == again and again.agent == "ben"  # ana has the case
+    old, new = crm.lifecycle.history("customer", "c1")[-1].diff["assignment"]
+    assert old["agent"] == "cal" and new["agent"] == "ben"
 
 
 def test_an_unknown_team_or_nobody_qualified_is_refused_and_nothing_is_written(

@@ -13,6 +13,7 @@ import phonenumbers
 from crmcore import values as v
 from crmcore.errors import LimitExceeded, ValidationError
 from crmcore.model.channels import Channel
+from crmcore.model.ownership import Assignment
 
 
 class PartyKind(v.Choice):
@@ -173,6 +174,9 @@ class Customer:
     """Contact details added in self-service and waiting for verification (see `PendingContact`)."""
     owner: str | None = attrs.field(default=None, validator=v.optional(v.check(v.name)))
     """The member of staff (an agent id) who owns the relationship."""
+    assignment: Assignment | None = attrs.field(
+        default=None, validator=v.optional(v.instance_of(Assignment)))
+    """Why `owner` owns it: the rule and its reason, from the last assignment by rule."""
 
     def __attrs_post_init__(self) -> None:
         if self.birth_date is not None and isinstance(self.birth_date, datetime):

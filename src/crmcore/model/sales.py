@@ -16,6 +16,7 @@ import attrs
 
 from crmcore import values as v
 from crmcore.errors import ValidationError
+from crmcore.model.ownership import Assignment
 
 
 class Stage(v.Choice):
@@ -121,6 +122,9 @@ class Opportunity:
     team: str | None = attrs.field(default=None, validator=v.optional(v.is_text(64)))
     reason: str | None = attrs.field(default=None, validator=v.optional(v.is_text(200)))
     """Why it was won or lost (one of the pipeline's reasons, when it lists them)."""
+    assignment: Assignment | None = attrs.field(
+        default=None, validator=v.optional(v.instance_of(Assignment)))
+    """Why `owner` owns it: the rule and its reason, from the last assignment by rule."""
 
     @classmethod
     def open(cls, id: str, customer_id: str, title: str, at: datetime, **fields: Any) -> Opportunity:

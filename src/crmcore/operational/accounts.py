@@ -17,6 +17,7 @@ import attrs
 
 from crmcore import values as v
 from crmcore.errors import ValidationError
+from crmcore.lifecycle import history
 from crmcore.model import Account, AccountMember, CaseStatus
 from crmcore.model.account import MAX_DEPTH, subtree
 from crmcore.sql.dialect import Dialect, dialect_of
@@ -54,6 +55,7 @@ class Accounts:
         with self.crm.transaction() as uow:
             self._check(uow, account)
             stored = uow.accounts.add(account)
+            history.record(uow, "account", None, stored, self.crm.clock(), uow.accounts)
             self.crm.emit("account.added", stored.id, kind=str(stored.kind), parent_id=stored.parent_id)
             return stored
 
@@ -64,7 +66,9 @@ class Accounts:
     def update(self, account: Account) -> Account:
         with self.crm.transaction() as uow:
             self._check(uow, account)
+            before = uow.accounts.data(account.id)
             stored = uow.accounts.update(account)
+            history.record(uow, "account", before, stored, self.crm.clock(), uow.accounts)
             self.crm.emit("account.updated", stored.id, version=stored.version)
             return stored
 

@@ -20,7 +20,7 @@ import attrs
 
 from crmcore import values as v
 from crmcore.errors import Unassignable, ValidationError
-from crmcore.model import Agent, Assignment, Case
+from crmcore.model import Agent, Assignment, Case, Team
 
 if TYPE_CHECKING:
     from crmcore.crm import CRM
@@ -28,6 +28,10 @@ if TYPE_CHECKING:
 
 RULES = ("least_loaded", "round_robin")
 """The built-in ways of choosing among the agents that qualify."""
+
+LOAD_LOCK = "least_loaded"
+"""The `Turns` row every assignment that reads the load takes first (pools are JSON lists,
+so it is nobody's pool): they queue on it, each reading the load its predecessor left."""
 
 
 def _names(values: Iterable[str] | None) -> frozenset[str]:
@@ -51,10 +55,11 @@ class WorkItem:
 class Staff:
     """The agents of a CRM indexed for assignment: each filter is a set look-up, so a
     decision among a thousand agents costs a few set intersections and one scan of the
-    agents left."""
+    agents left. It also knows the teams, to refuse an unknown one without a read."""
 
-    def __init__(self, agents: Iterable[Agent]) -> None:
+    def __init__(self, agents: Iterable[Agent], teams: Iterable[Team] = ()) -> None:
         self.agents = {a.id: a for a in agents if a.active}
+        self.teams = frozenset(t.id for t in teams)
         self.by_team: dict[str, set[str]] = {}
         self.by_skill: dict[str, set[str]] = {}
         self.by_language: dict[str, set[str]] = {}
@@ -143,6 +148,8 @@ class Assigner:
     def __init__(self, crm: CRM) -> None:
         self.crm = crm
         self.decider = Decider()
+        self._kept: tuple[int, Staff] | None = None
+        """The staff index and the storage's staff generation it was read at."""
 
     def decide(self, item: WorkItem, *, rule: str = "least_loaded") -> Assignment:
         """Who should own `item`, and why; writes nothing (round-robin: whose turn it is)."""
@@ -152,21 +159,43 @@ class Assigner:
     def _decide(self, uow: UnitOfWork, item: WorkItem, rule: str, *, keep: bool = True) -> Assignment:
         if rule not in RULES:
             raise ValidationError("rule", rule, f"must be one of {', '.join(RULES)}")
-        if item.team is not None and uow.teams.find(item.team) is None:
+        staff = self.staff(uow)
+        if item.team is not None and item.team not in staff.teams:
             raise ValidationError("team", item.team, "no such team")
-        staff = Staff(_every(uow.agents))
         candidates, filters = staff.candidates(item)
-        loads = uow.cases.open_load()
+        hook = self.crm.plugins.hook.crmcore_assign
+        turns = getattr(uow, "turns", None)  # a storage without shared turns: this process's
+        loads: dict[str, int] = {}
+        if candidates and (rule == "least_loaded" or hook.get_hookimpls()):
+            if keep and turns is not None:
+                # assignments by load take turns across processes: the row stays locked
+                # until this one commits, so the next reads a load that counts this case
+                turns.take(LOAD_LOCK)
+            # the load changes with every assignment, by any process: read it now, for these
+            loads = uow.cases.open_load([a.id for a in candidates])
         now = self.crm.clock()
-        chosen = self.crm.plugins.hook.crmcore_assign(
-            item=item, candidates=candidates, loads=loads, now=now)
+        chosen = hook(item=item, candidates=candidates, loads=loads, now=now)
         if chosen is not None:
             if not isinstance(chosen, Assignment) or chosen.agent not in staff.agents:
                 raise ValidationError("crmcore_assign", chosen, "must name an active agent")
             return chosen
-        turns = getattr(uow, "turns", None)  # a storage without shared turns: this process's
         turn = None if turns is None else turns.take if keep else turns.peek
         return self.decider.choose(rule, item, candidates, loads, filters, now, turn)
+
+    def staff(self, uow: UnitOfWork) -> Staff:
+        """The staff index as this transaction sees it: the one kept while the storage's
+        staff generation is unchanged (one read), else read anew and kept. The generation is
+        read before the staff, so an index is never labelled newer than what it holds; one
+        built by a transaction that changed the staff itself is used but not kept."""
+        counter = getattr(uow, "staff_generation", None)  # a storage without one: read each time
+        generation = None if counter is None else counter.current()
+        kept = self._kept
+        if generation is not None and kept is not None and kept[0] == generation:
+            return kept[1]
+        staff = Staff(_every(uow.agents), _every(uow.teams))
+        if generation is not None:
+            self._kept = (generation, staff)
+        return staff
 
     def case(self, case_id: str, *, rule: str = "least_loaded", skills: Iterable[str] = (),
              language: str | None = None, team: str | None = None,
@@ -189,7 +218,7 @@ class Assigner:
             wanted.setdefault("language", _primary_language(customer.language))
             wanted.setdefault("territory", customer.service_point)
             decided, item = self._owner(uow, "customer", customer_id, customer_id, wanted)
-            self.crm.customers.update(attrs.evolve(customer, owner=decided.agent))
+            self.crm.customers.update(attrs.evolve(customer, owner=decided.agent, assignment=decided))
             self._announce(item, decided)
             return decided
 
@@ -198,7 +227,8 @@ class Assigner:
             account = uow.accounts.get(account_id)
             wanted.setdefault("territory", account.service_point)
             decided, item = self._owner(uow, "account", account_id, None, wanted)
-            uow.accounts.update(attrs.evolve(account, owner=decided.agent, assignment=decided))
+            self.crm.operational.accounts.update(
+                attrs.evolve(account, owner=decided.agent, assignment=decided))
             self._announce(item, decided)
             return decided
 
@@ -206,7 +236,7 @@ class Assigner:
         with self.crm.transaction() as uow:
             deal = uow.opportunities.get(opportunity_id)
             decided, item = self._owner(uow, "opportunity", opportunity_id, deal.customer_id, wanted)
-            self.crm.opportunities.update(attrs.evolve(deal, owner=decided.agent))
+            self.crm.opportunities.update(attrs.evolve(deal, owner=decided.agent, assignment=decided))
             self._announce(item, decided)
             return decided
 
@@ -230,10 +260,10 @@ def _primary_language(tag: str | None) -> str | None:
     return primary if primary.isalpha() else None
 
 
-def _every(repository: Any, page: int = 1000) -> Iterable[Agent]:
+def _every(repository: Any, page: int = 1000) -> Iterable[Any]:
     after: str | None = None
     while True:
-        batch: list[Agent] = repository.list(after=after, limit=page)
+        batch: list[Any] = repository.list(after=after, limit=page)
         yield from batch
         if len(batch) < page:
             return

@@ -169,8 +169,9 @@ class CaseRepository(CustomerOwned[Case], Protocol):
         in that order, after `after`: a sweep pages through them without loading the table."""
         ...
 
-    def open_load(self) -> dict[str, int]:
-        """How many open cases each agent owns (agents with none are absent)."""
+    def open_load(self, agents: Sequence[str] | None = None) -> dict[str, int]:
+        """How many open cases each agent owns (agents with none are absent); only those of
+        `agents` when given (an assignment counts its candidates' cases, not the table's)."""
         ...
 
     def find_many(self, ids: Sequence[str]) -> list[Case]:
@@ -256,6 +257,18 @@ class Turns(Protocol):
 
     def peek(self, pool: str) -> int:
         """The turn `take` would give now; counts nothing."""
+        ...
+
+
+class StaffGeneration(Protocol):
+    """A counter of changes to the staff (agents and teams), raised in the same transaction
+    as the change itself: an index of the staff built when it read N is still right while it
+    reads N, in any process, so assignment reads one number instead of every agent."""
+
+    def current(self) -> int | None:
+        """The generation this transaction sees; None when this transaction changed the staff
+        itself (that number is not committed and may be undone, so nothing may be kept
+        under it)."""
         ...
 
 
@@ -496,6 +509,8 @@ class UnitOfWork(Protocol):
     def configurations(self) -> Configurations: ...
     @property
     def turns(self) -> Turns: ...
+    @property
+    def staff_generation(self) -> StaffGeneration: ...
     # sales: pipelines, leads, the catalogue, quotes and exchange rates
     @property
     def pipelines(self) -> Repository[Pipeline]: ...

@@ -20,10 +20,13 @@ import attrs
 from crmcore import serialization
 from crmcore.errors import ValidationError
 from crmcore.lifecycle import states
+from crmcore.lifecycle.history import as_of as as_of_record
 from crmcore.lifecycle.history import changed_since, customers_as_of
 from crmcore.model import Customer
 from crmcore.ports import UnitOfWork
 from crmcore.segments import ast
+from crmcore.segments.accounts_then import AccountsThen, reaches_accounts
+from crmcore.segments.accounts_then import changed_after as accounts_changed_after
 from crmcore.segments.ast import from_data, to_data
 from crmcore.segments.context import Context
 from crmcore.segments.evaluate import UowSource, members
@@ -57,13 +60,17 @@ def explain(uow: UnitOfWork, rule: Rule, *, as_of: datetime, functions: Function
         spoken = getattr(uow, "dialect", None) or "memory"
         return Explanation("python", reasons=(f"the storage speaks no SQL ({spoken})",))
     context = Context(as_of)
+    late = _reached(uow, tree, context.now)
+    moved = (f"{len(late)} customer(s) reached by accounts changed after as_of: {ACCOUNTS_THEN}",)
     if _rewound(uow, as_of) and not states.kept(uow):
         found = plan(tree, types, context, dialect)
         changed = len(changed_since(uow, context.now))
         reason = f"{changed} customer(s) changed after as_of: {REWOUND}"
-        return Explanation("sql+python", found.query.sql, found.query.params, (*found.reasons, reason))
+        return Explanation("sql+python", found.query.sql, found.query.params,
+                           (*found.reasons, reason, *moved[:len(late)]))
     found = plan(tree, types, context, dialect, customers=_then(uow, dialect, context))
-    return Explanation(found.engine, found.query.sql, found.query.params, found.reasons)
+    engine = "sql+python" if late and found.engine == "sql" else found.engine
+    return Explanation(engine, found.query.sql, found.query.params, (*found.reasons, *moved[:len(late)]))
 
 
 def select(
@@ -82,21 +89,22 @@ def select(
     tree, types = checked(rule, functions)
     context = Context(as_of)
     dialect = dialect_of(uow)
-    source = UowSource(uow)
+    source = UowSource(uow, context.now)
     if engine == "python" or dialect is None:
         return members(tree, types, context, customers_as_of(uow, context.now), source)
     past = changed_since(uow, context.now) if _rewound(uow, as_of) and not states.kept(uow) else {}
+    late = _reached(uow, tree, context.now)
     found = plan(tree, types, context, dialect, columns="c.doc",
                  customers=None if past else _then(uow, dialect, context))
     rows = _select(uow, found.query.sql, found.query.params)
-    customers = [c for c in (_customer(row[0]) for row in rows) if c.id not in past]
+    customers = [c for c in (_customer(row[0]) for row in rows) if c.id not in past and c.id not in late]
     if found.residue is not None:
         log.warning("segment rule runs partly in Python on %d candidates: %s", len(customers),
                     "; ".join(found.reasons))
         customers = members(found.residue, types, context, customers, source)
-    if not past:
+    if not past and not late:
         return customers
-    then = members(tree, types, context, [c for c in past.values() if c is not None], source)
+    then = members(tree, types, context, _then_customers(uow, past, late, context.now), source)
     return sorted([*customers, *then], key=lambda c: c.id)
 
 
@@ -114,16 +122,41 @@ def select_ids(
         found = plan(tree, types, context, dialect, customers=then)
         if found.residue is None:
             ids = [str(row[0]) for row in _select(uow, found.query.sql, found.query.params)]
-            if not rewound or then is not None:
+            late = _reached(uow, tree, context.now)
+            if (not rewound or then is not None) and not late:
                 return ids
-            past = changed_since(uow, context.now)
-            back = members(tree, types, context, [c for c in past.values() if c is not None], UowSource(uow))
-            return sorted([*(i for i in ids if i not in past), *(c.id for c in back)])
+            past = changed_since(uow, context.now) if rewound and then is None else {}
+            back = members(tree, types, context, _then_customers(uow, past, late, context.now),
+                           UowSource(uow, context.now))
+            return sorted([*(i for i in ids if i not in past and i not in late), *(c.id for c in back)])
     return [c.id for c in select(uow, tree, as_of=as_of, functions=functions, engine=engine)]
 
 
 REWOUND = ("SQL reads today's rows for everyone else; these are rewound through the history "
            "and tested in Python (the storage keeps no superseded rows to read them as of then)")
+
+
+ACCOUNTS_THEN = ("SQL reads today's accounts; these are tested in Python against the accounts "
+                 "as they were then, rewound through their history")
+
+
+def _reached(uow: UnitOfWork, tree: Any, at: datetime) -> set[str]:
+    """The customers a rule about accounts must test in Python, against the accounts of
+    `at`, because an account changed since reaches them (none for other rules)."""
+    if not reaches_accounts(tree) or not accounts_changed_after(uow, at):
+        return set()
+    return AccountsThen(uow, at).reached()
+
+
+def _then_customers(uow: UnitOfWork, past: Mapping[str, Customer | None], late: set[str],
+                    at: datetime) -> list[Customer]:
+    """The customers of `past` (as of `at` already) and of `late`, as they were at `at`."""
+    found = {i: c for i, c in past.items() if c is not None}
+    for customer_id in late - past.keys():
+        customer = as_of_record(uow, "customer", customer_id, uow.customers.find(customer_id), at, Customer)
+        if customer is not None:
+            found[customer_id] = customer
+    return [found[i] for i in sorted(found)]
 
 
 def _then(uow: UnitOfWork, dialect: Dialect, context: Context) -> Relation | None:

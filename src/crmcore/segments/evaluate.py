@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from crmcore.model import Account, CaseStatus, ConsentStatus, Customer
 from crmcore.model.account import subtree
 from crmcore.segments import ast as a
+from crmcore.segments.accounts_then import AccountsThen, changed_after
 from crmcore.segments.context import Context
 from crmcore.segments.schema import GROUP_KINDS, TIME_OF, Checked, Type, constant_type, natural
 
@@ -95,10 +96,14 @@ class Subject:
 
 
 class UowSource:
-    """A `Source` over a unit of work's repositories."""
+    """A `Source` over a unit of work's repositories; given `as_of`, accounts are read as
+    they were then (`crmcore.segments.accounts_then`)."""
 
-    def __init__(self, uow: Any) -> None:
+    def __init__(self, uow: Any, as_of: datetime | None = None) -> None:
         self.uow = uow
+        self._then: Any = None
+        if as_of is not None and changed_after(uow, as_of):
+            self._then = AccountsThen(uow, as_of)
 
     def records(self, source: str, customer_id: str) -> list[Any]:
         found: list[Any] = getattr(self.uow, source).for_customer(customer_id)
@@ -109,12 +114,12 @@ class UowSource:
         return None if scores is None else scores.latest(customer_id, scorer, as_of)
 
     def accounts(self, customer_id: str) -> list[Account]:
-        accounts = getattr(self.uow, "accounts", None)
+        accounts = self._then or getattr(self.uow, "accounts", None)
         found: list[Account] = [] if accounts is None else accounts.of_customer(customer_id)
         return found
 
     def children(self, account_id: str) -> list[Account]:
-        found: list[Account] = self.uow.accounts.children(account_id)
+        found: list[Account] = (self._then or self.uow.accounts).children(account_id)
         return found
 
 

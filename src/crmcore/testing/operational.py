@@ -297,3 +297,53 @@ class OperationalStorageContract:
             assert uow.turns.peek("care") == 3 and uow.turns.peek("care") == 3
             assert uow.turns.take("care") == 3
             assert uow.turns.peek('["care", ["fr"]]') == 1
+
+    def test_the_staff_generation_rises_with_every_staff_change_and_only_then(
+        self, storage: Storage
+    ) -> None:
+        """Assignment keeps an index of the staff while this number stands: every write of an
+        agent or a team must raise it in its own transaction, a rollback must undo it, and
+        the transaction that changed the staff must not offer its uncommitted number."""
+        def generation() -> int:
+            with storage.transaction(readonly=True) as uow:
+                found = uow.staff_generation.current()
+            assert found is not None
+            return found
+
+        seen = [generation()]
+        writes: list[Any] = [
+            lambda uow: uow.teams.add(m.Team("care", "Care")),
+            lambda uow: uow.agents.add(m.Agent("ana", "Ana", team="care")),
+            lambda uow: uow.agents.add_many([m.Agent("bo", "Bo"), m.Agent("cy", "Cy")]),
+            lambda uow: uow.agents.update(attrs.evolve(uow.agents.get("ana"), active=False)),
+            lambda uow: uow.teams.update(attrs.evolve(uow.teams.get("care"), lead="bo")),
+            lambda uow: uow.agents.remove(uow.agents.get("cy")),
+            lambda uow: uow.teams.remove(uow.teams.get("care")),
+        ]
+        for write in writes:
+            with storage.transaction() as uow:
+                assert uow.staff_generation.current() == seen[-1]
+                write(uow)
+                assert uow.staff_generation.current() is None  # not committed: keep nothing
+            seen.append(generation())
+        assert seen == sorted(set(seen)), f"every change must raise the generation: {seen}"
+        with pytest.raises(RuntimeError), storage.transaction() as uow:
+            uow.agents.add(m.Agent("dee", "Dee"))
+            raise RuntimeError("roll back")
+        assert generation() == seen[-1]
+        with storage.transaction() as uow:  # what assignment does not read leaves it alone
+            uow.cases.add(m.Case("k1", "c1", "complaint", "s", T0, agent="bo"))
+            uow.service_points.add(m.ServicePoint("paris", "Paris", "branch"))
+        assert generation() == seen[-1]
+
+    def test_the_open_load_of_some_agents(self, storage: Storage) -> None:
+        with storage.transaction() as uow:
+            for n, (agent, status) in enumerate([("ana", m.CaseStatus.OPEN), ("ana", m.CaseStatus.WAITING),
+                                                 ("bo", m.CaseStatus.OPEN), ("bo", m.CaseStatus.RESOLVED),
+                                                 ("cy", m.CaseStatus.OPEN), (None, m.CaseStatus.OPEN)]):
+                uow.cases.add(m.Case(f"k{n}", "c1", "complaint", "s", T0, agent=agent, status=status,
+                                     paused_at=T0 if status is m.CaseStatus.WAITING else None))
+        with storage.transaction(readonly=True) as uow:
+            assert uow.cases.open_load() == {"ana": 2, "bo": 1, "cy": 1}
+            assert uow.cases.open_load(["ana", "bo", "zed", "ana"]) == {"ana": 2, "bo": 1}
+            assert uow.cases.open_load([]) == {}

@@ -350,10 +350,11 @@ class MemoryCases(MemoryRepository[Case]):
     def update_many(self, items: Sequence[Case]) -> builtins.list[Case]:
         return [self.update(item) for item in items]
 
-    def open_load(self) -> dict[str, int]:
+    def open_load(self, agents: Sequence[str] | None = None) -> dict[str, int]:
+        wanted = None if agents is None else set(agents)
         load: dict[str, int] = {}
         for case in self.rows.values():
-            if case.agent is not None and case.status.is_open:
+            if case.agent is not None and case.status.is_open and (wanted is None or case.agent in wanted):
                 load[case.agent] = load.get(case.agent, 0) + 1
         return load
 
@@ -429,6 +430,46 @@ class MemoryConfigurations:
         names = sorted({n for (k, n, _) in self.rows if k == kind})
         newest = [self.current(kind, n) for n in names]
         return [e for e in newest if e is not None and not e.retired]
+
+
+class MemoryStaffGeneration:
+    """The staff's change counter (`crmcore.ports.storage.StaffGeneration`), undone with
+    the transaction that raised it."""
+
+    def __init__(self, counter: dict[str, int], journal: Journal) -> None:
+        self.counter = counter
+        self.journal = journal
+        self.changed = False
+
+    def raise_(self) -> None:
+        self.journal.set(self.counter, "generation", self.counter["generation"] + 1)
+        self.changed = True
+
+    def current(self) -> int | None:
+        return None if self.changed else self.counter["generation"]
+
+
+class MemoryStaff(MemoryRepository[T]):
+    """Agents or teams: every write raises the staff generation in its transaction."""
+
+    def __init__(self, rows: dict[str, T], journal: Journal, kind: str,
+                 generation: MemoryStaffGeneration) -> None:
+        super().__init__(rows, journal, kind, True)
+        self.generation = generation
+
+    def add(self, item: T) -> T:
+        stored = super().add(item)
+        self.generation.raise_()
+        return stored
+
+    def update(self, item: T) -> T:
+        stored = super().update(item)
+        self.generation.raise_()
+        return stored
+
+    def remove(self, item: T) -> None:
+        super().remove(item)
+        self.generation.raise_()
 
 
 class MemoryTurns:
@@ -722,8 +763,9 @@ class MemoryUnitOfWork:
         self.campaigns = MemoryRepository[Any](t["campaigns"], journal, "campaign", True)
         self.service_points = MemoryRepository[Any](
             t["service_points"], journal, "service point", True)
-        self.agents = MemoryRepository[Any](t["agents"], journal, "agent", True)
-        self.teams = MemoryRepository[Any](t["teams"], journal, "team", True)
+        self.staff_generation = MemoryStaffGeneration(store.staff_generation, journal)
+        self.agents = MemoryStaff[Any](t["agents"], journal, "agent", self.staff_generation)
+        self.teams = MemoryStaff[Any](t["teams"], journal, "team", self.staff_generation)
         self.segments = MemoryRepository[Any](t["segments"], journal, "segment", True)
         self.segment_members = MemorySegmentMembers(store, journal)
         self.scores = MemoryScores(store.scores, journal)
@@ -773,6 +815,7 @@ class MemoryStorage:
         self.automation_runs: dict[tuple[str, str], AutomationRun] = {}
         self.configurations: dict[tuple[str, str, int], ConfigVersion] = {}
         self.turns: dict[str, int] = {}
+        self.staff_generation = {"generation": 0}
         self.history: dict[int, Change] = {}
         self.merges: dict[str, MergeRecord] = {}
         self.erasures: dict[str, Tombstone] = {}

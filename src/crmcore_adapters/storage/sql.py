@@ -611,14 +611,20 @@ class SqlCases(SqlRepository[Case]):
             found += [_load(self.t, row[0]) for row in self.cur.fetchall()]
         return found
 
-    def open_load(self) -> dict[str, int]:
+    def open_load(self, agents: Sequence[str] | None = None) -> dict[str, int]:
         marks = ", ".join("?" for _ in _OPEN_CASES)
-        self._run(
-            f"SELECT agent, count(*) FROM cases WHERE agent IS NOT NULL "  # noqa: S608
-            f"AND status IN ({marks}) GROUP BY agent",
-            _OPEN_CASES,
-        )
-        return {str(agent): int(count) for agent, count in self.cur.fetchall()}
+        query = (f"SELECT agent, count(*) FROM cases WHERE status IN ({marks}) "  # noqa: S608
+                 "AND agent {} GROUP BY agent")
+        if agents is None:
+            self._run(query.format("IS NOT NULL"), _OPEN_CASES)
+            return {str(agent): int(count) for agent, count in self.cur.fetchall()}
+        load: dict[str, int] = {}
+        unique = list(dict.fromkeys(agents))
+        for start in range(0, len(unique), _IN_BATCH):  # the (agent, status) index, per agent
+            chunk = unique[start:start + _IN_BATCH]
+            self._run(query.format(f"IN ({', '.join('?' for _ in chunk)})"), (*_OPEN_CASES, *chunk))
+            load.update((str(agent), int(count)) for agent, count in self.cur.fetchall())
+        return load
 
 
 class SqlTasks(SqlRepository[Task]):
@@ -751,6 +757,63 @@ class SqlTurns:
         self.cur.execute(self.d.sql("SELECT turn FROM assignment_turns WHERE pool = ?"), (pool,))
         row = self.cur.fetchone()
         return 0 if row is None else int(row[0]) + 1
+
+
+class StaffMark:
+    """Whether this unit of work changed the staff (shared by its agents and teams)."""
+
+    changed = False
+
+
+class SqlStaff(SqlRepository[T]):
+    """Agents or teams: every write also raises `staff_generation` in its transaction."""
+
+    def __init__(self, cur: Cursor, dialect: Dialect, table: Table[T], mark: StaffMark) -> None:
+        super().__init__(cur, dialect, table)
+        self.mark = mark
+
+    def _changed(self) -> None:
+        self._run("UPDATE staff_generation SET generation = generation + 1")
+        self.mark.changed = True
+
+    def add(self, item: T) -> T:
+        stored = super().add(item)
+        self._changed()
+        return stored
+
+    def add_many(self, items: Sequence[T]) -> int:
+        self._insert_many(items)
+        self._changed()
+        return len(items)
+
+    def update(self, item: T) -> T:
+        stored = super().update(item)
+        self._changed()
+        return stored
+
+    def update_many(self, items: Sequence[T]) -> builtins.list[T]:
+        stored = super().update_many(items)
+        self._changed()
+        return stored
+
+    def remove(self, item: T) -> None:
+        super().remove(item)
+        self._changed()
+
+
+class SqlStaffGeneration:
+    """The one-row `staff_generation` counter (see `crmcore.ports.storage.StaffGeneration`)."""
+
+    def __init__(self, cur: Cursor, dialect: Dialect, mark: StaffMark) -> None:
+        self.cur = cur
+        self.d = dialect
+        self.mark = mark
+
+    def current(self) -> int | None:
+        if self.mark.changed:
+            return None
+        self.cur.execute("SELECT generation FROM staff_generation")
+        return int(self.cur.fetchone()[0])
 
 
 class SqlAutomationRuns:
@@ -1403,6 +1466,7 @@ class SqlUnitOfWork:
         self.keyed_totals = keyed_totals
         """False for a schema whose `purchase_totals` has no key (`SqlPurchases`)."""
         self._superseded = Superseded()
+        self._staff = StaffMark()
 
     # repositories are made on first use: a point read needs one, not fourteen
     @functools.cached_property
@@ -1438,12 +1502,16 @@ class SqlUnitOfWork:
         return SqlRepository(self.cur, self.d, SERVICE_POINTS)
 
     @functools.cached_property
-    def agents(self) -> SqlRepository[Agent]:
-        return SqlRepository(self.cur, self.d, AGENTS)
+    def agents(self) -> SqlStaff[Agent]:
+        return SqlStaff(self.cur, self.d, AGENTS, self._staff)
 
     @functools.cached_property
-    def teams(self) -> SqlRepository[Team]:
-        return SqlRepository(self.cur, self.d, TEAMS)
+    def teams(self) -> SqlStaff[Team]:
+        return SqlStaff(self.cur, self.d, TEAMS, self._staff)
+
+    @functools.cached_property
+    def staff_generation(self) -> SqlStaffGeneration:
+        return SqlStaffGeneration(self.cur, self.d, self._staff)
 
     @functools.cached_property
     def segments(self) -> SqlRepository[Segment]:

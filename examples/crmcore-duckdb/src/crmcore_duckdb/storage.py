@@ -190,6 +190,13 @@ MIGRATIONS: tuple[tuple[sql.Step, ...], ...] = (
     (
         "CREATE TABLE assignment_turns (pool VARCHAR PRIMARY KEY, turn BIGINT NOT NULL)",
     ),
+    # operational: a counter of staff changes, raised with each one, so an index of the
+    # staff kept by a process is reused while the counter stands (StaffGeneration)
+    (
+        "CREATE TABLE staff_generation (id INTEGER PRIMARY KEY CHECK (id = 1), "
+        "generation BIGINT NOT NULL)",
+        "INSERT INTO staff_generation (id, generation) VALUES (1, 0)",
+    ),
 )
 """Migration N brings the schema from version N to N+1."""
 
