@@ -270,8 +270,8 @@ class ServiceCases:
                 steps += taken
                 escalated += moved
             stored = uow.cases.update_many(climbed)
-            for case in stored:  # each step in the case's history, as any write through crm.cases
-                history.record(uow, "case", found[case.id], case, at)
+            # each step in the case's history, as any write through crm.cases, in one batch
+            history.record_many(uow, "case", [(found[c.id], c) for c in stored], at, uow.cases)
         return SweepReport(report.examined + len(ids), report.steps + steps,
                            report.escalated + escalated)
 
