@@ -1082,7 +1082,7 @@ class SqlOutbox:
         self.cur.execute(self.d.sql(_OUTBOX_INSERT), self._row(event))
 
     def append_many(self, events: Sequence[Event]) -> None:
-        self.d.executemany(self.cur, _OUTBOX_INSERT, [self._row(e) for e in events])
+        self.d.insert_many(self.cur, _OUTBOX_INSERT, [self._row(e) for e in events])
 
     def _row(self, event: Event) -> tuple[Any, ...]:
         return (event.id, event.topic, event.aggregate_id, self.d.instant(event.occurred_at),
@@ -1197,7 +1197,7 @@ class SqlHistory:
             for change in changes:
                 self.append(change)
             return
-        self.d.executemany(self.cur, _HISTORY_INSERT, [self._row(c) for c in changes])
+        self.d.insert_many(self.cur, _HISTORY_INSERT, [self._row(c) for c in changes])
 
     def _row(self, change: Change) -> tuple[Any, ...]:
         """The parameters of `_HISTORY_INSERT` ("at" fifth)."""
