@@ -98,14 +98,14 @@ def _change(kind: str, aggregate_id: str, version: int, op: ChangeKind, at: date
 
 
 def _plain(item: Any, written: Any) -> dict[str, Any]:
-    """`item` as plain data: the repository's own copy when it is the item's, else converted."""
+    """`item` as plain data: the repository's own copy when it is the item's (the last
+    record it wrote, or one of the last batch), else converted."""
     mine = (item.id, getattr(item, "version", None))
-    kept = getattr(written, "last_written", None)
-    if not (isinstance(kept, dict) and (kept.get("id"), kept.get("version")) == mine):
-        batch = getattr(written, "last_written_many", None)
-        kept = batch.get(item.id) if isinstance(batch, dict) else None
-    if isinstance(kept, dict) and (kept.get("id"), kept.get("version")) == mine:
-        return kept
+    batch = getattr(written, "last_written_many", None)
+    for kept in (getattr(written, "last_written", None),
+                 batch.get(item.id) if isinstance(batch, dict) else None):
+        if isinstance(kept, dict) and (kept.get("id"), kept.get("version")) == mine:
+            return kept
     data: dict[str, Any] = serialization.unstructure(item)
     return data
 
