@@ -6,11 +6,13 @@ import json
 import sqlite3
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from crmcore import CRM, Customer, ServicePoint, ServicePointKind, Team, ValidationError, serialization
 from crmcore.errors import CRMError, NotFound
+from crmcore.lifecycle import history
 from crmcore.model import Agent, BusinessCalendar, Case, CaseStatus, Rung, Target
 from crmcore.operational.sla import SlaPolicy, SlaTarget
 from crmcore.plugins import make_plugin_manager
@@ -81,6 +83,41 @@ def test_the_sweep_takes_each_rung_once_however_often_it_runs(
     assert [c.version for c in changes] == list(range(1, swept.version + 1))
     handed = [c for c in changes[1:] if "agent" in c.diff]  # after the addition
     assert [c.diff["agent"] for c in handed] == [[None, "bo"], ["bo", "lea"]]
+
+
+def test_a_page_that_fails_leaves_nothing_and_the_next_sweep_takes_it_once(
+    crm: CRM, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _desk(crm)
+    desk = crm.operational.cases
+    ids = sorted(desk.open("std", "complaint", f"Router {n}", priority="urgent", service_point="paris-cc",
+                           team="complaints").id for n in range(5))  # the order they fall due in
+    before = [len(crm.lifecycle.history("case", i)) for i in ids]
+    real, calls = history.record_many, []
+
+    def crash_on_the_second_page(*args: Any, **kwargs: Any) -> Any:
+        written = real(*args, **kwargs)  # the page's cases, events and history are all in
+        calls.append(len(written))
+        if len(calls) == 2:
+            raise RuntimeError("the sweeper dies before its commit")
+        return written
+
+    monkeypatch.setattr(history, "record_many", crash_on_the_second_page)
+    late = datetime(2025, 6, 20, tzinfo=UTC)
+    with pytest.raises(RuntimeError):
+        desk.sweep(late, page=2)
+    drain(crm)
+    swept = [crm.cases.get(i) for i in ids]
+    assert [bool(c.steps) for c in swept] == [True, True, False, False, False]  # page 1 whole, page 2 none
+    assert {e.aggregate_id for e in recorder.events if e.topic.startswith("case.sla")} == set(ids[:2])
+    assert [len(crm.lifecycle.history("case", i)) - n for i, n in zip(ids, before, strict=True)] == [
+        1, 1, 0, 0, 0]
+    monkeypatch.undo()
+    assert desk.sweep(late, page=2).examined == 3 and desk.sweep(late, page=2).examined == 0
+    drain(crm)
+    for i in ids:
+        assert recorder.topics(i).count("case.sla_breached") == 2  # first response, resolution
+        assert recorder.topics(i).count("case.escalated") == 2
 
 
 def test_a_met_promise_is_never_breached(crm: CRM, recorder: Recorder) -> None:

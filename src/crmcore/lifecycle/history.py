@@ -60,14 +60,28 @@ def record(uow: UnitOfWork, kind: str, before: Any, after: Any, at: datetime,
 
     `written` is the repository that stored `after`: when it kept the plain data it
     encoded (`last_written`), the record is not converted a second time."""
+    change = _changed(kind, before, after, at, written)
+    uow.history.append(change)
+    return change
+
+
+def record_many(uow: UnitOfWork, kind: str, pairs: Iterable[tuple[Any, Any]], at: datetime,
+                written: Any = None) -> list[Change]:
+    """`record` for many (before, after) pairs of distinct records, appended in one batch;
+    `written` may also keep the data of a batch it stored (`last_written_many`)."""
+    changes = [_changed(kind, before, after, at, written) for before, after in pairs]
+    if changes:
+        uow.history.append_many(changes)
+    return changes
+
+
+def _changed(kind: str, before: Any, after: Any, at: datetime, written: Any) -> Change:
     old = before if before is None or isinstance(before, Mapping) else serialization.unstructure(before)
     new = None if after is None else _plain(after, written)
     op = ChangeKind.ADDED if old is None else ChangeKind.REMOVED if new is None else ChangeKind.UPDATED
     subject: Mapping[str, Any] = new if new is not None else old or {}
-    change = _change(kind, str(subject["id"]), int(subject["version"]), op,
-                     v.utc(at, "at"), diff(old, new), ACTOR.get())
-    uow.history.append(change)
-    return change
+    return _change(kind, str(subject["id"]), int(subject["version"]), op,
+                   v.utc(at, "at"), diff(old, new), ACTOR.get())
 
 
 def _change(kind: str, aggregate_id: str, version: int, op: ChangeKind, at: datetime,
@@ -84,11 +98,14 @@ def _change(kind: str, aggregate_id: str, version: int, op: ChangeKind, at: date
 
 
 def _plain(item: Any, written: Any) -> dict[str, Any]:
-    """`item` as plain data: the repository's own copy when it is the item's, else converted."""
-    kept = getattr(written, "last_written", None)
-    if isinstance(kept, dict) and (kept.get("id"), kept.get("version")) == (
-            item.id, getattr(item, "version", None)):
-        return kept
+    """`item` as plain data: the repository's own copy when it is the item's (the last
+    record it wrote, or one of the last batch), else converted."""
+    mine = (item.id, getattr(item, "version", None))
+    batch = getattr(written, "last_written_many", None)
+    for kept in (getattr(written, "last_written", None),
+                 batch.get(item.id) if isinstance(batch, dict) else None):
+        if isinstance(kept, dict) and (kept.get("id"), kept.get("version")) == mine:
+            return kept
     data: dict[str, Any] = serialization.unstructure(item)
     return data
 

@@ -404,6 +404,11 @@ class History(Protocol):
 
     def append(self, change: Change) -> None: ...
 
+    def append_many(self, changes: Sequence[Change]) -> None:
+        """`append` each, in order, in one batch where the storage can (a sweep writes a
+        page of changes at once rather than paying a round trip for each)."""
+        ...
+
     def of(self, kind: str, aggregate_id: str) -> list[Change]:
         """The aggregate's changes, oldest first, `seq` filled in."""
         ...

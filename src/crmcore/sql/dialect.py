@@ -223,6 +223,12 @@ class Dialect:
         if rows:
             cursor.executemany(self.sql(sql), rows)
 
+    def insert_many(self, cursor: Cursor, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Append many rows with one of the shared `INSERT INTO t (...) VALUES (?, ...)`
+        statements, the fastest way the database has (`executemany` here; PostgreSQL
+        streams them through COPY). No conflict clause, no rows returned."""
+        self.executemany(cursor, sql, rows)
+
     def translation(self, translations: Mapping[str, Callable[..., str]]) -> Callable[..., str] | None:
         """A rule function's SQL for this dialect, or None."""
         for name in (self.name, *self.translations):

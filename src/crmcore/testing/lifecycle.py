@@ -62,6 +62,26 @@ class LifecycleContract:
             assert uow.history.of("customer", "c0001") == []
             assert len(uow.history.of("customer", "c0002")) == 1
 
+    def test_history_appended_in_a_batch_is_what_one_by_one_gives(self, storage: Storage) -> None:
+        cases = [Change("case", f"k{n}", 2, ChangeKind.UPDATED, T0 + timedelta(minutes=n),
+                        {"steps": [[], [n]], "note": ['it "quoted"', None]}, None) for n in range(3)]
+        with storage.transaction() as uow:
+            uow.history.append_many(cases)
+            uow.history.append_many([_change("c0001", 1, T0, ChangeKind.ADDED),
+                                     _change("c0001", 2, T0 + timedelta(hours=1))])
+            uow.history.append_many([])
+        with pytest.raises(RuntimeError), storage.transaction() as uow:
+            uow.history.append_many([attrs.evolve(cases[0], version=3)])
+            raise RuntimeError("roll back")
+        with storage.transaction() as uow:
+            for n, change in enumerate(cases):
+                (read,) = uow.history.of("case", f"k{n}")
+                assert attrs.evolve(read, seq=0) == change
+            customer = uow.history.of("customer", "c0001")
+            assert [c.version for c in customer] == [1, 2] and customer[0].seq < customer[1].seq
+            assert [c.aggregate_id for c in uow.history.after("case", T0 - timedelta(seconds=1))] == [
+                "k0", "k1", "k2"]
+
     def test_data_is_the_plain_record(self, storage: Storage) -> None:
         from crmcore import serialization
 

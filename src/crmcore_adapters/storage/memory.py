@@ -685,6 +685,10 @@ class MemoryHistory:
         seq = self.store.next_seq()
         self.journal.set(self.rows, seq, attrs.evolve(change, seq=seq))
 
+    def append_many(self, changes: Sequence[Change]) -> None:
+        for change in changes:
+            self.append(change)
+
     def of(self, kind: str, aggregate_id: str) -> builtins.list[Change]:
         return [c for _, c in sorted(self.rows.items())
                 if c.kind == kind and c.aggregate_id == aggregate_id]

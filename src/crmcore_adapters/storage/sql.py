@@ -207,6 +207,8 @@ class SqlRepository(Generic[T]):
         self.t = table
         self.last_written: dict[str, Any] | None = None
         """Plain data of the item this repository wrote last (`history.record` reuses it)."""
+        self.last_written_many: dict[str, dict[str, Any]] = {}
+        """Plain data of the batch `update_many` wrote last, by id (`history.record_many`)."""
 
     def _run(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self.cur.execute(self.d.sql(sql), params)
@@ -296,6 +298,7 @@ class SqlRepository(Generic[T]):
                 if self._stored_version(stored.id) != stored.version:  # type: ignore[attr-defined]
                     self._check_version(item)
             raise ConflictError(self.t.kind, "(batch)", len(items), self.cur.rowcount)
+        self.last_written_many = {stored.id: data for stored, _, data in done}  # type: ignore[attr-defined]
         return [stored for stored, _, _ in done]
 
     def _updated(self, item: T) -> tuple[T, tuple[Any, ...], dict[str, Any]]:
@@ -581,12 +584,18 @@ def _due(
     limit: int,
 ) -> builtins.list[tuple[datetime, str]]:
     """(when, id) with `column <= now`, after a (when, id) cursor, read in the order of the
-    (column, id) index, so an empty answer costs nothing however big the table."""
+    (column, id) index, so an empty answer costs nothing however big the table.
+
+    The cursor is a row value, which the index takes as the start of its range: spelled
+    `column > ? OR (column = ? AND id > ?)` it was a filter, and every page walked the
+    index from the first due entry, past the rows earlier pages had moved (on PostgreSQL
+    dead entries until a vacuum: 150,000 heap fetches, 46 ms, for a page after 150,000
+    cases swept; 0.2 ms this way)."""
     d = repository.d
     where, params = f"{column} <= ?", [d.instant(now)]
     if after is not None:
-        where += f" AND ({column} > ? OR ({column} = ? AND id > ?))"
-        params += [d.instant(after[0]), d.instant(after[0]), after[1]]
+        where += f" AND ({column}, id) > (?, ?)"
+        params += [d.instant(after[0]), after[1]]
     repository._run(
         f"SELECT {column}, id FROM {repository.t.name} WHERE {where} "  # noqa: S608 - constants
         f"ORDER BY {column}, id LIMIT ?",
@@ -1142,7 +1151,7 @@ class SqlOutbox:
         self.cur.execute(self.d.sql(_OUTBOX_INSERT), self._row(event))
 
     def append_many(self, events: Sequence[Event]) -> None:
-        self.d.executemany(self.cur, _OUTBOX_INSERT, [self._row(e) for e in events])
+        self.d.insert_many(self.cur, _OUTBOX_INSERT, [self._row(e) for e in events])
 
     def _row(self, event: Event) -> tuple[Any, ...]:
         return (event.id, event.topic, event.aggregate_id, self.d.instant(event.occurred_at),
@@ -1237,9 +1246,8 @@ class SqlHistory:
     def append(self, change: Change) -> None:
         """The change, and for a customer the row it superseded: one statement where the
         dialect can run both writes as one (`Dialect.together`), else two."""
-        at = self.d.instant(change.at)
-        row = (change.kind, change.aggregate_id, change.version, str(change.op), at,
-               self.d.json_column(serialization.dumps_data(change.diff)), change.actor)
+        row = self._row(change)
+        at = row[4]
         state = self._state(change, at) if change.kind == "customer" else None
         if state is None:
             self.cur.execute(self.d.sql(_HISTORY_INSERT), row)
@@ -1250,6 +1258,21 @@ class SqlHistory:
             self.cur.execute(self.d.sql(_STATE_KEEP), state)
         else:
             self.cur.execute(self.d.sql(both), (*row, *state))
+
+    def append_many(self, changes: Sequence[Change]) -> None:
+        """One `executemany` for the lot; a customer's change also keeps the row it
+        superseded (read from the write before it), so those go one by one."""
+        if any(c.kind == "customer" for c in changes):
+            for change in changes:
+                self.append(change)
+            return
+        self.d.insert_many(self.cur, _HISTORY_INSERT, [self._row(c) for c in changes])
+
+    def _row(self, change: Change) -> tuple[Any, ...]:
+        """The parameters of `_HISTORY_INSERT` ("at" fifth)."""
+        return (change.kind, change.aggregate_id, change.version, str(change.op),
+                self.d.instant(change.at), self.d.json_column(serialization.dumps_data(change.diff)),
+                change.actor)
 
     def _state(self, change: Change, at: Any) -> tuple[Any, ...] | None:
         """The `customer_states` row of `change` (the customer's row before it): none before
