@@ -90,7 +90,7 @@ def _types() -> Iterator[str]:
     yield _doc(sys.modules[Dialect.__module__]) + "\n"
     yield "Attributes: " + ", ".join(
         f"`{name}`" for name in ("name", "placeholder", "money_scale", "text_order", "translations",
-                                 "reserved", "types")) + ".\n"
+                                 "reserved", "types", "rule_columns")) + ".\n"
     yield "\n".join(_methods(Dialect, inherited_from=Dialect)) + "\n"
 
 

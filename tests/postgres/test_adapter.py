@@ -88,6 +88,34 @@ def test_segment_rules_run_without_jit_in_their_own_transaction(storage: Postgre
         assert uow.select(jit) == server
 
 
+def test_rule_columns_hold_the_documents_arrays_and_rules_read_them(schemas: Schemas) -> None:
+    """`rule_tags`, `rule_emails`, `rule_phones` are the document's arrays as jsonb in
+    `customers` and in every kept state (added, imported, changed, removed), and a
+    rule's SQL tests them, today and as of an instant, with the Python engine's answer."""
+    clock = [T0]
+    with crmcore.open(schemas.url(), clock=lambda: clock[0]) as crm:
+        crm.customers.add(customer(1, tags={"vip"}))
+        crm.bulk_import([customer(2, phones=()), customer(3, tags={"vip", "b2b"})])
+        clock[0] = T0 + timedelta(hours=1)
+        crm.customers.change("c0001", tags=set(), emails=("new@example.org",))
+        crm.customers.change("c0002", tags={"vip"}, phones=("+33123450002",))
+        crm.customers.remove(crm.customers.get("c0003"))
+        clock[0] = T0 + timedelta(hours=2)
+        checked = ", ".join(
+            f"count(*) FILTER (WHERE {column} IS DISTINCT FROM (doc -> '{column[5:]}')::jsonb)"
+            for column in postgres.DIALECT.rule_columns)
+        with crm.transaction() as uow:
+            for table in ("customers", "customer_states"):
+                assert uow.select(f"SELECT count(*), {checked} FROM {table}")[0][1:] == (0, 0, 0)
+            rule = 'tags contains "vip" or tags is empty or emails contains "new@example.org"'
+            for moment in (T0 + timedelta(minutes=30), clock[0]):
+                assert "rule_tags" in str(segments.explain(uow, rule, as_of=moment).sql)
+                assert (segments.select_ids(uow, rule, as_of=moment)
+                        == segments.select_ids(uow, rule, as_of=moment, engine="python"))
+        assert crm.customers.ids_matching('tags contains "vip"', as_of=T0 + timedelta(minutes=30)) == [
+            "c0001", "c0003"]
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [({"schema": "bad name; DROP"}, "schema"), ({"schema": "Sales"}, "lower-case"),
@@ -147,6 +175,9 @@ def test_every_sqlite_table_and_column_exists_here(storage: PostgresStorage) -> 
         found.setdefault(str(table), set()).add(str(column))
     assert found.pop("schema_version") == {"version"}
     columns, secondary = _sqlite_schema()
+    for table in ("customers", "customer_states"):  # PostgreSQL's own, for segment rules
+        assert found[table] >= set(postgres.DIALECT.rule_columns)
+        found[table] -= set(postgres.DIALECT.rule_columns)
     assert found == columns
     assert {str(r[0]) for r in indexes} == secondary
     assert len(postgres.MIGRATIONS) == len(sqlite.MIGRATIONS)

@@ -25,7 +25,7 @@ and stands in for it in a compiled segment rule (`segments.sql.plan`).
 # ruff: noqa: S608 - identifiers are the constants below; the instant is a bound parameter
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,21 +38,24 @@ EARLIEST = datetime(1, 1, 1, tzinfo=UTC)
 """`since` of a customer's first state row: valid from the beginning of time."""
 
 
-def _kept(alias: str) -> str:
+def _kept(alias: str, columns: Sequence[str]) -> str:
     """The state row's columns as the `customers` columns. The id is an expression, not the
     indexed column: SQLite would otherwise merge the union in id order by reading every
     state row along the (customer_id, at, seq) index, instead of seeking the instant."""
     return ", ".join(f"coalesce({alias}.customer_id, '') AS id" if c == "id" else f"{alias}.{c} AS {c}"
-                     for c in COLUMNS)
+                     for c in columns)
 
 
-def customers_at(bind: Callable[[Any], str], at: Any, quote: Callable[[str], str]) -> str:
-    """SQL for the `customers` relation as of the stored instant `at` (bound with `bind`)."""
+def customers_at(bind: Callable[[Any], str], at: Any, quote: Callable[[str], str],
+                 extra: Sequence[str] = ()) -> str:
+    """SQL for the `customers` relation as of the stored instant `at` (bound with `bind`);
+    `extra` are columns both tables hold beyond `COLUMNS` (`Dialect.rule_columns`)."""
     when = quote("at")
-    current = ", ".join(f"c0.{c}" for c in COLUMNS)
+    columns = (*COLUMNS, *extra)
+    current = ", ".join(f"c0.{c}" for c in columns)
     return (f"SELECT {current} FROM customers AS c0 WHERE NOT EXISTS (SELECT 1 FROM {TABLE} AS x "
             f"WHERE x.customer_id = c0.id AND x.{when} > {bind(at)}) "
-            f"UNION ALL SELECT {_kept('s')} FROM {TABLE} AS s "
+            f"UNION ALL SELECT {_kept('s', columns)} FROM {TABLE} AS s "
             f"WHERE s.{when} > {bind(at)} AND s.since <= {bind(at)} AND s.doc IS NOT NULL")
 
 
@@ -62,6 +65,7 @@ def kept(uow: Any) -> bool:
     return getattr(getattr(uow, "history", None), "keeps_states", False) is True
 
 
-def relation(at: Any, quote: Callable[[str], str]) -> Callable[[Callable[[Any], str]], str]:
+def relation(at: Any, quote: Callable[[str], str],
+             extra: Sequence[str] = ()) -> Callable[[Callable[[Any], str]], str]:
     """`customers_at` as of the stored instant `at`, as a relation for `segments.sql.plan`."""
-    return lambda bind: customers_at(bind, at, quote)
+    return lambda bind: customers_at(bind, at, quote, extra)

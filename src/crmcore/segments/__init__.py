@@ -164,7 +164,7 @@ def _then(uow: UnitOfWork, dialect: Dialect, context: Context) -> Relation | Non
     table is the table of then)."""
     if not _rewound(uow, context.now):
         return None
-    return states.relation(dialect.instant(context.now), dialect.quote)
+    return states.relation(dialect.instant(context.now), dialect.quote, dialect.rule_columns)
 
 
 def _rewound(uow: UnitOfWork, as_of: datetime) -> bool:

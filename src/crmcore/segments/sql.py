@@ -171,12 +171,12 @@ class Compiler:
         needle = self.scalar(value, Type.TEXT, record)
         if self.checked.domain(node) is Type.TAGS:
             assert isinstance(subject, a.Field)
-            return self.d.json_array_contains("c.doc", _COLLECTIONS[subject.path[0]], needle)
+            return self.d.collection_contains("c", _COLLECTIONS[subject.path[0]], needle)
         return self.d.contains_text(self.scalar(subject, Type.TEXT, record), needle)
 
     def collection_size(self, subject: a.Term) -> str:
         assert isinstance(subject, a.Field)
-        return self.d.json_array_length("c.doc", _COLLECTIONS[subject.path[0]])
+        return self.d.collection_length("c", _COLLECTIONS[subject.path[0]])
 
     # ---- terms ----
 

@@ -116,6 +116,12 @@ class Dialect:
     """Appended to a SELECT checking that a row exists until commit, as a foreign key would
     (PostgreSQL: FOR KEY SHARE: it waits for a deletion, never for an update)."""
 
+    rule_columns: ClassVar[tuple[str, ...]] = ()
+    """Columns that storages of this dialect keep in `customers` and `customer_states` beside
+    `doc`, derived from it for segment rules to read (`collection_contains`); the
+    customers-as-of relation (`lifecycle.states`) carries them through. None by default:
+    rules read the document."""
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
 
@@ -300,6 +306,17 @@ class Dialect:
         """The length of the array `doc.key`."""
         raise Unsupported(f"no JSON arrays in {self.name}")
 
+    def collection_contains(self, row: str, key: str, needle: str) -> str:
+        """True when the customer's text array `key` (tags, emails, phones; a constant name)
+        holds `needle`; `row` is the alias of a relation with the columns of `customers`.
+        Read from the document (`json_array_contains` on `row.doc`) unless the dialect
+        keeps the arrays in `rule_columns` of their own."""
+        return self.json_array_contains(f"{row}.doc", key, needle)
+
+    def collection_length(self, row: str, key: str) -> str:
+        """The length of the customer's text array `key` (as `collection_contains`)."""
+        return self.json_array_length(f"{row}.doc", key)
+
     def json_elements(self, doc: str, key: str, alias: str) -> str:
         """A FROM item with one row per element of the array `doc.key`, named `alias`."""
         raise Unsupported(f"no JSON arrays in {self.name}")
@@ -467,6 +484,11 @@ class PostgreSQL(Dialect):
     text_order = ' COLLATE "C"'
     row_lock = "FOR UPDATE"
     key_lock = "FOR KEY SHARE"
+    rule_columns: ClassVar[tuple[str, ...]] = ("rule_tags", "rule_emails", "rule_phones")
+    """The text arrays as `jsonb`, generated from the document (a PostgreSQL migration):
+    a `json` document is text parsed again on every access (8-14 us each), `jsonb` is
+    read as it is stored. The document itself stays `json`, which keeps floats, -0.0
+    and key order as written; for arrays of texts the two are the same."""
 
     def together(self, first: str, then: str) -> str:
         return f"WITH first_write AS ({first}) {then}"  # always run, to completion
@@ -516,6 +538,13 @@ class PostgreSQL(Dialect):
 
     def json_array_length(self, doc: str, key: str) -> str:
         return f"json_array_length({doc} -> '{key}')"
+
+    def collection_contains(self, row: str, key: str, needle: str) -> str:
+        # NULL (no array) is false, so that `not ... contains` holds as for a document
+        return f"coalesce({row}.rule_{key} ? ({needle})::text, false)"
+
+    def collection_length(self, row: str, key: str) -> str:
+        return f"jsonb_array_length({row}.rule_{key})"
 
     def json_elements(self, doc: str, key: str, alias: str) -> str:
         return f"json_array_elements({doc}::json -> '{key}') AS {alias}"

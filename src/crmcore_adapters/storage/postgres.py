@@ -77,6 +77,9 @@ TEXT = 'text COLLATE "C"'
 """Text compares and sorts by code point, as in SQLite and Python, whatever the database's locale
 (so ids page the same everywhere and segment rules on text mean the same in SQL and in Python)."""
 
+_RULE_ARRAYS = tuple((f"rule_{key}", key) for key in ("tags", "emails", "phones"))
+"""`PostgreSQL.rule_columns` and the document key each is generated from."""
+
 MIGRATIONS: tuple[tuple[sql.Step, ...], ...] = (
     (
         f"""CREATE TABLE customers (
@@ -274,6 +277,15 @@ MIGRATIONS: tuple[tuple[sql.Step, ...], ...] = (
         "CREATE TABLE staff_generation (id INTEGER PRIMARY KEY CHECK (id = 1), "
         "generation bigint NOT NULL)",
         "INSERT INTO staff_generation (id, generation) VALUES (1, 0)",
+    ),
+    # lifecycle: the text arrays segment rules test (`tags contains`), kept as jsonb beside
+    # the exact json document (`Dialect.rule_columns`), so a rule reads them without parsing
+    # the document again per row
+    (
+        *(f"ALTER TABLE {table} " + ", ".join(
+            f"ADD COLUMN IF NOT EXISTS {column} jsonb GENERATED ALWAYS AS ((doc -> '{key}')::jsonb) STORED"
+            for column, key in _RULE_ARRAYS)
+          for table in ("customers", "customer_states")),
     ),
 )
 """Migration N brings the schema from version N to N+1 (mirrors sqlite.MIGRATIONS)."""
