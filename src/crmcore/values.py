@@ -110,6 +110,8 @@ def _remember(cache: dict[Any, str], key: Any, canonical: str) -> None:
 
 def utc(value: object, field: str = "time") -> datetime:
     """A timezone-aware instant converted to UTC; naive times are refused, not guessed."""
+    if value.__class__ is datetime and value.tzinfo is UTC:  # most instants: nothing to convert
+        return limits.in_calendar(value, field)  # (`astimezone(UTC)` would give back `value` itself)
     if not isinstance(value, datetime):
         raise ValidationError(field, value, "must be a datetime")
     if value.tzinfo is None or value.utcoffset() is None:
@@ -221,6 +223,21 @@ def _refuse(cls: type[enum.Enum], value: object) -> None:
     raise ValidationError(field, value, f"must be one of: {allowed}")
 
 
+class _ChoiceType(enum.EnumType):
+    """Calling a choice with one of its values (or members) is a dict lookup: the first step
+    `Enum.__new__` takes, without the generic call machinery around it (model converters and
+    storage call these enums for every record). Anything else goes the usual way, so unknown
+    values are still refused by `_missing_`."""
+
+    def __call__(cls, value: Any, *args: Any, **kwargs: Any) -> Any:
+        if not args and not kwargs:
+            try:
+                return cls._value2member_map_[value]
+            except (KeyError, TypeError):
+                pass
+        return super().__call__(value, *args, **kwargs)
+
+
 class _Refusing:
     """An unknown value is a ValidationError naming the field (`__field__`) and listing the
     allowed values, wherever the enum is called."""
@@ -230,11 +247,11 @@ class _Refusing:
         _refuse(cls, value)  # type: ignore[arg-type]
 
 
-class Choice(_Refusing, enum.StrEnum):
+class Choice(_Refusing, enum.StrEnum, metaclass=_ChoiceType):
     """Base of crmcore's text enums."""
 
 
-class IntChoice(_Refusing, enum.IntEnum):
+class IntChoice(_Refusing, enum.IntEnum, metaclass=_ChoiceType):
     """Base of crmcore's numbered enums."""
 
 
@@ -252,7 +269,7 @@ def integer(low: int, high: int) -> Callable[..., None]:
 
 def is_utc(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     utc(value, attribute.name)
-    if value.utcoffset() != timedelta(0):
+    if value.tzinfo is not UTC and value.utcoffset() != timedelta(0):
         raise ValidationError(attribute.name, value, "must be in UTC")
 
 

@@ -200,8 +200,8 @@ class Customer:
         first = next(iter(fields.get("addresses") or ()), None)
         region = region or (first.country if isinstance(first, PostalAddress) else None)
         stamped = "created_at" not in fields
-        moment = v.now()
-        fields.setdefault("created_at", moment)
+        if stamped:
+            fields["created_at"] = v.now()
         fields.setdefault("updated_at", fields["created_at"])
         built = cls(
             id=id or v.new_id(),
