@@ -409,6 +409,9 @@ class PostgresStorage:
             version = _version(cur)
             if version >= len(MIGRATIONS):
                 return version
+            # a step rewrites or backfills whole tables: it takes as long as the data does,
+            # which the URL's statement_timeout (meant for the application's statements) is not
+            cur.execute("SET LOCAL statement_timeout = 0")
             cur.execute(
                 "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
                 (f"crmcore.migrate:{self.schema or ''}",),
