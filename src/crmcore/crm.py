@@ -463,7 +463,7 @@ class Customers(Aggregates[Customer]):
         if not isinstance(item, Customer):
             raise ValidationError("customer", item, "must be a Customer")
         with self.crm.transaction() as uow:
-            drop_owned(uow, item.id)
+            drop_owned(self.crm, uow, item.id)
             super().remove(item)
 
     def by_email(self, email: str) -> Customer | None:

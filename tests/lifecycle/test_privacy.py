@@ -16,6 +16,9 @@ import pytest
 import crmcore
 from crmcore.errors import NotFound, ValidationError
 from crmcore.model import (
+    Account,
+    AccountKind,
+    AccountMember,
     CampaignMember,
     Channel,
     ConsentStatus,
@@ -79,7 +82,11 @@ def populate(crm: crmcore.CRM, plugin: Loyalty, clock: Clock) -> None:
     crm.segments.run("all")
     with crm.transaction():
         crm.emit("note.added", "other", text=f"call {NAME} back at {PHONE}")
-    crm.lifecycle.merge("zq", "twin")
+    crm.operational.accounts.add(Account("acme", "Acme", members=(
+        AccountMember("zq", "buyer", primary=True), AccountMember("other"))))
+    crm.operational.accounts.add(Account("home", "Home", kind=AccountKind.HOUSEHOLD,
+                                         members=(AccountMember("twin", "head"),)))
+    crm.lifecycle.merge("zq", "twin")  # zq takes twin's place at home
     plugin.points["zq"] = 120
 
 
@@ -98,6 +105,8 @@ def test_export_holds_everything_as_json(setup: Any) -> None:
     assert document["history"][0]["actor"] == "user:ann"
     assert document["merges"][0]["merged_id"] == "twin"
     assert document["plugins"] == {"loyalty": {"points": 120}}
+    assert [(a["account_id"], a["member"]["role"]) for a in document["accounts"]] == [
+        ("acme", "buyer"), ("home", "head")]
     assert LINE in text
     with pytest.raises(NotFound):
         crm.lifecycle.export_person("nobody")
@@ -148,6 +157,9 @@ def test_erase_leaves_no_value_anywhere(setup: Any) -> None:
     assert plugin.points == {}
     assert crm.lifecycle.erasures() == [tombstone] and tombstone.at == clock.now
     assert crm.customers.get("other").name == "Other Person"  # others untouched
+    assert [m.customer_id for m in crm.operational.accounts.get("acme").members] == ["other"]
+    assert crm.operational.accounts.get("home").members == ()  # no orphan left in an account
+    assert [c.op for c in crm.lifecycle.history("account", "acme")] == ["added", "updated"]
     with crm.reading() as uow:
         assert uow.segment_members.current("all") == {"other"}
         assert uow.segment_members.runs("all")[0].size == 3  # runs keep counts only

@@ -27,7 +27,7 @@ import attrs
 from crmcore import serialization
 from crmcore import values as v
 from crmcore.errors import IntegrityError, NotFound, ValidationError
-from crmcore.lifecycle import history
+from crmcore.lifecycle import account_members, history
 from crmcore.model import CampaignMember, Consent, Customer, Score
 from crmcore.model.history import MergeRecord
 from crmcore.ports import UnitOfWork
@@ -116,6 +116,7 @@ def merge(crm: CRM, survivor_id: str, merged_id: str, policy: Policy = DEFAULT_P
         moved = {name: getattr(uow, name).reassign(merged_id, survivor_id) for name in OWNED}
         scores, moved_scores = _move_scores(uow, merged_id, survivor_id)
         members, moved_members = _move_members(uow, merged_id, survivor_id)
+        accounts, moved_accounts = account_members.move(crm, uow, merged_id, survivor_id)
         uow.customers.remove(merged)
         history.record(uow, "customer", merged, None, at)
         stored = crm.customers.update(chosen)
@@ -126,7 +127,8 @@ def merge(crm: CRM, survivor_id: str, merged_id: str, policy: Policy = DEFAULT_P
             id=v.new_id(), survivor_id=survivor_id, merged_id=merged_id, at=at,
             survivor_before=_data(survivor), survivor_after=_data(stored), merged=_data(merged),
             moved=moved, scores=[_data(s) for s in scores], moved_scores=moved_scores,
-            members=[_data(m) for m in members], moved_members=moved_members, plugins=journals,
+            members=[_data(m) for m in members], moved_members=moved_members,
+            accounts=accounts, moved_accounts=moved_accounts, plugins=journals,
             actor=history.ACTOR.get(),
         )
         uow.merges.add(record)
@@ -161,6 +163,7 @@ def unmerge(crm: CRM, merge_id: str) -> tuple[Customer, Customer]:
             getattr(uow, name).reassign(record.survivor_id, record.merged_id, ids)
         _restore_scores(uow, record)
         _restore_members(uow, record)
+        account_members.restore(crm, uow, record)
         crm.plugins.hook.crmcore_on_unmerge(
             crm=crm, survivor_id=record.survivor_id, merged_id=record.merged_id, journal=record.plugins)
         uow.merges.update(attrs.evolve(record, undone_at=at))

@@ -1,8 +1,9 @@
 """A person's right to see and to be forgotten: one JSON export, one erasure.
 
 An erasure removes the customer and everything that names them: owned rows,
-campaign memberships, score snapshots, segment memberships, history (theirs, their
-cases' and opportunities', and that of records merged into them), merge journals,
+campaign memberships, places in accounts, score snapshots, segment memberships, history
+(theirs, their cases' and opportunities', that of records merged into them, and their
+entries in their accounts' history), merge journals,
 and outbox events that carry their id or one of their values (those are emptied,
 not deleted, so the outbox's sequence stays whole). Plugins erase their own data
 (`crmcore_erase_person`). What stays is a `Tombstone`: that an erasure happened, and
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from crmcore import serialization
 from crmcore import values as v
 from crmcore.events import Event
+from crmcore.lifecycle import account_members
 from crmcore.lifecycle.merge import OWNED
 from crmcore.model import Customer
 from crmcore.model.history import Tombstone
@@ -42,6 +44,9 @@ def export_person(crm: CRM, customer_id: str) -> dict[str, Any]:
             document[name] = [serialization.unstructure(row) for row in rows]
         document["campaign_memberships"] = [
             serialization.unstructure(m) for m in uow.campaign_members.for_customer(customer_id)]
+        document["accounts"] = [
+            {"account_id": a.id, "member": serialization.unstructure(m)}
+            for a in uow.accounts.of_customer(customer_id) for m in a.members if m.customer_id == customer_id]
         document["scores"] = [serialization.unstructure(s) for s in uow.scores.all_of(customer_id)]
         document["history"] = [serialization.unstructure(c) for c in uow.history.of("customer", customer_id)]
         document["merges"] = [serialization.unstructure(m) for m in uow.merges.involving(customer_id)]
@@ -77,14 +82,17 @@ def mentions(ids: set[str], values: list[str]) -> Callable[[Event], bool]:
     return test
 
 
-def drop_owned(uow: UnitOfWork, customer_id: str) -> None:
-    """Delete every row the customer owns, so removing them leaves no orphans behind."""
+def drop_owned(crm: CRM, uow: UnitOfWork, customer_id: str) -> list[str]:
+    """Delete every row the customer owns and take them out of their accounts, so removing
+    them leaves no orphans behind; returns the accounts they left."""
+    left = account_members.leave(crm, uow, customer_id)
     for name in OWNED:
         getattr(uow, name).purge(customer_id)
     for member in uow.campaign_members.for_customer(customer_id):
         uow.campaign_members.remove(member.campaign_id, customer_id)
     uow.scores.purge(customer_id)
     uow.segment_members.purge(customer_id)
+    return left
 
 
 def erase_person(crm: CRM, customer_id: str) -> Tombstone:
@@ -100,8 +108,9 @@ def erase_person(crm: CRM, customer_id: str) -> Tombstone:
         for table, kind in VERSIONED_OWNED.items():
             for row in getattr(uow, table).for_customer(customer_id):
                 uow.history.purge(kind, row.id)
-        drop_owned(uow, customer_id)
+        left = drop_owned(crm, uow, customer_id)
         ids = {customer_id, *(c.id for c in folded)}
+        account_members.scrub_history(uow, left, ids)
         for id in ids:
             uow.segment_members.purge(id)
             uow.history.purge("customer", id)

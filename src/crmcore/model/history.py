@@ -44,7 +44,8 @@ class MergeRecord:
     `survivor_before` and `merged` are the two customer documents as they were;
     `survivor_after` is the survivor as the merge wrote it; `moved` names the rows
     that changed owner, by table; `scores` and `members` are the merged customer's
-    snapshots and campaign memberships as they were; `plugins` holds what
+    snapshots and campaign memberships as they were, `accounts` their account
+    memberships; `plugins` holds what
     `crmcore_on_merge` implementations returned, by plugin name.
     """
 
@@ -62,6 +63,10 @@ class MergeRecord:
     members: list[dict[str, Any]] = attrs.field(factory=list)
     moved_members: list[str] = attrs.field(factory=list)
     """Campaign ids whose membership went to the survivor."""
+    accounts: list[dict[str, Any]] = attrs.field(factory=list)
+    """The merged customer's account memberships as they were: {account_id, member}."""
+    moved_accounts: list[str] = attrs.field(factory=list)
+    """Account ids where the survivor took the merged customer's place."""
     plugins: dict[str, Any] = attrs.field(factory=dict)
     actor: str | None = None
     undone_at: datetime | None = None
