@@ -226,6 +226,8 @@ def _first_error(exc: BaseException, path: str) -> ValidationError:
             return _first_error(inner, path)
     if isinstance(exc, ValidationError):
         return exc.within(path)
+    if isinstance(exc, KeyError):  # cattrs: a required key absent (str() would be just its name)
+        return ValidationError(path, None, f"{exc.args[0] if exc.args else path} is missing")
     return ValidationError(path, None, str(exc))
 
 

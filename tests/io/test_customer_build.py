@@ -136,7 +136,7 @@ def test_customer_file_with_consents_in_every_shape(backend: str, tmp_path: Path
             (4, "consents", datetime(2024, 10, 31, 16, 18, 13), "must be timezone-aware"),
             (5, "consents", None, "Extra fields in constructor for Consent: extra"),
             (6, "consents", same, "holds two answers for one purpose and channel"),
-            (7, "consents", None, "'source'"),
+            (7, "consents", None, "source is missing"),
         ]
         stored = crm.customers.get("c1")
         at = datetime(2024, 10, 31, 14, 18, 13, 90356, tzinfo=UTC)
