@@ -31,13 +31,13 @@ import tempfile
 import time
 import tracemalloc
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import crmcore
-from crmcore.model import Agent, Case, Deadline, Target
+from crmcore.model import Agent, Case, Deadline, Target, Task
 from crmcore.operational.assignment import Decider, Staff, WorkItem
 from crmcore.plugins import make_plugin_manager
 from crmcore_adapters.storage import sql
@@ -87,24 +87,41 @@ def backend(kind: str) -> Iterator[crmcore.CRM]:
 
 
 def seed(crm: crmcore.CRM, count: int, prefix: str, due_every: int) -> None:
-    """Rows straight into the cases table in big transactions (not what is measured)."""
+    """Cases straight into their table (not what is measured)."""
     crm.teams.add(crmcore.Team("care", "Care", lead="lead"))
-    batch: list[Case] = []
+    insert(crm, sql.CASES, due_cases(count, prefix, due_every))
+
+
+def insert(crm: crmcore.CRM, table: Any, records: Iterable[Any]) -> None:
+    """Rows straight into a table in transactions of 10,000 (not what is measured)."""
+    batch: list[Any] = []
 
     def flush() -> None:
         with crm.storage.transaction() as uow:
             dialect = _dialect(uow)
             cursor: Any = getattr(uow, "cur")  # noqa: B009 - the SQL adapters' cursor
-            cursor.executemany(dialect.sql(sql.insert_sql(sql.CASES, dialect)),
-                               [sql.CASES.row(dialect, c) for c in batch])
+            cursor.executemany(dialect.sql(sql.insert_sql(table, dialect)),
+                               [table.row(dialect, r) for r in batch])
         batch.clear()
 
-    for case in due_cases(count, prefix, due_every):
-        batch.append(case)
+    for record in records:
+        batch.append(record)
         if len(batch) >= 10_000:
             flush()
     if batch:
         flush()
+
+
+def bench_reminders(kind: str, count: int) -> None:
+    """`crm.operational.tasks.remind` over `count` tasks whose reminder has come."""
+    with backend(kind) as crm:
+        insert(crm, sql.TASKS, (Task(f"task{n:08d}", f"Call back {n}", T0, owner=f"a{n % 1000:04d}",
+                                     remind_at=T0 + timedelta(minutes=n % 600), version=1)
+                                for n in range(count)))
+        sent, spent, cpu, again, idle = twice(lambda: crm.operational.tasks.remind(LATE))
+    print(f"{kind}: reminders for {count:,} tasks: {sent:,} sent in {spent:.1f} s = {sent / spent:,.0f}/s, "
+          f"{cpu:.1f} s of this process's CPU; again: {again} sent in {idle * 1e3:.0f} ms; "
+          f"{os.getloadavg()[0]:.1f} load", flush=True)
 
 
 def _dialect(uow: Any) -> sql.Dialect:
@@ -117,6 +134,16 @@ def timed(work: Callable[[], Any]) -> tuple[Any, float]:
     started = time.perf_counter()
     result = work()
     return result, time.perf_counter() - started
+
+
+def twice(work: Callable[[], Any]) -> tuple[Any, float, float, Any, float]:
+    """(result, wall s, this process's CPU s) of `work`, then (result, wall s) of a second
+    run with nothing left to do."""
+    cpu = time.process_time()
+    result, spent = timed(work)
+    cpu = time.process_time() - cpu
+    again, idle = timed(work)
+    return result, spent, cpu, again, idle
 
 
 def peak(work: Callable[[], Any]) -> tuple[Any, float]:
@@ -141,10 +168,7 @@ def bench_sweep(kind: str, count: int, due_every: int) -> None:
     small = max(count // 10, 1)
     with backend(kind) as crm:  # time, without tracemalloc
         seed(crm, count, "t", due_every)
-        cpu = time.process_time()
-        report, spent = timed(lambda: crm.operational.cases.sweep(LATE))
-        cpu = time.process_time() - cpu
-        _, again = timed(lambda: crm.operational.cases.sweep(LATE))
+        report, spent, cpu, _, again = twice(lambda: crm.operational.cases.sweep(LATE))
     print(f"{kind}: sweep of {count:,} open cases, {report.examined:,} of them due: {spent:.1f} s = "
           f"{report.examined / spent:,.0f} due cases/s ({report.steps:,} steps, {report.escalated:,} "
           f"escalations, 3 events a due case); {cpu:.1f} s of this process's CPU (the database "
@@ -299,6 +323,8 @@ def main() -> None:
     parser.add_argument("--open-cases", type=int, default=10_000,
                         help="open cases spread over the agents for the decisions through the CRM")
     parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument("--reminders", type=int, default=0,
+                        help="also time task reminders over this many tasks (0: not)")
     parser.add_argument("--due-every", type=int, default=1,
                         help="one open case in this many is due (1: all of them)")
     args = parser.parse_args()
@@ -309,6 +335,8 @@ def main() -> None:
         print("postgresql: skipped (set CRMCORE_TEST_POSTGRES_URL)")
     for kind in kinds:
         bench_assignment_stored(kind, args.agents, args.stored_decisions, args.open_cases)
+    for kind in kinds if args.reminders else ():
+        bench_reminders(kind, args.reminders)
     for kind in kinds if args.cases else ():  # --cases 0: assignment only
         bench_sweep(kind, args.cases, max(args.due_every, 1))
 

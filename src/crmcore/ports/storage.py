@@ -163,7 +163,20 @@ Due = tuple[datetime, str]
 """(when, id) of a record something is due on; pages of them are read in this order."""
 
 
-class CaseRepository(CustomerOwned[Case], Protocol):
+class Batched(Repository[T], Protocol):
+    """A repository a sweep works in pages: a page read in one query, written in one batch."""
+
+    def find_many(self, ids: Sequence[str]) -> list[T]:
+        """The records with these ids (those that exist), in no set order."""
+        ...
+
+    def update_many(self, items: Sequence[T]) -> list[T]:
+        """`update` for records with distinct ids, in one batch: all written, or
+        ConflictError when one was stale (and the transaction must be undone)."""
+        ...
+
+
+class CaseRepository(CustomerOwned[Case], Batched[Case], Protocol):
     def due(self, now: datetime, *, after: Due | None = None, limit: int = 500) -> list[Due]:
         """Cases with an escalation step due by `now` (`Case.next_check`), as (next_check, id)
         in that order, after `after`: a sweep pages through them without loading the table."""
@@ -174,18 +187,9 @@ class CaseRepository(CustomerOwned[Case], Protocol):
         `agents` when given (an assignment counts its candidates' cases, not the table's)."""
         ...
 
-    def find_many(self, ids: Sequence[str]) -> list[Case]:
-        """The cases with these ids (those that exist), in no set order: a sweep reads a
-        page of cases in one query rather than one per case."""
-        ...
-
-    def update_many(self, items: Sequence[Case]) -> list[Case]:
-        """`update` for cases with distinct ids, in one batch: all written, or ConflictError
-        when one was stale (and the transaction must be undone)."""
-        ...
 
 
-class TaskRepository(Repository[Task], Protocol):
+class TaskRepository(Batched[Task], Protocol):
     def open_for(self, owner: str, *, limit: int | None = None) -> list[Task]:
         """The owner's open tasks, soonest due first (undated last), then by id."""
         ...

@@ -181,6 +181,16 @@ class OperationalStorageContract:
             assert [i for _, i in uow.tasks.reminders_due(T0 + 5 * day)] == ["t003"]
             with pytest.raises(ConflictError):
                 uow.tasks.update(attrs.evolve(sent, title="stale"))
+        with storage.transaction() as uow:  # a reminder page: read in one query, written in one batch
+            page = uow.tasks.find_many(["t003", "nope", "t001", "t003"])
+            assert sorted(t.id for t in page) == ["t001", "t003"]
+            written = uow.tasks.update_many([attrs.evolve(t, title=f"paged {t.id}") for t in page])
+            assert sorted((t.id, t.version) for t in written) == [("t001", 2), ("t003", 2)]
+        with pytest.raises(ConflictError), storage.transaction() as uow:  # t003 is stale: nothing stays
+            stale = next(t for t in page if t.id == "t003")
+            uow.tasks.update_many([attrs.evolve(uow.tasks.get("t001"), title="x"), stale])
+        with storage.transaction() as uow:
+            assert uow.tasks.get("t001").title == "paged t001"
 
     def test_account_members_are_indexed_with_the_account(self, storage: Storage) -> None:
         group = m.Account("g", "Group", members=(m.AccountMember("c1", "ceo"),))

@@ -136,6 +136,12 @@ class MemoryRepository(Generic[T]):
         self.journal.set(self.rows, stored.id, stored)  # type: ignore[attr-defined]
         return stored
 
+    def find_many(self, ids: Sequence[str]) -> builtins.list[T]:
+        return [self.rows[i] for i in dict.fromkeys(ids) if i in self.rows]
+
+    def update_many(self, items: Sequence[T]) -> builtins.list[T]:
+        return [self.update(item) for item in items]
+
     def remove(self, item: T) -> None:
         self._current(item)
         self.journal.delete(self.rows, item.id)  # type: ignore[attr-defined]
@@ -343,12 +349,6 @@ class MemoryCases(MemoryRepository[Case]):
         self, now: datetime, *, after: tuple[datetime, str] | None = None, limit: int = 500
     ) -> builtins.list[tuple[datetime, str]]:
         return _due(self.rows, lambda c: c.next_check, now, after, limit)
-
-    def find_many(self, ids: Sequence[str]) -> builtins.list[Case]:
-        return [self.rows[i] for i in dict.fromkeys(ids) if i in self.rows]
-
-    def update_many(self, items: Sequence[Case]) -> builtins.list[Case]:
-        return [self.update(item) for item in items]
 
     def open_load(self, agents: Sequence[str] | None = None) -> dict[str, int]:
         wanted = None if agents is None else set(agents)

@@ -288,6 +288,16 @@ class SqlRepository(Generic[T]):
         self.last_written = data
         return stored
 
+    def find_many(self, ids: Sequence[str]) -> builtins.list[T]:
+        found: builtins.list[T] = []
+        unique = list(dict.fromkeys(ids))
+        for start in range(0, len(unique), _IN_BATCH):
+            chunk = unique[start:start + _IN_BATCH]
+            marks = ", ".join("?" for _ in chunk)
+            self._run(f"SELECT doc FROM {self.t.name} WHERE id IN ({marks})", chunk)  # noqa: S608 - marks only
+            found += [_load(self.t, row[0]) for row in self.cur.fetchall()]
+        return found
+
     def update_many(self, items: Sequence[T]) -> builtins.list[T]:
         """`update` for many records with distinct ids in one batch; ConflictError if any
         was stale (the caller's transaction then undoes the rest)."""
@@ -609,16 +619,6 @@ class SqlCases(SqlRepository[Case]):
         self, now: datetime, *, after: tuple[datetime, str] | None = None, limit: int = 500
     ) -> builtins.list[tuple[datetime, str]]:
         return _due(self, "next_check", now, after, limit)
-
-    def find_many(self, ids: Sequence[str]) -> builtins.list[Case]:
-        found: builtins.list[Case] = []
-        unique = list(dict.fromkeys(ids))
-        for start in range(0, len(unique), _IN_BATCH):
-            chunk = unique[start:start + _IN_BATCH]
-            marks = ", ".join("?" for _ in chunk)
-            self._run(f"SELECT doc FROM cases WHERE id IN ({marks})", chunk)  # noqa: S608 - marks only
-            found += [_load(self.t, row[0]) for row in self.cur.fetchall()]
-        return found
 
     def open_load(self, agents: Sequence[str] | None = None) -> dict[str, int]:
         marks = ", ".join("?" for _ in _OPEN_CASES)
