@@ -188,7 +188,6 @@ class CaseRepository(CustomerOwned[Case], Batched[Case], Protocol):
         ...
 
 
-
 class TaskRepository(Batched[Task], Protocol):
     def open_for(self, owner: str, *, limit: int | None = None) -> list[Task]:
         """The owner's open tasks, soonest due first (undated last), then by id."""

@@ -25,8 +25,7 @@ from crmcore.lifecycle.history import changed_since, customers_as_of
 from crmcore.model import Customer
 from crmcore.ports import UnitOfWork
 from crmcore.segments import ast
-from crmcore.segments.accounts_then import AccountsThen, reaches_accounts
-from crmcore.segments.accounts_then import changed_after as accounts_changed_after
+from crmcore.segments.accounts_then import reaches_accounts
 from crmcore.segments.ast import from_data, to_data
 from crmcore.segments.context import Context
 from crmcore.segments.evaluate import UowSource, members
@@ -60,17 +59,19 @@ def explain(uow: UnitOfWork, rule: Rule, *, as_of: datetime, functions: Function
         spoken = getattr(uow, "dialect", None) or "memory"
         return Explanation("python", reasons=(f"the storage speaks no SQL ({spoken})",))
     context = Context(as_of)
-    late = _reached(uow, tree, context.now)
-    moved = (f"{len(late)} customer(s) reached by accounts changed after as_of: {ACCOUNTS_THEN}",)
+    late = _reached(tree, UowSource(uow, context.now))
+    moved: tuple[str, ...] = ()
+    if late:
+        moved = (f"{len(late)} customer(s) reached by accounts changed after as_of: {ACCOUNTS_THEN}",)
     if _rewound(uow, as_of) and not states.kept(uow):
         found = plan(tree, types, context, dialect)
         changed = len(changed_since(uow, context.now))
         reason = f"{changed} customer(s) changed after as_of: {REWOUND}"
         return Explanation("sql+python", found.query.sql, found.query.params,
-                           (*found.reasons, reason, *moved[:len(late)]))
+                           (*found.reasons, reason, *moved))
     found = plan(tree, types, context, dialect, customers=_then(uow, dialect, context))
     engine = "sql+python" if late and found.engine == "sql" else found.engine
-    return Explanation(engine, found.query.sql, found.query.params, (*found.reasons, *moved[:len(late)]))
+    return Explanation(engine, found.query.sql, found.query.params, (*found.reasons, *moved))
 
 
 def select(
@@ -93,7 +94,7 @@ def select(
     if engine == "python" or dialect is None:
         return members(tree, types, context, customers_as_of(uow, context.now), source)
     past = changed_since(uow, context.now) if _rewound(uow, as_of) and not states.kept(uow) else {}
-    late = _reached(uow, tree, context.now)
+    late = _reached(tree, source)
     found = plan(tree, types, context, dialect, columns="c.doc",
                  customers=None if past else _then(uow, dialect, context))
     rows = _select(uow, found.query.sql, found.query.params)
@@ -122,12 +123,12 @@ def select_ids(
         found = plan(tree, types, context, dialect, customers=then)
         if found.residue is None:
             ids = [str(row[0]) for row in _select(uow, found.query.sql, found.query.params)]
-            late = _reached(uow, tree, context.now)
+            source = UowSource(uow, context.now)
+            late = _reached(tree, source)
             if (not rewound or then is not None) and not late:
                 return ids
             past = changed_since(uow, context.now) if rewound and then is None else {}
-            back = members(tree, types, context, _then_customers(uow, past, late, context.now),
-                           UowSource(uow, context.now))
+            back = members(tree, types, context, _then_customers(uow, past, late, context.now), source)
             return sorted([*(i for i in ids if i not in past and i not in late), *(c.id for c in back)])
     return [c.id for c in select(uow, tree, as_of=as_of, functions=functions, engine=engine)]
 
@@ -140,12 +141,12 @@ ACCOUNTS_THEN = ("SQL reads today's accounts; these are tested in Python against
                  "as they were then, rewound through their history")
 
 
-def _reached(uow: UnitOfWork, tree: Any, at: datetime) -> set[str]:
+def _reached(tree: Any, source: UowSource) -> set[str]:
     """The customers a rule about accounts must test in Python, against the accounts of
-    `at`, because an account changed since reaches them (none for other rules)."""
-    if not reaches_accounts(tree) or not accounts_changed_after(uow, at):
-        return set()
-    return AccountsThen(uow, at).reached()
+    the source's instant, because an account changed since reaches them (none for other
+    rules). The accounts of then are the source's own, so they are rewound once."""
+    then = source.accounts_then if reaches_accounts(tree) else None
+    return set() if then is None else then.reached()
 
 
 def _then_customers(uow: UnitOfWork, past: Mapping[str, Customer | None], late: set[str],

@@ -10,6 +10,7 @@ in storage too.
 
 from __future__ import annotations
 
+import functools
 import operator
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime
@@ -101,9 +102,15 @@ class UowSource:
 
     def __init__(self, uow: Any, as_of: datetime | None = None) -> None:
         self.uow = uow
-        self._then: Any = None
-        if as_of is not None and changed_after(uow, as_of):
-            self._then = AccountsThen(uow, as_of)
+        self.as_of = as_of
+
+    @functools.cached_property
+    def accounts_then(self) -> AccountsThen | None:
+        """The accounts as of `as_of` when some changed since (None: today's are those of
+        then); looked up on first use, so a rule that reads no account pays nothing."""
+        if self.as_of is None or not changed_after(self.uow, self.as_of):
+            return None
+        return AccountsThen(self.uow, self.as_of)
 
     def records(self, source: str, customer_id: str) -> list[Any]:
         found: list[Any] = getattr(self.uow, source).for_customer(customer_id)
@@ -114,12 +121,12 @@ class UowSource:
         return None if scores is None else scores.latest(customer_id, scorer, as_of)
 
     def accounts(self, customer_id: str) -> list[Account]:
-        accounts = self._then or getattr(self.uow, "accounts", None)
+        accounts = self.accounts_then or getattr(self.uow, "accounts", None)
         found: list[Account] = [] if accounts is None else accounts.of_customer(customer_id)
         return found
 
     def children(self, account_id: str) -> list[Account]:
-        found: list[Account] = (self._then or self.uow.accounts).children(account_id)
+        found: list[Account] = (self.accounts_then or self.uow.accounts).children(account_id)
         return found
 
 
