@@ -255,14 +255,20 @@ class IntChoice(_Refusing, enum.IntEnum, metaclass=_ChoiceType):
     """Base of crmcore's numbered enums."""
 
 
-def integer(low: int, high: int) -> Callable[..., None]:
+def whole(value: object, field: str, low: int, high: int) -> int:
     """A whole number in [low, high]; floats and bools are refused (SQL would round them)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationError(field, value, "must be a whole number")
+    if not low <= value <= high:
+        raise ValidationError(field, value, f"must be between {low} and {high}")
+    return value
+
+
+def integer(low: int, high: int) -> Callable[..., None]:
+    """`whole` as an attrs validator."""
 
     def validator(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValidationError(attribute.name, value, "must be a whole number")
-        if not low <= value <= high:
-            raise ValidationError(attribute.name, value, f"must be between {low} and {high}")
+        whole(value, attribute.name, low, high)
 
     return validator
 

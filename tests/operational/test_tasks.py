@@ -98,3 +98,14 @@ def test_two_reminder_sweeps_at_once_remind_each_task_once(kind: str, tmp_path: 
     finally:
         store.close()
         drop_schema(schema)
+
+
+@pytest.mark.parametrize("page", [0, -5, 10_001, 2.5, True, "a", None])
+def test_a_sweep_refuses_a_page_it_cannot_take(crm: CRM, page: object) -> None:
+    _people(crm)
+    crm.operational.tasks.create("Soon", owner="ana", remind_at=MONDAY)
+    for sweep in (crm.operational.tasks.remind, crm.operational.cases.sweep):
+        with pytest.raises(ValidationError) as caught:
+            sweep(MONDAY + timedelta(days=1), page=page)  # type: ignore[operator]
+        assert caught.value.field == "page" and caught.value.value == page
+    assert [t.reminded_at for t in crm.operational.tasks.open_for("ana")] == [None]  # nothing sent

@@ -311,8 +311,7 @@ class Marketing:
             if letters is None:
                 raise ValidationError("letters", None, "a letter campaign needs a folder for the mail merge")
             outlet = sending.LetterOutlet(letters, links)
-        if not 1 <= page <= 10_000:
-            raise ValidationError("page", page, "must be between 1 and 10000")
+        v.whole(page, "page", 1, 10_000)
         return sending.run(self.crm, campaign, outlet, policy or Policy(), page=page, limit=limit)
 
     # ------------------------------------------------------------------ responses

@@ -38,7 +38,7 @@ from crmcore.model import (
 from crmcore.operational.calendars import ALWAYS_OPEN, BusinessClock, clock
 from crmcore.operational.configuration import Stored
 from crmcore.operational.sla import DEFAULT_POLICY, SlaPolicy, policy_data, policy_from_data
-from crmcore.operational.sweeping import due_pages, redone_on_conflict
+from crmcore.operational.sweeping import MAX_PAGE, due_pages, redone_on_conflict
 
 if TYPE_CHECKING:
     from crmcore.crm import CRM
@@ -247,6 +247,7 @@ class ServiceCases:
     def sweep(self, now: datetime | None = None, *, page: int = SWEEP_PAGE) -> SweepReport:
         """Take every escalation rung due by `now`, once; safe to run as often as you like."""
         at = v.utc(now, "now") if now is not None else self.crm.clock()
+        v.whole(page, "page", 1, MAX_PAGE)
         report = SweepReport()
         for ids in due_pages(self.crm, lambda uow, after: uow.cases.due(at, after=after, limit=page)):
             report = redone_on_conflict(functools.partial(self._sweep_page, ids, at, report),

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 ATTEMPTS = 5
+MAX_PAGE = 10_000
+"""The largest page a sweep takes in one transaction."""
 
 
 def due_pages(crm: CRM, read: Callable[[UnitOfWork, Due | None], list[Due]]) -> Iterator[list[str]]:

@@ -16,7 +16,7 @@ import attrs
 from crmcore import values as v
 from crmcore.errors import ValidationError
 from crmcore.model import Task, TaskStatus
-from crmcore.operational.sweeping import due_pages, redone_on_conflict
+from crmcore.operational.sweeping import MAX_PAGE, due_pages, redone_on_conflict
 
 if TYPE_CHECKING:
     from crmcore.crm import CRM
@@ -97,6 +97,7 @@ class Tasks:
     def remind(self, now: datetime | None = None, *, page: int = PAGE) -> int:
         """Emit `task.reminder` for every reminder that has come, exactly once; returns how many."""
         at = v.utc(now, "now") if now is not None else self.crm.clock()
+        v.whole(page, "page", 1, MAX_PAGE)
         sent = 0
         for ids in due_pages(self.crm, lambda uow, after: uow.tasks.reminders_due(at, after=after,
                                                                                   limit=page)):
