@@ -27,7 +27,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from crmcore.sql.dialect import Dialect
 
 TABLE = "customer_states"
 COLUMNS = ("id", "version", "kind", "name", "tier", "lifecycle", "country", "birth_date",
@@ -36,6 +39,25 @@ COLUMNS = ("id", "version", "kind", "name", "tier", "lifecycle", "country", "bir
 
 EARLIEST = datetime(1, 1, 1, tzinfo=UTC)
 """`since` of a customer's first state row: valid from the beginning of time."""
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def day(moment: datetime) -> int:
+    """Whole days from 1970-01-01 to `moment` (UTC, floored), as `Dialect.epoch_day` counts
+    the day of a stored instant: the states are indexed by the day of their "at"."""
+    return (moment - EPOCH).days
+
+
+def days(select: Callable[[str, Sequence[Any]], Sequence[Sequence[Any]]], dialect: Dialect,
+         at: datetime) -> list[int]:
+    """The days whose states may be valid at `at`: from its day (or the first change's, if
+    later) to the latest customer change's. Every state's "at" is its change's (`history`)."""
+    ends = (f"(SELECT {end}({dialect.quote('at')}) FROM history WHERE kind = 'customer')" for end in ("min", "max"))
+    rows = select(f"SELECT {', '.join(ends)}", ())  # one index seek each (min and max together: a scan)
+    first, last = rows[0] if rows else (None, None)
+    if first is None or last is None:
+        return []
+    return list(range(max(day(at), day(dialect.from_instant(first))), day(dialect.from_instant(last)) + 1))
 
 
 def _kept(alias: str, columns: Sequence[str]) -> str:
@@ -46,17 +68,17 @@ def _kept(alias: str, columns: Sequence[str]) -> str:
                      for c in columns)
 
 
-def customers_at(bind: Callable[[Any], str], at: Any, quote: Callable[[str], str],
-                 extra: Sequence[str] = ()) -> str:
-    """SQL for the `customers` relation as of the stored instant `at` (bound with `bind`);
-    `extra` are columns both tables hold beyond `COLUMNS` (`Dialect.rule_columns`)."""
-    when = quote("at")
-    columns = (*COLUMNS, *extra)
+def customers_at(bind: Callable[[Any], str], at: datetime, dialect: Dialect,
+                 within: Sequence[int]) -> str:
+    """SQL for the `customers` relation as of `at` (bound with `bind`), its states read
+    from the days `within` (`days`); the columns are `COLUMNS` and `Dialect.rule_columns`."""
+    when, stored = dialect.quote("at"), dialect.instant(at)
+    columns = (*COLUMNS, *dialect.rule_columns)
     current = ", ".join(f"c0.{c}" for c in columns)
-    return (f"SELECT {current} FROM customers AS c0 WHERE NOT EXISTS (SELECT 1 FROM {TABLE} AS x "
-            f"WHERE x.customer_id = c0.id AND x.{when} > {bind(at)}) "
+    return (f"SELECT {current} FROM customers AS c0 WHERE (c0.since IS NULL OR c0.since <= {bind(stored)}) "
             f"UNION ALL SELECT {_kept('s', columns)} FROM {TABLE} AS s "
-            f"WHERE s.{when} > {bind(at)} AND s.since <= {bind(at)} AND s.doc IS NOT NULL")
+            f"WHERE {dialect.one_of(dialect.epoch_day(f's.{when}'), within, bind)} "
+            f"AND s.since <= {bind(stored)} AND s.{when} > {bind(stored)} AND s.doc IS NOT NULL")
 
 
 def kept(uow: Any) -> bool:
@@ -65,7 +87,6 @@ def kept(uow: Any) -> bool:
     return getattr(getattr(uow, "history", None), "keeps_states", False) is True
 
 
-def relation(at: Any, quote: Callable[[str], str],
-             extra: Sequence[str] = ()) -> Callable[[Callable[[Any], str]], str]:
-    """`customers_at` as of the stored instant `at`, as a relation for `segments.sql.plan`."""
-    return lambda bind: customers_at(bind, at, quote, extra)
+def relation(at: datetime, dialect: Dialect, within: Sequence[int]) -> Callable[[Callable[[Any], str]], str]:
+    """`customers_at` as of `at`, as a relation for `segments.sql.plan`."""
+    return lambda bind: customers_at(bind, at, dialect, within)

@@ -165,7 +165,8 @@ def _then(uow: UnitOfWork, dialect: Dialect, context: Context) -> Relation | Non
     table is the table of then)."""
     if not _rewound(uow, context.now):
         return None
-    return states.relation(dialect.instant(context.now), dialect.quote, dialect.rule_columns)
+    within = states.days(uow.select, dialect, context.now)  # type: ignore[attr-defined]
+    return states.relation(context.now, dialect, within)
 
 
 def _rewound(uow: UnitOfWork, as_of: datetime) -> bool:

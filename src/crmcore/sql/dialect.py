@@ -210,11 +210,18 @@ class Dialect:
             f"ON CONFLICT ({keys}) DO UPDATE SET {sets}"
         )
 
-    def together(self, first: str, then: str) -> str | None:
-        """Two writes (written with `?`, `first`'s parameters bound before `then`'s, neither
-        reading what the other writes) as one statement: one round trip to a server instead
-        of two. None where the database runs one at a time; the caller then runs both."""
+    def together(self, *writes: str) -> str | None:
+        """Writes (written with `?`, each one's parameters bound before the next one's, none
+        reading what another writes) as one statement: one round trip to a server instead
+        of one each. None where the database runs one at a time; the caller then runs each."""
         return None
+
+    def one_of(self, sql: str, values: Sequence[Any], bind: Bind) -> str:
+        """`sql` equals one of `values` (none: false), spelled so that an index led by `sql`
+        is sought once per value (the customers as of an instant: one seek per later day)."""
+        if not values:
+            return "(1 = 0)"
+        return f"({sql} IN ({', '.join(bind(value) for value in values)}))"
 
     def recursive(self, name: str, columns: Sequence[str], anchor: str, step: str, body: str) -> str:
         """A subquery: `body` (a SELECT) over `name`, which holds the rows of `anchor` and
@@ -490,8 +497,13 @@ class PostgreSQL(Dialect):
     read as it is stored. The document itself stays `json`, which keeps floats, -0.0
     and key order as written; for arrays of texts the two are the same."""
 
-    def together(self, first: str, then: str) -> str:
-        return f"WITH first_write AS ({first}) {then}"  # always run, to completion
+    def together(self, *writes: str) -> str:
+        *first, then = writes  # a data-modifying WITH always runs, to completion
+        return f"WITH {', '.join(f'write_{n} AS ({w})' for n, w in enumerate(first))} {then}"
+
+    def one_of(self, sql: str, values: Sequence[Any], bind: Bind) -> str:
+        # one array bound, whatever the count: one statement text for the planner
+        return f"({sql} = ANY(CAST({bind(list(values))} AS integer[])))"
 
     def planner_settings(self) -> str:
         # JIT compiled an as-of rule's plan over a million customers for 0.8-3.7 s and
