@@ -20,8 +20,8 @@
    within 2x. RULE matches nobody today and a third of the customers as of the middle,
    so the middle is also timed against MIRROR, which matches as many today. The edits
    are written through the CRM; with `--direct` (for a million customers) the rows the
-   CRM would write (customers, history, superseded states) are generated and loaded in
-   batches instead, documents carrying T0 as updated_at.
+   CRM would write (customers with the `since` of their row, history, superseded states)
+   are generated and loaded in batches instead, documents carrying T0 as updated_at.
 """
 
 from __future__ import annotations

@@ -4,22 +4,31 @@ SQL storages keep, beside each customer change in `history`, the customer's row 
 was just *before* the change (`customer_states`: the `customers` columns and document,
 or no document when the change was the addition), with the span it was valid for:
 `since` (the latest earlier change of that customer, or `EARLIEST`) up to `at` (the
-change that superseded it). The customer as of `t` is then:
+change that superseded it). Today's row says since when it is valid too
+(`customers.since`: the greatest `at` of the customer's states, NULL when they kept
+none, e.g. a bulk import), written in the statement that keeps the state. The customer
+as of `t` is then:
 
 - the state row valid at `t` (`since <= t < at`), when they changed after `t` (no
   document: they did not exist yet);
-- otherwise today's row (they have not changed since; this also covers records that
-  came in without history, e.g. a bulk import, exactly as the Python engine's rewind).
+- otherwise today's row (`customers.since` is NULL or `<= t`: they have not changed
+  since; this also covers records that came in without history, exactly as the Python
+  engine's rewind).
 
 `since` is the greatest `at` of the customer's earlier rows, so the row valid at `t` is
 exactly their first change after `t`: the Python engine's rewind (`history.rewind`, newest
-change undone first) read forwards, so both engines agree by construction. The span makes
-validity a test on the row alone: the rule's conditions filter the states as they are
-read (by the (at, since) index or a scan, the planner's choice), and no per-customer
-"first later change" is joined back to the states by key (a random heap read per
-customer: 76-84x the current-state rule at a million customers on PostgreSQL, against
-10-14x now; see benchmarks/README.md). The relation has the columns of `customers`
-and stands in for it in a compiled segment rule (`segments.sql.plan`).
+change undone first) read forwards, so both engines agree by construction.
+
+Finding the valid states is a stabbing query (`since <= t < at`), which no B-tree on
+(at, since) answers without reading every row changed after `t` (half of them for a
+middle instant). The states are therefore indexed by the day of their `at`
+(`Dialect.epoch_day`) then `since`, `at`: in every day after `t`'s, the rows with
+`since <= t` are exactly the valid ones (a row changed after `t` and valid since before
+it spans `t`), so one index seek per day (`Dialect.one_of` over `days`) reads the valid
+rows and, in `t`'s own day, the day's earlier changes, dropped by `at` within the index.
+Today's rows are tested on the row (`customers.since`), not against the states (an
+anti-join). The relation has the columns of `customers` and stands in for it in a
+compiled segment rule (`segments.sql.plan`); figures in benchmarks/README.md.
 """
 
 # ruff: noqa: S608 - identifiers are the constants below; the instant is a bound parameter
@@ -52,7 +61,8 @@ def days(select: Callable[[str, Sequence[Any]], Sequence[Sequence[Any]]], dialec
          at: datetime) -> list[int]:
     """The days whose states may be valid at `at`: from its day (or the first change's, if
     later) to the latest customer change's. Every state's "at" is its change's (`history`)."""
-    ends = (f"(SELECT {end}({dialect.quote('at')}) FROM history WHERE kind = 'customer')" for end in ("min", "max"))
+    when = dialect.quote("at")
+    ends = (f"(SELECT {end}({when}) FROM history WHERE kind = 'customer')" for end in ("min", "max"))
     rows = select(f"SELECT {', '.join(ends)}", ())  # one index seek each (min and max together: a scan)
     first, last = rows[0] if rows else (None, None)
     if first is None or last is None:

@@ -1255,7 +1255,7 @@ class SqlHistory:
             self.cur.execute(self.d.sql(_HISTORY_INSERT), row)
             return
         writes = ((_HISTORY_INSERT, row), (_STATE_KEEP, state),
-                  (_SINCE_MOVE, (at, change.aggregate_id, change.aggregate_id, at)))
+                  (_SINCE_MOVE, (at, change.aggregate_id, at)))
         together = self.d.together(*(sql for sql, _ in writes))
         if together is None:
             for sql, params in writes:
@@ -1344,10 +1344,10 @@ _STATE_INSERT = f"{_STATE_INTO} VALUES (?, ?, {_STATE_ROW})"
 _STATE_KEEP = (f"{_STATE_INTO} VALUES (?, (SELECT coalesce(max(x.\"at\"), ?) FROM customer_states AS x "  # noqa: S608
                f"WHERE x.customer_id = ?), {_STATE_ROW})")
 """One row kept on write, its `since` read in the same statement (no round trip of its own)."""
-_SINCE_MOVE = ('UPDATE customers SET since = ? WHERE id = ? AND NOT EXISTS (SELECT 1 FROM customer_states '
-               'AS x WHERE x.customer_id = ? AND x."at" > ?)')
-"""Today's row valid since the change that kept a state ("at", id, id, "at"): the greatest
-"at" of the customer's states, so left as it is when the clock went back."""
+_SINCE_MOVE = "UPDATE customers SET since = ? WHERE id = ? AND (since IS NULL OR since < ?)"
+"""Today's row valid since the change that kept a state ("at", id, "at"): `since` is the
+greatest "at" of the customer's states, so it stays when the clock went back; a test on
+the row itself, no read of the states."""
 _SINCE_OF = ('UPDATE customers SET since = (SELECT max(x."at") FROM customer_states AS x '
              "WHERE x.customer_id = customers.id)")
 _HISTORY_INSERT = ('INSERT INTO history (kind, aggregate_id, version, op, "at", diff, actor) '
@@ -1420,7 +1420,7 @@ def backfill_since(cur: Cursor, dialect: Dialect) -> None:
 def backfill_current_since(cur: Cursor, dialect: Dialect) -> None:
     """Migration step: the `since` of today's rows, the greatest "at" of the customer's
     states (NULL, valid for ever, when they kept none: only those rows are written)."""
-    cur.execute(dialect.sql(f"{_SINCE_OF} WHERE id IN (SELECT customer_id FROM customer_states)"))
+    cur.execute(dialect.sql(f"{_SINCE_OF} WHERE id IN (SELECT customer_id FROM customer_states)"))  # noqa: S608
 
 
 def _plain(doc: Any) -> dict[str, Any]:
