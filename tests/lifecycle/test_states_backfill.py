@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -152,3 +152,40 @@ def test_a_database_kept_states_before_since_migrates(tmp_path: Path) -> None:
         half = T0 + timedelta(minutes=90)
         assert crm.customers.ids_matching('tier = "gold"', as_of=half) == ["ann"]
         assert crm.customers.ids_matching('tier = "gold"') == []
+
+
+def filenode(uow: Any) -> int:
+    uow.cur.execute("SELECT pg_relation_filenode('customers')")
+    return int(uow.cur.fetchone()[0])
+
+
+def test_a_postgres_base_kept_states_before_current_since_migrates(
+        fresh_postgres_url: Callable[[], str]) -> None:
+    """A PostgreSQL base written before `customers.since` existed: the migration fills it
+    by rewriting the table (not by an UPDATE, which would leave a dead version of every
+    changed row), and as-of rules read it."""
+    from crmcore_adapters.storage import postgres as postgres_adapter
+
+    url, clock = fresh_postgres_url(), Clock()
+    with crmcore.open(url, clock=clock) as crm:
+        crm.customers.add(Customer.new("Ann", id="ann", tier="silver", created_at=T0))
+        crm.bulk_import([Customer.new("Imp", id="imp", tier="gold", created_at=T0, updated_at=T0)])
+        for hours, tier in [(1, "gold"), (2, "bronze")]:
+            clock.now = T0 + timedelta(hours=hours)
+            crm.customers.change("ann", tier=tier)
+        with crm.transaction() as uow:
+            live = current_since(uow)
+            # back to the schema before the migration (it is the last one)
+            uow.cur.execute("ALTER TABLE customers DROP COLUMN since")  # type: ignore[attr-defined]
+            uow.cur.execute("CREATE INDEX customer_states_valid ON customer_states (at, since)")  # type: ignore[attr-defined]
+            uow.cur.execute("DROP INDEX customer_states_day")  # type: ignore[attr-defined]
+            uow.cur.execute("UPDATE schema_version SET version = %s",  # type: ignore[attr-defined]
+                            (len(postgres_adapter.MIGRATIONS) - 1,))
+            file = filenode(uow)
+    assert live == [("ann", T0 + timedelta(hours=2)), ("imp", None)]
+    with crmcore.open(url, clock=clock) as crm:
+        with crm.transaction() as uow:
+            assert current_since(uow) == live
+            assert filenode(uow) != file  # a new file holding the rows, none left dead
+        assert crm.customers.ids_matching('tier = "gold"', as_of=T0 + timedelta(minutes=90)) == ["ann", "imp"]
+        assert crm.customers.ids_matching('tier = "gold"') == ["imp"]
