@@ -49,6 +49,9 @@ COLUMNS = ("id", "version", "kind", "name", "tier", "lifecycle", "country", "bir
 EARLIEST = datetime(1, 1, 1, tzinfo=UTC)
 """`since` of a customer's first state row: valid from the beginning of time."""
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+SEEKS = 4_096
+"""Days sought one by one at most (eleven years); a longer span (odd clocks) is read as one
+range of the index: every row changed in it, the valid ones kept by `since`."""
 
 
 def day(moment: datetime) -> int:
@@ -58,7 +61,7 @@ def day(moment: datetime) -> int:
 
 
 def days(select: Callable[[str, Sequence[Any]], Sequence[Sequence[Any]]], dialect: Dialect,
-         at: datetime) -> list[int]:
+         at: datetime) -> range:
     """The days whose states may be valid at `at`: from its day (or the first change's, if
     later) to the latest customer change's. Every state's "at" is its change's (`history`)."""
     when = dialect.quote("at")
@@ -66,8 +69,8 @@ def days(select: Callable[[str, Sequence[Any]], Sequence[Sequence[Any]]], dialec
     rows = select(f"SELECT {', '.join(ends)}", ())  # one index seek each (min and max together: a scan)
     first, last = rows[0] if rows else (None, None)
     if first is None or last is None:
-        return []
-    return list(range(max(day(at), day(dialect.from_instant(first))), day(dialect.from_instant(last)) + 1))
+        return range(0)
+    return range(max(day(at), day(dialect.from_instant(first))), day(dialect.from_instant(last)) + 1)
 
 
 def _kept(alias: str, columns: Sequence[str]) -> str:
@@ -85,9 +88,12 @@ def customers_at(bind: Callable[[Any], str], at: datetime, dialect: Dialect,
     when, stored = dialect.quote("at"), dialect.instant(at)
     columns = (*COLUMNS, *dialect.rule_columns)
     current = ", ".join(f"c0.{c}" for c in columns)
+    on = dialect.epoch_day(f"s.{when}")
+    sought = (dialect.one_of(on, within, bind) if len(within) <= SEEKS
+              else f"({on} BETWEEN {bind(within[0])} AND {bind(within[-1])})")
     return (f"SELECT {current} FROM customers AS c0 WHERE (c0.since IS NULL OR c0.since <= {bind(stored)}) "
             f"UNION ALL SELECT {_kept('s', columns)} FROM {TABLE} AS s "
-            f"WHERE {dialect.one_of(dialect.epoch_day(f's.{when}'), within, bind)} "
+            f"WHERE {sought} "
             f"AND s.since <= {bind(stored)} AND s.{when} > {bind(stored)} AND s.doc IS NOT NULL")
 
 
