@@ -24,8 +24,9 @@ Finding the valid states is a stabbing query (`since <= t < at`), which no B-tre
 middle instant). The states are therefore indexed by the day of their `at`
 (`Dialect.epoch_day`) then `since`, `at`: in every day after `t`'s, the rows with
 `since <= t` are exactly the valid ones (a row changed after `t` and valid since before
-it spans `t`), so one index seek per day (`Dialect.one_of` over `days`) reads the valid
-rows and, in `t`'s own day, the day's earlier changes, dropped by `at` within the index.
+it spans `t`), so one index seek per day (`Dialect.one_of` over `days`; one range past
+`SEEKS` days) reads the valid rows and, in `t`'s own day, the day's earlier changes,
+dropped by `at` within the index.
 Today's rows are tested on the row (`customers.since`), not against the states (an
 anti-join). The relation has the columns of `customers` and stands in for it in a
 compiled segment rule (`segments.sql.plan`); figures in benchmarks/README.md.
