@@ -20,8 +20,8 @@
    within 2x. RULE matches nobody today and a third of the customers as of the middle,
    so the middle is also timed against MIRROR, which matches as many today. The edits
    are written through the CRM; with `--direct` (for a million customers) the rows the
-   CRM would write (customers, history, superseded states) are generated and loaded in
-   batches instead, documents carrying T0 as updated_at.
+   CRM would write (customers with the `since` of their row, history, superseded states)
+   are generated and loaded in batches instead, documents carrying T0 as updated_at.
 """
 
 from __future__ import annotations
@@ -182,11 +182,14 @@ def load_directly(crm: crmcore.CRM, customers: int, edits: int) -> tuple[datetim
         return (id, *values[1:-1], dialect.json_column(doc.replace("@ID@", id)))
 
     batch = 20_000
+    names = ("id", *sql.CUSTOMERS.columns, "doc", "since")  # today's row valid since the last change
     for start in range(0, customers, batch):
         with crm.storage.transaction() as uow:
             cur, d = uow.cur, uow.dialect  # type: ignore[attr-defined]
+            insert = (f"INSERT INTO customers ({', '.join(map(d.quote, names))}) "
+                      f"VALUES ({', '.join('?' for _ in names)})")
             ids = range(start, min(customers, start + batch))
-            d.executemany(cur, sql.insert_sql(sql.CUSTOMERS, d), [row(n, edits - 1, d) for n in ids])
+            d.executemany(cur, insert, [(*row(n, edits - 1, d), d.instant(at(edits - 1, n))) for n in ids])
             for round in range(edits):
                 sql.insert_state(cur, d, [(d.instant(at(round, n)), d.instant(since(round, n)), "updated",
                                            *row(n, round - 1, d))

@@ -20,9 +20,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import crmcore
+from crmcore.lifecycle import states
 from crmcore.model import Channel, Consent, Customer, PostalAddress
 from crmcore.segments import ast as a
-from crmcore.segments import explain, select_ids, to_text
+from crmcore.segments import explain, parse, select_ids, to_text
 from tests.lifecycle.conftest import Clock
 from tests.segments.strategies import (
     AS_OF,
@@ -52,9 +53,10 @@ edits_fields = st.fixed_dictionaries({}, optional={
         lambda items: tuple(Consent(p, Channel(c), s, at, "test") for p, c, s, at in items)),
 })
 REMOVE: dict[str, Any] = {"remove": True}
-histories = st.lists(st.tuples(st.integers(0, 6), st.integers(1, 30),
+histories = st.lists(st.tuples(st.integers(0, 6), st.integers(1, 30) | st.sampled_from((600, 1440, 2887)),
                                edits_fields | st.just(REMOVE)), max_size=10)
-"""(which customer, minutes after the previous edit, fields it changes or REMOVE)."""
+"""(which customer, minutes after the previous edit, fields it changes or REMOVE); gaps of
+half a day and more put the edits on several days (the states are indexed by day)."""
 
 
 class Recorded:
@@ -196,6 +198,27 @@ def test_postgresql_reads_the_past(
                 uow.cur.execute(f"DELETE FROM {table}")  # type: ignore[attr-defined]
         recorded.write(crm, clock)
         check(crm, recorded, chosen, picks)
+
+
+def test_a_span_of_more_days_than_sought_one_by_one_is_read_as_one_range(clock: Clock) -> None:
+    """Changes decades apart (an odd clock): the days between are not sought one by one
+    (`states.SEEKS`) but read as one range, with the same answers."""
+    with crmcore.open("sqlite://", clock=clock) as crm:
+        clock.now = START - timedelta(days=365 * 30)
+        crm.customers.add(Customer.new("Ann", id="ann", tier="silver", created_at=clock.now))
+        crm.customers.add(Customer.new("Bob", id="bob", tier="silver", created_at=clock.now))
+        clock.tick(minutes=5)
+        crm.customers.change("bob", tier="gold")
+        clock.now = START
+        crm.customers.change("ann", tier="gold")
+        early = START - timedelta(days=365 * 20)
+        with crm.transaction() as uow:
+            assert len(states.days(uow.select, uow.dialect, early)) > states.SEEKS  # type: ignore[attr-defined]
+            assert "BETWEEN" in (explain(uow, 'tier = "gold"', as_of=early).sql or "")
+        for instant, gold in [(early, ["bob"]), (START - timedelta(minutes=1), ["bob"]),
+                              (START, ["ann", "bob"])]:
+            assert members(crm, parse('tier = "gold"'), instant) == gold
+            assert members(crm, parse('tier = "gold"'), instant, "python") == gold
 
 
 def test_explain_shows_the_past_read_in_sql(clock: Clock) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -84,6 +84,39 @@ def test_since_backfill_gives_each_row_the_latest_earlier_change(crm: crmcore.CR
                                              T0 + timedelta(hours=3))]
 
 
+def current_since(uow: Any) -> list[tuple[Any, ...]]:
+    uow.cur.execute("SELECT id, since FROM customers ORDER BY id")
+    return [tuple(row) for row in uow.cur.fetchall()]
+
+
+def test_current_since_backfill_gives_each_customer_their_latest_state(crm: crmcore.CRM) -> None:
+    """The migration that adds `since` to today's rows: the greatest "at" of the customer's
+    states, as the write path keeps it (the clock going back, a removal and a restore by
+    unmerging, an erasure), NULL for a customer who kept none (an import, a plain addition)."""
+    clock: Clock = crm.test_clock  # type: ignore[attr-defined]
+    crm.customers.add(Customer.new("Ann", id="ann", created_at=T0 - timedelta(days=9)))
+    crm.customers.add(Customer.new("Bob", id="bob", created_at=T0))
+    crm.customers.add(Customer.new("Cid", id="cid", created_at=T0 - timedelta(days=9)))
+    crm.customers.add(Customer.new("Dan", id="dan", created_at=T0 - timedelta(days=9)))
+    crm.bulk_import([Customer.new("Imp", id="imp", created_at=T0, updated_at=T0)])
+    for hours, who in [(3, "ann"), (1, "ann"), (2, "bob"), (4, "cid"), (5, "dan")]:
+        clock.now = T0 + timedelta(hours=hours)
+        crm.customers.change(who, name=f"{who} {hours}")
+    clock.now = T0 + timedelta(hours=6)
+    merge = crm.lifecycle.merge("ann", "cid")
+    clock.now = T0 + timedelta(hours=7)
+    crm.lifecycle.unmerge(merge.id)
+    crm.lifecycle.erase_person("dan")
+    with crm.transaction() as uow:
+        d = uow.dialect  # type: ignore[attr-defined]
+        live = current_since(uow)
+        uow.cur.execute("UPDATE customers SET since = NULL")  # type: ignore[attr-defined]
+        sql.backfill_current_since(uow.cur, d)  # type: ignore[attr-defined]
+        assert current_since(uow) == live
+    at = {who: d.instant(T0 + timedelta(hours=hours)) for who, hours in [("ann", 7), ("cid", 7), ("bob", 2)]}
+    assert live == [("ann", at["ann"]), ("bob", at["bob"]), ("cid", at["cid"]), ("imp", None)]
+
+
 def test_a_database_kept_states_before_since_migrates(tmp_path: Path) -> None:
     """An SQLite file written before `since` existed: opening it runs the migration, which
     gives the kept rows their span, and as-of rules read them."""
@@ -97,9 +130,12 @@ def test_a_database_kept_states_before_since_migrates(tmp_path: Path) -> None:
         with crm.transaction() as uow:
             live = kept_rows(uow)
     since = next(n for n, steps in enumerate(sqlite_adapter.MIGRATIONS) if sql.backfill_since in steps)
-    assert since == len(sqlite_adapter.MIGRATIONS) - 5, "undo the later migrations below too"
+    assert since == len(sqlite_adapter.MIGRATIONS) - 6, "undo the later migrations below too"
     with sqlite3.connect(path) as conn:  # back to the schema before the migration
         # the later ones, newest first (the rule columns' one is PostgreSQL's alone)
+        conn.execute("ALTER TABLE customers DROP COLUMN since")
+        conn.execute("CREATE INDEX customer_states_valid ON customer_states (at, since)")
+        conn.execute("DROP INDEX customer_states_day")
         conn.execute("DROP TABLE staff_generation")
         conn.execute("DROP TABLE assignment_turns")
         conn.execute("DROP INDEX customer_states_removed")
@@ -112,6 +148,44 @@ def test_a_database_kept_states_before_since_migrates(tmp_path: Path) -> None:
     with crmcore.open(f"sqlite:///{path}", clock=clock) as crm:
         with crm.transaction() as uow:
             assert kept_rows(uow) == live
+            assert current_since(uow) == [("ann", uow.dialect.instant(T0 + timedelta(hours=2)))]  # type: ignore[attr-defined]
         half = T0 + timedelta(minutes=90)
         assert crm.customers.ids_matching('tier = "gold"', as_of=half) == ["ann"]
         assert crm.customers.ids_matching('tier = "gold"') == []
+
+
+def filenode(uow: Any) -> int:
+    uow.cur.execute("SELECT pg_relation_filenode('customers')")
+    return int(uow.cur.fetchone()[0])
+
+
+def test_a_postgres_base_kept_states_before_current_since_migrates(
+        fresh_postgres_url: Callable[[], str]) -> None:
+    """A PostgreSQL base written before `customers.since` existed: the migration fills it
+    by rewriting the table (not by an UPDATE, which would leave a dead version of every
+    changed row), and as-of rules read it."""
+    from crmcore_adapters.storage import postgres as postgres_adapter
+
+    url, clock = fresh_postgres_url(), Clock()
+    with crmcore.open(url, clock=clock) as crm:
+        crm.customers.add(Customer.new("Ann", id="ann", tier="silver", created_at=T0))
+        crm.bulk_import([Customer.new("Imp", id="imp", tier="gold", created_at=T0, updated_at=T0)])
+        for hours, tier in [(1, "gold"), (2, "bronze")]:
+            clock.now = T0 + timedelta(hours=hours)
+            crm.customers.change("ann", tier=tier)
+        with crm.transaction() as uow:
+            live = current_since(uow)
+            # back to the schema before the migration (it is the last one)
+            uow.cur.execute("ALTER TABLE customers DROP COLUMN since")  # type: ignore[attr-defined]
+            uow.cur.execute("CREATE INDEX customer_states_valid ON customer_states (at, since)")  # type: ignore[attr-defined]
+            uow.cur.execute("DROP INDEX customer_states_day")  # type: ignore[attr-defined]
+            uow.cur.execute("UPDATE schema_version SET version = %s",  # type: ignore[attr-defined]
+                            (len(postgres_adapter.MIGRATIONS) - 1,))
+            file = filenode(uow)
+    assert live == [("ann", T0 + timedelta(hours=2)), ("imp", None)]
+    with crmcore.open(url, clock=clock) as crm:
+        with crm.transaction() as uow:
+            assert current_since(uow) == live
+            assert filenode(uow) != file  # a new file holding the rows, none left dead
+        assert crm.customers.ids_matching('tier = "gold"', as_of=T0 + timedelta(minutes=90)) == ["ann", "imp"]
+        assert crm.customers.ids_matching('tier = "gold"') == ["imp"]

@@ -88,6 +88,28 @@ def test_segment_rules_run_without_jit_in_their_own_transaction(storage: Postgre
         assert uow.select(jit) == server
 
 
+def test_rules_as_of_the_past_read_states_by_index_in_their_own_transaction(schemas: Schemas) -> None:
+    """As of a past instant (customers changed since) a rule's transaction plans no
+    sequential scan where an index serves (the states' day index); a rule on today's
+    customers keeps the server's planner, and so does the next transaction."""
+    clock = [T0]
+    seqscan = "SELECT current_setting('enable_seqscan')"
+    with crmcore.open(schemas.url(), clock=lambda: clock[0]) as crm:
+        crm.customers.add(customer(1, tags={"vip"}))
+        clock[0] = T0 + timedelta(hours=1)
+        crm.customers.change("c0001", tags=set())
+        with crm.transaction() as uow:
+            assert segments.select_ids(uow, 'tags contains "vip"', as_of=clock[0]) == []
+            assert uow.select(seqscan) == [("on",)]  # type: ignore[attr-defined]
+        with crm.transaction() as uow:
+            assert segments.select_ids(uow, 'tags contains "vip"', as_of=T0) == ["c0001"]
+            assert uow.select(seqscan) == [("off",)]  # type: ignore[attr-defined]
+        with crm.transaction() as uow:
+            assert uow.select(seqscan) == [("on",)]  # type: ignore[attr-defined]
+            assert [c.id for c in segments.select(uow, 'tags contains "vip"', as_of=T0)] == ["c0001"]
+            assert uow.select(seqscan) == [("off",)]  # type: ignore[attr-defined]
+
+
 def test_rule_columns_hold_the_documents_arrays_and_rules_read_them(schemas: Schemas) -> None:
     """`rule_tags`, `rule_emails`, `rule_phones` are the document's arrays as jsonb in
     `customers` and in every kept state (added, imported, changed, removed), and a

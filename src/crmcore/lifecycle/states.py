@@ -4,22 +4,32 @@ SQL storages keep, beside each customer change in `history`, the customer's row 
 was just *before* the change (`customer_states`: the `customers` columns and document,
 or no document when the change was the addition), with the span it was valid for:
 `since` (the latest earlier change of that customer, or `EARLIEST`) up to `at` (the
-change that superseded it). The customer as of `t` is then:
+change that superseded it). Today's row says since when it is valid too
+(`customers.since`: the greatest `at` of the customer's states, NULL when they kept
+none, e.g. a bulk import), written in the statement that keeps the state. The customer
+as of `t` is then:
 
 - the state row valid at `t` (`since <= t < at`), when they changed after `t` (no
   document: they did not exist yet);
-- otherwise today's row (they have not changed since; this also covers records that
-  came in without history, e.g. a bulk import, exactly as the Python engine's rewind).
+- otherwise today's row (`customers.since` is NULL or `<= t`: they have not changed
+  since; this also covers records that came in without history, exactly as the Python
+  engine's rewind).
 
 `since` is the greatest `at` of the customer's earlier rows, so the row valid at `t` is
 exactly their first change after `t`: the Python engine's rewind (`history.rewind`, newest
-change undone first) read forwards, so both engines agree by construction. The span makes
-validity a test on the row alone: the rule's conditions filter the states as they are
-read (by the (at, since) index or a scan, the planner's choice), and no per-customer
-"first later change" is joined back to the states by key (a random heap read per
-customer: 76-84x the current-state rule at a million customers on PostgreSQL, against
-10-14x now; see benchmarks/README.md). The relation has the columns of `customers`
-and stands in for it in a compiled segment rule (`segments.sql.plan`).
+change undone first) read forwards, so both engines agree by construction.
+
+Finding the valid states is a stabbing query (`since <= t < at`), which no B-tree on
+(at, since) answers without reading every row changed after `t` (half of them for a
+middle instant). The states are therefore indexed by the day of their `at`
+(`Dialect.epoch_day`) then `since`, `at`: in every day after `t`'s, the rows with
+`since <= t` are exactly the valid ones (a row changed after `t` and valid since before
+it spans `t`), so one index seek per day (`Dialect.one_of` over `days`; one range past
+`SEEKS` days) reads the valid rows and, in `t`'s own day, the day's earlier changes,
+dropped by `at` within the index.
+Today's rows are tested on the row (`customers.since`), not against the states (an
+anti-join). The relation has the columns of `customers` and stands in for it in a
+compiled segment rule (`segments.sql.plan`); figures in benchmarks/README.md.
 """
 
 # ruff: noqa: S608 - identifiers are the constants below; the instant is a bound parameter
@@ -27,7 +37,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from crmcore.sql.dialect import Dialect
 
 TABLE = "customer_states"
 COLUMNS = ("id", "version", "kind", "name", "tier", "lifecycle", "country", "birth_date",
@@ -36,6 +49,29 @@ COLUMNS = ("id", "version", "kind", "name", "tier", "lifecycle", "country", "bir
 
 EARLIEST = datetime(1, 1, 1, tzinfo=UTC)
 """`since` of a customer's first state row: valid from the beginning of time."""
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+SEEKS = 4_096
+"""Days sought one by one at most (eleven years); a longer span (odd clocks) is read as one
+range of the index: every row changed in it, the valid ones kept by `since`."""
+
+
+def day(moment: datetime) -> int:
+    """Whole days from 1970-01-01 to `moment` (UTC, floored), as `Dialect.epoch_day` counts
+    the day of a stored instant: the states are indexed by the day of their "at"."""
+    return (moment - EPOCH).days
+
+
+def days(select: Callable[[str, Sequence[Any]], Sequence[Sequence[Any]]], dialect: Dialect,
+         at: datetime) -> range:
+    """The days whose states may be valid at `at`: from its day (or the first change's, if
+    later) to the latest customer change's. Every state's "at" is its change's (`history`)."""
+    when = dialect.quote("at")
+    ends = (f"(SELECT {end}({when}) FROM history WHERE kind = 'customer')" for end in ("min", "max"))
+    rows = select(f"SELECT {', '.join(ends)}", ())  # one index seek each (min and max together: a scan)
+    first, last = rows[0] if rows else (None, None)
+    if first is None or last is None:
+        return range(0)
+    return range(max(day(at), day(dialect.from_instant(first))), day(dialect.from_instant(last)) + 1)
 
 
 def _kept(alias: str, columns: Sequence[str]) -> str:
@@ -46,17 +82,20 @@ def _kept(alias: str, columns: Sequence[str]) -> str:
                      for c in columns)
 
 
-def customers_at(bind: Callable[[Any], str], at: Any, quote: Callable[[str], str],
-                 extra: Sequence[str] = ()) -> str:
-    """SQL for the `customers` relation as of the stored instant `at` (bound with `bind`);
-    `extra` are columns both tables hold beyond `COLUMNS` (`Dialect.rule_columns`)."""
-    when = quote("at")
-    columns = (*COLUMNS, *extra)
+def customers_at(bind: Callable[[Any], str], at: datetime, dialect: Dialect,
+                 within: Sequence[int]) -> str:
+    """SQL for the `customers` relation as of `at` (bound with `bind`), its states read
+    from the days `within` (`days`); the columns are `COLUMNS` and `Dialect.rule_columns`."""
+    when, stored = dialect.quote("at"), dialect.instant(at)
+    columns = (*COLUMNS, *dialect.rule_columns)
     current = ", ".join(f"c0.{c}" for c in columns)
-    return (f"SELECT {current} FROM customers AS c0 WHERE NOT EXISTS (SELECT 1 FROM {TABLE} AS x "
-            f"WHERE x.customer_id = c0.id AND x.{when} > {bind(at)}) "
+    on = dialect.epoch_day(f"s.{when}")
+    sought = (dialect.one_of(on, within, bind) if len(within) <= SEEKS
+              else f"({on} BETWEEN {bind(within[0])} AND {bind(within[-1])})")
+    return (f"SELECT {current} FROM customers AS c0 WHERE (c0.since IS NULL OR c0.since <= {bind(stored)}) "
             f"UNION ALL SELECT {_kept('s', columns)} FROM {TABLE} AS s "
-            f"WHERE s.{when} > {bind(at)} AND s.since <= {bind(at)} AND s.doc IS NOT NULL")
+            f"WHERE {sought} "
+            f"AND s.since <= {bind(stored)} AND s.{when} > {bind(stored)} AND s.doc IS NOT NULL")
 
 
 def kept(uow: Any) -> bool:
@@ -65,7 +104,6 @@ def kept(uow: Any) -> bool:
     return getattr(getattr(uow, "history", None), "keeps_states", False) is True
 
 
-def relation(at: Any, quote: Callable[[str], str],
-             extra: Sequence[str] = ()) -> Callable[[Callable[[Any], str]], str]:
-    """`customers_at` as of the stored instant `at`, as a relation for `segments.sql.plan`."""
-    return lambda bind: customers_at(bind, at, quote, extra)
+def relation(at: datetime, dialect: Dialect, within: Sequence[int]) -> Callable[[Callable[[Any], str]], str]:
+    """`customers_at` as of `at`, as a relation for `segments.sql.plan`."""
+    return lambda bind: customers_at(bind, at, dialect, within)

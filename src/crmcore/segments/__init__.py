@@ -95,9 +95,9 @@ def select(
         return members(tree, types, context, customers_as_of(uow, context.now), source)
     past = changed_since(uow, context.now) if _rewound(uow, as_of) and not states.kept(uow) else {}
     late = _reached(tree, source)
-    found = plan(tree, types, context, dialect, columns="c.doc",
-                 customers=None if past else _then(uow, dialect, context))
-    rows = _select(uow, found.query.sql, found.query.params)
+    relation = None if past else _then(uow, dialect, context)
+    found = plan(tree, types, context, dialect, columns="c.doc", customers=relation)
+    rows = _select(uow, found.query.sql, found.query.params, past=relation is not None)
     customers = [c for c in (_customer(row[0]) for row in rows) if c.id not in past and c.id not in late]
     if found.residue is not None:
         log.warning("segment rule runs partly in Python on %d candidates: %s", len(customers),
@@ -122,7 +122,8 @@ def select_ids(
         then = _then(uow, dialect, context) if rewound and states.kept(uow) else None
         found = plan(tree, types, context, dialect, customers=then)
         if found.residue is None:
-            ids = [str(row[0]) for row in _select(uow, found.query.sql, found.query.params)]
+            ids = [str(row[0]) for row in _select(uow, found.query.sql, found.query.params,
+                                                  past=then is not None)]
             source = UowSource(uow, context.now)
             late = _reached(tree, source)
             if (not rewound or then is not None) and not late:
@@ -165,7 +166,8 @@ def _then(uow: UnitOfWork, dialect: Dialect, context: Context) -> Relation | Non
     table is the table of then)."""
     if not _rewound(uow, context.now):
         return None
-    return states.relation(dialect.instant(context.now), dialect.quote, dialect.rule_columns)
+    within = states.days(uow.select, dialect, context.now)  # type: ignore[attr-defined]
+    return states.relation(context.now, dialect, within)
 
 
 def _rewound(uow: UnitOfWork, as_of: datetime) -> bool:
@@ -178,9 +180,11 @@ def _engine(engine: str) -> None:
         raise ValidationError("engine", engine, 'must be "auto" (SQL where the storage has it) or "python"')
 
 
-def _select(uow: UnitOfWork, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+def _select(uow: UnitOfWork, sql: str, params: tuple[Any, ...], *,
+            past: bool = False) -> list[tuple[Any, ...]]:
+    """Rows of a rule's query; `past`: it reads the customers as of a past instant."""
     dialect = dialect_of(uow)
-    settings = None if dialect is None else dialect.planner_settings()
+    settings = None if dialect is None else dialect.planner_settings(past=past)
     if settings is not None:
         uow.select(settings)  # type: ignore[attr-defined]
     rows: list[tuple[Any, ...]] = uow.select(sql, params)  # type: ignore[attr-defined]

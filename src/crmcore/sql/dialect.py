@@ -125,9 +125,10 @@ class Dialect:
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
 
-    def planner_settings(self) -> str | None:
+    def planner_settings(self, *, past: bool = False) -> str | None:
         """A query run just before a segment rule's query, in its transaction, to set the
-        planner for such reads (its rows are ignored); None: nothing to set."""
+        planner for such reads (its rows are ignored); None: nothing to set. `past`: the
+        rule reads the customers as of a past instant (`lifecycle.states`)."""
         return None
 
     # ---- values as stored and bound ----
@@ -210,11 +211,18 @@ class Dialect:
             f"ON CONFLICT ({keys}) DO UPDATE SET {sets}"
         )
 
-    def together(self, first: str, then: str) -> str | None:
-        """Two writes (written with `?`, `first`'s parameters bound before `then`'s, neither
-        reading what the other writes) as one statement: one round trip to a server instead
-        of two. None where the database runs one at a time; the caller then runs both."""
+    def together(self, *writes: str) -> str | None:
+        """Writes (written with `?`, each one's parameters bound before the next one's, none
+        reading what another writes) as one statement: one round trip to a server instead
+        of one each. None where the database runs one at a time; the caller then runs each."""
         return None
+
+    def one_of(self, sql: str, values: Sequence[Any], bind: Bind) -> str:
+        """`sql` equals one of `values` (none: false), spelled so that an index led by `sql`
+        is sought once per value (the customers as of an instant: one seek per later day)."""
+        if not values:
+            return "(1 = 0)"
+        return f"({sql} IN ({', '.join(bind(value) for value in values)}))"
 
     def recursive(self, name: str, columns: Sequence[str], anchor: str, step: str, body: str) -> str:
         """A subquery: `body` (a SELECT) over `name`, which holds the rows of `anchor` and
@@ -490,15 +498,25 @@ class PostgreSQL(Dialect):
     read as it is stored. The document itself stays `json`, which keeps floats, -0.0
     and key order as written; for arrays of texts the two are the same."""
 
-    def together(self, first: str, then: str) -> str:
-        return f"WITH first_write AS ({first}) {then}"  # always run, to completion
+    def together(self, *writes: str) -> str:
+        *first, then = writes  # a data-modifying WITH always runs, to completion
+        return f"WITH {', '.join(f'write_{n} AS ({w})' for n, w in enumerate(first))} {then}"
 
-    def planner_settings(self) -> str:
+    def one_of(self, sql: str, values: Sequence[Any], bind: Bind) -> str:
+        # one array bound, whatever the count: one statement text for the planner
+        return f"({sql} = ANY(CAST({bind(list(values))} AS integer[])))"
+
+    def planner_settings(self, *, past: bool = False) -> str:
         # JIT compiled an as-of rule's plan over a million customers for 0.8-3.7 s and
         # saved less: the work is reading rows and documents, not evaluating
         # expressions. Local to the transaction (`set_config(..., true)`): the server's
-        # setting stays for every other transaction.
-        return "SELECT set_config('jit', 'off', true)"
+        # setting stays for every other transaction. As of a past instant, no sequential
+        # scan where an index serves: the states valid then are read by their day's index
+        # (`lifecycle.states`), which the planner costs as if those rows were strewn over
+        # the whole table (it cannot know they are the first change after the instant of
+        # each customer, written together) and so read every state row instead, 2-3x slower.
+        seqscan = ", set_config('enable_seqscan', 'off', true)" if past else ""
+        return f"SELECT set_config('jit', 'off', true){seqscan}"
 
     def epoch_day(self, instant: str) -> str:
         return f"(({instant} AT TIME ZONE 'UTC')::date - DATE '1970-01-01')"

@@ -287,6 +287,20 @@ MIGRATIONS: tuple[tuple[sql.Step, ...], ...] = (
             for column, key in _RULE_ARRAYS)
           for table in ("customers", "customer_states")),
     ),
+    # lifecycle: the customers as of an instant without reading half of the states (see
+    # sqlite.MIGRATIONS). `since` is filled by rewriting the table (a type change USING the
+    # customer's latest state) rather than by an UPDATE, which would leave a dead version
+    # of every changed row for each scan of `customers` to read until a VACUUM FULL (a
+    # CLUSTER in the same transaction keeps them: they are still visible to others)
+    (
+        f"CREATE INDEX customer_states_day ON customer_states ({DIALECT.epoch_day('at')}, since, at)",
+        "DROP INDEX customer_states_valid",
+        "ALTER TABLE customers ADD COLUMN since timestamptz",
+        "CREATE FUNCTION pg_temp.crmcore_since_of(customer text) RETURNS timestamptz LANGUAGE sql "
+        "STABLE AS 'SELECT max(x.at) FROM customer_states AS x WHERE x.customer_id = customer'",
+        "ALTER TABLE customers ALTER COLUMN since TYPE timestamptz USING pg_temp.crmcore_since_of(id)",
+        "DROP FUNCTION pg_temp.crmcore_since_of(text)",
+    ),
 )
 """Migration N brings the schema from version N to N+1 (mirrors sqlite.MIGRATIONS)."""
 

@@ -527,6 +527,7 @@ class SqlCustomers(SqlRepository[Customer]):
         if self.cur.fetchone() is not None:
             raise IntegrityError(f"customer {item.id!r} exists already")
         self._run(insert_sql(self.t, self.d), self.t.row(self.d, item))
+        self._run(f"{_SINCE_OF} WHERE id = ?", (item.id,))  # its states, kept while it was away
         self._index(item)
         return item
 
@@ -1244,20 +1245,23 @@ class SqlHistory:
         self.superseded = superseded or Superseded()
 
     def append(self, change: Change) -> None:
-        """The change, and for a customer the row it superseded: one statement where the
-        dialect can run both writes as one (`Dialect.together`), else two."""
+        """The change, and for a customer the row it superseded and the `since` of today's
+        row: one statement where the dialect can run the writes as one (`Dialect.together`),
+        else one each."""
         row = self._row(change)
         at = row[4]
         state = self._state(change, at) if change.kind == "customer" else None
         if state is None:
             self.cur.execute(self.d.sql(_HISTORY_INSERT), row)
             return
-        both = self.d.together(_HISTORY_INSERT, _STATE_KEEP)
-        if both is None:
-            self.cur.execute(self.d.sql(_HISTORY_INSERT), row)
-            self.cur.execute(self.d.sql(_STATE_KEEP), state)
+        writes = ((_HISTORY_INSERT, row), (_STATE_KEEP, state),
+                  (_SINCE_MOVE, (at, change.aggregate_id, at)))
+        together = self.d.together(*(sql for sql, _ in writes))
+        if together is None:
+            for sql, params in writes:
+                self.cur.execute(self.d.sql(sql), params)
         else:
-            self.cur.execute(self.d.sql(both), (*row, *state))
+            self.cur.execute(self.d.sql(together), tuple(p for _, params in writes for p in params))
 
     def append_many(self, changes: Sequence[Change]) -> None:
         """One `executemany` for the lot; a customer's change also keeps the row it
@@ -1322,6 +1326,7 @@ class SqlHistory:
         if kind == "customer":
             self.cur.execute(self.d.sql("DELETE FROM customer_states WHERE customer_id = ?"),
                              (aggregate_id,))
+            self.cur.execute(self.d.sql("UPDATE customers SET since = NULL WHERE id = ?"), (aggregate_id,))
         return count
 
 
@@ -1339,6 +1344,12 @@ _STATE_INSERT = f"{_STATE_INTO} VALUES (?, ?, {_STATE_ROW})"
 _STATE_KEEP = (f"{_STATE_INTO} VALUES (?, (SELECT coalesce(max(x.\"at\"), ?) FROM customer_states AS x "  # noqa: S608
                f"WHERE x.customer_id = ?), {_STATE_ROW})")
 """One row kept on write, its `since` read in the same statement (no round trip of its own)."""
+_SINCE_MOVE = "UPDATE customers SET since = ? WHERE id = ? AND (since IS NULL OR since < ?)"
+"""Today's row valid since the change that kept a state ("at", id, "at"): `since` is the
+greatest "at" of the customer's states, so it stays when the clock went back; a test on
+the row itself, no read of the states."""
+_SINCE_OF = ('UPDATE customers SET since = (SELECT max(x."at") FROM customer_states AS x '
+             "WHERE x.customer_id = customers.id)")
 _HISTORY_INSERT = ('INSERT INTO history (kind, aggregate_id, version, op, "at", diff, actor) '
                    "VALUES (?, ?, ?, ?, ?, ?, ?)")
 
@@ -1404,6 +1415,12 @@ def backfill_since(cur: Cursor, dialect: Dialect) -> None:
         "UPDATE customer_states SET since = coalesce((SELECT max(x.\"at\") FROM customer_states AS x "
         "WHERE x.customer_id = customer_states.customer_id AND x.seq < customer_states.seq), ?)"),
         (dialect.instant(states.EARLIEST),))
+
+
+def backfill_current_since(cur: Cursor, dialect: Dialect) -> None:
+    """Migration step: the `since` of today's rows, the greatest "at" of the customer's
+    states (NULL, valid for ever, when they kept none: only those rows are written)."""
+    cur.execute(dialect.sql(f"{_SINCE_OF} WHERE id IN (SELECT customer_id FROM customer_states)"))  # noqa: S608
 
 
 def _plain(doc: Any) -> dict[str, Any]:

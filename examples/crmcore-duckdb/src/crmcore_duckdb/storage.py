@@ -197,6 +197,13 @@ MIGRATIONS: tuple[tuple[sql.Step, ...], ...] = (
         "generation BIGINT NOT NULL)",
         "INSERT INTO staff_generation (id, generation) VALUES (1, 0)",
     ),
+    # crmcore's as-of: today's customer row says since when it is valid (the customers as
+    # of an instant read it instead of looking for later states); DuckDB scans the states
+    # by column, so no index of their day
+    (
+        "ALTER TABLE customers ADD COLUMN since BIGINT",
+        sql.backfill_current_since,
+    ),
 )
 """Migration N brings the schema from version N to N+1."""
 
