@@ -64,6 +64,19 @@ def test_backfill_rebuilds_the_rows_kept_on_write(crm: crmcore.CRM) -> None:
     assert [row[1] for row in ann] == [d.instant(states.EARLIEST), ann[0][0]]  # valid since
 
 
+def refilled(crm: crmcore.CRM, read: Callable[[Any], list[tuple[Any, ...]]], clear: str,
+             backfill: Callable[[Any, Any], None]) -> tuple[list[tuple[Any, ...]], Any]:
+    """What the write path kept (`read`), checked equal to what the migration's `backfill`
+    gives once `clear` has emptied it; returns it and the dialect."""
+    with crm.transaction() as uow:
+        d = uow.dialect  # type: ignore[attr-defined]
+        live = read(uow)
+        uow.cur.execute(clear)  # type: ignore[attr-defined]
+        backfill(uow.cur, d)  # type: ignore[attr-defined]
+        assert read(uow) == live
+    return live, d
+
+
 def test_since_backfill_gives_each_row_the_latest_earlier_change(crm: crmcore.CRM) -> None:
     """The migration that adds `since` to rows kept without it: the greatest "at" of the
     customer's earlier rows, as the write path keeps it, even when the clock went back."""
@@ -73,12 +86,7 @@ def test_since_backfill_gives_each_row_the_latest_earlier_change(crm: crmcore.CR
     for hours, who in [(3, "ann"), (1, "ann"), (2, "bob"), (5, "ann")]:  # ann's clock goes back once
         clock.now = T0 + timedelta(hours=hours)
         crm.customers.change(who, name=f"{who} {hours}")
-    with crm.transaction() as uow:
-        d = uow.dialect  # type: ignore[attr-defined]
-        live = kept_rows(uow)
-        uow.cur.execute("UPDATE customer_states SET since = NULL")  # type: ignore[attr-defined]
-        sql.backfill_since(uow.cur, d)  # type: ignore[attr-defined]
-        assert kept_rows(uow) == live
+    live, d = refilled(crm, kept_rows, "UPDATE customer_states SET since = NULL", sql.backfill_since)
     hours = [row[1] for row in live if row[3] == "ann"]
     assert hours == [d.instant(x) for x in (states.EARLIEST, T0, T0 + timedelta(hours=3),
                                              T0 + timedelta(hours=3))]
@@ -107,12 +115,7 @@ def test_current_since_backfill_gives_each_customer_their_latest_state(crm: crmc
     clock.now = T0 + timedelta(hours=7)
     crm.lifecycle.unmerge(merge.id)
     crm.lifecycle.erase_person("dan")
-    with crm.transaction() as uow:
-        d = uow.dialect  # type: ignore[attr-defined]
-        live = current_since(uow)
-        uow.cur.execute("UPDATE customers SET since = NULL")  # type: ignore[attr-defined]
-        sql.backfill_current_since(uow.cur, d)  # type: ignore[attr-defined]
-        assert current_since(uow) == live
+    live, d = refilled(crm, current_since, "UPDATE customers SET since = NULL", sql.backfill_current_since)
     at = {who: d.instant(T0 + timedelta(hours=hours)) for who, hours in [("ann", 7), ("cid", 7), ("bob", 2)]}
     assert live == [("ann", at["ann"]), ("bob", at["bob"]), ("cid", at["cid"]), ("imp", None)]
 
