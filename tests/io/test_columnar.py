@@ -102,7 +102,7 @@ def both(pair: tuple[crmcore.CRM, crmcore.CRM], folder: Path, data: bytes,
     fast_errors, slow_errors = ((folder / f"errors-{c}.csv") for c in (True, False))
     assert fast_errors.exists() == slow_errors.exists()
     assert not fast_errors.exists() or fast_errors.read_bytes() == slow_errors.read_bytes()
-    assert stored(pair[0]) == stored(pair[1])
+    assert repr(stored(pair[0])) == repr(stored(pair[1]))  # amounts to their decimal places
     assert_totals_recounted(pair[0])
     return fast, slow
 
@@ -204,7 +204,7 @@ cells = {
     "product": st.sampled_from(["Socks", " Socks", "Jeans, blue", 'Say "hi"', "Two\nlines", "Café", "",
                                 "x" * 101, "Tab\there", "back\\slash"]),
     "unit_price": st.sampled_from(["7.00", "7", "0.5", "1,5", "abc", "-3.20", " 4.00", "1e3", "007",
-                                   "0.12345"]),
+                                   "0.12345", "2.0001", "-0.5"]),
     "currency": st.sampled_from(["EUR", "USD", "eur", ""]),
     "quantity": st.sampled_from(["", "1", "3", "0", "1.0", "x", "1000001"]),
     "category": st.sampled_from(["", "fashion"]),

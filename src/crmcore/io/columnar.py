@@ -27,13 +27,12 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import attrs
-
 from crmcore import limits, serialization
 from crmcore.errors import CRMError
 from crmcore.io.mapping import Target
 from crmcore.model import Channel, OrderLine, Purchase
-from crmcore.values import Money
+from crmcore.ports.storage import EncodedPurchases
+from crmcore.values import MONEY_SCALE, Money, from_micros
 
 try:
     import pyarrow as pa
@@ -84,28 +83,8 @@ def layout(kind: str, planned: Sequence[tuple[str, Target]]) -> dict[str, str] |
     return fields if all(f in fields for f in REQUIRED) else None
 
 
-class PurchaseRow:
-    """What the purchases table indexes of one purchase (`EncodedRows.add_encoded`)."""
-
-    __slots__ = ("amount", "channel", "currency", "customer_id", "id", "ordered_at", "service_point")
-
-    def __init__(self, id: str, customer_id: str, ordered_at: datetime, channel: str | None,
-                 service_point: str | None, currency: str, amount: Decimal) -> None:
-        self.id = id
-        self.customer_id = customer_id
-        self.ordered_at = ordered_at
-        self.channel = channel
-        self.service_point = service_point
-        self.currency = currency
-        self.amount = amount
-
-
-@attrs.define
-class Encoded:
-    """A region's purchases, ready for storage: their rows and their documents."""
-
-    rows: list[PurchaseRow]
-    docs: list[str]
+Encoded = EncodedPurchases
+"""A region's purchases, ready for storage (`EncodedPurchases`: columns and documents)."""
 
 
 _LINES: dict[tuple[str, str, str, str, str], tuple[str, Decimal]] = {}
@@ -244,34 +223,66 @@ def _documents(columns: dict[str, Any], count: int) -> Encoded | None:
     keys = key.to_pylist()
     if len(set(keys)) != len(keys):
         return None
-    prices = columns["unit_price"].to_pylist()
-    counts = quantity.to_pylist()
-    amounts = []
-    for start, end in zip(starts, [*starts[1:], count], strict=True):
-        amount = Decimal(0)
-        for at in range(start, end):
-            amount += _price(prices[at]) * int(counts[at])
-        if abs(amount) >= limits.MONEY:
+    line_units = _units(columns["unit_price"], quantity)
+    if line_units is None:
+        return None
+    units, places = line_units
+    try:  # a purchase's total: the running sum of its lines' at its last line, less at its first
+        running = pa.concat_arrays([pa.array([0], pa.int64()), pc.cumulative_sum_checked(units)])
+    except (pa.ArrowInvalid, OverflowError):
+        return None
+    amounts = pc.subtract(pc.take(running, offsets.slice(1)), pc.take(running, offsets.slice(0, len(starts))))
+    scales = pa.table({"owner": owner, "places": places}).group_by("owner", use_threads=False) \
+        .aggregate([("places", "max")]).sort_by("owner").column("places_max")
+    return _assembled(keys, customer, instants, channel, point, pc.take(currency, first), amounts, scales,
+                      docs.to_pylist())
+
+
+def _units(prices: Any, quantities: Any) -> tuple[Any, Any] | None:
+    """Each line's total in 1/10,000ths (price units times quantity) and its price's decimal
+    places, column-wise (prices are plain numbers with at most 4 decimals, quantities whole
+    numbers); None if a total does not fit in 64 bits (the row path decides)."""
+    parts = pc.extract_regex(prices, r"^(?P<whole>-?[0-9]+)(?:\.(?P<fraction>[0-9]*))?$")
+    fraction = pc.struct_field(parts, "fraction")
+    digits = pc.binary_join_element_wise(pc.struct_field(parts, "whole"), pc.utf8_rpad(fraction, 4, "0"), "")
+    try:
+        units = pc.multiply_checked(pc.cast(digits, pa.int64()), pc.cast(quantities, pa.int64()))
+    except (pa.ArrowInvalid, OverflowError):
+        return None
+    return units, pc.utf8_length(fraction)
+
+
+_MONEY_UNITS = int(limits.MONEY.scaleb(MONEY_SCALE))
+
+
+def _assembled(ids: list[str], customers: Any, micros: Any, channels: Any, points: Any, currencies: Any,
+               amounts: Any, scales: Any, docs: list[str]) -> EncodedPurchases | None:
+    """The region's purchases from their columns (Arrow arrays, one value per purchase),
+    their sums per customer, currency and day computed column-wise; None when a total is
+    out of the model's range or the first purchase, built by the model, differs."""
+    try:
+        largest = pc.max(pc.abs_checked(amounts)).as_py() if len(ids) else 0
+        if largest >= _MONEY_UNITS:
             return None
-        amounts.append(amount)
-    rows = [PurchaseRow(k, c, _EPOCH + timedelta(microseconds=m), ch or None, sp or None, cur, a)
-            for k, c, m, ch, sp, cur, a in zip(keys, customer.to_pylist(), instants.to_pylist(),
-                                               channel.to_pylist(), point.to_pylist(),
-                                               pc.take(currency, first).to_pylist(), amounts, strict=True)]
-    texts = docs.to_pylist()
-    return Encoded(rows, texts) if _same_as_model(rows[0], texts[0]) else None
-
-
-_PRICES: dict[str, Decimal] = {}
-
-
-def _price(text: str) -> Decimal:
-    found = _PRICES.get(text)
-    if found is None:
-        if len(_PRICES) >= LINES_KEPT:
-            _PRICES.clear()
-        found = _PRICES[text] = Decimal(text)
-    return found
+        if largest * len(ids) >= 1 << 62 \
+                and pc.sum(pc.cast(pc.abs(amounts), pa.float64())).as_py() >= 1 << 62:
+            return None  # a day's sum might not fit in 64 bits: the row path sums it
+    except (pa.ArrowInvalid, OverflowError):
+        return None
+    days = pc.cast(pc.cast(_as_time(micros), pa.date32()), pa.int32())
+    summed = pa.table({"customer": customers, "currency": currencies, "day": days, "amount": amounts,
+                       "places": scales, "at": micros}) \
+        .group_by(["customer", "currency", "day"], use_threads=False) \
+        .aggregate([("amount", "sum"), ("places", "max"), ("at", "max")])
+    nothing = pa.scalar(None, pa.string())
+    encoded = EncodedPurchases(
+        ids, customers.to_pylist(), micros.to_pylist(),
+        pc.if_else(pc.equal(channels, ""), nothing, channels).to_pylist(),
+        pc.if_else(pc.equal(points, ""), nothing, points).to_pylist(),
+        currencies.to_pylist(), amounts.to_pylist(), scales.to_pylist(), docs,
+        list(zip(*(summed.column(name).to_pylist() for name in
+                   ("customer", "currency", "day", "amount_sum", "places_max", "at_max")), strict=True)))
+    return encoded if _same_as_model(encoded) else None
 
 
 def _purchases(values: dict[str, Any], count: int) -> Encoded | None:
@@ -282,7 +293,8 @@ def _purchases(values: dict[str, Any], count: int) -> Encoded | None:
     categories = values.get("category") or [""] * count
     channels = values.get("channel") or [""] * count
     points = values.get("service_point") or [""] * count
-    rows: list[PurchaseRow] = []
+    columns: dict[str, list[Any]] = {name: [] for name in ("id", "customer", "at", "channel", "point",
+                                                            "currency", "amount", "places")}
     docs: list[str] = []
     seen: set[str] = set()
     quote = _quote
@@ -307,7 +319,12 @@ def _purchases(values: dict[str, Any], count: int) -> Encoded | None:
             seen.add(key)
             moment = _EPOCH + timedelta(microseconds=instants[index])
             channel, point = channels[index] or None, points[index] or None
-            rows.append(PurchaseRow(key, customer, moment, channel, point, currency, amount))
+            exponent = int(amount.as_tuple().exponent)
+            for name, value in (("id", key), ("customer", customer), ("at", instants[index]),
+                                ("channel", channels[index]), ("point", points[index]),
+                                ("currency", currency), ("amount", int(amount.scaleb(MONEY_SCALE))),
+                                ("places", max(0, -exponent))):
+                columns[name].append(value)
             docs.append(f'{{"id":{quote(key)},"customer_id":{quote(customer)},'
                         f'"ordered_at":"{moment.isoformat()}","lines":[{",".join(parts)}],'
                         f'"channel":{"null" if channel is None else quote(channel)},'
@@ -315,17 +332,25 @@ def _purchases(values: dict[str, Any], count: int) -> Encoded | None:
             index = end
     except (CRMError, ValueError, ArithmeticError):
         return None
-    return Encoded(rows, docs) if _same_as_model(rows[0], docs[0]) else None
+    texts = {name: pa.array(columns[name], pa.string())
+             for name in ("customer", "channel", "point", "currency")}
+    return _assembled(columns["id"], texts["customer"], pa.array(columns["at"], pa.int64()), texts["channel"],
+                      texts["point"], texts["currency"], pa.array(columns["amount"], pa.int64()),
+                      pa.array(columns["places"], pa.int32()), docs)
 
 
-def _same_as_model(row: PurchaseRow, doc: str) -> bool:
-    """The first purchase built as the model builds it writes the same document: a guard
-    against this path and the model drifting apart."""
+def _same_as_model(encoded: EncodedPurchases) -> bool:
+    """The first purchase built as the model builds it writes the same document and has
+    the same total: a guard against this path and the model drifting apart."""
+    doc = encoded.docs[0]
     try:
         lines = [serialization.structure(line, OrderLine)
                  for line in json.loads(doc)["lines"]]
-        purchase = Purchase(row.id, row.customer_id, row.ordered_at, tuple(lines),
-                            row.channel, row.service_point)
+        purchase = Purchase(encoded.ids[0], encoded.customer_ids[0], from_micros(encoded.ordered_at[0]),
+                            tuple(lines), encoded.channels[0], encoded.service_points[0])
     except (CRMError, ValueError, TypeError, KeyError):
         return False
-    return serialization.dumps(purchase) == doc and purchase.amount == row.amount
+    amount = purchase.amount
+    return (serialization.dumps(purchase) == doc
+            and amount == Decimal(encoded.amounts[0]).scaleb(-MONEY_SCALE)
+            and max(0, -int(amount.as_tuple().exponent)) == encoded.scales[0])
