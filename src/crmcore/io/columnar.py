@@ -21,8 +21,11 @@ pyarrow is optional (the `dataframes` extra); without it every import takes the 
 
 from __future__ import annotations
 
+import functools
+import itertools
 import json
-from collections.abc import Mapping, Sequence
+from array import array
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -127,7 +130,7 @@ def _checked(table: Any, fields: Mapping[str, str]) -> tuple[dict[str, Any], boo
             if pc.max(lengths).as_py() > _MAX_LENGTH[field]:
                 return None
     channel = columns.get("channel")
-    if channel is not None and not pc.all(pc.is_in(channel, pa.array(("", *_CHANNELS)))).as_py():
+    if channel is not None and not pc.all(pc.is_in(channel, _texts(("", *_CHANNELS)))).as_py():
         return None
     try:
         instants = pc.cast(pc.cast(columns["ordered_at"], pa.timestamp("us", tz="UTC")), pa.int64())
@@ -175,10 +178,38 @@ def _as_time(instants: Any) -> Any:
     return pc.cast(instants, pa.timestamp("us", tz="UTC"))
 
 
+def _texts(values: Sequence[str]) -> Any:
+    """A string array built from its buffers: `pa.array` and `pa.scalar` (and compute
+    functions given Python values) import pandas on first use, about 0.35 s of CPU and
+    100 MB once per process, for nothing this path needs."""
+    encoded = [value.encode() for value in values]
+    offsets = array("i", [0])
+    offsets.extend(itertools.accumulate(map(len, encoded)))
+    return pa.Array.from_buffers(pa.string(), len(encoded),
+                                 [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))])
+
+
+def _integers(values: Iterable[int], kind: str = "q") -> Any:
+    """An int64 ("q") or int32 ("i") array built from its buffer (see `_texts`)."""
+    data = array(kind, values)
+    return pa.Array.from_buffers(pa.int64() if kind == "q" else pa.int32(), len(data),
+                                 [None, pa.py_buffer(data)])
+
+
+@functools.cache
+def _scalar(value: str | int) -> Any:
+    return (_texts([value]) if isinstance(value, str) else _integers([value]))[0]
+
+
+def _join(*pieces: Any) -> Any:
+    """The pieces (arrays, or texts repeated on every row) joined row by row."""
+    return pc.binary_join_element_wise(*(_scalar(p) if isinstance(p, str) else p for p in pieces),
+                                       _scalar(""))
+
+
 def _json_text(column: Any) -> Any:
     """Each cell as a JSON string, null for an empty one (cells hold no character JSON escapes)."""
-    quoted = pc.binary_join_element_wise('"', column, '"', "")
-    return pc.if_else(pc.equal(column, ""), pa.scalar("null"), quoted)
+    return pc.if_else(pc.equal(column, _scalar("")), _scalar("null"), _join('"', column, '"'))
 
 
 def _documents(columns: dict[str, Any], count: int) -> Encoded | None:
@@ -191,51 +222,44 @@ def _documents(columns: dict[str, Any], count: int) -> Encoded | None:
         starts = [0, *(index + 1 for index in pc.indices_nonzero(changed).to_pylist())]
     else:
         starts = [0]
-    offsets = pa.array([*starts, count], pa.int32())
-    first = pa.array(starts, pa.int32())
+    ends = [*(start - 1 for start in starts[1:]), count - 1]
+    offsets = _integers([*starts, count], "i")
+    first = _integers(starts, "i")
     currency = columns["currency"]
-    owner = pc.cumulative_sum(pc.cast(pc.is_in(pa.array(range(count)), value_set=first), pa.int32()))
-    if not pc.all(pc.equal(currency, pc.take(pc.take(currency, first), pc.subtract(owner, 1)))).as_py():
+    owner = pc.cumulative_sum(pc.cast(pc.is_in(_integers(range(count), "i"), value_set=first), pa.int64()))
+    owner = pc.subtract(owner, _scalar(1))  # each line's purchase: 0, 1, ...
+    if not pc.all(pc.equal(currency, pc.take(pc.take(currency, first), owner))).as_py():
         return None  # a purchase's lines in several currencies: the row path says which
     quantities = columns.get("quantity")
-    quantity = pa.array(["1"] * count) if quantities is None else \
-        pc.if_else(pc.equal(quantities, ""), pa.scalar("1"), quantities)
-    category = columns.get("category", pa.array([""] * count))
-    lines = pc.binary_join_element_wise(
-        '{"product":"', columns["product"], '","unit_price":{"amount":"', columns["unit_price"],
-        '","currency":"', currency, '"},"quantity":', quantity, ',"category":"', category,
-        '","unit_cost":null}', "")
-    joined = pc.binary_join(pa.ListArray.from_arrays(offsets, pc.cast(lines, pa.string())), ",")
+    quantity = _texts(["1"] * count) if quantities is None else \
+        pc.if_else(pc.equal(quantities, _scalar("")), _scalar("1"), quantities)
+    category = columns.get("category", _texts([""] * count))
+    lines = _join('{"product":"', columns["product"], '","unit_price":{"amount":"', columns["unit_price"],
+                  '","currency":"', currency, '"},"quantity":', quantity, ',"category":"', category,
+                  '","unit_cost":null}')
+    joined = pc.binary_join(pa.ListArray.from_arrays(offsets, pc.cast(lines, pa.string())), _scalar(","))
     instants = pc.take(columns["instants"], first)
     seconds = pc.cast(_as_time(instants), pa.timestamp("s", tz="UTC"))
     moments = pc.strftime(seconds, format="%Y-%m-%dT%H:%M:%S")
-    fraction = pc.binary_join_element_wise(
-        ".", pc.utf8_lpad(pc.cast(pc.remainder(instants, 1_000_000), pa.string()), 6, "0"), "")
-    fraction = pc.if_else(pc.equal(pc.remainder(instants, 1_000_000), 0), pa.scalar(""), fraction)
-    nothing = pa.array([""] * len(starts))
+    micros = pc.remainder(instants, _scalar(1_000_000))
+    fraction = pc.if_else(pc.equal(micros, _scalar(0)), _scalar(""),
+                          _join(".", pc.utf8_lpad(pc.cast(micros, pa.string()), 6, "0")))
+    nothing = _texts([""] * len(starts))
     channel = pc.take(columns["channel"], first) if "channel" in columns else nothing
     point = pc.take(columns["service_point"], first) if "service_point" in columns else nothing
     key, customer = pc.take(ids, first), pc.take(customers, first)
-    docs = pc.binary_join_element_wise(
-        '{"id":"', key, '","customer_id":"', customer, '","ordered_at":"', moments, fraction,
-        '+00:00","lines":[', joined, '],"channel":', _json_text(channel), ',"service_point":',
-        _json_text(point), "}", "")
+    docs = _join('{"id":"', key, '","customer_id":"', customer, '","ordered_at":"', moments, fraction,
+                 '+00:00","lines":[', joined, '],"channel":', _json_text(channel), ',"service_point":',
+                 _json_text(point), "}")
     keys = key.to_pylist()
     if len(set(keys)) != len(keys):
         return None
     line_units = _units(columns["unit_price"], quantity)
-    if line_units is None:
+    amounts = None if line_units is None else _sums(line_units[0], ends)
+    if line_units is None or amounts is None:
         return None
-    units, places = line_units
-    try:  # a purchase's total: the running sum of its lines' at its last line, less at its first
-        running = pa.concat_arrays([pa.array([0], pa.int64()), pc.cumulative_sum_checked(units)])
-    except (pa.ArrowInvalid, OverflowError):
-        return None
-    amounts = pc.subtract(pc.take(running, offsets.slice(1)), pc.take(running, offsets.slice(0, len(starts))))
-    scales = pa.table({"owner": owner, "places": places}).group_by("owner", use_threads=False) \
-        .aggregate([("places", "max")]).sort_by("owner").column("places_max")
-    return _assembled(keys, customer, instants, channel, point, pc.take(currency, first), amounts, scales,
-                      docs.to_pylist())
+    return _assembled(keys, customer, instants, channel, point, pc.take(currency, first), amounts,
+                      _most(line_units[1], owner, ends), docs.to_pylist())
 
 
 def _units(prices: Any, quantities: Any) -> tuple[Any, Any] | None:
@@ -244,12 +268,33 @@ def _units(prices: Any, quantities: Any) -> tuple[Any, Any] | None:
     numbers); None if a total does not fit in 64 bits (the row path decides)."""
     parts = pc.extract_regex(prices, r"^(?P<whole>-?[0-9]+)(?:\.(?P<fraction>[0-9]*))?$")
     fraction = pc.struct_field(parts, "fraction")
-    digits = pc.binary_join_element_wise(pc.struct_field(parts, "whole"), pc.utf8_rpad(fraction, 4, "0"), "")
+    digits = _join(pc.struct_field(parts, "whole"), pc.utf8_rpad(fraction, 4, "0"))
     try:
         units = pc.multiply_checked(pc.cast(digits, pa.int64()), pc.cast(quantities, pa.int64()))
     except (pa.ArrowInvalid, OverflowError):
         return None
-    return units, pc.utf8_length(fraction)
+    return units, pc.cast(pc.utf8_length(fraction), pa.int64())
+
+
+def _sums(values: Any, ends: list[int]) -> Any:
+    """The sums of consecutive runs of `values` (int64), each ending at one of `ends`
+    (ascending, the last one the last value): running sums, differenced; None when a
+    running sum does not fit in 64 bits."""
+    try:
+        running = pa.concat_arrays([_integers([0]), pc.cumulative_sum_checked(values)])
+    except (pa.ArrowInvalid, OverflowError):
+        return None
+    return pc.subtract(pc.take(running, _integers(end + 1 for end in ends)),
+                       pc.take(running, _integers([0, *(end + 1 for end in ends[:-1])])))
+
+
+def _most(values: Any, runs: Any, ends: list[int]) -> Any:
+    """The largest of `values` (0 to 7) in each run: `runs` numbers each value's run (0, 1,
+    ... in order), so a running maximum of run * 8 + value restarts with every run."""
+    tagged = pc.add(pc.multiply(runs, _scalar(8)), values)
+    at_ends = _integers(ends)
+    return pc.subtract(pc.take(pc.cumulative_max(tagged), at_ends),
+                       pc.multiply(pc.take(runs, at_ends), _scalar(8)))
 
 
 _MONEY_UNITS = int(limits.MONEY.scaleb(MONEY_SCALE))
@@ -258,30 +303,41 @@ _MONEY_UNITS = int(limits.MONEY.scaleb(MONEY_SCALE))
 def _assembled(ids: list[str], customers: Any, micros: Any, channels: Any, points: Any, currencies: Any,
                amounts: Any, scales: Any, docs: list[str]) -> EncodedPurchases | None:
     """The region's purchases from their columns (Arrow arrays, one value per purchase),
-    their sums per customer, currency and day computed column-wise; None when a total is
-    out of the model's range or the first purchase, built by the model, differs."""
+    their sums per customer, currency and day computed column-wise (sorted by them, in
+    runs); None when a total is out of the model's range or does not fit in 64 bits, or
+    the first purchase, built by the model, differs."""
     try:
-        largest = pc.max(pc.abs_checked(amounts)).as_py() if len(ids) else 0
-        if largest >= _MONEY_UNITS:
+        if pc.max(pc.abs_checked(amounts)).as_py() >= _MONEY_UNITS:
             return None
-        if largest * len(ids) >= 1 << 62 \
-                and pc.sum(pc.cast(pc.abs(amounts), pa.float64())).as_py() >= 1 << 62:
-            return None  # a day's sum might not fit in 64 bits: the row path sums it
     except (pa.ArrowInvalid, OverflowError):
         return None
-    days = pc.cast(pc.cast(_as_time(micros), pa.date32()), pa.int32())
-    summed = pa.table({"customer": customers, "currency": currencies, "day": days, "amount": amounts,
-                       "places": scales, "at": micros}) \
-        .group_by(["customer", "currency", "day"], use_threads=False) \
-        .aggregate([("amount", "sum"), ("places", "max"), ("at", "max")])
-    nothing = pa.scalar(None, pa.string())
+    table = pa.table({"customer": customers, "currency": currencies,
+                      "day": pc.cast(pc.cast(_as_time(micros), pa.date32()), pa.int32()),
+                      "at": micros, "amount": amounts, "places": scales})
+    table = table.take(pc.sort_indices(table, sort_keys=[(name, "ascending") for name in
+                                                          ("customer", "currency", "day", "at")]))
+    count = len(ids)
+    if count > 1:
+        keys = [table.column(name).combine_chunks() for name in ("customer", "currency", "day")]
+        changed = pc.or_(pc.or_(*(pc.not_equal(k.slice(1), k.slice(0, count - 1)) for k in keys[:2])),
+                         pc.not_equal(keys[2].slice(1), keys[2].slice(0, count - 1)))
+        ends = [*pc.indices_nonzero(changed).to_pylist(), count - 1]
+        runs = pa.concat_arrays([_integers([0]), pc.cumulative_sum(pc.cast(changed, pa.int64()))])
+    else:
+        ends, runs = [0], _integers([0])
+    sums = _sums(table.column("amount").combine_chunks(), ends)
+    if sums is None:
+        return None
+    at_ends = _integers(ends)
+    last = {name: pc.take(table.column(name), at_ends).to_pylist()
+            for name in ("customer", "currency", "day", "at")}
+    days = list(zip(last["customer"], last["currency"], last["day"], sums.to_pylist(),
+                    _most(table.column("places").combine_chunks(), runs, ends).to_pylist(), last["at"],
+                    strict=True))
     encoded = EncodedPurchases(
-        ids, customers.to_pylist(), micros.to_pylist(),
-        pc.if_else(pc.equal(channels, ""), nothing, channels).to_pylist(),
-        pc.if_else(pc.equal(points, ""), nothing, points).to_pylist(),
-        currencies.to_pylist(), amounts.to_pylist(), scales.to_pylist(), docs,
-        list(zip(*(summed.column(name).to_pylist() for name in
-                   ("customer", "currency", "day", "amount_sum", "places_max", "at_max")), strict=True)))
+        ids, customers.to_pylist(), micros.to_pylist(), [c or None for c in channels.to_pylist()],
+        [p or None for p in points.to_pylist()], currencies.to_pylist(), amounts.to_pylist(),
+        scales.to_pylist(), docs, days)
     return encoded if _same_as_model(encoded) else None
 
 
@@ -332,11 +388,10 @@ def _purchases(values: dict[str, Any], count: int) -> Encoded | None:
             index = end
     except (CRMError, ValueError, ArithmeticError):
         return None
-    texts = {name: pa.array(columns[name], pa.string())
-             for name in ("customer", "channel", "point", "currency")}
-    return _assembled(columns["id"], texts["customer"], pa.array(columns["at"], pa.int64()), texts["channel"],
-                      texts["point"], texts["currency"], pa.array(columns["amount"], pa.int64()),
-                      pa.array(columns["places"], pa.int32()), docs)
+    texts = {name: _texts(columns[name]) for name in ("customer", "channel", "point", "currency")}
+    return _assembled(columns["id"], texts["customer"], _integers(columns["at"]), texts["channel"],
+                      texts["point"], texts["currency"], _integers(columns["amount"]),
+                      _integers(columns["places"]), docs)
 
 
 def _same_as_model(encoded: EncodedPurchases) -> bool:

@@ -14,6 +14,7 @@ import builtins
 import copy
 import functools
 import json
+import operator
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -1696,6 +1697,29 @@ def bulk_rows(dialect: Dialect, table: Table[Any], batch: list[Any]) -> list[tup
 def _renumbered(item: T, version: int) -> T:
     """`item` at another version, without running again the validators it has passed
     (`attrs.evolve` would, and for a customer that is most of the cost of a bulk row)."""
-    clone = copy.copy(item)
+    clone: T = _shallow_copier(type(item))(item)  # type: ignore[arg-type]
     object.__setattr__(clone, "version", version)
     return clone
+
+
+@functools.cache
+def _shallow_copier(cls: type[T]) -> Callable[[T], T]:
+    """`copy.copy` for `cls`; for a slotted attrs class (the model's), its slots read at
+    once and set through their descriptors: `copy.copy` goes through a state dict, about
+    twice the time (8 µs a customer)."""
+    names = tuple(field.name for field in attrs.fields(cls)) if attrs.has(cls) else ()
+    slots = {slot: klass for klass in reversed(cls.__mro__) for slot in getattr(klass, "__slots__", ())}
+    slots.pop("__weakref__", None)
+    dictless = all(klass is object or "__slots__" in vars(klass) for klass in cls.__mro__)
+    if len(names) < 2 or not dictless or set(slots) != set(names):
+        return copy.copy
+    read = operator.attrgetter(*names)
+    setters = tuple(vars(slots[name])[name].__set__ for name in names)
+
+    def copied(item: T) -> T:
+        clone: T = object.__new__(cls)
+        for put, value in zip(setters, read(item), strict=True):
+            put(clone, value)
+        return clone
+
+    return copied
