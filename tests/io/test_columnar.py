@@ -125,6 +125,19 @@ def test_plain_rows_take_the_columnar_path_and_store_what_the_row_path_stores(
     assert bought and all(len(p.lines) == 2 for p in bought)
 
 
+@pytest.mark.parametrize("bases", SQL_BACKENDS, indirect=True)
+def test_fractions_of_a_second_before_and_after_1970_take_the_columnar_path(
+        bases: tuple[crmcore.CRM, crmcore.CRM], tmp_path: Path) -> None:
+    """Plain rows whose instants have a fraction, also before the epoch (where Arrow's
+    remainder is negative): once a crash (a lossy cast), then a wrong document."""
+    moments = ("2024-03-05T10:00:00.5Z", "1969-03-05T10:00:00.25+01:00", "1969-12-31T23:59:59.999999Z",
+               "1969-12-31T23:59:59Z", "1000-01-01T00:00:00.000001Z")
+    rows = [(f"o{n}", CUSTOMERS[n % 3], moment, "Hat", "9.00", "EUR", "1", "", "", "", "")
+            for n, moment in enumerate(moments)]
+    fast, _ = both(bases, tmp_path, render(rows).encode())
+    assert fast.columnar == len(moments)
+
+
 HOSTILE = [
     GOOD,
     ("o2", "c1", "2024-03-05T10:00:00+01:00", "Jeans; blue", "49,90", "EUR", "1", "", "app", "",

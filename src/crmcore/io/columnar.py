@@ -112,14 +112,18 @@ def _checked(table: Any, fields: Mapping[str, str]) -> tuple[dict[str, Any], boo
     first failure."""
     plain = True
     columns = {field: table.column(column).combine_chunks() for field, column in fields.items()}
+    channel = columns.get("channel")
+    if channel is not None and not pc.all(pc.is_in(channel, _texts(("", *_CHANNELS)))).as_py():
+        return None
     for field, column in columns.items():
-        if pc.any(pc.match_substring_regex(column, _UNUSUAL)).as_py():
+        pattern = _PATTERNS.get(field)
+        if pattern is not None:  # its characters are neither white space, nor ones JSON escapes
+            if not pc.all(pc.match_substring_regex(column, pattern)).as_py():
+                return None
+        elif field != "channel" and pc.any(pc.match_substring_regex(column, _UNUSUAL)).as_py():
             if pc.any(pc.match_substring_regex(column, _UNTRIMMED)).as_py():
                 return None
             plain = False  # characters JSON escapes: the documents are written in Python
-        pattern = _PATTERNS.get(field)
-        if pattern is not None and not pc.all(pc.match_substring_regex(column, pattern)).as_py():
-            return None
         lengths = None
         if field in REQUIRED:
             lengths = pc.utf8_length(column)
@@ -129,9 +133,6 @@ def _checked(table: Any, fields: Mapping[str, str]) -> tuple[dict[str, Any], boo
             lengths = pc.utf8_length(column) if lengths is None else lengths
             if pc.max(lengths).as_py() > _MAX_LENGTH[field]:
                 return None
-    channel = columns.get("channel")
-    if channel is not None and not pc.all(pc.is_in(channel, _texts(("", *_CHANNELS)))).as_py():
-        return None
     try:
         instants = pc.cast(pc.cast(columns["ordered_at"], pa.timestamp("us", tz="UTC")), pa.int64())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -239,9 +240,11 @@ def _documents(columns: dict[str, Any], count: int) -> Encoded | None:
                   '","unit_cost":null}')
     joined = pc.binary_join(pa.ListArray.from_arrays(offsets, pc.cast(lines, pa.string())), _scalar(","))
     instants = pc.take(columns["instants"], first)
-    seconds = pc.cast(_as_time(instants), pa.timestamp("s", tz="UTC"))
-    moments = pc.strftime(seconds, format="%Y-%m-%dT%H:%M:%S")
-    micros = pc.remainder(instants, _scalar(1_000_000))
+    million = _scalar(1_000_000)  # Arrow's remainder takes the dividend's sign: floored here
+    micros = pc.remainder(pc.add(pc.remainder(instants, million), million), million)
+    seconds = pc.cast(pc.divide(pc.subtract(instants, micros), million), pa.timestamp("s"))
+    # years 1000 to 9999 here: the cast writes what strftime("%Y-%m-%d %H:%M:%S") would, 20 times faster
+    moments = pc.replace_substring(pc.cast(seconds, pa.string()), " ", "T", max_replacements=1)
     fraction = pc.if_else(pc.equal(micros, _scalar(0)), _scalar(""),
                           _join(".", pc.utf8_lpad(pc.cast(micros, pa.string()), 6, "0")))
     nothing = _texts([""] * len(starts))
