@@ -6,15 +6,17 @@ object; most of an import's time went there. Here a region of plain lines (see
 (`pyarrow.compute`) against rules *stricter* than the row path's: a cell passes only
 when the row path would read it to the very same value (no surrounding spaces, plain
 numbers, ISO 8601 instants with an offset, known channels, lengths within the model's
-limits). Passing rows become storage rows and JSON documents directly, no model object
-per row. The documents are those `serialization.dumps` writes: assembled column-wise
-(`_documents`) when no cell holds a character JSON escapes, else per purchase in Python
-with order lines built as real `OrderLine`s (`_purchases`); either way each region's
-first purchase is rebuilt as a real `Purchase` and must give the same document, a
-guard against this path and the model drifting apart. When any row of the region
-fails a check, or the mapping or file is one this path does not judge, `encode` answers
-None and the importer reads the region through the row path, which refuses rows with
-their line, field and reason as always.
+limits). Passing rows become storage columns (`EncodedPurchases`: plain values, totals
+in integer units, the sums per customer, currency and day) and JSON documents, no model
+object per row, and without loading pandas (see `_texts`). The documents are those
+`serialization.dumps` writes: assembled column-wise (`_documents`) when no cell holds a
+character JSON escapes, else per purchase in Python with order lines built as real
+`OrderLine`s (`_purchases`); either way each region's first purchase is rebuilt as a
+real `Purchase` and must give the same document and total, a guard against this path
+and the model drifting apart. When any row of the region fails a check, or the mapping
+or file is one this path does not judge, `encode` answers None and the importer reads
+the region through the row path, which refuses rows with their line, field and reason
+as always.
 
 pyarrow is optional (the `dataframes` extra); without it every import takes the row path.
 """
@@ -182,7 +184,7 @@ def _as_time(instants: Any) -> Any:
 def _texts(values: Sequence[str]) -> Any:
     """A string array built from its buffers: `pa.array` and `pa.scalar` (and compute
     functions given Python values) import pandas on first use, about 0.35 s of CPU and
-    100 MB once per process, for nothing this path needs."""
+    60 MB or more once per process, for nothing this path needs."""
     encoded = [value.encode() for value in values]
     offsets = array("i", [0])
     offsets.extend(itertools.accumulate(map(len, encoded)))
