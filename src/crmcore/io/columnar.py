@@ -6,34 +6,38 @@ object; most of an import's time went there. Here a region of plain lines (see
 (`pyarrow.compute`) against rules *stricter* than the row path's: a cell passes only
 when the row path would read it to the very same value (no surrounding spaces, plain
 numbers, ISO 8601 instants with an offset, known channels, lengths within the model's
-limits). Passing rows become storage rows and JSON documents directly, no model object
-per row. The documents are those `serialization.dumps` writes: assembled column-wise
-(`_documents`) when no cell holds a character JSON escapes, else per purchase in Python
-with order lines built as real `OrderLine`s (`_purchases`); either way each region's
-first purchase is rebuilt as a real `Purchase` and must give the same document, a
-guard against this path and the model drifting apart. When any row of the region
-fails a check, or the mapping or file is one this path does not judge, `encode` answers
-None and the importer reads the region through the row path, which refuses rows with
-their line, field and reason as always.
+limits). Passing rows become storage columns (`EncodedPurchases`: plain values, totals
+in integer units, the sums per customer, currency and day) and JSON documents, no model
+object per row, and without loading pandas (see `_texts`). The documents are those
+`serialization.dumps` writes: assembled column-wise (`_documents`) when no cell holds a
+character JSON escapes, else per purchase in Python with order lines built as real
+`OrderLine`s (`_purchases`); either way each region's first purchase is rebuilt as a
+real `Purchase` and must give the same document and total, a guard against this path
+and the model drifting apart. When any row of the region fails a check, or the mapping
+or file is one this path does not judge, `encode` answers None and the importer reads
+the region through the row path, which refuses rows with their line, field and reason
+as always.
 
 pyarrow is optional (the `dataframes` extra); without it every import takes the row path.
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
 import json
-from collections.abc import Mapping, Sequence
+from array import array
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
-
-import attrs
 
 from crmcore import limits, serialization
 from crmcore.errors import CRMError
 from crmcore.io.mapping import Target
 from crmcore.model import Channel, OrderLine, Purchase
-from crmcore.values import Money
+from crmcore.ports.storage import EncodedPurchases
+from crmcore.values import MONEY_SCALE, Money, from_micros
 
 try:
     import pyarrow as pa
@@ -84,28 +88,8 @@ def layout(kind: str, planned: Sequence[tuple[str, Target]]) -> dict[str, str] |
     return fields if all(f in fields for f in REQUIRED) else None
 
 
-class PurchaseRow:
-    """What the purchases table indexes of one purchase (`EncodedRows.add_encoded`)."""
-
-    __slots__ = ("amount", "channel", "currency", "customer_id", "id", "ordered_at", "service_point")
-
-    def __init__(self, id: str, customer_id: str, ordered_at: datetime, channel: str | None,
-                 service_point: str | None, currency: str, amount: Decimal) -> None:
-        self.id = id
-        self.customer_id = customer_id
-        self.ordered_at = ordered_at
-        self.channel = channel
-        self.service_point = service_point
-        self.currency = currency
-        self.amount = amount
-
-
-@attrs.define
-class Encoded:
-    """A region's purchases, ready for storage: their rows and their documents."""
-
-    rows: list[PurchaseRow]
-    docs: list[str]
+Encoded = EncodedPurchases
+"""A region's purchases, ready for storage (`EncodedPurchases`: columns and documents)."""
 
 
 _LINES: dict[tuple[str, str, str, str, str], tuple[str, Decimal]] = {}
@@ -130,14 +114,18 @@ def _checked(table: Any, fields: Mapping[str, str]) -> tuple[dict[str, Any], boo
     first failure."""
     plain = True
     columns = {field: table.column(column).combine_chunks() for field, column in fields.items()}
+    channel = columns.get("channel")
+    if channel is not None and not pc.all(pc.is_in(channel, _texts(("", *_CHANNELS)))).as_py():
+        return None
     for field, column in columns.items():
-        if pc.any(pc.match_substring_regex(column, _UNUSUAL)).as_py():
+        pattern = _PATTERNS.get(field)
+        if pattern is not None:  # its characters are neither white space, nor ones JSON escapes
+            if not pc.all(pc.match_substring_regex(column, pattern)).as_py():
+                return None
+        elif field != "channel" and pc.any(pc.match_substring_regex(column, _UNUSUAL)).as_py():
             if pc.any(pc.match_substring_regex(column, _UNTRIMMED)).as_py():
                 return None
             plain = False  # characters JSON escapes: the documents are written in Python
-        pattern = _PATTERNS.get(field)
-        if pattern is not None and not pc.all(pc.match_substring_regex(column, pattern)).as_py():
-            return None
         lengths = None
         if field in REQUIRED:
             lengths = pc.utf8_length(column)
@@ -147,9 +135,6 @@ def _checked(table: Any, fields: Mapping[str, str]) -> tuple[dict[str, Any], boo
             lengths = pc.utf8_length(column) if lengths is None else lengths
             if pc.max(lengths).as_py() > _MAX_LENGTH[field]:
                 return None
-    channel = columns.get("channel")
-    if channel is not None and not pc.all(pc.is_in(channel, pa.array(("", *_CHANNELS)))).as_py():
-        return None
     try:
         instants = pc.cast(pc.cast(columns["ordered_at"], pa.timestamp("us", tz="UTC")), pa.int64())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -196,10 +181,38 @@ def _as_time(instants: Any) -> Any:
     return pc.cast(instants, pa.timestamp("us", tz="UTC"))
 
 
+def _texts(values: Sequence[str]) -> Any:
+    """A string array built from its buffers: `pa.array` and `pa.scalar` (and compute
+    functions given Python values) import pandas on first use, about 0.35 s of CPU and
+    60 MB or more once per process, for nothing this path needs."""
+    encoded = [value.encode() for value in values]
+    offsets = array("i", [0])
+    offsets.extend(itertools.accumulate(map(len, encoded)))
+    return pa.Array.from_buffers(pa.string(), len(encoded),
+                                 [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))])
+
+
+def _integers(values: Iterable[int], kind: str = "q") -> Any:
+    """An int64 ("q") or int32 ("i") array built from its buffer (see `_texts`)."""
+    data = array(kind, values)
+    return pa.Array.from_buffers(pa.int64() if kind == "q" else pa.int32(), len(data),
+                                 [None, pa.py_buffer(data)])
+
+
+@functools.cache
+def _scalar(value: str | int) -> Any:
+    return (_texts([value]) if isinstance(value, str) else _integers([value]))[0]
+
+
+def _join(*pieces: Any) -> Any:
+    """The pieces (arrays, or texts repeated on every row) joined row by row."""
+    return pc.binary_join_element_wise(*(_scalar(p) if isinstance(p, str) else p for p in pieces),
+                                       _scalar(""))
+
+
 def _json_text(column: Any) -> Any:
     """Each cell as a JSON string, null for an empty one (cells hold no character JSON escapes)."""
-    quoted = pc.binary_join_element_wise('"', column, '"', "")
-    return pc.if_else(pc.equal(column, ""), pa.scalar("null"), quoted)
+    return pc.if_else(pc.equal(column, _scalar("")), _scalar("null"), _join('"', column, '"'))
 
 
 def _documents(columns: dict[str, Any], count: int) -> Encoded | None:
@@ -212,66 +225,125 @@ def _documents(columns: dict[str, Any], count: int) -> Encoded | None:
         starts = [0, *(index + 1 for index in pc.indices_nonzero(changed).to_pylist())]
     else:
         starts = [0]
-    offsets = pa.array([*starts, count], pa.int32())
-    first = pa.array(starts, pa.int32())
+    ends = [*(start - 1 for start in starts[1:]), count - 1]
+    offsets = _integers([*starts, count], "i")
+    first = _integers(starts, "i")
     currency = columns["currency"]
-    owner = pc.cumulative_sum(pc.cast(pc.is_in(pa.array(range(count)), value_set=first), pa.int32()))
-    if not pc.all(pc.equal(currency, pc.take(pc.take(currency, first), pc.subtract(owner, 1)))).as_py():
+    owner = pc.cumulative_sum(pc.cast(pc.is_in(_integers(range(count), "i"), value_set=first), pa.int64()))
+    owner = pc.subtract(owner, _scalar(1))  # each line's purchase: 0, 1, ...
+    if not pc.all(pc.equal(currency, pc.take(pc.take(currency, first), owner))).as_py():
         return None  # a purchase's lines in several currencies: the row path says which
     quantities = columns.get("quantity")
-    quantity = pa.array(["1"] * count) if quantities is None else \
-        pc.if_else(pc.equal(quantities, ""), pa.scalar("1"), quantities)
-    category = columns.get("category", pa.array([""] * count))
-    lines = pc.binary_join_element_wise(
-        '{"product":"', columns["product"], '","unit_price":{"amount":"', columns["unit_price"],
-        '","currency":"', currency, '"},"quantity":', quantity, ',"category":"', category,
-        '","unit_cost":null}', "")
-    joined = pc.binary_join(pa.ListArray.from_arrays(offsets, pc.cast(lines, pa.string())), ",")
+    quantity = _texts(["1"] * count) if quantities is None else \
+        pc.if_else(pc.equal(quantities, _scalar("")), _scalar("1"), quantities)
+    category = columns.get("category", _texts([""] * count))
+    lines = _join('{"product":"', columns["product"], '","unit_price":{"amount":"', columns["unit_price"],
+                  '","currency":"', currency, '"},"quantity":', quantity, ',"category":"', category,
+                  '","unit_cost":null}')
+    joined = pc.binary_join(pa.ListArray.from_arrays(offsets, pc.cast(lines, pa.string())), _scalar(","))
     instants = pc.take(columns["instants"], first)
-    seconds = pc.cast(_as_time(instants), pa.timestamp("s", tz="UTC"))
-    moments = pc.strftime(seconds, format="%Y-%m-%dT%H:%M:%S")
-    fraction = pc.binary_join_element_wise(
-        ".", pc.utf8_lpad(pc.cast(pc.remainder(instants, 1_000_000), pa.string()), 6, "0"), "")
-    fraction = pc.if_else(pc.equal(pc.remainder(instants, 1_000_000), 0), pa.scalar(""), fraction)
-    nothing = pa.array([""] * len(starts))
+    million = _scalar(1_000_000)  # Arrow's remainder takes the dividend's sign: floored here
+    micros = pc.remainder(pc.add(pc.remainder(instants, million), million), million)
+    seconds = pc.cast(pc.divide(pc.subtract(instants, micros), million), pa.timestamp("s"))
+    # years 1000 to 9999 here: the cast writes what strftime("%Y-%m-%d %H:%M:%S") would, 20 times faster
+    moments = pc.replace_substring(pc.cast(seconds, pa.string()), " ", "T", max_replacements=1)
+    fraction = pc.if_else(pc.equal(micros, _scalar(0)), _scalar(""),
+                          _join(".", pc.utf8_lpad(pc.cast(micros, pa.string()), 6, "0")))
+    nothing = _texts([""] * len(starts))
     channel = pc.take(columns["channel"], first) if "channel" in columns else nothing
     point = pc.take(columns["service_point"], first) if "service_point" in columns else nothing
     key, customer = pc.take(ids, first), pc.take(customers, first)
-    docs = pc.binary_join_element_wise(
-        '{"id":"', key, '","customer_id":"', customer, '","ordered_at":"', moments, fraction,
-        '+00:00","lines":[', joined, '],"channel":', _json_text(channel), ',"service_point":',
-        _json_text(point), "}", "")
+    docs = _join('{"id":"', key, '","customer_id":"', customer, '","ordered_at":"', moments, fraction,
+                 '+00:00","lines":[', joined, '],"channel":', _json_text(channel), ',"service_point":',
+                 _json_text(point), "}")
     keys = key.to_pylist()
     if len(set(keys)) != len(keys):
         return None
-    prices = columns["unit_price"].to_pylist()
-    counts = quantity.to_pylist()
-    amounts = []
-    for start, end in zip(starts, [*starts[1:], count], strict=True):
-        amount = Decimal(0)
-        for at in range(start, end):
-            amount += _price(prices[at]) * int(counts[at])
-        if abs(amount) >= limits.MONEY:
+    line_units = _units(columns["unit_price"], quantity)
+    amounts = None if line_units is None else _sums(line_units[0], ends)
+    if line_units is None or amounts is None:
+        return None
+    return _assembled(keys, customer, instants, channel, point, pc.take(currency, first), amounts,
+                      _most(line_units[1], owner, ends), docs.to_pylist())
+
+
+def _units(prices: Any, quantities: Any) -> tuple[Any, Any] | None:
+    """Each line's total in 1/10,000ths (price units times quantity) and its price's decimal
+    places, column-wise (prices are plain numbers with at most 4 decimals, quantities whole
+    numbers); None if a total does not fit in 64 bits (the row path decides)."""
+    parts = pc.extract_regex(prices, r"^(?P<whole>-?[0-9]+)(?:\.(?P<fraction>[0-9]*))?$")
+    fraction = pc.struct_field(parts, "fraction")
+    digits = _join(pc.struct_field(parts, "whole"), pc.utf8_rpad(fraction, 4, "0"))
+    try:
+        units = pc.multiply_checked(pc.cast(digits, pa.int64()), pc.cast(quantities, pa.int64()))
+    except (pa.ArrowInvalid, OverflowError):
+        return None
+    return units, pc.cast(pc.utf8_length(fraction), pa.int64())
+
+
+def _sums(values: Any, ends: list[int]) -> Any:
+    """The sums of consecutive runs of `values` (int64), each ending at one of `ends`
+    (ascending, the last one the last value): running sums, differenced; None when a
+    running sum does not fit in 64 bits."""
+    try:
+        running = pa.concat_arrays([_integers([0]), pc.cumulative_sum_checked(values)])
+    except (pa.ArrowInvalid, OverflowError):
+        return None
+    return pc.subtract(pc.take(running, _integers(end + 1 for end in ends)),
+                       pc.take(running, _integers([0, *(end + 1 for end in ends[:-1])])))
+
+
+def _most(values: Any, runs: Any, ends: list[int]) -> Any:
+    """The largest of `values` (0 to 7) in each run: `runs` numbers each value's run (0, 1,
+    ... in order), so a running maximum of run * 8 + value restarts with every run."""
+    tagged = pc.add(pc.multiply(runs, _scalar(8)), values)
+    at_ends = _integers(ends)
+    return pc.subtract(pc.take(pc.cumulative_max(tagged), at_ends),
+                       pc.multiply(pc.take(runs, at_ends), _scalar(8)))
+
+
+_MONEY_UNITS = int(limits.MONEY.scaleb(MONEY_SCALE))
+
+
+def _assembled(ids: list[str], customers: Any, micros: Any, channels: Any, points: Any, currencies: Any,
+               amounts: Any, scales: Any, docs: list[str]) -> EncodedPurchases | None:
+    """The region's purchases from their columns (Arrow arrays, one value per purchase),
+    their sums per customer, currency and day computed column-wise (sorted by them, in
+    runs); None when a total is out of the model's range or does not fit in 64 bits, or
+    the first purchase, built by the model, differs."""
+    try:
+        if pc.max(pc.abs_checked(amounts)).as_py() >= _MONEY_UNITS:
             return None
-        amounts.append(amount)
-    rows = [PurchaseRow(k, c, _EPOCH + timedelta(microseconds=m), ch or None, sp or None, cur, a)
-            for k, c, m, ch, sp, cur, a in zip(keys, customer.to_pylist(), instants.to_pylist(),
-                                               channel.to_pylist(), point.to_pylist(),
-                                               pc.take(currency, first).to_pylist(), amounts, strict=True)]
-    texts = docs.to_pylist()
-    return Encoded(rows, texts) if _same_as_model(rows[0], texts[0]) else None
-
-
-_PRICES: dict[str, Decimal] = {}
-
-
-def _price(text: str) -> Decimal:
-    found = _PRICES.get(text)
-    if found is None:
-        if len(_PRICES) >= LINES_KEPT:
-            _PRICES.clear()
-        found = _PRICES[text] = Decimal(text)
-    return found
+    except (pa.ArrowInvalid, OverflowError):
+        return None
+    table = pa.table({"customer": customers, "currency": currencies,
+                      "day": pc.cast(pc.cast(_as_time(micros), pa.date32()), pa.int32()),
+                      "at": micros, "amount": amounts, "places": scales})
+    table = table.take(pc.sort_indices(table, sort_keys=[(name, "ascending") for name in
+                                                          ("customer", "currency", "day", "at")]))
+    count = len(ids)
+    if count > 1:
+        keys = [table.column(name).combine_chunks() for name in ("customer", "currency", "day")]
+        changed = pc.or_(pc.or_(*(pc.not_equal(k.slice(1), k.slice(0, count - 1)) for k in keys[:2])),
+                         pc.not_equal(keys[2].slice(1), keys[2].slice(0, count - 1)))
+        ends = [*pc.indices_nonzero(changed).to_pylist(), count - 1]
+        runs = pa.concat_arrays([_integers([0]), pc.cumulative_sum(pc.cast(changed, pa.int64()))])
+    else:
+        ends, runs = [0], _integers([0])
+    sums = _sums(table.column("amount").combine_chunks(), ends)
+    if sums is None:
+        return None
+    at_ends = _integers(ends)
+    last = {name: pc.take(table.column(name), at_ends).to_pylist()
+            for name in ("customer", "currency", "day", "at")}
+    days = list(zip(last["customer"], last["currency"], last["day"], sums.to_pylist(),
+                    _most(table.column("places").combine_chunks(), runs, ends).to_pylist(), last["at"],
+                    strict=True))
+    encoded = EncodedPurchases(
+        ids, customers.to_pylist(), micros.to_pylist(), [c or None for c in channels.to_pylist()],
+        [p or None for p in points.to_pylist()], currencies.to_pylist(), amounts.to_pylist(),
+        scales.to_pylist(), docs, days)
+    return encoded if _same_as_model(encoded) else None
 
 
 def _purchases(values: dict[str, Any], count: int) -> Encoded | None:
@@ -282,7 +354,8 @@ def _purchases(values: dict[str, Any], count: int) -> Encoded | None:
     categories = values.get("category") or [""] * count
     channels = values.get("channel") or [""] * count
     points = values.get("service_point") or [""] * count
-    rows: list[PurchaseRow] = []
+    columns: dict[str, list[Any]] = {name: [] for name in ("id", "customer", "at", "channel", "point",
+                                                            "currency", "amount", "places")}
     docs: list[str] = []
     seen: set[str] = set()
     quote = _quote
@@ -307,7 +380,12 @@ def _purchases(values: dict[str, Any], count: int) -> Encoded | None:
             seen.add(key)
             moment = _EPOCH + timedelta(microseconds=instants[index])
             channel, point = channels[index] or None, points[index] or None
-            rows.append(PurchaseRow(key, customer, moment, channel, point, currency, amount))
+            exponent = int(amount.as_tuple().exponent)
+            for name, value in (("id", key), ("customer", customer), ("at", instants[index]),
+                                ("channel", channels[index]), ("point", points[index]),
+                                ("currency", currency), ("amount", int(amount.scaleb(MONEY_SCALE))),
+                                ("places", max(0, -exponent))):
+                columns[name].append(value)
             docs.append(f'{{"id":{quote(key)},"customer_id":{quote(customer)},'
                         f'"ordered_at":"{moment.isoformat()}","lines":[{",".join(parts)}],'
                         f'"channel":{"null" if channel is None else quote(channel)},'
@@ -315,17 +393,24 @@ def _purchases(values: dict[str, Any], count: int) -> Encoded | None:
             index = end
     except (CRMError, ValueError, ArithmeticError):
         return None
-    return Encoded(rows, docs) if _same_as_model(rows[0], docs[0]) else None
+    texts = {name: _texts(columns[name]) for name in ("customer", "channel", "point", "currency")}
+    return _assembled(columns["id"], texts["customer"], _integers(columns["at"]), texts["channel"],
+                      texts["point"], texts["currency"], _integers(columns["amount"]),
+                      _integers(columns["places"]), docs)
 
 
-def _same_as_model(row: PurchaseRow, doc: str) -> bool:
-    """The first purchase built as the model builds it writes the same document: a guard
-    against this path and the model drifting apart."""
+def _same_as_model(encoded: EncodedPurchases) -> bool:
+    """The first purchase built as the model builds it writes the same document and has
+    the same total: a guard against this path and the model drifting apart."""
+    doc = encoded.docs[0]
     try:
         lines = [serialization.structure(line, OrderLine)
                  for line in json.loads(doc)["lines"]]
-        purchase = Purchase(row.id, row.customer_id, row.ordered_at, tuple(lines),
-                            row.channel, row.service_point)
+        purchase = Purchase(encoded.ids[0], encoded.customer_ids[0], from_micros(encoded.ordered_at[0]),
+                            tuple(lines), encoded.channels[0], encoded.service_points[0])
     except (CRMError, ValueError, TypeError, KeyError):
         return False
-    return serialization.dumps(purchase) == doc and purchase.amount == row.amount
+    amount = purchase.amount
+    return (serialization.dumps(purchase) == doc
+            and amount == Decimal(encoded.amounts[0]).scaleb(-MONEY_SCALE)
+            and max(0, -int(amount.as_tuple().exponent)) == encoded.scales[0])

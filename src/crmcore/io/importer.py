@@ -309,18 +309,18 @@ class _Importer:
         """Write the region's purchases, if every customer is stored and no purchase is
         (else the row path decides: a refusal, or "unchanged")."""
         known = Known(uow)
-        owners = list(dict.fromkeys(row.customer_id for row in encoded.rows))
+        owners = list(dict.fromkeys(encoded.customer_ids))
         if len(known.stored("customers", owners)) != len(owners):
             return False
-        if known.stored("purchases", [row.id for row in encoded.rows]):
+        if known.stored("purchases", encoded.ids):
             return False
-        uow.purchases.add_encoded(encoded.rows, encoded.docs)  # type: ignore[attr-defined]
+        uow.purchases.add_encoded(encoded)  # type: ignore[attr-defined]
         return True
 
     def _took(self, encoded: columnar.Encoded) -> None:
         """Count a region written through the columnar path."""
-        self.result.inserted += len(encoded.rows)
-        self.result.columnar += len(encoded.rows)
+        self.result.inserted += len(encoded.ids)
+        self.result.columnar += len(encoded.ids)
 
     def write(self, unit: Unit) -> None:
         """One unit in its own transaction(s)."""

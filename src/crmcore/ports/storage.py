@@ -6,6 +6,8 @@ from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
+import attrs
+
 from crmcore.events import Event, OutboxEntry
 from crmcore.exchange import Rate
 from crmcore.model import (
@@ -115,16 +117,39 @@ class CustomerRows(Protocol):
         ...
 
 
-class EncodedRows(Protocol):
-    """An optional capability of a SQL storage's append-only repositories (purchases,
-    interactions): store new records without model objects. The CSV import's columnar
-    path checks its rows column by column and encodes each document itself; `items` need
-    only `id` and the attributes the table's indexed columns read (for a purchase:
-    customer_id, ordered_at, channel, service_point, currency, amount), and `docs[i]` must be
-    exactly `serialization.dumps` of the record `items[i]` stands for. A storage without
-    it gets the records through `add_many`."""
+@attrs.frozen
+class EncodedPurchases:
+    """New purchases as columns, checked and encoded by the CSV import's columnar path:
+    position i of every column is one purchase, and `docs[i]` is exactly
+    `serialization.dumps` of it. Plain values (microseconds, integer units) instead of a
+    model object per purchase, so a storage binds them as they are where its columns
+    hold the same (SQLite); see `Dialect.instants_of` and `Dialect.money_of`."""
 
-    def add_encoded(self, items: Sequence[Any], docs: Sequence[str]) -> int: ...
+    ids: Sequence[str]
+    customer_ids: Sequence[str]
+    ordered_at: Sequence[int]
+    """Microseconds since the Unix epoch (UTC)."""
+    channels: Sequence[str | None]
+    service_points: Sequence[str | None]
+    currencies: Sequence[str]
+    amounts: Sequence[int]
+    """Each purchase's total in 1/10,000ths of its currency (`values.MONEY_SCALE`)."""
+    scales: Sequence[int]
+    """The decimal places of each total as the model's `Decimal` writes it (0 to 4)."""
+    docs: Sequence[str]
+    days: Sequence[tuple[str, str, int, int, int, int]]
+    """The same purchases summed per customer, currency and day, what `purchase_totals`
+    folds in: (customer_id, currency, epoch day, total in 1/10,000ths, its decimal places,
+    the latest `ordered_at` in microseconds)."""
+
+
+class EncodedRows(Protocol):
+    """An optional capability of a SQL storage's purchases repository: store new purchases
+    without model objects (`EncodedPurchases`, from the CSV import's columnar path), with
+    `purchase_totals` kept in step as `add_many` keeps it. A storage without it gets the
+    records through `add_many`."""
+
+    def add_encoded(self, purchases: EncodedPurchases) -> int: ...
 
 
 class CustomerLog(CustomerRows, Protocol[T]):

@@ -145,6 +145,17 @@ class Dialect:
         """An exact amount as stored and bound."""
         return amount * 10**self.money_scale if self.money_scale else amount
 
+    def instants_of(self, micros: Sequence[int]) -> Sequence[Any]:
+        """Instants given as microseconds since the epoch (UTC), as stored and bound (a
+        batch at once: where the column holds the microseconds, nothing per value)."""
+        return [self.instant(from_micros(value)) for value in micros]
+
+    def money_of(self, units: Sequence[int], scales: Sequence[int]) -> Sequence[Any]:
+        """Exact amounts given in 1/10,000ths, each with the decimal places its `Decimal`
+        is written with, as stored and bound (a batch at once, as `instants_of`)."""
+        return [self.money(Decimal(unit // 10 ** (MONEY_SCALE - scale)).scaleb(-scale))
+                for unit, scale in zip(units, scales, strict=True)]
+
     def from_money(self, value: Any) -> float:
         """A stored amount (or a sum of them) as a float in currency units."""
         return float(value) / 10**self.money_scale if self.money_scale else float(value)
@@ -374,6 +385,12 @@ class SQLite(Dialect):
 
     def money(self, amount: Decimal) -> int:
         return int(amount * 10**self.money_scale)
+
+    def instants_of(self, micros: Sequence[int]) -> Sequence[Any]:
+        return micros
+
+    def money_of(self, units: Sequence[int], scales: Sequence[int]) -> Sequence[Any]:
+        return units  # stored in 1/10,000ths already (money_scale == MONEY_SCALE)
 
     def day(self, value: date) -> str:
         return value.isoformat()

@@ -149,6 +149,17 @@ def count_in_many(cur: Cursor, dialect: Dialect, purchases: Iterable[Bought]) ->
     dialect.executemany(cur, fold_in_sql(dialect), rows)
 
 
+def count_in_days(cur: Cursor, dialect: Dialect, days: Sequence[tuple[str, str, int, int, int, int]]) -> None:
+    """`count_in_many` for new purchases already summed per customer, currency and day
+    (`EncodedPurchases.days`: amounts in 1/10,000ths with their decimal places, instants
+    in microseconds), bound through the dialect's batch conversions."""
+    moneys = dialect.money_of([day[3] for day in days], [day[4] for day in days])
+    instants = dialect.instants_of([day[5] for day in days])
+    rows = [(customer, currency, day, money, day, at, money)
+            for (customer, currency, day, *_), money, at in zip(days, moneys, instants, strict=True)]
+    dialect.executemany(cur, fold_in_sql(dialect), rows)
+
+
 def forget(cur: Cursor, dialect: Dialect, customer_id: str) -> None:
     cur.execute(dialect.sql("DELETE FROM purchase_totals WHERE customer_id = ?"), (customer_id,))
 
