@@ -190,14 +190,17 @@ def test_the_migration_backfills_the_totals_of_an_existing_base(backend: str, tm
             again.close()
 
 
-def _since_the_totals(migrations: Sequence[tuple[object, ...]]) -> tuple[int, list[str]]:
-    """The schema version before the totals migration, and the tables it and every later
-    migration create (dropped, so those migrations run again)."""
+def _since_the_totals(migrations: Sequence[tuple[object, ...]]) -> tuple[int, list[str], list[str]]:
+    """The schema version before the totals migration, the tables it and every later
+    migration create, and the columns later ones add to older tables, as
+    "table DROP COLUMN column" (undone, so those migrations run again)."""
     first = next(i for i, steps in enumerate(migrations)
                  if any(isinstance(s, str) and "CREATE TABLE purchase_totals" in s for s in steps))
-    tables = [m.group(1) for steps in migrations[first:] for s in steps if isinstance(s, str)
-              for m in [re.match(r"\s*CREATE TABLE (\w+)", s)] if m]
-    return first, tables
+    later = [s for steps in migrations[first:] for s in steps if isinstance(s, str)]
+    tables = [m.group(1) for s in later for m in [re.match(r"\s*CREATE TABLE (\w+)", s)] if m]
+    added = (re.match(r"\s*ALTER TABLE (\w+) ADD COLUMN (?!IF NOT EXISTS)(\w+) ", s) for s in later)
+    columns = [f"{m.group(1)} DROP COLUMN {m.group(2)}" for m in added if m and m.group(1) not in tables]
+    return first, tables, columns
 
 
 def _forget_the_last_migration(backend: str, url: str) -> None:
@@ -207,10 +210,12 @@ def _forget_the_last_migration(backend: str, url: str) -> None:
 
         from crmcore_adapters.storage.sqlite import MIGRATIONS
 
-        version, tables = _since_the_totals(MIGRATIONS)
+        version, tables, columns = _since_the_totals(MIGRATIONS)
         con = sqlite3.connect(url.removeprefix("sqlite:///"))
         for table in tables:
             con.execute(f"DROP TABLE {table}")
+        for column in columns:
+            con.execute(f"ALTER TABLE {column}")
         con.execute(f"PRAGMA user_version = {version}")
         con.commit()
         con.close()
@@ -219,10 +224,12 @@ def _forget_the_last_migration(backend: str, url: str) -> None:
 
     from crmcore_adapters.storage.postgres import MIGRATIONS as PG_MIGRATIONS
 
-    version, tables = _since_the_totals(PG_MIGRATIONS)
+    version, tables, columns = _since_the_totals(PG_MIGRATIONS)
     server, _, query = url.partition("?")
     schema = dict(part.split("=", 1) for part in query.split("&"))["schema"]
     with psycopg.connect(server, autocommit=True) as conn:
         for table in tables:
             conn.execute(f'DROP TABLE "{schema}".{table}')
+        for column in columns:
+            conn.execute(f'ALTER TABLE "{schema}".{column}')
         conn.execute(f'UPDATE "{schema}".schema_version SET version = %s', (version,))
