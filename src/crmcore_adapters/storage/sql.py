@@ -502,6 +502,10 @@ class SqlCustomers(SqlRepository[Customer]):
         self._insert_many(items)
         for sql, rows in index_rows(items):
             self.d.executemany(self.cur, sql, rows)
+        ids = [item.id for item in items]
+        for start in range(0, len(ids), _IN_BATCH):
+            chunk = ids[start:start + _IN_BATCH]
+            self._run(f"{_SINCE_OF} WHERE id IN ({', '.join('?' for _ in chunk)}) AND {_KEPT_STATES}", chunk)
         return len(items)
 
     def update(self, item: Customer) -> Customer:
@@ -1354,6 +1358,9 @@ greatest "at" of the customer's states, so it stays when the clock went back; a 
 the row itself, no read of the states."""
 _SINCE_OF = ('UPDATE customers SET since = (SELECT max(x."at") FROM customer_states AS x '
              "WHERE x.customer_id = customers.id)")
+_KEPT_STATES = "EXISTS (SELECT 1 FROM customer_states AS y WHERE y.customer_id = customers.id)"
+"""A customer added under an id removed before (not by `restore`) finds the states kept
+while it was away: today's row is valid since the last of them, not for ever."""
 _HISTORY_INSERT = ('INSERT INTO history (kind, aggregate_id, version, op, "at", diff, actor) '
                    "VALUES (?, ?, ?, ?, ?, ?, ?)")
 
@@ -1695,10 +1702,13 @@ def check_owners(cur: Cursor) -> None:
 
 
 def finish_import(cur: Cursor, dialect: Dialect) -> None:
-    """After a bulk import's rows are in: every owner exists (`check_owners`), and the
-    purchase totals of the customers it touched are recounted."""
+    """After a bulk import's rows are in: every owner exists (`check_owners`), the
+    purchase totals of the customers it touched are recounted, and a customer imported
+    under an id removed before is valid since the states kept of it (`customers.since`)."""
     check_owners(cur)
     totals.recount_imported(cur, dialect)
+    cur.execute(dialect.sql(f"{_SINCE_OF} WHERE since IS NULL AND id IN "  # noqa: S608
+                            "(SELECT customer_id FROM customer_states WHERE op = 'removed')"))
 
 
 def bulk_rows(dialect: Dialect, table: Table[Any], batch: list[Any]) -> list[tuple[Any, ...]]:
