@@ -194,10 +194,10 @@ def test_a_postgres_base_kept_states_before_current_since_migrates(
         assert crm.customers.ids_matching('tier = "gold"') == ["imp"]
 
 
-@pytest.mark.parametrize("how", ["bulk_import", "add_many"])
+@pytest.mark.parametrize("how", ["bulk_import", "add_many", "add"])
 def test_a_removed_id_added_again_is_not_read_before_it_came_back(crm: crmcore.CRM, how: str) -> None:
-    """A customer removed, then added again under the same id by a bulk import or a batch
-    (the CSV import's `add_many`), not by `restore`: as of an instant before the removal
+    """A customer removed, then added again under the same id by a bulk import, a batch
+    (the CSV import's `add_many`) or one `add`, not by `restore`: as of an instant before the removal
     the customer is the state kept then, once, not also today's row (found in review)."""
     clock: Clock = crm.test_clock  # type: ignore[attr-defined]
     crm.customers.add(Customer.new("Ann", id="ann", created_at=T0))
@@ -209,6 +209,8 @@ def test_a_removed_id_added_again_is_not_read_before_it_came_back(crm: crmcore.C
     back = Customer("ann", "Ann", tier="silver", created_at=T0 - timedelta(days=30), updated_at=clock.now)
     if how == "bulk_import":
         crm.bulk_import([back])
+    elif how == "add":
+        crm.customers.add(back)
     else:
         with crm.transaction() as uow:
             uow.customers.add_many([back])

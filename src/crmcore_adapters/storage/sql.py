@@ -502,10 +502,7 @@ class SqlCustomers(SqlRepository[Customer]):
         self._insert_many(items)
         for sql, rows in index_rows(items):
             self.d.executemany(self.cur, sql, rows)
-        ids = [item.id for item in items]
-        for start in range(0, len(ids), _IN_BATCH):
-            chunk = ids[start:start + _IN_BATCH]
-            self._run(f"{_SINCE_OF} WHERE id IN ({', '.join('?' for _ in chunk)}) AND {_KEPT_STATES}", chunk)
+        self._since_kept([item.id for item in items])
         return len(items)
 
     def update(self, item: Customer) -> Customer:
@@ -535,9 +532,17 @@ class SqlCustomers(SqlRepository[Customer]):
         if self.cur.fetchone() is not None:
             raise IntegrityError(f"customer {item.id!r} exists already")
         self._run(insert_sql(self.t, self.d), self.t.row(self.d, item))
-        self._run(f"{_SINCE_OF} WHERE id = ?", (item.id,))  # its states, kept while it was away
+        self._since_kept([item.id])
         self._index(item)
         return item
+
+    def _since_kept(self, ids: Sequence[str]) -> None:
+        """Customers stored without a change of their own (a batch, a restore) under ids
+        that kept states while they were away: today's rows are valid since the last of
+        them, not for ever (`_KEPT_STATES`)."""
+        for start in range(0, len(ids), _IN_BATCH):
+            chunk = ids[start:start + _IN_BATCH]
+            self._run(f"{_SINCE_OF} WHERE id IN ({', '.join('?' for _ in chunk)}) AND {_KEPT_STATES}", chunk)
 
     def _unindex(self, customer_id: str) -> None:
         for table in ("customer_emails", "customer_phones", "customer_external_ids"):
