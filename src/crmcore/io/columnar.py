@@ -88,10 +88,6 @@ def layout(kind: str, planned: Sequence[tuple[str, Target]]) -> dict[str, str] |
     return fields if all(f in fields for f in REQUIRED) else None
 
 
-Encoded = EncodedPurchases
-"""A region's purchases, ready for storage (`EncodedPurchases`: columns and documents)."""
-
-
 _LINES: dict[tuple[str, str, str, str, str], tuple[str, Decimal]] = {}
 
 
@@ -147,7 +143,7 @@ def _checked(table: Any, fields: Mapping[str, str]) -> tuple[dict[str, Any], boo
 
 
 def encode(data: bytes, columns: Sequence[str], delimiter: str, fields: Mapping[str, str],
-           lines: int) -> Encoded | None:
+           lines: int) -> EncodedPurchases | None:
     """The purchases of a region (`lines` plain lines of UTF-8 `data`), or None when the
     row path must read it."""
     try:
@@ -215,7 +211,7 @@ def _json_text(column: Any) -> Any:
     return pc.if_else(pc.equal(column, _scalar("")), _scalar("null"), _join('"', column, '"'))
 
 
-def _documents(columns: dict[str, Any], count: int) -> Encoded | None:
+def _documents(columns: dict[str, Any], count: int) -> EncodedPurchases | None:
     """`_purchases`, with each document assembled column-wise: one Arrow call per piece
     instead of Python work per purchase."""
     ids, customers = columns["id"], columns["customer_id"]
@@ -346,7 +342,7 @@ def _assembled(ids: list[str], customers: Any, micros: Any, channels: Any, point
     return encoded if _same_as_model(encoded) else None
 
 
-def _purchases(values: dict[str, Any], count: int) -> Encoded | None:
+def _purchases(values: dict[str, Any], count: int) -> EncodedPurchases | None:
     """Consecutive rows with one id and customer are one purchase (as `records.grouped`)."""
     ids, customers, instants = values["id"], values["customer_id"], values["ordered_at"]
     products, prices, currencies = values["product"], values["unit_price"], values["currency"]

@@ -41,6 +41,7 @@ from crmcore.io.sources import Row, Source
 from crmcore.lifecycle import history
 from crmcore.model import Account, Case, Customer, Interaction, Purchase
 from crmcore.ports import UnitOfWork
+from crmcore.ports.storage import EncodedPurchases
 from crmcore.sql.dialect import dialect_of
 
 if TYPE_CHECKING:
@@ -296,7 +297,7 @@ class _Importer:
             else:
                 yield from _chunks(self.records(cast(Iterator[Row], group), after), self.batch)
 
-    def _encoded(self, region: Region) -> columnar.Encoded | None:
+    def _encoded(self, region: Region) -> EncodedPurchases | None:
         self._plan(Row(region.first, dict.fromkeys(region.columns, "")))  # reports ignored columns
         data = region.utf8()
         if data is None:
@@ -305,7 +306,7 @@ class _Importer:
                                region.last - region.first + 1)
 
     @staticmethod
-    def _add_encoded(uow: UnitOfWork, encoded: columnar.Encoded) -> bool:
+    def _add_encoded(uow: UnitOfWork, encoded: EncodedPurchases) -> bool:
         """Write the region's purchases, if every customer is stored and no purchase is
         (else the row path decides: a refusal, or "unchanged")."""
         known = Known(uow)
@@ -317,7 +318,7 @@ class _Importer:
         uow.purchases.add_encoded(encoded)  # type: ignore[attr-defined]
         return True
 
-    def _took(self, encoded: columnar.Encoded) -> None:
+    def _took(self, encoded: EncodedPurchases) -> None:
         """Count a region written through the columnar path."""
         self.result.inserted += len(encoded.ids)
         self.result.columnar += len(encoded.ids)
@@ -379,7 +380,7 @@ class _Importer:
         finally:
             self._emit(refusals)
 
-    def _add_encoded_alone(self, uow: UnitOfWork, encoded: columnar.Encoded, region: Region) -> bool:
+    def _add_encoded_alone(self, uow: UnitOfWork, encoded: EncodedPurchases, region: Region) -> bool:
         try:
             return self._add_encoded(uow, encoded)
         except CRMError as exc:  # the transaction cannot go on: the import is refused here
