@@ -133,9 +133,10 @@ def test_a_database_kept_states_before_since_migrates(tmp_path: Path) -> None:
         with crm.transaction() as uow:
             live = kept_rows(uow)
     since = next(n for n, steps in enumerate(sqlite_adapter.MIGRATIONS) if sql.backfill_since in steps)
-    assert since == len(sqlite_adapter.MIGRATIONS) - 6, "undo the later migrations below too"
+    assert since == len(sqlite_adapter.MIGRATIONS) - 7, "undo the later migrations below too"
     with sqlite3.connect(path) as conn:  # back to the schema before the migration
-        # the later ones, newest first (the rule columns' one is PostgreSQL's alone)
+        # the later ones, newest first (the rule columns' and the covering index's are
+        # PostgreSQL's alone)
         conn.execute("ALTER TABLE customers DROP COLUMN since")
         conn.execute("CREATE INDEX customer_states_valid ON customer_states (at, since)")
         conn.execute("DROP INDEX customer_states_day")
@@ -178,12 +179,13 @@ def test_a_postgres_base_kept_states_before_current_since_migrates(
             crm.customers.change("ann", tier=tier)
         with crm.transaction() as uow:
             live = current_since(uow)
-            # back to the schema before the migration (it is the last one)
+            # back to the schema before the migration (the one before the last), the last
+            # one (the covering day index, the index on since) undone first
+            uow.cur.execute("DROP INDEX customer_states_valid_at")  # type: ignore[attr-defined]
             uow.cur.execute("ALTER TABLE customers DROP COLUMN since")  # type: ignore[attr-defined]
             uow.cur.execute("CREATE INDEX customer_states_valid ON customer_states (at, since)")  # type: ignore[attr-defined]
-            uow.cur.execute("DROP INDEX customer_states_day")  # type: ignore[attr-defined]
             uow.cur.execute("UPDATE schema_version SET version = %s",  # type: ignore[attr-defined]
-                            (len(postgres_adapter.MIGRATIONS) - 1,))
+                            (len(postgres_adapter.MIGRATIONS) - 2,))
             file = filenode(uow)
     assert live == [("ann", T0 + timedelta(hours=2)), ("imp", None)]
     with crmcore.open(url, clock=clock) as crm:

@@ -125,10 +125,9 @@ class Dialect:
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
 
-    def planner_settings(self, *, past: bool = False) -> str | None:
+    def planner_settings(self) -> str | None:
         """A query run just before a segment rule's query, in its transaction, to set the
-        planner for such reads (its rows are ignored); None: nothing to set. `past`: the
-        rule reads the customers as of a past instant (`lifecycle.states`)."""
+        planner for such reads (its rows are ignored); None: nothing to set."""
         return None
 
     # ---- values as stored and bound ----
@@ -523,17 +522,12 @@ class PostgreSQL(Dialect):
         # one array bound, whatever the count: one statement text for the planner
         return f"({sql} = ANY(CAST({bind(list(values))} AS integer[])))"
 
-    def planner_settings(self, *, past: bool = False) -> str:
+    def planner_settings(self) -> str:
         # JIT compiled an as-of rule's plan over a million customers for 0.8-3.7 s and
         # saved less: the work is reading rows and documents, not evaluating
         # expressions. Local to the transaction (`set_config(..., true)`): the server's
-        # setting stays for every other transaction. As of a past instant, no sequential
-        # scan where an index serves: the states valid then are read by their day's index
-        # (`lifecycle.states`), which the planner costs as if those rows were strewn over
-        # the whole table (it cannot know they are the first change after the instant of
-        # each customer, written together) and so read every state row instead, 2-3x slower.
-        seqscan = ", set_config('enable_seqscan', 'off', true)" if past else ""
-        return f"SELECT set_config('jit', 'off', true){seqscan}"
+        # setting stays for every other transaction.
+        return "SELECT set_config('jit', 'off', true)"
 
     def epoch_day(self, instant: str) -> str:
         return f"(({instant} AT TIME ZONE 'UTC')::date - DATE '1970-01-01')"

@@ -79,6 +79,10 @@ TEXT = 'text COLLATE "C"'
 
 _RULE_ARRAYS = tuple((f"rule_{key}", key) for key in ("tags", "emails", "phones"))
 """`PostgreSQL.rule_columns` and the document key each is generated from."""
+STATE_RULE_COLUMNS = ("customer_id", "kind", "tier", "lifecycle", "country", "language", "service_point",
+                      "birth_date", "created_at", "updated_at", "version", "rule_tags")
+"""The state columns the as-of day index carries beside its keys: what segment rules test,
+short and typed (a rule on the name, e-mails, phones or the document reads the rows too)."""
 
 MIGRATIONS: tuple[tuple[sql.Step, ...], ...] = (
     (
@@ -300,6 +304,18 @@ MIGRATIONS: tuple[tuple[sql.Step, ...], ...] = (
         "STABLE AS 'SELECT max(x.at) FROM customer_states AS x WHERE x.customer_id = customer'",
         "ALTER TABLE customers ALTER COLUMN since TYPE timestamptz USING pg_temp.crmcore_since_of(id)",
         "DROP FUNCTION pg_temp.crmcore_since_of(text)",
+    ),
+    # lifecycle: the states valid at an instant read from an index alone: the day index also
+    # holds the columns rules test (`STATE_RULE_COLUMNS`), so a rule as of a middle instant
+    # reads 17,000 index pages instead of 86,000 heap pages at a million customers; kept
+    # index-only by vacuuming the (insert-mostly) states after 1% new rows, not 20%. Today's
+    # rows valid at a past instant are found by `since` instead of a scan of `customers`
+    (
+        f"CREATE INDEX customer_states_valid_at ON customer_states ({DIALECT.epoch_day('at')}, since, at) "
+        f"INCLUDE ({', '.join(STATE_RULE_COLUMNS)}) WHERE doc IS NOT NULL",
+        "DROP INDEX customer_states_day",
+        "ALTER TABLE customer_states SET (autovacuum_vacuum_insert_scale_factor = 0.01)",
+        "CREATE INDEX customers_since ON customers (since)",
     ),
 )
 """Migration N brings the schema from version N to N+1 (mirrors sqlite.MIGRATIONS)."""
