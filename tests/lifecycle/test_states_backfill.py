@@ -182,6 +182,7 @@ def test_a_postgres_base_kept_states_before_current_since_migrates(
             # back to the schema before the migration (the one before the last), the last
             # one (the covering day index, the index on since) undone first
             uow.cur.execute("DROP INDEX customer_states_valid_at")  # type: ignore[attr-defined]
+            uow.cur.execute("DROP INDEX customer_states_valid_at_wide")  # type: ignore[attr-defined]
             uow.cur.execute("ALTER TABLE customers DROP COLUMN since")  # type: ignore[attr-defined]
             uow.cur.execute("CREATE INDEX customer_states_valid ON customer_states (at, since)")  # type: ignore[attr-defined]
             uow.cur.execute("UPDATE schema_version SET version = %s",  # type: ignore[attr-defined]

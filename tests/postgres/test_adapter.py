@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing
 import sqlite3
 import subprocess
@@ -119,6 +120,36 @@ def test_rules_as_of_the_past_can_be_read_from_the_day_index_alone(
         assert "Bitmap Index Scan on customers_since" in plan("seqscan")
 
 
+def test_states_with_the_longest_indexed_values_or_more_tags_are_kept_and_read(schemas: Schemas) -> None:
+    """Every column the states' day index carries at its longest (4-byte characters,
+    `INDEXED_TAGS` tags of 64 characters) makes an entry the B-tree takes (it refuses past
+    2,704 bytes, which would fail the write); a state with more tags is kept in the second
+    index, and an as-of rule reads both."""
+    from crmcore.sql.dialect import INDEXED_TAGS
+
+    wide, clock = "\U0001d538", [T0]
+
+    def tags(count: int) -> set[str]:  # 64 characters that do not compress
+        return {"t" + hashlib.sha256(bytes([n])).hexdigest()[:63] for n in range(count)}
+
+    longest = customer(1, id=wide * 64, tier="t".ljust(64, "x"), language=wide * 35,
+                       service_point=wide * 64, tags=tags(INDEXED_TAGS),
+                       addresses=(crmcore.PostalAddress("FR"),))
+    with crmcore.open(schemas.url(), clock=lambda: clock[0]) as crm:
+        crm.customers.add(longest)
+        crm.customers.add(customer(2, tags=tags(INDEXED_TAGS + 1)))
+        clock[0] = T0 + timedelta(hours=1)
+        for id in (longest.id, "c0002"):
+            crm.customers.change(id, tags=set())
+        rule = f'tags contains "{min(tags(1))}"'
+        assert crm.customers.ids_matching(rule, as_of=T0 + timedelta(minutes=30)) == ["c0002", longest.id]
+        assert crm.customers.ids_matching(rule) == []
+        with crm.transaction() as uow:
+            more = postgres.DIALECT.state_parts("")[1]
+            assert uow.select(f"SELECT customer_id FROM customer_states "  # type: ignore[attr-defined]
+                              f"WHERE doc IS NOT NULL AND {more}") == [("c0002",)]
+
+
 def test_rule_columns_hold_the_documents_arrays_and_rules_read_them(schemas: Schemas) -> None:
     """`rule_tags`, `rule_emails`, `rule_phones` are the document's arrays as jsonb in
     `customers` and in every kept state (added, imported, changed, removed), and a
@@ -212,7 +243,7 @@ def test_every_sqlite_table_and_column_exists_here(storage: PostgresStorage) -> 
     assert found == columns
     # PostgreSQL's own, for as-of rules: the day index carrying the columns rules test (in
     # place of SQLite's customer_states_day) and today's rows by since
-    own = {"customer_states_valid_at", "customers_since"}
+    own = {"customer_states_valid_at", "customer_states_valid_at_wide", "customers_since"}
     assert {str(r[0]) for r in indexes} - own == secondary - {"customer_states_day"}
     assert len(postgres.MIGRATIONS) == len(sqlite.MIGRATIONS)
 

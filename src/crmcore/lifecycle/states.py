@@ -92,10 +92,11 @@ def customers_at(bind: Callable[[Any], str], at: datetime, dialect: Dialect,
     on = dialect.epoch_day(f"s.{when}")
     sought = (dialect.one_of(on, within, bind) if len(within) <= SEEKS
               else f"({on} BETWEEN {bind(within[0])} AND {bind(within[-1])})")
-    return (f"SELECT {current} FROM customers AS c0 WHERE (c0.since IS NULL OR c0.since <= {bind(stored)}) "
-            f"UNION ALL SELECT {_kept('s', columns)} FROM {TABLE} AS s "
-            f"WHERE {sought} "
-            f"AND s.since <= {bind(stored)} AND s.{when} > {bind(stored)} AND s.doc IS NOT NULL")
+    valid = f"{sought} AND s.since <= {bind(stored)} AND s.{when} > {bind(stored)} AND s.doc IS NOT NULL"
+    kept = "".join(f" UNION ALL SELECT {_kept('s', columns)} FROM {TABLE} AS s WHERE {valid}"
+                   + (f" AND {part}" if part else "") for part in dialect.state_parts("s."))
+    return (f"SELECT {current} FROM customers AS c0 WHERE (c0.since IS NULL OR c0.since <= {bind(stored)})"
+            + kept)
 
 
 def kept(uow: Any) -> bool:

@@ -227,6 +227,12 @@ class Dialect:
         of one each. None where the database runs one at a time; the caller then runs each."""
         return None
 
+    def state_parts(self, row: str) -> tuple[str, ...]:
+        """Conditions on a kept customer state (`row`: its columns' qualifier, "s." in a
+        query, "" in an index predicate) that split the states into parts each indexed on
+        its own; the customers-as-of relation reads each part as a branch. "": one part."""
+        return ("",)
+
     def one_of(self, sql: str, values: Sequence[Any], bind: Bind) -> str:
         """`sql` equals one of `values` (none: false), spelled so that an index led by `sql`
         is sought once per value (the customers as of an instant: one seek per later day)."""
@@ -500,6 +506,13 @@ def _sqlite_real(text: str) -> str:
     return f"(CASE WHEN json_valid({wrapped}) THEN json_extract({wrapped}, '$[0]') * 1.0 END)"
 
 
+INDEXED_TAGS = 24
+"""Tags a kept customer state may have and still be read from the states' day index alone
+on PostgreSQL (`PostgreSQL.state_parts`): 24 of 64 characters and every other indexed
+column at its longest (4-byte characters) make an entry of about 2,450 bytes, under the
+B-tree's 2,704 (tests/postgres/test_adapter.py writes one)."""
+
+
 class PostgreSQL(Dialect):
     """PostgreSQL: timestamptz, numeric money, `json` documents, texts in the "C" collation."""
 
@@ -517,6 +530,15 @@ class PostgreSQL(Dialect):
     def together(self, *writes: str) -> str:
         *first, then = writes  # a data-modifying WITH always runs, to completion
         return f"WITH {', '.join(f'write_{n} AS ({w})' for n, w in enumerate(first))} {then}"
+
+    def state_parts(self, row: str) -> tuple[str, ...]:
+        # The states' day index carries the columns rules test, for reads from the index
+        # alone, `rule_tags` among them; a B-tree entry holds 2,704 bytes at most, so a
+        # state with more tags (64 characters each at most) than `INDEXED_TAGS` is in a
+        # second index without them, else its write would fail
+        tags = (f"(CASE WHEN jsonb_typeof({row}rule_tags) = 'array' "
+                f"THEN jsonb_array_length({row}rule_tags) ELSE 0 END)")
+        return f"{tags} <= {INDEXED_TAGS}", f"{tags} > {INDEXED_TAGS}"
 
     def one_of(self, sql: str, values: Sequence[Any], bind: Bind) -> str:
         # one array bound, whatever the count: one statement text for the planner
