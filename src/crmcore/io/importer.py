@@ -330,10 +330,10 @@ class _Importer:
         uow.purchases.add_encoded(encoded)  # type: ignore[attr-defined]
         return True
 
-    def _took(self, purchases: int) -> None:
-        """Count purchases written through the columnar path."""
-        self.result.inserted += purchases
-        self.result.columnar += purchases
+    def _took(self, encoded: EncodedPurchases) -> None:
+        """Count a region written through the columnar path."""
+        self.result.inserted += len(encoded.ids)
+        self.result.columnar += len(encoded.ids)
 
     def written(self, units: Iterator[Unit]) -> Iterator[int]:
         """Write the units, each committed before the next is read, except consecutive
@@ -347,7 +347,7 @@ class _Importer:
                 unit = _next(units)
                 continue
             group: list[Region] = []
-            taken = 0
+            taken: list[EncodedPurchases] = []
             trying: Region | None = None
             failed: BaseException | None = None
             try:
@@ -360,8 +360,7 @@ class _Importer:
                             break
                         trying = None
                         group.append(unit)
-                        taken += len(encoded.ids)
-                        encoded = None  # one region's columns held at a time
+                        taken.append(encoded)
                         lines += unit.last - unit.first + 1
                         try:
                             unit = _next(units)
@@ -378,7 +377,8 @@ class _Importer:
                 if failed is not None:
                     raise failed from None
                 continue
-            self._took(taken)
+            for encoded in taken:
+                self._took(encoded)
             if group:
                 yield group[-1].last
             if failed is not None:
@@ -401,7 +401,7 @@ class _Importer:
             except CRMError:
                 written = False
             if written:
-                self._took(len(encoded.ids))
+                self._took(encoded)
                 return
         self._write_rows(unit)
 
@@ -438,7 +438,7 @@ class _Importer:
         if isinstance(chunk, Region):
             encoded = self._encoded(chunk)
             if encoded is not None and self._add_encoded_alone(uow, encoded, chunk):
-                self._took(len(encoded.ids))
+                self._took(encoded)
                 return
             for part in _chunks(self.records(chunk.rows(), 0), self.batch):
                 self.apply_alone(uow, part)
