@@ -15,16 +15,13 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import crmcore
-from crmcore.errors import StorageError
 from crmcore.io import import_file
-from crmcore.io import importer as importing
 from crmcore.io.importer import ImportResult
 from crmcore.scoring.totals import recount
 from tests.support import open_crm
@@ -248,68 +245,6 @@ def test_both_paths_give_the_same_base_and_error_file(
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         folder = Path(tmp)
         both(two_bases(stack, backend, folder), folder, data, batch=batch)
-
-
-@pytest.mark.parametrize("backend", SQL_BACKENDS)
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(rows=st.lists(st.one_of(plain_row, plain_row, plain_row, odd_row), min_size=1, max_size=40),
-       region=st.integers(1, 8), commit=st.integers(1, 20))
-def test_regions_written_several_to_a_transaction_give_what_the_row_path_gives(
-        backend: str, rows: list[tuple[str, ...]], region: int, commit: int) -> None:
-    """Without `batch`, consecutive regions share a transaction (`COMMIT` lines); a region
-    the columnar path cannot take ends the transaction and goes by the row path."""
-    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack, \
-            mock.patch.multiple(importing, REGION=region, COMMIT=commit):
-        folder = Path(tmp)
-        both(two_bases(stack, backend, folder), folder, render(rows).encode())
-
-
-@pytest.mark.parametrize("bases", SQL_BACKENDS, indirect=True)
-def test_a_transaction_of_regions_storage_refuses_is_written_again_region_by_region(
-        bases: tuple[crmcore.CRM, crmcore.CRM], tmp_path: Path) -> None:
-    """The third region's insert fails once: the transaction (its two regions before it
-    too) is undone, each region is written again alone, the failing one by the row path."""
-    rows = purchase_rows(60)
-    calls = []
-    with bases[0].reading() as uow:
-        repository = type(uow.purchases)
-    original = repository.add_encoded  # type: ignore[attr-defined]
-
-    def flaky(self: Any, encoded: Any) -> int:
-        calls.append(len(encoded.ids))
-        if len(calls) == 3:
-            raise StorageError("the disk hiccuped")
-        return original(self, encoded)  # type: ignore[no-any-return]
-
-    with mock.patch.multiple(importing, REGION=8, COMMIT=40), \
-            mock.patch.object(repository, "add_encoded", flaky):
-        fast, _ = both(bases, tmp_path, render(rows).encode())
-    assert fast.inserted == 30 and 0 < fast.columnar < 30
-    assert len(calls) > 3
-
-
-@pytest.mark.parametrize("bases", SQL_BACKENDS, indirect=True)
-def test_an_import_interrupted_between_transactions_of_regions_resumes(
-        bases: tuple[crmcore.CRM, crmcore.CRM], tmp_path: Path) -> None:
-    rows = [*purchase_rows(40), HOSTILE[3], *purchase_rows(40, start=200)]
-    source = tmp_path / "p.csv"
-    source.write_text(render(rows), encoding="utf-8")
-    lines: list[int] = []
-
-    def power_cut(position: int, size: int, done: int) -> None:
-        lines.append(done)
-        if len(lines) == 2:
-            raise Stop
-
-    crm, reference = bases
-    with mock.patch.multiple(importing, REGION=6, COMMIT=20):
-        with pytest.raises(Stop):
-            import_file(crm, "purchases", source, progress=power_cut)
-        result = import_file(crm, "purchases", source, resume=True)
-    assert result.skipped > 0 and result.columnar > 0
-    import_file(reference, "purchases", source, columnar=False)
-    assert stored(crm) == stored(reference)
-    assert not (tmp_path / "p.csv.checkpoint").exists()
 
 
 @pytest.mark.parametrize("bases", ["sqlite"], indirect=True)

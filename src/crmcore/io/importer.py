@@ -52,16 +52,10 @@ Progress = Callable[[int, int, int], None]
 BATCH = 1000
 """Records per transaction on the row path, unless `batch` says otherwise."""
 REGION = 20_000
-"""Lines per region on the columnar path, unless `batch` says otherwise: a region's
-fixed costs (its lookups, Arrow's set-up) are paid once for about 11,000 purchases, and
-it is a few MB of text held at once, flat in the file's size."""
-COMMIT = 60_000
-"""Lines of consecutive regions written in one transaction on the columnar path, unless
-`batch` says otherwise (then each region is its own): a commit writes out every page the
-transaction dirtied (and SQLite's WAL checkpoint copies them again), so fewer, larger
-transactions write the hot pages (the indexes' upper levels, `purchase_totals`) fewer
-times, while memory stays one region's (each is encoded, inserted and dropped in turn).
-A crash redoes at most one transaction."""
+"""Lines per region (one transaction each) on the columnar path, unless `batch` says
+otherwise: a region's fixed costs (a commit and the index pages it writes, its lookups,
+Arrow's set-up) are paid once for about 11,000 purchases (a few MB of text, still flat in
+the file's size), and a crash redoes at most one region."""
 KEPT_REFUSALS = 100
 """Refusals kept in the result for display (all of them go to the error file)."""
 OUTCOMES = ("inserted", "updated", "unchanged")
@@ -156,8 +150,7 @@ def import_file(
         source = stack.enter_context(Source(path, format=format, encoding=encoding, delimiter=delimiter))
         sink = _Errors(Path(errors) if errors else None, append=after > 0, result=result)
         stack.callback(sink.close)
-        importer = _Importer(crm, mapping, key, result, sink, batch or BATCH, batch or REGION,
-                             1 if batch else COMMIT)
+        importer = _Importer(crm, mapping, key, result, sink, batch or BATCH, batch or REGION)
         regions = importer.regions(source) if columnar else None
         units: Iterator[Unit]
         read: Source | Regions = source
@@ -178,8 +171,9 @@ def import_file(
                 result.written = False
         else:
             assert mark is not None
-            for last in importer.written(units):
-                mark.write(last, result)
+            for unit in units:
+                importer.write(unit)
+                mark.write(_last_line(unit), result)
                 _report(progress, read, result)
             mark.clear()
     return result
@@ -192,10 +186,6 @@ def _report(progress: Progress | None, source: Source | Regions, result: ImportR
 
 def _beside(path: Path, suffix: str) -> Path:
     return path.with_name(path.name + suffix)
-
-
-def _next(units: Iterator[Unit]) -> Unit | None:
-    return next(units, None)
 
 
 def _chunks(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
@@ -229,12 +219,10 @@ HISTORY_KIND = {"customers": "customer", "cases": "case"}
 
 class _Importer:
     def __init__(self, crm: CRM, mapping: ColumnMapping, key: str | None, result: ImportResult,
-                 sink: _Errors, batch: int, region: int, commit: int) -> None:
+                 sink: _Errors, batch: int, region: int) -> None:
         self.crm = crm
         self.batch = batch
         self.region = region
-        self.commit = commit
-        """Lines of consecutive columnar regions per transaction (`COMMIT`)."""
         self.mapping = mapping
         self.key = key
         self.result = result
@@ -335,59 +323,6 @@ class _Importer:
         self.result.inserted += len(encoded.ids)
         self.result.columnar += len(encoded.ids)
 
-    def written(self, units: Iterator[Unit]) -> Iterator[int]:
-        """Write the units, each committed before the next is read, except consecutive
-        regions the columnar path takes, up to `commit` lines in one transaction; yields
-        the last line written after each commit (the checkpoint's line)."""
-        unit = _next(units)
-        while unit is not None:
-            if not isinstance(unit, Region):
-                self.write_batch(unit)
-                yield _last_line(unit)
-                unit = _next(units)
-                continue
-            group: list[Region] = []
-            taken: list[EncodedPurchases] = []
-            trying: Region | None = None
-            failed: BaseException | None = None
-            try:
-                with self.crm.transaction() as uow:
-                    lines = 0
-                    while isinstance(unit, Region) and (not group or lines < self.commit):
-                        trying = unit
-                        encoded = self._encoded(unit)
-                        if encoded is None or not self._add_encoded(uow, encoded):
-                            break
-                        trying = None
-                        group.append(unit)
-                        taken.append(encoded)
-                        lines += unit.last - unit.first + 1
-                        try:
-                            unit = _next(units)
-                        except CRMError as exc:  # a bad file: what is written stays, then it is raised
-                            failed, unit = exc, None
-            except CRMError:  # storage refused: each region again in its own transaction
-                for region in group:
-                    self.write(region)
-                    yield region.last
-                if trying is not None:
-                    self._write_rows(trying)
-                    yield trying.last
-                    unit = None if failed is not None else _next(units)
-                if failed is not None:
-                    raise failed from None
-                continue
-            for encoded in taken:
-                self._took(encoded)
-            if group:
-                yield group[-1].last
-            if failed is not None:
-                raise failed from None
-            if unit is trying and trying is not None:  # the columnar path cannot take it
-                self._write_rows(trying)
-                yield trying.last
-                unit = _next(units)
-
     def write(self, unit: Unit) -> None:
         """One unit in its own transaction(s)."""
         if not isinstance(unit, Region):
@@ -403,11 +338,7 @@ class _Importer:
             if written:
                 self._took(encoded)
                 return
-        self._write_rows(unit)
-
-    def _write_rows(self, region: Region) -> None:
-        """A region the columnar path did not take, through the row path."""
-        for chunk in _chunks(self.records(region.rows(), 0), self.batch):
+        for chunk in _chunks(self.records(unit.rows(), 0), self.batch):
             self.write_batch(chunk)
 
     # ---- the row path ----
