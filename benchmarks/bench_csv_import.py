@@ -12,7 +12,10 @@ checkpoints; the default batch: 1,000 records a transaction on the row path, reg
 times are CPU seconds of the process (wall clock shown too). Prints records/s of both,
 their ratio (aim: 0.7) and the import's peak memory, which should not grow with the file.
 `--row-path` also imports the files with the columnar path off (`columnar=False`) and
-prints that ratio too, measured in the same run.
+prints that ratio too, measured in the same run. `--repeat N` times the import and
+`bulk_import` N times each, alternated on the same files, and prints each pair with the
+load average beside it, then the medians: on a shared machine a single run's ratio moves
+by 0.1 or more.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -48,6 +53,7 @@ def measure(work: Any) -> dict[str, float]:
 
 def step_bulk(folder: Path, customers: int, purchases: int, seed: int) -> dict[str, float]:
     items = list(records(customers, purchases, seed))  # built before the clock starts
+    (folder / "bulk.db").unlink(missing_ok=True)  # a repeated run (the files are exported already)
     with crmcore.open(f"sqlite:///{folder / 'bulk.db'}") as crm:
         return measure(lambda: crm.bulk_import(items))
 
@@ -91,12 +97,31 @@ def child(step: str, folder: Path, customers: int, purchases: int, seed: int) ->
     return figures
 
 
+def repeated(times: int, bulk: dict[str, float], imported: dict[str, float], folder: Path,
+             *size: int) -> tuple[dict[str, float], dict[str, float]]:
+    """`times` pairs (the first run's and more), alternated, each printed with the load
+    average; returns the medians of each figure."""
+    bulks, imports = [bulk], [imported]
+    for turn in range(1, times):
+        for step, runs in (("import", imports), ("bulk", bulks))[:: 1 if turn % 2 else -1]:
+            load = os.getloadavg()[0]
+            runs.append(child(step, folder, *size))
+            print(f"  {step:>6} run {turn + 1}: {runs[-1]['cpu']:.2f} s CPU (load {load:.1f})", flush=True)
+    for index, (one, other) in enumerate(zip(bulks, imports, strict=True)):
+        print(f"  pair {index + 1}: ratio {one['cpu'] / other['cpu']:.2f}, import customers/purchases "
+              f"{other['customers_cpu']:.1f}/{other['purchases_cpu']:.1f} s", flush=True)
+    return ({key: statistics.median(run[key] for run in bulks) for key in bulk},
+            {key: statistics.median(run[key] for run in imports) for key in imported})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--customers", type=int, default=20_000)
     parser.add_argument("--purchases", type=int, default=200_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--row-path", action="store_true", help="also time the row path (columnar=False)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="time import and bulk_import this many times each, alternated; print medians")
     parser.add_argument("--step", choices=tuple(STEPS), help=argparse.SUPPRESS)
     parser.add_argument("--dir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -117,6 +142,9 @@ def main() -> None:
             size = sum((folder / f"{k}.csv").stat().st_size for k in ("customers", "purchases"))
             imported = child("import", folder, customers, purchases, args.seed)
             rows = child("import-rows", folder, customers, purchases, args.seed) if args.row_path else None
+            if args.repeat > 1:
+                bulk, imported = repeated(args.repeat, bulk, imported, folder,
+                                          customers, purchases, args.seed)
         assert imported["records"] == bulk["records"], (imported, bulk)
         n = bulk["records"]
         cells = (f"{customers:,}", f"{int(n) - customers:,}", f"{n / bulk['cpu']:,.0f}",
