@@ -36,7 +36,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import crmcore
 from crmcore.crm import Aggregates
@@ -205,16 +205,21 @@ def load_directly(crm: crmcore.CRM, customers: int, edits: int) -> tuple[datetim
 
 
 def vacuumed(url: str) -> None:
-    """VACUUM a PostgreSQL base after a load, as autovacuum does once 1% of the states are
-    new (the storage sets that on them): an index-only scan then reads no row of the pages
-    the visibility map knows all-visible. Outside a transaction, so on a connection of its own."""
+    """VACUUM the states and customers of a PostgreSQL base after a load, as autovacuum does
+    once 1% of the states are new (the storage sets that on them): an index-only scan then
+    reads no row of the pages the visibility map knows all-visible. Outside a transaction,
+    so on a connection of its own (the URL's options but crmcore's own)."""
     import psycopg
 
+    from crmcore_adapters.storage.postgres import OWN_OPTIONS
+
     parts = urlsplit(url)
-    schema = dict(parse_qsl(parts.query)).get("schema", "public")
-    with psycopg.connect(urlunsplit(parts._replace(query="")), autocommit=True,
+    options = parse_qsl(parts.query)
+    schema = dict(options).get("schema", "public")
+    kept = urlencode([(k, v) for k, v in options if k not in OWN_OPTIONS])
+    with psycopg.connect(urlunsplit(parts._replace(query=kept)), autocommit=True,
                          options=f"-c search_path={schema}") as conn:
-        conn.execute("VACUUM (ANALYZE)")
+        conn.execute("VACUUM (ANALYZE) customer_states, customers, history")
 
 
 def changed(customers: int, round: int, n: int) -> datetime:

@@ -24,6 +24,7 @@ from crmcore.lifecycle import states
 from crmcore.model import Channel, Consent, Customer, PostalAddress
 from crmcore.segments import ast as a
 from crmcore.segments import explain, parse, select_ids, to_text
+from crmcore.sql.dialect import INDEXED_TAGS
 from tests.lifecycle.conftest import Clock
 from tests.segments.strategies import (
     AS_OF,
@@ -41,12 +42,16 @@ from tests.support import postgres_url
 
 START = AS_OF - timedelta(days=3)
 
+MANY_TAGS = frozenset(f"more{n:02d}" for n in range(INDEXED_TAGS + 1))
+"""Added to some edits' tags: a state with more than `INDEXED_TAGS` is kept apart on
+PostgreSQL (`Dialect.state_parts`), and read by a branch of its own."""
 edits_fields = st.fixed_dictionaries({}, optional={
     "tier": st.sampled_from((*TIERS, None)),
     "lifecycle": st.sampled_from(("lead", "prospect", "customer", "former_customer")),
     "addresses": st.sampled_from(COUNTRIES).map(lambda c: (PostalAddress(c),)) | st.just(()),
     "attributes": st.dictionaries(st.sampled_from(KEYS), attribute_values, max_size=3),
-    "tags": st.frozensets(st.sampled_from(TAGS)),
+    "tags": st.frozensets(st.sampled_from(TAGS)).flatmap(
+        lambda tags: st.sampled_from((tags, tags | MANY_TAGS))),
     "consents": st.lists(st.tuples(st.sampled_from(PURPOSES), st.sampled_from(("email", "phone")),
                                    st.sampled_from(("granted", "withdrawn")), instants),
                          unique_by=lambda t: (t[0], t[1]), max_size=2).map(

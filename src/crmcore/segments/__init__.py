@@ -97,7 +97,7 @@ def select(
     late = _reached(tree, source)
     relation = None if past else _then(uow, dialect, context)
     found = plan(tree, types, context, dialect, columns="c.doc", customers=relation)
-    rows = _select(uow, found.query.sql, found.query.params)
+    rows = _select(uow, found.query.sql, found.query.params, past=relation is not None)
     customers = [c for c in (_customer(row[0]) for row in rows) if c.id not in past and c.id not in late]
     if found.residue is not None:
         log.warning("segment rule runs partly in Python on %d candidates: %s", len(customers),
@@ -122,7 +122,8 @@ def select_ids(
         then = _then(uow, dialect, context) if rewound and states.kept(uow) else None
         found = plan(tree, types, context, dialect, customers=then)
         if found.residue is None:
-            ids = [str(row[0]) for row in _select(uow, found.query.sql, found.query.params)]
+            ids = [str(row[0]) for row in _select(uow, found.query.sql, found.query.params,
+                                                  past=then is not None)]
             source = UowSource(uow, context.now)
             late = _reached(tree, source)
             if (not rewound or then is not None) and not late:
@@ -179,10 +180,11 @@ def _engine(engine: str) -> None:
         raise ValidationError("engine", engine, 'must be "auto" (SQL where the storage has it) or "python"')
 
 
-def _select(uow: UnitOfWork, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-    """Rows of a rule's query, with the storage's planner settings for such reads."""
+def _select(uow: UnitOfWork, sql: str, params: tuple[Any, ...], *,
+            past: bool = False) -> list[tuple[Any, ...]]:
+    """Rows of a rule's query; `past`: it reads the customers as of a past instant."""
     dialect = dialect_of(uow)
-    settings = None if dialect is None else dialect.planner_settings()
+    settings = None if dialect is None else dialect.planner_settings(past=past)
     if settings is not None:
         uow.select(settings)  # type: ignore[attr-defined]
     rows: list[tuple[Any, ...]] = uow.select(sql, params)  # type: ignore[attr-defined]
