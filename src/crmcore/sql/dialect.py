@@ -510,7 +510,7 @@ def _sqlite_real(text: str) -> str:
 INDEXED_TAGS = 24
 """Tags a kept customer state may have and still be read from the states' day index alone
 on PostgreSQL (`PostgreSQL.state_parts`): 24 of 64 characters and every other indexed
-column at its longest (4-byte characters) make an entry of about 2,450 bytes, under the
+column at its longest (4-byte characters) make an entry of about 2,050 bytes, under the
 B-tree's 2,704 (tests/postgres/test_adapter.py writes one)."""
 
 
