@@ -321,7 +321,8 @@ MIGRATIONS: tuple[tuple[sql.Step, ...], ...] = (
         "CREATE INDEX customer_states_valid_at ON customer_states "
         "(((at AT TIME ZONE 'UTC')::date - DATE '1970-01-01'), since, at) "
         "INCLUDE (customer_id, kind, tier, lifecycle, country, created_at, rule_tags) "
-        "WHERE doc IS NOT NULL AND (CASE WHEN jsonb_typeof(rule_tags) = 'array' THEN jsonb_array_length(rule_tags) ELSE 0 END) <= 24",
+        "WHERE doc IS NOT NULL AND "
+        "(CASE WHEN jsonb_typeof(rule_tags) = 'array' THEN jsonb_array_length(rule_tags) ELSE 0 END) <= 24",
         "CREATE INDEX customer_states_valid_at_wide ON customer_states "
         "(((at AT TIME ZONE 'UTC')::date - DATE '1970-01-01'), since, at) WHERE doc IS NOT NULL AND "
         "(CASE WHEN jsonb_typeof(rule_tags) = 'array' THEN jsonb_array_length(rule_tags) ELSE 0 END) > 24",
