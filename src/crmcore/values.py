@@ -87,13 +87,7 @@ def phone(value: object, field: str = "phone", region: str | None = None) -> str
         return known
     e164 = _phone(value, field, region)
     _remember(_PHONES, (value, region), e164)
-    if value == e164 and region is not None:
-        # The model's validator checks it again, without a region. Only a number given in
-        # its E.164 form is remembered as its own: a number starting with "+" parses the
-        # same in any region, but the E.164 form of a national number may read as another
-        # number once more (+97100501234567 -> +9710501234567: a national prefix stripped
-        # again), so it is left to the validator to parse, as without the memory.
-        _remember(_PHONES, (e164, None), e164)
+    _remember(_PHONES, (e164, None), e164)  # the model's validator checks it again (a fixed point)
     return e164
 
 
@@ -106,9 +100,21 @@ def _phone(value: str, field: str, region: str | None) -> str:
         raise ValidationError(field, value, f"is not a phone number: {exc}{hint}") from None
     if not phonenumbers.is_possible_number(parsed):
         raise ValidationError(field, value, "is not a possible phone number")
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    e164 = phonenumbers.format_number(parsed, _E164)
+    if e164 != value:
+        # A number starting with "+" reads the same in any region, but the E.164 form of
+        # a national number may read as another number once more (000501234567 in AE:
+        # +97100501234567, then +9710501234567, a national prefix stripped again): such
+        # a number is refused here, with the reason, not stored in a form that is not
+        # its own canonical form (the model would refuse it, saying less)
+        again = phonenumbers.format_number(phonenumbers.parse(e164, None), _E164)
+        if again != e164:
+            raise ValidationError(field, value,
+                                  f"is not a phone number: read as {e164}, which reads as {again}")
+    return e164
 
 
+_E164 = phonenumbers.PhoneNumberFormat.E164
 NORMALISED = 1 << 16
 """Normalised e-mails and phones remembered (parsing a phone costs ~17 - 40 µs; imports and
 the model's own validators see the same values again and again). Only what the functions
