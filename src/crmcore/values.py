@@ -107,7 +107,10 @@ def _phone(value: str, field: str, region: str | None) -> str:
         # +97100501234567, then +9710501234567, a national prefix stripped again): such
         # a number is refused here, with the reason, not stored in a form that is not
         # its own canonical form (the model would refuse it, saying less)
-        again = phonenumbers.format_number(phonenumbers.parse(e164, None), _E164)
+        try:
+            again = phonenumbers.format_number(phonenumbers.parse(e164, None), _E164)
+        except phonenumbers.NumberParseException as exc:
+            again = f"nothing ({exc})"
         if again != e164:
             raise ValidationError(field, value,
                                   f"is not a phone number: read as {e164}, which reads as {again}")
