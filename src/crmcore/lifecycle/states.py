@@ -86,17 +86,16 @@ def customers_at(bind: Callable[[Any], str], at: datetime, dialect: Dialect,
                  within: Sequence[int]) -> str:
     """SQL for the `customers` relation as of `at` (bound with `bind`), its states read
     from the days `within` (`days`); the columns are `COLUMNS` and `Dialect.rule_columns`."""
-    when, stored = dialect.quote("at"), dialect.instant(at)
+    when, t = dialect.quote("at"), bind(dialect.instant(at))
     columns = (*COLUMNS, *dialect.rule_columns)
     current = ", ".join(f"c0.{c}" for c in columns)
     on = dialect.epoch_day(f"s.{when}")
     sought = (dialect.one_of(on, within, bind) if len(within) <= SEEKS
               else f"({on} BETWEEN {bind(within[0])} AND {bind(within[-1])})")
-    valid = f"{sought} AND s.since <= {bind(stored)} AND s.{when} > {bind(stored)} AND s.doc IS NOT NULL"
+    valid = f"{sought} AND s.since <= {t} AND s.{when} > {t} AND s.doc IS NOT NULL"
     kept = "".join(f" UNION ALL SELECT {_kept('s', columns)} FROM {TABLE} AS s WHERE {valid}"
                    + (f" AND {part}" if part else "") for part in dialect.state_parts("s."))
-    return (f"SELECT {current} FROM customers AS c0 WHERE (c0.since IS NULL OR c0.since <= {bind(stored)})"
-            + kept)
+    return f"SELECT {current} FROM customers AS c0 WHERE (c0.since IS NULL OR c0.since <= {t})" + kept
 
 
 def kept(uow: Any) -> bool:
