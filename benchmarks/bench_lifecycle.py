@@ -191,14 +191,14 @@ def load_directly(crm: crmcore.CRM, customers: int, edits: int) -> tuple[datetim
                       f"VALUES ({', '.join('?' for _ in names)})")
             ids = range(start, min(customers, start + batch))
             d.executemany(cur, insert, [(*row(n, edits - 1, d), d.instant(at(edits - 1, n))) for n in ids])
-            for round in range(edits):
-                sql.insert_state(cur, d, [(d.instant(at(round, n)), d.instant(since(round, n)), "updated",
-                                           *row(n, round - 1, d))
-                                          for n in ids])
+            for round in range(edits):  # the change first: SQLite keeps its state in its row
                 d.executemany(cur, 'INSERT INTO history (kind, aggregate_id, version, op, "at", diff, actor) '
                               "VALUES (?, ?, ?, ?, ?, ?, ?)",
                               [("customer", f"a{n:07d}", round + 2, "updated", d.instant(at(round, n)),
                                 d.json_column('{"tier":[null,"gold"]}'), None) for n in ids])
+                sql.insert_state(cur, d, [(d.instant(at(round, n)), d.instant(since(round, n)), "updated",
+                                           *row(n, round - 1, d))
+                                          for n in ids])
     with crm.storage.transaction() as uow:
         uow.cur.execute("ANALYZE")  # type: ignore[attr-defined]  # same spelling in SQLite and PostgreSQL
     return instants(customers, edits)

@@ -191,16 +191,27 @@ def test_the_migration_backfills_the_totals_of_an_existing_base(backend: str, tm
 
 
 def _since_the_totals(migrations: Sequence[tuple[object, ...]]) -> tuple[int, list[str], list[str]]:
-    """The schema version before the totals migration, the tables it and every later
-    migration create, and the columns later ones add to older tables, as
-    "table DROP COLUMN column" (undone, so those migrations run again)."""
+    """The schema version before the totals migration, the objects it and every later
+    migration create ("VIEW name", "INDEX name" on older tables, "TABLE name"; dropped in
+    that order, a view taking the name of a table created before it), and the columns
+    later ones add to older tables, as "table DROP COLUMN column" (undone, so those
+    migrations run again)."""
     first = next(i for i, steps in enumerate(migrations)
                  if any(isinstance(s, str) and "CREATE TABLE purchase_totals" in s for s in steps))
     later = [s for steps in migrations[first:] for s in steps if isinstance(s, str)]
-    tables = [m.group(1) for s in later for m in [re.match(r"\s*CREATE TABLE (\w+)", s)] if m]
+
+    def created(kind: str) -> list[re.Match[str]]:
+        return [m for s in later for m in [re.match(rf"\s*CREATE {kind} (\w+)(?: ON (\w+))?", s)] if m]
+
+    views = [m.group(1) for m in created("VIEW")]
+    tables = [m.group(1) for m in created("TABLE") if m.group(1) not in views]
+    indexes = [m.group(1) for m in created("INDEX") if m.group(2) not in tables]
     added = (re.match(r"\s*ALTER TABLE (\w+) ADD COLUMN (?!IF NOT EXISTS)(\w+) ", s) for s in later)
-    columns = [f"{m.group(1)} DROP COLUMN {m.group(2)}" for m in added if m and m.group(1) not in tables]
-    return first, tables, columns
+    columns = [f"{m.group(1)} DROP COLUMN {m.group(2)}" for m in added
+               if m and m.group(1) not in (*views, *tables)]
+    objects = [*(f"VIEW {v}" for v in views), *(f"INDEX {i}" for i in indexes),
+               *(f"TABLE {t}" for t in (*views, *tables))]
+    return first, objects, columns
 
 
 def _forget_the_last_migration(backend: str, url: str) -> None:
@@ -210,10 +221,10 @@ def _forget_the_last_migration(backend: str, url: str) -> None:
 
         from crmcore_adapters.storage.sqlite import MIGRATIONS
 
-        version, tables, columns = _since_the_totals(MIGRATIONS)
+        version, objects, columns = _since_the_totals(MIGRATIONS)
         con = sqlite3.connect(url.removeprefix("sqlite:///"))
-        for table in tables:
-            con.execute(f"DROP TABLE {table}")
+        for kind, name in (o.split() for o in objects):
+            con.execute(f"DROP {kind} IF EXISTS {name}")
         for column in columns:
             con.execute(f"ALTER TABLE {column}")
         con.execute(f"PRAGMA user_version = {version}")
@@ -224,12 +235,12 @@ def _forget_the_last_migration(backend: str, url: str) -> None:
 
     from crmcore_adapters.storage.postgres import MIGRATIONS as PG_MIGRATIONS
 
-    version, tables, columns = _since_the_totals(PG_MIGRATIONS)
+    version, objects, columns = _since_the_totals(PG_MIGRATIONS)
     server, _, query = url.partition("?")
     schema = dict(part.split("=", 1) for part in query.split("&"))["schema"]
     with psycopg.connect(server, autocommit=True) as conn:
-        for table in tables:
-            conn.execute(f'DROP TABLE "{schema}".{table}')
+        for kind, name in (o.split() for o in objects):
+            conn.execute(f'DROP {kind} IF EXISTS "{schema}".{name}')
         for column in columns:
             conn.execute(f'ALTER TABLE "{schema}".{column}')
         conn.execute(f'UPDATE "{schema}".schema_version SET version = %s', (version,))

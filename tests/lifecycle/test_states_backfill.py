@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -133,10 +133,11 @@ def test_a_database_kept_states_before_since_migrates(tmp_path: Path) -> None:
         with crm.transaction() as uow:
             live = kept_rows(uow)
     since = next(n for n, steps in enumerate(sqlite_adapter.MIGRATIONS) if sql.backfill_since in steps)
-    assert since == len(sqlite_adapter.MIGRATIONS) - 7, "undo the later migrations below too"
+    assert since == len(sqlite_adapter.MIGRATIONS) - 8, "undo the later migrations below too"
     with sqlite3.connect(path) as conn:  # back to the schema before the migration
         # the later ones, newest first (the rule columns' and the covering index's are
         # PostgreSQL's alone)
+        states_out_of_history(conn)
         conn.execute("ALTER TABLE customers DROP COLUMN since")
         conn.execute("CREATE INDEX customer_states_valid ON customer_states (at, since)")
         conn.execute("DROP INDEX customer_states_day")
@@ -156,6 +157,33 @@ def test_a_database_kept_states_before_since_migrates(tmp_path: Path) -> None:
         half = T0 + timedelta(minutes=90)
         assert crm.customers.ids_matching('tier = "gold"', as_of=half) == ["ann"]
         assert crm.customers.ids_matching('tier = "gold"') == []
+
+
+def _migration_with(step: str, migrations: Sequence[tuple[Any, ...]]) -> int:
+    """The number of the migration that runs `step` (the schema version before it)."""
+    return next(n for n, steps in enumerate(migrations) if any(isinstance(s, str) and s.startswith(step)
+                                                                for s in steps))
+
+
+def states_out_of_history(conn: sqlite3.Connection) -> None:
+    """Undo SQLite's migration that keeps the customer states in their changes' history
+    rows: `customer_states` a table of its own again, with the indexes it had before."""
+    names = ", ".join(('seq', '"at"', "op", "customer_id", *states.COLUMNS[1:], "since"))
+    rows = conn.execute(f"SELECT {names} FROM customer_states ORDER BY seq").fetchall()
+    conn.execute("DROP VIEW customer_states")  # its triggers with it
+    conn.execute("DROP INDEX history_states_day")
+    conn.execute("DROP INDEX history_states_removed")
+    for column in ("kept", "since", *sql.WAS):
+        conn.execute(f"ALTER TABLE history DROP COLUMN {column}")
+    created = _migration_with("CREATE TABLE customer_states", sqlite_adapter.MIGRATIONS)
+    conn.execute(str(sqlite_adapter.MIGRATIONS[created][0]))
+    conn.execute("ALTER TABLE customer_states ADD COLUMN since INTEGER")
+    conn.executemany(f"INSERT INTO customer_states ({names}) VALUES ({', '.join('?' * len(rows[0]))})",
+                     rows)
+    conn.execute("CREATE INDEX customer_states_customer ON customer_states (customer_id, at, seq)")
+    conn.execute("CREATE INDEX customer_states_removed ON customer_states (at) WHERE op = 'removed'")
+    conn.execute(f"CREATE INDEX customer_states_day ON customer_states "
+                 f"({sqlite_adapter.DIALECT.epoch_day('at')}, since, at)")
 
 
 def filenode(uow: Any) -> int:
@@ -179,14 +207,15 @@ def test_a_postgres_base_kept_states_before_current_since_migrates(
             crm.customers.change("ann", tier=tier)
         with crm.transaction() as uow:
             live = current_since(uow)
-            # back to the schema before the migration (the one before the last), the last
-            # one (the covering day index, the index on since) undone first
+            # back to the schema before the migration (the one with the day index), the later
+            # one (the covering day index, the index on since) undone first; the last is
+            # SQLite's alone (its states moved into history)
             uow.cur.execute("DROP INDEX customer_states_valid_at")  # type: ignore[attr-defined]
             uow.cur.execute("DROP INDEX customer_states_valid_at_wide")  # type: ignore[attr-defined]
             uow.cur.execute("ALTER TABLE customers DROP COLUMN since")  # type: ignore[attr-defined]
             uow.cur.execute("CREATE INDEX customer_states_valid ON customer_states (at, since)")  # type: ignore[attr-defined]
-            uow.cur.execute("UPDATE schema_version SET version = %s",  # type: ignore[attr-defined]
-                            (len(postgres_adapter.MIGRATIONS) - 2,))
+            before = _migration_with("CREATE INDEX customer_states_day", postgres_adapter.MIGRATIONS)
+            uow.cur.execute("UPDATE schema_version SET version = %s", (before,))  # type: ignore[attr-defined]
             file = filenode(uow)
     assert live == [("ann", T0 + timedelta(hours=2)), ("imp", None)]
     with crmcore.open(url, clock=clock) as crm:

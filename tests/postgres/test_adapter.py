@@ -257,7 +257,7 @@ def _sqlite_schema() -> tuple[dict[str, set[str]], set[str]]:
     for statements in sqlite.MIGRATIONS:
         for statement in statements:
             sql.run_step(conn.cursor(), sqlite.DIALECT, statement)
-    tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")]
     indexes = {r[0] for r in conn.execute(
         "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")}
     columns = {
@@ -285,11 +285,16 @@ def test_every_sqlite_table_and_column_exists_here(storage: PostgresStorage) -> 
     for table in ("customers", "customer_states"):  # PostgreSQL's own, for segment rules
         assert found[table] >= set(postgres.DIALECT.rule_columns)
         found[table] -= set(postgres.DIALECT.rule_columns)
+    # SQLite's own: the states in their changes' rows (`customer_states` a view of them)
+    assert columns["history"] >= {"kept", "since", *sql.WAS}
+    columns["history"] -= {"kept", "since", *sql.WAS}
     assert found == columns
-    # PostgreSQL's own, for as-of rules: the day index carrying the columns rules test (in
-    # place of SQLite's customer_states_day) and today's rows by since
-    own = {"customer_states_valid_at", "customer_states_valid_at_wide", "customers_since"}
-    assert {str(r[0]) for r in indexes} == (secondary - {"customer_states_day"}) | own
+    # PostgreSQL's own, for as-of rules: the states' table indexes, the day index carrying
+    # the columns rules test (in place of SQLite's history_states_day) and today's rows by since
+    own = {"customer_states_customer", "customer_states_removed", "customer_states_valid_at",
+           "customer_states_valid_at_wide", "customers_since"}
+    sqlite_own = {"history_states_day", "history_states_removed"}
+    assert {str(r[0]) for r in indexes} == (secondary - sqlite_own) | own
     assert len(postgres.MIGRATIONS) == len(sqlite.MIGRATIONS)
 
 

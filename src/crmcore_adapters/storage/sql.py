@@ -1267,8 +1267,13 @@ class SqlHistory:
         if state is None:
             self.cur.execute(self.d.sql(_HISTORY_INSERT), row)
             return
-        writes = ((_HISTORY_INSERT, row), (_STATE_KEEP, state),
-                  (_SINCE_MOVE, (at, change.aggregate_id, at)))
+        since = (_SINCE_MOVE, (at, change.aggregate_id, at))
+        writes: tuple[tuple[str, Sequence[Any]], ...]
+        if self.d.states_in_history:  # the state rides in the change's own row
+            writes = ((_HISTORY_KEEP, (*row, change.aggregate_id, change.aggregate_id, *state[1:2],
+                                       *state[5:])), since)
+        else:
+            writes = ((_HISTORY_INSERT, row), (_STATE_KEEP, state), since)
         together = self.d.together(*(sql for sql, _ in writes))
         if together is None:
             for sql, params in writes:
@@ -1366,8 +1371,18 @@ _SINCE_OF = ('UPDATE customers SET since = (SELECT max(x."at") FROM customer_sta
 _KEPT_STATES = "EXISTS (SELECT 1 FROM customer_states AS y WHERE y.customer_id = customers.id)"
 """A customer added under an id removed before (not by `restore`) finds the states kept
 while it was away: today's row is valid since the last of them, not for ever."""
-_HISTORY_INSERT = ('INSERT INTO history (kind, aggregate_id, version, op, "at", diff, actor) '
-                   "VALUES (?, ?, ?, ?, ?, ?, ?)")
+_HISTORY_INTO = 'INSERT INTO history (kind, aggregate_id, version, op, "at", diff, actor'
+_HISTORY_INSERT = f"{_HISTORY_INTO}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+WAS = tuple(f"was_{column}" for column in states.COLUMNS[1:])
+"""`history` columns holding a kept state's `states.COLUMNS` (but the id: the change's
+aggregate) where the dialect keeps the states there (`Dialect.states_in_history`)."""
+_HISTORY_KEEP = (f"{_HISTORY_INTO}, kept, since, {', '.join(WAS)}) VALUES (?, ?, ?, ?, ?, ?, ?, 1, "  # noqa: S608
+                 "coalesce((SELECT c.since FROM customers AS c WHERE c.id = ?), "
+                 '(SELECT max(x."at") FROM customer_states AS x WHERE x.customer_id = ?), ?), '
+                 f"{', '.join('?' for _ in WAS)})")
+"""A customer change and the row it superseded, in one row. Its `since` is today's row's
+(the greatest "at" of the customer's states, one key lookup); a customer no longer (or
+not yet) in `customers`, removed or added again, reads it from their states."""
 
 
 def insert_state(cur: Cursor, dialect: Dialect, rows: Sequence[Sequence[Any]]) -> None:
