@@ -3,7 +3,7 @@
 SQL storages keep, beside each customer change in `history`, the customer's row as it
 was just *before* the change (`customer_states`: the `customers` columns and document,
 or no document when the change was the addition; SQLite stores it in the change's own
-`history` row and reads it through a view, `Dialect.states_in_history`), with the span
+`history` row and reads it through a view, `SqlUnitOfWork(states_in_history=True)`), with the span
 it was valid for:
 `since` (the latest earlier change of that customer, or `EARLIEST`) up to `at` (the
 change that superseded it). Today's row says since when it is valid too

@@ -122,12 +122,6 @@ class Dialect:
     customers-as-of relation (`lifecycle.states`) carries them through. None by default:
     rules read the document."""
 
-    states_in_history: ClassVar[bool] = False
-    """Where True, a customer change's `history` row also holds the customer's row before
-    it (columns `kept`, `since` and `was_*`; `customer_states` is a view of those rows),
-    so a change writes one table and its indexes fewer. Worth it where every B-tree a
-    change enters is a page written at commit (SQLite's WAL); False: a table of its own."""
-
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
 
@@ -387,7 +381,6 @@ class SQLite(Dialect):
 
     name = "sqlite"
     money_scale = MONEY_SCALE
-    states_in_history = True
     types = {**Dialect.types, "money": "BIGINT", "instant": "BIGINT", "date": "TEXT", "bool": "INTEGER"}
 
     def instant(self, moment: datetime) -> int:

@@ -1252,10 +1252,13 @@ class SqlHistory:
     keeps_states = True
     """Segment rules read customers as of an instant from `customer_states`, in SQL."""
 
-    def __init__(self, cur: Cursor, dialect: Dialect, superseded: Superseded | None = None) -> None:
+    def __init__(self, cur: Cursor, dialect: Dialect, superseded: Superseded | None = None, *,
+                 states_in_history: bool = False) -> None:
         self.cur = cur
         self.d = dialect
         self.superseded = superseded or Superseded()
+        self.states_in_history = states_in_history
+        """True for a schema whose `history` rows hold the customer states (`SqlUnitOfWork`)."""
 
     def append(self, change: Change) -> None:
         """The change, and for a customer the row it superseded and the `since` of today's
@@ -1269,7 +1272,7 @@ class SqlHistory:
             return
         since = (_SINCE_MOVE, (at, change.aggregate_id, at))
         writes: tuple[tuple[str, Sequence[Any]], ...]
-        if self.d.states_in_history:  # the state rides in the change's own row
+        if self.states_in_history:  # the state rides in the change's own row
             writes = ((_HISTORY_KEEP, (*row, change.aggregate_id, change.aggregate_id, *state[1:2],
                                        *state[5:])), since)
         else:
@@ -1375,7 +1378,7 @@ _HISTORY_INTO = 'INSERT INTO history (kind, aggregate_id, version, op, "at", dif
 _HISTORY_INSERT = f"{_HISTORY_INTO}) VALUES (?, ?, ?, ?, ?, ?, ?)"
 WAS = tuple(f"was_{column}" for column in states.COLUMNS[1:])
 """`history` columns holding a kept state's `states.COLUMNS` (but the id: the change's
-aggregate) where the dialect keeps the states there (`Dialect.states_in_history`)."""
+aggregate) in a schema that keeps the states there (`SqlUnitOfWork`'s `states_in_history`)."""
 _HISTORY_KEEP = (f"{_HISTORY_INTO}, kept, since, {', '.join(WAS)}) VALUES (?, ?, ?, ?, ?, ?, ?, 1, "  # noqa: S608
                  "coalesce((SELECT c.since FROM customers AS c WHERE c.id = ?), "
                  '(SELECT max(x."at") FROM customer_states AS x WHERE x.customer_id = ?), ?), '
@@ -1529,13 +1532,18 @@ class SqlUnitOfWork:
     """
 
     def __init__(self, cur: Cursor, dialect: Dialect, claim_lock: str = "", *,
-                 keyed_totals: bool = True) -> None:
+                 keyed_totals: bool = True, states_in_history: bool = False) -> None:
         self.cur = cur
         self.d = dialect
         self.dialect = dialect
         self.claim_lock = claim_lock
         self.keyed_totals = keyed_totals
         """False for a schema whose `purchase_totals` has no key (`SqlPurchases`)."""
+        self.states_in_history = states_in_history
+        """True for a schema whose `history` rows also hold the customer states, each the
+        row its change superseded (columns `kept`, `since`, `was_*`), `customer_states` a
+        view of them: a change writes one table and its indexes fewer, worth it where
+        each B-tree a change enters is a page written at commit (SQLite's WAL)."""
         self._superseded = Superseded()
         self._staff = StaffMark()
 
@@ -1650,7 +1658,7 @@ class SqlUnitOfWork:
 
     @functools.cached_property
     def history(self) -> SqlHistory:
-        return SqlHistory(self.cur, self.d, self._superseded)
+        return SqlHistory(self.cur, self.d, self._superseded, states_in_history=self.states_in_history)
 
     @functools.cached_property
     def merges(self) -> SqlMerges:

@@ -244,8 +244,8 @@ MIGRATIONS: tuple[tuple[sql.Step, ...], ...] = (
     # the index alone; SQLite's rules read the document for tags, so nothing here
     (),
     # lifecycle: a customer change's history row holds the row it superseded (`kept`, `since`,
-    # `was_*`; `Dialect.states_in_history`): a change writes two B-trees fewer, each a page at
-    # commit. `customer_states` becomes a view of those rows, writable through its triggers
+    # `was_*`; `SqlUnitOfWork(states_in_history=True)`): a change writes two B-trees fewer,
+    # each a page at commit. `customer_states` becomes a view of those rows, writable through its triggers
     # (a state inserted joins the earliest change of its customer, instant and op that holds
     # none, as each change kept its state), and the states move over that way, oldest first
     (
@@ -428,7 +428,7 @@ class SQLiteStorage:
     @contextmanager
     def transaction(self, *, readonly: bool = False) -> Iterator[sql.SqlUnitOfWork]:
         with self._begin(readonly=readonly) as cur:
-            yield sql.SqlUnitOfWork(cur, DIALECT)
+            yield sql.SqlUnitOfWork(cur, DIALECT, states_in_history=True)  # migration 16
 
     def bulk_import(self, items: Iterable[Any]) -> int:
         count = 0

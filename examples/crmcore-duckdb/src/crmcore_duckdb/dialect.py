@@ -30,8 +30,6 @@ class DuckDB(SQLite):
     translations = ("postgresql",)
     """char_length() and translate() behave as in PostgreSQL (DuckDB's lower() is not ASCII-only)."""
     reserved = SQLite.reserved | {"pivot", "unpivot", "qualify", "summarize", "describe", "show"}
-    states_in_history = False
-    """DuckDB keeps `customer_states` as a table of its own (its schema has no such view)."""
 
     def executemany(self, cursor: Cursor, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         """Plain INSERTs go in as multi-row VALUES, ROWS_PER_STATEMENT at a time: DuckDB's
