@@ -1270,7 +1270,7 @@ class SqlHistory:
         if state is None:
             self.cur.execute(self.d.sql(_HISTORY_INSERT), row)
             return
-        since = (_SINCE_MOVE, (at, change.aggregate_id, at))
+        since = (_SINCE_MOVE, (at, change.aggregate_id, at, at, change.aggregate_id, at))
         writes: tuple[tuple[str, Sequence[Any]], ...]
         if self.states_in_history:  # the state rides in the change's own row
             writes = ((_HISTORY_KEEP, (*row, change.aggregate_id, change.aggregate_id, *state[1:2],
@@ -1365,10 +1365,13 @@ _STATE_INSERT = f"{_STATE_INTO} VALUES (?, ?, {_STATE_ROW})"
 _STATE_KEEP = (f"{_STATE_INTO} VALUES (?, (SELECT coalesce(max(x.\"at\"), ?) FROM customer_states AS x "  # noqa: S608
                f"WHERE x.customer_id = ?), {_STATE_ROW})")
 """One row kept on write, its `since` read in the same statement (no round trip of its own)."""
-_SINCE_MOVE = "UPDATE customers SET since = ? WHERE id = ? AND (since IS NULL OR since < ?)"
-"""Today's row valid since the change that kept a state ("at", id, "at"): `since` is the
-greatest "at" of the customer's states, so it stays when the clock went back; a test on
-the row itself, no read of the states."""
+_SINCE_MOVE = ("UPDATE customers SET since = CASE WHEN since IS NOT NULL THEN ? ELSE coalesce(("
+               'SELECT max(x."at") FROM customer_states AS x WHERE x.customer_id = ? AND x."at" > ?), ?) '
+               "END WHERE id = ? AND (since IS NULL OR since < ?)")
+"""Today's row valid since the change that kept a state ("at", id, "at", "at", id, "at"):
+`since` is the greatest "at" of the customer's states, so it stays when the clock went
+back; a test on the row itself, the states read only where it was NULL (a customer added
+again under an id that kept states while away, whose last may be later than this change)."""
 _SINCE_OF = ('UPDATE customers SET since = (SELECT max(x."at") FROM customer_states AS x '
              "WHERE x.customer_id = customers.id)")
 _KEPT_STATES = "EXISTS (SELECT 1 FROM customer_states AS y WHERE y.customer_id = customers.id)"
@@ -1440,6 +1443,26 @@ def backfill_states(cur: Cursor, dialect: Dialect, page: int = 500) -> None:
                 latest = max(latest, at)
         insert_state(cur, dialect, rows)
         after = ids[-1]
+
+
+def check_states_pair(cur: Cursor, dialect: Dialect) -> None:
+    """Migration step (SQLite, states into their changes' rows): every kept state has a
+    change of the same customer, instant and op to go to, else the migration stops here,
+    naming the first that has none (each change kept one state; a state written by hand
+    may have no change)."""
+    cur.execute(
+        'SELECT s.customer_id, s."at", s.op FROM customer_states_moved AS s '
+        'GROUP BY s.customer_id, s."at", s.op HAVING count(*) > (SELECT count(*) FROM history AS h '
+        "WHERE h.kind = 'customer' AND h.aggregate_id = s.customer_id AND h.\"at\" = s.\"at\" "
+        "AND h.op = s.op) LIMIT 1")
+    unpaired = cur.fetchone()
+    if unpaired is not None:
+        customer, at, op = unpaired
+        raise IntegrityError(
+            f"customer_states of customer {customer!r} at {dialect.from_instant(at).isoformat()} "
+            f"({op}): more states than changes in history of that customer, instant and op, "
+            "so the states cannot move into their changes' rows; remove the extra state and "
+            "open the base again")
 
 
 def backfill_since(cur: Cursor, dialect: Dialect) -> None:
