@@ -175,6 +175,8 @@ def states_out_of_history(conn: sqlite3.Connection) -> None:
     conn.execute("DROP INDEX history_states_removed")
     conn.execute("DROP INDEX history_aggregate")
     conn.execute("CREATE INDEX history_aggregate ON history (kind, aggregate_id, seq)")
+    conn.execute("DROP INDEX history_at")
+    conn.execute("CREATE INDEX history_at ON history (kind, at)")
     for column in ("kept", "since", *sql.WAS):
         conn.execute(f"ALTER TABLE history DROP COLUMN {column}")
     created = _migration_with("CREATE TABLE customer_states", sqlite_adapter.MIGRATIONS)

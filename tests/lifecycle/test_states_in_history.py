@@ -70,9 +70,10 @@ def test_reads_of_the_states_use_their_indexes_without_statistics(tmp_path: Path
         with crm.transaction() as uow:
             d = uow.dialect  # type: ignore[attr-defined]
             at = T0 + timedelta(days=5)
-            days = states.days(uow.select, d, at)  # type: ignore[attr-defined]
+            days = states.days(uow.select, d, at, in_history=states.in_history(uow))  # type: ignore[attr-defined]
             asof = states.customers_at(lambda value: "?", at, d, days)
             marks = asof.count("?")
+            after = uow.history._after  # type: ignore[attr-defined]
             found = {
                 "as of": plan(uow, asof, tuple(range(marks))),
                 "since": plan(uow, sql._SINCE_MOVE, (1, "c002", 1, 1, "c002", 1)),
@@ -81,13 +82,23 @@ def test_reads_of_the_states_use_their_indexes_without_statistics(tmp_path: Path
                 "removed": plan(uow, "SELECT customer_id FROM customer_states WHERE op = 'removed'"),
                 "of": plan(uow, "SELECT seq FROM history WHERE kind = ? AND aggregate_id = ? ORDER BY seq",
                            ("customer", "c002")),
+                "days": plan(uow, f"SELECT max({d.epoch_day('at')}) FROM history WHERE kept = 1"),
+                "after": plan(uow, *after(sql.SqlHistory.COLUMNS, "customer", at, "")),
+                "changed": plan(uow, *after("1", "customer", at, " LIMIT 1")),
+                "changed case": plan(uow, *after("1", "case", at, " LIMIT 1")),
             }
     assert "history_states_day" in found["as of"], found
     for read in ("since", "kept", "since of", "of"):
         assert "history_aggregate (aggregate_id=?" in found[read], (read, found[read])
     assert "history_states_removed" in found["removed"], found
-    for read, text in found.items():  # no walk of (kind, at), no read of the whole table
-        assert "history_at" not in text and not re.search(r"SCAN history(?! USING)", text), (read, text)
+    assert "history_states_day" in found["days"], found
+    for read in ("after", "changed"):  # the changes that kept no state, then those that did
+        assert "history_at (kind=? AND at>?)" in found[read] and "history_states_day" in found[read]
+    assert "history_at (kind=? AND at>?)" in found["changed case"], found
+    for read, text in found.items():  # no walk of (kind, at) for one customer, no full read
+        assert not re.search(r"SCAN history(?! USING)", text), (read, text)
+        if read not in ("after", "changed", "changed case"):
+            assert "history_at" not in text, (read, text)
 
 
 def test_a_state_with_no_change_to_go_to_stops_the_migration_naming_it(tmp_path: Path) -> None:

@@ -64,9 +64,17 @@ def day(moment: datetime) -> int:
 
 
 def days(select: Callable[[str, Sequence[Any]], Sequence[Sequence[Any]]], dialect: Dialect,
-         at: datetime) -> range:
+         at: datetime, *, in_history: bool = False) -> range:
     """The days whose states may be valid at `at`: from its day (or the first change's, if
-    later) to the latest customer change's. Every state's "at" is its change's (`history`)."""
+    later) to the latest customer change's. Every state's "at" is its change's (`history`).
+    `in_history` (`in_history(uow)`): the states are history rows, whose days their
+    index gives (the first and last, one seek each) where `history_at` has none of them."""
+    if in_history:
+        on = dialect.epoch_day(dialect.quote("at"))
+        ends = (f"(SELECT {end}({on}) FROM history WHERE kept = 1)" for end in ("min", "max"))
+        rows = select(f"SELECT {', '.join(ends)}", ())
+        first, last = rows[0] if rows else (None, None)
+        return range(0) if first is None or last is None else range(max(day(at), int(first)), int(last) + 1)
     when = dialect.quote("at")
     ends = (f"(SELECT {end}({when}) FROM history WHERE kind = 'customer')" for end in ("min", "max"))
     rows = select(f"SELECT {', '.join(ends)}", ())  # one index seek each (min and max together: a scan)
@@ -98,6 +106,11 @@ def customers_at(bind: Callable[[Any], str], at: datetime, dialect: Dialect,
     kept = "".join(f" UNION ALL SELECT {_kept('s', columns)} FROM {TABLE} AS s WHERE {valid}"
                    + (f" AND {part}" if part else "") for part in dialect.state_parts("s."))
     return f"SELECT {current} FROM customers AS c0 WHERE (c0.since IS NULL OR c0.since <= {t})" + kept
+
+
+def in_history(uow: Any) -> bool:
+    """Whether the storage keeps each state in its change's `history` row (SQLite)."""
+    return getattr(getattr(uow, "history", None), "states_in_history", False) is True
 
 
 def kept(uow: Any) -> bool:

@@ -166,7 +166,8 @@ def _then(uow: UnitOfWork, dialect: Dialect, context: Context) -> Relation | Non
     table is the table of then)."""
     if not _rewound(uow, context.now):
         return None
-    within = states.days(uow.select, dialect, context.now)  # type: ignore[attr-defined]
+    within = states.days(uow.select, dialect, context.now,  # type: ignore[attr-defined]
+                         in_history=states.in_history(uow))
     return states.relation(context.now, dialect, within)
 
 

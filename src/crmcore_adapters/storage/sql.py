@@ -1315,10 +1315,10 @@ class SqlHistory:
         return (at, self.d.instant(states.EARLIEST), change.aggregate_id, str(change.op), *row)
 
     def _changes(self, where: str, params: Sequence[Any]) -> builtins.list[Change]:
-        self.cur.execute(
-            self.d.sql(f"SELECT {self.COLUMNS} FROM history WHERE {where}"),  # noqa: S608
-            params,
-        )
+        return self._read(f"SELECT {self.COLUMNS} FROM history WHERE {where}", params)  # noqa: S608
+
+    def _read(self, select: str, params: Sequence[Any]) -> builtins.list[Change]:
+        self.cur.execute(self.d.sql(select), params)
         return [
             Change(kind, aggregate_id, int(version), op, self.d.from_instant(at),
                    diff if isinstance(diff, dict) else json.loads(diff), actor, int(seq))
@@ -1329,15 +1329,29 @@ class SqlHistory:
         return self._changes("kind = ? AND aggregate_id = ? ORDER BY seq", (kind, aggregate_id))
 
     def after(self, kind: str, at: datetime) -> builtins.list[Change]:
-        return self._changes('kind = ? AND "at" > ? ORDER BY aggregate_id, seq',
-                             (kind, self.d.instant(at)))
+        # sorted here: SQLite merges a sorted UNION ALL by scanning the table in seq order
+        changes = self._read(*self._after(self.COLUMNS, kind, at, ""))
+        return sorted(changes, key=lambda change: (change.aggregate_id, change.seq))
 
     def changed_after(self, kind: str, at: datetime) -> bool:
-        self.cur.execute(
-            self.d.sql('SELECT 1 FROM history WHERE kind = ? AND "at" > ? LIMIT 1'),
-            (kind, self.d.instant(at)),
-        )
+        self.cur.execute(*self._after("1", kind, at, " LIMIT 1"))
         return self.cur.fetchone() is not None
+
+    def _after(self, columns: str, kind: str, at: datetime, tail: str) -> tuple[str, tuple[Any, ...]]:
+        """A SELECT of `columns` of the `kind` changes after `at`, then `tail`. Where the
+        states are in history, `history_at` holds only the changes that kept none: those
+        that kept one are found by their day (`history_states_day`), one B-tree fewer
+        for a customer change to enter."""
+        t = self.d.instant(at)
+        plain = f'SELECT {columns} FROM history WHERE kind = ? AND "at" > ?'  # noqa: S608
+        if not self.states_in_history:
+            return self.d.sql(plain + tail), (kind, t)
+        plain += " AND kept IS NULL"
+        if kind != "customer":  # only customer changes keep a state
+            return self.d.sql(plain + tail), (kind, t)
+        day = self.d.epoch_day(self.d.quote("at"))
+        kept = f'SELECT {columns} FROM history WHERE kept = 1 AND {day} >= ? AND "at" > ?'  # noqa: S608
+        return self.d.sql(f"{plain} UNION ALL {kept}{tail}"), (kind, t, states.day(at), t)
 
     def purge(self, kind: str, aggregate_id: str) -> int:
         self.cur.execute(

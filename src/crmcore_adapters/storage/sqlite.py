@@ -250,7 +250,8 @@ MIGRATIONS: tuple[tuple[sql.Step, ...], ...] = (
     # op that holds none, as each change kept its state), and the states move over that
     # way, oldest first. The view has no `kind` term (only customer changes keep one) and
     # `history_aggregate` leads with the id: a read of one customer's states seeks the id,
-    # never walks `history_at` (kind, at), which SQLite (no statistics) took for `max("at")`
+    # never walks `history_at` (kind, at), which SQLite (no statistics) took for `max("at")`.
+    # `history_at` keeps the changes that kept no state: the others are found by their day
     (
         "ALTER TABLE history ADD COLUMN kept INTEGER",
         "ALTER TABLE history ADD COLUMN since INTEGER",
@@ -311,6 +312,8 @@ MIGRATIONS: tuple[tuple[sql.Step, ...], ...] = (
         "DROP INDEX IF EXISTS history_aggregate",  # (IF EXISTS: a test replays this migration)
         "CREATE INDEX history_aggregate ON history (aggregate_id, kind, seq)",
         f"CREATE INDEX history_states_day ON history ({DIALECT.epoch_day('at')}, since, at) WHERE kept = 1",
+        "DROP INDEX IF EXISTS history_at",
+        'CREATE INDEX history_at ON history (kind, "at") WHERE kept IS NULL',  # the others: by their day
         "CREATE INDEX history_states_removed ON history (at) WHERE kept = 1 AND op = 'removed'",
     ),
 )
