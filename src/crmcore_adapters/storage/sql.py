@@ -1349,9 +1349,13 @@ class SqlHistory:
         plain += " AND kept IS NULL"
         if kind != "customer":  # only customer changes keep a state
             return self.d.sql(plain + tail), (kind, t)
+        # the later days first, one seek to the next day's first entry (a LIMIT stops there);
+        # `at`'s own day is read along (since, at) for the rows after it
         day = self.d.epoch_day(self.d.quote("at"))
-        kept = f'SELECT {columns} FROM history WHERE kept = 1 AND {day} >= ? AND "at" > ?'  # noqa: S608
-        return self.d.sql(f"{plain} UNION ALL {kept}{tail}"), (kind, t, states.day(at), t)
+        kept = f"SELECT {columns} FROM history WHERE kept = 1 AND {day} "  # noqa: S608
+        later, same = f"{kept}> ?", f'{kept}= ? AND "at" > ?'
+        return (self.d.sql(f"{plain} UNION ALL {later} UNION ALL {same}{tail}"),
+                (kind, t, states.day(at), states.day(at), t))
 
     def purge(self, kind: str, aggregate_id: str) -> int:
         self.cur.execute(
