@@ -8,7 +8,7 @@ records already built in Python, one all-or-nothing transaction), are exported t
 customers.csv and purchases.csv, and the files are imported into an empty base with
 `crmcore.io.import_file` (parse, convert, look up, upsert, batch transactions,
 checkpoints; the default batch: 1,000 records a transaction on the row path, regions of
-20,000 lines on the columnar path). Each timed step runs in its own process, so its peak RSS is its own;
+40,000 lines on the columnar path). Each timed step runs in its own process, so its peak RSS is its own;
 times are CPU seconds of the process (wall clock shown too). Prints records/s of both,
 their ratio (aim: 0.7) and the import's peak memory, which should not grow with the file.
 `--row-path` also imports the files with the columnar path off (`columnar=False`) and

@@ -33,7 +33,8 @@ _TAGS: dict[str, Any] = {
 }
 
 
-def _unstructure_attribute(value: AttributeValue) -> Any:
+def unstructure_attribute(value: AttributeValue) -> Any:
+    """A custom attribute's value as stored (tagged where JSON has no such type)."""
     if isinstance(value, Decimal):
         return {"$decimal": str(value)}
     if isinstance(value, datetime):
@@ -94,7 +95,7 @@ def converter() -> cattrs.Converter:
     conv.register_unstructure_hook(timedelta, timedelta.total_seconds)
     conv.register_structure_hook(timedelta, lambda value, _t: timedelta(seconds=value))
     conv.register_unstructure_hook_func(_is_frozenset, lambda items: sorted(items))
-    conv.register_unstructure_hook_func(lambda t: t == AttributeValue, _unstructure_attribute)
+    conv.register_unstructure_hook_func(lambda t: t == AttributeValue, unstructure_attribute)
     conv.register_structure_hook_func(lambda t: t == AttributeValue, _structure_attribute)
     conv.register_structure_hook_func(_is_scalar_union, _structure_scalar)
     return conv

@@ -67,3 +67,21 @@ def test_driver_errors_never_leak(tmp_path: Path) -> None:
     assert not isinstance(caught.value, sqlite3.Error)
     assert caught.value.__cause__ is None
     storage.close()
+
+
+def test_writers_keep_a_larger_page_cache(tmp_path: Path) -> None:
+    """An import's transactions touch the same index pages again and again: writers keep
+    `cache_mb` of them (negative `cache_size`: KiB); readers keep SQLite's default."""
+    storage = SQLiteStorage(f"sqlite:///{tmp_path}/crm.db")
+    default = SQLiteStorage(f"sqlite:///{tmp_path}/other.db?cache_mb=8")
+    with storage.transaction() as uow:
+        assert uow.select("PRAGMA cache_size") == [(-64 * 1024,)]
+    with default.transaction() as uow:
+        assert uow.select("PRAGMA cache_size") == [(-8 * 1024,)]
+    with storage.transaction(readonly=True) as uow:
+        assert uow.select("PRAGMA cache_size") == [(-2000,)]
+    storage.close()
+    default.close()
+    with pytest.raises(ValidationError) as caught:
+        SQLiteStorage(f"sqlite:///{tmp_path}/crm.db?cache_mb=-1")
+    assert caught.value.field == "url" and "cache_mb" in caught.value.reason

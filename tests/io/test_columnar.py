@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -23,6 +24,7 @@ from hypothesis import strategies as st
 import crmcore
 from crmcore.io import import_file
 from crmcore.io.importer import ImportResult
+from crmcore.io.regions import Regions
 from crmcore.scoring.totals import recount
 from tests.support import open_crm
 
@@ -253,3 +255,22 @@ def test_an_encoding_whose_bytes_are_not_ascii_takes_the_row_path(
     data = render(purchase_rows(10)).encode("utf-16")
     fast, _ = both(bases, tmp_path, data, batch=4, encoding="utf-16")
     assert fast.inserted == 5 and fast.columnar == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(alphabet='ab,;"\r\n ', max_size=60), delimiter=st.sampled_from([",", ";"]),
+       width=st.integers(1, 3))
+def test_the_plain_lines_test_never_backtracks_and_finds_what_backtracking_finds(
+        tmp_path_factory: pytest.TempPathFactory, text: str, delimiter: str, width: int) -> None:
+    """`Regions` tells plain lines with possessive quantifiers (a quoted JSON cell made the
+    backtracking form cost as much as reading the lines): a `""` pair can never end a
+    quoted cell, since no cell goes on with a quote, so both forms match the same lines."""
+    path = tmp_path_factory.mktemp("plain") / "f.csv"
+    path.write_bytes(delimiter.join(f"c{i}" for i in range(width)).encode() + b"\n")
+    with Regions(path, encoding="utf-8", delimiter=delimiter) as regions:
+        field = re.escape(delimiter.encode())
+        cell = rb'(?:"(?:[^"\r\n]|"")*"|[^"\r\n' + field + rb"]*)"
+        line = cell + (rb"(?:" + field + cell + rb"){%d}" % (width - 1))
+        backtracking = re.compile(rb"(?:" + line + rb"\r?\n)*")
+        data = text.encode()
+        assert regions._plain.match(data).end() == backtracking.match(data).end()  # type: ignore[union-attr]

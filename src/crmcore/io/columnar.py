@@ -50,9 +50,9 @@ REQUIRED = ("id", "customer_id", "ordered_at", "product", "unit_price", "currenc
 OPTIONAL = ("quantity", "category", "channel", "service_point")
 _MAX_LENGTH = {"id": 64, "customer_id": 64, "product": 100, "category": 100, "service_point": 64}
 _WHITESPACE = "".join(f"\\x{{{ord(c):x}}}" for c in map(chr, range(0x110000)) if c.isspace())
-_UNTRIMMED = f"^[{_WHITESPACE}]|[{_WHITESPACE}]$|\\x00"
+UNTRIMMED = f"^[{_WHITESPACE}]|[{_WHITESPACE}]$|\\x00"
 """Cells the row path would change (Python's `str.strip`) or refuse (NUL): left to it."""
-_UNUSUAL = f'{_UNTRIMMED}|["\\\\\\x00-\\x1f]'
+_UNUSUAL = f'{UNTRIMMED}|["\\\\\\x00-\\x1f]'
 """The cells above, and those with characters JSON escapes (a cell without any is written
 between quotes as it is)."""
 _PATTERNS = {
@@ -119,7 +119,7 @@ def _checked(table: Any, fields: Mapping[str, str]) -> tuple[dict[str, Any], boo
             if not pc.all(pc.match_substring_regex(column, pattern)).as_py():
                 return None
         elif field != "channel" and pc.any(pc.match_substring_regex(column, _UNUSUAL)).as_py():
-            if pc.any(pc.match_substring_regex(column, _UNTRIMMED)).as_py():
+            if pc.any(pc.match_substring_regex(column, UNTRIMMED)).as_py():
                 return None
             plain = False  # characters JSON escapes: the documents are written in Python
         lengths = None

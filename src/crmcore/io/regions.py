@@ -112,7 +112,9 @@ class Regions:
             self._file.close()
             raise
         field = re.escape(delimiter.encode())
-        cell = rb'(?:"(?:[^"\r\n]|"")*"|[^"\r\n' + field + rb"]*)"
+        # possessive: no backtracking into a cell (a quoted JSON cell made the plain test cost
+        # as much as reading the lines), and a line it matches the backtracking form matches too
+        cell = rb'(?:"(?:[^"\r\n]++|"")*+"|[^"\r\n' + field + rb"]*+)"
         line = cell + (rb"(?:" + field + cell + rb"){%d}" % (len(self.columns) - 1) if self.columns else b"")
         self._plain = re.compile(rb"(?:" + line + rb"\r?\n)*")
         """Lines that are each exactly one record of the header's width (Arrow's and csv's reading agree)."""

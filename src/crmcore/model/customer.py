@@ -206,8 +206,8 @@ class Customer:
         built = cls(
             id=id or v.new_id(),
             name=name,
-            emails=_dedupe(v.email(e, f"emails[{i}]") for i, e in enumerate(emails)),
-            phones=_dedupe(v.phone(p, f"phones[{i}]", region) for i, p in enumerate(phones)),
+            emails=dedupe(v.email(e, f"emails[{i}]") for i, e in enumerate(emails)),
+            phones=dedupe(v.phone(p, f"phones[{i}]", region) for i, p in enumerate(phones)),
             **fields,
         )
         if stamped:
@@ -254,7 +254,8 @@ entry goes with the object; an evolved copy is a new object, with times of its o
 id_of = id  # the builtin, under a name `new` (which takes an `id` argument) can reach
 
 
-def _dedupe(items: Iterable[str]) -> tuple[str, ...]:
+def dedupe(items: Iterable[str]) -> tuple[str, ...]:
+    """The items, each first spelling once (e-mails and phones match case-insensitively)."""
     first: dict[str, str] = {}
     for item in items:
         first.setdefault(item.lower(), item)

@@ -143,6 +143,27 @@ class EncodedPurchases:
     the latest `ordered_at` in microseconds)."""
 
 
+@attrs.frozen
+class EncodedCustomers:
+    """New customers as rows, checked and encoded by the CSV import's columnar path
+    (`crmcore.io.new_customers`), without a `Customer` object each: position i of `ids`,
+    `columns`, `created_at`, `updated_at` and `docs` is one customer at version 1, and
+    `docs[i]` is exactly `serialization.dumps` of it."""
+
+    ids: Sequence[str]
+    columns: Sequence[tuple[Any, ...]]
+    """Each customer's kind, name, tier, lifecycle, country, birth date (ISO text),
+    language and service point, as the customers table holds them."""
+    created_at: Sequence[datetime]
+    updated_at: Sequence[datetime]
+    docs: Sequence[str]
+    emails: Sequence[tuple[str, str]]
+    """(lower-cased e-mail, customer id): the lookup rows."""
+    phones: Sequence[tuple[str, str]]
+    external_ids: Sequence[tuple[str, str, str]]
+    """(source, external id, customer id)."""
+
+
 class EncodedRows(Protocol):
     """An optional capability of a SQL storage's purchases repository: store new purchases
     without model objects (`EncodedPurchases`, from the CSV import's columnar path), with
@@ -150,6 +171,14 @@ class EncodedRows(Protocol):
     records through `add_many`."""
 
     def add_encoded(self, purchases: EncodedPurchases) -> int: ...
+
+
+class EncodedCustomerRows(Protocol):
+    """An optional capability of a SQL storage's customers repository: store new customers
+    given as rows (`EncodedCustomers`, from the CSV import's columnar path), their lookup
+    rows with them, as `add_many` stores `Customer` objects."""
+
+    def add_encoded(self, customers: EncodedCustomers) -> int: ...
 
 
 class CustomerLog(CustomerRows, Protocol[T]):

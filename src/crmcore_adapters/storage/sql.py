@@ -56,7 +56,7 @@ from crmcore.model import (
     Team,
 )
 from crmcore.model.history import Change, ChangeKind, MergeRecord, Tombstone
-from crmcore.ports.storage import EncodedPurchases
+from crmcore.ports.storage import EncodedCustomers, EncodedPurchases
 from crmcore.sql.dialect import Cursor, Dialect
 from crmcore_adapters.storage import totals
 
@@ -505,6 +505,20 @@ class SqlCustomers(SqlRepository[Customer]):
         self._since_kept([item.id for item in items])
         return len(items)
 
+    def add_encoded(self, customers: EncodedCustomers) -> int:
+        """New customers given as rows (`EncodedCustomers`, the CSV import's columnar path),
+        stored as `add_many` stores `Customer` objects: one statement per table."""
+        d, c = self.d, customers
+        rows = [(key, 1, *columns, d.instant(created), d.instant(updated), d.json_column(doc))
+                for key, columns, created, updated, doc
+                in zip(c.ids, c.columns, c.created_at, c.updated_at, c.docs, strict=True)]
+        d.executemany(self.cur, insert_sql(self.t, d), rows)
+        for sql, found in zip(INDEX_SQL, (c.emails, c.phones, c.external_ids), strict=True):
+            if found:
+                d.executemany(self.cur, sql, list(found))
+        self._since_kept(c.ids)
+        return len(rows)
+
     def update(self, item: Customer) -> Customer:
         before = self._replaced(item)
         stored = super().update(item)
@@ -863,16 +877,19 @@ class SqlAutomationRuns:
         return [_load_doc(row[0], AutomationRun) for row in self.cur.fetchall()]
 
 
+INDEX_SQL = ("INSERT INTO customer_emails (email, customer_id) VALUES (?, ?)",
+             "INSERT INTO customer_phones (phone, customer_id) VALUES (?, ?)",
+             "INSERT INTO customer_external_ids (source, external_id, customer_id) VALUES (?, ?, ?)")
+"""The lookup tables' inserts: e-mails (lower-cased), phones, external ids."""
+
+
 def index_rows(customers: Sequence[Customer]) -> list[tuple[str, list[tuple[str, ...]]]]:
     """Rows of the lookup tables for these customers (e-mails match case-insensitively)."""
-    return [
-        ("INSERT INTO customer_emails (email, customer_id) VALUES (?, ?)",
-         [(e.lower(), c.id) for c in customers for e in c.emails]),
-        ("INSERT INTO customer_phones (phone, customer_id) VALUES (?, ?)",
-         [(p, c.id) for c in customers for p in c.phones]),
-        ("INSERT INTO customer_external_ids (source, external_id, customer_id) VALUES (?, ?, ?)",
-         [(s, e, c.id) for c in customers for s, e in c.external_ids.items()]),
-    ]
+    return list(zip(INDEX_SQL, (
+        [(e.lower(), c.id) for c in customers for e in c.emails],
+        [(p, c.id) for c in customers for p in c.phones],
+        [(s, e, c.id) for c in customers for s, e in c.external_ids.items()],
+    ), strict=True))
 
 
 MEMBER_COLUMNS = ("campaign_id", "customer_id", "grp", "status", "at", "doc")
