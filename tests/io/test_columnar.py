@@ -8,8 +8,6 @@ purchase totals included) must be the same.
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 import tempfile
 from collections.abc import Iterator
@@ -22,11 +20,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import crmcore
-from crmcore.io import import_file
 from crmcore.io.importer import ImportResult
 from crmcore.io.regions import Regions
 from crmcore.scoring.totals import recount
-from tests.support import open_crm
+from tests.io import parity
 
 pytest.importorskip("pyarrow")
 
@@ -50,11 +47,7 @@ def purchase_rows(count: int, start: int = 0) -> list[tuple[str, ...]]:
 
 def render(rows: list[tuple[str, ...]], *, delimiter: str = ",", newline: str = "\n",
            header: tuple[str, ...] = HEADER) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, delimiter=delimiter, lineterminator=newline)
-    writer.writerow(header)
-    writer.writerows(rows)
-    return out.getvalue()
+    return parity.render(header, rows, delimiter=delimiter, newline=newline)
 
 
 @pytest.fixture
@@ -65,14 +58,10 @@ def bases(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[crmc
 
 def two_bases(stack: ExitStack, backend: str, folder: Path) -> tuple[crmcore.CRM, crmcore.CRM]:
     """Two fresh bases holding the same customers."""
-    pair = []
-    for side in ("columnar", "rows"):
-        (folder / side).mkdir()
-        crm = stack.enter_context(open_crm(backend, folder / side))
+    def seed(crm: crmcore.CRM) -> None:
         for name in CUSTOMERS:
             crm.customers.add(crmcore.Customer.new(name.upper(), id=name))
-        pair.append(crm)
-    return pair[0], pair[1]
+    return parity.paired(stack, backend, folder, seed)
 
 
 def stored(crm: crmcore.CRM) -> tuple[list[Any], list[Any]]:
@@ -83,28 +72,9 @@ def stored(crm: crmcore.CRM) -> tuple[list[Any], list[Any]]:
     return purchases, totals
 
 
-def outcome(result: ImportResult) -> tuple[Any, ...]:
-    return (result.inserted, result.updated, result.unchanged, result.refused, result.skipped,
-            result.ignored_columns, result.refusals, result.written)
-
-
 def both(pair: tuple[crmcore.CRM, crmcore.CRM], folder: Path, data: bytes,
          **options: Any) -> tuple[ImportResult, ImportResult]:
-    """The file imported by each path into its own base; asserts they agree in every way."""
-    source = folder / "purchases.csv"
-    source.write_bytes(data)
-    results = []
-    for crm, columnar in zip(pair, (True, False), strict=True):
-        errors = folder / f"errors-{columnar}.csv"
-        errors.unlink(missing_ok=True)
-        results.append(import_file(crm, "purchases", source, errors=errors, columnar=columnar, **options))
-    fast, slow = results
-    assert outcome(fast) == outcome(slow)
-    assert slow.columnar == 0
-    fast_errors, slow_errors = ((folder / f"errors-{c}.csv") for c in (True, False))
-    assert fast_errors.exists() == slow_errors.exists()
-    assert not fast_errors.exists() or fast_errors.read_bytes() == slow_errors.read_bytes()
-    assert repr(stored(pair[0])) == repr(stored(pair[1]))  # amounts to their decimal places
+    fast, slow = parity.both(pair, folder, "purchases", data, stored, **options)
     assert_totals_recounted(pair[0])
     return fast, slow
 
@@ -183,31 +153,14 @@ def test_dry_run_and_all_or_nothing_agree(bases: tuple[crmcore.CRM, crmcore.CRM]
     assert done.written and len(stored(bases[0])[0]) == 15
 
 
-class Stop(Exception):
-    pass
-
-
 @pytest.mark.parametrize("bases", SQL_BACKENDS, indirect=True)
 def test_an_interrupted_columnar_import_resumes(bases: tuple[crmcore.CRM, crmcore.CRM],
                                                 tmp_path: Path) -> None:
     rows = [*purchase_rows(40), HOSTILE[3], *purchase_rows(40, start=200)]
     source = tmp_path / "p.csv"
     source.write_text(render(rows), encoding="utf-8")
-    seen = []
-
-    def power_cut(position: int, size: int, done: int) -> None:
-        seen.append(done)
-        if len(seen) == 3:
-            raise Stop
-
-    crm, reference = bases
-    with pytest.raises(Stop):
-        import_file(crm, "purchases", source, batch=10, progress=power_cut)
-    result = import_file(crm, "purchases", source, batch=10, resume=True)
+    result = parity.interrupted(bases, source, "purchases", stored)
     assert result.skipped > 0
-    import_file(reference, "purchases", source, batch=10, columnar=False)
-    assert stored(crm) == stored(reference)
-    assert not (tmp_path / "p.csv.checkpoint").exists()
 
 
 cells = {

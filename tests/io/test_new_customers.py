@@ -9,8 +9,6 @@ history) must be the same.
 
 from __future__ import annotations
 
-import csv
-import io
 import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -23,9 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import crmcore
-from crmcore.io import import_file
 from crmcore.io.importer import ImportResult
-from tests.support import open_crm
+from tests.io import parity
 
 pytest.importorskip("pyarrow")
 
@@ -50,22 +47,13 @@ def customer_rows(count: int, start: int = 0) -> list[tuple[str, ...]]:
 
 
 def render(rows: list[tuple[str, ...]], *, delimiter: str = ",", newline: str = "\n") -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, delimiter=delimiter, lineterminator=newline)
-    writer.writerow(HEADER)
-    writer.writerows(rows)
-    return out.getvalue()
+    return parity.render(HEADER, rows, delimiter=delimiter, newline=newline)
 
 
 def two_bases(stack: ExitStack, backend: str, folder: Path) -> tuple[crmcore.CRM, crmcore.CRM]:
     """Two fresh bases with the same clock, each holding customer `a1` (e-mail taken@x.com)."""
-    pair = []
-    for side in ("columnar", "rows"):
-        (folder / side).mkdir()
-        crm = stack.enter_context(open_crm(backend, folder / side, clock=lambda: NOW))
-        crm.customers.add(crmcore.Customer.new("Stored", id="a1", emails=["taken@x.com"]))
-        pair.append(crm)
-    return pair[0], pair[1]
+    return parity.paired(stack, backend, folder, lambda crm: crm.customers.add(
+        crmcore.Customer.new("Stored", id="a1", emails=["taken@x.com"])), clock=lambda: NOW)
 
 
 @pytest.fixture
@@ -83,29 +71,9 @@ def stored(crm: crmcore.CRM) -> list[Any]:
             "SELECT count(*) FROM history")]
 
 
-def outcome(result: ImportResult) -> tuple[Any, ...]:
-    return (result.inserted, result.updated, result.unchanged, result.refused, result.skipped,
-            result.ignored_columns, result.refusals, result.written)
-
-
 def both(pair: tuple[crmcore.CRM, crmcore.CRM], folder: Path, data: bytes,
          **options: Any) -> tuple[ImportResult, ImportResult]:
-    """The file imported by each path into its own base; asserts they agree in every way."""
-    source = folder / "customers.csv"
-    source.write_bytes(data)
-    results = []
-    for crm, columnar in zip(pair, (True, False), strict=True):
-        errors = folder / f"errors-{columnar}.csv"
-        errors.unlink(missing_ok=True)
-        results.append(import_file(crm, "customers", source, errors=errors, columnar=columnar, **options))
-    fast, slow = results
-    assert outcome(fast) == outcome(slow)
-    assert slow.columnar == 0
-    fast_errors, slow_errors = ((folder / f"errors-{c}.csv") for c in (True, False))
-    assert fast_errors.exists() == slow_errors.exists()
-    assert not fast_errors.exists() or fast_errors.read_bytes() == slow_errors.read_bytes()
-    assert repr(stored(pair[0])) == repr(stored(pair[1]))
-    return fast, slow
+    return parity.both(pair, folder, "customers", data, stored, **options)
 
 
 @pytest.mark.parametrize("bases", SQL_BACKENDS, indirect=True)
@@ -135,30 +103,13 @@ def test_dry_run_and_all_or_nothing_agree(bases: tuple[crmcore.CRM, crmcore.CRM]
     assert fast.written and fast.columnar == 9
 
 
-class Stop(Exception):
-    pass
-
-
 @pytest.mark.parametrize("bases", SQL_BACKENDS, indirect=True)
 def test_an_interrupted_import_resumes(bases: tuple[crmcore.CRM, crmcore.CRM], tmp_path: Path) -> None:
     rows = [*customer_rows(30), ("n1", "two\nlines", *customer_rows(1, 99)[0][2:]), *customer_rows(30, 200)]
     source = tmp_path / "c.csv"
     source.write_text(render(rows), encoding="utf-8")
-    seen = []
-
-    def power_cut(position: int, size: int, done: int) -> None:
-        seen.append(done)
-        if len(seen) == 3:
-            raise Stop
-
-    crm, reference = bases
-    with pytest.raises(Stop):
-        import_file(crm, "customers", source, batch=10, progress=power_cut)
-    result = import_file(crm, "customers", source, batch=10, resume=True)
+    result = parity.interrupted(bases, source, "customers", stored)
     assert result.skipped > 0 and result.columnar > 0
-    import_file(reference, "customers", source, batch=10, columnar=False)
-    assert stored(crm) == stored(reference)
-    assert not (tmp_path / "c.csv.checkpoint").exists()
 
 
 cells = {

@@ -142,10 +142,11 @@ def _checked(table: Any, fields: Mapping[str, str]) -> tuple[dict[str, Any], boo
     return columns, plain
 
 
-def encode(data: bytes, columns: Sequence[str], delimiter: str, fields: Mapping[str, str],
-           lines: int) -> EncodedPurchases | None:
-    """The purchases of a region (`lines` plain lines of UTF-8 `data`), or None when the
-    row path must read it."""
+def read_region(data: bytes, columns: Sequence[str], delimiter: str, wanted: Sequence[str],
+                lines: int) -> Any:
+    """The `wanted` columns of a region (`lines` plain lines of UTF-8 `data`, its columns
+    named `columns`) as an Arrow table of texts, or None when Arrow reads it otherwise
+    than as `lines` rows (the row path then reads it)."""
     try:
         table = pacsv.read_csv(
             pa.py_buffer(data),
@@ -154,13 +155,20 @@ def encode(data: bytes, columns: Sequence[str], delimiter: str, fields: Mapping[
             parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=False,
                                              ignore_empty_lines=False),
             convert_options=pacsv.ConvertOptions(
-                include_columns=list(dict.fromkeys(fields.values())),
-                column_types={column: pa.string() for column in fields.values()},
+                include_columns=list(wanted), column_types={column: pa.string() for column in wanted},
                 strings_can_be_null=False, quoted_strings_can_be_null=False),
         )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
-    if table.num_rows != lines:
+    return table if table.num_rows == lines else None
+
+
+def encode(data: bytes, columns: Sequence[str], delimiter: str, fields: Mapping[str, str],
+           lines: int) -> EncodedPurchases | None:
+    """The purchases of a region (`lines` plain lines of UTF-8 `data`), or None when the
+    row path must read it."""
+    table = read_region(data, columns, delimiter, list(dict.fromkeys(fields.values())), lines)
+    if table is None:
         return None
     checked = _checked(table, fields)
     if checked is None:

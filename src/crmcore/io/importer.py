@@ -370,39 +370,28 @@ class _Importer:
         uow.customers.add_encoded(encoded)  # type: ignore[attr-defined]
         return True
 
-    def _write_customers(self, region: Region) -> None:
-        encoded = self._customers(region)
+    def write(self, unit: Unit) -> None:
+        """One unit in its own transaction(s)."""
+        if not isinstance(unit, Region):
+            self.write_batch(unit)
+        elif self.mapping.kind == "customers":
+            self._columnar_or_rows(unit, self._customers(unit), self._add_customers)
+        else:
+            self._columnar_or_rows(unit, self._encoded(unit), self._add_encoded)
+
+    def _columnar_or_rows(self, region: Region, encoded: Any, add: Callable[[Any, Any], bool]) -> None:
+        """The region's columns written in one transaction (`add`), or its rows read one by
+        one where the columns could not be had or were refused (their reasons then)."""
         if encoded is not None:
             try:
                 with self.crm.transaction() as uow:
-                    written = self._add_customers(uow, encoded)
+                    written = add(uow, encoded)
             except CRMError:
                 written = False
             if written:
                 self._took(len(encoded.ids))
                 return
         for chunk in _chunks(self.records(region.rows(), 0), self.batch):
-            self.write_batch(chunk)
-
-    def write(self, unit: Unit) -> None:
-        """One unit in its own transaction(s)."""
-        if not isinstance(unit, Region):
-            self.write_batch(unit)
-            return
-        if self.mapping.kind == "customers":
-            self._write_customers(unit)
-            return
-        encoded = self._encoded(unit)
-        if encoded is not None:
-            try:
-                with self.crm.transaction() as uow:
-                    written = self._add_encoded(uow, encoded)
-            except CRMError:
-                written = False
-            if written:
-                self._took(len(encoded.ids))
-                return
-        for chunk in _chunks(self.records(unit.rows(), 0), self.batch):
             self.write_batch(chunk)
 
     # ---- the row path ----

@@ -46,7 +46,6 @@ from crmcore.ports.storage import EncodedCustomers
 try:
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.csv as pacsv
 except ImportError:  # pragma: no cover - the row path serves
     pa = None
 
@@ -146,19 +145,8 @@ class Encoder:
         """The mapped columns' cells, when Arrow reads `lines` rows and no cell would be
         trimmed by the row path (or holds NUL)."""
         mapped = list(self.columns)
-        try:
-            table = pacsv.read_csv(
-                pa.py_buffer(data),
-                read_options=pacsv.ReadOptions(column_names=list(names), use_threads=False,
-                                               block_size=max(1 << 20, len(data) + 1)),
-                parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=False,
-                                                 ignore_empty_lines=False),
-                convert_options=pacsv.ConvertOptions(
-                    include_columns=mapped, column_types={column: pa.string() for column in mapped},
-                    strings_can_be_null=False, quoted_strings_can_be_null=False))
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            return None
-        if table.num_rows != lines:
+        table = columnar.read_region(data, names, delimiter, mapped, lines)
+        if table is None:
             return None
         cells = {}
         for column in mapped:
