@@ -244,11 +244,12 @@ MIGRATIONS: tuple[tuple[sql.Step, ...], ...] = (
     # the index alone; SQLite's rules read the document for tags, so nothing here
     (),
     # lifecycle: a customer change's history row holds the row it superseded (`kept`, `since`,
-    # `was_*`; `SqlUnitOfWork(states_in_history=True)`): a change writes two B-trees fewer,
-    # each a page at commit. `customer_states` becomes a view of those rows, writable through
-    # its triggers (a state inserted joins the earliest change of its customer, instant and
-    # op that holds none, as each change kept its state), and the states move over that
-    # way, oldest first. The view has no `kind` term (only customer changes keep one) and
+    # `was_*`; `SqlUnitOfWork(states_in_history=True)`): a change writes three B-trees fewer
+    # (the states' table, its customer index, `history_at`), each a page at commit.
+    # `customer_states` becomes a view of those rows, writable through its triggers (a
+    # state inserted joins the earliest change of its customer, instant and op that holds
+    # none, as each change kept its state), and the states move over that way, oldest first.
+    # The view has no `kind` term (only customer changes keep one) and
     # `history_aggregate` leads with the id: a read of one customer's states seeks the id,
     # never walks `history_at` (kind, at), which SQLite (no statistics) took for `max("at")`.
     # `history_at` keeps the changes that kept no state: the others are found by their day
