@@ -370,18 +370,23 @@ class _Importer:
         uow.customers.add_encoded(encoded)  # type: ignore[attr-defined]
         return True
 
+    def _columns(self, region: Region) -> tuple[Any, Callable[[UnitOfWork, Any], bool]]:
+        """A region's records as columns (None: the row path reads it) and what writes them."""
+        if self.mapping.kind == "customers":
+            return self._customers(region), self._add_customers
+        return self._encoded(region), self._add_encoded
+
     def write(self, unit: Unit) -> None:
         """One unit in its own transaction(s)."""
-        if not isinstance(unit, Region):
-            self.write_batch(unit)
-        elif self.mapping.kind == "customers":
-            self._columnar_or_rows(unit, self._customers(unit), self._add_customers)
+        if isinstance(unit, Region):
+            self._columnar_or_rows(unit)
         else:
-            self._columnar_or_rows(unit, self._encoded(unit), self._add_encoded)
+            self.write_batch(unit)
 
-    def _columnar_or_rows(self, region: Region, encoded: Any, add: Callable[[Any, Any], bool]) -> None:
-        """The region's columns written in one transaction (`add`), or its rows read one by
-        one where the columns could not be had or were refused (their reasons then)."""
+    def _columnar_or_rows(self, region: Region) -> None:
+        """The region's columns written in one transaction, or its rows read one by one
+        where the columns could not be had or were refused (their reasons then)."""
+        encoded, add = self._columns(region)
         if encoded is not None:
             try:
                 with self.crm.transaction() as uow:
@@ -419,17 +424,9 @@ class _Importer:
     def apply_alone(self, uow: UnitOfWork, chunk: Unit) -> None:
         """A batch of a single-transaction import (dry run, all or nothing): a storage failure
         refuses the whole import at the row it hit."""
-        if isinstance(chunk, Region) and self.mapping.kind == "customers":
-            customers = self._customers(chunk)
-            if customers is not None and self._alone(chunk, lambda: self._add_customers(uow, customers)):
-                self._took(len(customers.ids))
-                return
-            for part in _chunks(self.records(chunk.rows(), 0), self.batch):
-                self.apply_alone(uow, part)
-            return
         if isinstance(chunk, Region):
-            encoded = self._encoded(chunk)
-            if encoded is not None and self._alone(chunk, lambda: self._add_encoded(uow, encoded)):
+            encoded, add = self._columns(chunk)
+            if encoded is not None and self._alone(chunk, lambda: add(uow, encoded)):
                 self._took(len(encoded.ids))
                 return
             for part in _chunks(self.records(chunk.rows(), 0), self.batch):

@@ -301,10 +301,16 @@ def _bool(_m: ColumnMapping, cell: Any) -> bool:
     raise ValidationError("value", cell, "is not yes/no (true, false, 1, 0)")
 
 
-def _list(_m: ColumnMapping, cell: Any) -> list[str]:
+def parts(cell: Any) -> list[str]:
+    """A list cell's values (split at `LIST_SEPARATOR`, or a JSON list's items), each
+    trimmed, the empty ones dropped."""
     if isinstance(cell, list):
         return [str(item).strip() for item in cell if str(item).strip()]
     return [part.strip() for part in str(cell).split(LIST_SEPARATOR) if part.strip()]
+
+
+def _list(_m: ColumnMapping, cell: Any) -> list[str]:
+    return parts(cell)
 
 
 def _json(_m: ColumnMapping, cell: Any) -> Any:

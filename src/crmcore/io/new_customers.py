@@ -37,7 +37,7 @@ from crmcore import values as v
 from crmcore.errors import CRMError
 from crmcore.io import columnar
 from crmcore.io import records as r
-from crmcore.io.mapping import ColumnMapping, Target
+from crmcore.io.mapping import ColumnMapping, Target, parts
 from crmcore.io.sources import Row
 from crmcore.model import Consent, Customer, PostalAddress
 from crmcore.model.customer import LifecycleStage, PartyKind, dedupe
@@ -274,7 +274,5 @@ class _Rows:
 
 
 def _parts(cell: Any) -> list[str]:
-    """A list cell's values, as the row path splits it (`mapping.LIST_SEPARATOR`)."""
-    if cell is None:
-        return []
-    return [part.strip() for part in str(cell).split("|") if part.strip()]
+    """A list cell's values, as the row path splits it; none for an absent cell."""
+    return [] if cell is None else parts(cell)

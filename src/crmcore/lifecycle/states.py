@@ -69,19 +69,21 @@ def days(select: Callable[[str, Sequence[Any]], Sequence[Sequence[Any]]], dialec
     later) to the latest customer change's. Every state's "at" is its change's (`history`).
     `in_history` (`in_history(uow)`): the states are history rows, whose days their
     index gives (the first and last, one seek each) where `history_at` has none of them."""
-    if in_history:
-        on = dialect.epoch_day(dialect.quote("at"))
-        ends = (f"(SELECT {end}({on}) FROM history WHERE kept = 1)" for end in ("min", "max"))
-        rows = select(f"SELECT {', '.join(ends)}", ())
-        first, last = rows[0] if rows else (None, None)
-        return range(0) if first is None or last is None else range(max(day(at), int(first)), int(last) + 1)
     when = dialect.quote("at")
-    ends = (f"(SELECT {end}({when}) FROM history WHERE kind = 'customer')" for end in ("min", "max"))
+    if in_history:  # the kept states' days, from their index
+        of, where = dialect.epoch_day(when), "kept = 1"
+    else:
+        of, where = when, "kind = 'customer'"
+    ends = (f"(SELECT {end}({of}) FROM history WHERE {where})" for end in ("min", "max"))
     rows = select(f"SELECT {', '.join(ends)}", ())  # one index seek each (min and max together: a scan)
     first, last = rows[0] if rows else (None, None)
     if first is None or last is None:
         return range(0)
-    return range(max(day(at), day(dialect.from_instant(first))), day(dialect.from_instant(last)) + 1)
+
+    def day_of(value: Any) -> int:
+        return int(value) if in_history else day(dialect.from_instant(value))
+
+    return range(max(day(at), day_of(first)), day_of(last) + 1)
 
 
 def _kept(alias: str, columns: Sequence[str]) -> str:
