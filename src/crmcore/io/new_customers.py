@@ -27,14 +27,14 @@ whose mapping it does not cover (see there).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import attrs
 
 from crmcore import serialization
 from crmcore import values as v
-from crmcore.errors import CRMError
+from crmcore.errors import CRMError, ValidationError
 from crmcore.io import columnar
 from crmcore.io import records as r
 from crmcore.io.mapping import ColumnMapping, Target, parts
@@ -62,6 +62,19 @@ _ORDER = ("id", "name", "kind", "emails", "phones", "addresses", "birth_date", "
           "updated_at", "version", "pending", "owner", "assignment")
 """The fields of `Customer`, in the order cattrs writes them."""
 _MODEL = attrs.fields_dict(Customer)
+_CONSENT_AT = attrs.fields_dict(Consent)["at"]
+_SOME_INSTANT = datetime(2000, 1, 1, tzinfo=UTC)
+"""Any valid instant: a consent's other fields are checked with it, once per spelling."""
+_PLAIN, _TYPED_SLOT, _ADDRESS_SLOT, _ATTRIBUTE, _EXTERNAL = (object() for _ in range(5))
+"""Where a column's cell goes in `Encoder._row`."""
+
+
+def _slot(field: str) -> object:
+    if field in _ADDRESS:
+        return _ADDRESS_SLOT
+    if field in _TYPED:
+        return _TYPED_SLOT
+    return {"attributes": _ATTRIBUTE, "external_id": _EXTERNAL}.get(field, _PLAIN)
 
 
 def _fields(cls: type[Any]) -> tuple[str, ...]:
@@ -109,9 +122,14 @@ class Encoder:
         self.mapping = mapping
         self.columns = columns
         self.clock = clock
-        self.convert = {column: mapping.converter(target) for column, target in columns.items()}
+        self.slots = [(_slot(target.field), target.field, target.name, mapping.converter(target))
+                      for target in columns.values()]
+        """Per column, in order: where its cell goes, the field, the target's name, the converter."""
         self.seen: dict[str, set[Any]] = {}
         """Values each checked field has accepted (a check is a pure function of the value)."""
+        self.consents: dict[tuple[str, ...], tuple[str, str, str, str]] = {}
+        """A consent's purpose, channel, status and source, as the model wrote them, once it
+        accepted them (only its instant differs from row to row)."""
         self.first: tuple[dict[str, str], datetime] | None = None
 
     def encode(self, data: bytes, names: Sequence[str], delimiter: str,
@@ -122,13 +140,12 @@ class Encoder:
             return None
         out = _Rows()
         try:
-            for index in range(lines):
-                row = {column: values[index] for column, values in cells.items()}
+            for index, row in enumerate(zip(*cells.values(), strict=True)):
                 now = self.clock()
                 if not self._row(row, now, out):
                     return None
                 if index == 0:
-                    self.first = (row, now)
+                    self.first = (dict(zip(cells, row, strict=True)), now)
         except (CRMError, ValueError, TypeError, KeyError, r.Refused):
             return None
         emails = [email for email, _ in out.emails]
@@ -162,27 +179,26 @@ class Encoder:
             check(name, value)
             known.add(value)
 
-    def _row(self, row: dict[str, str], now: datetime, out: _Rows) -> bool:
-        """Encode one row into `out`; False when it is not a new customer this path takes."""
+    def _row(self, row: Sequence[str], now: datetime, out: _Rows) -> bool:
+        """Encode one row (its cells in the columns' order) into `out`; False when it is not
+        a new customer this path takes."""
         fields: dict[str, Any] = {}
         address: dict[str, Any] = {}
         attributes: dict[str, Any] = {}
         external: dict[str, str] = {}
-        for column, target in self.columns.items():
-            cell = row[column]
+        for (slot, name, key, convert), cell in zip(self.slots, row, strict=True):
             if not cell:
                 continue
-            name = target.field
-            if name in _ADDRESS:
-                address[name] = cell
-            elif name == "attributes":
-                attributes[target.name] = self.convert[column](cell)
-            elif name == "external_id":
-                external[target.name] = cell
-            elif name in _TYPED:
-                fields[name] = self.convert[column](cell)
-            else:
+            if slot is _PLAIN:
                 fields[name] = cell
+            elif slot is _TYPED_SLOT:
+                fields[name] = convert(cell)
+            elif slot is _ADDRESS_SLOT:
+                address[name] = cell
+            elif slot is _ATTRIBUTE:
+                attributes[key] = convert(cell)
+            else:
+                external[key] = cell
         if "id" not in fields or "name" not in fields or "other_addresses" in fields:
             return False
         plain: dict[str, Any] = {}
@@ -217,10 +233,7 @@ class Encoder:
                                for key, value in attributes.items()}
         _check("external_ids", external)
         plain["external_ids"] = external
-        consents = r._consents({"consents": fields["consents"]}) or () if "consents" in fields else ()
-        _check("consents", consents)
-        plain["consents"] = [{"purpose": c.purpose, "channel": str(c.channel), "status": str(c.status),
-                              "at": c.at.isoformat(), "source": c.source} for c in consents]
+        plain["consents"] = self._consents(fields["consents"]) if "consents" in fields else []
         plain["service_point"] = self._text("service_point", fields)
         created = _check("created_at", v.as_utc(fields.get("created_at", now)))
         updated = _check("updated_at", v.as_utc(now))
@@ -238,6 +251,33 @@ class Encoder:
         out.phones.extend((phone, key) for phone in phones)
         out.external_ids.extend((source, value, key) for source, value in external.items())
         return True
+
+    def _consents(self, records: Any) -> list[dict[str, str]]:
+        """The consents' plain data: records of the written shape (`records.written_consent`)
+        take the model's word for their purpose, channel, status and source once, and each
+        instant is converted and checked as `Consent` converts and checks it; any other
+        cell is built by the row path's builder."""
+        plain = []
+        given: list[Any] = records if records.__class__ is list else [None]  # None: not written so
+        for record in given:
+            if not r.written_consent(record):
+                consents = r._consents({"consents": records}) or ()
+                _check("consents", consents)
+                return [{"purpose": c.purpose, "channel": str(c.channel), "status": str(c.status),
+                         "at": c.at.isoformat(), "source": c.source} for c in consents]
+            key = (record["purpose"], record["channel"], record["status"], record["source"])
+            known = self.consents.get(key)
+            if known is None:
+                model = Consent(key[0], key[1], key[2], _SOME_INSTANT, key[3])
+                known = (model.purpose, str(model.channel), str(model.status), model.source)
+                self.consents[key] = known
+            at = v.as_utc(datetime.fromisoformat(record["at"]))
+            _CONSENT_AT.validator(None, _CONSENT_AT, at)  # type: ignore[misc]
+            plain.append({"purpose": known[0], "channel": known[1], "status": known[2],
+                          "at": at.isoformat(), "source": known[3]})
+        if len({(c["purpose"], c["channel"]) for c in plain}) != len(plain):
+            raise ValidationError("consents", records, "holds two answers for one purpose and channel")
+        return plain
 
     def _text(self, name: str, fields: dict[str, Any]) -> str | None:
         value = fields.get(name)

@@ -245,6 +245,12 @@ def _structured(f: dict[str, Any], field: str, cls: type[Any]) -> tuple[Any, ...
 _CONSENT_KEYS = frozenset(("purpose", "channel", "status", "at", "source"))
 
 
+def written_consent(record: Any) -> bool:
+    """A consent record of exactly the shape an export writes: a dict of five texts."""
+    return record.__class__ is dict and record.keys() == _CONSENT_KEYS \
+        and all(value.__class__ is str for value in record.values())
+
+
 def _consents(f: dict[str, Any]) -> tuple[Consent, ...] | None:
     """`_structured(f, "consents", Consent)`, with records of exactly the written shape (five
     texts) built straight, as the converter would build them; on anything else, or any
@@ -254,8 +260,7 @@ def _consents(f: dict[str, Any]) -> tuple[Consent, ...] | None:
         try:
             built = []
             for record in records:
-                if record.__class__ is not dict or record.keys() != _CONSENT_KEYS \
-                        or not all(value.__class__ is str for value in record.values()):
+                if not written_consent(record):
                     break
                 built.append(Consent(record["purpose"], record["channel"], record["status"],
                                      datetime.fromisoformat(record["at"]), record["source"]))
