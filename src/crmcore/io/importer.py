@@ -335,9 +335,7 @@ class _Importer:
         (else the row path decides: a refusal, or "unchanged")."""
         known = Known(uow)
         owners = list(dict.fromkeys(encoded.customer_ids))
-        if len(known.stored("customers", owners)) != len(owners):
-            return False
-        if known.stored("purchases", encoded.ids):
+        if known.count("customers", owners) != len(owners) or known.count("purchases", encoded.ids):
             return False
         uow.purchases.add_encoded(encoded)  # type: ignore[attr-defined]
         return True
@@ -361,7 +359,7 @@ class _Importer:
         """Write the region's customers, if none of their ids, e-mails and external ids is
         stored (else the row path decides: an update, or a refusal)."""
         known = Known(uow)
-        if known.stored("customers", encoded.ids):
+        if known.count("customers", encoded.ids):
             return False
         known.load_emails(email for email, _ in encoded.emails)
         known.load_externals((source, external) for source, external, _ in encoded.external_ids)

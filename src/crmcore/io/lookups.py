@@ -57,12 +57,13 @@ class Known:
             rows += self._uow.select(self._dialect.sql(sql.format(marks)), (*before, *part))
         return rows
 
-    def stored(self, table: str, ids: Sequence[str]) -> set[str]:
-        """Which of these ids `table` holds (a read of the keys only, no document)."""
+    def count(self, table: str, ids: Sequence[str]) -> int:
+        """How many of these ids (each given once) `table` holds: a count per `CHUNK`, no
+        row fetched (a region of purchases asks it of some 20,000 customers)."""
         if table not in TABLES:
             raise ValueError(table)
-        sql = f"SELECT id FROM {table} WHERE id IN ({{}})"  # noqa: S608 (a constant table name)
-        return {str(key) for (key,) in self._select_in(sql, ids)}
+        sql = f"SELECT COUNT(*) FROM {table} WHERE id IN ({{}})"  # noqa: S608 (a constant table name)
+        return sum(int(found) for (found,) in self._select_in(sql, ids))
 
     def load_customers(self, ids: Iterable[str]) -> None:
         wanted = [i for i in dict.fromkeys(ids) if i not in self.customers]
