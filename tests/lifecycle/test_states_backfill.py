@@ -138,6 +138,7 @@ def test_a_database_kept_states_before_since_migrates(tmp_path: Path) -> None:
         # the later ones, newest first (the rule columns' and the covering index's are
         # PostgreSQL's alone)
         conn.execute("CREATE INDEX purchases_customer ON purchases (customer_id, ordered_at)")
+        conn.execute("CREATE INDEX purchase_totals_last ON purchase_totals (last_at)")
         states_out_of_history(conn)
         conn.execute("ALTER TABLE customers DROP COLUMN since")
         conn.execute("CREATE INDEX customer_states_valid ON customer_states (at, since)")

@@ -9,11 +9,14 @@ is the row path's value as it is), and each row is then encoded straight to the 
 goes through the row path's converter for its column and the model's attrs validator for
 its field (a value seen before in the column is not checked again: the checks are pure),
 the e-mails and phones through `values.email` and `values.phone` as `Customer.new`
-normalises them, the address and consents through the row path's builders (model
-objects). What is skipped is the `Customer` object, its round trip through cattrs, the
-copy storage makes at version 1, and the row path's per-record bookkeeping. Each region's
-first customer is built by the model from the same row and must give the same document:
-a guard against the two drifting apart.
+normalises them, the address through the row path's builder (a `PostalAddress`), and
+consents of the exported shape with one `Consent` built per spelling of their purpose,
+channel, status and source, each instant through `Consent.at`'s own converter and
+validator (any other consents cell through the row path's builder). What is skipped is
+the `Customer` object, its round trip through cattrs, the copy storage makes at version
+1, and the row path's per-record bookkeeping. Each region's first customer is built by
+the model from the same row and must give the same document: a guard against the two
+drifting apart.
 
 `encode` answers None, and the importer reads the region through the row path (which
 refuses rows with their line, field and reason as always), when any row is not one this
@@ -271,7 +274,7 @@ class Encoder:
                 model = Consent(key[0], key[1], key[2], _SOME_INSTANT, key[3])
                 known = (model.purpose, str(model.channel), str(model.status), model.source)
                 self.consents[key] = known
-            at = v.as_utc(datetime.fromisoformat(record["at"]))
+            at = _CONSENT_AT.converter(datetime.fromisoformat(record["at"]))  # type: ignore[misc, operator]
             _CONSENT_AT.validator(None, _CONSENT_AT, at)  # type: ignore[misc]
             plain.append({"purpose": known[0], "channel": known[1], "status": known[2],
                           "at": at.isoformat(), "source": known[3]})
