@@ -37,7 +37,7 @@ import attrs
 
 from crmcore import serialization
 from crmcore import values as v
-from crmcore.errors import CRMError, ValidationError
+from crmcore.errors import CRMError
 from crmcore.io import columnar
 from crmcore.io import records as r
 from crmcore.io.mapping import ColumnMapping, Target, parts
@@ -259,15 +259,24 @@ class Encoder:
         """The consents' plain data: records of the written shape (`records.written_consent`)
         take the model's word for their purpose, channel, status and source once, and each
         instant is converted and checked as `Consent` converts and checks it; any other
-        cell is built by the row path's builder."""
+        cell, or two answers for one purpose and channel, is built and judged by the row
+        path's builder and the model."""
+        plain = self._written_consents(records)
+        if plain is None or len({(c["purpose"], c["channel"]) for c in plain}) != len(plain):
+            consents = r._consents({"consents": records}) or ()
+            _check("consents", consents)
+            return [{"purpose": c.purpose, "channel": str(c.channel), "status": str(c.status),
+                     "at": c.at.isoformat(), "source": c.source} for c in consents]
+        return plain
+
+    def _written_consents(self, records: Any) -> list[dict[str, str]] | None:
+        """`_consents` for a list of records of the written shape; None for any other cell."""
+        if records.__class__ is not list:
+            return None
         plain = []
-        given: list[Any] = records if records.__class__ is list else [None]  # None: not written so
-        for record in given:
+        for record in records:
             if not r.written_consent(record):
-                consents = r._consents({"consents": records}) or ()
-                _check("consents", consents)
-                return [{"purpose": c.purpose, "channel": str(c.channel), "status": str(c.status),
-                         "at": c.at.isoformat(), "source": c.source} for c in consents]
+                return None
             key = (record["purpose"], record["channel"], record["status"], record["source"])
             known = self.consents.get(key)
             if known is None:
@@ -278,8 +287,6 @@ class Encoder:
             _CONSENT_AT.validator(None, _CONSENT_AT, at)  # type: ignore[misc]
             plain.append({"purpose": known[0], "channel": known[1], "status": known[2],
                           "at": at.isoformat(), "source": known[3]})
-        if len({(c["purpose"], c["channel"]) for c in plain}) != len(plain):
-            raise ValidationError("consents", records, "holds two answers for one purpose and channel")
         return plain
 
     def _text(self, name: str, fields: dict[str, Any]) -> str | None:
